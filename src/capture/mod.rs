@@ -1,0 +1,1 @@
+//! Stage: capture (arrives with its issue).

@@ -1,0 +1,1 @@
+//! Stage: detection (the int8 engine, and the SSD box decoding).

@@ -1,0 +1,1 @@
+//! Stage: drift (arrives with its issue).

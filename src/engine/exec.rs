@@ -1,0 +1,505 @@
+//! The executor: constant folding, arena planning and the inference loop.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::error::{EngineError, OpError, Result};
+use super::graph::{const_data_bytes, Graph};
+use super::ops::{self, Kernel, OpIo};
+use super::tensor::{ConstData, DType, TensorInfo, TensorMut, TensorRef};
+
+/// Alignment of every tensor placed in the arena, in bytes.
+const ARENA_ALIGN: usize = 64;
+
+/// How the interpreter is built.
+#[derive(Clone, Debug, Default)]
+pub struct InterpreterOptions {
+    /// Give every tensor its own arena slot so that intermediate tensors can be
+    /// read after `invoke` (used by the per-layer drift analysis). Costs memory.
+    pub keep_intermediates: bool,
+}
+
+/// A model prepared for repeated inference. `invoke` allocates nothing.
+pub struct Interpreter {
+    graph: Arc<Graph>,
+    /// Tensor infos; constant-folded tensors gain `data` here.
+    tensors: Vec<TensorInfo>,
+    /// (node index, kernel) for each node that runs at inference time.
+    steps: Vec<(usize, Box<dyn Kernel>)>,
+    /// Arena byte range of each non-constant tensor.
+    place: Vec<Option<Range<usize>>>,
+    arena: Vec<u64>,
+}
+
+fn op_err(graph: &Graph, index: usize, e: OpError) -> EngineError {
+    EngineError::Operator {
+        index,
+        op: graph.nodes[index].op.name().to_string(),
+        msg: e.0,
+    }
+}
+
+fn align_up(v: usize) -> usize {
+    v.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
+}
+
+impl Interpreter {
+    pub fn new(graph: Graph) -> Result<Self> {
+        Self::with_options(graph, &InterpreterOptions::default())
+    }
+
+    pub fn with_options(graph: Graph, opts: &InterpreterOptions) -> Result<Self> {
+        let graph = Arc::new(graph);
+        let nt = graph.tensors.len();
+        let mut tensors = graph.tensors.clone();
+
+        // Data-flow check: each non-constant tensor is a graph input or produced
+        // exactly once, before it is used.
+        let mut produced = vec![false; nt];
+        for &i in &graph.inputs {
+            if i >= nt {
+                return Err(EngineError::InvalidModel(format!(
+                    "graph input index {i} out of range"
+                )));
+            }
+            produced[i] = true;
+        }
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            for &t in node.inputs.iter().flatten() {
+                if t >= nt {
+                    return Err(op_err(
+                        &graph,
+                        ni,
+                        format!("input tensor {t} out of range").into(),
+                    ));
+                }
+                if !produced[t] && !tensors[t].is_const() {
+                    return Err(op_err(
+                        &graph,
+                        ni,
+                        format!(
+                            "input tensor {t} '{}' is used before it is produced",
+                            tensors[t].name
+                        )
+                        .into(),
+                    ));
+                }
+            }
+            for &t in &node.outputs {
+                if t >= nt {
+                    return Err(op_err(
+                        &graph,
+                        ni,
+                        format!("output tensor {t} out of range").into(),
+                    ));
+                }
+                if produced[t] || tensors[t].is_const() {
+                    return Err(op_err(
+                        &graph,
+                        ni,
+                        format!("output tensor {t} '{}' is written twice", tensors[t].name).into(),
+                    ));
+                }
+                produced[t] = true;
+            }
+        }
+        for &o in &graph.outputs {
+            if o >= nt || !(produced[o] || tensors[o].is_const()) {
+                return Err(EngineError::InvalidModel(format!(
+                    "graph output {o} is never produced"
+                )));
+            }
+        }
+
+        // Build kernels; fold nodes whose inputs are all constant.
+        let mut steps: Vec<(usize, Box<dyn Kernel>)> = Vec::new();
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            // Kernels are prepared against the current tensor infos (folded constants included).
+            let ctx = ops::BuildCtx {
+                tensors: &tensors,
+                bytes: &graph.bytes,
+            };
+            let mut kernel = ops::build(&ctx, node).map_err(|e| op_err(&graph, ni, e))?;
+            let all_const = node.inputs.iter().flatten().all(|&t| tensors[t].is_const())
+                && !node
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .any(|&t| graph.inputs.contains(&t));
+            if all_const {
+                let mut outs: Vec<Vec<u64>> = node
+                    .outputs
+                    .iter()
+                    .map(|&t| vec![0u64; tensors[t].byte_len().div_ceil(8)])
+                    .collect();
+                {
+                    let mut io = OpIo {
+                        inputs: SmallVec::new(),
+                        outputs: SmallVec::new(),
+                    };
+                    for inp in &node.inputs {
+                        io.inputs.push(match inp {
+                            None => None,
+                            Some(t) => {
+                                let info = &tensors[*t];
+                                let bytes = info
+                                    .data
+                                    .as_ref()
+                                    .and_then(|d| const_data_bytes(&graph.bytes, d))
+                                    .ok_or_else(|| {
+                                        op_err(&graph, ni, "constant data out of range".into())
+                                    })?;
+                                Some(TensorRef { info, bytes })
+                            }
+                        });
+                    }
+                    for (k, buf) in outs.iter_mut().enumerate() {
+                        let info = &tensors[node.outputs[k]];
+                        let bytes =
+                            &mut bytemuck::cast_slice_mut::<u64, u8>(buf)[..info.byte_len()];
+                        io.outputs.push(TensorMut { info, bytes });
+                    }
+                    kernel.eval(&mut io).map_err(|e| op_err(&graph, ni, e))?;
+                }
+                for (k, buf) in outs.into_iter().enumerate() {
+                    let t = node.outputs[k];
+                    let len = tensors[t].byte_len();
+                    tensors[t].data = Some(ConstData::Owned(Arc::new(buf), len));
+                }
+            } else {
+                steps.push((ni, kernel));
+            }
+        }
+
+        // Lifetimes of arena tensors, in step units.
+        let nsteps = steps.len();
+        let mut first = vec![usize::MAX; nt];
+        let mut last = vec![0usize; nt];
+        for &i in &graph.inputs {
+            first[i] = 0;
+            last[i] = last[i].max(0);
+        }
+        for (s, (ni, _)) in steps.iter().enumerate() {
+            let node = &graph.nodes[*ni];
+            for &t in node.inputs.iter().flatten() {
+                if !tensors[t].is_const() {
+                    last[t] = last[t].max(s);
+                }
+            }
+            for &t in &node.outputs {
+                first[t] = first[t].min(s);
+                last[t] = last[t].max(s);
+            }
+        }
+        for &o in &graph.outputs {
+            last[o] = nsteps;
+        }
+        if opts.keep_intermediates {
+            for l in last.iter_mut() {
+                *l = nsteps;
+            }
+            for f in first.iter_mut() {
+                if *f != usize::MAX {
+                    *f = 0;
+                }
+            }
+        }
+
+        // Greedy placement, largest first, at the lowest offset that does not
+        // overlap a tensor whose lifetime intersects.
+        let mut order: Vec<usize> = (0..nt)
+            .filter(|&t| first[t] != usize::MAX && !tensors[t].is_const())
+            .collect();
+        order.sort_by_key(|&t| std::cmp::Reverse(tensors[t].byte_len()));
+        let mut place: Vec<Option<Range<usize>>> = vec![None; nt];
+        let mut placed: Vec<usize> = Vec::new();
+        let mut total = 0usize;
+        for &t in &order {
+            let size = align_up(tensors[t].byte_len().max(1));
+            let mut busy: Vec<Range<usize>> = placed
+                .iter()
+                .filter(|&&u| first[u] <= last[t] && first[t] <= last[u])
+                .filter_map(|&u| place[u].clone())
+                .collect();
+            busy.sort_by_key(|r| r.start);
+            let mut off = 0usize;
+            for r in &busy {
+                if off + size <= r.start {
+                    break;
+                }
+                off = off.max(align_up(r.end));
+            }
+            place[t] = Some(off..off + tensors[t].byte_len());
+            total = total.max(off + size);
+            placed.push(t);
+        }
+        let arena = vec![0u64; total.div_ceil(8)];
+        Ok(Interpreter {
+            graph,
+            tensors,
+            steps,
+            place,
+            arena,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Size of the activation arena in bytes.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len() * 8
+    }
+
+    pub fn input_count(&self) -> usize {
+        self.graph.inputs.len()
+    }
+
+    pub fn output_count(&self) -> usize {
+        self.graph.outputs.len()
+    }
+
+    /// Info of graph input `i`.
+    pub fn input_info(&self, i: usize) -> Result<&TensorInfo> {
+        let t = self.graph_input(i)?;
+        Ok(&self.tensors[t])
+    }
+
+    /// Info of graph output `i`.
+    pub fn output_info(&self, i: usize) -> Result<&TensorInfo> {
+        let t = self.graph_output(i)?;
+        Ok(&self.tensors[t])
+    }
+
+    fn graph_input(&self, i: usize) -> Result<usize> {
+        self.graph.inputs.get(i).copied().ok_or_else(|| {
+            EngineError::Usage(format!(
+                "input {i} out of range: model has {} inputs",
+                self.graph.inputs.len()
+            ))
+        })
+    }
+
+    fn graph_output(&self, i: usize) -> Result<usize> {
+        self.graph.outputs.get(i).copied().ok_or_else(|| {
+            EngineError::Usage(format!(
+                "output {i} out of range: model has {} outputs",
+                self.graph.outputs.len()
+            ))
+        })
+    }
+
+    /// Index of the input with this signature or tensor name.
+    pub fn input_index(&self, name: &str) -> Result<usize> {
+        find_name(
+            &self.graph,
+            &self.graph.inputs,
+            &self.graph.input_names,
+            name,
+        )
+        .ok_or_else(|| EngineError::Usage(format!("no input named '{name}'")))
+    }
+
+    /// Index of the output with this signature or tensor name.
+    pub fn output_index(&self, name: &str) -> Result<usize> {
+        find_name(
+            &self.graph,
+            &self.graph.outputs,
+            &self.graph.output_names,
+            name,
+        )
+        .ok_or_else(|| EngineError::Usage(format!("no output named '{name}'")))
+    }
+
+    /// Writable bytes of graph input `i`.
+    pub fn input_bytes_mut(&mut self, i: usize) -> Result<&mut [u8]> {
+        let t = self.graph_input(i)?;
+        let r = self.place[t]
+            .clone()
+            .ok_or_else(|| EngineError::Usage(format!("input {i} has no storage")))?;
+        Ok(&mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena)[r])
+    }
+
+    /// Copy `data` into input `i`; the length and type must match exactly.
+    pub fn set_input<T: bytemuck::Pod>(
+        &mut self,
+        i: usize,
+        dtype: DType,
+        data: &[T],
+    ) -> Result<()> {
+        let info = self.input_info(i)?;
+        if info.dtype != dtype {
+            return Err(EngineError::Usage(format!(
+                "input {i} '{}' is {}, got {}",
+                info.name,
+                info.dtype.name(),
+                dtype.name()
+            )));
+        }
+        let want = info.byte_len();
+        let src: &[u8] = bytemuck::cast_slice(data);
+        if src.len() != want {
+            return Err(EngineError::Usage(format!(
+                "input {i} '{}' takes {} bytes (shape {:?}), got {}",
+                info.name,
+                want,
+                info.shape,
+                src.len()
+            )));
+        }
+        self.input_bytes_mut(i)?.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// View of any tensor after `invoke` (constants, graph inputs/outputs, and
+    /// intermediates when built with `keep_intermediates`).
+    pub fn tensor(&self, t: usize) -> Result<TensorRef<'_>> {
+        let info = self
+            .tensors
+            .get(t)
+            .ok_or_else(|| EngineError::Usage(format!("tensor {t} out of range")))?;
+        if let Some(d) = &info.data {
+            let bytes = const_data_bytes(&self.graph.bytes, d)
+                .ok_or_else(|| EngineError::Usage(format!("tensor {t} data out of range")))?;
+            return Ok(TensorRef { info, bytes });
+        }
+        let r = self.place[t].clone().ok_or_else(|| {
+            EngineError::Usage(format!("tensor {t} '{}' has no storage", info.name))
+        })?;
+        Ok(TensorRef {
+            info,
+            bytes: &bytemuck::cast_slice::<u64, u8>(&self.arena)[r],
+        })
+    }
+
+    /// View of graph output `i` after `invoke`.
+    pub fn output(&self, i: usize) -> Result<TensorRef<'_>> {
+        let t = self.graph_output(i)?;
+        self.tensor(t)
+    }
+
+    /// Tensor infos (including constant-folded tensors).
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// Tensor indices produced at inference time, in execution order.
+    pub fn executed_outputs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps
+            .iter()
+            .flat_map(|(ni, _)| self.graph.nodes[*ni].outputs.iter().copied())
+    }
+
+    /// Run the model once.
+    pub fn invoke(&mut self) -> Result<()> {
+        let arena = bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena);
+        for (ni, kernel) in self.steps.iter_mut() {
+            let node = &self.graph.nodes[*ni];
+            let graph = &self.graph;
+            let tensors = &self.tensors;
+            let place = &self.place;
+            let res = (|| -> std::result::Result<(), OpError> {
+                // Ranges of arena operands.
+                let mut ranges: SmallVec<[(Range<usize>, i32); 12]> = SmallVec::new();
+                for (k, inp) in node.inputs.iter().enumerate() {
+                    if let Some(t) = inp {
+                        if !tensors[*t].is_const() {
+                            let r = place[*t].clone().ok_or("input has no storage")?;
+                            ranges.push((r, k as i32));
+                        }
+                    }
+                }
+                for (k, &t) in node.outputs.iter().enumerate() {
+                    let r = place[t].clone().ok_or("output has no storage")?;
+                    ranges.push((r, -(k as i32) - 1));
+                }
+                let mut ins: SmallVec<[Option<&[u8]>; 8]> =
+                    SmallVec::from_elem(None, node.inputs.len());
+                let mut outs: SmallVec<[Option<&mut [u8]>; 4]> = SmallVec::new();
+                outs.resize_with(node.outputs.len(), || None);
+                carve(arena, &mut ranges, &mut ins, &mut outs)?;
+                let mut io = OpIo {
+                    inputs: SmallVec::new(),
+                    outputs: SmallVec::new(),
+                };
+                for (k, inp) in node.inputs.iter().enumerate() {
+                    io.inputs.push(match inp {
+                        None => None,
+                        Some(t) => {
+                            let info = &tensors[*t];
+                            let bytes = match &info.data {
+                                Some(d) => const_data_bytes(&graph.bytes, d)
+                                    .ok_or("constant data out of range")?,
+                                None => ins[k].ok_or("input not carved")?,
+                            };
+                            Some(TensorRef { info, bytes })
+                        }
+                    });
+                }
+                for (k, o) in outs.into_iter().enumerate() {
+                    io.outputs.push(TensorMut {
+                        info: &tensors[node.outputs[k]],
+                        bytes: o.ok_or("output not carved")?,
+                    });
+                }
+                kernel.eval(&mut io)
+            })();
+            res.map_err(|e| op_err(&self.graph, *ni, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn find_name(graph: &Graph, idx: &[usize], sig: &[String], name: &str) -> Option<usize> {
+    if let Some(p) = sig.iter().position(|s| s == name) {
+        return Some(p);
+    }
+    idx.iter().position(|&t| graph.tensors[t].name == name)
+}
+
+/// Split `arena` into the disjoint operand slices of one operator.
+/// `ranges` holds (byte range, k) with k >= 0 for input k and k < 0 for output -k-1.
+/// Inputs that name the same tensor share one slice. Overlap between distinct
+/// ranges is a planning bug and is reported, never undefined behaviour.
+fn carve<'a>(
+    arena: &'a mut [u8],
+    ranges: &mut [(Range<usize>, i32)],
+    ins: &mut [Option<&'a [u8]>],
+    outs: &mut [Option<&'a mut [u8]>],
+) -> std::result::Result<(), OpError> {
+    ranges.sort_by_key(|(r, k)| (r.start, r.end, *k));
+    let mut rest: &'a mut [u8] = arena;
+    let mut consumed = 0usize;
+    let mut prev: Option<(Range<usize>, &'a [u8])> = None;
+    for (r, k) in ranges.iter() {
+        if let Some((pr, ps)) = &prev {
+            if pr == r && *k >= 0 {
+                ins[*k as usize] = Some(*ps);
+                continue;
+            }
+        }
+        if r.start < consumed {
+            return Err("operands overlap in the arena".into());
+        }
+        let tail = std::mem::take(&mut rest);
+        let (_, tail) = tail.split_at_mut(r.start - consumed);
+        if r.len() > tail.len() {
+            return Err("operand beyond the arena".into());
+        }
+        let (piece, tail) = tail.split_at_mut(r.len());
+        rest = tail;
+        consumed = r.end;
+        if *k >= 0 {
+            let shared: &'a [u8] = piece;
+            ins[*k as usize] = Some(shared);
+            prev = Some((r.clone(), shared));
+        } else {
+            outs[(-*k - 1) as usize] = Some(piece);
+            prev = None;
+        }
+    }
+    Ok(())
+}

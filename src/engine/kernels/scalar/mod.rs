@@ -1,0 +1,6 @@
+//! Portable scalar reference kernels.
+
+/// Reference int8 dot product.
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}

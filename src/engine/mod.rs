@@ -1,0 +1,19 @@
+//! The inference engine: loads TFLite flatbuffer models and runs them.
+//!
+//! - [`tflite`]: the flatbuffer loader (model file → [`graph::Graph`]).
+//! - [`exec`]: the executor (constant folding, arena planning, the inference loop).
+//! - [`ops`]: operator semantics (shape checks, quantization parameters).
+//! - [`kernels`]: the arithmetic, grouped by instruction set behind one dispatch point.
+
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod kernels;
+pub mod ops;
+pub mod tensor;
+pub mod tflite;
+
+pub use error::{EngineError, Result};
+pub use exec::{Interpreter, InterpreterOptions};
+pub use graph::Graph;
+pub use tensor::{DType, Quant, TensorInfo};

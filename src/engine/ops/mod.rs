@@ -1,0 +1,79 @@
+//! Operator implementations. `build` turns a graph node into a prepared
+//! [`Kernel`]: every shape, type and quantization parameter is checked there,
+//! so that `eval` cannot index out of bounds.
+
+use smallvec::SmallVec;
+
+use super::error::OpResult;
+use super::graph::{const_data_bytes, ModelBytes, Node};
+use super::tensor::{TensorInfo, TensorMut, TensorRef};
+
+/// What an operator may look at while it is prepared.
+pub struct BuildCtx<'a> {
+    pub tensors: &'a [TensorInfo],
+    pub bytes: &'a ModelBytes,
+}
+
+impl<'a> BuildCtx<'a> {
+    /// Info of tensor `t` (indices were validated by the loader).
+    pub fn info(&self, t: usize) -> OpResult<&'a TensorInfo> {
+        self.tensors
+            .get(t)
+            .ok_or_else(|| format!("tensor {t} out of range").into())
+    }
+    /// Constant data of tensor `t`, or `None` if it is computed at run time.
+    pub fn const_data(&self, t: usize) -> OpResult<Option<TensorRef<'a>>> {
+        let info = self.info(t)?;
+        match &info.data {
+            None => Ok(None),
+            Some(d) => {
+                let bytes = const_data_bytes(self.bytes, d).ok_or_else(|| {
+                    format!("tensor {t} '{}': constant data out of range", info.name)
+                })?;
+                Ok(Some(TensorRef { info, bytes }))
+            }
+        }
+    }
+    /// Input `i` of `node`, which must be present.
+    pub fn input(&self, node: &Node, i: usize) -> OpResult<&'a TensorInfo> {
+        match node.inputs.get(i) {
+            Some(Some(t)) => self.info(*t),
+            _ => Err(format!("missing input {i}").into()),
+        }
+    }
+    /// Output `i` of `node`.
+    pub fn output(&self, node: &Node, i: usize) -> OpResult<&'a TensorInfo> {
+        match node.outputs.get(i) {
+            Some(t) => self.info(*t),
+            _ => Err(format!("missing output {i}").into()),
+        }
+    }
+}
+
+/// Everything an operator sees while it runs.
+pub struct OpIo<'a> {
+    /// Input operands in node order; `None` for an omitted optional operand.
+    pub inputs: SmallVec<[Option<TensorRef<'a>>; 8]>,
+    pub outputs: SmallVec<[TensorMut<'a>; 4]>,
+}
+
+impl<'a> OpIo<'a> {
+    /// Input `i`, which must be present.
+    pub fn input(&self, i: usize) -> OpResult<TensorRef<'a>> {
+        match self.inputs.get(i) {
+            Some(Some(t)) => Ok(*t),
+            _ => Err(format!("missing input {i}").into()),
+        }
+    }
+}
+
+/// A prepared operator.
+pub trait Kernel: Send {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()>;
+}
+
+/// Prepare the kernel of `node`.
+pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
+    let _ = ctx;
+    Err(format!("operator {} is not implemented", node.op.name()).into())
+}

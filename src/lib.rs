@@ -1,0 +1,16 @@
+//! edgecam: camera → int8 detector → MQTT, with a float shadow model that
+//! measures quantization drift live.
+//!
+//! Stages, one module each: [`capture`] → [`preprocess`] → [`detect`] →
+//! [`postprocess`] → [`publish`], with [`drift`] beside the detector.
+//! The inference engine lives in [`engine`].
+
+pub mod capture;
+pub mod detect;
+pub mod drift;
+pub mod engine;
+pub mod npy;
+pub mod postprocess;
+pub mod preprocess;
+pub mod publish;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Stage: postprocess (arrives with its issue).

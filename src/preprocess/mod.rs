@@ -1,0 +1,1 @@
+//! Stage: preprocessing (colour conversion, resize, normalisation/quantisation).

@@ -1,0 +1,1 @@
+//! Stage: publish (arrives with its issue).

@@ -1,0 +1,20 @@
+//! Logging set-up: `tracing` with an env filter (`RUST_LOG`, default `info`),
+//! human-readable by default, JSON lines with `--log-json`.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+pub fn init(json: bool, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests) is not an error worth failing over.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
