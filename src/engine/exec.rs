@@ -179,7 +179,6 @@ impl Interpreter {
         let mut last = vec![0usize; nt];
         for &i in &graph.inputs {
             first[i] = 0;
-            last[i] = last[i].max(0);
         }
         for (s, (ni, _)) in steps.iter().enumerate() {
             let node = &graph.nodes[*ni];
