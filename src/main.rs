@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -34,7 +34,7 @@ enum Cmd {
     },
 }
 
-fn infer(model: &PathBuf, input: &PathBuf, out: &PathBuf) -> Result<()> {
+fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
     let graph = tflite::load_file(model)?;
     let mut it = Interpreter::new(graph)?;
     let x = NpyArray::read(input)?;
