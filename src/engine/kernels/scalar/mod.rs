@@ -1,4 +1,6 @@
-//! Portable scalar reference kernels.
+//! Portable scalar reference kernels: the oracle every SIMD kernel is tested against.
+
+pub mod quant;
 
 /// Reference int8 dot product.
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
