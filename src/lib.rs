@@ -14,3 +14,5 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod publish;
 pub mod telemetry;
+pub mod app;
+pub mod config;

@@ -23,6 +23,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the daemon: capture → int8 detector → MQTT (config: /etc/edgecam/edgecam.toml).
+    Run {
+        /// Configuration file (default /etc/edgecam/edgecam.toml); EDGECAM__SECTION__KEY variables override keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration (and that the model loads) without starting.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a model on one .npy input and write every output as DIR/<index>.npy.
     Infer {
         #[arg(long)]
@@ -65,10 +76,35 @@ fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+fn check_config(path: Option<&Path>) -> Result<()> {
+    let cfg = edgecam::config::Config::load(path)?;
+    let graph = tflite::load_file(&cfg.detector.model)
+        .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
+    Interpreter::new(graph).with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
+    if let (true, Some(m)) = (cfg.shadow.enabled, &cfg.shadow.model) {
+        let g = tflite::load_file(m).with_context(|| format!("shadow.model: {}", m.display()))?;
+        Interpreter::new(g).with_context(|| format!("shadow.model: {}", m.display()))?;
+    }
+    println!(
+        "configuration OK: source {:?} {}, model {}, broker {}:{}, base topic {}",
+        cfg.source.kind,
+        cfg.source.uri,
+        cfg.detector.model.display(),
+        if cfg.mqtt.host.is_empty() { "(embedded)" } else { &cfg.mqtt.host },
+        cfg.mqtt.port,
+        cfg.base_topic()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     edgecam::telemetry::init(cli.log_json, cli.verbose);
     let r = match &cli.cmd {
+        Cmd::Run { config } => {
+            edgecam::config::Config::load(config.as_deref()).and_then(edgecam::app::run)
+        }
+        Cmd::CheckConfig { config } => check_config(config.as_deref()),
         Cmd::Infer { model, input, out } => infer(model, input, out),
     };
     match r {

@@ -1,1 +1,3 @@
-//! Stage: postprocess (arrives with its issue).
+//! Stage: postprocess (box decoding, non-max suppression, tracking).
+
+pub mod tracker;

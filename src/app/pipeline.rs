@@ -1,0 +1,366 @@
+//! The stage threads: capture → detect → publish, joined by bounded crossbeam
+//! channels where the latest frame wins.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::json;
+
+use super::latest::LatestSender;
+use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
+use crate::capture::{Frame, FrameSource, Read};
+use crate::config::Config;
+use crate::postprocess::tracker::{Object, Tracker};
+use crate::publish::mqtt::ConnState;
+use crate::publish::time::rfc3339;
+use crate::publish::{Message, Outbox};
+
+/// Shared run state of the stage threads.
+pub struct Shared {
+    pub stop: AtomicBool,
+    /// Set by the capture thread when a finite source has ended.
+    pub source_done: AtomicBool,
+    pub stats: Stats,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            source_done: AtomicBool::new(false),
+            stats: Stats::default(),
+        })
+    }
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Sleep up to `d`, waking early when the pipeline stops.
+fn nap(shared: &Shared, d: Duration) {
+    let end = Instant::now() + d;
+    while !shared.stopping() {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// The capture thread: opens the source (again, with back-off, after errors),
+/// paces file sources at `source.fps`, and hands frames on.
+pub fn capture_loop(cfg: &Config, mut source: Box<dyn FrameSource>, out: LatestSender<Frame>, shared: &Shared) {
+    let s = &cfg.source;
+    let period = if s.fps > 0.0 { Some(Duration::from_secs_f64(1.0 / s.fps)) } else { None };
+    let min_backoff = Duration::from_secs_f64(s.backoff_min_s);
+    let max_backoff = Duration::from_secs_f64(s.backoff_max_s);
+    let mut backoff = min_backoff;
+    let mut seq = 0u64;
+    let mut opened = false;
+    let mut next_due = Instant::now();
+    while !shared.stopping() {
+        if !opened {
+            match source.open() {
+                Ok(()) => {
+                    tracing::info!(source = %source.describe(), "source opened");
+                    opened = true;
+                    backoff = min_backoff;
+                }
+                Err(e) => {
+                    shared.stats.source_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(source = %source.describe(), "cannot open source: {e:#}; retrying in {backoff:?}");
+                    nap(shared, backoff);
+                    backoff = (backoff * 2).min(max_backoff);
+                    continue;
+                }
+            }
+        }
+        if let (Some(p), false) = (period, source.live()) {
+            let now = Instant::now();
+            if next_due > now {
+                nap(shared, next_due - now);
+            }
+            next_due = next_due.max(now - p) + p;
+        }
+        match source.read() {
+            Ok(Read::Frame(image)) => {
+                seq += 1;
+                shared.stats.captured.fetch_add(1, Ordering::Relaxed);
+                let frame = Frame {
+                    seq,
+                    ts: Instant::now(),
+                    wall: SystemTime::now(),
+                    image,
+                };
+                out.send(frame);
+                shared.stats.capture_queue.store(out.len() as u64, Ordering::Relaxed);
+                if cfg.pipeline.max_frames > 0 && seq >= cfg.pipeline.max_frames {
+                    tracing::info!(frames = seq, "pipeline.max_frames reached");
+                    shared.source_done.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+            Ok(Read::Eof) => {
+                tracing::info!(source = %source.describe(), frames = seq, "source ended");
+                shared.source_done.store(true, Ordering::SeqCst);
+                break;
+            }
+            Err(e) => {
+                shared.stats.source_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = %source.describe(), "source failed: {e:#}; reopening in {backoff:?}");
+                opened = false;
+                nap(shared, backoff);
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+        shared.stats.cpu_capture.set(thread_cpu_seconds());
+    }
+    shared.stats.cpu_capture.set(thread_cpu_seconds());
+}
+
+/// A processed frame on its way to the publisher.
+pub struct Processed {
+    pub seq: u64,
+    pub ts: Instant,
+    pub wall: SystemTime,
+    pub width: u32,
+    pub height: u32,
+    pub inference_ms: f64,
+    pub objects: Vec<Object>,
+}
+
+/// Filters of the configuration applied to decoded detections.
+pub struct Filter {
+    pub default_threshold: f32,
+    pub thresholds: BTreeMap<String, f32>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub min_area: f32,
+}
+
+impl Filter {
+    pub fn from_config(cfg: &Config) -> Self {
+        let d = &cfg.detector;
+        Filter {
+            default_threshold: d.score_threshold,
+            thresholds: d.thresholds.clone(),
+            allow: d.labels_allow.clone(),
+            deny: d.labels_deny.clone(),
+            min_area: d.min_box_area,
+        }
+    }
+    /// The lowest threshold of any label: what the decoder must keep.
+    pub fn min_threshold(&self) -> f32 {
+        self.thresholds.values().copied().fold(self.default_threshold, f32::min)
+    }
+    pub fn keep(&self, o: &Object, frame_w: u32, frame_h: u32) -> bool {
+        if !self.allow.is_empty() && !self.allow.contains(&o.label) {
+            return false;
+        }
+        if self.deny.contains(&o.label) {
+            return false;
+        }
+        let t = self.thresholds.get(&o.label).copied().unwrap_or(self.default_threshold);
+        if o.score < t {
+            return false;
+        }
+        let area = (o.bbox[2] - o.bbox[0]).max(0.0) * (o.bbox[3] - o.bbox[1]).max(0.0);
+        let frame = (frame_w as f32 * frame_h as f32).max(1.0);
+        area / frame >= self.min_area
+    }
+}
+
+/// Inference behind the detect stage (the int8 detector in the daemon; tests may substitute).
+pub trait Infer: Send {
+    /// Detect objects in `frame`, boxes in its pixels; returns inference milliseconds.
+    fn infer(&mut self, frame: &Frame, out: &mut Vec<Object>) -> Result<f64>;
+}
+
+/// The detection thread.
+pub fn detect_loop(cfg: &Config, infer: &mut dyn Infer, input: Receiver<Frame>, out: LatestSender<Processed>, shared: &Shared) {
+    let filter = Filter::from_config(cfg);
+    let min_gap = if cfg.detector.max_fps > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / cfg.detector.max_fps))
+    } else {
+        None
+    };
+    let mut last_run: Option<Instant> = None;
+    let mut objects = Vec::new();
+    loop {
+        shared.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
+        let frame = match input.recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => f,
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.stopping() || (shared.source_done.load(Ordering::SeqCst) && input.is_empty()) {
+                    break;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let (Some(gap), Some(last)) = (min_gap, last_run) {
+            if frame.ts.duration_since(last) < gap {
+                shared.stats.skipped_rate.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        last_run = Some(frame.ts);
+        objects.clear();
+        match infer.infer(&frame, &mut objects) {
+            Ok(ms) => {
+                shared.stats.inference_ms.push(ms);
+                shared.stats.processed.fetch_add(1, Ordering::Relaxed);
+                let (w, h) = frame.image.dimensions();
+                let kept: Vec<Object> = objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
+                out.send(Processed {
+                    seq: frame.seq,
+                    ts: frame.ts,
+                    wall: frame.wall,
+                    width: w,
+                    height: h,
+                    inference_ms: ms,
+                    objects: kept,
+                });
+                shared.stats.result_queue.store(out.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.stats.detect_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(seq = frame.seq, "detection failed: {e:#}");
+            }
+        }
+        shared.stats.cpu_detect.set(thread_cpu_seconds());
+    }
+    shared.stats.cpu_detect.set(thread_cpu_seconds());
+}
+
+/// What the publisher needs to know to build messages.
+pub struct PublishCtx {
+    pub base: String,
+    pub model: String,
+    pub kernels: String,
+    pub qos: u8,
+    pub retain_detections: bool,
+    pub stats_interval: Duration,
+}
+
+/// The publish thread: tracking, counts, events, stats → outbox.
+pub fn publish_loop(
+    cfg: &Config,
+    ctx: &PublishCtx,
+    input: Receiver<Processed>,
+    outbox: &Outbox,
+    conn: &ConnState,
+    shared: &Shared,
+) {
+    let mut tracker = Tracker::new(cfg.tracker.iou, cfg.tracker.max_missed, cfg.tracker.update_every);
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_stats = Instant::now();
+    let mut last_captured = 0u64;
+    let mut last_processed = 0u64;
+    let send = |topic: String, payload: Vec<u8>, retain: bool| {
+        let m = Message {
+            topic,
+            payload,
+            retain,
+            qos: ctx.qos,
+        };
+        conn.remember(&m);
+        outbox.push(m);
+    };
+    loop {
+        let r = input.recv_timeout(Duration::from_millis(100));
+        match r {
+            Ok(p) => {
+                let msg = json!({
+                    "seq": p.seq,
+                    "timestamp": rfc3339(p.wall),
+                    "frame": {"width": p.width, "height": p.height},
+                    "model": ctx.model,
+                    "inference_ms": (p.inference_ms * 1000.0).round() / 1000.0,
+                    "objects": p.objects,
+                });
+                send(format!("{}/detections", ctx.base), msg.to_string().into_bytes(), ctx.retain_detections);
+                // Counts, on change (including back to zero).
+                let mut now: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();
+                for o in &p.objects {
+                    *now.entry(o.label.clone()).or_default() += 1;
+                }
+                for (label, n) in &now {
+                    if counts.get(label) != Some(n) {
+                        send(format!("{}/counts/{label}", ctx.base), n.to_string().into_bytes(), true);
+                    }
+                }
+                counts = now;
+                for e in tracker.update(p.seq, &p.objects) {
+                    let mut v = serde_json::to_value(&e).unwrap_or_default();
+                    v["timestamp"] = json!(rfc3339(p.wall));
+                    send(format!("{}/events", ctx.base), v.to_string().into_bytes(), false);
+                }
+                shared.stats.latency_ms.push(p.ts.elapsed().as_secs_f64() * 1000.0);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        shared.stats.cpu_publish.set(thread_cpu_seconds());
+        if last_stats.elapsed() >= ctx.stats_interval {
+            let dt = last_stats.elapsed().as_secs_f64();
+            last_stats = Instant::now();
+            let st = &shared.stats;
+            let cap = st.captured.load(Ordering::Relaxed);
+            let pro = st.processed.load(Ordering::Relaxed);
+            let (p50, p95) = st.inference_ms.percentiles().unwrap_or((0.0, 0.0));
+            let (l50, l95) = st.latency_ms.percentiles().unwrap_or((0.0, 0.0));
+            let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+            let msg = json!({
+                "timestamp": rfc3339(SystemTime::now()),
+                "capture_fps": r3((cap - last_captured) as f64 / dt),
+                "processed_fps": r3((pro - last_processed) as f64 / dt),
+                "frames": {"captured": cap, "processed": pro},
+                "dropped_frames": {
+                    "capture": st.dropped_capture.load(Ordering::Relaxed),
+                    "rate_cap": st.skipped_rate.load(Ordering::Relaxed),
+                    "results": st.dropped_results.load(Ordering::Relaxed),
+                },
+                "errors": {
+                    "source": st.source_errors.load(Ordering::Relaxed),
+                    "detect": st.detect_errors.load(Ordering::Relaxed),
+                },
+                "inference_ms": {"p50": r3(p50), "p95": r3(p95)},
+                "latency_ms": {"p50": r3(l50), "p95": r3(l95)},
+                "queues": {
+                    "capture": st.capture_queue.load(Ordering::Relaxed),
+                    "results": st.result_queue.load(Ordering::Relaxed),
+                    "mqtt": outbox.len(),
+                },
+                "mqtt": {
+                    "connected": conn.connected.load(Ordering::Relaxed),
+                    "connects": conn.connects.load(Ordering::Relaxed),
+                    "dropped": outbox.dropped(),
+                },
+                "cpu_seconds": {
+                    "capture": r3(st.cpu_capture.get()),
+                    "detect": r3(st.cpu_detect.get()),
+                    "publish": r3(st.cpu_publish.get()),
+                },
+                "rss_bytes": rss_bytes(),
+                "kernels": ctx.kernels,
+                "cpu_temp_c": cpu_temperature(),
+                "uptime_s": r3(st.started.elapsed().as_secs_f64()),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            last_captured = cap;
+            last_processed = pro;
+            send(format!("{}/stats", ctx.base), msg.to_string().into_bytes(), false);
+        }
+    }
+    // Shutdown: end live tracks so subscribers see every object leave.
+    for e in tracker.finish() {
+        let v = serde_json::to_value(&e).unwrap_or_default();
+        send(format!("{}/events", ctx.base), v.to_string().into_bytes(), false);
+    }
+}

@@ -1,0 +1,158 @@
+//! Pipeline counters shared by the stage threads and the stats publisher.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A bounded window of recent samples with percentiles.
+pub struct Window {
+    samples: Mutex<VecDeque<f64>>,
+    cap: usize,
+}
+
+impl Window {
+    pub fn new(cap: usize) -> Self {
+        Window {
+            samples: Mutex::new(VecDeque::with_capacity(cap)),
+            cap,
+        }
+    }
+    pub fn push(&self, v: f64) {
+        let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if s.len() >= self.cap {
+            s.pop_front();
+        }
+        s.push_back(v);
+    }
+    /// (p50, p95) of the window, or None when empty.
+    pub fn percentiles(&self) -> Option<(f64, f64)> {
+        let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = s.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.95)))
+    }
+}
+
+/// CPU time consumed by the calling thread, in seconds (Linux /proc).
+pub fn thread_cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Resident set size of this process in bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// The board's CPU temperature in °C, where it exposes one.
+pub fn cpu_temperature() -> Option<f64> {
+    let s = std::fs::read_to_string("/sys/class/thermal/thermal_zone0/temp").ok()?;
+    Some(s.trim().parse::<f64>().ok()? / 1000.0)
+}
+
+#[derive(Default)]
+pub struct StageCpu {
+    micros: AtomicU64,
+}
+
+impl StageCpu {
+    pub fn set(&self, secs: f64) {
+        self.micros.store((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        self.micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+pub struct Stats {
+    pub started: Instant,
+    pub captured: AtomicU64,
+    /// Frames evicted between capture and detection (latest frame wins).
+    pub dropped_capture: Arc<AtomicU64>,
+    /// Frames skipped by the detection rate cap.
+    pub skipped_rate: AtomicU64,
+    /// Results evicted between detection and publishing.
+    pub dropped_results: Arc<AtomicU64>,
+    pub processed: AtomicU64,
+    pub source_errors: AtomicU64,
+    pub detect_errors: AtomicU64,
+    pub inference_ms: Window,
+    /// Capture → publish hand-off latency.
+    pub latency_ms: Window,
+    pub cpu_capture: StageCpu,
+    pub cpu_detect: StageCpu,
+    pub cpu_publish: StageCpu,
+    /// Bumped by the detection thread each loop: the watchdog's liveness signal.
+    pub heartbeat: AtomicU64,
+    pub capture_queue: AtomicU64,
+    pub result_queue: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            captured: AtomicU64::new(0),
+            dropped_capture: Arc::new(AtomicU64::new(0)),
+            skipped_rate: AtomicU64::new(0),
+            dropped_results: Arc::new(AtomicU64::new(0)),
+            processed: AtomicU64::new(0),
+            source_errors: AtomicU64::new(0),
+            detect_errors: AtomicU64::new(0),
+            inference_ms: Window::new(256),
+            latency_ms: Window::new(256),
+            cpu_capture: StageCpu::default(),
+            cpu_detect: StageCpu::default(),
+            cpu_publish: StageCpu::default(),
+            heartbeat: AtomicU64::new(0),
+            capture_queue: AtomicU64::new(0),
+            result_queue: AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_percentiles_and_bound() {
+        let w = Window::new(100);
+        assert!(w.percentiles().is_none());
+        for i in 0..1000 {
+            w.push(i as f64);
+        }
+        let (p50, p95) = w.percentiles().unwrap();
+        assert_eq!((p50, p95), (950.0, 995.0));
+    }
+
+    #[test]
+    fn process_figures_are_readable() {
+        assert!(rss_bytes() > 0);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(thread_cpu_seconds() >= 0.0);
+    }
+}

@@ -1,0 +1,96 @@
+//! Home Assistant MQTT discovery: per-label count sensors and presence binary
+//! sensors, and an inference-time sensor, all tied to one device.
+
+use serde_json::json;
+
+use super::outbox::Message;
+
+/// Discovery configs (retained) for `labels`.
+pub fn discovery(
+    discovery_prefix: &str,
+    base: &str,
+    device_id: &str,
+    labels: &[String],
+) -> Vec<Message> {
+    let device = json!({
+        "identifiers": [format!("edgecam_{device_id}")],
+        "name": format!("edgecam {device_id}"),
+        "model": "edgecam",
+        "manufacturer": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let availability = format!("{base}/availability");
+    let mut out = Vec::new();
+    let mut push = |component: &str, object_id: &str, cfg: serde_json::Value| {
+        out.push(Message {
+            topic: format!("{discovery_prefix}/{component}/{device_id}/{object_id}/config"),
+            payload: cfg.to_string().into_bytes(),
+            retain: true,
+            qos: 1,
+        });
+    };
+    for label in labels {
+        let slug: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        push(
+            "sensor",
+            &format!("{slug}_count"),
+            json!({
+                "name": format!("{label} count"),
+                "unique_id": format!("edgecam_{device_id}_{slug}_count"),
+                "state_topic": format!("{base}/counts/{label}"),
+                "availability_topic": availability,
+                "state_class": "measurement",
+                "icon": "mdi:counter",
+                "device": device,
+            }),
+        );
+        push(
+            "binary_sensor",
+            &format!("{slug}_present"),
+            json!({
+                "name": format!("{label} present"),
+                "unique_id": format!("edgecam_{device_id}_{slug}_present"),
+                "state_topic": format!("{base}/counts/{label}"),
+                "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
+                "availability_topic": availability,
+                "device_class": "occupancy",
+                "device": device,
+            }),
+        );
+    }
+    push(
+        "sensor",
+        "inference_ms",
+        json!({
+            "name": "Inference time",
+            "unique_id": format!("edgecam_{device_id}_inference_ms"),
+            "state_topic": format!("{base}/stats"),
+            "value_template": "{{ value_json.inference_ms.p50 }}",
+            "unit_of_measurement": "ms",
+            "state_class": "measurement",
+            "availability_topic": availability,
+            "device": device,
+        }),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_point_at_our_topics() {
+        let m = discovery("homeassistant", "edgecam/cam1", "cam1", &["Person".into()]);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].topic, "homeassistant/sensor/cam1/person_count/config");
+        let v: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
+        assert_eq!(v["state_topic"], "edgecam/cam1/counts/Person");
+        assert_eq!(v["availability_topic"], "edgecam/cam1/availability");
+        assert!(m.iter().all(|x| x.retain));
+        assert_eq!(m[1].topic, "homeassistant/binary_sensor/cam1/person_present/config");
+    }
+}

@@ -1,0 +1,367 @@
+//! End-to-end daemon tests against a real `mosquitto` process on a free
+//! loopback port: the bundled clip through the bundled int8 model to MQTT,
+//! broker restarts, the last will, clean shutdown and configuration errors.
+//! They run the real `edgecam` binary. On aarch64 (under qemu) they are built
+//! but not run.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgecam-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Broker {
+    child: Child,
+    port: u16,
+    conf: PathBuf,
+}
+
+impl Broker {
+    fn start(port: u16, dir: &Path) -> Broker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        Self::spawn(port, conf)
+    }
+    fn spawn(port: u16, conf: PathBuf) -> Broker {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("mosquitto is needed (scripts/test installs it)");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, port, conf }
+    }
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(self.port, self.conf.clone());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Received (topic, payload, time).
+type Msg = (String, String, Instant);
+
+/// A subscriber that reconnects by itself and forwards every message.
+fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
+    let (tx, rx) = mpsc::channel();
+    let filter = filter.to_string();
+    std::thread::spawn(move || {
+        let mut opts = MqttOptions::new(format!("test-sub-{}", free_port()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut conn) = Client::new(opts, 100);
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe(&filter, QoS::AtMostOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let body = String::from_utf8_lossy(&p.payload).into_owned();
+                    if tx.send((p.topic.clone(), body, Instant::now())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    rx
+}
+
+/// Wait until `pred` holds for a received message; returns everything received meanwhile.
+fn wait_for(rx: &mpsc::Receiver<Msg>, all: &mut Vec<Msg>, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    if all.iter().any(&pred) {
+        return true;
+    }
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(m) => {
+                let hit = pred(&m);
+                all.push(m);
+                if hit {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn write_config(dir: &Path, port: u16, device: &str, extra: &str) -> PathBuf {
+    let p = dir.join("edgecam.toml");
+    let r = root();
+    let mut f = std::fs::File::create(&p).unwrap();
+    write!(
+        f,
+        r#"
+[source]
+kind = "mjpeg"
+uri = "{clip}"
+fps = 10.0
+loop = true
+
+[detector]
+model = "{model}"
+labels = "{labels}"
+score_threshold = 0.3
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+device_id = "{device}"
+qos = 1
+stats_interval_s = 1.0
+
+[tracker]
+update_every = 2
+{extra}
+"#,
+        clip = r.join("tests/data/vtest_10s.mjpeg").display(),
+        model = r.join("models/ssd_mobilenetv2_oidv4_int8.tflite").display(),
+        labels = r.join("models/oidv4_labelmap.txt").display(),
+    )
+    .unwrap();
+    p
+}
+
+fn daemon(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
+    let dir = tmpdir("e2e");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let rx = subscribe(port, "edgecam/e2e/#");
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg = write_config(&dir, port, "e2e", "");
+    let mut child = daemon(&cfg);
+    let mut all = vec![];
+    let base = "edgecam/e2e";
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/availability") && m.1 == "online"));
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0 == format!("{base}/detections")
+            && m.1.contains("\"Person\"")),
+        "no detections with a Person arrived"
+    );
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/counts/Person")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/events") && m.1.contains("\"new\"")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/stats")));
+
+    // Payload shapes.
+    let det: serde_json::Value = serde_json::from_str(
+        &all.iter().find(|m| m.0 == format!("{base}/detections") && m.1.contains("Person")).unwrap().1,
+    )
+    .unwrap();
+    assert_eq!(det["frame"]["width"], 768);
+    assert_eq!(det["frame"]["height"], 576);
+    assert!(det["seq"].as_u64().unwrap() >= 1);
+    assert!(det["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(det["inference_ms"].as_f64().unwrap() > 0.0);
+    let obj = &det["objects"][0];
+    let b: Vec<f64> = obj["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(b[0] < b[2] && b[1] < b[3] && b[2] <= 768.0 && b[3] <= 576.0, "box {b:?}");
+    let count: u64 = all.iter().find(|m| m.0 == format!("{base}/counts/Person")).unwrap().1.parse().unwrap();
+    assert!(count >= 1);
+    let stats: serde_json::Value =
+        serde_json::from_str(&all.iter().find(|m| m.0 == format!("{base}/stats")).unwrap().1).unwrap();
+    for key in ["capture_fps", "processed_fps", "dropped_frames", "inference_ms", "queues", "kernels", "uptime_s", "version"] {
+        assert!(!stats[key].is_null(), "stats has no {key}: {stats}");
+    }
+
+    // Clean shutdown on SIGTERM: offline, exit 0, within a few seconds.
+    let t0 = Instant::now();
+    sigterm(&child);
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(10), |m| m.0 == format!("{base}/availability") && m.1 == "offline"));
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "daemon did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+fn survives_broker_restart_and_delivers_buffered_messages() {
+    let dir = tmpdir("restart");
+    let port = free_port();
+    let mut broker = Broker::start(port, &dir);
+    let rx = subscribe(port, "edgecam/restart/#");
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg = write_config(&dir, port, "restart", "");
+    let mut child = daemon(&cfg);
+    let base = "edgecam/restart";
+    let mut all = vec![];
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0 == format!("{base}/detections")));
+
+    // Broker away for 3 s while the daemon keeps processing.
+    broker.kill();
+    let down_at = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let up_at = std::time::SystemTime::now();
+    broker.restart();
+    assert!(child.try_wait().unwrap().is_none(), "daemon died while the broker was down");
+
+    // After the restart: availability online again, and detections captured
+    // while the broker was down arrive (they waited in the bounded buffer).
+    let mut after = vec![];
+    assert!(wait_for(&rx, &mut after, Duration::from_secs(60), |m| m.0 == format!("{base}/availability") && m.1 == "online"));
+    let ts = |m: &Msg| -> Option<std::time::SystemTime> {
+        let v: serde_json::Value = serde_json::from_str(&m.1).ok()?;
+        let s = v["timestamp"].as_str()?.to_string();
+        parse_rfc3339(&s)
+    };
+    let during = |m: &Msg| {
+        m.0 == format!("{base}/detections") && ts(m).map(|t| t > down_at && t < up_at).unwrap_or(false)
+    };
+    assert!(
+        wait_for(&rx, &mut after, Duration::from_secs(60), during),
+        "no detection captured during the outage was delivered after the reconnect"
+    );
+    assert!(wait_for(&rx, &mut after, Duration::from_secs(30), |m| m.0 == format!("{base}/stats")
+        && serde_json::from_str::<serde_json::Value>(&m.1).map(|v| v["mqtt"]["connects"].as_u64() >= Some(2)).unwrap_or(false)));
+    sigterm(&child);
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Minimal parser for the daemon's own `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamps.
+fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let d: Vec<i64> = date.split('-').map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let (hms, ms) = time.split_once('.')?;
+    let t: Vec<i64> = hms.split(':').map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    // days from civil (H. Hinnant)
+    let (y, m, dd) = (d[0], d[1], d[2]);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_millis(ms.parse().ok()?))
+}
+
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+fn killed_daemon_goes_offline_through_the_last_will() {
+    let dir = tmpdir("will");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let rx = subscribe(port, "edgecam/will/availability");
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg = write_config(&dir, port, "will", "");
+    let mut child = daemon(&cfg);
+    let mut all = vec![];
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.1 == "online"));
+    child.kill().unwrap(); // SIGKILL: no chance to say goodbye
+    let _ = child.wait();
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(30), |m| m.1 == "offline"),
+        "the last will did not arrive"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn check_config(text: &str) -> (bool, String) {
+    let dir = tmpdir(&format!("cfg{}", free_port()));
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "spawns the binary; built, not run, under qemu")]
+fn bad_configs_are_rejected_naming_the_key() {
+    let model = root().join("models/ssd_mobilenetv2_oidv4_int8.tflite");
+    let good = format!("[detector]\nmodel = \"{}\"\n", model.display());
+    let (ok, err) = check_config(&good);
+    assert!(ok, "a minimal valid config is accepted: {err}");
+
+    let (ok, err) = check_config(&format!("{good}[source]\nfsp = 3\n"));
+    assert!(!ok);
+    assert!(err.contains("fsp"), "unknown key named: {err}");
+
+    let (ok, err) = check_config(&format!("{good}[mqtt]\nqos = 7\n"));
+    assert!(!ok);
+    assert!(err.contains("mqtt.qos"), "invalid value named: {err}");
+
+    let (ok, err) = check_config(&format!("{good}[detector.thresholds]\nPerson = 1.5\n"));
+    assert!(!ok);
+    assert!(err.contains("detector.thresholds.Person"), "{err}");
+
+    let (ok, err) = check_config(&format!("{good}[source]\nkind = \"webcam\"\n"));
+    assert!(!ok);
+    assert!(err.contains("webcam"), "{err}");
+
+    let (ok, err) = check_config("[detector]\nmodel = \"/nonexistent/model.tflite\"\n");
+    assert!(!ok);
+    assert!(err.contains("detector.model"), "{err}");
+}
