@@ -351,8 +351,23 @@ def gen_shape_ops():
              S.BuiltinOperator.SPLIT, S.BuiltinOptions.SplitOptions, o)
 
 
+def gen_unary_float():
+    f = "unary"
+    x = np.concatenate([np.linspace(-20, 20, 401), [-9.0, -8.999, 16.6, 16.7, 0.0, -3.0, 3.0]]).astype(np.float32)
+    n = x.size
+    for opname, code in (("LOGISTIC", S.BuiltinOperator.LOGISTIC), ("TANH", S.BuiltinOperator.TANH),
+                         ("RELU", S.BuiltinOperator.RELU), ("RELU6", S.BuiltinOperator.RELU6),
+                         ("RELU_N1_TO_1", S.BuiltinOperator.RELU_N1_TO_1), ("HARD_SWISH", S.BuiltinOperator.HARD_SWISH)):
+        case(f, f"{opname.lower()}_f32", opname, {}, [T("float32", [n]), T("float32", [n])], [0], [1], [x], code)
+    o = S.LeakyReluOptionsT()
+    o.alpha = 0.1
+    case(f, "leaky_relu_f32", "LEAKY_RELU", {"alpha": 0.1}, [T("float32", [n]), T("float32", [n])], [0], [1], [x],
+         S.BuiltinOperator.LEAKY_RELU, S.BuiltinOptions.LeakyReluOptions, o)
+
+
 def main():
     gen_unary()
+    gen_unary_float()
     gen_quantize_float()
     gen_softmax()
     gen_resize()

@@ -214,3 +214,27 @@ fn binary_broadcast_float_matches_naive() {
     );
     assert!(Interpreter::new(bad).is_err());
 }
+
+#[test]
+fn concat_int8_with_differing_quantization_is_rejected_like_tflite() {
+    let mut a = t(DType::I8, &[1, 2]);
+    a.quant = Some(Quant::per_tensor(0.1, 0));
+    let mut b = t(DType::I8, &[1, 2]);
+    b.quant = Some(Quant::per_tensor(0.2, 0));
+    let mut y = t(DType::I8, &[1, 4]);
+    y.quant = Some(Quant::per_tensor(0.1, 0));
+    let g = graph(
+        vec![a, b, y],
+        vec![node(
+            Op::Concatenation {
+                axis: -1,
+                activation: edgecam::engine::graph::Activation::None,
+            },
+            &[0, 1],
+            &[2],
+        )],
+        vec![0, 1],
+        vec![2],
+    );
+    assert!(Interpreter::new(g).is_err());
+}

@@ -283,6 +283,9 @@ pub(crate) fn build_pad(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Ker
     gather_kernel(x, map, pad)
 }
 
+/// Per effective axis: (start, stop, stride, shrink, unused).
+type SliceAxes = Vec<(i64, i64, i64, bool, bool)>;
+
 /// TFLite's StridedSlice start/stop/stride of each effective axis.
 fn strided_slice_plan(
     in_shape: &[usize],
@@ -290,7 +293,7 @@ fn strided_slice_plan(
     end: &[i64],
     stride: &[i64],
     o: &StridedSliceOptions,
-) -> OpResult<(Vec<usize>, Vec<(i64, i64, i64, bool, bool)>)> {
+) -> OpResult<(Vec<usize>, SliceAxes)> {
     let n = begin.len();
     op_ensure!(
         end.len() == n && stride.len() == n,
@@ -405,7 +408,7 @@ fn strided_slice_plan(
                 } else {
                     e
                 };
-                if sp < 0 && !(o.offset && !em) {
+                if sp < 0 && (!o.offset || em) {
                     sp += size;
                 }
                 clamp(sp)

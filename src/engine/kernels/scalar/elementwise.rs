@@ -176,15 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn mul_matches_float_within_half_lsb() {
+    fn mul_matches_float_within_one_lsb() {
         let p = MulParams::new(0.05, 3, 0.1, -2, 0.02, 1, -128, 127);
         for a in -128..128 {
             for b in [-128, -7, 0, 9, 127] {
                 let real = 0.05 * (a - 3) as f64 * 0.1 * (b + 2) as f64;
                 let want = (real / 0.02 + 1.0).clamp(-128.0, 127.0);
                 let got = mul_q(&p, a, b);
+                // TFLite rounds twice (high multiply, then shift): up to one step off.
                 assert!(
-                    (got as f64 - want).abs() <= 0.5 + 1e-6,
+                    (got as f64 - want).abs() <= 1.0 + 1e-6,
                     "{a} {b} {got} {want}"
                 );
             }
