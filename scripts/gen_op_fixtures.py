@@ -239,13 +239,17 @@ def gen_binary():
         ("SUB", S.BuiltinOperator.SUB, S.BuiltinOptions.SubOptions, S.SubOptionsT),
         ("MUL", S.BuiltinOperator.MUL, S.BuiltinOptions.MulOptions, S.MulOptionsT),
     ):
-        for dt in ("float32", "int8", "uint8"):
+        for dt in ("float32", "int8", "uint8", "int32"):
             for si, (sa, sb) in enumerate(shapes):
                 for act in ("NONE", "RELU6") if si % 2 == 0 else ("RELU", "RELU_N1_TO_1"):
                     so = np.broadcast_shapes(tuple(sa), tuple(sb))
                     if dt == "float32":
                         a = rng.normal(0, 3, sa).astype(np.float32)
                         b = rng.normal(0, 3, sb).astype(np.float32)
+                        qa = qb = qo = (None, None)
+                    elif dt == "int32":
+                        a = rng.integers(-1000, 1000, sa).astype(np.int32)
+                        b = rng.integers(-1000, 1000, sb).astype(np.int32)
                         qa = qb = qo = (None, None)
                     else:
                         lo, hi, off = (-128, 128, 0) if dt == "int8" else (0, 256, 128)

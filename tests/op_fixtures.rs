@@ -225,6 +225,14 @@ fn run_file(file: &str, filter: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
                         }
                         g == w
                     }
+                    DType::I32 => {
+                        let g = got.i32().unwrap()[j] as i64;
+                        let w = w.as_i64().unwrap();
+                        if g != w && first.is_empty() {
+                            first = format!("[{j}] got {g} want {w}");
+                        }
+                        g == w
+                    }
                     d => panic!("{d:?}"),
                 };
                 if !ok {

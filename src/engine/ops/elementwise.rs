@@ -143,6 +143,7 @@ enum Kind {
 
 enum Params {
     F32 { lo: f32, hi: f32 },
+    I32 { lo: i32, hi: i32 },
     AddSub(AddSubParams),
     Mul(MulParams),
 }
@@ -168,6 +169,16 @@ impl Kernel for Binary {
                     Kind::Add => self.bc.run(a, b, o, |x, y| add_f32(x, y, lo, hi)),
                     Kind::Sub => self.bc.run(a, b, o, |x, y| sub_f32(x, y, lo, hi)),
                     Kind::Mul => self.bc.run(a, b, o, |x, y| mul_f32(x, y, lo, hi)),
+                }
+            }
+            (Params::I32 { lo, hi }, k) => {
+                let (lo, hi) = (*lo, *hi);
+                let (a, b) = (a.i32()?, b.i32()?);
+                let o = out.i32()?;
+                match k {
+                    Kind::Add => self.bc.run(a, b, o, |x, y| x.wrapping_add(y).clamp(lo, hi)),
+                    Kind::Sub => self.bc.run(a, b, o, |x, y| x.wrapping_sub(y).clamp(lo, hi)),
+                    Kind::Mul => self.bc.run(a, b, o, |x, y| x.wrapping_mul(y).clamp(lo, hi)),
                 }
             }
             (params, k) => {
@@ -220,6 +231,14 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
         DType::F32 => {
             let (lo, hi) = activation_range_f32(act)?;
             Params::F32 { lo, hi }
+        }
+        DType::I32 => {
+            let (lo, hi) = activation_range_f32(act)?;
+            let cv = |v: f32| v.clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+            Params::I32 {
+                lo: cv(lo),
+                hi: cv(hi),
+            }
         }
         DType::I8 | DType::U8 => {
             let (s1, z1, _) = q8(a)?;
