@@ -91,7 +91,7 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
             // TFLite requires the output to be 1/256 with the zero point at the bottom.
             let want_zp = if y.dtype == DType::I8 { -128 } else { 0 };
             op_ensure!(
-                so == 1.0 / 256.0 && zo == want_zp,
+                (so * 256.0 - 1.0).abs() < 1e-5 && zo == want_zp,
                 "LOGISTIC output must have scale 1/256 and zero point {want_zp}"
             );
             lut_kernel(x, y, |v| {
@@ -101,7 +101,7 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
         Op::Tanh => {
             let want_zp = if y.dtype == DType::I8 { 0 } else { 128 };
             op_ensure!(
-                so == 1.0 / 128.0 && zo == want_zp,
+                (so * 128.0 - 1.0).abs() < 1e-5 && zo == want_zp,
                 "TANH output must have scale 1/128 and zero point {want_zp}"
             );
             lut_kernel(x, y, |v| float_lut_entry(v, si, zi, so, zo, ro, tanh_f32))
