@@ -238,3 +238,47 @@ fn concat_int8_with_differing_quantization_is_rejected_like_tflite() {
     );
     assert!(Interpreter::new(g).is_err());
 }
+
+#[test]
+fn dequantize_per_channel_int8() {
+    // shape [2, 3], channels along axis 1
+    let vals: [i8; 6] = [-128, 0, 127, 5, -5, 10];
+    let mut w = konst(DType::I8, &[2, 3], bytemuck::cast_slice(&vals));
+    w.quant = Some(Quant {
+        scale: vec![0.5, 0.25, 2.0],
+        zero_point: vec![0, 1, -1],
+        axis: 1,
+    });
+    let g = graph(
+        vec![
+            w,
+            t(DType::F32, &[2, 3]),
+            t(DType::F32, &[2, 3]),
+            t(DType::F32, &[2, 3]),
+        ],
+        vec![
+            node(Op::Dequantize, &[0], &[1]),
+            node(
+                Op::Add {
+                    activation: edgecam::engine::graph::Activation::None,
+                },
+                &[1, 2],
+                &[3],
+            ),
+        ],
+        vec![2],
+        vec![3],
+    );
+    let mut it = Interpreter::new(g).unwrap();
+    it.set_input(0, DType::F32, &[0.0f32; 6]).unwrap();
+    it.invoke().unwrap();
+    let out = it.output(0).unwrap().f32().unwrap().to_vec();
+    let scale = [0.5f32, 0.25, 2.0];
+    let zp = [0i32, 1, -1];
+    let want: Vec<f32> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| scale[i % 3] * (v as i32 - zp[i % 3]) as f32)
+        .collect();
+    assert_eq!(out, want);
+}

@@ -130,6 +130,33 @@ impl Kernel for Dequant8 {
     }
 }
 
+struct DequantPerChannel {
+    scale: Vec<f32>,
+    zp: Vec<i32>,
+    inner: usize,
+    signed: bool,
+}
+
+impl Kernel for DequantPerChannel {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?;
+        let out = io.outputs[0].f32()?;
+        op_ensure!(x.bytes.len() == out.len(), "size mismatch");
+        let n = self.scale.len();
+        let inner = self.inner.max(1);
+        for (i, (o, &b)) in out.iter_mut().zip(x.bytes).enumerate() {
+            let c = (i / inner) % n;
+            let v = if self.signed {
+                b as i8 as i32
+            } else {
+                b as i32
+            };
+            *o = dequantize(v, self.scale[c], self.zp[c]);
+        }
+        Ok(())
+    }
+}
+
 struct DequantF16;
 
 impl Kernel for DequantF16 {
@@ -176,6 +203,28 @@ pub(crate) fn build_dequantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<
     );
     match x.dtype {
         DType::F16 => Ok(Box::new(DequantF16)),
+        DType::I8 | DType::U8 if x.quant.as_ref().is_some_and(|q| !q.is_per_tensor()) => {
+            // Per-channel (weight-only quantized constants): TFLite's PerChannelDequantize.
+            let q = x.quant.as_ref().ok_or("no quantization")?;
+            let axis = q.axis;
+            op_ensure!(
+                axis < x.shape.len(),
+                "quantized dimension {axis} out of range"
+            );
+            let channels = x.shape[axis];
+            op_ensure!(
+                q.scale.len() == channels && q.zero_point.len() == channels,
+                "{} scales / {} zero points for {channels} channels",
+                q.scale.len(),
+                q.zero_point.len()
+            );
+            Ok(Box::new(DequantPerChannel {
+                scale: q.scale.clone(),
+                zp: q.zero_point.iter().map(|&z| z as i32).collect(),
+                inner: x.shape[axis + 1..].iter().product(),
+                signed: x.dtype == DType::I8,
+            }))
+        }
         DType::I8 | DType::U8 => {
             let (s, z, r) = q8(x)?;
             let mut table = [0f32; 256];
