@@ -8,6 +8,13 @@ use super::error::OpResult;
 use super::graph::{const_data_bytes, ModelBytes, Node};
 use super::tensor::{TensorInfo, TensorMut, TensorRef};
 
+// Non-convolution operators (element-wise, activations, data movement, resize, quantization).
+pub mod activation;
+pub mod elementwise;
+pub mod quantize;
+pub mod resize;
+pub mod shape;
+
 /// What an operator may look at while it is prepared.
 pub struct BuildCtx<'a> {
     pub tensors: &'a [TensorInfo],
@@ -74,6 +81,30 @@ pub trait Kernel: Send {
 
 /// Prepare the kernel of `node`.
 pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
-    let _ = ctx;
-    Err(format!("operator {} is not implemented", node.op.name()).into())
+    use super::graph::Op;
+    match &node.op {
+        // --- element-wise, activation, data-movement, resize, quantization ops ---
+        Op::Add { .. } | Op::Sub { .. } | Op::Mul { .. } => elementwise::build_binary(ctx, node),
+        Op::Logistic
+        | Op::Tanh
+        | Op::Relu
+        | Op::Relu6
+        | Op::ReluN1To1
+        | Op::HardSwish
+        | Op::LeakyRelu { .. } => activation::build_unary(ctx, node),
+        Op::Softmax { beta } => activation::build_softmax(ctx, node, *beta),
+        Op::Reshape | Op::Squeeze { .. } => shape::build_reshape(ctx, node),
+        Op::Transpose => shape::build_transpose(ctx, node),
+        Op::StridedSlice(o) => shape::build_strided_slice(ctx, node, o),
+        Op::Split { num_splits } => shape::build_split(ctx, node, *num_splits),
+        Op::Pad => shape::build_pad(ctx, node),
+        Op::Concatenation { axis, activation } => {
+            shape::build_concat(ctx, node, *axis, *activation)
+        }
+        Op::ResizeBilinear(_) | Op::ResizeNearestNeighbor(_) => resize::build_resize(ctx, node),
+        Op::Quantize => quantize::build_quantize(ctx, node),
+        Op::Dequantize => quantize::build_dequantize(ctx, node),
+        // --- end of element-wise/activation/data-movement ops ---
+        _ => Err(format!("operator {} is not implemented", node.op.name()).into()),
+    }
 }

@@ -1,6 +1,9 @@
 //! Portable scalar reference kernels: the oracle every SIMD kernel is tested against.
 
+pub mod activation;
+pub mod elementwise;
 pub mod quant;
+pub mod resize;
 
 /// Reference int8 dot product.
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

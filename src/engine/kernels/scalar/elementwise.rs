@@ -1,0 +1,194 @@
+//! Scalar reference arithmetic of the quantized binary operators (ADD, SUB, MUL),
+//! following TFLite's reference integer kernels exactly.
+
+use super::quant::{
+    multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_smaller_than_one,
+    quantize_multiplier,
+};
+
+/// Parameters of quantized ADD/SUB (TFLite's `ArithmeticParams` for add/sub).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddSubParams {
+    pub in1_offset: i32,
+    pub in2_offset: i32,
+    pub out_offset: i32,
+    pub left_shift: i32,
+    pub in1_mult: i32,
+    pub in1_shift: i32,
+    pub in2_mult: i32,
+    pub in2_shift: i32,
+    pub out_mult: i32,
+    pub out_shift: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// `QuantizeMultiplierSmallerThanOneExp`: a multiplier in (0, 1) as mantissa and
+/// non-positive exponent.
+pub fn quantize_multiplier_smaller_than_one(m: f64) -> Result<(i32, i32), String> {
+    if !(m > 0.0 && m < 1.0) {
+        return Err(format!("multiplier {m} is not in (0, 1)"));
+    }
+    let (q, s) = quantize_multiplier(m);
+    if s > 0 {
+        return Err(format!("multiplier {m} is not smaller than one"));
+    }
+    Ok((q, s))
+}
+
+impl AddSubParams {
+    /// Prepare as TFLite's add.cc/sub.cc do for int8/uint8 (left shift 20).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        s1: f32,
+        z1: i32,
+        s2: f32,
+        z2: i32,
+        so: f32,
+        zo: i32,
+        act_min: i32,
+        act_max: i32,
+    ) -> Result<Self, String> {
+        let left_shift = 20;
+        let twice_max = 2.0 * (s1.max(s2) as f64);
+        let (in1_mult, in1_shift) = quantize_multiplier_smaller_than_one(s1 as f64 / twice_max)?;
+        let (in2_mult, in2_shift) = quantize_multiplier_smaller_than_one(s2 as f64 / twice_max)?;
+        let (out_mult, out_shift) = quantize_multiplier_smaller_than_one(
+            twice_max / (((1i64 << left_shift) as f64) * so as f64),
+        )?;
+        Ok(AddSubParams {
+            in1_offset: -z1,
+            in2_offset: -z2,
+            out_offset: zo,
+            left_shift,
+            in1_mult,
+            in1_shift,
+            in2_mult,
+            in2_shift,
+            out_mult,
+            out_shift,
+            act_min,
+            act_max,
+        })
+    }
+}
+
+#[inline(always)]
+fn scaled(p: &AddSubParams, a: i32, b: i32) -> (i32, i32) {
+    let x = (p.in1_offset + a) * (1 << p.left_shift);
+    let y = (p.in2_offset + b) * (1 << p.left_shift);
+    (
+        multiply_by_quantized_multiplier_smaller_than_one(x, p.in1_mult, p.in1_shift),
+        multiply_by_quantized_multiplier_smaller_than_one(y, p.in2_mult, p.in2_shift),
+    )
+}
+
+/// One quantized ADD element (raw stored values in, raw stored value out).
+#[inline(always)]
+pub fn add_q(p: &AddSubParams, a: i32, b: i32) -> i32 {
+    let (x, y) = scaled(p, a, b);
+    let r = multiply_by_quantized_multiplier_smaller_than_one(x + y, p.out_mult, p.out_shift)
+        + p.out_offset;
+    r.clamp(p.act_min, p.act_max)
+}
+
+/// One quantized SUB element.
+#[inline(always)]
+pub fn sub_q(p: &AddSubParams, a: i32, b: i32) -> i32 {
+    let (x, y) = scaled(p, a, b);
+    let r = multiply_by_quantized_multiplier_smaller_than_one(x - y, p.out_mult, p.out_shift)
+        + p.out_offset;
+    r.clamp(p.act_min, p.act_max)
+}
+
+/// Parameters of quantized MUL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MulParams {
+    pub in1_offset: i32,
+    pub in2_offset: i32,
+    pub out_offset: i32,
+    pub mult: i32,
+    pub shift: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl MulParams {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        s1: f32,
+        z1: i32,
+        s2: f32,
+        z2: i32,
+        so: f32,
+        zo: i32,
+        act_min: i32,
+        act_max: i32,
+    ) -> Self {
+        let (mult, shift) = quantize_multiplier(s1 as f64 * s2 as f64 / so as f64);
+        MulParams {
+            in1_offset: -z1,
+            in2_offset: -z2,
+            out_offset: zo,
+            mult,
+            shift,
+            act_min,
+            act_max,
+        }
+    }
+}
+
+/// One quantized MUL element.
+#[inline(always)]
+pub fn mul_q(p: &MulParams, a: i32, b: i32) -> i32 {
+    let prod = (p.in1_offset + a) * (p.in2_offset + b);
+    let r = multiply_by_quantized_multiplier(prod, p.mult, p.shift) + p.out_offset;
+    r.clamp(p.act_min, p.act_max)
+}
+
+/// Float ADD/SUB/MUL with the fused activation clamp.
+#[inline(always)]
+pub fn add_f32(a: f32, b: f32, lo: f32, hi: f32) -> f32 {
+    (a + b).max(lo).min(hi)
+}
+#[inline(always)]
+pub fn sub_f32(a: f32, b: f32, lo: f32, hi: f32) -> f32 {
+    (a - b).max(lo).min(hi)
+}
+#[inline(always)]
+pub fn mul_f32(a: f32, b: f32, lo: f32, hi: f32) -> f32 {
+    (a * b).max(lo).min(hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_same_scale_is_exact_sum() {
+        let p = AddSubParams::new(0.1, 0, 0.1, 0, 0.1, 0, -128, 127).unwrap();
+        for a in -50..50 {
+            for b in -50..50 {
+                assert_eq!(add_q(&p, a, b), a + b);
+                assert_eq!(sub_q(&p, a, b), a - b);
+            }
+        }
+    }
+
+    #[test]
+    fn mul_matches_float_within_one_lsb() {
+        let p = MulParams::new(0.05, 3, 0.1, -2, 0.02, 1, -128, 127);
+        for a in -128..128 {
+            for b in [-128, -7, 0, 9, 127] {
+                let real = 0.05 * (a - 3) as f64 * 0.1 * (b + 2) as f64;
+                let want = (real / 0.02 + 1.0).clamp(-128.0, 127.0);
+                let got = mul_q(&p, a, b);
+                // TFLite rounds twice (high multiply, then shift): up to one step off.
+                assert!(
+                    (got as f64 - want).abs() <= 1.0 + 1e-6,
+                    "{a} {b} {got} {want}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Activation operators: LOGISTIC, TANH, RELU, RELU6, RELU_N1_TO_1,
+//! HARD_SWISH, LEAKY_RELU and SOFTMAX.
+//!
+//! 8-bit variants are 256-entry tables computed at build time with TFLite's
+//! reference arithmetic (see `kernels::scalar::activation`).
+
+use crate::engine::error::OpResult;
+use crate::engine::graph::{Node, Op};
+use crate::engine::kernels::scalar::activation::{
+    float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
+    logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, HardSwishParams, QRange,
+    Requant,
+};
+use crate::engine::kernels::scalar::quant::quantize_value;
+use crate::engine::tensor::DType;
+use crate::{op_bail, op_ensure};
+
+use super::quantize::{lut_kernel, q8, same_shape};
+use super::{BuildCtx, Kernel, OpIo};
+
+#[derive(Clone, Copy)]
+enum FloatFn {
+    Logistic,
+    Tanh,
+    Relu,
+    Relu6,
+    ReluN1To1,
+    HardSwish,
+    Leaky(f32),
+}
+
+struct FloatUnary(FloatFn);
+
+impl Kernel for FloatUnary {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.f32()?;
+        let y = io.outputs[0].f32()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        macro_rules! map {
+            ($f:expr) => {
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = $f(v);
+                }
+            };
+        }
+        match self.0 {
+            FloatFn::Logistic => map!(logistic_f32),
+            FloatFn::Tanh => map!(tanh_f32),
+            FloatFn::Relu => map!(|v: f32| v.max(0.0)),
+            FloatFn::Relu6 => map!(|v: f32| v.clamp(0.0, 6.0)),
+            FloatFn::ReluN1To1 => map!(|v: f32| v.clamp(-1.0, 1.0)),
+            FloatFn::HardSwish => map!(hard_swish_f32),
+            FloatFn::Leaky(a) => map!(|v: f32| leaky_relu_f32(v, a)),
+        }
+        Ok(())
+    }
+}
+
+/// Build any of the element-wise activations.
+pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let y = ctx.output(node, 0)?;
+    same_shape(x, y)?;
+    op_ensure!(
+        x.dtype == y.dtype,
+        "input is {} but output is {}",
+        x.dtype.name(),
+        y.dtype.name()
+    );
+    let op = &node.op;
+    if x.dtype == DType::F32 {
+        let f = match op {
+            Op::Logistic => FloatFn::Logistic,
+            Op::Tanh => FloatFn::Tanh,
+            Op::Relu => FloatFn::Relu,
+            Op::Relu6 => FloatFn::Relu6,
+            Op::ReluN1To1 => FloatFn::ReluN1To1,
+            Op::HardSwish => FloatFn::HardSwish,
+            Op::LeakyRelu { alpha } => FloatFn::Leaky(*alpha),
+            _ => op_bail!("not an element-wise activation"),
+        };
+        return Ok(Box::new(FloatUnary(f)));
+    }
+    if !matches!(x.dtype, DType::I8 | DType::U8) {
+        op_bail!("{} on {} is not supported", op.name(), x.dtype.name());
+    }
+    let (si, zi, _) = q8(x)?;
+    let (so, zo, ro) = q8(y)?;
+    match op {
+        Op::Logistic => {
+            // TFLite requires the output to be 1/256 with the zero point at the bottom.
+            let want_zp = if y.dtype == DType::I8 { -128 } else { 0 };
+            op_ensure!(
+                (so * 256.0 - 1.0).abs() < 1e-5 && zo == want_zp,
+                "LOGISTIC output must have scale 1/256 and zero point {want_zp}"
+            );
+            lut_kernel(x, y, |v| {
+                float_lut_entry(v, si, zi, so, zo, ro, logistic_plain_f32)
+            })
+        }
+        Op::Tanh => {
+            let want_zp = if y.dtype == DType::I8 { 0 } else { 128 };
+            op_ensure!(
+                (so * 128.0 - 1.0).abs() < 1e-5 && zo == want_zp,
+                "TANH output must have scale 1/128 and zero point {want_zp}"
+            );
+            lut_kernel(x, y, |v| float_lut_entry(v, si, zi, so, zo, ro, tanh_f32))
+        }
+        Op::Relu | Op::Relu6 | Op::ReluN1To1 => {
+            let (lo, hi) = match op {
+                Op::Relu => (Some(0.0), None),
+                Op::Relu6 => (Some(0.0), Some(6.0)),
+                _ => (Some(-1.0), Some(1.0)),
+            };
+            let amin = lo.map_or(ro.min, |l| ro.min.max(quantize_value(l, so, zo)));
+            let amax = hi.map_or(ro.max, |h| ro.max.min(quantize_value(h, so, zo)));
+            let rq = Requant::new(si as f64 / so as f64, zi, zo);
+            lut_kernel(x, y, |v| rq.apply(v).max(amin).min(amax))
+        }
+        Op::HardSwish => {
+            let p = HardSwishParams::new(si, zi, so, zo)?;
+            lut_kernel(x, y, |v| hard_swish_q(&p, v, ro))
+        }
+        Op::LeakyRelu { alpha } => {
+            let ident = Requant::new((si / so) as f64, zi, zo);
+            let alpha_rq = Requant::new((si * alpha / so) as f64, zi, zo);
+            lut_kernel(x, y, |v| leaky_relu_q(&ident, &alpha_rq, v, ro))
+        }
+        _ => op_bail!("not an element-wise activation"),
+    }
+}
+
+/// Float SOFTMAX along the last axis.
+struct SoftmaxF32 {
+    beta: f32,
+    depth: usize,
+}
+
+impl Kernel for SoftmaxF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.f32()?;
+        let y = io.outputs[0].f32()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        for (xr, yr) in x
+            .chunks_exact(self.depth)
+            .zip(y.chunks_exact_mut(self.depth))
+        {
+            let max = xr.iter().copied().fold(f32::MIN, f32::max);
+            let mut sum = 0.0f32;
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                let e = ((v - max) * self.beta).exp();
+                *o = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for o in yr.iter_mut() {
+                *o *= inv;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn build_softmax(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    beta: f32,
+) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let y = ctx.output(node, 0)?;
+    same_shape(x, y)?;
+    op_ensure!(x.dtype == y.dtype, "input and output types differ");
+    op_ensure!(!x.shape.is_empty(), "SOFTMAX needs at least one dimension");
+    let depth = *x.shape.last().unwrap_or(&1);
+    op_ensure!(depth > 0, "empty softmax axis");
+    match x.dtype {
+        DType::F32 => Ok(Box::new(SoftmaxF32 { beta, depth })),
+        DType::I8 | DType::U8 => {
+            let (si, _, _) = q8(x)?;
+            let (so, zo, ro) = q8(y)?;
+            let want_zp = if y.dtype == DType::I8 { -128 } else { 0 };
+            op_ensure!(
+                zo == want_zp && (so - 1.0 / 256.0).abs() <= 0.001 / 256.0,
+                "SOFTMAX output must have scale 1/256 and zero point {want_zp}"
+            );
+            Ok(Box::new(SoftmaxQ {
+                table: softmax_exp_table(si, beta),
+                depth,
+                signed: x.dtype == DType::I8,
+                out_scale: so,
+                out_zp: zo,
+                range: ro,
+            }))
+        }
+        d => op_bail!("SOFTMAX on {} is not supported", d.name()),
+    }
+}
+
+/// Quantized SOFTMAX as TFLite evaluates it: a float table of
+/// `exp(-scale * beta * d)` for every difference `d` to the row maximum.
+struct SoftmaxQ {
+    table: [f32; 256],
+    depth: usize,
+    signed: bool,
+    out_scale: f32,
+    out_zp: i32,
+    range: QRange,
+}
+
+impl Kernel for SoftmaxQ {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.bytes;
+        let out = &mut io.outputs[0].bytes;
+        op_ensure!(x.len() == out.len(), "size mismatch");
+        let signed = self.signed;
+        let rd = |v: u8| if signed { v as i8 as i32 } else { v as i32 };
+        for (xr, yr) in x
+            .chunks_exact(self.depth)
+            .zip(out.chunks_exact_mut(self.depth))
+        {
+            softmax_q_row(
+                &self.table,
+                xr,
+                yr,
+                rd,
+                self.out_scale,
+                self.out_zp,
+                self.range,
+                signed,
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! QUANTIZE and DEQUANTIZE, plus the quantization helpers the other
+//! non-convolution operators share, and the generic 8-bit table kernel.
+
+use crate::engine::error::OpResult;
+use crate::engine::graph::Node;
+use crate::engine::kernels::scalar::activation::{
+    apply_lut, build_lut, dequantize, quantize_f32, QRange, Requant, I8_RANGE, U8_RANGE,
+};
+use crate::engine::tensor::{DType, TensorInfo};
+use crate::{op_bail, op_ensure};
+
+use super::{BuildCtx, Kernel, OpIo};
+
+/// Per-tensor (scale, zero point) of a quantized tensor.
+pub(crate) fn qparams(t: &TensorInfo) -> OpResult<(f32, i32)> {
+    let q = match &t.quant {
+        Some(q) => q,
+        None => op_bail!("tensor '{}' has no quantization parameters", t.name),
+    };
+    op_ensure!(
+        q.is_per_tensor() && q.zero_point.len() <= 1,
+        "tensor '{}': per-channel quantization is not supported here",
+        t.name
+    );
+    let s = q.scale0();
+    op_ensure!(
+        s.is_finite() && s > 0.0,
+        "tensor '{}': invalid scale {s}",
+        t.name
+    );
+    Ok((s, q.zp0()))
+}
+
+/// Storage range of an 8-bit quantized type.
+pub(crate) fn qrange(t: &TensorInfo) -> OpResult<QRange> {
+    match t.dtype {
+        DType::I8 => Ok(I8_RANGE),
+        DType::U8 => Ok(U8_RANGE),
+        d => op_bail!("tensor '{}': {} is not an 8-bit type", t.name, d.name()),
+    }
+}
+
+/// Quantization of an 8-bit tensor: (scale, zero point, range), zero point checked.
+pub(crate) fn q8(t: &TensorInfo) -> OpResult<(f32, i32, QRange)> {
+    let r = qrange(t)?;
+    let (s, z) = qparams(t)?;
+    op_ensure!(
+        (r.min..=r.max).contains(&z),
+        "tensor '{}': zero point {z} outside the {} range",
+        t.name,
+        t.dtype.name()
+    );
+    Ok((s, z, r))
+}
+
+pub(crate) fn same_shape(a: &TensorInfo, b: &TensorInfo) -> OpResult<()> {
+    op_ensure!(
+        a.shape == b.shape,
+        "shape mismatch: '{}' {:?} vs '{}' {:?}",
+        a.name,
+        a.shape,
+        b.name,
+        b.shape
+    );
+    Ok(())
+}
+
+/// An 8-bit → 8-bit element-wise operator evaluated through a 256-entry table.
+pub(crate) struct Lut8 {
+    pub table: [u8; 256],
+}
+
+impl Kernel for Lut8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?;
+        let out = &mut io.outputs[0];
+        op_ensure!(x.bytes.len() == out.bytes.len(), "size mismatch");
+        apply_lut(&self.table, x.bytes, out.bytes);
+        Ok(())
+    }
+}
+
+/// Build a table kernel for 8-bit input `x` and output `y` of identical shape.
+pub(crate) fn lut_kernel(
+    x: &TensorInfo,
+    y: &TensorInfo,
+    f: impl FnMut(i32) -> i32,
+) -> OpResult<Box<dyn Kernel>> {
+    same_shape(x, y)?;
+    let r = qrange(x)?;
+    qrange(y)?;
+    Ok(Box::new(Lut8 {
+        table: build_lut(r, f),
+    }))
+}
+
+struct QuantizeF32 {
+    scale: f32,
+    zp: i32,
+    range: QRange,
+    signed: bool,
+}
+
+impl Kernel for QuantizeF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.f32()?;
+        let out = &mut io.outputs[0];
+        op_ensure!(x.len() == out.bytes.len(), "size mismatch");
+        for (o, &v) in out.bytes.iter_mut().zip(x) {
+            let q = quantize_f32(v, self.scale, self.zp, self.range);
+            *o = if self.signed { q as i8 as u8 } else { q as u8 };
+        }
+        Ok(())
+    }
+}
+
+struct Dequant8 {
+    table: [f32; 256],
+}
+
+impl Kernel for Dequant8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?;
+        let out = io.outputs[0].f32()?;
+        op_ensure!(x.bytes.len() == out.len(), "size mismatch");
+        for (o, &b) in out.iter_mut().zip(x.bytes) {
+            *o = self.table[b as usize];
+        }
+        Ok(())
+    }
+}
+
+struct DequantPerChannel {
+    scale: Vec<f32>,
+    zp: Vec<i32>,
+    inner: usize,
+    signed: bool,
+}
+
+impl Kernel for DequantPerChannel {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?;
+        let out = io.outputs[0].f32()?;
+        op_ensure!(x.bytes.len() == out.len(), "size mismatch");
+        let n = self.scale.len();
+        let inner = self.inner.max(1);
+        for (i, (o, &b)) in out.iter_mut().zip(x.bytes).enumerate() {
+            let c = (i / inner) % n;
+            let v = if self.signed {
+                b as i8 as i32
+            } else {
+                b as i32
+            };
+            *o = dequantize(v, self.scale[c], self.zp[c]);
+        }
+        Ok(())
+    }
+}
+
+struct DequantF16;
+
+impl Kernel for DequantF16 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.f16_bits()?;
+        let out = io.outputs[0].f32()?;
+        op_ensure!(x.len() == out.len(), "size mismatch");
+        for (o, &b) in out.iter_mut().zip(x) {
+            *o = half::f16::from_bits(b).to_f32();
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn build_quantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let y = ctx.output(node, 0)?;
+    same_shape(x, y)?;
+    let (so, zo, ro) = q8(y)?;
+    match x.dtype {
+        DType::F32 => Ok(Box::new(QuantizeF32 {
+            scale: so,
+            zp: zo,
+            range: ro,
+            signed: y.dtype == DType::I8,
+        })),
+        DType::I8 | DType::U8 => {
+            let (si, zi, _) = q8(x)?;
+            let rq = Requant::new(si as f64 / so as f64, zi, zo);
+            lut_kernel(x, y, |v| rq.apply(v).clamp(ro.min, ro.max))
+        }
+        d => op_bail!("QUANTIZE from {} is not supported", d.name()),
+    }
+}
+
+pub(crate) fn build_dequantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let y = ctx.output(node, 0)?;
+    same_shape(x, y)?;
+    op_ensure!(
+        y.dtype == DType::F32,
+        "DEQUANTIZE output must be float32, got {}",
+        y.dtype.name()
+    );
+    match x.dtype {
+        DType::F16 => Ok(Box::new(DequantF16)),
+        DType::I8 | DType::U8 if x.quant.as_ref().is_some_and(|q| !q.is_per_tensor()) => {
+            // Per-channel (weight-only quantized constants): TFLite's PerChannelDequantize.
+            let q = x.quant.as_ref().ok_or("no quantization")?;
+            let axis = q.axis;
+            op_ensure!(
+                axis < x.shape.len(),
+                "quantized dimension {axis} out of range"
+            );
+            let channels = x.shape[axis];
+            op_ensure!(
+                q.scale.len() == channels && q.zero_point.len() == channels,
+                "{} scales / {} zero points for {channels} channels",
+                q.scale.len(),
+                q.zero_point.len()
+            );
+            Ok(Box::new(DequantPerChannel {
+                scale: q.scale.clone(),
+                zp: q.zero_point.iter().map(|&z| z as i32).collect(),
+                inner: x.shape[axis + 1..].iter().product(),
+                signed: x.dtype == DType::I8,
+            }))
+        }
+        DType::I8 | DType::U8 => {
+            let (s, z, r) = q8(x)?;
+            let mut table = [0f32; 256];
+            for v in r.min..=r.max {
+                table[(v as u8) as usize] = dequantize(v, s, z);
+            }
+            Ok(Box::new(Dequant8 { table }))
+        }
+        d => op_bail!("DEQUANTIZE from {} is not supported", d.name()),
+    }
+}
