@@ -4,8 +4,10 @@
 
 use smallvec::SmallVec;
 
+pub mod detection_postprocess;
+
 use super::error::OpResult;
-use super::graph::{const_data_bytes, ModelBytes, Node};
+use super::graph::{const_data_bytes, ModelBytes, Node, Op};
 use super::tensor::{TensorInfo, TensorMut, TensorRef};
 
 /// What an operator may look at while it is prepared.
@@ -74,6 +76,8 @@ pub trait Kernel: Send {
 
 /// Prepare the kernel of `node`.
 pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
-    let _ = ctx;
-    Err(format!("operator {} is not implemented", node.op.name()).into())
+    match &node.op {
+        Op::DetectionPostProcess(o) => detection_postprocess::build(ctx, node, o),
+        _ => Err(format!("operator {} is not implemented", node.op.name()).into()),
+    }
 }

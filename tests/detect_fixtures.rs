@@ -1,0 +1,207 @@
+//! Decoding of REAL model outputs: raw SSD outputs produced by the TFLite
+//! interpreter (fp32 and int8 models) on person.jpg and dog.jpg, written by
+//! `scripts/make-detect-fixtures`, decoded by edgecam and compared with the
+//! script's independent Python decoding.
+
+use std::path::{Path, PathBuf};
+
+use edgecam::detect::model_desc::{load_labels, ModelDesc};
+use edgecam::detect::{decoder_for, model_desc::Colour};
+use edgecam::engine::DType;
+use edgecam::npy::NpyArray;
+use edgecam::postprocess::nms::iou;
+use edgecam::postprocess::{Detection, RawOutput};
+use edgecam::preprocess::{Preprocessor, ResizeMode};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn desc_path() -> PathBuf {
+    root().join("models/ssd_mobilenetv2_oidv4.json")
+}
+
+fn fixtures() -> Value {
+    let p = root().join("tests/data/detect/fixtures.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn npy(name: &str) -> NpyArray {
+    NpyArray::read(&root().join("tests/data/detect").join(name)).unwrap()
+}
+
+/// A fixture output as owned typed data.
+enum Owned {
+    F32(Vec<f32>),
+    I8(Vec<i8>, f32, i32),
+}
+
+impl Owned {
+    fn new(a: &NpyArray, o: &Value) -> Self {
+        let scale = o["quant"][0].as_f64().unwrap() as f32;
+        let zero_point = o["quant"][1].as_i64().unwrap() as i32;
+        match a.dtype {
+            DType::F32 => Owned::F32(bytemuck::pod_collect_to_vec(&a.data)),
+            DType::I8 => Owned::I8(bytemuck::pod_collect_to_vec(&a.data), scale, zero_point),
+            d => panic!("unexpected fixture type {d:?}"),
+        }
+    }
+
+    fn raw(&self) -> RawOutput<'_> {
+        match self {
+            Owned::F32(v) => RawOutput::F32(v),
+            Owned::I8(v, scale, zero_point) => RawOutput::I8 {
+                data: v,
+                scale: *scale,
+                zero_point: *zero_point,
+            },
+        }
+    }
+}
+
+/// Decode the stored raw outputs of `stem` (e.g. "person") for `tag` ("fp32"/"int8").
+fn decode(stem: &str, tag: &str) -> Vec<Detection> {
+    let desc = ModelDesc::load(&desc_path()).unwrap();
+    let labels = load_labels(&desc.labels_path(&desc_path()).unwrap()).unwrap();
+    let mut dec = decoder_for(&desc, labels).unwrap();
+    let fx = fixtures();
+    let outs = &fx["models"][tag]["outputs"];
+    let b = npy(&format!("{stem}_{tag}_boxes.npy"));
+    let s = npy(&format!("{stem}_{tag}_scores.npy"));
+    assert_eq!(b.shape, vec![1917, 4]);
+    assert_eq!(s.shape, vec![1917, 24]);
+    let (b, s) = (Owned::new(&b, &outs[0]), Owned::new(&s, &outs[1]));
+    dec.decode(b.raw(), s.raw()).unwrap()
+}
+
+fn python(stem: &str, tag: &str) -> Vec<Value> {
+    fixtures()["detections"][format!("{stem}_{tag}")]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn check_matches_python(stem: &str, tag: &str) {
+    let ours = decode(stem, tag);
+    let py = python(stem, tag);
+    assert_eq!(ours.len(), py.len(), "{stem} {tag}: {ours:?} vs {py:?}");
+    for (d, p) in ours.iter().zip(&py) {
+        assert_eq!(d.class_id as u64, p["class_id"].as_u64().unwrap());
+        assert_eq!(d.label, p["label"].as_str().unwrap());
+        assert!((d.score as f64 - p["score"].as_f64().unwrap()).abs() < 1e-4);
+        for k in 0..4 {
+            let want = p["bbox"][k].as_f64().unwrap();
+            assert!(
+                (d.bbox[k] as f64 - want).abs() < 1e-4,
+                "{stem} {tag}: box {:?} vs {}",
+                d.bbox,
+                p["bbox"]
+            );
+        }
+    }
+}
+
+#[test]
+fn person_fp32_matches_python_decoding() {
+    check_matches_python("person", "fp32");
+}
+
+#[test]
+fn person_int8_matches_python_decoding() {
+    check_matches_python("person", "int8");
+}
+
+#[test]
+fn dog_fp32_matches_python_decoding() {
+    check_matches_python("dog", "fp32");
+}
+
+#[test]
+fn dog_int8_matches_python_decoding() {
+    check_matches_python("dog", "int8");
+}
+
+/// The best detection of `label`, if any.
+fn best<'a>(d: &'a [Detection], label: &str) -> Option<&'a Detection> {
+    d.iter().find(|x| x.label == label)
+}
+
+#[test]
+fn person_image_yields_a_person() {
+    for tag in ["fp32", "int8"] {
+        let d = decode("person", tag);
+        let p = best(&d, "Person").unwrap_or_else(|| panic!("{tag}: no Person in {d:?}"));
+        assert!(p.score > 0.5);
+        // person.jpg (640x424): the person stands right of centre, from near
+        // the top to near the bottom of the frame.
+        let [ymin, xmin, ymax, xmax] = p.bbox;
+        assert!(ymin < 0.25 && ymax > 0.75, "{tag}: {:?}", p.bbox);
+        assert!(xmin > 0.4 && xmax < 0.9 && xmax - xmin > 0.1, "{tag}: {:?}", p.bbox);
+    }
+}
+
+#[test]
+fn dog_image_yields_a_dog() {
+    for tag in ["fp32", "int8"] {
+        let d = decode("dog", tag);
+        let p = best(&d, "Dog").unwrap_or_else(|| panic!("{tag}: no Dog in {d:?}"));
+        assert!(p.score > 0.5);
+        // dog.jpg (768x576): the dog sits in the lower left part of the frame.
+        let [ymin, xmin, ymax, xmax] = p.bbox;
+        assert!(ymin > 0.25 && ymax > 0.8 && xmin < 0.3 && xmax < 0.6, "{tag}: {:?}", p.bbox);
+    }
+}
+
+#[test]
+fn int8_agrees_with_fp32() {
+    for stem in ["person", "dog"] {
+        let f = decode(stem, "fp32");
+        let q = decode(stem, "int8");
+        // Every confident float detection has an int8 twin of the same class.
+        for d in f.iter().filter(|d| d.score > 0.6) {
+            let twin = q
+                .iter()
+                .filter(|e| e.class_id == d.class_id)
+                .map(|e| iou(&d.bbox, &e.bbox))
+                .fold(0.0f32, f32::max);
+            assert!(twin > 0.7, "{stem}: {d:?} has no int8 twin in {q:?}");
+        }
+    }
+}
+
+/// The preprocessing that produced the fixtures' model input is still the same
+/// (needs the shared images; skipped without them).
+#[test]
+fn preprocess_matches_fixture_inputs() {
+    let shared = std::env::var("EDGECAM_SHARED").unwrap_or_else(|_| "/work/shared".into());
+    let fx = fixtures();
+    let desc = ModelDesc::load(&desc_path()).unwrap();
+    let i = &desc.input;
+    let mut pre = Preprocessor::new(
+        i.width,
+        i.height,
+        i.mean,
+        i.std,
+        i.colour == Colour::Bgr,
+        ResizeMode::Stretch,
+    )
+    .unwrap();
+    let mut buf = vec![0f32; pre.len()];
+    for stem in ["person", "dog"] {
+        let p = Path::new(&shared).join(format!("media/images/{stem}.jpg"));
+        if !p.is_file() {
+            eprintln!("skipping: {} not found", p.display());
+            return;
+        }
+        let img = image::open(&p).unwrap().to_rgb8();
+        pre.to_f32(&img, &mut buf).unwrap();
+        let want = &fx["images"][stem];
+        let sum: f64 = buf.iter().map(|&v| v as f64).sum();
+        assert!((sum - want["sum"].as_f64().unwrap()).abs() < 1e-3, "{stem}: sum {sum}");
+        for (k, v) in want["samples"].as_object().unwrap() {
+            let k: usize = k.parse().unwrap();
+            assert_eq!(buf[k] as f64, v.as_f64().unwrap(), "{stem}: element {k}");
+        }
+    }
+}
