@@ -32,7 +32,8 @@ fn layer_specs(d: &AnchorDesc, i: usize) -> Vec<(f64, f64)> {
         } else if n == 1 {
             d.min_scale as f64
         } else {
-            d.min_scale as f64 + (d.max_scale as f64 - d.min_scale as f64) * k as f64 / (n - 1) as f64
+            d.min_scale as f64
+                + (d.max_scale as f64 - d.min_scale as f64) * k as f64 / (n - 1) as f64
         }
     };
     let s = scale(i);
@@ -123,7 +124,10 @@ mod tests {
         let s = (0.35f64 * 0.5).sqrt();
         close(a[l1 + 5], [0.05, 0.05, s, s]);
         // layer 1 ratio 3 at cell (0,0)
-        close(a[l1 + 3], [0.05, 0.05, 0.35 / 3f64.sqrt(), 0.35 * 3f64.sqrt()]);
+        close(
+            a[l1 + 3],
+            [0.05, 0.05, 0.35 / 3f64.sqrt(), 0.35 * 3f64.sqrt()],
+        );
         // last anchor: layer 5 (scale 0.95, 1x1 map), interpolated sqrt(0.95 * 1)
         let s = 0.95f64.sqrt();
         close(a[1916], [0.5, 0.5, s, s]);

@@ -272,7 +272,8 @@ impl Detector {
         self.inference = t0.elapsed();
         let b = self.interp.output(self.boxes_out)?;
         let s = self.interp.output(self.scores_out)?;
-        self.decoder.decode_into(raw_output(&b)?, raw_output(&s)?, out)
+        self.decoder
+            .decode_into(raw_output(&b)?, raw_output(&s)?, out)
     }
 }
 

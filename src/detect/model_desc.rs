@@ -159,7 +159,9 @@ impl ModelDesc {
         if i.width == 0 || i.height == 0 {
             bail!("input size must be positive");
         }
-        if i.std.iter().any(|&s| !(s.is_finite() && s != 0.0)) || i.mean.iter().any(|m| !m.is_finite()) {
+        if i.std.iter().any(|&s| !(s.is_finite() && s != 0.0))
+            || i.mean.iter().any(|m| !m.is_finite())
+        {
             bail!("input mean/std must be finite and std non-zero");
         }
         let c = &self.box_coder;
@@ -199,7 +201,9 @@ impl ModelDesc {
         if a.feature_maps.contains(&0) {
             bail!("anchors: feature map sizes must be positive");
         }
-        if a.aspect_ratios.is_empty() || a.aspect_ratios.iter().any(|&r| !(r.is_finite() && r > 0.0)) {
+        if a.aspect_ratios.is_empty()
+            || a.aspect_ratios.iter().any(|&r| !(r.is_finite() && r > 0.0))
+        {
             bail!("anchors: aspect ratios must be positive");
         }
         for s in [a.min_scale, a.max_scale, a.lowest_layer_min_scale] {
@@ -331,6 +335,9 @@ mod tests {
                 Some("ssd_mobilenetv2_oidv4")
             );
         }
-        assert_eq!(model_base_name(Path::new("_int8.tflite")).as_deref(), Some("_int8"));
+        assert_eq!(
+            model_base_name(Path::new("_int8.tflite")).as_deref(),
+            Some("_int8")
+        );
     }
 }

@@ -32,8 +32,16 @@ pub fn decode_box(enc: &[f32], a: &Anchor, c: &BoxCoder) -> BoxCorners {
 #[derive(Clone, Copy, Debug)]
 pub enum RawOutput<'a> {
     F32(&'a [f32]),
-    I8 { data: &'a [i8], scale: f32, zero_point: i32 },
-    U8 { data: &'a [u8], scale: f32, zero_point: i32 },
+    I8 {
+        data: &'a [i8],
+        scale: f32,
+        zero_point: i32,
+    },
+    U8 {
+        data: &'a [u8],
+        scale: f32,
+        zero_point: i32,
+    },
 }
 
 impl RawOutput<'_> {
@@ -50,12 +58,16 @@ impl RawOutput<'_> {
         out.clear();
         match *self {
             RawOutput::F32(d) => out.extend_from_slice(d),
-            RawOutput::I8 { data, scale, zero_point } => {
-                out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale))
-            }
-            RawOutput::U8 { data, scale, zero_point } => {
-                out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale))
-            }
+            RawOutput::I8 {
+                data,
+                scale,
+                zero_point,
+            } => out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale)),
+            RawOutput::U8 {
+                data,
+                scale,
+                zero_point,
+            } => out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale)),
         }
     }
 }
@@ -183,7 +195,11 @@ impl Decoder {
     /// Per anchor the class is the argmax over non-background columns (first
     /// wins on ties); its score must be `>= score_threshold`; then greedy NMS
     /// (per class unless `class_agnostic`) keeps at most `max_detections`.
-    pub fn decode(&mut self, boxes: RawOutput<'_>, scores: RawOutput<'_>) -> Result<Vec<Detection>> {
+    pub fn decode(
+        &mut self,
+        boxes: RawOutput<'_>,
+        scores: RawOutput<'_>,
+    ) -> Result<Vec<Detection>> {
         let mut out = Vec::new();
         self.decode_into(boxes, scores, &mut out)?;
         Ok(out)
@@ -200,7 +216,11 @@ impl Decoder {
         let n = self.anchors.len();
         let nc = self.params.num_classes;
         if boxes.len() != n * 4 {
-            bail!("box output has {} values, expected {} anchors x 4", boxes.len(), n);
+            bail!(
+                "box output has {} values, expected {} anchors x 4",
+                boxes.len(),
+                n
+            );
         }
         if scores.len() != n * nc {
             bail!(
@@ -215,7 +235,12 @@ impl Decoder {
         let p = &self.params;
         self.boxes.clear();
         self.cands.clear();
-        for (i, (enc, a)) in self.deq_boxes.chunks_exact(4).zip(&self.anchors).enumerate() {
+        for (i, (enc, a)) in self
+            .deq_boxes
+            .chunks_exact(4)
+            .zip(&self.anchors)
+            .enumerate()
+        {
             self.boxes.push(decode_box(enc, a, &p.coder));
             let row = &self.deq_scores[i * nc..(i + 1) * nc];
             let mut best: Option<(usize, f32)> = None;
@@ -292,7 +317,11 @@ mod tests {
     #[test]
     fn decode_shift_and_scale() {
         // ty = 10 -> shift by one anchor height; th = 5*ln2 -> doubles height
-        let b = decode_box(&[10.0, -5.0, 5.0 * 2f32.ln(), 0.0], &anchor(0.5, 0.5, 0.1, 0.2), &CODER);
+        let b = decode_box(
+            &[10.0, -5.0, 5.0 * 2f32.ln(), 0.0],
+            &anchor(0.5, 0.5, 0.1, 0.2),
+            &CODER,
+        );
         let want = [0.5, 0.3, 0.7, 0.5];
         for k in 0..4 {
             assert!((b[k] - want[k]).abs() < 1e-6, "{b:?}");
@@ -330,25 +359,35 @@ mod tests {
             9.0, -3.0, -0.5, // b 0.38 < 0.5
         ];
         let mut d = Decoder::new(anchors.clone(), params(false), labels.clone()).unwrap();
-        let det = d.decode(RawOutput::F32(&boxes), RawOutput::F32(&scores)).unwrap();
+        let det = d
+            .decode(RawOutput::F32(&boxes), RawOutput::F32(&scores))
+            .unwrap();
         assert_eq!(det.len(), 2);
         assert_eq!((det[0].class_id, det[0].label.as_str()), (1, "a"));
         assert!((det[0].score - sigmoid(3.0)).abs() < 1e-7);
         assert_eq!(det[1].class_id, 2);
         let mut d = Decoder::new(anchors, params(true), labels).unwrap();
-        let det = d.decode(RawOutput::F32(&boxes), RawOutput::F32(&scores)).unwrap();
+        let det = d
+            .decode(RawOutput::F32(&boxes), RawOutput::F32(&scores))
+            .unwrap();
         assert_eq!(det.len(), 1);
         // quantized input gives the same result
         let q: Vec<i8> = scores.iter().map(|&v| (v * 2.0) as i8 + 1).collect();
         let det2 = d
             .decode(
                 RawOutput::F32(&boxes),
-                RawOutput::I8 { data: &q, scale: 0.5, zero_point: 1 },
+                RawOutput::I8 {
+                    data: &q,
+                    scale: 0.5,
+                    zero_point: 1,
+                },
             )
             .unwrap();
         assert_eq!(det, det2);
         // wrong sizes are errors
-        assert!(d.decode(RawOutput::F32(&boxes[..8]), RawOutput::F32(&scores)).is_err());
+        assert!(d
+            .decode(RawOutput::F32(&boxes[..8]), RawOutput::F32(&scores))
+            .is_err());
     }
 
     #[test]

@@ -85,7 +85,11 @@ mod tests {
     use super::*;
 
     fn c(score: f32, index: u32, class: u32) -> Candidate {
-        Candidate { score, index, class }
+        Candidate {
+            score,
+            index,
+            class,
+        }
     }
 
     #[test]

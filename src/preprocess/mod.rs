@@ -275,7 +275,11 @@ impl Preprocessor {
     /// Preprocess into a float tensor buffer of exactly [`Self::len`] elements.
     pub fn to_f32(&mut self, img: &RgbImage, out: &mut [f32]) -> Result<FrameTransform> {
         if out.len() != self.len() {
-            bail!("output buffer has {} elements, need {}", out.len(), self.len());
+            bail!(
+                "output buffer has {} elements, need {}",
+                out.len(),
+                self.len()
+            );
         }
         self.run(img, |i, v| out[i] = v)?;
         Ok(self.transform)
@@ -290,10 +294,16 @@ impl Preprocessor {
         out: &mut [i8],
     ) -> Result<FrameTransform> {
         if out.len() != self.len() {
-            bail!("output buffer has {} elements, need {}", out.len(), self.len());
+            bail!(
+                "output buffer has {} elements, need {}",
+                out.len(),
+                self.len()
+            );
         }
         check_quant(scale)?;
-        self.run(img, |i, v| out[i] = quantize(v, scale, zero_point, -128, 127) as i8)?;
+        self.run(img, |i, v| {
+            out[i] = quantize(v, scale, zero_point, -128, 127) as i8
+        })?;
         Ok(self.transform)
     }
 
@@ -306,10 +316,16 @@ impl Preprocessor {
         out: &mut [u8],
     ) -> Result<FrameTransform> {
         if out.len() != self.len() {
-            bail!("output buffer has {} elements, need {}", out.len(), self.len());
+            bail!(
+                "output buffer has {} elements, need {}",
+                out.len(),
+                self.len()
+            );
         }
         check_quant(scale)?;
-        self.run(img, |i, v| out[i] = quantize(v, scale, zero_point, 0, 255) as u8)?;
+        self.run(img, |i, v| {
+            out[i] = quantize(v, scale, zero_point, 0, 255) as u8
+        })?;
         Ok(self.transform)
     }
 
@@ -360,7 +376,9 @@ mod tests {
 
     #[test]
     fn identity_size_is_exact() {
-        let img = RgbImage::from_fn(4, 3, |x, y| image::Rgb([(x * 60) as u8, (y * 100) as u8, 255]));
+        let img = RgbImage::from_fn(4, 3, |x, y| {
+            image::Rgb([(x * 60) as u8, (y * 100) as u8, 255])
+        });
         let mut p = pre(ResizeMode::Stretch, 4, 3);
         let mut out = vec![0f32; p.len()];
         p.to_f32(&img, &mut out).unwrap();
@@ -379,7 +397,8 @@ mod tests {
     fn bilinear_half_pixel_upscale() {
         // 2x1 -> 4x1: fx = (ox + 0.5) * 0.5 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> clamp 0, 0.25, 0.75, 1
         let img = RgbImage::from_raw(2, 1, vec![0, 0, 0, 100, 100, 100]).unwrap();
-        let mut p = Preprocessor::new(4, 1, [0.0; 3], [1.0; 3], false, ResizeMode::Stretch).unwrap();
+        let mut p =
+            Preprocessor::new(4, 1, [0.0; 3], [1.0; 3], false, ResizeMode::Stretch).unwrap();
         let mut out = vec![0f32; 12];
         p.to_f32(&img, &mut out).unwrap();
         let r: Vec<f32> = out.iter().step_by(3).copied().collect();
@@ -389,8 +408,10 @@ mod tests {
     #[test]
     fn downscale_by_two_averages_pairs() {
         // 4 -> 2: fx = (ox+0.5)*2-0.5 = 0.5, 2.5 -> mean of neighbours
-        let img = RgbImage::from_raw(4, 1, vec![0, 0, 0, 10, 10, 10, 20, 20, 20, 40, 40, 40]).unwrap();
-        let mut p = Preprocessor::new(2, 1, [0.0; 3], [1.0; 3], false, ResizeMode::Stretch).unwrap();
+        let img =
+            RgbImage::from_raw(4, 1, vec![0, 0, 0, 10, 10, 10, 20, 20, 20, 40, 40, 40]).unwrap();
+        let mut p =
+            Preprocessor::new(2, 1, [0.0; 3], [1.0; 3], false, ResizeMode::Stretch).unwrap();
         let mut out = vec![0f32; 6];
         p.to_f32(&img, &mut out).unwrap();
         assert_eq!(out[0], 5.0);
@@ -433,7 +454,10 @@ mod tests {
         let mut p = pre(ResizeMode::Letterbox { pad: [0, 0, 0] }, 4, 4);
         let mut out = vec![0f32; p.len()];
         let t = p.to_f32(&img, &mut out).unwrap();
-        assert_eq!((t.pad_x, t.pad_y, t.scale_x, t.scale_y), (0.0, 1.0, 0.5, 0.5));
+        assert_eq!(
+            (t.pad_x, t.pad_y, t.scale_x, t.scale_y),
+            (0.0, 1.0, 0.5, 0.5)
+        );
         let row = |y: usize| out[y * 12..y * 12 + 12].to_vec();
         assert!(row(0).iter().all(|&v| v == -1.0));
         assert!(row(1).iter().all(|&v| v == 1.0));

@@ -48,10 +48,12 @@ enum Elem {
 
 fn elem_of(info: &TensorInfo, what: &str) -> OpResult<Elem> {
     let q = || -> OpResult<(f32, i32)> {
-        let q = info
-            .quant
-            .as_ref()
-            .ok_or_else(|| OpError(format!("{what} '{}' is quantized without parameters", info.name)))?;
+        let q = info.quant.as_ref().ok_or_else(|| {
+            OpError(format!(
+                "{what} '{}' is quantized without parameters",
+                info.name
+            ))
+        })?;
         if !q.is_per_tensor() || q.zero_point.len() > 1 {
             return Err(format!("{what} '{}' must be quantized per tensor", info.name).into());
         }
@@ -206,11 +208,9 @@ impl DetectionPostProcess {
             return Err(format!("bad number of boxes {n}").into());
         }
         if cl.shape.len() != 3 || cl.shape[0] != 1 || cl.shape[1] != n {
-            return Err(format!(
-                "class predictions must be [1, {n}, C], got {:?}",
-                cl.shape
-            )
-            .into());
+            return Err(
+                format!("class predictions must be [1, {n}, C], got {:?}", cl.shape).into(),
+            );
         }
         let ncwb = cl.shape[2];
         if ncwb < opts.num_classes || ncwb - opts.num_classes > 1 {
@@ -281,7 +281,11 @@ impl DetectionPostProcess {
             anchors_const,
             anchors,
             box_enc: vec![0.0; n * box_len],
-            scores: if cls_elem == Elem::F32 { Vec::new() } else { vec![0.0; n * ncwb] },
+            scores: if cls_elem == Elem::F32 {
+                Vec::new()
+            } else {
+                vec![0.0; n * ncwb]
+            },
             decoded: vec![[0.0; 4]; n],
             class_scores: vec![0.0; n],
             keep: Vec::with_capacity(n),
@@ -301,7 +305,9 @@ impl DetectionPostProcess {
 fn validate_anchors(a: &[f32]) -> OpResult<()> {
     for (i, c) in a.chunks_exact(4).enumerate() {
         if !c.iter().all(|v| v.is_finite()) || c[2] < 0.0 || c[3] < 0.0 {
-            return Err(format!("anchor {i} {c:?} is invalid (non-finite or negative size)").into());
+            return Err(
+                format!("anchor {i} {c:?} is invalid (non-finite or negative size)").into(),
+            );
         }
     }
     Ok(())
@@ -735,7 +741,11 @@ mod tests {
         let (b, s, a) = (boxes6(), scores6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         // The anchors above are (y, x): box #4 is y 10..11, x 0..1.
@@ -756,13 +766,20 @@ mod tests {
         let (b, s, a) = (boxes6(), scores6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         assert_eq!(out.num, 2.0);
         assert_close(&out.classes, &[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
         assert_close(&out.scores, &[0.95, 0.93, 0.9, 0.8, 0.0, 0.0]);
-        assert_close(&out.boxes[..8], &[10.0, 0.0, 11.0, 1.0, 10.0, 0.0, 11.0, 1.0]);
+        assert_close(
+            &out.boxes[..8],
+            &[10.0, 0.0, 11.0, 1.0, 10.0, 0.0, 11.0, 1.0],
+        );
     }
 
     #[test]
@@ -773,7 +790,11 @@ mod tests {
         let (b, s, a) = (boxes6(), scores6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         // class 0: 0.9 (#1), 0.93 (#4) -> kept (#2,#3 overlap #1 > 0.5; #5 overlaps #4)
@@ -783,7 +804,9 @@ mod tests {
         assert_close(&out.classes, &[1.0, 0.0, 0.0]);
         assert_close(
             &out.boxes,
-            &[10.0, 0.0, 11.0, 1.0, 10.0, 0.0, 11.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+            &[
+                10.0, 0.0, 11.0, 1.0, 10.0, 0.0, 11.0, 1.0, 0.0, 0.0, 1.0, 1.0,
+            ],
         );
     }
 
@@ -795,7 +818,11 @@ mod tests {
         let (b, s, a) = (boxes6(), scores6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         assert_eq!(out.num, 2.0);
@@ -812,7 +839,11 @@ mod tests {
         let (b, a) = (boxes6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         assert_close(&out.classes, &[1.0, 0.0, 0.0]);
@@ -831,12 +862,21 @@ mod tests {
             info("anc", DType::F32, &[2, 4], None),
         ];
         let a = [0.5f32, 0.5, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0];
-        let mut h = harness(&o, tensors, Some(bytemuck::cast_slice::<f32, u8>(&a).to_vec())).unwrap();
+        let mut h = harness(
+            &o,
+            tensors,
+            Some(bytemuck::cast_slice::<f32, u8>(&a).to_vec()),
+        )
+        .unwrap();
         let b = [0f32, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
         let s = [0f32, 0.7, 0.7, 0.0, 0.7, 0.7];
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         assert_eq!(out.num, 1.0);
@@ -858,12 +898,19 @@ mod tests {
         ];
         let mut h = harness(&o, ins, None).unwrap();
         let b: Vec<u8> = boxes6().iter().map(|&v| (v / 0.5 + 2.0) as u8).collect();
-        let s: Vec<u8> = scores6().iter().map(|&v| (v / 0.01).round() as u8).collect();
+        let s: Vec<u8> = scores6()
+            .iter()
+            .map(|&v| (v / 0.01).round() as u8)
+            .collect();
         let a: Vec<i8> = anchors6()
             .iter()
             .map(|&v| (v / 0.5 - 100.0) as i8)
             .collect();
-        let out = run(&mut h, [b.as_slice(), s.as_slice(), bytemuck::cast_slice(&a)]).unwrap();
+        let out = run(
+            &mut h,
+            [b.as_slice(), s.as_slice(), bytemuck::cast_slice(&a)],
+        )
+        .unwrap();
         assert_close(&out.classes, &[1.0, 0.0, 0.0]);
         assert_close(&out.scores, &[0.95, 0.9, 0.0]);
         assert_close(&out.boxes[..8], &[10.0, 0.0, 11.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
@@ -879,11 +926,18 @@ mod tests {
             info("anc", DType::F32, &[6, 4], None),
         ];
         let mut h = harness(&o, ins, None).unwrap();
-        let b: Vec<f32> = boxes6().chunks(4).flat_map(|c| [c[0], c[1], c[2], c[3], 7.0, 7.0]).collect();
+        let b: Vec<f32> = boxes6()
+            .chunks(4)
+            .flat_map(|c| [c[0], c[1], c[2], c[3], 7.0, 7.0])
+            .collect();
         let (s, a) = (scores6(), anchors6());
         let out = run(
             &mut h,
-            [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)],
+            [
+                bytemuck::cast_slice(&b),
+                bytemuck::cast_slice(&s),
+                bytemuck::cast_slice(&a),
+            ],
         )
         .unwrap();
         assert_close(&out.scores, &[0.95, 0.9, 0.0]);
@@ -948,7 +1002,12 @@ mod tests {
         // constant anchors with a negative size
         let mut a = anchors6();
         a[2] = -1.0;
-        assert!(harness(&o, f32_inputs(3), Some(bytemuck::cast_slice::<f32, u8>(&a).to_vec())).is_err());
+        assert!(harness(
+            &o,
+            f32_inputs(3),
+            Some(bytemuck::cast_slice::<f32, u8>(&a).to_vec())
+        )
+        .is_err());
     }
 
     #[test]
@@ -956,7 +1015,11 @@ mod tests {
         let o = opts(true, 3, 1);
         let mut h = harness(&o, f32_inputs(3), None).unwrap();
         let (b, s, a) = (boxes6(), scores6(), anchors6());
-        let ins: [&[u8]; 3] = [bytemuck::cast_slice(&b), bytemuck::cast_slice(&s), bytemuck::cast_slice(&a)];
+        let ins: [&[u8]; 3] = [
+            bytemuck::cast_slice(&b),
+            bytemuck::cast_slice(&s),
+            bytemuck::cast_slice(&a),
+        ];
         let first = run(&mut h, ins).unwrap();
         for _ in 0..3 {
             let again = run(&mut h, ins).unwrap();
