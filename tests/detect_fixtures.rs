@@ -229,3 +229,107 @@ fn preprocess_matches_fixture_inputs() {
         }
     }
 }
+
+/// The `Detector` glue (input checks, preprocessing into the interpreter's
+/// input, output lookup by name, dequantisation, decoding, pixel mapping) on a
+/// stand-in graph whose outputs are the fixture tensors as constants: the
+/// engine cannot run the real network yet.
+fn stand_in_detector(tag: &str, stem: &str) -> edgecam::detect::Detector {
+    use edgecam::engine::graph::{Graph, ModelBytes};
+    use edgecam::engine::tensor::ConstData;
+    use edgecam::engine::{Interpreter, Quant, TensorInfo};
+    use std::sync::Arc;
+
+    let fx = fixtures();
+    let m = &fx["models"][tag];
+    let konst = |a: &NpyArray, name: &str, q: &Value| -> TensorInfo {
+        let mut words = vec![0u64; a.data.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..a.data.len()].copy_from_slice(&a.data);
+        let mut shape = vec![1];
+        shape.extend(&a.shape);
+        TensorInfo {
+            name: name.into(),
+            dtype: a.dtype,
+            shape,
+            quant: (a.dtype != DType::F32)
+                .then(|| Quant::per_tensor(q[0].as_f64().unwrap() as f32, q[1].as_i64().unwrap())),
+            data: Some(ConstData::Owned(Arc::new(words), a.data.len())),
+        }
+    };
+    let outs = &m["outputs"];
+    let input_q = &m["input_quant"];
+    let input = TensorInfo {
+        name: "normalized_input_image_tensor".into(),
+        dtype: if tag == "int8" { DType::I8 } else { DType::F32 },
+        shape: vec![1, 300, 300, 3],
+        quant: (tag == "int8").then(|| {
+            Quant::per_tensor(
+                input_q[0].as_f64().unwrap() as f32,
+                input_q[1].as_i64().unwrap(),
+            )
+        }),
+        data: None,
+    };
+    // Scores first, to check that outputs are found by name, not position.
+    let tensors = vec![
+        input,
+        konst(
+            &npy(&format!("{stem}_{tag}_scores.npy")),
+            "raw_outputs/class_predictions",
+            &outs[1]["quant"],
+        ),
+        konst(
+            &npy(&format!("{stem}_{tag}_boxes.npy")),
+            "raw_outputs/box_encodings",
+            &outs[0]["quant"],
+        ),
+    ];
+    let graph = Graph {
+        bytes: ModelBytes::new(&[]),
+        tensors,
+        nodes: vec![],
+        inputs: vec![0],
+        outputs: vec![1, 2],
+        input_names: vec![],
+        output_names: vec![],
+        description: "stand-in".into(),
+    };
+    let desc = ModelDesc::load(&desc_path()).unwrap();
+    let labels = load_labels(&desc.labels_path(&desc_path()).unwrap()).unwrap();
+    edgecam::detect::Detector::new(
+        Interpreter::new(graph).unwrap(),
+        desc,
+        labels,
+        format!("stand-in-{tag}"),
+        ResizeMode::Stretch,
+    )
+    .unwrap()
+}
+
+#[test]
+fn detector_glue_on_stand_in_graph() {
+    for tag in ["fp32", "int8"] {
+        let mut det = stand_in_detector(tag, "person");
+        // Any frame: the stand-in's outputs are constant.
+        let img = image::RgbImage::from_pixel(640, 424, image::Rgb([90, 120, 200]));
+        let got = det.detect(&img).unwrap();
+        let py = python("person", tag);
+        assert_eq!(got.len(), py.len());
+        for (d, p) in got.iter().zip(&py) {
+            assert_eq!(d.label, p["label"].as_str().unwrap());
+        }
+        let t = det.transform();
+        assert_eq!((t.src_w, t.src_h, t.dst_w, t.dst_h), (640, 424, 300, 300));
+        let person = best(&got, "Person").unwrap();
+        let px = person.to_pixels(&t);
+        for k in 0..4 {
+            let n = person.bbox[[1, 0, 3, 2][k]];
+            let size = if k % 2 == 0 { 640.0 } else { 424.0 };
+            assert!((px[k] - n.clamp(0.0, 1.0) * size).abs() < 1e-2, "{px:?}");
+        }
+        // A frame of another size reuses the detector.
+        let img = image::RgbImage::new(320, 240);
+        assert_eq!(det.detect(&img).unwrap().len(), py.len());
+        assert_eq!(det.transform().src_w, 320);
+    }
+}

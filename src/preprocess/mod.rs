@@ -475,6 +475,6 @@ mod tests {
         let mut p = pre(ResizeMode::Stretch, 3, 3);
         let mut out = vec![0f32; 5];
         assert!(p.to_f32(&img, &mut out).is_err());
-        assert!(p.to_f32(&RgbImage::new(0, 0), &mut vec![0f32; 27]).is_err());
+        assert!(p.to_f32(&RgbImage::new(0, 0), &mut [0f32; 27]).is_err());
     }
 }

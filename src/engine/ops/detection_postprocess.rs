@@ -691,11 +691,10 @@ mod tests {
                 inputs: SmallVec::new(),
                 outputs: SmallVec::new(),
             };
-            for k in 0..3 {
-                let info = &h.tensors[k];
+            for (info, words) in h.tensors.iter().zip(&in_words) {
                 io.inputs.push(Some(TensorRef {
                     info,
-                    bytes: &bytemuck::cast_slice::<u64, u8>(&in_words[k])[..info.byte_len()],
+                    bytes: &bytemuck::cast_slice::<u64, u8>(words)[..info.byte_len()],
                 }));
             }
             for (k, b) in bufs.iter_mut().enumerate() {
