@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use edgecam::detect::model_desc::{Colour, ModelDesc};
-use edgecam::detect::{Detector, DetectorConfig};
+use edgecam::detect::{detections_json, Detector, DetectorConfig};
 use edgecam::engine::{tflite, DType, Interpreter};
 use edgecam::npy::NpyArray;
 use edgecam::preprocess::{Preprocessor, ResizeMode};
@@ -102,27 +102,15 @@ fn detect(
     for path in images {
         let img = load_rgb(path)?;
         det.detect_into(&img, &mut found)?;
-        let t = det.transform();
-        let objects: Vec<serde_json::Value> = found
-            .iter()
-            .map(|d| {
-                let b = d.to_pixels(&t);
-                serde_json::json!({
-                    "label": d.label,
-                    "class_id": d.class_id,
-                    "score": d.score,
-                    "box": b,
-                })
-            })
-            .collect();
-        let line = serde_json::json!({
-            "image": path.display().to_string(),
-            "width": img.width(),
-            "height": img.height(),
-            "model": det.name(),
-            "inference_ms": det.inference_time().as_secs_f64() * 1e3,
-            "objects": objects,
-        });
+        let line = detections_json(
+            &path.display().to_string(),
+            img.width(),
+            img.height(),
+            det.name(),
+            det.inference_time().as_secs_f64() * 1e3,
+            &found,
+            &det.transform(),
+        );
         println!("{line}");
     }
     Ok(())

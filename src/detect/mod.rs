@@ -277,10 +277,84 @@ impl Detector {
     }
 }
 
+/// The `edgecam detect` JSON record of one image: boxes in image pixels
+/// `[x1, y1, x2, y2]`.
+pub fn detections_json(
+    image: &str,
+    width: u32,
+    height: u32,
+    model: &str,
+    inference_ms: f64,
+    detections: &[Detection],
+    transform: &FrameTransform,
+) -> serde_json::Value {
+    let objects: Vec<serde_json::Value> = detections
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": d.score,
+                "box": d.to_pixels(transform),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "image": image,
+        "width": width,
+        "height": height,
+        "model": model,
+        "inference_ms": inference_ms,
+        "objects": objects,
+    })
+}
+
 /// Convenience: the description path used for `model` (explicit or by convention).
 pub fn resolve_desc(model: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     match explicit {
         Some(p) => Ok(p.to_path_buf()),
         None => desc_path_for_model(model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_has_pixel_boxes() {
+        let t = FrameTransform {
+            src_w: 600,
+            src_h: 400,
+            dst_w: 300,
+            dst_h: 300,
+            scale_x: 0.5,
+            scale_y: 0.75,
+            pad_x: 0.0,
+            pad_y: 0.0,
+        };
+        let d = Detection {
+            class_id: 4,
+            label: "Person".into(),
+            score: 0.75,
+            bbox: [0.25, 0.5, 0.75, 1.0],
+        };
+        let v = detections_json("a.jpg", 600, 400, "m", 1.5, &[d], &t);
+        assert_eq!(v["image"], "a.jpg");
+        assert_eq!(v["width"], 600);
+        assert_eq!(v["height"], 400);
+        assert_eq!(v["model"], "m");
+        assert_eq!(v["inference_ms"], 1.5);
+        let o = &v["objects"][0];
+        assert_eq!(o["label"], "Person");
+        assert_eq!(o["class_id"], 4);
+        assert_eq!(o["score"], 0.75);
+        let b: Vec<f64> = o["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(b, vec![300.0, 100.0, 600.0, 300.0]);
     }
 }
