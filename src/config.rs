@@ -102,7 +102,9 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            model: PathBuf::from("/usr/local/share/edgecam/models/ssd_mobilenetv2_oidv4_int8.tflite"),
+            model: PathBuf::from(
+                "/usr/local/share/edgecam/models/ssd_mobilenetv2_oidv4_int8.tflite",
+            ),
             labels: None,
             desc: None,
             threads: 2,
@@ -312,53 +314,78 @@ impl Config {
                 .source(Some(env_map)),
         );
         let raw = b.build().context("reading configuration")?;
-        let cfg: Config = raw.try_deserialize().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Check values that the types alone do not constrain. Errors name the key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, why: String| -> Result<()> { bail!("invalid configuration: {key}: {why}") };
+        let bad =
+            |key: &str, why: String| -> Result<()> { bail!("invalid configuration: {key}: {why}") };
         let s = &self.source;
         if !(s.fps >= 0.0 && s.fps.is_finite()) {
             bad("source.fps", format!("must be >= 0, got {}", s.fps))?;
         }
         match s.kind {
-            SourceKind::Ffmpeg | SourceKind::Images | SourceKind::Mjpeg if s.uri.is_empty() => {
-                bad("source.uri", format!("required for source.kind = {:?}", s.kind).to_lowercase())?
-            }
+            SourceKind::Ffmpeg | SourceKind::Images | SourceKind::Mjpeg if s.uri.is_empty() => bad(
+                "source.uri",
+                format!("required for source.kind = {:?}", s.kind).to_lowercase(),
+            )?,
             _ => {}
         }
         if !["mjpeg", "yuyv"].contains(&s.format.as_str()) {
-            bad("source.format", format!("must be mjpeg or yuyv, got '{}'", s.format))?;
+            bad(
+                "source.format",
+                format!("must be mjpeg or yuyv, got '{}'", s.format),
+            )?;
         }
         if !(s.backoff_min_s > 0.0 && s.backoff_max_s >= s.backoff_min_s) {
-            bad("source.backoff_min_s", "need 0 < backoff_min_s <= backoff_max_s".into())?;
+            bad(
+                "source.backoff_min_s",
+                "need 0 < backoff_min_s <= backoff_max_s".into(),
+            )?;
         }
         if s.stall_timeout_s <= 0.0 {
             bad("source.stall_timeout_s", "must be > 0".into())?;
         }
         let d = &self.detector;
         if d.threads == 0 || d.threads > 64 {
-            bad("detector.threads", format!("must be 1..=64, got {}", d.threads))?;
+            bad(
+                "detector.threads",
+                format!("must be 1..=64, got {}", d.threads),
+            )?;
         }
         if !["auto", "scalar", "neon", "dotprod", "i8mm", "avx2"].contains(&d.kernels.as_str()) {
             bad(
                 "detector.kernels",
-                format!("must be auto, scalar, neon, dotprod, i8mm or avx2, got '{}'", d.kernels),
+                format!(
+                    "must be auto, scalar, neon, dotprod, i8mm or avx2, got '{}'",
+                    d.kernels
+                ),
             )?;
         }
         if !(0.0..=1.0).contains(&d.score_threshold) {
-            bad("detector.score_threshold", format!("must be in 0..1, got {}", d.score_threshold))?;
+            bad(
+                "detector.score_threshold",
+                format!("must be in 0..1, got {}", d.score_threshold),
+            )?;
         }
         for (label, t) in &d.thresholds {
             if !(0.0..=1.0).contains(t) {
-                bad(&format!("detector.thresholds.{label}"), format!("must be in 0..1, got {t}"))?;
+                bad(
+                    &format!("detector.thresholds.{label}"),
+                    format!("must be in 0..1, got {t}"),
+                )?;
             }
         }
         if !(0.0..=1.0).contains(&d.min_box_area) {
-            bad("detector.min_box_area", format!("must be in 0..1, got {}", d.min_box_area))?;
+            bad(
+                "detector.min_box_area",
+                format!("must be in 0..1, got {}", d.min_box_area),
+            )?;
         }
         if d.max_fps < 0.0 {
             bad("detector.max_fps", "must be >= 0".into())?;
@@ -368,10 +395,19 @@ impl Config {
             bad("mqtt.qos", format!("must be 0, 1 or 2, got {}", m.qos))?;
         }
         if m.prefix.is_empty() || m.prefix.contains(['+', '#']) {
-            bad("mqtt.prefix", format!("must be a non-empty topic without wildcards, got '{}'", m.prefix))?;
+            bad(
+                "mqtt.prefix",
+                format!(
+                    "must be a non-empty topic without wildcards, got '{}'",
+                    m.prefix
+                ),
+            )?;
         }
         if m.device_id.contains(['+', '#', '/']) {
-            bad("mqtt.device_id", format!("must not contain '/', '+' or '#', got '{}'", m.device_id))?;
+            bad(
+                "mqtt.device_id",
+                format!("must not contain '/', '+' or '#', got '{}'", m.device_id),
+            )?;
         }
         if m.buffer == 0 {
             bad("mqtt.buffer", "must be >= 1".into())?;
@@ -409,7 +445,11 @@ impl Config {
 
     /// Base topic `<prefix>/<device_id>`.
     pub fn base_topic(&self) -> String {
-        format!("{}/{}", self.mqtt.prefix.trim_end_matches('/'), self.device_id())
+        format!(
+            "{}/{}",
+            self.mqtt.prefix.trim_end_matches('/'),
+            self.device_id()
+        )
     }
 }
 
@@ -418,11 +458,8 @@ mod tests {
     use super::*;
 
     fn write(text: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "edgecam-cfg-{}-{}",
-            std::process::id(),
-            text.len()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("edgecam-cfg-{}-{}", std::process::id(), text.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.toml");
         std::fs::write(&p, text).unwrap();
@@ -433,7 +470,11 @@ mod tests {
     fn documented_file_equals_the_defaults() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/edgecam.toml");
         let c = Config::load_with_env(Some(&p), vec![]).unwrap();
-        assert_eq!(c, Config::default(), "config/edgecam.toml documents every default");
+        assert_eq!(
+            c,
+            Config::default(),
+            "config/edgecam.toml documents every default"
+        );
     }
 
     #[test]
@@ -455,11 +496,15 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let (dir, p) = write("[mqtt]\nhots = \"x\"\n");
-        let e = Config::load_with_env(Some(&p), vec![]).unwrap_err().to_string();
+        let e = Config::load_with_env(Some(&p), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hots"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
         let (dir, p) = write("[detector]\nthreads = 0\n");
-        let e = Config::load_with_env(Some(&p), vec![]).unwrap_err().to_string();
+        let e = Config::load_with_env(Some(&p), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("detector.threads"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
         let env = vec![("EDGECAM__MQTT__QOS".to_string(), "9".to_string())];

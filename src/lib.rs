@@ -5,7 +5,9 @@
 //! [`postprocess`] → [`publish`], with [`drift`] beside the detector.
 //! The inference engine lives in [`engine`].
 
+pub mod app;
 pub mod capture;
+pub mod config;
 pub mod detect;
 pub mod drift;
 pub mod engine;
@@ -14,5 +16,3 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod publish;
 pub mod telemetry;
-pub mod app;
-pub mod config;

@@ -4,8 +4,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use edgecam::engine::{tflite, Interpreter};
+use edgecam::detect::model_desc::{Colour, ModelDesc};
+use edgecam::detect::{detections_json, Detector, DetectorConfig};
+use edgecam::engine::{tflite, DType, Interpreter};
 use edgecam::npy::NpyArray;
+use edgecam::preprocess::{Preprocessor, ResizeMode};
 
 /// edgecam: int8 object detection on the edge, with live quantization-drift monitoring.
 #[derive(Parser)]
@@ -43,6 +46,107 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Detect objects in images; prints one JSON line per image.
+    Detect {
+        #[arg(long)]
+        model: PathBuf,
+        /// Label file (default: the description's `labels`).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Model description JSON (default: `<base>.json` next to the model, then `models/<base>.json`).
+        #[arg(long)]
+        desc: Option<PathBuf>,
+        /// Score threshold (default: the description's).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Keep the aspect ratio (pad) instead of stretching to the model size.
+        #[arg(long)]
+        letterbox: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Preprocess an image exactly as `detect` does and write the float32
+    /// NHWC tensor (normalised, before any quantisation) as .npy.
+    Preprocess {
+        /// Model description JSON (input size and normalisation).
+        #[arg(long)]
+        desc: PathBuf,
+        #[arg(long)]
+        letterbox: bool,
+        #[arg(long)]
+        out: PathBuf,
+        image: PathBuf,
+    },
+}
+
+fn resize_mode(letterbox: bool) -> ResizeMode {
+    if letterbox {
+        ResizeMode::Letterbox { pad: [0, 0, 0] }
+    } else {
+        ResizeMode::Stretch
+    }
+}
+
+fn load_rgb(path: &Path) -> Result<image::RgbImage> {
+    Ok(image::open(path)
+        .with_context(|| format!("reading image {}", path.display()))?
+        .to_rgb8())
+}
+
+fn detect(
+    model: &Path,
+    labels: Option<&Path>,
+    desc: Option<&Path>,
+    threshold: Option<f32>,
+    letterbox: bool,
+    images: &[PathBuf],
+) -> Result<()> {
+    let cfg = DetectorConfig {
+        model: model.to_path_buf(),
+        desc: desc.map(Path::to_path_buf),
+        labels: labels.map(Path::to_path_buf),
+        resize: resize_mode(letterbox),
+        score_threshold: threshold,
+    };
+    let mut det = Detector::from_config(&cfg)?;
+    let mut found = Vec::new();
+    for path in images {
+        let img = load_rgb(path)?;
+        det.detect_into(&img, &mut found)?;
+        let line = detections_json(
+            &path.display().to_string(),
+            img.width(),
+            img.height(),
+            det.name(),
+            det.inference_time().as_secs_f64() * 1e3,
+            &found,
+            &det.transform(),
+        );
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn preprocess(desc: &Path, letterbox: bool, out: &Path, image: &Path) -> Result<()> {
+    let d = ModelDesc::load(desc)?;
+    let i = &d.input;
+    let mut pre = Preprocessor::new(
+        i.width,
+        i.height,
+        i.mean,
+        i.std,
+        i.colour == Colour::Bgr,
+        resize_mode(letterbox),
+    )?;
+    let img = load_rgb(image)?;
+    let mut buf = vec![0f32; pre.len()];
+    pre.to_f32(&img, &mut buf)?;
+    NpyArray {
+        dtype: DType::F32,
+        shape: vec![1, i.height, i.width, 3],
+        data: bytemuck::cast_slice(&buf).to_vec(),
+    }
+    .write(out)
 }
 
 fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
@@ -80,7 +184,8 @@ fn check_config(path: Option<&Path>) -> Result<()> {
     let cfg = edgecam::config::Config::load(path)?;
     let graph = tflite::load_file(&cfg.detector.model)
         .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
-    Interpreter::new(graph).with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
+    Interpreter::new(graph)
+        .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
     if let (true, Some(m)) = (cfg.shadow.enabled, &cfg.shadow.model) {
         let g = tflite::load_file(m).with_context(|| format!("shadow.model: {}", m.display()))?;
         Interpreter::new(g).with_context(|| format!("shadow.model: {}", m.display()))?;
@@ -90,7 +195,11 @@ fn check_config(path: Option<&Path>) -> Result<()> {
         cfg.source.kind,
         cfg.source.uri,
         cfg.detector.model.display(),
-        if cfg.mqtt.host.is_empty() { "(embedded)" } else { &cfg.mqtt.host },
+        if cfg.mqtt.host.is_empty() {
+            "(embedded)"
+        } else {
+            &cfg.mqtt.host
+        },
         cfg.mqtt.port,
         cfg.base_topic()
     );
@@ -106,6 +215,27 @@ fn main() -> ExitCode {
         }
         Cmd::CheckConfig { config } => check_config(config.as_deref()),
         Cmd::Infer { model, input, out } => infer(model, input, out),
+        Cmd::Detect {
+            model,
+            labels,
+            desc,
+            threshold,
+            letterbox,
+            images,
+        } => detect(
+            model,
+            labels.as_deref(),
+            desc.as_deref(),
+            *threshold,
+            *letterbox,
+            images,
+        ),
+        Cmd::Preprocess {
+            desc,
+            letterbox,
+            out,
+            image,
+        } => preprocess(desc, *letterbox, out, image),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

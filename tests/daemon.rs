@@ -18,7 +18,11 @@ fn root() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -58,7 +62,10 @@ impl Broker {
             .unwrap();
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Broker { child, port, conf }
@@ -110,7 +117,12 @@ fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
 }
 
 /// Wait until `pred` holds for a received message; returns everything received meanwhile.
-fn wait_for(rx: &mpsc::Receiver<Msg>, all: &mut Vec<Msg>, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> bool {
+fn wait_for(
+    rx: &mpsc::Receiver<Msg>,
+    all: &mut Vec<Msg>,
+    timeout: Duration,
+    pred: impl Fn(&Msg) -> bool,
+) -> bool {
     let end = Instant::now() + timeout;
     if all.iter().any(&pred) {
         return true;
@@ -179,11 +191,16 @@ fn daemon(config: &Path) -> Child {
 }
 
 fn sigterm(child: &Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
 }
 
 #[test]
-#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
 fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     let dir = tmpdir("e2e");
     let port = free_port();
@@ -194,19 +211,29 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     let mut child = daemon(&cfg);
     let mut all = vec![];
     let base = "edgecam/e2e";
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/availability") && m.1 == "online"));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+        == format!("{base}/availability")
+        && m.1 == "online"));
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0 == format!("{base}/detections")
+        wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0
+            == format!("{base}/detections")
             && m.1.contains("\"Person\"")),
         "no detections with a Person arrived"
     );
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/counts/Person")));
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/events") && m.1.contains("\"new\"")));
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == format!("{base}/stats")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+        == format!("{base}/counts/Person")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+        == format!("{base}/events")
+        && m.1.contains("\"new\"")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+        == format!("{base}/stats")));
 
     // Payload shapes.
     let det: serde_json::Value = serde_json::from_str(
-        &all.iter().find(|m| m.0 == format!("{base}/detections") && m.1.contains("Person")).unwrap().1,
+        &all.iter()
+            .find(|m| m.0 == format!("{base}/detections") && m.1.contains("Person"))
+            .unwrap()
+            .1,
     )
     .unwrap();
     assert_eq!(det["frame"]["width"], 768);
@@ -215,25 +242,58 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     assert!(det["timestamp"].as_str().unwrap().ends_with('Z'));
     assert!(det["inference_ms"].as_f64().unwrap() > 0.0);
     let obj = &det["objects"][0];
-    let b: Vec<f64> = obj["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert!(b[0] < b[2] && b[1] < b[3] && b[2] <= 768.0 && b[3] <= 576.0, "box {b:?}");
-    let count: u64 = all.iter().find(|m| m.0 == format!("{base}/counts/Person")).unwrap().1.parse().unwrap();
+    let b: Vec<f64> = obj["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        b[0] < b[2] && b[1] < b[3] && b[2] <= 768.0 && b[3] <= 576.0,
+        "box {b:?}"
+    );
+    let count: u64 = all
+        .iter()
+        .find(|m| m.0 == format!("{base}/counts/Person"))
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
     assert!(count >= 1);
-    let stats: serde_json::Value =
-        serde_json::from_str(&all.iter().find(|m| m.0 == format!("{base}/stats")).unwrap().1).unwrap();
-    for key in ["capture_fps", "processed_fps", "dropped_frames", "inference_ms", "queues", "kernels", "uptime_s", "version"] {
+    let stats: serde_json::Value = serde_json::from_str(
+        &all.iter()
+            .find(|m| m.0 == format!("{base}/stats"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    for key in [
+        "capture_fps",
+        "processed_fps",
+        "dropped_frames",
+        "inference_ms",
+        "queues",
+        "kernels",
+        "uptime_s",
+        "version",
+    ] {
         assert!(!stats[key].is_null(), "stats has no {key}: {stats}");
     }
 
     // Clean shutdown on SIGTERM: offline, exit 0, within a few seconds.
     let t0 = Instant::now();
     sigterm(&child);
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(10), |m| m.0 == format!("{base}/availability") && m.1 == "offline"));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(10), |m| m.0
+        == format!("{base}/availability")
+        && m.1 == "offline"));
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "daemon did not stop within 10 s of SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not stop within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status:?}");
@@ -241,7 +301,10 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
 }
 
 #[test]
-#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
 fn survives_broker_restart_and_delivers_buffered_messages() {
     let dir = tmpdir("restart");
     let port = free_port();
@@ -252,7 +315,8 @@ fn survives_broker_restart_and_delivers_buffered_messages() {
     let mut child = daemon(&cfg);
     let base = "edgecam/restart";
     let mut all = vec![];
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0 == format!("{base}/detections")));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0
+        == format!("{base}/detections")));
 
     // Broker away for 3 s while the daemon keeps processing.
     broker.kill();
@@ -260,26 +324,35 @@ fn survives_broker_restart_and_delivers_buffered_messages() {
     std::thread::sleep(Duration::from_secs(3));
     let up_at = std::time::SystemTime::now();
     broker.restart();
-    assert!(child.try_wait().unwrap().is_none(), "daemon died while the broker was down");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "daemon died while the broker was down"
+    );
 
     // After the restart: availability online again, and detections captured
     // while the broker was down arrive (they waited in the bounded buffer).
     let mut after = vec![];
-    assert!(wait_for(&rx, &mut after, Duration::from_secs(60), |m| m.0 == format!("{base}/availability") && m.1 == "online"));
+    assert!(wait_for(&rx, &mut after, Duration::from_secs(60), |m| m.0
+        == format!("{base}/availability")
+        && m.1 == "online"));
     let ts = |m: &Msg| -> Option<std::time::SystemTime> {
         let v: serde_json::Value = serde_json::from_str(&m.1).ok()?;
         let s = v["timestamp"].as_str()?.to_string();
         parse_rfc3339(&s)
     };
     let during = |m: &Msg| {
-        m.0 == format!("{base}/detections") && ts(m).map(|t| t > down_at && t < up_at).unwrap_or(false)
+        m.0 == format!("{base}/detections")
+            && ts(m).map(|t| t > down_at && t < up_at).unwrap_or(false)
     };
     assert!(
         wait_for(&rx, &mut after, Duration::from_secs(60), during),
         "no detection captured during the outage was delivered after the reconnect"
     );
-    assert!(wait_for(&rx, &mut after, Duration::from_secs(30), |m| m.0 == format!("{base}/stats")
-        && serde_json::from_str::<serde_json::Value>(&m.1).map(|v| v["mqtt"]["connects"].as_u64() >= Some(2)).unwrap_or(false)));
+    assert!(wait_for(&rx, &mut after, Duration::from_secs(30), |m| m.0
+        == format!("{base}/stats")
+        && serde_json::from_str::<serde_json::Value>(&m.1)
+            .map(|v| v["mqtt"]["connects"].as_u64() >= Some(2))
+            .unwrap_or(false)));
     sigterm(&child);
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -288,9 +361,15 @@ fn survives_broker_restart_and_delivers_buffered_messages() {
 /// Minimal parser for the daemon's own `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamps.
 fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
     let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
     let (hms, ms) = time.split_once('.')?;
-    let t: Vec<i64> = hms.split(':').map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
     // days from civil (H. Hinnant)
     let (y, m, dd) = (d[0], d[1], d[2]);
     let y = if m <= 2 { y - 1 } else { y };
@@ -300,11 +379,18 @@ fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_millis(ms.parse().ok()?))
+    Some(
+        std::time::UNIX_EPOCH
+            + Duration::from_secs(secs as u64)
+            + Duration::from_millis(ms.parse().ok()?),
+    )
 }
 
 #[test]
-#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto; built, not run, under qemu")]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
 fn killed_daemon_goes_offline_through_the_last_will() {
     let dir = tmpdir("will");
     let port = free_port();
@@ -334,11 +420,17 @@ fn check_config(text: &str) -> (bool, String) {
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
-#[cfg_attr(target_arch = "aarch64", ignore = "spawns the binary; built, not run, under qemu")]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary; built, not run, under qemu"
+)]
 fn bad_configs_are_rejected_naming_the_key() {
     let model = root().join("models/ssd_mobilenetv2_oidv4_int8.tflite");
     let good = format!("[detector]\nmodel = \"{}\"\n", model.display());

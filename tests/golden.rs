@@ -59,7 +59,9 @@ fn run_variant(variant: &str, stem: &str) -> (Interpreter, Vec<NpyArray>) {
     it.invoke().unwrap();
     let mut refs = Vec::new();
     for k in 0..it.output_count() {
-        refs.push(NpyArray::read(&golden_dir().join(format!("{stem}_{variant}_out{k}.npy"))).unwrap());
+        refs.push(
+            NpyArray::read(&golden_dir().join(format!("{stem}_{variant}_out{k}.npy"))).unwrap(),
+        );
     }
     (it, refs)
 }
@@ -75,7 +77,12 @@ fn int8_ssd_is_bit_exact_with_tflite_reference() {
             let got = out.i8().unwrap();
             let want: &[i8] = bytemuck::cast_slice(&r.data);
             let diff = got.iter().zip(want).filter(|(a, b)| a != b).count();
-            assert_eq!(diff, 0, "{stem} int8 output {k}: {diff} of {} values differ", want.len());
+            assert_eq!(
+                diff,
+                0,
+                "{stem} int8 output {k}: {diff} of {} values differ",
+                want.len()
+            );
         }
     }
 }

@@ -37,38 +37,47 @@ pub struct Embedded {
 impl Embedded {
     /// Start on 127.0.0.1 with a free port.
     pub fn start() -> Result<Self> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
         std_listener.set_nonblocking(true)?;
         let port = std_listener.local_addr()?.port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new().name("edgecam-broker".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("embedded broker: {e}");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let listener = match TcpListener::from_std(std_listener) {
-                    Ok(l) => l,
+        std::thread::Builder::new()
+            .name("edgecam-broker".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!("embedded broker: {e}");
                         return;
                     }
                 };
-                let state = Arc::new(Mutex::new(State {
-                    retained: HashMap::new(),
-                    clients: HashMap::new(),
-                    next_id: 1,
-                }));
-                tokio::select! {
-                    _ = rx => {}
-                    _ = accept_loop(listener, state) => {}
-                }
-            });
-        })?;
-        Ok(Embedded { port, _shutdown: tx })
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("embedded broker: {e}");
+                            return;
+                        }
+                    };
+                    let state = Arc::new(Mutex::new(State {
+                        retained: HashMap::new(),
+                        clients: HashMap::new(),
+                        next_id: 1,
+                    }));
+                    tokio::select! {
+                        _ = rx => {}
+                        _ = accept_loop(listener, state) => {}
+                    }
+                });
+            })?;
+        Ok(Embedded {
+            port,
+            _shutdown: tx,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -212,14 +221,22 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> Result<()> {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         let id = st.next_id;
         st.next_id += 1;
-        st.clients.insert(id, Client { filters: vec![], tx: tx.clone() });
+        st.clients.insert(
+            id,
+            Client {
+                filters: vec![],
+                tx: tx.clone(),
+            },
+        );
         id
     };
     let mut will: Option<(String, Vec<u8>, bool)> = None;
     let mut clean = false;
     let res: Result<()> = async {
         // CONNECT first.
-        let (h, body) = read_packet(&mut rd).await?.context("closed before CONNECT")?;
+        let (h, body) = read_packet(&mut rd)
+            .await?
+            .context("closed before CONNECT")?;
         anyhow::ensure!(h >> 4 == 1, "first packet is not CONNECT");
         let mut c = Cursor(&body);
         let _proto = c.bytes()?;
@@ -298,7 +315,11 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> Result<()> {
         Ok(())
     }
     .await;
-    state.lock().unwrap_or_else(|p| p.into_inner()).clients.remove(&id);
+    state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clients
+        .remove(&id);
     if !clean {
         if let Some((t, m, r)) = will {
             route(&state, &t, &m, r);
@@ -316,7 +337,10 @@ mod tests {
     #[test]
     fn wildcards() {
         assert!(topic_matches("edgecam/#", "edgecam/cam/detections"));
-        assert!(topic_matches("edgecam/+/detections", "edgecam/cam/detections"));
+        assert!(topic_matches(
+            "edgecam/+/detections",
+            "edgecam/cam/detections"
+        ));
         assert!(!topic_matches("edgecam/+/stats", "edgecam/cam/detections"));
         assert!(topic_matches("a/b", "a/b"));
         assert!(!topic_matches("a/b", "a/b/c"));

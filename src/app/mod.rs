@@ -34,7 +34,10 @@ impl EngineInfer {
         dc.score_threshold = Some(min_threshold);
         let det = crate::detect::Detector::from_config(&dc)
             .with_context(|| format!("detector.model: loading {}", cfg.detector.model.display()))?;
-        Ok(EngineInfer { det, scratch: Vec::new() })
+        Ok(EngineInfer {
+            det,
+            scratch: Vec::new(),
+        })
     }
     pub fn labels(&self) -> Vec<String> {
         self.det.labels().to_vec()
@@ -73,7 +76,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
     // First-run mode: no broker configured → embedded broker on loopback.
     let _broker = if cfg.mqtt.host.is_empty() {
         let b = broker::Embedded::start().context("starting the embedded MQTT broker")?;
-        tracing::info!(port = b.port(), "no mqtt.host configured: embedded broker on 127.0.0.1");
+        tracing::info!(
+            port = b.port(),
+            "no mqtt.host configured: embedded broker on 127.0.0.1"
+        );
         cfg.mqtt.host = "127.0.0.1".into();
         cfg.mqtt.port = b.port();
         Some(b)
@@ -105,11 +111,20 @@ pub fn run(mut cfg: Config) -> Result<()> {
     let conn = Arc::new(ConnState::default());
     if cfg.homeassistant.enabled {
         let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
-            infer.labels().into_iter().filter(|l| !l.is_empty() && l != "???" && l != "background").collect()
+            infer
+                .labels()
+                .into_iter()
+                .filter(|l| !l.is_empty() && l != "???" && l != "background")
+                .collect()
         } else {
             cfg.homeassistant.labels.clone()
         };
-        for m in homeassistant::discovery(&cfg.homeassistant.discovery_prefix, &base, &device_id, &labels) {
+        for m in homeassistant::discovery(
+            &cfg.homeassistant.discovery_prefix,
+            &base,
+            &device_id,
+            &labels,
+        ) {
             conn.remember(&m);
         }
     }
@@ -206,7 +221,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
     // Give the connection a moment to flush what the pipeline produced last.
     rt.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while !outbox.is_empty() && conn.connected.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+        while !outbox.is_empty()
+            && conn.connected.load(Ordering::SeqCst)
+            && tokio::time::Instant::now() < deadline
+        {
             outbox.notify.notify_one();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

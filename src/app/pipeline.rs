@@ -54,9 +54,18 @@ fn nap(shared: &Shared, d: Duration) {
 
 /// The capture thread: opens the source (again, with back-off, after errors),
 /// paces file sources at `source.fps`, and hands frames on.
-pub fn capture_loop(cfg: &Config, mut source: Box<dyn FrameSource>, out: LatestSender<Frame>, shared: &Shared) {
+pub fn capture_loop(
+    cfg: &Config,
+    mut source: Box<dyn FrameSource>,
+    out: LatestSender<Frame>,
+    shared: &Shared,
+) {
     let s = &cfg.source;
-    let period = if s.fps > 0.0 { Some(Duration::from_secs_f64(1.0 / s.fps)) } else { None };
+    let period = if s.fps > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / s.fps))
+    } else {
+        None
+    };
     let min_backoff = Duration::from_secs_f64(s.backoff_min_s);
     let max_backoff = Duration::from_secs_f64(s.backoff_max_s);
     let mut backoff = min_backoff;
@@ -98,7 +107,10 @@ pub fn capture_loop(cfg: &Config, mut source: Box<dyn FrameSource>, out: LatestS
                     image,
                 };
                 out.send(frame);
-                shared.stats.capture_queue.store(out.len() as u64, Ordering::Relaxed);
+                shared
+                    .stats
+                    .capture_queue
+                    .store(out.len() as u64, Ordering::Relaxed);
                 if cfg.pipeline.max_frames > 0 && seq >= cfg.pipeline.max_frames {
                     tracing::info!(frames = seq, "pipeline.max_frames reached");
                     shared.source_done.store(true, Ordering::SeqCst);
@@ -156,7 +168,10 @@ impl Filter {
     }
     /// The lowest threshold of any label: what the decoder must keep.
     pub fn min_threshold(&self) -> f32 {
-        self.thresholds.values().copied().fold(self.default_threshold, f32::min)
+        self.thresholds
+            .values()
+            .copied()
+            .fold(self.default_threshold, f32::min)
     }
     pub fn keep(&self, o: &Object, frame_w: u32, frame_h: u32) -> bool {
         if !self.allow.is_empty() && !self.allow.contains(&o.label) {
@@ -165,7 +180,11 @@ impl Filter {
         if self.deny.contains(&o.label) {
             return false;
         }
-        let t = self.thresholds.get(&o.label).copied().unwrap_or(self.default_threshold);
+        let t = self
+            .thresholds
+            .get(&o.label)
+            .copied()
+            .unwrap_or(self.default_threshold);
         if o.score < t {
             return false;
         }
@@ -182,7 +201,13 @@ pub trait Infer: Send {
 }
 
 /// The detection thread.
-pub fn detect_loop(cfg: &Config, infer: &mut dyn Infer, input: Receiver<Frame>, out: LatestSender<Processed>, shared: &Shared) {
+pub fn detect_loop(
+    cfg: &Config,
+    infer: &mut dyn Infer,
+    input: Receiver<Frame>,
+    out: LatestSender<Processed>,
+    shared: &Shared,
+) {
     let filter = Filter::from_config(cfg);
     let min_gap = if cfg.detector.max_fps > 0.0 {
         Some(Duration::from_secs_f64(1.0 / cfg.detector.max_fps))
@@ -196,7 +221,9 @@ pub fn detect_loop(cfg: &Config, infer: &mut dyn Infer, input: Receiver<Frame>, 
         let frame = match input.recv_timeout(Duration::from_millis(100)) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => {
-                if shared.stopping() || (shared.source_done.load(Ordering::SeqCst) && input.is_empty()) {
+                if shared.stopping()
+                    || (shared.source_done.load(Ordering::SeqCst) && input.is_empty())
+                {
                     break;
                 }
                 continue;
@@ -216,7 +243,8 @@ pub fn detect_loop(cfg: &Config, infer: &mut dyn Infer, input: Receiver<Frame>, 
                 shared.stats.inference_ms.push(ms);
                 shared.stats.processed.fetch_add(1, Ordering::Relaxed);
                 let (w, h) = frame.image.dimensions();
-                let kept: Vec<Object> = objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
+                let kept: Vec<Object> =
+                    objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
                 out.send(Processed {
                     seq: frame.seq,
                     ts: frame.ts,
@@ -226,7 +254,10 @@ pub fn detect_loop(cfg: &Config, infer: &mut dyn Infer, input: Receiver<Frame>, 
                     inference_ms: ms,
                     objects: kept,
                 });
-                shared.stats.result_queue.store(out.len() as u64, Ordering::Relaxed);
+                shared
+                    .stats
+                    .result_queue
+                    .store(out.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 shared.stats.detect_errors.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +288,11 @@ pub fn publish_loop(
     conn: &ConnState,
     shared: &Shared,
 ) {
-    let mut tracker = Tracker::new(cfg.tracker.iou, cfg.tracker.max_missed, cfg.tracker.update_every);
+    let mut tracker = Tracker::new(
+        cfg.tracker.iou,
+        cfg.tracker.max_missed,
+        cfg.tracker.update_every,
+    );
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_stats = Instant::now();
     let mut last_captured = 0u64;
@@ -284,24 +319,40 @@ pub fn publish_loop(
                     "inference_ms": (p.inference_ms * 1000.0).round() / 1000.0,
                     "objects": p.objects,
                 });
-                send(format!("{}/detections", ctx.base), msg.to_string().into_bytes(), ctx.retain_detections);
+                send(
+                    format!("{}/detections", ctx.base),
+                    msg.to_string().into_bytes(),
+                    ctx.retain_detections,
+                );
                 // Counts, on change (including back to zero).
-                let mut now: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();
+                let mut now: BTreeMap<String, u64> =
+                    counts.keys().map(|k| (k.clone(), 0)).collect();
                 for o in &p.objects {
                     *now.entry(o.label.clone()).or_default() += 1;
                 }
                 for (label, n) in &now {
                     if counts.get(label) != Some(n) {
-                        send(format!("{}/counts/{label}", ctx.base), n.to_string().into_bytes(), true);
+                        send(
+                            format!("{}/counts/{label}", ctx.base),
+                            n.to_string().into_bytes(),
+                            true,
+                        );
                     }
                 }
                 counts = now;
                 for e in tracker.update(p.seq, &p.objects) {
                     let mut v = serde_json::to_value(&e).unwrap_or_default();
                     v["timestamp"] = json!(rfc3339(p.wall));
-                    send(format!("{}/events", ctx.base), v.to_string().into_bytes(), false);
+                    send(
+                        format!("{}/events", ctx.base),
+                        v.to_string().into_bytes(),
+                        false,
+                    );
                 }
-                shared.stats.latency_ms.push(p.ts.elapsed().as_secs_f64() * 1000.0);
+                shared
+                    .stats
+                    .latency_ms
+                    .push(p.ts.elapsed().as_secs_f64() * 1000.0);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -355,12 +406,20 @@ pub fn publish_loop(
             });
             last_captured = cap;
             last_processed = pro;
-            send(format!("{}/stats", ctx.base), msg.to_string().into_bytes(), false);
+            send(
+                format!("{}/stats", ctx.base),
+                msg.to_string().into_bytes(),
+                false,
+            );
         }
     }
     // Shutdown: end live tracks so subscribers see every object leave.
     for e in tracker.finish() {
         let v = serde_json::to_value(&e).unwrap_or_default();
-        send(format!("{}/events", ctx.base), v.to_string().into_bytes(), false);
+        send(
+            format!("{}/events", ctx.base),
+            v.to_string().into_bytes(),
+            false,
+        );
     }
 }

@@ -20,7 +20,13 @@ pub fn from_config(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>> {
         )),
         SourceKind::Images => Box::new(ImageDir::new(PathBuf::from(&cfg.uri), cfg.looping)),
         SourceKind::Mjpeg => Box::new(MjpegFile::new(PathBuf::from(&cfg.uri), cfg.looping)),
-        SourceKind::Ffmpeg => Box::new(Ffmpeg::new(&cfg.uri, cfg.width, cfg.height, cfg.fps, cfg.looping)),
+        SourceKind::Ffmpeg => Box::new(Ffmpeg::new(
+            &cfg.uri,
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+            cfg.looping,
+        )),
         SourceKind::V4l2 => v4l2_source(cfg)?,
     })
 }
@@ -104,7 +110,10 @@ impl FrameSource for ImageDir {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 matches!(
-                    p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .map(|e| e.to_ascii_lowercase())
+                        .as_deref(),
                     Some("jpg" | "jpeg" | "png")
                 )
             })
@@ -182,7 +191,10 @@ impl FrameSource for MjpegFile {
         let (off, len) = self.frames[self.next];
         self.next += 1;
         let what = format!("frame {} of {}", self.next, self.path.display());
-        Ok(Read::Frame(decode_image(&self.data[off..off + len], &what)?))
+        Ok(Read::Frame(decode_image(
+            &self.data[off..off + len],
+            &what,
+        )?))
     }
     fn describe(&self) -> String {
         format!("mjpeg {}", self.path.display())
@@ -216,15 +228,26 @@ impl Ffmpeg {
     }
 
     fn is_stream(&self) -> bool {
-        ["rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://"]
-            .iter()
-            .any(|p| self.uri.starts_with(p))
+        [
+            "rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://",
+        ]
+        .iter()
+        .any(|p| self.uri.starts_with(p))
     }
 
     /// The stream's native size, from ffprobe.
     fn probe(&self) -> Result<(u32, u32)> {
         let out = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0:s=x"])
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0:s=x",
+            ])
             .arg(&self.uri)
             .stdin(Stdio::null())
             .output()
@@ -267,7 +290,12 @@ impl FrameSource for Ffmpeg {
             self.probe()?
         };
         if size.0 == 0 || size.1 == 0 || size.0 > 16384 || size.1 > 16384 {
-            bail!("ffmpeg {}: unusable frame size {}x{}", self.uri, size.0, size.1);
+            bail!(
+                "ffmpeg {}: unusable frame size {}x{}",
+                self.uri,
+                size.0,
+                size.1
+            );
         }
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
@@ -283,8 +311,12 @@ impl FrameSource for Ffmpeg {
         if self.fps > 0.0 && self.is_stream() {
             vf = format!("fps={},{vf}", self.fps);
         }
-        cmd.args(["-vf", &vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-an", "-"]);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.args([
+            "-vf", &vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-an", "-",
+        ]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting ffmpeg (install ffmpeg)")?;
         let out = child.stdout.take().context("ffmpeg stdout")?;
         self.child = Some((child, out));
@@ -299,7 +331,9 @@ impl FrameSource for Ffmpeg {
         let mut buf = vec![0u8; w as usize * h as usize * 3];
         let mut filled = 0;
         while filled < buf.len() {
-            let n = out.read(&mut buf[filled..]).context("reading from ffmpeg")?;
+            let n = out
+                .read(&mut buf[filled..])
+                .context("reading from ffmpeg")?;
             if n == 0 {
                 break;
             }
@@ -313,7 +347,9 @@ impl FrameSource for Ffmpeg {
             }
             bail!("ffmpeg {} ended ({:?})", self.uri, status);
         }
-        Ok(Read::Frame(RgbImage::from_raw(w, h, buf).context("frame size")?))
+        Ok(Read::Frame(
+            RgbImage::from_raw(w, h, buf).context("frame size")?,
+        ))
     }
     fn describe(&self) -> String {
         format!("ffmpeg {}", self.uri)

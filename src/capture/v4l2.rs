@@ -15,7 +15,9 @@ use anyhow::{anyhow, bail, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use image::RgbImage;
 use nokhwa::pixel_format::RgbFormat;
-use nokhwa::utils::{CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution};
+use nokhwa::utils::{
+    CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
+};
 use nokhwa::Camera;
 
 use super::{FrameSource, Read};
@@ -40,22 +42,36 @@ pub struct V4l2 {
 
 impl V4l2 {
     pub fn new(cfg: &SourceConfig) -> Result<Self> {
-        let uri = if cfg.uri.is_empty() { "0".to_string() } else { cfg.uri.clone() };
+        let uri = if cfg.uri.is_empty() {
+            "0".to_string()
+        } else {
+            cfg.uri.clone()
+        };
         let index = match uri.parse::<u32>() {
             Ok(i) => i,
             // /dev/videoN → N (nokhwa's V4L2 backend opens devices by number).
             Err(_) => uri
                 .strip_prefix("/dev/video")
                 .and_then(|s| s.parse::<u32>().ok())
-                .ok_or_else(|| anyhow!("source.uri: expected a camera index or /dev/videoN, got '{uri}'"))?,
+                .ok_or_else(|| {
+                    anyhow!("source.uri: expected a camera index or /dev/videoN, got '{uri}'")
+                })?,
         };
         Ok(V4l2 {
             p: Params {
                 index,
                 width: if cfg.width > 0 { cfg.width } else { 640 },
                 height: if cfg.height > 0 { cfg.height } else { 480 },
-                fps: if cfg.fps > 0.0 { cfg.fps.round().max(1.0) as u32 } else { 30 },
-                format: if cfg.format == "yuyv" { FrameFormat::YUYV } else { FrameFormat::MJPEG },
+                fps: if cfg.fps > 0.0 {
+                    cfg.fps.round().max(1.0) as u32
+                } else {
+                    30
+                },
+                format: if cfg.format == "yuyv" {
+                    FrameFormat::YUYV
+                } else {
+                    FrameFormat::MJPEG
+                },
                 uri,
             },
             stall: Duration::from_secs_f64(cfg.stall_timeout_s),
@@ -77,7 +93,12 @@ impl Drop for V4l2 {
 }
 
 /// The camera thread: open, stream, push frames until told to stop or the camera fails.
-fn camera_thread(p: Params, tx: crossbeam_channel::Sender<Result<RgbImage>>, ready: crossbeam_channel::Sender<Result<()>>, stop: Arc<AtomicBool>) {
+fn camera_thread(
+    p: Params,
+    tx: crossbeam_channel::Sender<Result<RgbImage>>,
+    ready: crossbeam_channel::Sender<Result<()>>,
+    stop: Arc<AtomicBool>,
+) {
     let want = CameraFormat::new(Resolution::new(p.width, p.height), p.format, p.fps);
     let req = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(want));
     let mut cam = match Camera::new(CameraIndex::Index(p.index), req) {
@@ -140,7 +161,10 @@ impl FrameSource for V4l2 {
     }
 
     fn read(&mut self) -> Result<Read> {
-        let rx = self.frames.as_ref().ok_or_else(|| anyhow!("camera is not open"))?;
+        let rx = self
+            .frames
+            .as_ref()
+            .ok_or_else(|| anyhow!("camera is not open"))?;
         match rx.recv_timeout(self.stall) {
             Ok(Ok(img)) => Ok(Read::Frame(img)),
             Ok(Err(e)) => {
@@ -149,7 +173,11 @@ impl FrameSource for V4l2 {
             }
             Err(RecvTimeoutError::Timeout) => {
                 self.retire();
-                bail!("camera {}: stalled, no frame for {:?}", self.p.uri, self.stall)
+                bail!(
+                    "camera {}: stalled, no frame for {:?}",
+                    self.p.uri,
+                    self.stall
+                )
             }
             Err(RecvTimeoutError::Disconnected) => {
                 self.retire();

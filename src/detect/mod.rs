@@ -1,1 +1,364 @@
-//! Stage: detection (the int8 engine, and the SSD box decoding).
+//! Stage: detection — runs the engine on a frame and decodes SSD outputs.
+//!
+//! [`Detector`] owns the interpreter, the preprocessing scratch, the anchors
+//! and the model description; `detect` turns an RGB frame into detections.
+//! The description ([`model_desc::ModelDesc`]) is a JSON file next to the model.
+
+pub mod anchors;
+pub mod model_desc;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use image::RgbImage;
+
+use crate::engine::tensor::TensorRef;
+use crate::engine::{tflite, DType, Interpreter};
+use crate::postprocess::{BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};
+use crate::preprocess::{FrameTransform, InputKind, Preprocessor, ResizeMode};
+use model_desc::{desc_path_for_model, load_labels, Colour, ModelDesc, ScoreFn};
+
+/// View a (possibly quantized) output tensor as a [`RawOutput`].
+pub fn raw_output<'a>(t: &TensorRef<'a>) -> Result<RawOutput<'a>> {
+    let q = || -> Result<(f32, i32)> {
+        let q = t
+            .quant()
+            .ok_or_else(|| anyhow!("tensor '{}' is quantized without parameters", t.info.name))?;
+        if !q.is_per_tensor() {
+            bail!("tensor '{}' must be quantized per tensor", t.info.name);
+        }
+        Ok((q.scale0(), q.zp0()))
+    };
+    Ok(match t.dtype() {
+        DType::F32 => RawOutput::F32(t.f32().map_err(|e| anyhow!(e.0))?),
+        DType::I8 => {
+            let (scale, zero_point) = q()?;
+            RawOutput::I8 {
+                data: t.i8().map_err(|e| anyhow!(e.0))?,
+                scale,
+                zero_point,
+            }
+        }
+        DType::U8 => {
+            let (scale, zero_point) = q()?;
+            RawOutput::U8 {
+                data: t.u8().map_err(|e| anyhow!(e.0))?,
+                scale,
+                zero_point,
+            }
+        }
+        d => bail!("output '{}' has unsupported type {}", t.info.name, d.name()),
+    })
+}
+
+/// Build the SSD decoder (anchors + thresholds) of a description.
+pub fn decoder_for(desc: &ModelDesc, labels: Vec<String>) -> Result<Decoder> {
+    let anchors = anchors::generate(&desc.anchors)?;
+    let c = &desc.box_coder;
+    Decoder::new(
+        anchors,
+        DecodeParams {
+            coder: BoxCoder {
+                y_scale: c.y_scale,
+                x_scale: c.x_scale,
+                h_scale: c.h_scale,
+                w_scale: c.w_scale,
+            },
+            scoring: match desc.score_fn {
+                ScoreFn::Sigmoid => Scoring::Sigmoid,
+                ScoreFn::Identity => Scoring::Identity,
+            },
+            num_classes: desc.num_classes,
+            background_class: desc.background_class,
+            score_threshold: desc.score_threshold,
+            iou_threshold: desc.nms_iou_threshold,
+            class_agnostic: desc.class_agnostic_nms,
+            max_detections: desc.max_detections,
+        },
+        labels,
+    )
+}
+
+/// Where to find a detector's files.
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    pub model: PathBuf,
+    /// Explicit description; default: by convention next to the model.
+    pub desc: Option<PathBuf>,
+    /// Explicit label file; default: the description's `labels`.
+    pub labels: Option<PathBuf>,
+    pub resize: ResizeMode,
+    /// Overrides the description's score threshold.
+    pub score_threshold: Option<f32>,
+}
+
+impl DetectorConfig {
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        DetectorConfig {
+            model: model.into(),
+            desc: None,
+            labels: None,
+            resize: ResizeMode::Stretch,
+            score_threshold: None,
+        }
+    }
+}
+
+/// A ready-to-run SSD detector.
+pub struct Detector {
+    interp: Interpreter,
+    desc: ModelDesc,
+    name: String,
+    pre: Preprocessor,
+    input_kind: InputKind,
+    decoder: Decoder,
+    boxes_out: usize,
+    scores_out: usize,
+    transform: FrameTransform,
+    inference: Duration,
+}
+
+impl Detector {
+    /// Load the model, its description and labels.
+    pub fn from_config(cfg: &DetectorConfig) -> Result<Self> {
+        let desc_path = match &cfg.desc {
+            Some(p) => p.clone(),
+            None => desc_path_for_model(&cfg.model)?,
+        };
+        let mut desc = ModelDesc::load(&desc_path)?;
+        if let Some(t) = cfg.score_threshold {
+            desc.score_threshold = t;
+        }
+        let labels = match (&cfg.labels, desc.labels_path(&desc_path)) {
+            (Some(p), _) => load_labels(p)?,
+            (None, Some(p)) => load_labels(&p)?,
+            (None, None) => Vec::new(),
+        };
+        let graph = tflite::load_file(&cfg.model)
+            .with_context(|| format!("loading {}", cfg.model.display()))?;
+        let interp = Interpreter::new(graph)?;
+        let name = cfg
+            .model
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string();
+        Self::new(interp, desc, labels, name, cfg.resize)
+    }
+
+    /// Wrap a prepared interpreter; checks it against the description.
+    pub fn new(
+        interp: Interpreter,
+        desc: ModelDesc,
+        labels: Vec<String>,
+        name: String,
+        resize: ResizeMode,
+    ) -> Result<Self> {
+        desc.validate()?;
+        let i = &desc.input;
+        let info = interp.input_info(0)?;
+        if info.shape != [1, i.height, i.width, 3] {
+            bail!(
+                "model input '{}' has shape {:?}, the description says [1, {}, {}, 3]",
+                info.name,
+                info.shape,
+                i.height,
+                i.width
+            );
+        }
+        let input_kind = match info.dtype {
+            DType::F32 => InputKind::F32,
+            DType::I8 | DType::U8 => {
+                let q = info
+                    .quant
+                    .as_ref()
+                    .filter(|q| q.is_per_tensor())
+                    .ok_or_else(|| anyhow!("quantized input without per-tensor parameters"))?;
+                let (scale, zero_point) = (q.scale0(), q.zp0());
+                if info.dtype == DType::I8 {
+                    InputKind::I8 { scale, zero_point }
+                } else {
+                    InputKind::U8 { scale, zero_point }
+                }
+            }
+            d => bail!("unsupported model input type {}", d.name()),
+        };
+        let find = |r: &model_desc::OutputRef| -> Result<usize> {
+            match interp.output_index(&r.name) {
+                Ok(k) => Ok(k),
+                Err(_) if r.index < interp.output_count() => Ok(r.index),
+                Err(_) => bail!("model has no output '{}' (index {})", r.name, r.index),
+            }
+        };
+        let boxes_out = find(&desc.outputs.boxes)?;
+        let scores_out = find(&desc.outputs.scores)?;
+        let n = desc.anchors.num_anchors;
+        let bshape = &interp.output_info(boxes_out)?.shape;
+        let sshape = &interp.output_info(scores_out)?.shape;
+        if bshape[..] != [1, n, 4] || sshape[..] != [1, n, desc.num_classes] {
+            bail!(
+                "model outputs {:?} / {:?} do not match the description ({} anchors, {} classes)",
+                bshape,
+                sshape,
+                n,
+                desc.num_classes
+            );
+        }
+        let pre = Preprocessor::new(
+            i.width,
+            i.height,
+            i.mean,
+            i.std,
+            i.colour == Colour::Bgr,
+            resize,
+        )?;
+        let decoder = decoder_for(&desc, labels)?;
+        let transform = pre.transform();
+        Ok(Detector {
+            interp,
+            desc,
+            name,
+            pre,
+            input_kind,
+            decoder,
+            boxes_out,
+            scores_out,
+            transform,
+            inference: Duration::ZERO,
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        self.decoder.labels()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn desc(&self) -> &ModelDesc {
+        &self.desc
+    }
+
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interp
+    }
+
+    /// Transform of the last frame (to map boxes back to its pixels).
+    pub fn transform(&self) -> FrameTransform {
+        self.transform
+    }
+
+    /// Duration of the last `invoke`.
+    pub fn inference_time(&self) -> Duration {
+        self.inference
+    }
+
+    pub fn set_score_threshold(&mut self, t: f32) {
+        self.decoder.set_score_threshold(t);
+    }
+
+    /// Preprocess `img`, run the model and decode its outputs.
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>> {
+        let mut out = Vec::new();
+        self.detect_into(img, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Self::detect`], reusing `out`.
+    pub fn detect_into(&mut self, img: &RgbImage, out: &mut Vec<Detection>) -> Result<()> {
+        let kind = self.input_kind;
+        let buf = self.interp.input_bytes_mut(0)?;
+        self.transform = self.pre.to_bytes(img, kind, buf)?;
+        let t0 = Instant::now();
+        self.interp.invoke()?;
+        self.inference = t0.elapsed();
+        let b = self.interp.output(self.boxes_out)?;
+        let s = self.interp.output(self.scores_out)?;
+        self.decoder
+            .decode_into(raw_output(&b)?, raw_output(&s)?, out)
+    }
+}
+
+/// The `edgecam detect` JSON record of one image: boxes in image pixels
+/// `[x1, y1, x2, y2]`.
+pub fn detections_json(
+    image: &str,
+    width: u32,
+    height: u32,
+    model: &str,
+    inference_ms: f64,
+    detections: &[Detection],
+    transform: &FrameTransform,
+) -> serde_json::Value {
+    let objects: Vec<serde_json::Value> = detections
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": d.score,
+                "box": d.to_pixels(transform),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "image": image,
+        "width": width,
+        "height": height,
+        "model": model,
+        "inference_ms": inference_ms,
+        "objects": objects,
+    })
+}
+
+/// Convenience: the description path used for `model` (explicit or by convention).
+pub fn resolve_desc(model: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p.to_path_buf()),
+        None => desc_path_for_model(model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_has_pixel_boxes() {
+        let t = FrameTransform {
+            src_w: 600,
+            src_h: 400,
+            dst_w: 300,
+            dst_h: 300,
+            scale_x: 0.5,
+            scale_y: 0.75,
+            pad_x: 0.0,
+            pad_y: 0.0,
+        };
+        let d = Detection {
+            class_id: 4,
+            label: "Person".into(),
+            score: 0.75,
+            bbox: [0.25, 0.5, 0.75, 1.0],
+        };
+        let v = detections_json("a.jpg", 600, 400, "m", 1.5, &[d], &t);
+        assert_eq!(v["image"], "a.jpg");
+        assert_eq!(v["width"], 600);
+        assert_eq!(v["height"], 400);
+        assert_eq!(v["model"], "m");
+        assert_eq!(v["inference_ms"], 1.5);
+        let o = &v["objects"][0];
+        assert_eq!(o["label"], "Person");
+        assert_eq!(o["class_id"], 4);
+        assert_eq!(o["score"], 0.75);
+        let b: Vec<f64> = o["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(b, vec![300.0, 100.0, 600.0, 300.0]);
+    }
+}

@@ -211,7 +211,10 @@ mod tests {
         assert!(e.is_empty(), "first match does not reach update_every=2");
         let e = t.update(3, &[obj("Person", 10.0)]);
         assert_eq!(e.len(), 1);
-        assert_eq!((e[0].kind, e[0].id, e[0].frames), (EventKind::Update, id, 3));
+        assert_eq!(
+            (e[0].kind, e[0].id, e[0].frames),
+            (EventKind::Update, id, 3)
+        );
         assert!(t.update(4, &[]).is_empty());
         assert!(t.update(5, &[]).is_empty());
         let e = t.update(6, &[]);

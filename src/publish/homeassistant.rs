@@ -32,7 +32,13 @@ pub fn discovery(
     for label in labels {
         let slug: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         push(
             "sensor",
@@ -91,6 +97,9 @@ mod tests {
         assert_eq!(v["state_topic"], "edgecam/cam1/counts/Person");
         assert_eq!(v["availability_topic"], "edgecam/cam1/availability");
         assert!(m.iter().all(|x| x.retain));
-        assert_eq!(m[1].topic, "homeassistant/binary_sensor/cam1/person_present/config");
+        assert_eq!(
+            m[1].topic,
+            "homeassistant/binary_sensor/cam1/person_present/config"
+        );
     }
 }

@@ -80,9 +80,9 @@ fn tls_transport(ca_file: Option<&std::path::Path>) -> Result<Transport> {
         .context("TLS set-up")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
-        Arc::new(cfg),
-    )))
+    Ok(Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(cfg)),
+    ))
 }
 
 fn jitter(d: Duration) -> Duration {

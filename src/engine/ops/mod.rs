@@ -4,8 +4,10 @@
 
 use smallvec::SmallVec;
 
+pub mod detection_postprocess;
+
 use super::error::OpResult;
-use super::graph::{const_data_bytes, ModelBytes, Node};
+use super::graph::{const_data_bytes, ModelBytes, Node, Op};
 use super::tensor::{TensorInfo, TensorMut, TensorRef};
 
 // Non-convolution operators (element-wise, activations, data movement, resize, quantization).
@@ -81,8 +83,8 @@ pub trait Kernel: Send {
 
 /// Prepare the kernel of `node`.
 pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
-    use super::graph::Op;
     match &node.op {
+        Op::DetectionPostProcess(o) => detection_postprocess::build(ctx, node, o),
         // --- element-wise, activation, data-movement, resize, quantization ops ---
         Op::Add { .. } | Op::Sub { .. } | Op::Mul { .. } => elementwise::build_binary(ctx, node),
         Op::Logistic
