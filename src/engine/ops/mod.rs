@@ -8,6 +8,14 @@ use super::error::OpResult;
 use super::graph::{const_data_bytes, ModelBytes, Node};
 use super::tensor::{TensorInfo, TensorMut, TensorRef};
 
+// Window / matrix / reduction operators (CONV_2D, DEPTHWISE_CONV_2D,
+// FULLY_CONNECTED, pools, MEAN).
+mod conv;
+mod depthwise;
+mod fully_connected;
+mod pool;
+mod reduce;
+
 /// What an operator may look at while it is prepared.
 pub struct BuildCtx<'a> {
     pub tensors: &'a [TensorInfo],
@@ -74,6 +82,19 @@ pub trait Kernel: Send {
 
 /// Prepare the kernel of `node`.
 pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
-    let _ = ctx;
-    Err(format!("operator {} is not implemented", node.op.name()).into())
+    use super::graph::Op;
+    match &node.op {
+        // --- conv / pool / FC / MEAN family (ops/conv.rs ... ops/reduce.rs)
+        Op::Conv2D(o) => conv::build_conv2d(ctx, node, o),
+        Op::DepthwiseConv2D(o) => depthwise::build_depthwise(ctx, node, o),
+        Op::FullyConnected {
+            activation,
+            keep_num_dims,
+        } => fully_connected::build_fully_connected(ctx, node, *activation, *keep_num_dims),
+        Op::MaxPool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Max),
+        Op::AveragePool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Average),
+        Op::Mean { keep_dims } => reduce::build_mean(ctx, node, *keep_dims),
+        // --- end of conv / pool / FC / MEAN family
+        _ => Err(format!("operator {} is not implemented", node.op.name()).into()),
+    }
 }
