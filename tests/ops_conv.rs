@@ -76,7 +76,12 @@ fn run<T: bytemuck::Pod, U: bytemuck::Pod>(g: Graph, dtype: DType, input: &[T]) 
     bytemuck::cast_slice::<u8, U>(it.output(0).unwrap().bytes).to_vec()
 }
 
-fn conv_opts(padding: Padding, s: (usize, usize), d: (usize, usize), act: Activation) -> Conv2DOptions {
+fn conv_opts(
+    padding: Padding,
+    s: (usize, usize),
+    d: (usize, usize),
+    act: Activation,
+) -> Conv2DOptions {
     Conv2DOptions {
         padding,
         stride_h: s.0,
@@ -102,8 +107,14 @@ fn dtype_of(s: &str) -> DType {
 fn bytes_of(dtype: DType, v: &Value) -> Vec<u8> {
     let a = v.as_array().unwrap();
     match dtype {
-        DType::F32 => a.iter().flat_map(|x| (x.as_f64().unwrap() as f32).to_le_bytes()).collect(),
-        DType::I32 => a.iter().flat_map(|x| (x.as_i64().unwrap() as i32).to_le_bytes()).collect(),
+        DType::F32 => a
+            .iter()
+            .flat_map(|x| (x.as_f64().unwrap() as f32).to_le_bytes())
+            .collect(),
+        DType::I32 => a
+            .iter()
+            .flat_map(|x| (x.as_i64().unwrap() as i32).to_le_bytes())
+            .collect(),
         DType::I8 => a.iter().map(|x| x.as_i64().unwrap() as i8 as u8).collect(),
         DType::U8 => a.iter().map(|x| x.as_i64().unwrap() as u8).collect(),
         _ => unreachable!(),
@@ -119,8 +130,18 @@ fn json_tensor(name: &str, t: &Value) -> TensorInfo {
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
     let quant = t.get("scale").map(|s| Quant {
-        scale: s.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect(),
-        zero_point: t["zero_point"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect(),
+        scale: s
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect(),
+        zero_point: t["zero_point"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect(),
         axis: t["axis"].as_u64().unwrap() as usize,
     });
     info(name, dtype, &shape, quant)
@@ -192,7 +213,10 @@ fn op_of(name: &str, o: &Value) -> Op {
 
 #[test]
 fn oracle_fixtures() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ops/conv_pool_fc_mean.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ops/conv_pool_fc_mean.json"
+    );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
@@ -217,7 +241,11 @@ fn oracle_fixtures() {
         let out = json_tensor("out", &c["output"]);
         let out_dtype = out.dtype;
         tensors.push(out);
-        let g = one_op(op_of(c["op"].as_str().unwrap(), &c["options"]), tensors, inputs);
+        let g = one_op(
+            op_of(c["op"].as_str().unwrap(), &c["options"]),
+            tensors,
+            inputs,
+        );
         let in0 = &c["inputs"][0];
         let in_dtype = dtype_of(in0["dtype"].as_str().unwrap());
         let in_bytes = bytes_of(in_dtype, &in0["data"]);
@@ -283,7 +311,10 @@ fn conv_i8_same_s2_graph(out_scale: f32, act: Activation) -> Graph {
         Op::Conv2D(conv_opts(Padding::Same, (2, 2), (1, 1), act)),
         vec![
             info("x", DType::I8, &[1, 3, 3, 1], q(1.0, -128)),
-            konst(info("w", DType::I8, &[2, 3, 3, 1], qc(&[1.0, 0.5], 0)), &i8b(&filter)),
+            konst(
+                info("w", DType::I8, &[2, 3, 3, 1], qc(&[1.0, 0.5], 0)),
+                &i8b(&filter),
+            ),
             konst(info("b", DType::I32, &[2], None), &i32b(&[2, 4])),
             info("y", DType::I8, &[1, 2, 2, 2], q(out_scale, -100)),
         ],
@@ -339,7 +370,10 @@ fn depthwise_multiplier_channel_order() {
         }),
         vec![
             info("x", DType::F32, &[1, 1, 2, 2], None),
-            konst(info("w", DType::F32, &[1, 1, 1, 4], None), &f32b(&[1.0, 10.0, 100.0, 1000.0])),
+            konst(
+                info("w", DType::F32, &[1, 1, 1, 4], None),
+                &f32b(&[1.0, 10.0, 100.0, 1000.0]),
+            ),
             info("y", DType::F32, &[1, 1, 2, 4], None),
         ],
         vec![Some(0), Some(1)],
@@ -367,7 +401,14 @@ fn fc_u8_filter_zero_point_by_hand() {
     assert_eq!(y, vec![30]);
 }
 
-fn pool_graph(avg: bool, dtype: DType, shape: [usize; 4], f: (usize, usize), pad: Padding, out: [usize; 4]) -> Graph {
+fn pool_graph(
+    avg: bool,
+    dtype: DType,
+    shape: [usize; 4],
+    f: (usize, usize),
+    pad: Padding,
+    out: [usize; 4],
+) -> Graph {
     let o = Pool2DOptions {
         padding: pad,
         stride_h: 1,
@@ -378,8 +419,15 @@ fn pool_graph(avg: bool, dtype: DType, shape: [usize; 4], f: (usize, usize), pad
     };
     let qq = if dtype == DType::F32 { None } else { q(0.1, 0) };
     one_op(
-        if avg { Op::AveragePool2D(o) } else { Op::MaxPool2D(o) },
-        vec![info("x", dtype, &shape, qq.clone()), info("y", dtype, &out, qq)],
+        if avg {
+            Op::AveragePool2D(o)
+        } else {
+            Op::MaxPool2D(o)
+        },
+        vec![
+            info("x", dtype, &shape, qq.clone()),
+            info("y", dtype, &out, qq),
+        ],
         vec![Some(0)],
     )
 }
@@ -387,7 +435,14 @@ fn pool_graph(avg: bool, dtype: DType, shape: [usize; 4], f: (usize, usize), pad
 #[test]
 fn avg_pool_i8_rounds_half_away_from_zero() {
     // 1x2 windows over [-3, -2, 3, 2, -1, 0] (VALID, stride 1, 6 wide -> 5 outputs).
-    let g = pool_graph(true, DType::I8, [1, 1, 6, 1], (1, 2), Padding::Valid, [1, 1, 5, 1]);
+    let g = pool_graph(
+        true,
+        DType::I8,
+        [1, 1, 6, 1],
+        (1, 2),
+        Padding::Valid,
+        [1, 1, 5, 1],
+    );
     let y: Vec<i8> = run(g, DType::I8, &[-3i8, -2, 3, 2, -1, 0]);
     // sums -5, 1, 5, 1, -1 over 2 -> -3, 1, 3, 1, -1
     assert_eq!(y, vec![-3, 1, 3, 1, -1]);
@@ -396,10 +451,24 @@ fn avg_pool_i8_rounds_half_away_from_zero() {
 #[test]
 fn avg_pool_same_counts_only_valid_positions() {
     // 3x3 SAME on 2x2: every window covers the 4 inputs (count 4, not 9).
-    let g = pool_graph(true, DType::F32, [1, 2, 2, 1], (3, 3), Padding::Same, [1, 2, 2, 1]);
+    let g = pool_graph(
+        true,
+        DType::F32,
+        [1, 2, 2, 1],
+        (3, 3),
+        Padding::Same,
+        [1, 2, 2, 1],
+    );
     let y: Vec<f32> = run(g, DType::F32, &[1.0f32, 2.0, 3.0, 6.0]);
     assert_eq!(y, vec![3.0; 4]);
-    let g = pool_graph(false, DType::I8, [1, 2, 2, 1], (3, 3), Padding::Same, [1, 2, 2, 1]);
+    let g = pool_graph(
+        false,
+        DType::I8,
+        [1, 2, 2, 1],
+        (3, 3),
+        Padding::Same,
+        [1, 2, 2, 1],
+    );
     let y: Vec<i8> = run(g, DType::I8, &[-128i8, -100, -120, -128]);
     assert_eq!(y, vec![-100; 4]);
 }
@@ -453,7 +522,10 @@ fn build_rejects_inconsistent_operands() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
@@ -518,13 +590,23 @@ fn naive(
 
 /// Quantize x, per-channel weights and bias; run the int8 op; compare with the
 /// naive float op on the dequantized operands: within one output step.
-fn int8_vs_float(depthwise: bool, xs: [usize; 4], ws: [usize; 4], pad: Padding, s: (usize, usize), d: (usize, usize), seed: u64) {
+fn int8_vs_float(
+    depthwise: bool,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    pad: Padding,
+    s: (usize, usize),
+    d: (usize, usize),
+    seed: u64,
+) {
     let mut r = Lcg(seed);
     let nx: usize = xs.iter().product();
     let nw: usize = ws.iter().product();
     let oc = if depthwise { ws[3] } else { ws[0] };
     let (in_s, in_zp) = (0.02f32, -128i32);
-    let xq: Vec<i8> = (0..nx).map(|_| (((r.next() + 1.0) * 2.5 / in_s).round() as i32 + in_zp).clamp(-128, 127) as i8).collect();
+    let xq: Vec<i8> = (0..nx)
+        .map(|_| (((r.next() + 1.0) * 2.5 / in_s).round() as i32 + in_zp).clamp(-128, 127) as i8)
+        .collect();
     let wf: Vec<f32> = (0..nw).map(|_| r.next()).collect();
     let axis = if depthwise { 3 } else { 0 };
     let per_c = nw / oc;
@@ -535,8 +617,13 @@ fn int8_vs_float(depthwise: bool, xs: [usize; 4], ws: [usize; 4], pad: Padding, 
             (wf[k] / scales[o]).round().clamp(-127.0, 127.0) as i8
         })
         .collect();
-    let bq: Vec<i32> = (0..oc).map(|o| (r.next() * 0.3 / (in_s * scales[o])).round() as i32).collect();
-    let xd: Vec<f32> = xq.iter().map(|&v| (v as i32 - in_zp) as f32 * in_s).collect();
+    let bq: Vec<i32> = (0..oc)
+        .map(|o| (r.next() * 0.3 / (in_s * scales[o])).round() as i32)
+        .collect();
+    let xd: Vec<f32> = xq
+        .iter()
+        .map(|&v| (v as i32 - in_zp) as f32 * in_s)
+        .collect();
     let wd: Vec<f32> = (0..nw)
         .map(|k| {
             let o = if depthwise { k % oc } else { k / per_c };
@@ -577,7 +664,10 @@ fn int8_vs_float(depthwise: bool, xs: [usize; 4], ws: [usize; 4], pad: Padding, 
             continue; // saturated
         }
         checked += 1;
-        assert!((got as f32 - exact).abs() <= 0.51, "output {k}: got {got}, float says {exact}");
+        assert!(
+            (got as f32 - exact).abs() <= 0.51,
+            "output {k}: got {got}, float says {exact}"
+        );
     }
     assert!(checked * 2 > y.len(), "too many saturated outputs");
     // The float kernel agrees with the naive reference too.
@@ -612,17 +702,57 @@ fn int8_vs_float(depthwise: bool, xs: [usize; 4], ws: [usize; 4], pad: Padding, 
 
 #[test]
 fn conv_i8_matches_float_same_stride2() {
-    int8_vs_float(false, [1, 9, 8, 3], [4, 3, 3, 3], Padding::Same, (2, 2), (1, 1), 1);
+    int8_vs_float(
+        false,
+        [1, 9, 8, 3],
+        [4, 3, 3, 3],
+        Padding::Same,
+        (2, 2),
+        (1, 1),
+        1,
+    );
 }
 
 #[test]
 fn conv_i8_matches_float_dilation2() {
-    int8_vs_float(false, [2, 8, 9, 2], [3, 3, 2, 2], Padding::Same, (1, 2), (2, 2), 2);
-    int8_vs_float(false, [1, 9, 9, 2], [3, 3, 3, 2], Padding::Valid, (1, 1), (2, 2), 3);
+    int8_vs_float(
+        false,
+        [2, 8, 9, 2],
+        [3, 3, 2, 2],
+        Padding::Same,
+        (1, 2),
+        (2, 2),
+        2,
+    );
+    int8_vs_float(
+        false,
+        [1, 9, 9, 2],
+        [3, 3, 3, 2],
+        Padding::Valid,
+        (1, 1),
+        (2, 2),
+        3,
+    );
 }
 
 #[test]
 fn depthwise_i8_matches_float_multiplier2() {
-    int8_vs_float(true, [1, 7, 8, 3], [1, 3, 3, 6], Padding::Same, (2, 2), (1, 1), 4);
-    int8_vs_float(true, [1, 9, 9, 2], [1, 3, 3, 4], Padding::Valid, (1, 1), (2, 2), 5);
+    int8_vs_float(
+        true,
+        [1, 7, 8, 3],
+        [1, 3, 3, 6],
+        Padding::Same,
+        (2, 2),
+        (1, 1),
+        4,
+    );
+    int8_vs_float(
+        true,
+        [1, 9, 9, 2],
+        [1, 3, 3, 4],
+        Padding::Valid,
+        (1, 1),
+        (2, 2),
+        5,
+    );
 }

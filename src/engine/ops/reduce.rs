@@ -10,7 +10,7 @@ use super::conv::{check_dtype, in_slice, out_slice, per_tensor_quant, zero_point
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::scalar::quant::{quantize_multiplier, QType};
+use crate::engine::kernels::scalar::quant::quantize_multiplier;
 use crate::engine::kernels::scalar::reduce::{
     mean_f32, mean_hw_i8, mean_hw_u8, mean_q_rescale, mean_q_same_scale, sum_q,
 };
