@@ -1,8 +1,7 @@
-//! MEAN: float / int8 / uint8, following the paths of TFLite's reference MEAN:
-//! - int8 / uint8, rank 4, keep_dims, axis exactly `[1, 2]` or `[2, 1]`: the
-//!   dedicated H×W kernels (fixed-point);
-//! - otherwise, same input/output scale and zero point: integer sum / count (truncating);
-//! - otherwise: `QuantizedMeanOrSum` (float requantization).
+//! MEAN: float / int8 / uint8. Quantized means follow the fixed-point
+//! `QuantizedMeanOrSum` that TFLite's reference MEAN runs (checked against the
+//! BUILTIN_REF resolver of ai_edge_litert 2.3.0 on every axis pattern,
+//! including the 4-D H×W case and equal input/output quantization).
 
 use std::marker::PhantomData;
 
@@ -11,9 +10,7 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
 use crate::engine::kernels::scalar::quant::quantize_multiplier;
-use crate::engine::kernels::scalar::reduce::{
-    mean_f32, mean_hw_i8, mean_hw_u8, mean_q_rescale, mean_q_same_scale, sum_q,
-};
+use crate::engine::kernels::scalar::reduce::{mean_f32, mean_multiplier, mean_q, sum_q};
 use crate::engine::tensor::DType;
 
 /// The reduction layout shared by all paths.
@@ -49,88 +46,24 @@ impl Kernel for MeanF32 {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum QPath {
-    /// NHWC mean over H, W (int8): zero points, multiplier, shift.
-    HwI8 {
-        in_zp: i32,
-        multiplier: i32,
-        shift: i32,
-        out_zp: i32,
-    },
-    /// NHWC mean over H, W (uint8): multiplier, shift, bias.
-    HwU8 {
-        multiplier: i32,
-        shift: i32,
-        bias: i32,
-    },
-    SameScale,
-    Rescale {
-        in_zp: i32,
-        in_scale: f32,
-        out_zp: i32,
-        out_scale: f32,
-    },
-}
-
 struct MeanQ<T> {
     l: Layout,
-    path: QPath,
+    in_zp: i32,
+    multiplier: i32,
+    shift: i32,
+    out_zp: i32,
     counter: Vec<usize>,
     sums: Vec<i32>,
     _t: PhantomData<T>,
 }
 
-/// Run the fixed-point H×W path for the concrete element type.
-trait HwMean: QElem {
-    fn hw(l: &Layout, path: QPath, input: &[Self], out: &mut [Self]) -> bool;
-}
-
-impl HwMean for i8 {
-    fn hw(l: &Layout, path: QPath, input: &[i8], out: &mut [i8]) -> bool {
-        if let QPath::HwI8 {
-            in_zp,
-            multiplier,
-            shift,
-            out_zp,
-        } = path
-        {
-            let d = &l.dims;
-            mean_hw_i8(
-                d[0], d[1], d[2], d[3], input, in_zp, multiplier, shift, out_zp, out,
-            );
-            return true;
-        }
-        false
-    }
-}
-
-impl HwMean for u8 {
-    fn hw(l: &Layout, path: QPath, input: &[u8], out: &mut [u8]) -> bool {
-        if let QPath::HwU8 {
-            multiplier,
-            shift,
-            bias,
-        } = path
-        {
-            let d = &l.dims;
-            mean_hw_u8(d[0], d[1], d[2], d[3], input, multiplier, shift, bias, out);
-            return true;
-        }
-        false
-    }
-}
-
-impl<T: HwMean> Kernel for MeanQ<T> {
+impl<T: QElem> Kernel for MeanQ<T> {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let l = &self.l;
         let input = in_slice(io, 0, l.in_len, T::view)?;
         let out = out_slice(io, l.out_len, T::view_mut)?;
         if l.in_len == 0 {
             out.fill(T::from_i32(0));
-            return Ok(());
-        }
-        if T::hw(l, self.path, input, out) {
             return Ok(());
         }
         sum_q(
@@ -140,15 +73,15 @@ impl<T: HwMean> Kernel for MeanQ<T> {
             &mut self.counter,
             &mut self.sums,
         );
-        match self.path {
-            QPath::Rescale {
-                in_zp,
-                in_scale,
-                out_zp,
-                out_scale,
-            } => mean_q_rescale(&self.sums, l.count, in_zp, in_scale, out_zp, out_scale, out),
-            _ => mean_q_same_scale(&self.sums, l.count, out),
-        }
+        mean_q(
+            &self.sums,
+            l.count,
+            self.in_zp,
+            self.multiplier,
+            self.shift,
+            self.out_zp,
+            out,
+        );
         Ok(())
     }
 }
@@ -216,21 +149,19 @@ pub(super) fn build_mean(
         count,
     };
     let counter = vec![0usize; rank];
-    let hw_special = keep_dims && rank == 4 && (raw_axes == [1, 2] || raw_axes == [2, 1]);
     match input.dtype {
         DType::F32 => Ok(Box::new(MeanF32 { l, counter })),
-        DType::I8 => build_q::<i8>(ctx, node, l, counter, hw_special),
-        DType::U8 => build_q::<u8>(ctx, node, l, counter, hw_special),
+        DType::I8 => build_q::<i8>(ctx, node, l, counter),
+        DType::U8 => build_q::<u8>(ctx, node, l, counter),
         d => Err(format!("input type {} is not supported", d.name()).into()),
     }
 }
 
-fn build_q<T: HwMean>(
+fn build_q<T: QElem>(
     ctx: &BuildCtx<'_>,
     node: &Node,
     l: Layout,
     counter: Vec<usize>,
-    hw_special: bool,
 ) -> OpResult<Box<dyn Kernel>> {
     let input = ctx.input(node, 0)?;
     let output = ctx.output(node, 0)?;
@@ -238,46 +169,18 @@ fn build_q<T: HwMean>(
     let oq = per_tensor_quant(output, "output")?;
     let in_zp = zero_point::<T>(iq, input)?;
     let out_zp = zero_point::<T>(oq, output)?;
-    let (in_s, out_s) = (iq.scale[0], oq.scale[0]);
-    let path = if hw_special && T::DTYPE == DType::I8 {
-        let (multiplier, shift) = quantize_multiplier(in_s as f64 / out_s as f64);
-        if shift > 30 {
-            return Err("input/output scale ratio too large".into());
-        }
-        QPath::HwI8 {
-            in_zp,
-            multiplier,
-            shift,
-            out_zp,
-        }
-    } else if hw_special {
-        let n = (l.dims[1] * l.dims[2]) as f32;
-        let t = in_zp as f32 * in_s / out_s;
-        let t = if t > 0.0 { t + 0.5 } else { t - 0.5 };
-        let bias = out_zp - t as i32;
-        let (multiplier, shift) = quantize_multiplier((in_s / (n * out_s)) as f64);
-        if shift > 30 {
-            return Err("input/output scale ratio too large".into());
-        }
-        QPath::HwU8 {
-            multiplier,
-            shift,
-            bias,
-        }
-    } else if in_zp == out_zp && in_s == out_s {
-        QPath::SameScale
-    } else {
-        QPath::Rescale {
-            in_zp,
-            in_scale: in_s,
-            out_zp,
-            out_scale: out_s,
-        }
-    };
+    let (m, s) = quantize_multiplier(iq.scale[0] as f64 / oq.scale[0] as f64);
+    if s > 30 {
+        return Err("input/output scale ratio too large".into());
+    }
+    let (multiplier, shift) = mean_multiplier(m, s, l.count);
     let sums = vec![0i32; l.out_len];
     Ok(Box::new(MeanQ::<T> {
         l,
-        path,
+        in_zp,
+        multiplier,
+        shift,
+        out_zp,
         counter,
         sums,
         _t: PhantomData,

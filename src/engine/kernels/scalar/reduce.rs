@@ -65,94 +65,37 @@ pub fn sum_q<T: QType>(
     });
 }
 
-/// Mean when input and output share scale and zero point: `sum / count`,
-/// truncated toward zero (TFLite's generic integer `Mean`).
-pub fn mean_q_same_scale<T: QType>(sums: &[i32], count: usize, output: &mut [T]) {
-    let n = count as i32;
-    for (o, &s) in output.iter_mut().zip(sums) {
-        *o = T::from_i32(if n > 0 { s / n } else { 0 });
-    }
-}
-
-/// Mean with requantization done in float (TFLite's `QuantizedMeanOrSum`):
-/// `round(sum / count * (in_scale / out_scale) - in_zp * (in_scale / out_scale)) + out_zp`.
-pub fn mean_q_rescale<T: QType>(
+/// Quantized mean, TFLite's fixed-point `QuantizedMeanOrSum` (what the REF
+/// resolver of current TFLite/LiteRT runs for every int8/uint8 MEAN):
+/// `out = clamp(mbqm(sum - in_zp * count, multiplier, shift) + out_zp)`, where
+/// `(multiplier, shift)` already include the `1 / count` factor
+/// (see [`mean_multiplier`]).
+pub fn mean_q<T: QType>(
     sums: &[i32],
     count: usize,
     input_zero_point: i32,
-    input_scale: f32,
+    multiplier: i32,
+    shift: i32,
     output_zero_point: i32,
-    output_scale: f32,
     output: &mut [T],
 ) {
-    let scale = input_scale / output_scale;
-    let bias = (-input_zero_point) as f32 * scale;
-    let n = count as f32;
+    let zp_total = input_zero_point as i64 * count as i64;
     for (o, &s) in output.iter_mut().zip(sums) {
-        let mean = s as f32 / n;
-        let r = ((mean * scale + bias).round() + output_zero_point as f32)
-            .min(T::QMAX as f32)
-            .max(T::QMIN as f32);
-        *o = T::from_i32(r as i32);
+        let shifted = (s as i64 - zp_total) as i32;
+        let v = multiply_by_quantized_multiplier(shifted, multiplier, shift)
+            .wrapping_add(output_zero_point);
+        *o = T::from_i32(v);
     }
 }
 
-/// int8 mean over H and W of an NHWC tensor (TFLite's `reference_integer_ops::Mean`):
-/// `acc = sum(x - in_zp)`, `acc = mbqm(acc, multiplier, shift)`, divided by `h*w`
-/// rounding half away from zero, `+ out_zp`, clamped to int8.
-#[allow(clippy::too_many_arguments)]
-pub fn mean_hw_i8(
-    batch: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    input: &[i8],
-    input_zero_point: i32,
-    multiplier: i32,
-    shift: i32,
-    output_zero_point: i32,
-    output: &mut [i8],
-) {
-    let n = (h * w) as i32;
-    for b in 0..batch {
-        for ch in 0..c {
-            let mut acc = 0i32;
-            for p in 0..h * w {
-                acc = acc.wrapping_add(input[(b * h * w + p) * c + ch] as i32 - input_zero_point);
-            }
-            acc = multiply_by_quantized_multiplier(acc, multiplier, shift);
-            acc = if acc > 0 {
-                (acc + n / 2) / n
-            } else {
-                (acc - n / 2) / n
-            };
-            output[b * c + ch] = i8::from_i32(acc.wrapping_add(output_zero_point));
-        }
+/// Fold `1 / count` into the quantized multiplier `(multiplier, shift)` of
+/// `input_scale / output_scale`, as TFLite does: `s = min(floor(log2 count), 32,
+/// 31 + shift)`, `multiplier' = (multiplier << s) / count`, `shift' = shift - s`.
+pub fn mean_multiplier(multiplier: i32, shift: i32, count: usize) -> (i32, i32) {
+    if count == 0 {
+        return (multiplier, shift);
     }
-}
-
-/// uint8 mean over H and W of an NHWC tensor (TFLite's legacy uint8 `Mean`):
-/// `acc = mbqm(sum(x), multiplier, shift) + bias`, clamped to uint8.
-#[allow(clippy::too_many_arguments)]
-pub fn mean_hw_u8(
-    batch: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    input: &[u8],
-    multiplier: i32,
-    shift: i32,
-    bias: i32,
-    output: &mut [u8],
-) {
-    for b in 0..batch {
-        for ch in 0..c {
-            let mut acc = 0i32;
-            for p in 0..h * w {
-                acc = acc.wrapping_add(input[(b * h * w + p) * c + ch] as i32);
-            }
-            acc = multiply_by_quantized_multiplier(acc, multiplier, shift).wrapping_add(bias);
-            output[b * c + ch] = u8::from_i32(acc);
-        }
-    }
+    let s = (count.ilog2() as i32).min(32).min(31 + shift).max(0);
+    let m = ((multiplier as i64) << s) / count as i64;
+    (m as i32, shift - s)
 }
