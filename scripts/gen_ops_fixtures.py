@@ -332,6 +332,21 @@ def main():
     C(mean("mean_u8_hw_keep", "uint8", [2, 5, 6, 4], [1, 2], True, (0.05, 130), (0.02, 120)))
     C(mean("mean_u8_last_rescale", "uint8", [2, 3, 9], [-1], True, (0.05, 130), (0.03, 100)))
     C(mean("mean_u8_same_scale", "uint8", [4, 6], [1], False, (0.05, 130), (0.05, 130)))
+    # More variants: RELU_N1_TO_1, batch 2, strides larger than the filter, 1x1 inputs.
+    C(conv_like("conv_i8_batch2_relun1", "CONV_2D", "int8", [2, 5, 4, 3], (2, 2), 3,
+                conv_opts("SAME", 1, 2, act="RELU_N1_TO_1")))
+    C(conv_like("conv_f32_1x1_input_same", "CONV_2D", "float32", [1, 1, 1, 4], (3, 3), 2,
+                conv_opts("SAME", 2, 2)))
+    C(conv_like("dw_i8_s3_d3_m2", "DEPTHWISE_CONV_2D", "int8", [1, 11, 10, 2], (2, 3), 0,
+                conv_opts("SAME", 3, 3, 3, 3, mult=2), mult=2))
+    C(fc("fc_i8_keepdims_relu", "int8", [2, 2, 6], 3, act="RELU", keep=True))
+    for dt in ("int8", "uint8"):
+        C(pool(f"maxpool_{dt}_stride_gt_filter", "MAX_POOL_2D", dt, [1, 9, 9, 2], (2, 2), "SAME",
+               (3, 3)))
+        C(pool(f"avgpool_{dt}_stride_gt_filter_relun1", "AVERAGE_POOL_2D", dt, [1, 9, 9, 2], (2, 2),
+               "SAME", (3, 3), act="RELU_N1_TO_1"))
+    C(mean("mean_u8_hw_nokeep", "uint8", [1, 3, 4, 5], [1, 2], False, (0.05, 130), (0.02, 120)))
+    C(mean("mean_i8_all_axes", "int8", [2, 3, 4], [0, 1, 2], False, (0.05, -128), (0.01, 0)))
     here = os.path.dirname(os.path.abspath(__file__))
     out = os.path.join(here, "..", "tests", "data", "ops", "conv_pool_fc_mean.json")
     with open(out, "w") as f:
