@@ -16,6 +16,13 @@ pub mod elementwise;
 pub mod quantize;
 pub mod resize;
 pub mod shape;
+// Window / matrix / reduction operators (CONV_2D, DEPTHWISE_CONV_2D,
+// FULLY_CONNECTED, pools, MEAN).
+mod conv;
+mod depthwise;
+mod fully_connected;
+mod pool;
+mod reduce;
 
 /// What an operator may look at while it is prepared.
 pub struct BuildCtx<'a> {
@@ -107,6 +114,17 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
         Op::Quantize => quantize::build_quantize(ctx, node),
         Op::Dequantize => quantize::build_dequantize(ctx, node),
         // --- end of element-wise/activation/data-movement ops ---
+        // --- conv / pool / FC / MEAN family (ops/conv.rs ... ops/reduce.rs)
+        Op::Conv2D(o) => conv::build_conv2d(ctx, node, o),
+        Op::DepthwiseConv2D(o) => depthwise::build_depthwise(ctx, node, o),
+        Op::FullyConnected {
+            activation,
+            keep_num_dims,
+        } => fully_connected::build_fully_connected(ctx, node, *activation, *keep_num_dims),
+        Op::MaxPool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Max),
+        Op::AveragePool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Average),
+        Op::Mean { keep_dims } => reduce::build_mean(ctx, node, *keep_dims),
+        // --- end of conv / pool / FC / MEAN family
         _ => Err(format!("operator {} is not implemented", node.op.name()).into()),
     }
 }

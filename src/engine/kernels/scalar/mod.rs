@@ -1,8 +1,12 @@
 //! Portable scalar reference kernels: the oracle every SIMD kernel is tested against.
 
 pub mod activation;
+pub mod conv;
 pub mod elementwise;
+pub mod fc;
+pub mod pool;
 pub mod quant;
+pub mod reduce;
 pub mod resize;
 
 /// Reference int8 dot product.

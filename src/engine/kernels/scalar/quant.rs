@@ -127,6 +127,83 @@ pub fn activation_range_f32(act: Activation) -> Result<(f32, f32), String> {
     })
 }
 
+/// A quantized storage type (int8 or legacy uint8) seen as int32 by the kernels.
+pub trait QType: Copy + Send + Sync + 'static {
+    const QMIN: i32;
+    const QMAX: i32;
+    fn to_i32(self) -> i32;
+    /// Narrow a value already clamped to `[QMIN, QMAX]`.
+    fn from_i32(v: i32) -> Self;
+}
+
+impl QType for i8 {
+    const QMIN: i32 = i8::MIN as i32;
+    const QMAX: i32 = i8::MAX as i32;
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v.clamp(Self::QMIN, Self::QMAX) as i8
+    }
+}
+
+impl QType for u8 {
+    const QMIN: i32 = u8::MIN as i32;
+    const QMAX: i32 = u8::MAX as i32;
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v.clamp(Self::QMIN, Self::QMAX) as u8
+    }
+}
+
+/// Requantization of an int32 accumulator to the output type, per output channel.
+/// `acc = sum((filter + filter_offset) * (input + input_offset)) + bias[c]`, then
+/// `out = clamp(multiply_by_quantized_multiplier(acc, multipliers[c], shifts[c]) + output_offset)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Requant<'a> {
+    /// `-input_zero_point`.
+    pub input_offset: i32,
+    /// `-filter_zero_point` (0 for int8 weights).
+    pub filter_offset: i32,
+    /// `output_zero_point`.
+    pub output_offset: i32,
+    /// One per output channel (per-tensor quantization is broadcast at build time).
+    pub multipliers: &'a [i32],
+    /// One per output channel; positive = left shift (TFLite's convention).
+    pub shifts: &'a [i32],
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl Requant<'_> {
+    /// Finish one accumulator of output channel `c` (bias already added).
+    #[inline(always)]
+    pub fn finish(&self, acc: i32, c: usize) -> i32 {
+        let v = multiply_by_quantized_multiplier(acc, self.multipliers[c], self.shifts[c])
+            .wrapping_add(self.output_offset);
+        v.clamp(self.act_min, self.act_max)
+    }
+}
+
+/// Effective output multiplier of a per-channel (int8) convolution, as TFLite's
+/// `PopulateConvolutionQuantizationParams`: the product is formed in double.
+pub fn conv_multiplier_per_channel(input_scale: f32, filter_scale: f32, output_scale: f32) -> f64 {
+    input_scale as f64 * filter_scale as f64 / output_scale as f64
+}
+
+/// Effective output multiplier of a per-tensor convolution / fully connected as
+/// TFLite's `GetQuantizedConvolutionMultipler`: the scale product is formed in
+/// float, then divided in double.
+pub fn conv_multiplier_legacy(input_scale: f32, filter_scale: f32, output_scale: f32) -> f64 {
+    (input_scale * filter_scale) as f64 / output_scale as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
