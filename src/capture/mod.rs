@@ -1,1 +1,3 @@
 //! Stage: capture (arrives with its issue).
+
+pub mod mjpeg;
