@@ -47,7 +47,7 @@ fn frame_end(bytes: &[u8], start: usize) -> Result<usize, usize> {
     loop {
         // A marker: FF, any number of FF fill bytes, then the marker code.
         if p >= n || bytes[p] != 0xFF {
-            return Err(p.min(n).max(start + 1));
+            return Err(p);
         }
         while p < n && bytes[p] == 0xFF {
             p += 1;
