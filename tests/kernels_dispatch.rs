@@ -1,0 +1,161 @@
+//! The kernel dispatch point: every path this CPU offers agrees with the scalar oracle, and the
+//! paths detected are the ones the CPU (or the CPU qemu emulates, `QEMU_CPU`) really has.
+//!
+//! `scripts/test` runs this suite natively and under qemu-aarch64 as cortex-a72 (Raspberry Pi 4),
+//! cortex-a76 (Raspberry Pi 5) and max (i8mm).
+
+use edgecam::engine::kernels::{self, scalar, KernelPath};
+
+/// SplitMix64: a tiny deterministic generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn i8(&mut self) -> i8 {
+        self.next_u64() as i8
+    }
+
+    fn vec_i8(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| self.i8()).collect()
+    }
+}
+
+fn check(path: KernelPath, a: &[i8], b: &[i8], what: &str) {
+    assert_eq!(
+        kernels::dot_i8(path, a, b),
+        scalar::dot_i8(a, b),
+        "{path} vs scalar: {what}, len {}",
+        a.len()
+    );
+}
+
+#[test]
+fn every_available_path_matches_scalar_on_random_lengths() {
+    let mut rng = Rng(0x00ED_6ECA_3000_0001);
+    for path in KernelPath::available() {
+        // Every length 0..300 covers empty input, short inputs and every tail after the
+        // 16-lane body; a few rounds per length vary the data.
+        for len in 0..300 {
+            for round in 0..4 {
+                let (a, b) = (rng.vec_i8(len), rng.vec_i8(len));
+                check(path, &a, &b, &format!("random round {round}"));
+            }
+        }
+        // A long vector too.
+        let (a, b) = (rng.vec_i8(4099), rng.vec_i8(4099));
+        check(path, &a, &b, "long random");
+    }
+}
+
+#[test]
+fn every_available_path_matches_scalar_on_extreme_values() {
+    let mut rng = Rng(7);
+    let cases: [(i8, i8); 4] = [(-128, -128), (127, 127), (-128, 127), (127, -128)];
+    for path in KernelPath::available() {
+        for len in (0..300).chain([1024, 4096 + 15]) {
+            for (x, y) in cases {
+                let (a, b) = (vec![x; len], vec![y; len]);
+                check(path, &a, &b, &format!("constant {x} * {y}"));
+            }
+            // Random mixes of the extremes.
+            let pick = |r: &mut Rng| if r.next_u64() & 1 == 0 { -128 } else { 127 };
+            let a: Vec<i8> = (0..len).map(|_| pick(&mut rng)).collect();
+            let b: Vec<i8> = (0..len).map(|_| pick(&mut rng)).collect();
+            check(path, &a, &b, "mixed extremes");
+        }
+    }
+}
+
+#[test]
+fn unequal_lengths_use_the_common_prefix() {
+    let mut rng = Rng(99);
+    for path in KernelPath::available() {
+        for (na, nb) in [(0, 5), (17, 3), (33, 48), (250, 299)] {
+            let (a, b) = (rng.vec_i8(na), rng.vec_i8(nb));
+            let n = na.min(nb);
+            assert_eq!(
+                kernels::dot_i8(path, &a, &b),
+                scalar::dot_i8(&a[..n], &b[..n]),
+                "{path}: lengths {na}, {nb}"
+            );
+        }
+    }
+}
+
+#[test]
+fn scalar_is_always_available_and_best_is_the_last_available() {
+    let avail = KernelPath::available();
+    eprintln!(
+        "available kernel paths: {avail:?}, best {}",
+        KernelPath::best()
+    );
+    assert_eq!(avail.first(), Some(&KernelPath::Scalar));
+    assert_eq!(KernelPath::best(), *avail.last().unwrap());
+    for p in &avail {
+        assert_eq!(KernelPath::resolve(p.name()), Ok(*p));
+    }
+}
+
+/// Under qemu-user, `QEMU_CPU` picks the emulated CPU and is passed on to the guest, so the
+/// detected paths must match it. This is what proves that `scripts/test` really ran each CPU model.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn detected_paths_match_qemu_cpu() {
+    use KernelPath::*;
+    let Ok(cpu) = std::env::var("QEMU_CPU") else {
+        eprintln!("QEMU_CPU not set; detected {:?}", KernelPath::available());
+        return;
+    };
+    let avail = KernelPath::available();
+    eprintln!("QEMU_CPU={cpu}: detected {avail:?}");
+    match cpu.as_str() {
+        "cortex-a72" => {
+            assert_eq!(KernelPath::best(), Neon);
+            assert!(!Dotprod.supported() && !I8mm.supported());
+            assert_eq!(avail, vec![Scalar, Neon]);
+        }
+        "cortex-a76" => {
+            assert!(Dotprod.supported());
+            assert!(!I8mm.supported());
+            assert_eq!(KernelPath::best(), Dotprod);
+            assert_eq!(avail, vec![Scalar, Neon, Dotprod]);
+        }
+        "max" => {
+            assert!(I8mm.supported());
+            assert_eq!(KernelPath::best(), I8mm);
+            assert_eq!(avail, vec![Scalar, Neon, Dotprod, I8mm]);
+        }
+        other => eprintln!("QEMU_CPU={other}: no expectation recorded for this CPU model"),
+    }
+}
+
+/// On x86_64 the AVX2 path (AVX2 + FMA) must be offered whenever the kernel reports both flags.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_is_available_when_cpuinfo_lists_it() {
+    let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+        eprintln!("no /proc/cpuinfo; detected {:?}", KernelPath::available());
+        return;
+    };
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let listed = flags.contains(&"avx2") && flags.contains(&"fma");
+    eprintln!(
+        "cpuinfo avx2+fma: {listed}; detected {:?}",
+        KernelPath::available()
+    );
+    if listed {
+        assert!(KernelPath::Avx2.supported());
+        assert_eq!(KernelPath::best(), KernelPath::Avx2);
+    }
+}
