@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::fb;
+use planus::ReadAsRoot;
 use super::flexbuffer::{self, FlexValue};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::graph::{

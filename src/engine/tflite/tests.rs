@@ -76,7 +76,7 @@ fn model_with_buffer(buffer: fb::Buffer, type_: i8, shape: Vec<i32>) -> Vec<u8> 
         buffers: Some(vec![fb::Buffer::default(), buffer]),
         ..Default::default()
     };
-    planus::Builder::new().finish(&model, Some(b"TFL3")).to_vec()
+    planus::Builder::new().finish(&model, Some(*b"TFL3")).to_vec()
 }
 
 fn tensor_error(bytes: &[u8]) -> String {
@@ -202,7 +202,7 @@ fn unsupported_operator_is_named() {
         ..Default::default()
     };
     let bytes = planus::Builder::new()
-        .finish(&model, Some(b"TFL3"))
+        .finish(&model, Some(*b"TFL3"))
         .to_vec();
     let e = load_bytes(&bytes).unwrap_err();
     assert_eq!(

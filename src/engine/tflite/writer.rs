@@ -384,5 +384,5 @@ pub fn write_model(graph: &Graph) -> Vec<u8> {
         }]),
     };
     let mut builder = planus::Builder::new();
-    builder.finish(&model, Some(b"TFL3")).to_vec()
+    builder.finish(&model, Some(*b"TFL3")).to_vec()
 }
