@@ -146,7 +146,7 @@ mod tests {
             w.push(i as f64);
         }
         let (p50, p95) = w.percentiles().unwrap();
-        assert_eq!((p50, p95), (950.0, 995.0));
+        assert_eq!((p50, p95), (950.0, 994.0));
     }
 
     #[test]
