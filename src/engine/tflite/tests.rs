@@ -208,4 +208,3 @@ fn unsupported_operator_is_named() {
         "operator #0 GATHER: unsupported: operator not implemented by edgecam"
     );
 }
-

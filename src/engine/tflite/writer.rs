@@ -248,10 +248,16 @@ pub fn detection_custom_options(o: &crate::engine::graph::DetectionPostProcessOp
     let int = |v: usize| FlexScalar::Int(v as i64);
     flexbuffer::write_map(&[
         ("max_detections", int(o.max_detections)),
-        ("max_classes_per_detection", int(o.max_classes_per_detection)),
+        (
+            "max_classes_per_detection",
+            int(o.max_classes_per_detection),
+        ),
         ("detections_per_class", int(o.detections_per_class)),
         ("use_regular_nms", FlexScalar::Bool(o.use_regular_nms)),
-        ("nms_score_threshold", FlexScalar::Float(o.nms_score_threshold)),
+        (
+            "nms_score_threshold",
+            FlexScalar::Float(o.nms_score_threshold),
+        ),
         ("nms_iou_threshold", FlexScalar::Float(o.nms_iou_threshold)),
         ("num_classes", int(o.num_classes)),
         ("y_scale", FlexScalar::Float(o.y_scale)),
