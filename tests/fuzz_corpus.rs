@@ -142,7 +142,10 @@ fn mutated_models_never_panic() {
     if let Ok(b) = std::fs::read(&p) {
         seeds.push(("face_short".into(), b, 64 * 1024));
     } else {
-        eprintln!("note: {} missing; only the writer seed is mutated", p.display());
+        eprintln!(
+            "note: {} missing; only the writer seed is mutated",
+            p.display()
+        );
     }
     let iters: usize = std::env::var("EDGECAM_FUZZ_ITERS")
         .ok()

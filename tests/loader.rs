@@ -170,12 +170,16 @@ fn int8_model_quantization() {
     };
     let g = load_file(path).unwrap();
     let q = g.tensors[g.inputs[0]].quant.as_ref().unwrap();
-    assert_eq!(q.scale, [0.007811613846570253f32]);
+    assert_eq!(q.scale.len(), 1);
+    assert_eq!(q.scale[0] as f64, 0.007811613846570253f64);
     assert_eq!(q.zero_point, [0]);
     let q0 = g.tensors[g.outputs[0]].quant.as_ref().unwrap();
-    assert_eq!((q0.scale0(), q0.zp0()), (0.33270925283432007, 114));
+    assert_eq!(
+        (q0.scale0() as f64, q0.zp0()),
+        (0.33270925283432007f64, 114)
+    );
     let q1 = g.tensors[g.outputs[1]].quant.as_ref().unwrap();
-    assert_eq!((q1.scale0(), q1.zp0()), (0.11148913949728012, 44));
+    assert_eq!((q1.scale0() as f64, q1.zp0()), (0.11148913949728012f64, 44));
     // Per-channel conv weights: one scale per output channel (axis 0).
     let mut per_channel = 0;
     for n in &g.nodes {

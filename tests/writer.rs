@@ -27,7 +27,12 @@ fn owned(bytes: &[u8]) -> ConstData {
     ConstData::Owned(Arc::new(words), bytes.len())
 }
 
-fn graph(tensors: Vec<TensorInfo>, nodes: Vec<Node>, inputs: Vec<usize>, outputs: Vec<usize>) -> Graph {
+fn graph(
+    tensors: Vec<TensorInfo>,
+    nodes: Vec<Node>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+) -> Graph {
     Graph {
         bytes: ModelBytes::new(&[]),
         tensors,
@@ -93,10 +98,20 @@ fn conv_i8() -> Graph {
     b.data = Some(owned(&bias));
     graph(
         vec![
-            t("in", DType::I8, &[1, 5, 5, cin], Some(Quant::per_tensor(in_scale, -3))),
+            t(
+                "in",
+                DType::I8,
+                &[1, 5, 5, cin],
+                Some(Quant::per_tensor(in_scale, -3)),
+            ),
             w,
             b,
-            t("out", DType::I8, &[1, 3, 3, cout], Some(Quant::per_tensor(0.1, 2))),
+            t(
+                "out",
+                DType::I8,
+                &[1, 3, 3, cout],
+                Some(Quant::per_tensor(0.1, 2)),
+            ),
         ],
         vec![Node {
             op: Op::Conv2D(Conv2DOptions {
@@ -160,7 +175,10 @@ fn assert_reloads(g: &Graph) -> Vec<u8> {
     let g2 = load_bytes(&bytes).unwrap();
     assert_eq!(g2.tensors.len(), g.tensors.len());
     for (i, (a, b)) in g.tensors.iter().zip(&g2.tensors).enumerate() {
-        assert_eq!((&a.name, a.dtype, &a.shape, &a.quant), (&b.name, b.dtype, &b.shape, &b.quant));
+        assert_eq!(
+            (&a.name, a.dtype, &a.shape, &a.quant),
+            (&b.name, b.dtype, &b.shape, &b.quant)
+        );
         assert_eq!(g.const_bytes(i), g2.const_bytes(i));
     }
     assert_eq!(g.nodes[0].op, g2.nodes[0].op);
@@ -204,7 +222,11 @@ fn reference_interpreter_runs_written_models() {
     let dir = std::env::temp_dir().join(format!("edgecam-writer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut paths = Vec::new();
-    for (name, g) in [("add_f32", add_f32()), ("conv_i8", conv_i8()), ("detection", detection())] {
+    for (name, g) in [
+        ("add_f32", add_f32()),
+        ("conv_i8", conv_i8()),
+        ("detection", detection()),
+    ] {
         let p = dir.join(format!("{name}.tflite"));
         std::fs::write(&p, assert_reloads(&g)).unwrap();
         paths.push(p);

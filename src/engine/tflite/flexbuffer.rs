@@ -207,7 +207,7 @@ pub enum FlexScalar {
 }
 
 fn pad_to(buf: &mut Vec<u8>, align: usize) {
-    while buf.len() % align != 0 {
+    while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }
 }
@@ -306,9 +306,12 @@ mod tests {
     fn hand_built_narrow_map() {
         // One-byte widths throughout: keys "a" and "b" with values 5 (int) and true (bool).
         let buf: Vec<u8> = vec![
-            b'a', 0, b'b', 0, // keys at 0 and 2
-            2, // keys vector len (at 4)
-            5 - 0, // key 0 offset: 5 - 0 = 5
+            b'a',
+            0,
+            b'b',
+            0,     // keys at 0 and 2
+            2,     // keys vector len (at 4)
+            5,     // key 0 offset: 5 - 0
             6 - 2, // key 1 offset: 6 - 2 = 4
             7 - 5, // map: keys vector offset (field at 7, keys vec at 5)
             1,     // keys byte width

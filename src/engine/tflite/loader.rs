@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::fb;
-use planus::ReadAsRoot;
 use super::flexbuffer::{self, FlexValue};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::graph::{
@@ -17,6 +16,7 @@ use crate::engine::graph::{
     ModelBytes, Node, Op, Padding, Pool2DOptions, ResizeOptions, StridedSliceOptions,
 };
 use crate::engine::tensor::{ConstData, DType, Quant, TensorInfo};
+use planus::ReadAsRoot;
 
 /// Schema version this loader understands.
 const SCHEMA_VERSION: u32 = 3;
@@ -438,7 +438,10 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
                     .collect())
             };
             input_names = names(sig.inputs().map_err(fb_err("signature inputs"))?, &inputs)?;
-            output_names = names(sig.outputs().map_err(fb_err("signature outputs"))?, &outputs)?;
+            output_names = names(
+                sig.outputs().map_err(fb_err("signature outputs"))?,
+                &outputs,
+            )?;
             break;
         }
     }
@@ -470,8 +473,12 @@ fn load_tensor(
     let fbe = |what: &str, e: planus::Error| tensor_err(index, &name, format!("{what}: {e}"));
 
     let type_code = t.type_().map_err(|e| fbe("type", e))?;
-    let dtype = dtype_from_code(type_code)
-        .ok_or_else(|| terr(format!("unsupported tensor type {}", tensor_type_name(type_code))))?;
+    let dtype = dtype_from_code(type_code).ok_or_else(|| {
+        terr(format!(
+            "unsupported tensor type {}",
+            tensor_type_name(type_code)
+        ))
+    })?;
 
     let mut shape = Vec::new();
     let mut elements: u64 = 1;
@@ -480,7 +487,8 @@ fn load_tensor(
             return Err(terr(format!("rank {} too large", dims.len())));
         }
         for d in dims.iter() {
-            let d = u64::try_from(d).map_err(|_| terr(format!("negative dimension {d} in shape")))?;
+            let d =
+                u64::try_from(d).map_err(|_| terr(format!("negative dimension {d} in shape")))?;
             elements = elements
                 .checked_mul(d)
                 .filter(|&n| n <= MAX_ELEMENTS)
@@ -504,7 +512,8 @@ fn load_tensor(
     let buf_index = t.buffer().map_err(|e| fbe("buffer", e))? as usize;
     let mut data = None;
     if buf_index != 0 {
-        let buffers = buffers.ok_or_else(|| terr(format!("buffer {buf_index}: model has no buffers")))?;
+        let buffers =
+            buffers.ok_or_else(|| terr(format!("buffer {buf_index}: model has no buffers")))?;
         let b = buffers
             .get(buf_index)
             .ok_or_else(|| {
@@ -514,7 +523,8 @@ fn load_tensor(
                 ))
             })?
             .map_err(|e| fbe("buffer table", e))?;
-        let (offset, len) = buffer_range(&b, file).map_err(|m| terr(format!("buffer {buf_index}: {m}")))?;
+        let (offset, len) =
+            buffer_range(&b, file).map_err(|m| terr(format!("buffer {buf_index}: {m}")))?;
         if len != 0 {
             let want = elements as usize * dtype.size();
             if len != want {
@@ -523,7 +533,7 @@ fn load_tensor(
                     dtype.name()
                 )));
             }
-            data = Some(if offset % dtype.size() == 0 {
+            data = Some(if offset.is_multiple_of(dtype.size()) {
                 ConstData::File { offset, len }
             } else {
                 let mut words = vec![0u64; len.div_ceil(8)];
@@ -551,7 +561,12 @@ fn buffer_range(b: &fb::BufferRef<'_>, file: &[u8]) -> std::result::Result<(usiz
         let end = off
             .checked_add(size)
             .filter(|&e| e <= file.len() as u64)
-            .ok_or_else(|| format!("offset {off} + size {size} beyond the file ({} bytes)", file.len()))?;
+            .ok_or_else(|| {
+                format!(
+                    "offset {off} + size {size} beyond the file ({} bytes)",
+                    file.len()
+                )
+            })?;
         let _ = end;
         return Ok((off as usize, size as usize));
     }
@@ -575,14 +590,19 @@ fn load_quant(
     shape: &[usize],
 ) -> std::result::Result<Option<Quant>, String> {
     let scale = q.scale().map_err(|e| format!("quantization scale: {e}"))?;
-    let zp = q.zero_point().map_err(|e| format!("quantization zero_point: {e}"))?;
+    let zp = q
+        .zero_point()
+        .map_err(|e| format!("quantization zero_point: {e}"))?;
     let (Some(scale), Some(zp)) = (scale, zp) else {
         return Ok(None);
     };
     if scale.is_empty() {
         return Ok(None);
     }
-    if q.details().map_err(|e| format!("quantization details: {e}"))?.is_some() {
+    if q.details()
+        .map_err(|e| format!("quantization details: {e}"))?
+        .is_some()
+    {
         return Err("custom quantization is not supported".into());
     }
     let n = scale.len();
@@ -598,7 +618,10 @@ fn load_quant(
     let axis = usize::try_from(qd).map_err(|_| format!("negative quantized_dimension {qd}"))?;
     if n > 1 {
         let dim = shape.get(axis).ok_or_else(|| {
-            format!("quantized_dimension {axis} out of range for rank {}", shape.len())
+            format!(
+                "quantized_dimension {axis} out of range for rank {}",
+                shape.len()
+            )
         })?;
         if *dim != n {
             return Err(format!(
@@ -672,7 +695,10 @@ fn load_node(
         name: builtin_name(code),
     };
     if code == code::CUSTOM {
-        let cc = oc.custom_code().map_err(ctx.fb("custom_code"))?.unwrap_or("");
+        let cc = oc
+            .custom_code()
+            .map_err(ctx.fb("custom_code"))?
+            .unwrap_or("");
         ctx.name = format!("CUSTOM({cc})");
         if cc == DETECTION_POSTPROCESS {
             ctx.name = cc.to_string();
@@ -681,7 +707,12 @@ fn load_node(
 
     // Operands.
     let mut inputs = Vec::new();
-    for t in op.inputs().map_err(ctx.fb("inputs"))?.iter().flat_map(|v| v.iter()) {
+    for t in op
+        .inputs()
+        .map_err(ctx.fb("inputs"))?
+        .iter()
+        .flat_map(|v| v.iter())
+    {
         inputs.push(match t {
             -1 => None,
             t if t >= 0 && (t as usize) < nt => Some(t as usize),
@@ -689,7 +720,12 @@ fn load_node(
         });
     }
     let mut outputs = Vec::new();
-    for t in op.outputs().map_err(ctx.fb("outputs"))?.iter().flat_map(|v| v.iter()) {
+    for t in op
+        .outputs()
+        .map_err(ctx.fb("outputs"))?
+        .iter()
+        .flat_map(|v| v.iter())
+    {
         match usize::try_from(t) {
             Ok(t) if t < nt => outputs.push(t),
             _ => return Err(ctx.err(format!("output tensor index {t} out of range (0..{nt})"))),
@@ -987,9 +1023,11 @@ fn detection_options(
         detections_per_class: count("detections_per_class", Some(100))?,
         use_regular_nms: match map.get("use_regular_nms") {
             None => false,
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| ctx.err(format!("custom option 'use_regular_nms' is not a bool: {v:?}")))?,
+            Some(v) => v.as_bool().ok_or_else(|| {
+                ctx.err(format!(
+                    "custom option 'use_regular_nms' is not a bool: {v:?}"
+                ))
+            })?,
         },
         nms_score_threshold: float("nms_score_threshold")?,
         nms_iou_threshold: float("nms_iou_threshold")?,

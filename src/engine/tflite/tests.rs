@@ -76,7 +76,7 @@ fn model_with_buffer(buffer: fb::Buffer, type_: i8, shape: Vec<i32>) -> Vec<u8> 
         buffers: Some(vec![fb::Buffer::default(), buffer]),
         ..Default::default()
     };
-    planus::Builder::new().finish(&model, Some(*b"TFL3")).to_vec()
+    super::writer::finish_with_identifier(&model)
 }
 
 fn tensor_error(bytes: &[u8]) -> String {
@@ -201,9 +201,7 @@ fn unsupported_operator_is_named() {
         buffers: Some(vec![fb::Buffer::default()]),
         ..Default::default()
     };
-    let bytes = planus::Builder::new()
-        .finish(&model, Some(*b"TFL3"))
-        .to_vec();
+    let bytes = super::writer::finish_with_identifier(&model);
     let e = load_bytes(&bytes).unwrap_err();
     assert_eq!(
         e.to_string(),

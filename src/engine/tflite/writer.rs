@@ -248,10 +248,16 @@ pub fn detection_custom_options(o: &crate::engine::graph::DetectionPostProcessOp
     let int = |v: usize| FlexScalar::Int(v as i64);
     flexbuffer::write_map(&[
         ("max_detections", int(o.max_detections)),
-        ("max_classes_per_detection", int(o.max_classes_per_detection)),
+        (
+            "max_classes_per_detection",
+            int(o.max_classes_per_detection),
+        ),
         ("detections_per_class", int(o.detections_per_class)),
         ("use_regular_nms", FlexScalar::Bool(o.use_regular_nms)),
-        ("nms_score_threshold", FlexScalar::Float(o.nms_score_threshold)),
+        (
+            "nms_score_threshold",
+            FlexScalar::Float(o.nms_score_threshold),
+        ),
         ("nms_iou_threshold", FlexScalar::Float(o.nms_iou_threshold)),
         ("num_classes", int(o.num_classes)),
         ("y_scale", FlexScalar::Float(o.y_scale)),
@@ -383,6 +389,25 @@ pub fn write_model(graph: &Graph) -> Vec<u8> {
             subgraph_index: 0,
         }]),
     };
+    finish_with_identifier(&model)
+}
+
+/// Serialise a model table with the "TFL3" file identifier.
+///
+/// planus 1.3's `Builder::finish(.., Some(id))` emits the identifier *before* the
+/// root offset (`[id][offset]` instead of `[offset][id]`), which neither planus'
+/// own reader nor TFLite accept. So we finish with the identifier and swap the
+/// two words back into place; the root offset then counts from byte 0 instead of
+/// byte 4, hence the `+ 4`. Checked by loading the result with planus and TFLite.
+pub(crate) fn finish_with_identifier(model: &fb::Model) -> Vec<u8> {
     let mut builder = planus::Builder::new();
-    builder.finish(&model, Some(*b"TFL3")).to_vec()
+    let mut out = builder.finish(model, Some(*b"TFL3")).to_vec();
+    if out.len() >= 8 && &out[0..4] == b"TFL3" {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&out[4..8]);
+        let root = u32::from_le_bytes(w) + 4;
+        out[0..4].copy_from_slice(&root.to_le_bytes());
+        out[4..8].copy_from_slice(b"TFL3");
+    }
+    out
 }
