@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub source: SourceConfig,
@@ -139,6 +139,9 @@ pub struct MqttConfig {
     pub ca_file: Option<PathBuf>,
     /// Messages kept while the broker is away (oldest dropped beyond this).
     pub buffer: usize,
+    /// Reconnect back-off bounds in seconds (doubled per failure, with jitter).
+    pub backoff_min_s: f64,
+    pub backoff_max_s: f64,
     /// Seconds between `stats` messages.
     pub stats_interval_s: f64,
     /// Print every published message to stdout (first-run mode turns this on).
@@ -161,6 +164,8 @@ impl Default for MqttConfig {
             tls: false,
             ca_file: None,
             buffer: 1000,
+            backoff_min_s: 0.25,
+            backoff_max_s: 30.0,
             stats_interval_s: 10.0,
             echo: false,
         }
@@ -232,36 +237,13 @@ impl Default for ShadowConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Stop after this many captured frames (0 = run until stopped). For tests and demos.
     pub max_frames: u64,
     /// Stop when a non-looping file source ends.
     pub exit_on_eof: bool,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            max_frames: 0,
-            exit_on_eof: false,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            source: SourceConfig::default(),
-            detector: DetectorConfig::default(),
-            mqtt: MqttConfig::default(),
-            homeassistant: HomeAssistantConfig::default(),
-            tracker: TrackerConfig::default(),
-            shadow: ShadowConfig::default(),
-            pipeline: PipelineConfig::default(),
-        }
-    }
 }
 
 /// The host name, for the default device id.
@@ -407,6 +389,12 @@ impl Config {
             bad(
                 "mqtt.device_id",
                 format!("must not contain '/', '+' or '#', got '{}'", m.device_id),
+            )?;
+        }
+        if !(m.backoff_min_s > 0.0 && m.backoff_max_s >= m.backoff_min_s) {
+            bad(
+                "mqtt.backoff_min_s",
+                "need 0 < backoff_min_s <= backoff_max_s".into(),
             )?;
         }
         if m.buffer == 0 {

@@ -26,6 +26,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Time a model on a fixed input after warm-up: median and p95 milliseconds.
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        /// Inference threads (only 1 until the engine's thread pool lands).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: capture → int8 detector → MQTT (config: /etc/edgecam/edgecam.toml).
     Run {
         /// Configuration file (default /etc/edgecam/edgecam.toml); EDGECAM__SECTION__KEY variables override keys.
@@ -180,6 +195,58 @@ fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+fn bench(model: &Path, threads: usize, iterations: usize, warmup: usize, json: bool) -> Result<()> {
+    anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
+    anyhow::ensure!(
+        threads == 1,
+        "--threads {threads}: the engine runs on one thread until its thread pool lands"
+    );
+    let kernels = std::env::var("EDGECAM_KERNELS").unwrap_or_else(|_| "auto".into());
+    let path =
+        edgecam::engine::kernels::KernelPath::resolve(&kernels).map_err(|e| anyhow::anyhow!(e))?;
+    let graph = tflite::load_file(model)?;
+    let mut it = Interpreter::new(graph)?;
+    // A fixed, deterministic input: a smooth ramp over the input's value range.
+    for i in 0..it.input_count() {
+        let bytes = it.input_bytes_mut(i)?;
+        for (k, b) in bytes.iter_mut().enumerate() {
+            *b = (k * 7 % 251) as u8;
+        }
+        let info = it.input_info(i)?.clone();
+        if info.dtype == edgecam::engine::DType::F32 {
+            let n = info.num_elements();
+            let v: Vec<f32> = (0..n)
+                .map(|k| ((k * 7 % 255) as f32) / 127.5 - 1.0)
+                .collect();
+            it.set_input(i, edgecam::engine::DType::F32, &v)?;
+        }
+    }
+    for _ in 0..warmup {
+        it.invoke()?;
+    }
+    let mut ms = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = std::time::Instant::now();
+        it.invoke()?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations})
+        );
+    } else {
+        println!(
+            "{}: median {median:.2} ms, p95 {p95:.2} ms over {iterations} runs, threads {threads}, kernels {path}",
+            model.display()
+        );
+    }
+    Ok(())
+}
+
 fn check_config(path: Option<&Path>) -> Result<()> {
     let cfg = edgecam::config::Config::load(path)?;
     let graph = tflite::load_file(&cfg.detector.model)
@@ -210,6 +277,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     edgecam::telemetry::init(cli.log_json, cli.verbose);
     let r = match &cli.cmd {
+        Cmd::Bench {
+            model,
+            threads,
+            iterations,
+            warmup,
+            json,
+        } => bench(model, *threads, *iterations, *warmup, *json),
         Cmd::Run { config } => {
             edgecam::config::Config::load(config.as_deref()).and_then(edgecam::app::run)
         }

@@ -82,7 +82,13 @@ impl B {
         });
         i
     }
-    fn input(&mut self, dtype: DType, shape: &[usize], quant: Option<Quant>, data: Vec<u8>) -> usize {
+    fn input(
+        &mut self,
+        dtype: DType,
+        shape: &[usize],
+        quant: Option<Quant>,
+        data: Vec<u8>,
+    ) -> usize {
         let t = self.tensor(dtype, shape, quant);
         self.inputs.push(t);
         self.feeds.push(NpyArray {
@@ -92,7 +98,13 @@ impl B {
         });
         t
     }
-    fn constant(&mut self, dtype: DType, shape: &[usize], quant: Option<Quant>, data: &[u8]) -> usize {
+    fn constant(
+        &mut self,
+        dtype: DType,
+        shape: &[usize],
+        quant: Option<Quant>,
+        data: &[u8],
+    ) -> usize {
         let t = self.tensor(dtype, shape, quant);
         assert_eq!(data.len(), self.tensors[t].byte_len());
         self.tensors[t].data = Some(owned(data));
@@ -102,14 +114,26 @@ impl B {
         self.constant(DType::I32, shape, None, bytemuck::cast_slice(v))
     }
     fn op(&mut self, op: Op, inputs: Vec<Option<usize>>, outputs: Vec<usize>) {
-        self.nodes.push(Node { op, inputs, outputs });
+        self.nodes.push(Node {
+            op,
+            inputs,
+            outputs,
+        });
     }
     fn finish(mut self, outputs: &[usize]) -> (Graph, Vec<NpyArray>) {
         self.outputs = outputs.to_vec();
         let g = Graph {
             bytes: ModelBytes::new(&[]),
-            input_names: self.inputs.iter().map(|&t| self.tensors[t].name.clone()).collect(),
-            output_names: self.outputs.iter().map(|&t| self.tensors[t].name.clone()).collect(),
+            input_names: self
+                .inputs
+                .iter()
+                .map(|&t| self.tensors[t].name.clone())
+                .collect(),
+            output_names: self
+                .outputs
+                .iter()
+                .map(|&t| self.tensors[t].name.clone())
+                .collect(),
             tensors: self.tensors,
             nodes: self.nodes,
             inputs: self.inputs,
@@ -166,11 +190,19 @@ fn rand_quant(r: &mut Rng, k: Kind) -> Option<Quant> {
     match k {
         Kind::F32 => None,
         Kind::I8 => {
-            let zp = if r.int(0, 4) == 0 { r.pick(&[-128, 127, 0]) } else { r.int(-128, 127) };
+            let zp = if r.int(0, 4) == 0 {
+                r.pick(&[-128, 127, 0])
+            } else {
+                r.int(-128, 127)
+            };
             Some(Quant::per_tensor(scale, zp))
         }
         Kind::U8 => {
-            let zp = if r.int(0, 4) == 0 { r.pick(&[0, 255, 128]) } else { r.int(0, 255) };
+            let zp = if r.int(0, 4) == 0 {
+                r.pick(&[0, 255, 128])
+            } else {
+                r.int(0, 255)
+            };
             Some(Quant::per_tensor(scale, zp))
         }
     }
@@ -197,7 +229,13 @@ fn rand_shape(r: &mut Rng, rank: usize, max: usize) -> Vec<usize> {
 }
 
 /// Output size of a conv/pool along one dimension, TFLite rules.
-fn out_size(padding: Padding, input: usize, filter: usize, stride: usize, dilation: usize) -> Option<usize> {
+fn out_size(
+    padding: Padding,
+    input: usize,
+    filter: usize,
+    stride: usize,
+    dilation: usize,
+) -> Option<usize> {
     let eff = (filter - 1) * dilation + 1;
     match padding {
         Padding::Same => Some(input.div_ceil(stride)),
@@ -216,7 +254,12 @@ fn out_size(padding: Padding, input: usize, filter: usize, stride: usize, dilati
 type Case = (String, Graph, Vec<NpyArray>);
 
 /// Weights for a conv-like op: (dtype, quant, bytes, scales used for the bias).
-fn weights(r: &mut Rng, k: Kind, shape: &[usize], channel_axis: usize) -> (DType, Option<Quant>, Vec<u8>, Vec<f32>) {
+fn weights(
+    r: &mut Rng,
+    k: Kind,
+    shape: &[usize],
+    channel_axis: usize,
+) -> (DType, Option<Quant>, Vec<u8>, Vec<f32>) {
     let n = n_of(shape);
     match k {
         Kind::F32 => {
@@ -232,7 +275,12 @@ fn weights(r: &mut Rng, k: Kind, shape: &[usize], channel_axis: usize) -> (DType
                 zero_point: vec![0; ch],
                 axis: channel_axis,
             };
-            (DType::I8, Some(q), bytemuck::cast_slice(&v).to_vec(), scales)
+            (
+                DType::I8,
+                Some(q),
+                bytemuck::cast_slice(&v).to_vec(),
+                scales,
+            )
         }
         Kind::U8 => {
             let s = r.scale(0.002, 0.05);
@@ -277,15 +325,32 @@ fn conv(r: &mut Rng, k: Kind, depthwise: bool) -> Option<Case> {
     let cout = if depthwise { cin * mult } else { r.usize(1, 8) };
     let (kh, kw) = (r.usize(1, 4), r.usize(1, 4));
     let (sh, sw) = (r.usize(1, 3), r.usize(1, 3));
-    let (dh, dw) = if r.int(0, 3) == 0 { (r.usize(1, 2), r.usize(1, 2)) } else { (1, 1) };
-    let padding = if r.bool() { Padding::Same } else { Padding::Valid };
+    let (dh, dw) = if r.int(0, 3) == 0 {
+        (r.usize(1, 2), r.usize(1, 2))
+    } else {
+        (1, 1)
+    };
+    let padding = if r.bool() {
+        Padding::Same
+    } else {
+        Padding::Valid
+    };
     let oh = out_size(padding, h, kh, sh, dh)?;
     let ow = out_size(padding, w, kw, sw, dw)?;
     let act = rand_act(r);
     let mut b = B::default();
     let iq = rand_quant(r, k);
-    let x = b.input(k.dtype(), &[n, h, w, cin], iq.clone(), rand_data(r, k, n * h * w * cin));
-    let wshape = if depthwise { vec![1, kh, kw, cout] } else { vec![cout, kh, kw, cin] };
+    let x = b.input(
+        k.dtype(),
+        &[n, h, w, cin],
+        iq.clone(),
+        rand_data(r, k, n * h * w * cin),
+    );
+    let wshape = if depthwise {
+        vec![1, kh, kw, cout]
+    } else {
+        vec![cout, kh, kw, cin]
+    };
     let (wd, wq, wbytes, wscales) = weights(r, k, &wshape, if depthwise { 3 } else { 0 });
     let wt = b.constant(wd, &wshape, wq, &wbytes);
     let in_scale = iq.as_ref().map(|q| q.scale0()).unwrap_or(1.0);
@@ -323,7 +388,11 @@ fn conv(r: &mut Rng, k: Kind, depthwise: bool) -> Option<Case> {
     b.op(op, vec![Some(x), Some(wt), Some(bt)], vec![y]);
     let (g, f) = b.finish(&[y]);
     Some((
-        format!("{}_{}", if depthwise { "depthwise" } else { "conv" }, k.name()),
+        format!(
+            "{}_{}",
+            if depthwise { "depthwise" } else { "conv" },
+            k.name()
+        ),
         g,
         f,
     ))
@@ -335,7 +404,12 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
     let units = r.usize(1, 12);
     let mut b = B::default();
     let iq = rand_quant(r, k);
-    let x = b.input(k.dtype(), &[batch, depth], iq.clone(), rand_data(r, k, batch * depth));
+    let x = b.input(
+        k.dtype(),
+        &[batch, depth],
+        iq.clone(),
+        rand_data(r, k, batch * depth),
+    );
     // TFLite's FULLY_CONNECTED takes per-tensor int8 weights in the reference kernel
     // unless per-channel is declared; use per-tensor for int8 here.
     let (wd, wq, wbytes, mut wscales) = weights(r, k, &[units, depth], 0);
@@ -349,7 +423,11 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
     };
     let wt = b.constant(wd, &[units, depth], wq, &wbytes);
     let in_scale = iq.as_ref().map(|q| q.scale0()).unwrap_or(1.0);
-    let bt = if r.int(0, 3) == 0 { None } else { Some(bias(r, &mut b, k, units, in_scale, &wscales)) };
+    let bt = if r.int(0, 3) == 0 {
+        None
+    } else {
+        Some(bias(r, &mut b, k, units, in_scale, &wscales))
+    };
     let oq = match k {
         Kind::F32 => None,
         _ => {
@@ -392,8 +470,16 @@ fn broadcast_shapes(r: &mut Rng) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
         let ra = a.len().max(c.len());
         (0..ra)
             .map(|i| {
-                let da = if i + a.len() >= ra { a[i + a.len() - ra] } else { 1 };
-                let dc = if i + c.len() >= ra { c[i + c.len() - ra] } else { 1 };
+                let da = if i + a.len() >= ra {
+                    a[i + a.len() - ra]
+                } else {
+                    1
+                };
+                let dc = if i + c.len() >= ra {
+                    c[i + c.len() - ra]
+                } else {
+                    1
+                };
                 da.max(dc)
             })
             .collect()
@@ -429,7 +515,9 @@ fn concat(r: &mut Rng, k: Kind) -> Option<Case> {
     let mut b = B::default();
     let mut ins = vec![];
     let mut total = 0;
-    let same_q = r.bool();
+    // TFLite's int8 CONCATENATION requires every input to share the output's
+    // quantization (it refuses to prepare otherwise); uint8 requantizes.
+    let same_q = k == Kind::I8 || r.bool();
     let q0 = rand_quant(r, k);
     for _ in 0..nin {
         let mut s = base.clone();
@@ -442,7 +530,11 @@ fn concat(r: &mut Rng, k: Kind) -> Option<Case> {
     so[axis] = total;
     let oq = if same_q { q0 } else { rand_quant(r, k) };
     let z = b.tensor(k.dtype(), &so, oq);
-    let axis = if r.bool() { axis as i32 - rank as i32 } else { axis as i32 };
+    let axis = if r.bool() {
+        axis as i32 - rank as i32
+    } else {
+        axis as i32
+    };
     b.op(
         Op::Concatenation {
             axis,
@@ -483,7 +575,7 @@ fn reshape_like(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
             let mut rest = n;
             let mut ns = vec![];
             for _ in 0..r.usize(0, 3) {
-                let divs: Vec<usize> = (1..=rest).filter(|d| rest % d == 0).collect();
+                let divs: Vec<usize> = (1..=rest).filter(|d| rest.is_multiple_of(*d)).collect();
                 let d = r.pick(&divs);
                 ns.push(d);
                 rest /= d;
@@ -494,8 +586,15 @@ fn reshape_like(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
             (Op::Reshape, vec![Some(x), Some(st)], ns)
         }
         "squeeze" => {
-            let ones: Vec<i32> = (0..rank).filter(|&d| shape[d] == 1).map(|d| d as i32).collect();
-            let dims: Vec<i32> = if r.bool() { vec![] } else { ones.iter().copied().filter(|_| r.bool()).collect() };
+            let ones: Vec<i32> = (0..rank)
+                .filter(|&d| shape[d] == 1)
+                .map(|d| d as i32)
+                .collect();
+            let dims: Vec<i32> = if r.bool() {
+                vec![]
+            } else {
+                ones.iter().copied().filter(|_| r.bool()).collect()
+            };
             let out: Vec<usize> = (0..rank)
                 .filter(|&d| !(shape[d] == 1 && (dims.is_empty() || dims.contains(&(d as i32)))))
                 .map(|d| shape[d])
@@ -566,12 +665,20 @@ fn strided_slice(r: &mut Rng, k: Kind) -> Option<Case> {
             }
         };
         let b0 = if bm & (1 << d) != 0 {
-            if stride > 0 { 0 } else { dim_i - 1 }
+            if stride > 0 {
+                0
+            } else {
+                dim_i - 1
+            }
         } else {
             clamp(bv)
         };
         let e0 = if em & (1 << d) != 0 {
-            if stride > 0 { dim_i } else { -1 }
+            if stride > 0 {
+                dim_i
+            } else {
+                -1
+            }
         } else {
             clamp(ev)
         };
@@ -612,13 +719,28 @@ fn split(r: &mut Rng, k: Kind) -> Option<Case> {
     let parts = r.usize(1, 3);
     shape[axis] *= parts;
     let mut b = B::default();
-    let ax = b.constant(DType::I32, &[], None, bytemuck::cast_slice(&[if r.bool() { axis as i32 } else { axis as i32 - rank as i32 }]));
+    let ax = b.constant(
+        DType::I32,
+        &[],
+        None,
+        bytemuck::cast_slice(&[if r.bool() {
+            axis as i32
+        } else {
+            axis as i32 - rank as i32
+        }]),
+    );
     let q = rand_quant(r, k);
     let x = b.input(k.dtype(), &shape, q.clone(), rand_data(r, k, n_of(&shape)));
     let mut os = shape.clone();
     os[axis] /= parts;
-    let outs: Vec<usize> = (0..parts).map(|_| b.tensor(k.dtype(), &os, q.clone())).collect();
-    b.op(Op::Split { num_splits: parts }, vec![Some(ax), Some(x)], outs.clone());
+    let outs: Vec<usize> = (0..parts)
+        .map(|_| b.tensor(k.dtype(), &os, q.clone()))
+        .collect();
+    b.op(
+        Op::Split { num_splits: parts },
+        vec![Some(ax), Some(x)],
+        outs.clone(),
+    );
     let (g, f) = b.finish(&outs);
     Some((format!("split_{}", k.name()), g, f))
 }
@@ -629,7 +751,9 @@ fn pad(r: &mut Rng, k: Kind) -> Option<Case> {
     let (mut b, x, q) = unary_io(r, k, &shape);
     let p: Vec<i32> = (0..rank * 2).map(|_| r.int(0, 2) as i32).collect();
     let pt = b.const_i32(&[rank, 2], &p);
-    let out: Vec<usize> = (0..rank).map(|d| shape[d] + (p[2 * d] + p[2 * d + 1]) as usize).collect();
+    let out: Vec<usize> = (0..rank)
+        .map(|d| shape[d] + (p[2 * d] + p[2 * d + 1]) as usize)
+        .collect();
     let y = b.tensor(k.dtype(), &out, q);
     b.op(Op::Pad, vec![Some(x), Some(pt)], vec![y]);
     let (g, f) = b.finish(&[y]);
@@ -640,7 +764,11 @@ fn pool(r: &mut Rng, k: Kind, max: bool) -> Option<Case> {
     let shape = vec![r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), r.usize(1, 6)];
     let (fh, fw) = (r.usize(1, 3), r.usize(1, 3));
     let (sh, sw) = (r.usize(1, 2), r.usize(1, 2));
-    let padding = if r.bool() { Padding::Same } else { Padding::Valid };
+    let padding = if r.bool() {
+        Padding::Same
+    } else {
+        Padding::Valid
+    };
     let oh = out_size(padding, shape[1], fh, sh, 1)?;
     let ow = out_size(padding, shape[2], fw, sw, 1)?;
     let (mut b, x, q) = unary_io(r, k, &shape);
@@ -653,9 +781,21 @@ fn pool(r: &mut Rng, k: Kind, max: bool) -> Option<Case> {
         filter_w: fw,
         activation: rand_act(r),
     };
-    b.op(if max { Op::MaxPool2D(o) } else { Op::AveragePool2D(o) }, vec![Some(x)], vec![y]);
+    b.op(
+        if max {
+            Op::MaxPool2D(o)
+        } else {
+            Op::AveragePool2D(o)
+        },
+        vec![Some(x)],
+        vec![y],
+    );
     let (g, f) = b.finish(&[y]);
-    Some((format!("{}_pool_{}", if max { "max" } else { "average" }, k.name()), g, f))
+    Some((
+        format!("{}_pool_{}", if max { "max" } else { "average" }, k.name()),
+        g,
+        f,
+    ))
 }
 
 fn mean(r: &mut Rng, k: Kind) -> Option<Case> {
@@ -663,13 +803,26 @@ fn mean(r: &mut Rng, k: Kind) -> Option<Case> {
     let mut b = B::default();
     let q = rand_quant(r, k);
     let x = b.input(k.dtype(), &shape, q, rand_data(r, k, n_of(&shape)));
-    let axes: Vec<i32> = r.pick(&[&[1, 2][..], &[1, 2][..], &[1][..], &[2][..], &[3][..], &[1, 2, 3][..]]).to_vec();
+    let axes: Vec<i32> = r
+        .pick(&[
+            &[1, 2][..],
+            &[1, 2][..],
+            &[1][..],
+            &[2][..],
+            &[3][..],
+            &[1, 2, 3][..],
+        ])
+        .to_vec();
     let keep = r.bool();
     let at = b.const_i32(&[axes.len()], &axes);
     let out: Vec<usize> = (0..4)
         .filter_map(|d| {
             if axes.contains(&(d as i32)) {
-                if keep { Some(1) } else { None }
+                if keep {
+                    Some(1)
+                } else {
+                    None
+                }
             } else {
                 Some(shape[d])
             }
@@ -677,7 +830,11 @@ fn mean(r: &mut Rng, k: Kind) -> Option<Case> {
         .collect();
     let oq = rand_quant(r, k);
     let y = b.tensor(k.dtype(), &out, oq);
-    b.op(Op::Mean { keep_dims: keep }, vec![Some(x), Some(at)], vec![y]);
+    b.op(
+        Op::Mean { keep_dims: keep },
+        vec![Some(x), Some(at)],
+        vec![y],
+    );
     let (g, f) = b.finish(&[y]);
     Some((format!("mean_{}", k.name()), g, f))
 }
@@ -698,12 +855,24 @@ fn resize(r: &mut Rng, k: Kind, bilinear: bool) -> Option<Case> {
         half_pixel_centers,
     };
     b.op(
-        if bilinear { Op::ResizeBilinear(o) } else { Op::ResizeNearestNeighbor(o) },
+        if bilinear {
+            Op::ResizeBilinear(o)
+        } else {
+            Op::ResizeNearestNeighbor(o)
+        },
         vec![Some(x), Some(st)],
         vec![y],
     );
     let (g, f) = b.finish(&[y]);
-    Some((format!("resize_{}_{}", if bilinear { "bilinear" } else { "nearest" }, k.name()), g, f))
+    Some((
+        format!(
+            "resize_{}_{}",
+            if bilinear { "bilinear" } else { "nearest" },
+            k.name()
+        ),
+        g,
+        f,
+    ))
 }
 
 fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
@@ -721,13 +890,17 @@ fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
     };
     let op = match which {
         "logistic" => Op::Logistic,
-        "softmax" => Op::Softmax { beta: r.pick(&[1.0, 1.0, 0.5, 2.0]) },
+        "softmax" => Op::Softmax {
+            beta: r.pick(&[1.0, 1.0, 0.5, 2.0]),
+        },
         "tanh" => Op::Tanh,
         "relu" => Op::Relu,
         "relu6" => Op::Relu6,
         "relu_n1_to_1" => Op::ReluN1To1,
         "hard_swish" => Op::HardSwish,
-        _ => Op::LeakyRelu { alpha: r.f32(0.01, 0.5) },
+        _ => Op::LeakyRelu {
+            alpha: r.f32(0.01, 0.5),
+        },
     };
     let y = b.tensor(k.dtype(), &shape, oq);
     b.op(op, vec![Some(x)], vec![y]);
@@ -762,13 +935,21 @@ fn dequantize_f16(r: &mut Rng) -> Option<Case> {
     let shape = rand_shape(r, rank, 6);
     let mut b = B::default();
     let n = n_of(&shape);
-    let halfs: Vec<u16> = (0..n).map(|_| half::f16::from_f32(r.f32(-4.0, 4.0)).to_bits()).collect();
+    let halfs: Vec<u16> = (0..n)
+        .map(|_| half::f16::from_f32(r.f32(-4.0, 4.0)).to_bits())
+        .collect();
     let c = b.constant(DType::F16, &shape, None, bytemuck::cast_slice(&halfs));
     let d = b.tensor(DType::F32, &shape, None);
     b.op(Op::Dequantize, vec![Some(c)], vec![d]);
     let x = b.input(DType::F32, &shape, None, rand_data(r, Kind::F32, n));
     let y = b.tensor(DType::F32, &shape, None);
-    b.op(Op::Add { activation: Activation::None }, vec![Some(x), Some(d)], vec![y]);
+    b.op(
+        Op::Add {
+            activation: Activation::None,
+        },
+        vec![Some(x), Some(d)],
+        vec![y],
+    );
     let (g, f) = b.finish(&[y]);
     Some(("dequantize_f16_add".into(), g, f))
 }
@@ -780,14 +961,35 @@ fn detection_postprocess(r: &mut Rng) -> Option<Case> {
     let boxes: Vec<f32> = (0..n * 4).map(|_| r.f32(-1.0, 1.0)).collect();
     let scores: Vec<f32> = (0..n * (classes + 1)).map(|_| r.f32(0.0, 1.0)).collect();
     let anchors: Vec<f32> = (0..n)
-        .flat_map(|_| [r.f32(0.1, 0.9), r.f32(0.1, 0.9), r.f32(0.05, 0.5), r.f32(0.05, 0.5)])
+        .flat_map(|_| {
+            [
+                r.f32(0.1, 0.9),
+                r.f32(0.1, 0.9),
+                r.f32(0.05, 0.5),
+                r.f32(0.05, 0.5),
+            ]
+        })
         .collect();
-    let bx = b.input(DType::F32, &[1, n, 4], None, bytemuck::cast_slice(&boxes).to_vec());
-    let sc = b.input(DType::F32, &[1, n, classes + 1], None, bytemuck::cast_slice(&scores).to_vec());
+    let bx = b.input(
+        DType::F32,
+        &[1, n, 4],
+        None,
+        bytemuck::cast_slice(&boxes).to_vec(),
+    );
+    let sc = b.input(
+        DType::F32,
+        &[1, n, classes + 1],
+        None,
+        bytemuck::cast_slice(&scores).to_vec(),
+    );
     let an = b.constant(DType::F32, &[n, 4], None, bytemuck::cast_slice(&anchors));
     let max_det = r.usize(1, 10);
     let regular = r.bool();
-    let per_det = if regular { 1 } else { r.usize(1, classes.min(3)) };
+    let per_det = if regular {
+        1
+    } else {
+        r.usize(1, classes.min(3))
+    };
     let opts = DetectionPostProcessOptions {
         max_detections: max_det,
         max_classes_per_detection: per_det,
@@ -806,44 +1008,120 @@ fn detection_postprocess(r: &mut Rng) -> Option<Case> {
     let oc = b.tensor(DType::F32, &[1, m], None);
     let os = b.tensor(DType::F32, &[1, m], None);
     let on = b.tensor(DType::F32, &[1], None);
-    b.op(Op::DetectionPostProcess(opts), vec![Some(bx), Some(sc), Some(an)], vec![ob, oc, os, on]);
+    b.op(
+        Op::DetectionPostProcess(opts),
+        vec![Some(bx), Some(sc), Some(an)],
+        vec![ob, oc, os, on],
+    );
     let (g, f) = b.finish(&[ob, oc, os, on]);
-    Some((format!("detection_postprocess_{}", if regular { "regular" } else { "fast" }), g, f))
+    Some((
+        format!(
+            "detection_postprocess_{}",
+            if regular { "regular" } else { "fast" }
+        ),
+        g,
+        f,
+    ))
 }
 
-fn generators() -> Vec<(String, Box<dyn Fn(&mut Rng) -> Option<Case>>)> {
-    let mut v: Vec<(String, Box<dyn Fn(&mut Rng) -> Option<Case>>)> = vec![];
+type Generator = Box<dyn Fn(&mut Rng) -> Option<Case>>;
+
+fn generators() -> Vec<(String, Generator)> {
+    let mut v: Vec<(String, Generator)> = vec![];
     for k in [Kind::F32, Kind::I8, Kind::U8] {
-        v.push((format!("conv_{}", k.name()), Box::new(move |r| conv(r, k, false))));
-        v.push((format!("depthwise_{}", k.name()), Box::new(move |r| conv(r, k, true))));
-        v.push((format!("fc_{}", k.name()), Box::new(move |r| fully_connected(r, k))));
+        v.push((
+            format!("conv_{}", k.name()),
+            Box::new(move |r| conv(r, k, false)),
+        ));
+        v.push((
+            format!("depthwise_{}", k.name()),
+            Box::new(move |r| conv(r, k, true)),
+        ));
+        v.push((
+            format!("fc_{}", k.name()),
+            Box::new(move |r| fully_connected(r, k)),
+        ));
         for w in ["add", "sub", "mul"] {
-            v.push((format!("{w}_{}", k.name()), Box::new(move |r| binary(r, k, w))));
+            v.push((
+                format!("{w}_{}", k.name()),
+                Box::new(move |r| binary(r, k, w)),
+            ));
         }
-        v.push((format!("concat_{}", k.name()), Box::new(move |r| concat(r, k))));
+        v.push((
+            format!("concat_{}", k.name()),
+            Box::new(move |r| concat(r, k)),
+        ));
         for w in ["reshape", "squeeze", "transpose"] {
-            v.push((format!("{w}_{}", k.name()), Box::new(move |r| reshape_like(r, k, w))));
+            v.push((
+                format!("{w}_{}", k.name()),
+                Box::new(move |r| reshape_like(r, k, w)),
+            ));
         }
-        v.push((format!("strided_slice_{}", k.name()), Box::new(move |r| strided_slice(r, k))));
-        v.push((format!("split_{}", k.name()), Box::new(move |r| split(r, k))));
+        v.push((
+            format!("strided_slice_{}", k.name()),
+            Box::new(move |r| strided_slice(r, k)),
+        ));
+        v.push((
+            format!("split_{}", k.name()),
+            Box::new(move |r| split(r, k)),
+        ));
         v.push((format!("pad_{}", k.name()), Box::new(move |r| pad(r, k))));
-        v.push((format!("max_pool_{}", k.name()), Box::new(move |r| pool(r, k, true))));
-        v.push((format!("avg_pool_{}", k.name()), Box::new(move |r| pool(r, k, false))));
+        v.push((
+            format!("max_pool_{}", k.name()),
+            Box::new(move |r| pool(r, k, true)),
+        ));
+        v.push((
+            format!("avg_pool_{}", k.name()),
+            Box::new(move |r| pool(r, k, false)),
+        ));
         v.push((format!("mean_{}", k.name()), Box::new(move |r| mean(r, k))));
-        v.push((format!("resize_nn_{}", k.name()), Box::new(move |r| resize(r, k, false))));
-        v.push((format!("resize_bl_{}", k.name()), Box::new(move |r| resize(r, k, true))));
-        for w in ["logistic", "softmax", "tanh", "relu", "relu6", "relu_n1_to_1", "hard_swish", "leaky_relu"] {
-            v.push((format!("{w}_{}", k.name()), Box::new(move |r| activation(r, k, w))));
+        v.push((
+            format!("resize_nn_{}", k.name()),
+            Box::new(move |r| resize(r, k, false)),
+        ));
+        v.push((
+            format!("resize_bl_{}", k.name()),
+            Box::new(move |r| resize(r, k, true)),
+        ));
+        for w in [
+            "logistic",
+            "softmax",
+            "tanh",
+            "relu",
+            "relu6",
+            "relu_n1_to_1",
+            "hard_swish",
+            "leaky_relu",
+        ] {
+            v.push((
+                format!("{w}_{}", k.name()),
+                Box::new(move |r| activation(r, k, w)),
+            ));
         }
     }
-    for (a, c) in [(Kind::F32, Kind::I8), (Kind::F32, Kind::U8), (Kind::I8, Kind::I8), (Kind::U8, Kind::I8), (Kind::I8, Kind::U8)] {
-        v.push((format!("quantize_{}_{}", a.name(), c.name()), Box::new(move |r| quantize(r, a, c))));
+    for (a, c) in [
+        (Kind::F32, Kind::I8),
+        (Kind::F32, Kind::U8),
+        (Kind::I8, Kind::I8),
+        (Kind::U8, Kind::I8),
+        (Kind::I8, Kind::U8),
+    ] {
+        v.push((
+            format!("quantize_{}_{}", a.name(), c.name()),
+            Box::new(move |r| quantize(r, a, c)),
+        ));
     }
     for a in [Kind::I8, Kind::U8] {
-        v.push((format!("dequantize_{}", a.name()), Box::new(move |r| dequantize(r, a))));
+        v.push((
+            format!("dequantize_{}", a.name()),
+            Box::new(move |r| dequantize(r, a)),
+        ));
     }
     v.push(("dequantize_f16".into(), Box::new(dequantize_f16)));
-    v.push(("detection_postprocess".into(), Box::new(detection_postprocess)));
+    v.push((
+        "detection_postprocess".into(),
+        Box::new(detection_postprocess),
+    ));
     v
 }
 
@@ -863,7 +1141,10 @@ fn python() -> PathBuf {
 
 fn compare(name: &str, k: usize, got: &[u8], dtype: DType, want: &NpyArray) -> Result<(), String> {
     if want.dtype != dtype {
-        return Err(format!("{name} out{k}: TFLite dtype {:?}, ours {:?}", want.dtype, dtype));
+        return Err(format!(
+            "{name} out{k}: TFLite dtype {:?}, ours {:?}",
+            want.dtype, dtype
+        ));
     }
     match dtype {
         DType::F32 => {
@@ -878,9 +1159,17 @@ fn compare(name: &str, k: usize, got: &[u8], dtype: DType, want: &NpyArray) -> R
         _ => {
             if got != &want.data[..] {
                 let es = dtype.size();
-                let i = got.chunks(es).zip(want.data.chunks(es)).position(|(a, b)| a != b).unwrap_or(0);
+                let i = got
+                    .chunks(es)
+                    .zip(want.data.chunks(es))
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 let n = got.len() / es;
-                let bad = got.chunks(es).zip(want.data.chunks(es)).filter(|(a, b)| a != b).count();
+                let bad = got
+                    .chunks(es)
+                    .zip(want.data.chunks(es))
+                    .filter(|(a, b)| a != b)
+                    .count();
                 return Err(format!(
                     "{name} out{k}: {bad} of {n} values differ, first at {i}: ours {:?}, TFLite {:?}",
                     &got[i * es..(i + 1) * es],
@@ -894,8 +1183,14 @@ fn compare(name: &str, k: usize, got: &[u8], dtype: DType, want: &NpyArray) -> R
 
 #[test]
 fn random_single_operator_models_match_tflite_reference() {
-    let per_variant: usize = std::env::var("EDGECAM_DIFF_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
-    let seed: u64 = std::env::var("EDGECAM_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED);
+    let per_variant: usize = std::env::var("EDGECAM_DIFF_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("EDGECAM_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED);
     let dir = std::env::temp_dir().join(format!("edgecam-diff-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -906,7 +1201,9 @@ fn random_single_operator_models_match_tflite_reference() {
         let mut tries = 0;
         while made < per_variant && tries < per_variant * 20 {
             tries += 1;
-            let Some((name, graph, feeds)) = gen(&mut r) else { continue };
+            let Some((name, graph, feeds)) = gen(&mut r) else {
+                continue;
+            };
             let bytes = tflite::writer::write_model(&graph);
             let cdir = dir.join(format!("{:04}_{gname}", cases.len()));
             std::fs::create_dir_all(&cdir).unwrap();
@@ -919,7 +1216,11 @@ fn random_single_operator_models_match_tflite_reference() {
         }
         assert!(made > 0, "generator {gname} produced no valid case");
     }
-    let status = Command::new(python()).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle.py")).arg(&dir).status().expect("running the reference oracle");
+    let status = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oracle.py"))
+        .arg(&dir)
+        .status()
+        .expect("running the reference oracle");
     assert!(status.success(), "oracle failed");
 
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -927,22 +1228,35 @@ fn random_single_operator_models_match_tflite_reference() {
     for (name, cdir) in &cases {
         let model = std::fs::read(cdir.join("model.tflite")).unwrap();
         if let Ok(e) = std::fs::read_to_string(cdir.join("ref_error.txt")) {
-            failures.entry(name.clone()).or_default().push(format!("TFLite rejected the case: {}", e.trim()));
+            failures
+                .entry(name.clone())
+                .or_default()
+                .push(format!("TFLite rejected the case: {}", e.trim()));
             continue;
         }
         let res = (|| -> Result<(), String> {
             let g = tflite::load_bytes(&model).map_err(|e| format!("load: {e}"))?;
             let mut it = Interpreter::new(g).map_err(|e| format!("prepare: {e}"))?;
             for i in 0..it.input_count() {
-                let f = NpyArray::read(&cdir.join(format!("in_{i}.npy"))).map_err(|e| e.to_string())?;
-                it.input_bytes_mut(i).map_err(|e| e.to_string())?.copy_from_slice(&f.data);
+                let f =
+                    NpyArray::read(&cdir.join(format!("in_{i}.npy"))).map_err(|e| e.to_string())?;
+                it.input_bytes_mut(i)
+                    .map_err(|e| e.to_string())?
+                    .copy_from_slice(&f.data);
             }
             it.invoke().map_err(|e| format!("invoke: {e}"))?;
             for k in 0..it.output_count() {
-                let want = NpyArray::read(&cdir.join(format!("ref_{k}.npy"))).map_err(|e| e.to_string())?;
+                let want = NpyArray::read(&cdir.join(format!("ref_{k}.npy")))
+                    .map_err(|e| e.to_string())?;
                 let out = it.output(k).map_err(|e| e.to_string())?;
-                if out.shape() != &want.shape[..] && !(want.shape.is_empty() && n_of(out.shape()) == 1) {
-                    return Err(format!("out{k} shape ours {:?}, TFLite {:?}", out.shape(), want.shape));
+                if out.shape() != &want.shape[..]
+                    && !(want.shape.is_empty() && n_of(out.shape()) == 1)
+                {
+                    return Err(format!(
+                        "out{k} shape ours {:?}, TFLite {:?}",
+                        out.shape(),
+                        want.shape
+                    ));
                 }
                 compare(name, k, out.bytes, out.dtype(), &want)?;
             }
@@ -950,11 +1264,17 @@ fn random_single_operator_models_match_tflite_reference() {
         })();
         match res {
             Ok(()) => *passed.entry(name.clone()).or_default() += 1,
-            Err(e) => failures.entry(name.clone()).or_default().push(format!("{}: {e}", cdir.display())),
+            Err(e) => failures
+                .entry(name.clone())
+                .or_default()
+                .push(format!("{}: {e}", cdir.display())),
         }
     }
     let total: usize = passed.values().sum();
-    println!("differential: {total} of {} cases bit-exact/within tolerance", cases.len());
+    println!(
+        "differential: {total} of {} cases bit-exact/within tolerance",
+        cases.len()
+    );
     for (n, c) in &passed {
         println!("  {n}: {c} passed");
     }
@@ -968,5 +1288,9 @@ fn random_single_operator_models_match_tflite_reference() {
             report.push_str(&format!("    {f}\n"));
         }
     }
-    assert!(failures.is_empty(), "differential failures (cases kept in {}):\n{report}", dir.display());
+    assert!(
+        failures.is_empty(),
+        "differential failures (cases kept in {}):\n{report}",
+        dir.display()
+    );
 }

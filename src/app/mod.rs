@@ -103,8 +103,8 @@ pub fn run(mut cfg: Config) -> Result<()> {
         tls: cfg.mqtt.tls,
         ca_file: cfg.mqtt.ca_file.clone(),
         availability_topic: format!("{base}/availability"),
-        backoff_min: Duration::from_millis(250),
-        backoff_max: Duration::from_secs(30),
+        backoff_min: Duration::from_secs_f64(cfg.mqtt.backoff_min_s),
+        backoff_max: Duration::from_secs_f64(cfg.mqtt.backoff_max_s),
         echo: cfg.mqtt.echo,
     };
     let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));

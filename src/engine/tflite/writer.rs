@@ -131,7 +131,11 @@ pub fn op_version(graph: &Graph, node: &Node) -> i32 {
             Some(DType::I8) | Some(DType::I16) => 2,
             _ => 1,
         },
-        Op::ReluN1To1 | Op::HardSwish | Op::Reshape | Op::DetectionPostProcess(_) => 1,
+        Op::ReluN1To1
+        | Op::HardSwish
+        | Op::Reshape
+        | Op::Squeeze { .. }
+        | Op::DetectionPostProcess(_) => 1,
         _ => {
             if int8 || int16 {
                 2
