@@ -233,10 +233,7 @@ pub struct Graph {
 impl Graph {
     /// The bytes of a constant tensor.
     pub fn const_bytes(&self, t: usize) -> Option<&[u8]> {
-        match self.tensors.get(t)?.data.as_ref()? {
-            ConstData::File { offset, len } => self.bytes.as_bytes().get(*offset..*offset + *len),
-            ConstData::Owned(words, len) => bytemuck::cast_slice::<u64, u8>(words).get(..*len),
-        }
+        const_data_bytes(&self.bytes, self.tensors.get(t)?.data.as_ref()?)
     }
 }
 
