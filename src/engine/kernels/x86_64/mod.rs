@@ -745,7 +745,7 @@ fn depthwise_f32_avx2(
                         unsafe {
                             let x = _mm256_loadu_ps(input.as_ptr().add(xi));
                             let w = _mm256_loadu_ps(filter.as_ptr().add(wi));
-                            acc = _mm256_fmadd_ps(x, w, acc);
+                            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, w));
                         }
                     }
                 }
