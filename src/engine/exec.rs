@@ -46,6 +46,28 @@ impl Default for InterpreterOptions {
     }
 }
 
+impl InterpreterOptions {
+    /// Options for `threads` threads pinned to `cores`, with the kernel path
+    /// requested by `request` (`auto` or a path name); the `EDGECAM_KERNELS`
+    /// environment variable, when set, overrides `request`. A path this CPU lacks
+    /// is an error naming the available ones. The chosen path is logged.
+    pub fn resolve(request: &str, threads: usize, cores: &[usize]) -> Result<Self> {
+        let (req, from) = match std::env::var("EDGECAM_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => (v.trim().to_string(), "EDGECAM_KERNELS"),
+            _ => (request.to_string(), "configuration"),
+        };
+        let kernels =
+            KernelPath::resolve(&req).map_err(|e| EngineError::Usage(format!("{from}: {e}")))?;
+        tracing::info!(kernels = %kernels, requested = %req, threads, "engine kernel path");
+        Ok(InterpreterOptions {
+            kernels,
+            threads: threads.max(1),
+            cores: cores.to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
 /// Time spent in one operator type during the profiled invocations.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpProfile {

@@ -20,7 +20,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it parks.
-const SPIN: Duration = Duration::from_micros(200);
+const SPIN: Duration = Duration::from_micros(100);
+/// Spins between `yield_now` calls while waiting (gives the core away when the
+/// machine is oversubscribed).
+const YIELD_EVERY: u32 = 256;
 
 /// The job closure: `f(task, worker)`; worker 0 is the calling thread.
 type JobFn = dyn Fn(usize, usize) + Sync;
@@ -161,6 +164,9 @@ impl ThreadPool {
         while inner.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             n = n.wrapping_add(1);
+            if n % YIELD_EVERY == 0 {
+                std::thread::yield_now();
+            }
             if n % 64 == 0 && t0.elapsed() > SPIN {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while inner.pending.load(Ordering::Acquire) != 0 {
@@ -205,6 +211,9 @@ fn worker(inner: &Inner, id: usize) {
             }
             std::hint::spin_loop();
             n = n.wrapping_add(1);
+            if n % YIELD_EVERY == 0 {
+                std::thread::yield_now();
+            }
             if n % 64 == 0 && t0.elapsed() > SPIN {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while c.generation == seen && !c.shutdown {

@@ -412,9 +412,193 @@ pub fn depthwise_i8(
             out,
         );
     }
-    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
-    // length against the geometry.
-    unsafe { depthwise_i8_avx2(g, input, filter, bias, q, rows, out) }
+    let taps = g.filter_h * g.filter_w;
+    let blocks = g.in_c / 16;
+    let fits = taps <= MAX_TAPS
+        && g.in_c <= MAX_DW_CH
+        && taps.div_ceil(2) * blocks * 32 <= DW_WBUF
+        && (-128..=127).contains(&-q.input_offset);
+    if fits {
+        // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
+        // length against the geometry; `fits` bounds the stack buffers.
+        unsafe { depthwise_i8_pairs(g, input, filter, bias, q, rows, out) }
+    } else {
+        // SAFETY: as above.
+        unsafe { depthwise_i8_avx2(g, input, filter, bias, q, rows, out) }
+    }
+}
+
+/// Largest filter (taps) and channel count of the paired depthwise kernel.
+const MAX_TAPS: usize = 64;
+const MAX_DW_CH: usize = 4096;
+/// int16 weights of the paired kernel on the stack (32 KiB; 3x3 up to 1632 channels).
+const DW_WBUF: usize = 16 * 1024;
+
+/// Depthwise int8 over tap pairs with VPMADDWD: the weights of taps (2p, 2p+1) are
+/// interleaved once per call, padded taps read a row of input zero points (whose
+/// `x + input_offset` is exactly 0), so every pixel runs the same tap list.
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_i8_pairs(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let ch = g.in_c;
+    let blocks = ch / 16;
+    let c16 = blocks * 16;
+    let taps = g.filter_h * g.filter_w;
+    let pairs = taps.div_ceil(2);
+    // Interleaved weights: pair p, block b -> [unpacklo(w0, w1), unpackhi(w0, w1)].
+    let mut wbuf = [0i16; DW_WBUF];
+    for p in 0..pairs {
+        for b in 0..blocks {
+            let c0 = b * 16;
+            let t0 = 2 * p;
+            let t1 = 2 * p + 1;
+            // SAFETY: t0 < taps and c0 + 16 <= ch: the 16-byte filter reads are inside
+            // the filter (taps * ch); the two stores land at (p*blocks + b)*32 + 32
+            // <= pairs*blocks*32 <= DW_WBUF.
+            unsafe {
+                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                    filter.as_ptr().add(t0 * ch + c0) as *const __m128i
+                ));
+                let w1 = if t1 < taps {
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                        filter.as_ptr().add(t1 * ch + c0) as *const __m128i
+                    ))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let dst = wbuf.as_mut_ptr().add((p * blocks + b) * 32) as *mut __m256i;
+                _mm256_storeu_si256(dst, _mm256_unpacklo_epi16(w0, w1));
+                _mm256_storeu_si256(dst.add(1), _mm256_unpackhi_epi16(w0, w1));
+            }
+        }
+    }
+    let zp = [(-q.input_offset) as i8; MAX_DW_CH];
+    let ioff = _mm256_set1_epi16(q.input_offset as i16);
+    let lo = q.act_min.max(-128);
+    let hi = q.act_max.min(127);
+    let (voff, vlo, vhi) = (
+        _mm256_set1_epi32(q.output_offset),
+        _mm256_set1_epi32(lo),
+        _mm256_set1_epi32(hi),
+    );
+    // Start of each tap's input pixel for the current output pixel (zp row if padded);
+    // an odd tap count reads the zp row for the (zero-weight) last half pair.
+    let mut src = [zp.as_ptr(); MAX_TAPS + 1];
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            for fy in 0..g.filter_h {
+                for fx in 0..g.filter_w {
+                    let t = fy * g.filter_w + fx;
+                    src[t] = match (g.in_y(oy, fy), g.in_x(ox, fx)) {
+                        // SAFETY: iy < in_h and ix < in_w, so the pixel start is inside input.
+                        (Some(iy), Some(ix)) => unsafe {
+                            input.as_ptr().add(((b * g.in_h + iy) * g.in_w + ix) * ch)
+                        },
+                        _ => zp.as_ptr(),
+                    };
+                }
+            }
+            src[taps] = zp.as_ptr();
+            let obase = (row * g.out_w + ox) * ch;
+            for blk in 0..blocks {
+                let c0 = blk * 16;
+                let mut acc_lo = _mm256_setzero_si256();
+                let mut acc_hi = _mm256_setzero_si256();
+                for p in 0..pairs {
+                    // SAFETY: every src pointer is the start of `ch` readable bytes (an
+                    // input pixel or the zp row, ch <= MAX_DW_CH) and c0 + 16 <= ch; the
+                    // weight reads are inside the pairs*blocks*32 prepared entries.
+                    unsafe {
+                        let x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            src[2 * p].add(c0) as *const __m128i
+                        ));
+                        let x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            src[2 * p + 1].add(c0) as *const __m128i
+                        ));
+                        let x0 = _mm256_add_epi16(x0, ioff);
+                        let x1 = _mm256_add_epi16(x1, ioff);
+                        let wp = wbuf.as_ptr().add((p * blocks + blk) * 32) as *const __m256i;
+                        acc_lo = _mm256_add_epi32(
+                            acc_lo,
+                            _mm256_madd_epi16(
+                                _mm256_unpacklo_epi16(x0, x1),
+                                _mm256_loadu_si256(wp),
+                            ),
+                        );
+                        acc_hi = _mm256_add_epi32(
+                            acc_hi,
+                            _mm256_madd_epi16(
+                                _mm256_unpackhi_epi16(x0, x1),
+                                _mm256_loadu_si256(wp.add(1)),
+                            ),
+                        );
+                    }
+                }
+                // Lanes: acc_lo = channels 0-3 | 8-11, acc_hi = 4-7 | 12-15.
+                let mut acc0 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20);
+                let mut acc1 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31);
+                // SAFETY: c0 + 16 <= ch = out_c: the bias / multiplier / shift reads
+                // (>= out_c entries, checked by the dispatcher) and the 16-byte output
+                // store at obase + c0 (< output_len) are in bounds.
+                unsafe {
+                    if let Some(bias) = bias {
+                        acc0 = _mm256_add_epi32(
+                            acc0,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0) as *const __m256i),
+                        );
+                        acc1 = _mm256_add_epi32(
+                            acc1,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0 + 8) as *const __m256i),
+                        );
+                    }
+                    let mp = q.multipliers.as_ptr().add(c0) as *const __m256i;
+                    let sp = q.shifts.as_ptr().add(c0) as *const __m256i;
+                    let v0 = requant8(
+                        acc0,
+                        _mm256_loadu_si256(mp),
+                        _mm256_loadu_si256(sp),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let v1 = requant8(
+                        acc1,
+                        _mm256_loadu_si256(mp.add(1)),
+                        _mm256_loadu_si256(sp.add(1)),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let o = _mm_unpacklo_epi64(narrow8(v0), narrow8(v1));
+                    _mm_storeu_si128(out.as_mut_ptr().add(obase + c0) as *mut __m128i, o);
+                }
+            }
+            for c in c16..ch {
+                let mut acc = 0i32;
+                for fy in 0..g.filter_h {
+                    let Some(iy) = g.in_y(oy, fy) else { continue };
+                    for fx in 0..g.filter_w {
+                        let Some(ix) = g.in_x(ox, fx) else { continue };
+                        let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
+                        let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
+                        acc = acc.wrapping_add(w * (x + q.input_offset));
+                    }
+                }
+                if let Some(bias) = bias {
+                    acc = acc.wrapping_add(bias[c]);
+                }
+                out[obase + c] = q.finish(acc, c).clamp(-128, 127) as i8;
+            }
+        }
+    }
 }
 
 /// Valid filter taps along one axis for output position `o`: `(first, end)`.
