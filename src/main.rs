@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use edgecam::detect::model_desc::{Colour, ModelDesc};
 use edgecam::detect::{detections_json, Detector, DetectorConfig};
-use edgecam::engine::{tflite, DType, Interpreter};
+use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use edgecam::npy::NpyArray;
 use edgecam::preprocess::{Preprocessor, ResizeMode};
 
@@ -30,13 +30,22 @@ enum Cmd {
     Bench {
         #[arg(long)]
         model: PathBuf,
-        /// Inference threads (only 1 until the engine's thread pool lands).
+        /// Inference threads (the engine's own pool; the calling thread counts).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         #[arg(long, default_value_t = 20)]
         iterations: usize,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Kernel path: auto, scalar, neon, dotprod, i8mm or avx2 (default: EDGECAM_KERNELS, else auto).
+        #[arg(long)]
+        kernels: Option<String>,
+        /// Cores to pin the worker threads to, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Also print the time per operator type (text; with --json a "profile" key).
+        #[arg(long)]
+        profile: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -56,6 +65,9 @@ enum Cmd {
     Infer {
         #[arg(long)]
         model: PathBuf,
+        /// Inference threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -77,6 +89,9 @@ enum Cmd {
         /// Keep the aspect ratio (pad) instead of stretching to the model size.
         #[arg(long)]
         letterbox: bool,
+        /// Inference threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -114,6 +129,7 @@ fn detect(
     desc: Option<&Path>,
     threshold: Option<f32>,
     letterbox: bool,
+    threads: usize,
     images: &[PathBuf],
 ) -> Result<()> {
     let cfg = DetectorConfig {
@@ -122,6 +138,7 @@ fn detect(
         labels: labels.map(Path::to_path_buf),
         resize: resize_mode(letterbox),
         score_threshold: threshold,
+        engine: InterpreterOptions::resolve("auto", threads, &[])?,
     };
     let mut det = Detector::from_config(&cfg)?;
     let mut found = Vec::new();
@@ -164,9 +181,10 @@ fn preprocess(desc: &Path, letterbox: bool, out: &Path, image: &Path) -> Result<
     .write(out)
 }
 
-fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
+fn infer(model: &Path, threads: usize, input: &Path, out: &Path) -> Result<()> {
     let graph = tflite::load_file(model)?;
-    let mut it = Interpreter::new(graph)?;
+    let mut it =
+        Interpreter::with_options(graph, &InterpreterOptions::resolve("auto", threads, &[])?)?;
     let x = NpyArray::read(input)?;
     let info = it.input_info(0)?.clone();
     if x.dtype != info.dtype || x.shape != info.shape {
@@ -195,17 +213,52 @@ fn infer(model: &Path, input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench(model: &Path, threads: usize, iterations: usize, warmup: usize, json: bool) -> Result<()> {
+struct BenchArgs<'a> {
+    model: &'a Path,
+    threads: usize,
+    iterations: usize,
+    warmup: usize,
+    kernels: Option<&'a str>,
+    cores: &'a [usize],
+    profile: bool,
+    json: bool,
+}
+
+fn bench(a: BenchArgs<'_>) -> Result<()> {
+    let BenchArgs {
+        model,
+        threads,
+        iterations,
+        warmup,
+        kernels,
+        cores,
+        profile,
+        json,
+    } = a;
     anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
     anyhow::ensure!(
-        threads == 1,
-        "--threads {threads}: the engine runs on one thread until its thread pool lands"
+        (1..=64).contains(&threads),
+        "--threads must be 1..=64, got {threads}"
     );
-    let kernels = std::env::var("EDGECAM_KERNELS").unwrap_or_else(|_| "auto".into());
-    let path =
-        edgecam::engine::kernels::KernelPath::resolve(&kernels).map_err(|e| anyhow::anyhow!(e))?;
+    let mut opts = match kernels {
+        // An explicit --kernels wins over EDGECAM_KERNELS.
+        Some(k) => {
+            let path = edgecam::engine::kernels::KernelPath::resolve(k)
+                .map_err(|e| anyhow::anyhow!("--kernels: {e}"))?;
+            tracing::info!(kernels = %path, threads, "engine kernel path");
+            InterpreterOptions {
+                kernels: path,
+                threads,
+                cores: cores.to_vec(),
+                ..Default::default()
+            }
+        }
+        None => InterpreterOptions::resolve("auto", threads, cores)?,
+    };
+    opts.profile = profile;
+    let path = opts.kernels;
     let graph = tflite::load_file(model)?;
-    let mut it = Interpreter::new(graph)?;
+    let mut it = Interpreter::with_options(graph, &opts)?;
     // A fixed, deterministic input: a smooth ramp over the input's value range.
     for i in 0..it.input_count() {
         let bytes = it.input_bytes_mut(i)?;
@@ -224,6 +277,7 @@ fn bench(model: &Path, threads: usize, iterations: usize, warmup: usize, json: b
     for _ in 0..warmup {
         it.invoke()?;
     }
+    it.reset_profile();
     let mut ms = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = std::time::Instant::now();
@@ -233,25 +287,53 @@ fn bench(model: &Path, threads: usize, iterations: usize, warmup: usize, json: b
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
     let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
+    let (ops, runs) = it.profile();
+    let per_run = |t: f64| t / runs.max(1) as f64;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations})
-        );
+        let mut v = serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations});
+        if profile {
+            v["profile"] = ops
+                .iter()
+                .map(|p| serde_json::json!({"op": p.op, "nodes": p.nodes, "ms": per_run(p.total_ms)}))
+                .collect();
+        }
+        println!("{v}");
     } else {
         println!(
             "{}: median {median:.2} ms, p95 {p95:.2} ms over {iterations} runs, threads {threads}, kernels {path}",
             model.display()
         );
+        if profile {
+            let total: f64 = ops.iter().map(|p| per_run(p.total_ms)).sum();
+            println!(
+                "per operator type, mean ms per inference (timed runs include profiling overhead):"
+            );
+            for p in &ops {
+                let ms = per_run(p.total_ms);
+                println!(
+                    "  {:<28} {:>3} nodes {:>9.3} ms {:>5.1}%",
+                    p.op,
+                    p.nodes,
+                    ms,
+                    100.0 * ms / total.max(1e-9)
+                );
+            }
+        }
     }
     Ok(())
 }
 
 fn check_config(path: Option<&Path>) -> Result<()> {
     let cfg = edgecam::config::Config::load(path)?;
+    let engine = InterpreterOptions::resolve(
+        &cfg.detector.kernels,
+        cfg.detector.threads,
+        &cfg.detector.cores,
+    )
+    .context("detector.kernels")?;
     let graph = tflite::load_file(&cfg.detector.model)
         .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
-    Interpreter::new(graph)
+    Interpreter::with_options(graph, &engine)
         .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
     if let (true, Some(m)) = (cfg.shadow.enabled, &cfg.shadow.model) {
         let g = tflite::load_file(m).with_context(|| format!("shadow.model: {}", m.display()))?;
@@ -282,19 +364,37 @@ fn main() -> ExitCode {
             threads,
             iterations,
             warmup,
+            kernels,
+            cores,
+            profile,
             json,
-        } => bench(model, *threads, *iterations, *warmup, *json),
+        } => bench(BenchArgs {
+            model,
+            threads: *threads,
+            iterations: *iterations,
+            warmup: *warmup,
+            kernels: kernels.as_deref(),
+            cores,
+            profile: *profile,
+            json: *json,
+        }),
         Cmd::Run { config } => {
             edgecam::config::Config::load(config.as_deref()).and_then(edgecam::app::run)
         }
         Cmd::CheckConfig { config } => check_config(config.as_deref()),
-        Cmd::Infer { model, input, out } => infer(model, input, out),
+        Cmd::Infer {
+            model,
+            threads,
+            input,
+            out,
+        } => infer(model, *threads, input, out),
         Cmd::Detect {
             model,
             labels,
             desc,
             threshold,
             letterbox,
+            threads,
             images,
         } => detect(
             model,
@@ -302,6 +402,7 @@ fn main() -> ExitCode {
             desc.as_deref(),
             *threshold,
             *letterbox,
+            *threads,
             images,
         ),
         Cmd::Preprocess {

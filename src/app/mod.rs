@@ -27,8 +27,13 @@ pub struct EngineInfer {
 }
 
 impl EngineInfer {
-    pub fn load(cfg: &Config, min_threshold: f32) -> Result<Self> {
+    pub fn load(
+        cfg: &Config,
+        min_threshold: f32,
+        engine: &crate::engine::InterpreterOptions,
+    ) -> Result<Self> {
         let mut dc = crate::detect::DetectorConfig::new(&cfg.detector.model);
+        dc.engine = engine.clone();
         dc.desc = cfg.detector.desc.clone();
         dc.labels = cfg.detector.labels.clone();
         dc.score_threshold = Some(min_threshold);
@@ -64,13 +69,16 @@ impl Infer for EngineInfer {
 /// Run the daemon until SIGTERM/SIGINT (or the end of a finite source when
 /// `pipeline.exit_on_eof`).
 pub fn run(mut cfg: Config) -> Result<()> {
-    let kernels = std::env::var("EDGECAM_KERNELS").unwrap_or_else(|_| cfg.detector.kernels.clone());
-    let path = crate::engine::kernels::KernelPath::resolve(&kernels)
-        .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
-    tracing::info!(kernels = %path, "kernel path");
+    let engine = crate::engine::InterpreterOptions::resolve(
+        &cfg.detector.kernels,
+        cfg.detector.threads,
+        &cfg.detector.cores,
+    )
+    .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
+    let path = engine.kernels;
 
     let filter = pipeline::Filter::from_config(&cfg);
-    let mut infer = EngineInfer::load(&cfg, filter.min_threshold())?;
+    let mut infer = EngineInfer::load(&cfg, filter.min_threshold(), &engine)?;
     let source = sources::from_config(&cfg.source)?;
 
     // First-run mode: no broker configured → embedded broker on loopback.

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
 
 use crate::engine::tensor::TensorRef;
-use crate::engine::{tflite, DType, Interpreter};
+use crate::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use crate::postprocess::{BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};
 use crate::preprocess::{FrameTransform, InputKind, Preprocessor, ResizeMode};
 use model_desc::{desc_path_for_model, load_labels, Colour, ModelDesc, ScoreFn};
@@ -91,6 +91,8 @@ pub struct DetectorConfig {
     pub resize: ResizeMode,
     /// Overrides the description's score threshold.
     pub score_threshold: Option<f32>,
+    /// Engine options (kernel path, threads, pinning).
+    pub engine: InterpreterOptions,
 }
 
 impl DetectorConfig {
@@ -101,6 +103,7 @@ impl DetectorConfig {
             labels: None,
             resize: ResizeMode::Stretch,
             score_threshold: None,
+            engine: InterpreterOptions::default(),
         }
     }
 }
@@ -137,7 +140,7 @@ impl Detector {
         };
         let graph = tflite::load_file(&cfg.model)
             .with_context(|| format!("loading {}", cfg.model.display()))?;
-        let interp = Interpreter::new(graph)?;
+        let interp = Interpreter::with_options(graph, &cfg.engine)?;
         let name = cfg
             .model
             .file_stem()

@@ -7,18 +7,75 @@ use smallvec::SmallVec;
 
 use super::error::{EngineError, OpError, Result};
 use super::graph::{const_data_bytes, Graph};
+use super::kernels::pool::ThreadPool;
+use super::kernels::KernelPath;
 use super::ops::{self, Kernel, OpIo};
 use super::tensor::{ConstData, DType, TensorInfo, TensorMut, TensorRef};
+use std::time::{Duration, Instant};
 
 /// Alignment of every tensor placed in the arena, in bytes.
 const ARENA_ALIGN: usize = 64;
 
 /// How the interpreter is built.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct InterpreterOptions {
     /// Give every tensor its own arena slot so that intermediate tensors can be
     /// read after `invoke` (used by the per-layer drift analysis). Costs memory.
     pub keep_intermediates: bool,
+    /// Kernel path of the convolution / fully-connected kernels, chosen once
+    /// (default: the best path this CPU supports). An unsupported path is an error.
+    pub kernels: KernelPath,
+    /// Threads that run one inference: the caller plus `threads - 1` workers of
+    /// the interpreter's own pool (`edgecam-infer-N`). 0 counts as 1.
+    pub threads: usize,
+    /// Cores to pin the worker threads to (empty: no pinning).
+    pub cores: Vec<usize>,
+    /// Measure the time of every operator (see [`Interpreter::profile`]).
+    pub profile: bool,
+}
+
+impl Default for InterpreterOptions {
+    fn default() -> Self {
+        InterpreterOptions {
+            keep_intermediates: false,
+            kernels: KernelPath::best(),
+            threads: 1,
+            cores: Vec::new(),
+            profile: false,
+        }
+    }
+}
+
+impl InterpreterOptions {
+    /// Options for `threads` threads pinned to `cores`, with the kernel path
+    /// requested by `request` (`auto` or a path name); the `EDGECAM_KERNELS`
+    /// environment variable, when set, overrides `request`. A path this CPU lacks
+    /// is an error naming the available ones. The chosen path is logged.
+    pub fn resolve(request: &str, threads: usize, cores: &[usize]) -> Result<Self> {
+        let (req, from) = match std::env::var("EDGECAM_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => (v.trim().to_string(), "EDGECAM_KERNELS"),
+            _ => (request.to_string(), "configuration"),
+        };
+        let kernels =
+            KernelPath::resolve(&req).map_err(|e| EngineError::Usage(format!("{from}: {e}")))?;
+        tracing::info!(kernels = %kernels, requested = %req, threads, "engine kernel path");
+        Ok(InterpreterOptions {
+            kernels,
+            threads: threads.max(1),
+            cores: cores.to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Time spent in one operator type during the profiled invocations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpProfile {
+    pub op: String,
+    /// Nodes of this type that run at inference time.
+    pub nodes: usize,
+    /// Total milliseconds over all profiled invocations.
+    pub total_ms: f64,
 }
 
 /// A model prepared for repeated inference. `invoke` allocates nothing.
@@ -31,6 +88,11 @@ pub struct Interpreter {
     /// Arena byte range of each non-constant tensor.
     place: Vec<Option<Range<usize>>>,
     arena: Vec<u64>,
+    kernels: KernelPath,
+    pool: Arc<ThreadPool>,
+    /// Per-step accumulated time when profiling (preallocated; empty otherwise).
+    step_time: Vec<Duration>,
+    invocations: u64,
 }
 
 fn op_err(graph: &Graph, index: usize, e: OpError) -> EngineError {
@@ -51,6 +113,22 @@ impl Interpreter {
     }
 
     pub fn with_options(graph: Graph, opts: &InterpreterOptions) -> Result<Self> {
+        if !opts.kernels.supported() {
+            return Err(EngineError::Usage(format!(
+                "kernel path '{}' is not supported by this CPU (available: {})",
+                opts.kernels,
+                KernelPath::available()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let pool = Arc::new(
+            ThreadPool::new(opts.threads.max(1), &opts.cores).map_err(|e| {
+                EngineError::Usage(format!("cannot start the inference threads: {e}"))
+            })?,
+        );
         let graph = Arc::new(graph);
         let nt = graph.tensors.len();
         let mut tensors = graph.tensors.clone();
@@ -120,6 +198,8 @@ impl Interpreter {
             let ctx = ops::BuildCtx {
                 tensors: &tensors,
                 bytes: &graph.bytes,
+                kernels: opts.kernels,
+                pool: Some(pool.clone()),
             };
             let mut kernel = ops::build(&ctx, node).map_err(|e| op_err(&graph, ni, e))?;
             let all_const = node.inputs.iter().flatten().all(|&t| tensors[t].is_const())
@@ -235,17 +315,66 @@ impl Interpreter {
             placed.push(t);
         }
         let arena = vec![0u64; total.div_ceil(8)];
+        let step_time = if opts.profile {
+            vec![Duration::ZERO; steps.len()]
+        } else {
+            Vec::new()
+        };
         Ok(Interpreter {
             graph,
             tensors,
             steps,
             place,
             arena,
+            kernels: opts.kernels,
+            pool,
+            step_time,
+            invocations: 0,
         })
     }
 
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// The kernel path the operators were built for.
+    pub fn kernel_path(&self) -> KernelPath {
+        self.kernels
+    }
+
+    /// Threads that run one inference (the caller included).
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Time per operator type over the invocations so far (built with
+    /// `InterpreterOptions::profile`; empty otherwise), slowest first, and the
+    /// number of profiled invocations.
+    pub fn profile(&self) -> (Vec<OpProfile>, u64) {
+        let mut by: Vec<OpProfile> = Vec::new();
+        for ((ni, _), t) in self.steps.iter().zip(&self.step_time) {
+            let name = self.graph.nodes[*ni].op.name();
+            let ms = t.as_secs_f64() * 1e3;
+            match by.iter_mut().find(|p| p.op == name) {
+                Some(p) => {
+                    p.nodes += 1;
+                    p.total_ms += ms;
+                }
+                None => by.push(OpProfile {
+                    op: name.to_string(),
+                    nodes: 1,
+                    total_ms: ms,
+                }),
+            }
+        }
+        by.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        (by, self.invocations)
+    }
+
+    /// Reset the profile counters (e.g. after warm-up).
+    pub fn reset_profile(&mut self) {
+        self.step_time.iter_mut().for_each(|t| *t = Duration::ZERO);
+        self.invocations = 0;
     }
 
     /// Size of the activation arena in bytes.
@@ -395,7 +524,9 @@ impl Interpreter {
     /// Run the model once.
     pub fn invoke(&mut self) -> Result<()> {
         let arena = bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena);
-        for (ni, kernel) in self.steps.iter_mut() {
+        let profiling = !self.step_time.is_empty();
+        for (s, (ni, kernel)) in self.steps.iter_mut().enumerate() {
+            let t0 = profiling.then(Instant::now);
             let node = &self.graph.nodes[*ni];
             let graph = &self.graph;
             let tensors = &self.tensors;
@@ -447,6 +578,12 @@ impl Interpreter {
                 kernel.eval(&mut io)
             })();
             res.map_err(|e| op_err(&self.graph, *ni, e))?;
+            if let Some(t0) = t0 {
+                self.step_time[s] += t0.elapsed();
+            }
+        }
+        if profiling {
+            self.invocations += 1;
         }
         Ok(())
     }

@@ -144,3 +144,357 @@ pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
         _ => scalar::dot_i8(a, b),
     }
 }
+
+// ------------------------------------------------------------------ matrix kernels
+//
+// The convolution / fully-connected operators reduce to these: a GEMM against
+// constant weights packed once per path at build time, the TFLite requantization
+// epilogue, and depthwise convolution over a range of output rows. Every path is
+// bit-exact with the scalar oracle for int8 (integer sums are exact in any order);
+// float paths agree within rounding.
+
+pub mod pool;
+
+use std::ops::Range;
+
+use scalar::conv::ConvGeom;
+use scalar::quant::Requant;
+
+/// The path whose code actually runs for `path` on this CPU: `path` itself when
+/// supported, else the scalar reference.
+fn effective(path: KernelPath) -> KernelPath {
+    if path.supported() {
+        path
+    } else {
+        KernelPath::Scalar
+    }
+}
+
+/// int8 weight matrix W (n rows x k cols, row-major: `W[j*k + kk]`) packed for one
+/// path; the layout of `data` is private to the path.
+#[derive(Clone, Debug)]
+pub struct PackedI8 {
+    pub path: KernelPath,
+    pub n: usize,
+    pub k: usize,
+    pub data: Vec<i8>,
+}
+
+/// Pack `w` (`n x k`, row-major) for `path` (an unsupported path packs for scalar).
+pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> PackedI8 {
+    assert!(w.len() >= n * k, "pack_i8: {} weights for {n}x{k}", w.len());
+    let path = effective(path);
+    let data = match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::pack_i8(path, w, n, k)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::pack_i8(path, w, n, k),
+        _ => scalar::gemm::pack_i8(path, w, n, k),
+    };
+    PackedI8 { path, n, k, data }
+}
+
+/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] as i32 * W[j][kk] as i32` (wrapping i32),
+/// for `i < m`, `j < n`. No offsets.
+pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ldacc: usize) {
+    let (n, k) = (p.n, p.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "gemm_i8: a too short"
+    );
+    assert!(
+        ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
+        "gemm_i8: acc too short"
+    );
+    match p.path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
+        _ => scalar::gemm::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
+    }
+}
+
+/// Requantization epilogue, TFLite int8 per-channel:
+/// `out[i*ldo+j] = clamp(output_offset + MultiplyByQuantizedMultiplier(acc[i*ldacc+j] + bias[j],
+/// mult[j], shift[j]), act_min, act_max)`, bit-exact with `scalar::quant::Requant::finish`.
+#[allow(clippy::too_many_arguments)]
+pub fn requant_i8(
+    path: KernelPath,
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
+        "requant_i8: acc too short"
+    );
+    assert!(
+        ldo >= n && out.len() >= (m - 1) * ldo + n,
+        "requant_i8: out too short"
+    );
+    assert!(
+        bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
+        "requant_i8: fewer than {n} channel parameters"
+    );
+    assert!(
+        shifts[..n].iter().all(|&s| (-31..=31).contains(&s)),
+        "requant_i8: shift out of range"
+    );
+    let path = effective(path);
+    match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => aarch64::requant_i8(
+            path,
+            acc,
+            m,
+            n,
+            ldacc,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            act_min,
+            act_max,
+            out,
+            ldo,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::requant_i8(
+            path,
+            acc,
+            m,
+            n,
+            ldacc,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            act_min,
+            act_max,
+            out,
+            ldo,
+        ),
+        _ => scalar::gemm::requant_i8(
+            path,
+            acc,
+            m,
+            n,
+            ldacc,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            act_min,
+            act_max,
+            out,
+            ldo,
+        ),
+    }
+}
+
+/// Check the slices of a depthwise call against its geometry.
+fn check_depthwise<T, B>(
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[T],
+    filter: &[T],
+    bias: Option<&[B]>,
+    rows: &Range<usize>,
+    out: &[T],
+) {
+    assert_eq!(g.out_c, g.in_c * depth_multiplier, "depthwise: channels");
+    assert!(input.len() >= g.input_len(), "depthwise: input too short");
+    assert!(
+        filter.len() >= g.filter_h * g.filter_w * g.out_c,
+        "depthwise: filter too short"
+    );
+    assert!(
+        bias.is_none_or(|b| b.len() >= g.out_c),
+        "depthwise: bias too short"
+    );
+    assert!(
+        rows.start <= rows.end && rows.end <= g.batch * g.out_h,
+        "depthwise: rows {rows:?} out of range"
+    );
+    assert!(out.len() >= g.output_len(), "depthwise: output too short");
+}
+
+/// Depthwise int8 (per-channel), output rows `rows` of the `batch*out_h` rows only
+/// (for threading); same semantics as `scalar::conv::depthwise_q::<i8>`.
+/// `out` is the whole output tensor.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+    assert!(
+        q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+        "depthwise: fewer than out_c channel parameters"
+    );
+    let path = effective(path);
+    match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => {
+            x86_64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
+        }
+        _ => {
+            scalar::gemm::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
+        }
+    }
+}
+
+/// float32 weight matrix W (n x k, row-major) packed for one path.
+#[derive(Clone, Debug)]
+pub struct PackedF32 {
+    pub path: KernelPath,
+    pub n: usize,
+    pub k: usize,
+    pub data: Vec<f32>,
+}
+
+/// Pack `w` (`n x k`, row-major) for `path` (an unsupported path packs for scalar).
+pub fn pack_f32(path: KernelPath, w: &[f32], n: usize, k: usize) -> PackedF32 {
+    assert!(
+        w.len() >= n * k,
+        "pack_f32: {} weights for {n}x{k}",
+        w.len()
+    );
+    let path = effective(path);
+    let data = match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::pack_f32(path, w, n, k)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::pack_f32(path, w, n, k),
+        _ => scalar::gemm::pack_f32(path, w, n, k),
+    };
+    PackedF32 { path, n, k, data }
+}
+
+/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    p: &PackedF32,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let (n, k) = (p.n, p.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "gemm_f32: a too short"
+    );
+    assert!(
+        ldo >= n && out.len() >= (m - 1) * ldo + n,
+        "gemm_f32: out too short"
+    );
+    assert!(
+        bias.is_none_or(|b| b.len() >= n),
+        "gemm_f32: bias too short"
+    );
+    match p.path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => {
+            x86_64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
+        }
+        _ => scalar::gemm::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo),
+    }
+}
+
+/// Float depthwise convolution over output rows `rows`; `out` is the whole output tensor.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_f32(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+    let path = effective(path);
+    match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => aarch64::depthwise_f32(
+            path,
+            g,
+            depth_multiplier,
+            input,
+            filter,
+            bias,
+            clamp,
+            rows,
+            out,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::depthwise_f32(
+            path,
+            g,
+            depth_multiplier,
+            input,
+            filter,
+            bias,
+            clamp,
+            rows,
+            out,
+        ),
+        _ => scalar::gemm::depthwise_f32(
+            path,
+            g,
+            depth_multiplier,
+            input,
+            filter,
+            bias,
+            clamp,
+            rows,
+            out,
+        ),
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use super::{BuildCtx, Kernel, OpIo};
+use super::{conv_fast, BuildCtx, Kernel, OpIo};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{Activation, Conv2DOptions, Node, Padding};
 use crate::engine::kernels::scalar::conv::{conv_f32, conv_q, ConvGeom};
@@ -372,6 +372,58 @@ pub(super) fn window_geom(
 
 // ---------------------------------------------------------------- CONV_2D
 
+/// The constant filter (input 1) and constant bias (input 2, when `has_bias`) of a
+/// conv-like node, or `None` when either is computed at run time.
+#[allow(clippy::type_complexity)]
+pub(super) fn const_weights<'a, W, B>(
+    ctx: &BuildCtx<'a>,
+    node: &Node,
+    has_bias: bool,
+    view: impl Fn(TensorRef<'a>) -> OpResult<&'a [W]>,
+    bias_view: impl Fn(TensorRef<'a>) -> OpResult<&'a [B]>,
+) -> OpResult<Option<(&'a [W], Option<&'a [B]>)>> {
+    let Some(Some(ft)) = node.inputs.get(1) else {
+        return Ok(None);
+    };
+    let Some(f) = ctx.const_data(*ft)? else {
+        return Ok(None);
+    };
+    let w = view(f)?;
+    let bias = if has_bias {
+        let Some(Some(bt)) = node.inputs.get(2) else {
+            return Ok(None);
+        };
+        let Some(b) = ctx.const_data(*bt)? else {
+            return Ok(None);
+        };
+        Some(bias_view(b)?)
+    } else {
+        None
+    };
+    Ok(Some((w, bias)))
+}
+
+/// The GEMM of a convolution: the left-hand source, rows `m` and depth `k`.
+/// 1x1 stride-1 unpadded convolutions read the input directly.
+fn gemm_shape(g: &ConvGeom) -> (conv_fast::ASource, usize, usize) {
+    let m = g.batch * g.out_h * g.out_w;
+    let k = g.filter_h * g.filter_w * g.in_c;
+    let direct = g.filter_h == 1
+        && g.filter_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.out_h == g.in_h
+        && g.out_w == g.in_w;
+    let src = if direct {
+        conv_fast::ASource::Direct
+    } else {
+        conv_fast::ASource::Im2col(*g)
+    };
+    (src, m, k)
+}
+
 struct ConvF32 {
     g: ConvGeom,
     filter_len: usize,
@@ -457,6 +509,22 @@ pub(super) fn build_conv2d(
             check_dtype(filter, DType::F32, "filter")?;
             check_dtype(output, DType::F32, "output")?;
             let has_bias = bias_info(ctx, node, DType::F32, out_c)?.is_some();
+            let clamp = float_clamp(o.activation)?;
+            if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
+                let (src, m, k) = gemm_shape(&g);
+                return Ok(Box::new(conv_fast::GemmF32::new(
+                    src,
+                    m,
+                    k,
+                    out_c,
+                    g.input_len(),
+                    w,
+                    bias,
+                    clamp,
+                    ctx.kernels,
+                    ctx.pool.clone(),
+                )));
+            }
             Ok(Box::new(ConvF32 {
                 g,
                 filter_len,
@@ -486,6 +554,23 @@ fn build_conv_q<T: QElem>(
     check_dtype(output, T::DTYPE, "output")?;
     let has_bias = bias_info(ctx, node, DType::I32, g.out_c)?.is_some();
     let q = conv_qparams::<T>(input, filter, output, g.out_c, 0, act, rule)?;
+    if T::DTYPE == DType::I8 && q.filter_offset == 0 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
+            let (src, m, k) = gemm_shape(&g);
+            return Ok(Box::new(conv_fast::GemmI8::new(
+                src,
+                m,
+                k,
+                g.out_c,
+                g.input_len(),
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )?));
+        }
+    }
     Ok(Box::new(ConvQ::<T> {
         g,
         filter_len: filter.num_elements(),

@@ -3,10 +3,10 @@
 use std::marker::PhantomData;
 
 use super::conv::{
-    bias_info, check_dtype, check_rank, conv_qparams, float_clamp, in_slice, out_slice,
-    window_geom, MultiplierRule, QElem, QParams,
+    bias_info, check_dtype, check_rank, const_weights, conv_qparams, float_clamp, in_slice,
+    out_slice, window_geom, MultiplierRule, QElem, QParams,
 };
-use super::{BuildCtx, Kernel, OpIo};
+use super::{conv_fast, BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, DepthwiseConv2DOptions, Node};
 use crate::engine::kernels::scalar::conv::{depthwise_f32, depthwise_q, ConvGeom};
@@ -110,6 +110,18 @@ pub(super) fn build_depthwise(
             check_dtype(filter, DType::F32, "filter")?;
             check_dtype(output, DType::F32, "output")?;
             let has_bias = bias_info(ctx, node, DType::F32, out_c)?.is_some();
+            let clamp = float_clamp(o.activation)?;
+            if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
+                return Ok(Box::new(conv_fast::DepthwiseF32::new(
+                    g,
+                    mult,
+                    w,
+                    bias,
+                    clamp,
+                    ctx.kernels,
+                    ctx.pool.clone(),
+                )));
+            }
             Ok(Box::new(DepthwiseF32 {
                 g,
                 mult,
@@ -145,6 +157,19 @@ fn build_q<T: QElem>(
     check_dtype(output, T::DTYPE, "output")?;
     let has_bias = bias_info(ctx, node, DType::I32, g.out_c)?.is_some();
     let q = conv_qparams::<T>(input, filter, output, g.out_c, 3, act, rule)?;
+    if T::DTYPE == DType::I8 && q.filter_offset == 0 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
+            return Ok(Box::new(conv_fast::DepthwiseI8::new(
+                g,
+                mult,
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )));
+        }
+    }
     Ok(Box::new(DepthwiseQ::<T> {
         g,
         mult,

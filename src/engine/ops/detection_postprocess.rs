@@ -654,6 +654,8 @@ mod tests {
         let ctx = BuildCtx {
             tensors: &tensors,
             bytes: &bytes,
+            kernels: crate::engine::kernels::KernelPath::Scalar,
+            pool: None,
         };
         let kernel = build(&ctx, &node, o)?;
         Ok(Harness {

@@ -153,6 +153,37 @@ struct Binary {
     dtype: DType,
     bc: Broadcast,
     params: Params,
+    /// Quantized (int8 / uint8) operators: the whole function of the two stored
+    /// bytes as a 256 x 256 table, built once from the reference arithmetic, so
+    /// the results are identical and each element costs one lookup.
+    lut: Option<Box<[u8]>>,
+}
+
+impl Binary {
+    fn quantized_lut(&self) -> Option<Box<[u8]>> {
+        let signed = match self.dtype {
+            DType::I8 => true,
+            DType::U8 => false,
+            _ => return None,
+        };
+        let rd = |v: u8| if signed { v as i8 as i32 } else { v as i32 };
+        let wr = |v: i32| if signed { v as i8 as u8 } else { v as u8 };
+        let f = |x: u8, y: u8| -> Option<u8> {
+            Some(match (&self.params, self.kind) {
+                (Params::AddSub(p), Kind::Add) => wr(add_q(p, rd(x), rd(y))),
+                (Params::AddSub(p), _) => wr(sub_q(p, rd(x), rd(y))),
+                (Params::Mul(p), _) => wr(mul_q(p, rd(x), rd(y))),
+                _ => return None,
+            })
+        };
+        let mut t = vec![0u8; 1 << 16];
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                t[(x as usize) << 8 | y as usize] = f(x, y)?;
+            }
+        }
+        Some(t.into_boxed_slice())
+    }
 }
 
 impl Kernel for Binary {
@@ -160,6 +191,11 @@ impl Kernel for Binary {
         let a = io.input(0)?;
         let b = io.input(1)?;
         let out = &mut io.outputs[0];
+        if let Some(lut) = &self.lut {
+            return self.bc.run(a.bytes, b.bytes, out.bytes, |x, y| {
+                lut[(x as usize) << 8 | y as usize]
+            });
+        }
         match (&self.params, self.kind) {
             (Params::F32 { lo, hi }, k) => {
                 let (lo, hi) = (*lo, *hi);
@@ -255,10 +291,13 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
     if matches!(act, Activation::Tanh | Activation::SignBit) {
         op_bail!("fused activation {act:?} is not supported");
     }
-    Ok(Box::new(Binary {
+    let mut k = Binary {
         kind,
         dtype,
         bc,
         params,
-    }))
+        lut: None,
+    };
+    k.lut = k.quantized_lut();
+    Ok(Box::new(k))
 }

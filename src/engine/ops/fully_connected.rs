@@ -4,10 +4,10 @@
 use std::marker::PhantomData;
 
 use super::conv::{
-    bias_info, check_dtype, check_rank, conv_qparams, float_clamp, in_slice, out_slice,
-    MultiplierRule, QElem, QParams,
+    bias_info, check_dtype, check_rank, const_weights, conv_qparams, float_clamp, in_slice,
+    out_slice, MultiplierRule, QElem, QParams,
 };
-use super::{BuildCtx, Kernel, OpIo};
+use super::{conv_fast, BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node};
 use crate::engine::kernels::scalar::fc::{fc_f32, fc_q};
@@ -136,6 +136,21 @@ pub(super) fn build_fully_connected(
             check_dtype(weights, DType::F32, "weights")?;
             check_dtype(output, DType::F32, "output")?;
             let has_bias = bias_info(ctx, node, DType::F32, units)?.is_some();
+            let clamp = float_clamp(activation)?;
+            if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
+                return Ok(Box::new(conv_fast::GemmF32::new(
+                    conv_fast::ASource::Direct,
+                    batch,
+                    depth,
+                    units,
+                    batch * depth,
+                    w,
+                    bias,
+                    clamp,
+                    ctx.kernels,
+                    ctx.pool.clone(),
+                )));
+            }
             Ok(Box::new(FcF32 {
                 d,
                 has_bias,
@@ -172,6 +187,22 @@ fn build_q<T: QElem>(
         return Err("per-channel weights are only supported for int8".into());
     }
     let q = conv_qparams::<T>(input, weights, output, d.units, 0, act, rule)?;
+    if T::DTYPE == DType::I8 && q.filter_offset == 0 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
+            return Ok(Box::new(conv_fast::GemmI8::new(
+                conv_fast::ASource::Direct,
+                d.batch,
+                d.depth,
+                d.units,
+                d.batch * d.depth,
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )?));
+        }
+    }
     Ok(Box::new(FcQ::<T> {
         d,
         has_bias,

@@ -2,7 +2,12 @@
 //! [`Kernel`]: every shape, type and quantization parameter is checked there,
 //! so that `eval` cannot index out of bounds.
 
+use std::sync::Arc;
+
 use smallvec::SmallVec;
+
+use super::kernels::pool::ThreadPool;
+use super::kernels::KernelPath;
 
 pub mod detection_postprocess;
 
@@ -19,6 +24,7 @@ pub mod shape;
 // Window / matrix / reduction operators (CONV_2D, DEPTHWISE_CONV_2D,
 // FULLY_CONNECTED, pools, MEAN).
 mod conv;
+mod conv_fast;
 mod depthwise;
 mod fully_connected;
 mod pool;
@@ -28,6 +34,10 @@ mod reduce;
 pub struct BuildCtx<'a> {
     pub tensors: &'a [TensorInfo],
     pub bytes: &'a ModelBytes,
+    /// Kernel path of the convolution / fully-connected kernels.
+    pub kernels: KernelPath,
+    /// The interpreter's thread pool (`None`: run on the calling thread only).
+    pub pool: Option<Arc<ThreadPool>>,
 }
 
 impl<'a> BuildCtx<'a> {

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod conv;
 pub mod elementwise;
 pub mod fc;
+pub mod gemm;
 pub mod pool;
 pub mod quant;
 pub mod reduce;

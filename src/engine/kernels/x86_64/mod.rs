@@ -36,3 +36,929 @@ unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
     _mm_cvtsi128_si32(s)
 }
+
+// ------------------------------------------------------------------ matrix kernels
+//
+// int8 GEMM: VPMADDWD on int16. The weights are packed once as int16 pairs
+// ([16-column block][k pair][16 columns][2]), the activations of a 4-row tile are
+// sign-extended to int16 into a stack panel, and each k pair of a row is broadcast
+// (one 32-bit load) against two 8-column weight vectors: a 4x16 register tile of
+// int32 accumulators. |a*w| <= 2^14, so VPMADDWD never saturates and every sum is
+// the exact (wrapping) int32 sum. float32 GEMM: a 6x16 FMA tile over weights packed
+// as [16-column block][k][16]. Both paths are only entered after the dispatcher
+// (`kernels::effective`) checked AVX2 and FMA at run time.
+
+use std::ops::Range;
+
+use super::scalar::conv::ConvGeom;
+use super::scalar::quant::Requant;
+use super::KernelPath;
+
+/// Columns per packed block.
+const NR: usize = 16;
+/// Rows per int8 register tile.
+const MR: usize = 4;
+/// k pairs per panel chunk (2048 k values: 4 rows x 4 KiB of int16 on the stack).
+const KPC: usize = 1024;
+
+/// Pack W (`n x k`) as int16 pairs: block `b`, pair `p`, column `c`, half `h` at
+/// int16 index `((b * kp + p) * NR + c) * 2 + h`, stored as little-endian bytes.
+pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
+    let kp = k.div_ceil(2);
+    let nb = n.div_ceil(NR);
+    let mut out = vec![0i8; nb * kp * NR * 2 * 2];
+    for b in 0..nb {
+        for p in 0..kp {
+            for c in 0..NR {
+                let j = b * NR + c;
+                if j >= n {
+                    continue;
+                }
+                for h in 0..2 {
+                    let kk = 2 * p + h;
+                    if kk >= k {
+                        continue;
+                    }
+                    let v = w[j * k + kk] as i16;
+                    let idx = (((b * kp + p) * NR + c) * 2 + h) * 2;
+                    let bytes = v.to_le_bytes();
+                    out[idx] = bytes[0] as i8;
+                    out[idx + 1] = bytes[1] as i8;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8(
+    _path: KernelPath,
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+) {
+    let kp = k.div_ceil(2);
+    let nb = n.div_ceil(NR);
+    assert!(
+        packed.len() >= nb * kp * NR * 4,
+        "gemm_i8: packed weights too short"
+    );
+    assert!(m == 0 || a.len() >= (m - 1) * lda + k);
+    assert!(m == 0 || acc.len() >= (m - 1) * ldacc + n);
+    if k == 0 {
+        for i in 0..m {
+            acc[i * ldacc..i * ldacc + n].fill(0);
+        }
+        return;
+    }
+    // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
+    // run time; the slice lengths were checked above.
+    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, ldacc) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_avx2(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+) {
+    let kp = k.div_ceil(2);
+    let nb = n.div_ceil(NR);
+    let wbase = packed.as_ptr() as *const i16;
+    // One int16 panel of MR rows x KPC pairs, reused for every chunk.
+    let mut panel = [0i16; MR * KPC * 2];
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = (m - i0).min(MR);
+        let mut p0 = 0;
+        while p0 < kp {
+            let pc = (kp - p0).min(KPC);
+            // Sign-extend rows i0..i0+rows, k values 2*p0 .. 2*(p0+pc), to int16; zero
+            // the odd tail and the rows past m.
+            for r in 0..MR {
+                let dst = &mut panel[r * KPC * 2..r * KPC * 2 + pc * 2];
+                if r >= rows {
+                    dst.fill(0);
+                    continue;
+                }
+                let k0 = 2 * p0;
+                let k1 = (2 * (p0 + pc)).min(k);
+                let src = &a[(i0 + r) * lda + k0..(i0 + r) * lda + k1];
+                let mut t = 0;
+                while t + 16 <= src.len() {
+                    // SAFETY: t + 16 <= src.len() and t + 16 <= dst.len() (src is at
+                    // most 2*pc long): both 16-element accesses are in bounds.
+                    unsafe {
+                        let v = _mm_loadu_si128(src.as_ptr().add(t) as *const __m128i);
+                        _mm256_storeu_si256(
+                            dst.as_mut_ptr().add(t) as *mut __m256i,
+                            _mm256_cvtepi8_epi16(v),
+                        );
+                    }
+                    t += 16;
+                }
+                for q in t..src.len() {
+                    dst[q] = src[q] as i16;
+                }
+                for d in dst.iter_mut().skip(src.len()) {
+                    *d = 0;
+                }
+            }
+            let first = p0 == 0;
+            for b in 0..nb {
+                let cols = (n - b * NR).min(NR);
+                // SAFETY: the block holds kp * NR pairs (length checked by the caller);
+                // the panel rows hold pc pairs each; the tile writes rows < rows and
+                // columns < cols of acc starting at (i0, b*NR), inside acc's checked length.
+                unsafe {
+                    tile_i8(
+                        panel.as_ptr(),
+                        wbase.add((b * kp + p0) * NR * 2),
+                        pc,
+                        acc.as_mut_ptr().add(i0 * ldacc + b * NR),
+                        ldacc,
+                        rows,
+                        cols,
+                        first,
+                    );
+                }
+            }
+            p0 += pc;
+        }
+        i0 += MR;
+    }
+}
+
+/// One 4x16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_i8(
+    panel: *const i16,
+    w: *const i16,
+    pc: usize,
+    acc: *mut i32,
+    ldacc: usize,
+    rows: usize,
+    cols: usize,
+    first: bool,
+) {
+    let mut c = [_mm256_setzero_si256(); 8];
+    let pr = panel as *const i32;
+    let rs = KPC; // i32 pairs per panel row
+    for p in 0..pc {
+        // SAFETY: p < pc: the weight block has pc more pairs of NR columns (32 int16)
+        // from `w`, and each panel row has pc pairs.
+        unsafe {
+            let w0 = _mm256_loadu_si256(w.add(p * 32) as *const __m256i);
+            let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const __m256i);
+            let a0 = _mm256_set1_epi32(*pr.add(p));
+            let a1 = _mm256_set1_epi32(*pr.add(rs + p));
+            let a2 = _mm256_set1_epi32(*pr.add(2 * rs + p));
+            let a3 = _mm256_set1_epi32(*pr.add(3 * rs + p));
+            c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(a0, w0));
+            c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(a0, w1));
+            c[2] = _mm256_add_epi32(c[2], _mm256_madd_epi16(a1, w0));
+            c[3] = _mm256_add_epi32(c[3], _mm256_madd_epi16(a1, w1));
+            c[4] = _mm256_add_epi32(c[4], _mm256_madd_epi16(a2, w0));
+            c[5] = _mm256_add_epi32(c[5], _mm256_madd_epi16(a2, w1));
+            c[6] = _mm256_add_epi32(c[6], _mm256_madd_epi16(a3, w0));
+            c[7] = _mm256_add_epi32(c[7], _mm256_madd_epi16(a3, w1));
+        }
+    }
+    for r in 0..rows {
+        // SAFETY: row r < rows and columns < cols of the tile are inside acc (checked
+        // by the caller); full-width stores only when cols == NR.
+        unsafe {
+            let dst = acc.add(r * ldacc);
+            if cols == NR {
+                let (mut v0, mut v1) = (c[2 * r], c[2 * r + 1]);
+                if !first {
+                    v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(dst as *const __m256i));
+                    v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(dst.add(8) as *const __m256i));
+                }
+                _mm256_storeu_si256(dst as *mut __m256i, v0);
+                _mm256_storeu_si256(dst.add(8) as *mut __m256i, v1);
+            } else {
+                let mut tmp = [0i32; NR];
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c[2 * r]);
+                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c[2 * r + 1]);
+                for (q, &t) in tmp.iter().enumerate().take(cols) {
+                    let d = dst.add(q);
+                    *d = if first { t } else { (*d).wrapping_add(t) };
+                }
+            }
+        }
+    }
+}
+
+/// Vector MultiplyByQuantizedMultiplier + offset + clamp of 8 int32 lanes, exactly
+/// as `scalar::quant::multiply_by_quantized_multiplier`:
+/// left shift (wrapping), SaturatingRoundingDoublingHighMul (which equals
+/// floor((x*m + 2^30) / 2^31) except for MIN*MIN), then RoundingDivideByPOT.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn requant8(
+    x: __m256i,
+    mult: __m256i,
+    shift: __m256i,
+    off: __m256i,
+    lo: __m256i,
+    hi: __m256i,
+) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let one = _mm256_set1_epi32(1);
+    let left = _mm256_max_epi32(shift, zero);
+    let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+    let x = _mm256_sllv_epi32(x, left);
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+    let odd = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)),
+        nudge,
+    );
+    let v = _mm256_blend_epi32(
+        _mm256_srli_epi64(even, 31),
+        _mm256_slli_epi64(odd, 1),
+        0b1010_1010,
+    );
+    let min = _mm256_set1_epi32(i32::MIN);
+    let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(mult, min));
+    let v = _mm256_blendv_epi8(v, _mm256_set1_epi32(i32::MAX), sat);
+    // RoundingDivideByPOT(v, right).
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let rem = _mm256_and_si256(v, mask);
+    let thr = _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, v));
+    let v = _mm256_sub_epi32(_mm256_srav_epi32(v, right), _mm256_cmpgt_epi32(rem, thr));
+    let v = _mm256_add_epi32(v, off);
+    _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
+}
+
+/// Narrow 8 int32 lanes already in [-128, 127] to 8 bytes (low 64 bits).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn narrow8(v: __m256i) -> __m128i {
+    let p = _mm256_packs_epi32(v, v);
+    let p = _mm256_packs_epi16(p, p);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+    _mm256_castsi256_si128(p)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn requant_i8(
+    _path: KernelPath,
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    let lo = act_min.max(-128);
+    let hi = act_max.min(127);
+    for i in 0..m {
+        let a = &acc[i * ldacc..i * ldacc + n];
+        let o = &mut out[i * ldo..i * ldo + n];
+        // SAFETY: AVX2/FMA were checked by the dispatcher; a, o, bias, multipliers and
+        // shifts all hold at least n elements (checked by the dispatcher).
+        unsafe {
+            requant_row(a, bias, multipliers, shifts, output_offset, lo, hi, o);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn requant_row(
+    a: &[i32],
+    bias: &[i32],
+    mult: &[i32],
+    shift: &[i32],
+    off: i32,
+    lo: i32,
+    hi: i32,
+    o: &mut [i8],
+) {
+    let n = o.len();
+    let (voff, vlo, vhi) = (
+        _mm256_set1_epi32(off),
+        _mm256_set1_epi32(lo),
+        _mm256_set1_epi32(hi),
+    );
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 <= n <= the length of every slice read or written.
+        unsafe {
+            let ld = |s: &[i32]| _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i);
+            let x = _mm256_add_epi32(ld(a), ld(bias));
+            let v = requant8(x, ld(mult), ld(shift), voff, vlo, vhi);
+            _mm_storel_epi64(o.as_mut_ptr().add(j) as *mut __m128i, narrow8(v));
+        }
+        j += 8;
+    }
+    for q in j..n {
+        let v = super::scalar::quant::multiply_by_quantized_multiplier(
+            a[q].wrapping_add(bias[q]),
+            mult[q],
+            shift[q],
+        )
+        .wrapping_add(off);
+        o[q] = v.clamp(lo, hi) as i8;
+    }
+}
+
+/// Depthwise int8, channel-vectorised (16 channels per step, int16 products are
+/// exact: |x + input_offset| <= 255 and |w| <= 128). Depth multipliers other than
+/// 1 and non-zero filter offsets use the scalar reference.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    if depth_multiplier != 1 || q.filter_offset != 0 || !(-255..=255).contains(&q.input_offset) {
+        return super::scalar::gemm::depthwise_i8(
+            path,
+            g,
+            depth_multiplier,
+            input,
+            filter,
+            bias,
+            q,
+            rows,
+            out,
+        );
+    }
+    let taps = g.filter_h * g.filter_w;
+    let blocks = g.in_c / 16;
+    let fits = taps <= MAX_TAPS
+        && g.in_c <= MAX_DW_CH
+        && taps.div_ceil(2) * blocks * 32 <= DW_WBUF
+        && (-128..=127).contains(&-q.input_offset);
+    if fits {
+        // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
+        // length against the geometry; `fits` bounds the stack buffers.
+        unsafe { depthwise_i8_pairs(g, input, filter, bias, q, rows, out) }
+    } else {
+        // SAFETY: as above.
+        unsafe { depthwise_i8_avx2(g, input, filter, bias, q, rows, out) }
+    }
+}
+
+/// Largest filter (taps) and channel count of the paired depthwise kernel.
+const MAX_TAPS: usize = 64;
+const MAX_DW_CH: usize = 4096;
+/// int16 weights of the paired kernel on the stack (32 KiB; 3x3 up to 1632 channels).
+const DW_WBUF: usize = 16 * 1024;
+
+/// Depthwise int8 over tap pairs with VPMADDWD: the weights of taps (2p, 2p+1) are
+/// interleaved once per call, padded taps read a row of input zero points (whose
+/// `x + input_offset` is exactly 0), so every pixel runs the same tap list.
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_i8_pairs(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let ch = g.in_c;
+    let blocks = ch / 16;
+    let c16 = blocks * 16;
+    let taps = g.filter_h * g.filter_w;
+    let pairs = taps.div_ceil(2);
+    // Interleaved weights: pair p, block b -> [unpacklo(w0, w1), unpackhi(w0, w1)].
+    let mut wbuf = [0i16; DW_WBUF];
+    for p in 0..pairs {
+        for b in 0..blocks {
+            let c0 = b * 16;
+            let t0 = 2 * p;
+            let t1 = 2 * p + 1;
+            // SAFETY: t0 < taps and c0 + 16 <= ch: the 16-byte filter reads are inside
+            // the filter (taps * ch); the two stores land at (p*blocks + b)*32 + 32
+            // <= pairs*blocks*32 <= DW_WBUF.
+            unsafe {
+                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                    filter.as_ptr().add(t0 * ch + c0) as *const __m128i
+                ));
+                let w1 = if t1 < taps {
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                        filter.as_ptr().add(t1 * ch + c0) as *const __m128i
+                    ))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let dst = wbuf.as_mut_ptr().add((p * blocks + b) * 32) as *mut __m256i;
+                _mm256_storeu_si256(dst, _mm256_unpacklo_epi16(w0, w1));
+                _mm256_storeu_si256(dst.add(1), _mm256_unpackhi_epi16(w0, w1));
+            }
+        }
+    }
+    let zp = [(-q.input_offset) as i8; MAX_DW_CH];
+    let ioff = _mm256_set1_epi16(q.input_offset as i16);
+    let lo = q.act_min.max(-128);
+    let hi = q.act_max.min(127);
+    let (voff, vlo, vhi) = (
+        _mm256_set1_epi32(q.output_offset),
+        _mm256_set1_epi32(lo),
+        _mm256_set1_epi32(hi),
+    );
+    // Start of each tap's input pixel for the current output pixel (zp row if padded);
+    // an odd tap count reads the zp row for the (zero-weight) last half pair.
+    let mut src = [zp.as_ptr(); MAX_TAPS + 1];
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            for fy in 0..g.filter_h {
+                for fx in 0..g.filter_w {
+                    let t = fy * g.filter_w + fx;
+                    src[t] = match (g.in_y(oy, fy), g.in_x(ox, fx)) {
+                        // SAFETY: iy < in_h and ix < in_w, so the pixel start is inside input.
+                        (Some(iy), Some(ix)) => unsafe {
+                            input.as_ptr().add(((b * g.in_h + iy) * g.in_w + ix) * ch)
+                        },
+                        _ => zp.as_ptr(),
+                    };
+                }
+            }
+            src[taps] = zp.as_ptr();
+            let obase = (row * g.out_w + ox) * ch;
+            for blk in 0..blocks {
+                let c0 = blk * 16;
+                let mut acc_lo = _mm256_setzero_si256();
+                let mut acc_hi = _mm256_setzero_si256();
+                for p in 0..pairs {
+                    // SAFETY: every src pointer is the start of `ch` readable bytes (an
+                    // input pixel or the zp row, ch <= MAX_DW_CH) and c0 + 16 <= ch; the
+                    // weight reads are inside the pairs*blocks*32 prepared entries.
+                    unsafe {
+                        let x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            src[2 * p].add(c0) as *const __m128i
+                        ));
+                        let x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            src[2 * p + 1].add(c0) as *const __m128i
+                        ));
+                        let x0 = _mm256_add_epi16(x0, ioff);
+                        let x1 = _mm256_add_epi16(x1, ioff);
+                        let wp = wbuf.as_ptr().add((p * blocks + blk) * 32) as *const __m256i;
+                        acc_lo = _mm256_add_epi32(
+                            acc_lo,
+                            _mm256_madd_epi16(
+                                _mm256_unpacklo_epi16(x0, x1),
+                                _mm256_loadu_si256(wp),
+                            ),
+                        );
+                        acc_hi = _mm256_add_epi32(
+                            acc_hi,
+                            _mm256_madd_epi16(
+                                _mm256_unpackhi_epi16(x0, x1),
+                                _mm256_loadu_si256(wp.add(1)),
+                            ),
+                        );
+                    }
+                }
+                // Lanes: acc_lo = channels 0-3 | 8-11, acc_hi = 4-7 | 12-15.
+                let mut acc0 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20);
+                let mut acc1 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31);
+                // SAFETY: c0 + 16 <= ch = out_c: the bias / multiplier / shift reads
+                // (>= out_c entries, checked by the dispatcher) and the 16-byte output
+                // store at obase + c0 (< output_len) are in bounds.
+                unsafe {
+                    if let Some(bias) = bias {
+                        acc0 = _mm256_add_epi32(
+                            acc0,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0) as *const __m256i),
+                        );
+                        acc1 = _mm256_add_epi32(
+                            acc1,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0 + 8) as *const __m256i),
+                        );
+                    }
+                    let mp = q.multipliers.as_ptr().add(c0) as *const __m256i;
+                    let sp = q.shifts.as_ptr().add(c0) as *const __m256i;
+                    let v0 = requant8(
+                        acc0,
+                        _mm256_loadu_si256(mp),
+                        _mm256_loadu_si256(sp),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let v1 = requant8(
+                        acc1,
+                        _mm256_loadu_si256(mp.add(1)),
+                        _mm256_loadu_si256(sp.add(1)),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let o = _mm_unpacklo_epi64(narrow8(v0), narrow8(v1));
+                    _mm_storeu_si128(out.as_mut_ptr().add(obase + c0) as *mut __m128i, o);
+                }
+            }
+            for c in c16..ch {
+                let mut acc = 0i32;
+                for fy in 0..g.filter_h {
+                    let Some(iy) = g.in_y(oy, fy) else { continue };
+                    for fx in 0..g.filter_w {
+                        let Some(ix) = g.in_x(ox, fx) else { continue };
+                        let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
+                        let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
+                        acc = acc.wrapping_add(w * (x + q.input_offset));
+                    }
+                }
+                if let Some(bias) = bias {
+                    acc = acc.wrapping_add(bias[c]);
+                }
+                out[obase + c] = q.finish(acc, c).clamp(-128, 127) as i8;
+            }
+        }
+    }
+}
+
+/// Valid filter taps along one axis for output position `o`: `(first, end)`.
+#[inline(always)]
+fn tap_range(
+    o: usize,
+    stride: usize,
+    dil: usize,
+    pad: usize,
+    size: usize,
+    taps: usize,
+) -> (usize, usize) {
+    let base = (o * stride) as isize - pad as isize;
+    let d = dil as isize;
+    // first tap t with base + t*d >= 0
+    let first = if base >= 0 { 0 } else { ((-base) + d - 1) / d } as usize;
+    // end: first t with base + t*d >= size
+    let lim = size as isize - base;
+    let end = if lim <= 0 {
+        0
+    } else {
+        ((lim + d - 1) / d) as usize
+    };
+    (first.min(taps), end.min(taps))
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_i8_avx2(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let ch = g.in_c;
+    let c16 = ch / 16 * 16;
+    let ioff = _mm256_set1_epi16(q.input_offset as i16);
+    let lo = q.act_min.max(-128);
+    let hi = q.act_max.min(127);
+    let (voff, vlo, vhi) = (
+        _mm256_set1_epi32(q.output_offset),
+        _mm256_set1_epi32(lo),
+        _mm256_set1_epi32(hi),
+    );
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let (fy0, fy1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.filter_h);
+        for ox in 0..g.out_w {
+            let (fx0, fx1) =
+                tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.filter_w);
+            let obase = (row * g.out_w + ox) * ch;
+            let mut c0 = 0;
+            while c0 < c16 {
+                let mut acc0 = _mm256_setzero_si256();
+                let mut acc1 = _mm256_setzero_si256();
+                for fy in fy0..fy1 {
+                    let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
+                    for fx in fx0..fx1 {
+                        let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
+                        let xi = ((b * g.in_h + iy) * g.in_w + ix) * ch + c0;
+                        let wi = (fy * g.filter_w + fx) * ch + c0;
+                        // SAFETY: iy < in_h, ix < in_w (tap_range), c0 + 16 <= ch, so
+                        // xi + 16 <= input_len; wi + 16 <= filter_h*filter_w*ch.
+                        unsafe {
+                            let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                input.as_ptr().add(xi) as *const __m128i
+                            ));
+                            let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                filter.as_ptr().add(wi) as *const __m128i
+                            ));
+                            let p = _mm256_mullo_epi16(_mm256_add_epi16(x, ioff), w);
+                            acc0 = _mm256_add_epi32(
+                                acc0,
+                                _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)),
+                            );
+                            acc1 = _mm256_add_epi32(
+                                acc1,
+                                _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)),
+                            );
+                        }
+                    }
+                }
+                // SAFETY: c0 + 16 <= ch = out_c: the bias / multiplier / shift reads
+                // (>= out_c entries, checked by the dispatcher) and the 16-byte output
+                // store at obase + c0 (< output_len) are in bounds.
+                unsafe {
+                    if let Some(bias) = bias {
+                        acc0 = _mm256_add_epi32(
+                            acc0,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0) as *const __m256i),
+                        );
+                        acc1 = _mm256_add_epi32(
+                            acc1,
+                            _mm256_loadu_si256(bias.as_ptr().add(c0 + 8) as *const __m256i),
+                        );
+                    }
+                    let mp = q.multipliers.as_ptr().add(c0) as *const __m256i;
+                    let sp = q.shifts.as_ptr().add(c0) as *const __m256i;
+                    let v0 = requant8(
+                        acc0,
+                        _mm256_loadu_si256(mp),
+                        _mm256_loadu_si256(sp),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let v1 = requant8(
+                        acc1,
+                        _mm256_loadu_si256(mp.add(1)),
+                        _mm256_loadu_si256(sp.add(1)),
+                        voff,
+                        vlo,
+                        vhi,
+                    );
+                    let o = _mm_unpacklo_epi64(narrow8(v0), narrow8(v1));
+                    _mm_storeu_si128(out.as_mut_ptr().add(obase + c0) as *mut __m128i, o);
+                }
+                c0 += 16;
+            }
+            for c in c16..ch {
+                let mut acc = 0i32;
+                for fy in fy0..fy1 {
+                    let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
+                    for fx in fx0..fx1 {
+                        let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
+                        let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
+                        let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
+                        acc = acc.wrapping_add(w * (x + q.input_offset));
+                    }
+                }
+                if let Some(bias) = bias {
+                    acc = acc.wrapping_add(bias[c]);
+                }
+                out[obase + c] = q.finish(acc, c).clamp(-128, 127) as i8;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ float32
+
+/// Rows per float register tile.
+const MRF: usize = 6;
+
+/// Pack W (`n x k`) as `[block][k][16]` floats, zero-padded past `n`.
+pub fn pack_f32(_path: KernelPath, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let nb = n.div_ceil(NR);
+    let mut out = vec![0f32; nb * k * NR];
+    for b in 0..nb {
+        for kk in 0..k {
+            for c in 0..NR {
+                let j = b * NR + c;
+                if j < n {
+                    out[(b * k + kk) * NR + c] = w[j * k + kk];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    _path: KernelPath,
+    packed: &[f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let nb = n.div_ceil(NR);
+    assert!(
+        packed.len() >= nb * k * NR,
+        "gemm_f32: packed weights too short"
+    );
+    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked a, out and bias
+    // against m, n, k, lda, ldo.
+    unsafe { gemm_f32_avx2(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32_avx2(
+    packed: &[f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let nb = n.div_ceil(NR);
+    let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = (m - i0).min(MRF);
+        // Row pointers; rows past m repeat the last row (computed, never stored).
+        let mut rp = [a.as_ptr(); MRF];
+        for (r, p) in rp.iter_mut().enumerate() {
+            // SAFETY: row min(i0 + r, m - 1) < m starts inside `a` and has k elements.
+            *p = unsafe { a.as_ptr().add((i0 + r.min(rows - 1)) * lda) };
+        }
+        for b in 0..nb {
+            let cols = (n - b * NR).min(NR);
+            let mut c = [_mm256_setzero_ps(); 2 * MRF];
+            // SAFETY: packed block b holds k * NR floats; each row pointer has k
+            // floats (see above).
+            unsafe {
+                let w = packed.as_ptr().add(b * k * NR);
+                for kk in 0..k {
+                    let w0 = _mm256_loadu_ps(w.add(kk * NR));
+                    let w1 = _mm256_loadu_ps(w.add(kk * NR + 8));
+                    for r in 0..MRF {
+                        let x = _mm256_broadcast_ss(&*rp[r].add(kk));
+                        c[2 * r] = _mm256_fmadd_ps(x, w0, c[2 * r]);
+                        c[2 * r + 1] = _mm256_fmadd_ps(x, w1, c[2 * r + 1]);
+                    }
+                }
+            }
+            let mut bv = [_mm256_setzero_ps(); 2];
+            if let Some(bias) = bias {
+                let mut t = [0f32; NR];
+                t[..cols].copy_from_slice(&bias[b * NR..b * NR + cols]);
+                // SAFETY: t has NR = 16 floats.
+                unsafe {
+                    bv = [
+                        _mm256_loadu_ps(t.as_ptr()),
+                        _mm256_loadu_ps(t.as_ptr().add(8)),
+                    ];
+                }
+            }
+            for r in 0..rows {
+                let v0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r], bv[0]), vlo), vhi);
+                let v1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r + 1], bv[1]), vlo), vhi);
+                let o = (i0 + r) * ldo + b * NR;
+                if cols == NR {
+                    // SAFETY: row i0 + r < m and columns b*NR .. b*NR + 16 <= n lie inside out.
+                    unsafe {
+                        _mm256_storeu_ps(out.as_mut_ptr().add(o), v0);
+                        _mm256_storeu_ps(out.as_mut_ptr().add(o + 8), v1);
+                    }
+                } else {
+                    let mut t = [0f32; NR];
+                    // SAFETY: t has NR = 16 floats.
+                    unsafe {
+                        _mm256_storeu_ps(t.as_mut_ptr(), v0);
+                        _mm256_storeu_ps(t.as_mut_ptr().add(8), v1);
+                    }
+                    out[o..o + cols].copy_from_slice(&t[..cols]);
+                }
+            }
+        }
+        i0 += MRF;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_f32(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    if depth_multiplier != 1 {
+        return super::scalar::gemm::depthwise_f32(
+            path,
+            g,
+            depth_multiplier,
+            input,
+            filter,
+            bias,
+            clamp,
+            rows,
+            out,
+        );
+    }
+    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
+    // length against the geometry.
+    unsafe { depthwise_f32_avx2(g, input, filter, bias, clamp, rows, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_f32_avx2(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let ch = g.in_c;
+    let c8 = ch / 8 * 8;
+    let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let (fy0, fy1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.filter_h);
+        for ox in 0..g.out_w {
+            let (fx0, fx1) =
+                tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.filter_w);
+            let obase = (row * g.out_w + ox) * ch;
+            let mut c0 = 0;
+            while c0 < c8 {
+                let mut acc = _mm256_setzero_ps();
+                for fy in fy0..fy1 {
+                    let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
+                    for fx in fx0..fx1 {
+                        let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
+                        let xi = ((b * g.in_h + iy) * g.in_w + ix) * ch + c0;
+                        let wi = (fy * g.filter_w + fx) * ch + c0;
+                        // SAFETY: iy < in_h, ix < in_w (tap_range) and c0 + 8 <= ch keep
+                        // both 8-float loads inside input and filter.
+                        unsafe {
+                            let x = _mm256_loadu_ps(input.as_ptr().add(xi));
+                            let w = _mm256_loadu_ps(filter.as_ptr().add(wi));
+                            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, w));
+                        }
+                    }
+                }
+                // SAFETY: c0 + 8 <= ch = out_c: bias (>= out_c entries) and the output
+                // store at obase + c0 (< output_len) are in bounds.
+                unsafe {
+                    if let Some(bias) = bias {
+                        acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias.as_ptr().add(c0)));
+                    }
+                    let v = _mm256_min_ps(_mm256_max_ps(acc, vlo), vhi);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(obase + c0), v);
+                }
+                c0 += 8;
+            }
+            for c in c8..ch {
+                let mut acc = 0.0f32;
+                for fy in fy0..fy1 {
+                    let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
+                    for fx in fx0..fx1 {
+                        let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
+                        acc += input[((b * g.in_h + iy) * g.in_w + ix) * ch + c]
+                            * filter[(fy * g.filter_w + fx) * ch + c];
+                    }
+                }
+                if let Some(bias) = bias {
+                    acc += bias[c];
+                }
+                out[obase + c] = acc.max(clamp.0).min(clamp.1);
+            }
+        }
+    }
+}

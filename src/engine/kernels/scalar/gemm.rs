@@ -1,0 +1,185 @@
+//! Portable reference implementations of the matrix kernels behind
+//! [`crate::engine::kernels`]'s dispatch (`gemm_i8`, `requant_i8`, `depthwise_i8`,
+//! and their float counterparts). The packed weight layout of the scalar path is
+//! the plain row-major `n x k` matrix.
+
+use std::ops::Range;
+
+use super::conv::ConvGeom;
+use super::quant::{multiply_by_quantized_multiplier, Requant};
+use crate::engine::kernels::KernelPath;
+
+pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
+    w[..n * k].to_vec()
+}
+
+pub fn pack_f32(_path: KernelPath, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    w[..n * k].to_vec()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8(
+    _path: KernelPath,
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+) {
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        for j in 0..n {
+            let w = &packed[j * k..(j + 1) * k];
+            let mut s = 0i32;
+            for (&p, &q) in x.iter().zip(w) {
+                s = s.wrapping_add(p as i32 * q as i32);
+            }
+            acc[i * ldacc + j] = s;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn requant_i8(
+    _path: KernelPath,
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let v = multiply_by_quantized_multiplier(
+                acc[i * ldacc + j].wrapping_add(bias[j]),
+                multipliers[j],
+                shifts[j],
+            )
+            .wrapping_add(output_offset);
+            out[i * ldo + j] = v.clamp(act_min, act_max).clamp(-128, 127) as i8;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    _path: KernelPath,
+    packed: &[f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        for j in 0..n {
+            let w = &packed[j * k..(j + 1) * k];
+            let mut s = 0.0f32;
+            for (p, q) in x.iter().zip(w) {
+                s += p * q;
+            }
+            if let Some(b) = bias {
+                s += b[j];
+            }
+            out[i * ldo + j] = s.max(clamp.0).min(clamp.1);
+        }
+    }
+}
+
+/// Depthwise int8 over output rows `rows` (of `batch * out_h`), the loop of
+/// `conv::depthwise_q::<i8>`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8(
+    _path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let mut o = row * g.out_w * g.out_c;
+        for ox in 0..g.out_w {
+            for c in 0..g.in_c {
+                for m in 0..depth_multiplier {
+                    let oc = c * depth_multiplier + m;
+                    let mut acc = 0i32;
+                    for fy in 0..g.filter_h {
+                        let Some(iy) = g.in_y(oy, fy) else { continue };
+                        for fx in 0..g.filter_w {
+                            let Some(ix) = g.in_x(ox, fx) else { continue };
+                            let x = input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c + c] as i32;
+                            let w = filter[(fy * g.filter_w + fx) * g.out_c + oc] as i32;
+                            acc = acc.wrapping_add((w + q.filter_offset) * (x + q.input_offset));
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        acc = acc.wrapping_add(bias[oc]);
+                    }
+                    out[o] = q.finish(acc, oc).clamp(-128, 127) as i8;
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Float depthwise over output rows `rows`, the loop of `conv::depthwise_f32`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_f32(
+    _path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let mut o = row * g.out_w * g.out_c;
+        for ox in 0..g.out_w {
+            for c in 0..g.in_c {
+                for m in 0..depth_multiplier {
+                    let oc = c * depth_multiplier + m;
+                    let mut acc = 0.0f32;
+                    for fy in 0..g.filter_h {
+                        let Some(iy) = g.in_y(oy, fy) else { continue };
+                        for fx in 0..g.filter_w {
+                            let Some(ix) = g.in_x(ox, fx) else { continue };
+                            let x = input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c + c];
+                            let w = filter[(fy * g.filter_w + fx) * g.out_c + oc];
+                            acc += x * w;
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        acc += bias[oc];
+                    }
+                    out[o] = acc.max(clamp.0).min(clamp.1);
+                    o += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Fast CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED kernels on the dispatch point
+//! of [`crate::engine::kernels`], threaded over the interpreter's own pool.
+//!
+//! Used when the filter is a constant tensor (packed once at build time) and, for
+//! int8, the filter zero point is 0 (TFLite's int8 spec): then
+//! `sum w * (x + in_off) = sum w * x + in_off * sum w`, so `in_off * rowsum(W)` is
+//! folded into the bias and the GEMM runs on raw int8 activations; im2col pads
+//! padded taps with the input zero point, whose contribution cancels exactly.
+//! Integer sums are exact in any order, so the results are bit-identical to the
+//! scalar reference kernels. uint8 models and run-time filters keep the scalar
+//! kernels of `conv.rs` / `depthwise.rs` / `fully_connected.rs`.
+//!
+//! Threading: the output rows (pixels for a GEMM, image rows for depthwise) are cut
+//! into tasks; each task writes its own disjoint rows and uses its worker's
+//! preallocated scratch (im2col rows, int32 accumulators). No allocation per run.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::conv::{in_slice, out_slice, QParams};
+use super::{Kernel, OpIo};
+use crate::engine::error::OpResult;
+use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
+use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
+
+/// Rows (output pixels) per GEMM task at most.
+const MAX_TASK_ROWS: usize = 64;
+
+/// Where a GEMM's left-hand matrix comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ASource {
+    /// The input itself: `m` rows of `k` values (1x1 stride-1 convolutions, FC).
+    Direct,
+    /// im2col rows of a convolution with this geometry.
+    Im2col(ConvGeom),
+}
+
+/// Task split of `m` rows over `threads`: (rows per task, tasks).
+fn task_rows(m: usize, threads: usize) -> (usize, usize) {
+    if m == 0 {
+        return (1, 0);
+    }
+    let want = if threads <= 1 { 1 } else { threads * 4 };
+    let rows = m.div_ceil(want).clamp(4, MAX_TASK_ROWS).div_ceil(4) * 4;
+    (rows, m.div_ceil(rows))
+}
+
+fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
+    pool.as_deref()
+}
+
+/// Copy the im2col rows of output pixels `pixels` into `dst` (`pixels.len() * k`),
+/// filling padded taps with `pad`.
+fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
+    let ic = g.in_c;
+    let mut d = 0;
+    for p in pixels {
+        let ox = p % g.out_w;
+        let oy = (p / g.out_w) % g.out_h;
+        let b = p / (g.out_w * g.out_h);
+        for fy in 0..g.filter_h {
+            let iy = g.in_y(oy, fy);
+            for fx in 0..g.filter_w {
+                let dst = &mut dst[d..d + ic];
+                match (iy, g.in_x(ox, fx)) {
+                    (Some(iy), Some(ix)) => {
+                        let s = ((b * g.in_h + iy) * g.in_w + ix) * ic;
+                        dst.copy_from_slice(&input[s..s + ic]);
+                    }
+                    _ => dst.fill(pad),
+                }
+                d += ic;
+            }
+        }
+    }
+}
+
+struct ScratchI8 {
+    cols: Vec<i8>,
+    acc: Vec<i32>,
+}
+
+/// int8 GEMM-based convolution / fully connected.
+pub(super) struct GemmI8 {
+    src: ASource,
+    m: usize,
+    k: usize,
+    n: usize,
+    input_len: usize,
+    packed: PackedI8,
+    /// bias + in_off * rowsum(W), per output channel.
+    bias: Vec<i32>,
+    q: QParams,
+    in_zp: i8,
+    path: KernelPath,
+    pool: Option<Arc<ThreadPool>>,
+    task_rows: usize,
+    tasks: usize,
+    scratch: PerWorker<ScratchI8>,
+}
+
+impl GemmI8 {
+    /// `w` is the constant `n x k` weight matrix (OHWI for a convolution), `bias` the
+    /// optional constant int32 bias; `q.filter_offset` must be 0.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        src: ASource,
+        m: usize,
+        k: usize,
+        n: usize,
+        input_len: usize,
+        w: &[i8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> OpResult<Self> {
+        if q.filter_offset != 0 {
+            return Err("fast int8 GEMM needs a zero filter offset".into());
+        }
+        let in_zp = i8::try_from(-q.input_offset).map_err(|_| "input zero point out of range")?;
+        let packed = kernels::pack_i8(path, w, n, k);
+        let folded: Vec<i32> = (0..n)
+            .map(|j| {
+                let sum = w[j * k..(j + 1) * k]
+                    .iter()
+                    .fold(0i32, |s, &v| s.wrapping_add(v as i32));
+                bias.map_or(0, |b| b[j])
+                    .wrapping_add(q.input_offset.wrapping_mul(sum))
+            })
+            .collect();
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let (task_rows, tasks) = task_rows(m, threads);
+        let im2col = matches!(src, ASource::Im2col(_));
+        let scratch = PerWorker::new(threads, || ScratchI8 {
+            cols: vec![0; if im2col { task_rows * k } else { 0 }],
+            acc: vec![0; task_rows * n],
+        });
+        Ok(GemmI8 {
+            src,
+            m,
+            k,
+            n,
+            input_len,
+            packed,
+            bias: folded,
+            q,
+            in_zp,
+            path,
+            pool,
+            task_rows,
+            tasks,
+            scratch,
+        })
+    }
+}
+
+impl Kernel for GemmI8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let input = in_slice(io, 0, self.input_len, |t| t.i8())?;
+        let out = out_slice(io, self.m * self.n, |t| t.i8())?;
+        let this = &*self;
+        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let task = |t: usize, chunk: &mut [i8], w: usize| {
+            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let mr = rows.len();
+            let mut s = this.scratch.get(w);
+            let ScratchI8 { cols, acc } = &mut *s;
+            let a: &[i8] = match this.src {
+                ASource::Direct => &input[rows.start * k..rows.end * k],
+                ASource::Im2col(g) => {
+                    im2col(&g, input, rows.clone(), this.in_zp, &mut cols[..mr * k]);
+                    &cols[..mr * k]
+                }
+            };
+            kernels::gemm_i8(&this.packed, a, mr, k, &mut acc[..mr * n], n);
+            let q = &this.q;
+            kernels::requant_i8(
+                this.path,
+                acc,
+                mr,
+                n,
+                n,
+                &this.bias,
+                &q.multipliers,
+                &q.shifts,
+                q.output_offset,
+                q.act_min,
+                q.act_max,
+                chunk,
+                n,
+            );
+        };
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(
+                out,
+                this.tasks,
+                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+                &task,
+            ),
+            None => {
+                for t in 0..this.tasks {
+                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
+                    task(t, &mut out[r], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// float32 GEMM-based convolution / fully connected.
+pub(super) struct GemmF32 {
+    src: ASource,
+    m: usize,
+    k: usize,
+    n: usize,
+    input_len: usize,
+    packed: PackedF32,
+    bias: Option<Vec<f32>>,
+    clamp: (f32, f32),
+    pool: Option<Arc<ThreadPool>>,
+    task_rows: usize,
+    tasks: usize,
+    scratch: PerWorker<Vec<f32>>,
+}
+
+impl GemmF32 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        src: ASource,
+        m: usize,
+        k: usize,
+        n: usize,
+        input_len: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let packed = kernels::pack_f32(path, w, n, k);
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let (task_rows, tasks) = task_rows(m, threads);
+        let im2col = matches!(src, ASource::Im2col(_));
+        GemmF32 {
+            src,
+            m,
+            k,
+            n,
+            input_len,
+            packed,
+            bias: bias.map(<[f32]>::to_vec),
+            clamp,
+            pool,
+            task_rows,
+            tasks,
+            scratch: PerWorker::new(threads, || {
+                vec![0.0; if im2col { task_rows * k } else { 0 }]
+            }),
+        }
+    }
+}
+
+impl Kernel for GemmF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let input = in_slice(io, 0, self.input_len, |t| t.f32())?;
+        let out = out_slice(io, self.m * self.n, |t| t.f32())?;
+        let this = &*self;
+        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let task = |t: usize, chunk: &mut [f32], w: usize| {
+            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let mr = rows.len();
+            let mut cols = this.scratch.get(w);
+            let a: &[f32] = match this.src {
+                ASource::Direct => &input[rows.start * k..rows.end * k],
+                ASource::Im2col(g) => {
+                    im2col(&g, input, rows.clone(), 0.0, &mut cols[..mr * k]);
+                    &cols[..mr * k]
+                }
+            };
+            kernels::gemm_f32(
+                &this.packed,
+                a,
+                mr,
+                k,
+                this.bias.as_deref(),
+                this.clamp,
+                chunk,
+                n,
+            );
+        };
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(
+                out,
+                this.tasks,
+                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+                &task,
+            ),
+            None => {
+                for t in 0..this.tasks {
+                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
+                    task(t, &mut out[r], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Depthwise row tasks: (batch, output rows) per task.
+fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
+    let per_batch = if threads <= 1 {
+        1
+    } else {
+        (threads * 4).min(g.out_h)
+    };
+    g.batch * per_batch.max(1)
+}
+
+/// The geometry, input range and output range of task `t`: output rows `oy0..oy1`
+/// of batch `b` as a stand-alone one-image depthwise problem (same arithmetic:
+/// the leading padding and input rows are shifted together).
+fn depthwise_sub(g: &ConvGeom, tasks: usize, t: usize) -> (ConvGeom, Range<usize>, Range<usize>) {
+    let per_batch = tasks / g.batch;
+    let b = t / per_batch;
+    let r = split_range(g.out_h, per_batch, t % per_batch);
+    let top = r.start * g.stride_h;
+    let (skip, pad_top) = if top >= g.pad_top {
+        ((top - g.pad_top).min(g.in_h), 0)
+    } else {
+        (0, g.pad_top - top)
+    };
+    let sub = ConvGeom {
+        batch: 1,
+        in_h: g.in_h - skip,
+        out_h: r.len(),
+        pad_top,
+        ..*g
+    };
+    let row = g.in_w * g.in_c;
+    let in_start = (b * g.in_h + skip) * row;
+    let in_range = in_start..(b + 1) * g.in_h * row;
+    let orow = g.out_w * g.out_c;
+    let out_range = (b * g.out_h + r.start) * orow..(b * g.out_h + r.end) * orow;
+    (sub, in_range, out_range)
+}
+
+/// int8 depthwise convolution on the dispatch point, threaded by output rows.
+pub(super) struct DepthwiseI8 {
+    pub g: ConvGeom,
+    pub mult: usize,
+    pub filter: Vec<i8>,
+    pub bias: Option<Vec<i32>>,
+    pub q: QParams,
+    pub path: KernelPath,
+    pub pool: Option<Arc<ThreadPool>>,
+    pub tasks: usize,
+}
+
+impl DepthwiseI8 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        g: ConvGeom,
+        mult: usize,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        DepthwiseI8 {
+            g,
+            mult,
+            filter: filter.to_vec(),
+            bias: bias.map(<[i32]>::to_vec),
+            q,
+            path,
+            pool,
+            tasks: depthwise_tasks(&g, threads),
+        }
+    }
+}
+
+impl Kernel for DepthwiseI8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.i8())?;
+        let out = out_slice(io, g.output_len(), |t| t.i8())?;
+        let this = &*self;
+        let q = this.q.view();
+        let task = |t: usize, chunk: &mut [i8], _w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            kernels::depthwise_i8(
+                this.path,
+                &sub,
+                this.mult,
+                &input[ir],
+                &this.filter,
+                this.bias.as_deref(),
+                &q,
+                0..sub.out_h,
+                chunk,
+            );
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
+            None => {
+                for t in 0..this.tasks {
+                    task(t, &mut out[bounds(t)], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// float32 depthwise convolution on the dispatch point, threaded by output rows.
+pub(super) struct DepthwiseF32 {
+    pub g: ConvGeom,
+    pub mult: usize,
+    pub filter: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub clamp: (f32, f32),
+    pub path: KernelPath,
+    pub pool: Option<Arc<ThreadPool>>,
+    pub tasks: usize,
+}
+
+impl DepthwiseF32 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        g: ConvGeom,
+        mult: usize,
+        filter: &[f32],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        DepthwiseF32 {
+            g,
+            mult,
+            filter: filter.to_vec(),
+            bias: bias.map(<[f32]>::to_vec),
+            clamp,
+            path,
+            pool,
+            tasks: depthwise_tasks(&g, threads),
+        }
+    }
+}
+
+impl Kernel for DepthwiseF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
+        let out = out_slice(io, g.output_len(), |t| t.f32())?;
+        let this = &*self;
+        let task = |t: usize, chunk: &mut [f32], _w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            kernels::depthwise_f32(
+                this.path,
+                &sub,
+                this.mult,
+                &input[ir],
+                &this.filter,
+                this.bias.as_deref(),
+                this.clamp,
+                0..sub.out_h,
+                chunk,
+            );
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
+            None => {
+                for t in 0..this.tasks {
+                    task(t, &mut out[bounds(t)], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,633 @@
+//! Convolution-level property tests of the fast kernels: random single-operator
+//! CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED graphs (odd channel counts, tails,
+//! strides, dilations, SAME/VALID padding, per-channel quantization, zero points at
+//! the extremes, fused activations) run through the `Interpreter` on every kernel
+//! path this CPU offers and with 1..3 threads. int8 must equal the scalar path and
+//! the portable reference loops (`scalar::conv::conv_q` & co.) bit for bit; float
+//! must agree within a tight tolerance. Written over `KernelPath::available()`, so the
+//! same file checks the NEON / dotprod / i8mm paths under qemu-aarch64.
+
+use std::sync::Arc;
+
+use edgecam::engine::graph::{
+    Activation, Conv2DOptions, DepthwiseConv2DOptions, Graph, ModelBytes, Node, Op, Padding,
+};
+use edgecam::engine::kernels::scalar::conv::{self as refconv, ConvGeom};
+use edgecam::engine::kernels::scalar::fc as reffc;
+use edgecam::engine::kernels::scalar::quant::{
+    activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
+    quantize_multiplier, Requant,
+};
+use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
+use edgecam::engine::{Interpreter, InterpreterOptions};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
+    }
+    fn i8(&mut self) -> i8 {
+        match self.below(8) {
+            0 => -128,
+            1 => 127,
+            _ => self.next_u64() as i8,
+        }
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn f32(&mut self) -> f32 {
+        self.unit() * 2.0 - 1.0
+    }
+    fn zp(&mut self) -> i64 {
+        let r = (self.next_u64() as i8) as i64;
+        self.pick(&[-128, 127, 0, -1, r])
+    }
+}
+
+fn const_data(bytes: &[u8]) -> ConstData {
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    ConstData::Owned(Arc::new(words), bytes.len())
+}
+
+fn info(name: &str, dtype: DType, shape: &[usize], quant: Option<Quant>) -> TensorInfo {
+    TensorInfo {
+        name: name.to_string(),
+        dtype,
+        shape: shape.to_vec(),
+        quant,
+        data: None,
+    }
+}
+
+fn konst(mut t: TensorInfo, bytes: &[u8]) -> TensorInfo {
+    t.data = Some(const_data(bytes));
+    t
+}
+
+fn one_op(op: Op, tensors: Vec<TensorInfo>, inputs: Vec<Option<usize>>) -> Graph {
+    let out = tensors.len() - 1;
+    Graph {
+        bytes: ModelBytes::new(&[]),
+        tensors,
+        nodes: vec![Node {
+            op,
+            inputs,
+            outputs: vec![out],
+        }],
+        inputs: vec![0],
+        outputs: vec![out],
+        input_names: vec![],
+        output_names: vec![],
+        description: String::new(),
+    }
+}
+
+/// Every (path, threads) to run: each available path on 1 thread, the best on 2 and 3.
+fn configs() -> Vec<(KernelPath, usize)> {
+    let mut c: Vec<_> = KernelPath::available()
+        .into_iter()
+        .map(|p| (p, 1))
+        .collect();
+    let best = KernelPath::best();
+    c.push((best, 2));
+    c.push((best, 3));
+    c
+}
+
+fn run(g: &Graph, path: KernelPath, threads: usize, input: &[u8]) -> Vec<u8> {
+    let opts = InterpreterOptions {
+        kernels: path,
+        threads,
+        ..Default::default()
+    };
+    let mut it = Interpreter::with_options(g.clone(), &opts).expect("build");
+    it.input_bytes_mut(0).unwrap().copy_from_slice(input);
+    it.invoke().expect("invoke");
+    it.output(0).unwrap().bytes.to_vec()
+}
+
+/// A random window geometry with a non-empty output.
+fn geom(rng: &mut Rng, in_c: usize, out_c: usize, depthwise: bool) -> (ConvGeom, Padding) {
+    loop {
+        let fh = rng.pick(&[1, 1, 2, 3, 3, 5]);
+        let fw = if rng.below(3) == 0 {
+            rng.pick(&[1, 2, 3])
+        } else {
+            fh
+        };
+        let (sh, sw) = (rng.pick(&[1, 1, 2, 3]), rng.pick(&[1, 1, 2, 3]));
+        let (dh, dw) = if rng.below(4) == 0 {
+            (rng.pick(&[1, 2, 3]), rng.pick(&[1, 2]))
+        } else {
+            (1, 1)
+        };
+        let in_h = 1 + rng.below(if depthwise { 14 } else { 11 });
+        let in_w = 1 + rng.below(if depthwise { 14 } else { 11 });
+        let padding = if rng.below(2) == 0 {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
+        let dim = |size: usize, f: usize, s: usize, d: usize| {
+            let eff = (f - 1) * d + 1;
+            let out = match padding {
+                Padding::Same => size.div_ceil(s),
+                Padding::Valid if size + s >= eff => (size + s - eff) / s,
+                Padding::Valid => 0,
+            };
+            let pad = ((out.max(1) - 1) * s + eff).saturating_sub(size) / 2;
+            (out, pad)
+        };
+        let (oh, pt) = dim(in_h, fh, sh, dh);
+        let (ow, pl) = dim(in_w, fw, sw, dw);
+        if oh == 0 || ow == 0 {
+            continue;
+        }
+        let g = ConvGeom {
+            batch: 1 + rng.below(2),
+            in_h,
+            in_w,
+            in_c,
+            out_h: oh,
+            out_w: ow,
+            out_c,
+            filter_h: fh,
+            filter_w: fw,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            pad_top: pt,
+            pad_left: pl,
+        };
+        return (g, padding);
+    }
+}
+
+struct QCase {
+    in_scale: f32,
+    in_zp: i64,
+    out_scale: f32,
+    out_zp: i64,
+    f_scales: Vec<f32>,
+    act: Activation,
+}
+
+fn qcase(rng: &mut Rng, channels: usize, per_channel: bool) -> QCase {
+    let in_scale = 0.002 + rng.unit() * 0.05;
+    let f_scales = (0..if per_channel { channels } else { 1 })
+        .map(|_| 0.0005 + rng.unit() * 0.02)
+        .collect();
+    QCase {
+        in_scale,
+        in_zp: rng.zp(),
+        out_scale: 0.005 + rng.unit() * 0.2,
+        out_zp: rng.zp(),
+        f_scales,
+        act: rng.pick(&[Activation::None, Activation::Relu, Activation::Relu6]),
+    }
+}
+
+/// The Requant TFLite derives for this case (per-channel double or legacy rule).
+fn requant(c: &QCase, channels: usize, legacy: bool) -> (Vec<i32>, Vec<i32>, i32, i32) {
+    let (mut m, mut s) = (Vec::new(), Vec::new());
+    for ch in 0..channels {
+        let fs = c.f_scales[if c.f_scales.len() == 1 { 0 } else { ch }];
+        let real = if legacy {
+            conv_multiplier_legacy(c.in_scale, fs, c.out_scale)
+        } else {
+            conv_multiplier_per_channel(c.in_scale, fs, c.out_scale)
+        };
+        let (qm, sh) = quantize_multiplier(real);
+        m.push(qm);
+        s.push(sh);
+    }
+    let (lo, hi) =
+        activation_range_quantized(c.act, c.out_scale, c.out_zp as i32, -128, 127).unwrap();
+    (m, s, lo, hi)
+}
+
+fn filter_quant(c: &QCase, axis: usize) -> Option<Quant> {
+    Some(Quant {
+        scale: c.f_scales.clone(),
+        zero_point: vec![0; c.f_scales.len()],
+        axis,
+    })
+}
+
+fn i8_bytes(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn check_i8(g: &Graph, input: &[i8], reference: &[i8], what: &str) {
+    let input = i8_bytes(input);
+    let want = run(g, KernelPath::Scalar, 1, &input);
+    assert_eq!(
+        want,
+        i8_bytes(reference),
+        "{what}: scalar path vs reference loop"
+    );
+    for (path, threads) in configs() {
+        let got = run(g, path, threads, &input);
+        assert_eq!(got, want, "{what}: {path} x{threads}");
+    }
+}
+
+fn check_f32(g: &Graph, input: &[f32], reference: &[f32], depth: usize, what: &str) {
+    let input = f32_bytes(input);
+    let tol = 2e-6 * depth as f32 + 1e-6;
+    for (path, threads) in configs() {
+        let got = run(g, path, threads, &input);
+        let got: Vec<f32> = got
+            .chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(got.len(), reference.len());
+        for (i, (a, b)) in got.iter().zip(reference).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what}: {path} x{threads} [{i}] {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_int8_every_path_is_bit_exact() {
+    let mut rng = Rng(0xC0_4401);
+    for case in 0..120 {
+        let in_c = rng.pick(&[1, 3, 4, 7, 8, 16, 17, 24, 33]);
+        let out_c = rng.pick(&[1, 2, 5, 8, 16, 17, 31, 32, 40]);
+        let (g, padding) = geom(&mut rng, in_c, out_c, false);
+        let per_channel = rng.below(4) != 0;
+        let c = qcase(&mut rng, out_c, per_channel);
+        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
+        let filter: Vec<i8> = (0..out_c * g.filter_h * g.filter_w * in_c)
+            .map(|_| rng.i8())
+            .collect();
+        let bias: Option<Vec<i32>> = (rng.below(5) != 0).then(|| {
+            (0..out_c)
+                .map(|_| (rng.next_u64() % 200_001) as i32 - 100_000)
+                .collect()
+        });
+        let (m, s, lo, hi) = requant(&c, out_c, false);
+        let q = Requant {
+            input_offset: -c.in_zp as i32,
+            filter_offset: 0,
+            output_offset: c.out_zp as i32,
+            multipliers: &m,
+            shifts: &s,
+            act_min: lo,
+            act_max: hi,
+        };
+        let mut reference = vec![0i8; g.output_len()];
+        refconv::conv_q(&g, &input, &filter, bias.as_deref(), &q, &mut reference);
+        let mut tensors = vec![
+            info(
+                "x",
+                DType::I8,
+                &[g.batch, g.in_h, g.in_w, in_c],
+                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
+            ),
+            konst(
+                info(
+                    "w",
+                    DType::I8,
+                    &[out_c, g.filter_h, g.filter_w, in_c],
+                    filter_quant(&c, 0),
+                ),
+                &i8_bytes(&filter),
+            ),
+        ];
+        let mut inputs = vec![Some(0), Some(1)];
+        if let Some(b) = &bias {
+            tensors.push(konst(info("b", DType::I32, &[out_c], None), &i32_bytes(b)));
+            inputs.push(Some(2));
+        }
+        tensors.push(info(
+            "y",
+            DType::I8,
+            &[g.batch, g.out_h, g.out_w, out_c],
+            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
+        ));
+        let op = Op::Conv2D(Conv2DOptions {
+            padding,
+            stride_h: g.stride_h,
+            stride_w: g.stride_w,
+            dilation_h: g.dilation_h,
+            dilation_w: g.dilation_w,
+            activation: c.act,
+        });
+        check_i8(
+            &one_op(op, tensors, inputs),
+            &input,
+            &reference,
+            &format!("conv case {case} {g:?}"),
+        );
+    }
+}
+
+#[test]
+fn depthwise_int8_every_path_is_bit_exact() {
+    let mut rng = Rng(0xD3_4402);
+    for case in 0..120 {
+        let in_c = rng.pick(&[1, 3, 8, 15, 16, 17, 32, 33, 48]);
+        let mult = rng.pick(&[1, 1, 1, 2, 3]);
+        let out_c = in_c * mult;
+        let (g, padding) = geom(&mut rng, in_c, out_c, true);
+        let per_channel = rng.below(4) != 0;
+        let c = qcase(&mut rng, out_c, per_channel);
+        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
+        let filter: Vec<i8> = (0..g.filter_h * g.filter_w * out_c)
+            .map(|_| rng.i8())
+            .collect();
+        let bias: Option<Vec<i32>> = (rng.below(5) != 0).then(|| {
+            (0..out_c)
+                .map(|_| (rng.next_u64() % 200_001) as i32 - 100_000)
+                .collect()
+        });
+        let (m, s, lo, hi) = requant(&c, out_c, false);
+        let q = Requant {
+            input_offset: -c.in_zp as i32,
+            filter_offset: 0,
+            output_offset: c.out_zp as i32,
+            multipliers: &m,
+            shifts: &s,
+            act_min: lo,
+            act_max: hi,
+        };
+        let mut reference = vec![0i8; g.output_len()];
+        refconv::depthwise_q(
+            &g,
+            mult,
+            &input,
+            &filter,
+            bias.as_deref(),
+            &q,
+            &mut reference,
+        );
+        let mut tensors = vec![
+            info(
+                "x",
+                DType::I8,
+                &[g.batch, g.in_h, g.in_w, in_c],
+                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
+            ),
+            konst(
+                info(
+                    "w",
+                    DType::I8,
+                    &[1, g.filter_h, g.filter_w, out_c],
+                    filter_quant(&c, 3),
+                ),
+                &i8_bytes(&filter),
+            ),
+        ];
+        let mut inputs = vec![Some(0), Some(1)];
+        if let Some(b) = &bias {
+            tensors.push(konst(info("b", DType::I32, &[out_c], None), &i32_bytes(b)));
+            inputs.push(Some(2));
+        }
+        tensors.push(info(
+            "y",
+            DType::I8,
+            &[g.batch, g.out_h, g.out_w, out_c],
+            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
+        ));
+        let op = Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+            padding,
+            stride_h: g.stride_h,
+            stride_w: g.stride_w,
+            dilation_h: g.dilation_h,
+            dilation_w: g.dilation_w,
+            depth_multiplier: mult,
+            activation: c.act,
+        });
+        check_i8(
+            &one_op(op, tensors, inputs),
+            &input,
+            &reference,
+            &format!("depthwise case {case} {g:?} x{mult}"),
+        );
+    }
+}
+
+#[test]
+fn fully_connected_int8_every_path_is_bit_exact() {
+    let mut rng = Rng(0xFC_4403);
+    for case in 0..80 {
+        let batch = rng.pick(&[1, 1, 2, 3, 5, 9]);
+        let depth = rng.pick(&[1, 3, 16, 17, 64, 100, 257]);
+        let units = rng.pick(&[1, 2, 7, 16, 33, 100]);
+        let per_channel = rng.below(2) == 0;
+        let c = qcase(&mut rng, units, per_channel);
+        let input: Vec<i8> = (0..batch * depth).map(|_| rng.i8()).collect();
+        let w: Vec<i8> = (0..units * depth).map(|_| rng.i8()).collect();
+        let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
+            (0..units)
+                .map(|_| (rng.next_u64() % 20_001) as i32 - 10_000)
+                .collect()
+        });
+        // TFLite: per-channel int8 FC uses per-channel double multipliers, per-tensor the legacy rule.
+        let (m, s, lo, hi) = requant(&c, units, !per_channel);
+        let q = Requant {
+            input_offset: -c.in_zp as i32,
+            filter_offset: 0,
+            output_offset: c.out_zp as i32,
+            multipliers: &m,
+            shifts: &s,
+            act_min: lo,
+            act_max: hi,
+        };
+        let mut reference = vec![0i8; batch * units];
+        reffc::fc_q(
+            batch,
+            depth,
+            units,
+            &input,
+            &w,
+            bias.as_deref(),
+            &q,
+            &mut reference,
+        );
+        let mut tensors = vec![
+            info(
+                "x",
+                DType::I8,
+                &[batch, depth],
+                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
+            ),
+            konst(
+                info("w", DType::I8, &[units, depth], filter_quant(&c, 0)),
+                &i8_bytes(&w),
+            ),
+        ];
+        let mut inputs = vec![Some(0), Some(1)];
+        if let Some(b) = &bias {
+            tensors.push(konst(info("b", DType::I32, &[units], None), &i32_bytes(b)));
+            inputs.push(Some(2));
+        }
+        tensors.push(info(
+            "y",
+            DType::I8,
+            &[batch, units],
+            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
+        ));
+        let op = Op::FullyConnected {
+            activation: c.act,
+            keep_num_dims: false,
+        };
+        check_i8(
+            &one_op(op, tensors, inputs),
+            &input,
+            &reference,
+            &format!("fc case {case} {batch}x{depth}->{units}"),
+        );
+    }
+}
+
+#[test]
+fn conv_and_depthwise_f32_every_path_within_tolerance() {
+    let mut rng = Rng(0xF3_4404);
+    for case in 0..80 {
+        let depthwise = rng.below(2) == 0;
+        let in_c = rng.pick(&[1, 3, 8, 9, 16, 17, 24]);
+        let mult = if depthwise { rng.pick(&[1, 1, 2]) } else { 1 };
+        let out_c = if depthwise {
+            in_c * mult
+        } else {
+            rng.pick(&[1, 4, 16, 17, 33])
+        };
+        let (g, padding) = geom(&mut rng, in_c, out_c, depthwise);
+        let act = rng.pick(&[Activation::None, Activation::Relu6]);
+        let clamp = if act == Activation::Relu6 {
+            (0.0, 6.0)
+        } else {
+            (f32::MIN, f32::MAX)
+        };
+        let input: Vec<f32> = (0..g.input_len()).map(|_| rng.f32()).collect();
+        let flen = if depthwise {
+            g.filter_h * g.filter_w * out_c
+        } else {
+            out_c * g.filter_h * g.filter_w * in_c
+        };
+        let filter: Vec<f32> = (0..flen).map(|_| rng.f32()).collect();
+        let bias: Option<Vec<f32>> =
+            (rng.below(3) != 0).then(|| (0..out_c).map(|_| rng.f32()).collect());
+        let mut reference = vec![0f32; g.output_len()];
+        let fshape = if depthwise {
+            refconv::depthwise_f32(
+                &g,
+                mult,
+                &input,
+                &filter,
+                bias.as_deref(),
+                clamp,
+                &mut reference,
+            );
+            vec![1, g.filter_h, g.filter_w, out_c]
+        } else {
+            refconv::conv_f32(&g, &input, &filter, bias.as_deref(), clamp, &mut reference);
+            vec![out_c, g.filter_h, g.filter_w, in_c]
+        };
+        let mut tensors = vec![
+            info("x", DType::F32, &[g.batch, g.in_h, g.in_w, in_c], None),
+            konst(info("w", DType::F32, &fshape, None), &f32_bytes(&filter)),
+        ];
+        let mut inputs = vec![Some(0), Some(1)];
+        if let Some(b) = &bias {
+            tensors.push(konst(info("b", DType::F32, &[out_c], None), &f32_bytes(b)));
+            inputs.push(Some(2));
+        }
+        tensors.push(info(
+            "y",
+            DType::F32,
+            &[g.batch, g.out_h, g.out_w, out_c],
+            None,
+        ));
+        let op = if depthwise {
+            Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+                padding,
+                stride_h: g.stride_h,
+                stride_w: g.stride_w,
+                dilation_h: g.dilation_h,
+                dilation_w: g.dilation_w,
+                depth_multiplier: mult,
+                activation: act,
+            })
+        } else {
+            Op::Conv2D(Conv2DOptions {
+                padding,
+                stride_h: g.stride_h,
+                stride_w: g.stride_w,
+                dilation_h: g.dilation_h,
+                dilation_w: g.dilation_w,
+                activation: act,
+            })
+        };
+        let depth = g.filter_h * g.filter_w * if depthwise { 1 } else { in_c };
+        check_f32(
+            &one_op(op, tensors, inputs),
+            &input,
+            &reference,
+            depth,
+            &format!("f32 case {case} {g:?}"),
+        );
+    }
+}
+
+#[test]
+fn unsupported_kernel_path_is_a_clear_error() {
+    let all = [
+        KernelPath::Neon,
+        KernelPath::Dotprod,
+        KernelPath::I8mm,
+        KernelPath::Avx2,
+    ];
+    for p in all.into_iter().filter(|p| !p.supported()) {
+        let g = one_op(
+            Op::Relu,
+            vec![
+                info("x", DType::F32, &[4], None),
+                info("y", DType::F32, &[4], None),
+            ],
+            vec![Some(0)],
+        );
+        let opts = InterpreterOptions {
+            kernels: p,
+            ..Default::default()
+        };
+        let e = Interpreter::with_options(g, &opts)
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(e.contains(p.name()) && e.contains("not supported"), "{e}");
+        let e = KernelPath::resolve(p.name()).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+    }
+    assert!(KernelPath::resolve("avx512")
+        .unwrap_err()
+        .contains("unknown kernel path"));
+}

@@ -1,0 +1,416 @@
+//! The matrix kernels behind the dispatch point (`gemm_i8`, `requant_i8`, `depthwise_i8`,
+//! `gemm_f32`, `depthwise_f32`): every path this CPU offers (`KernelPath::available()`)
+//! against the scalar oracle, on random shapes (0/1/odd sizes, tails, large k), random
+//! data with the int8 extremes, per-channel multipliers and extreme shifts, and
+//! offsets at the extremes. int8 must be bit-exact; float within a tight tolerance.
+//! The same file runs under qemu-aarch64 (cortex-a72 / cortex-a76 / max).
+
+use edgecam::engine::kernels::scalar::conv::ConvGeom;
+use edgecam::engine::kernels::scalar::quant::{quantize_multiplier, Requant};
+use edgecam::engine::kernels::{self, KernelPath};
+
+/// SplitMix64: deterministic, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
+    }
+    /// int8 with the extremes over-represented.
+    fn i8(&mut self) -> i8 {
+        match self.below(8) {
+            0 => -128,
+            1 => 127,
+            _ => self.next_u64() as i8,
+        }
+    }
+    fn vec_i8(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| self.i8()).collect()
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec_f32(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+    /// A quantized multiplier: real TFLite-like ones, plus raw extremes.
+    fn mult_shift(&mut self) -> (i32, i32) {
+        match self.below(6) {
+            0 => (i32::MIN + self.below(2) as i32, self.range(-31, 1) as i32),
+            1 => (i32::MAX, self.range(-31, 30) as i32),
+            2 => (self.next_u64() as i32, self.range(-31, 31) as i32),
+            _ => quantize_multiplier(10f64.powf(self.range(-60, 5) as f64 / 10.0)),
+        }
+    }
+}
+
+fn paths() -> Vec<KernelPath> {
+    KernelPath::available()
+}
+
+fn sizes(rng: &mut Rng) -> (usize, usize, usize) {
+    const EDGE: [usize; 10] = [0, 1, 2, 3, 4, 5, 7, 8, 15, 17];
+    let pick = |rng: &mut Rng, big: usize| {
+        if rng.below(2) == 0 {
+            EDGE[rng.below(EDGE.len())]
+        } else {
+            1 + rng.below(big)
+        }
+    };
+    let m = pick(rng, 40);
+    let n = pick(rng, 70);
+    let k = match rng.below(10) {
+        0 => 2048 + rng.below(1100), // several panel chunks
+        _ => pick(rng, 300),
+    };
+    (m, n, k)
+}
+
+#[test]
+fn gemm_i8_is_bit_exact_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0101);
+    for case in 0..300 {
+        let (m, n, k) = sizes(&mut rng);
+        let lda = k + rng.below(3);
+        let ldacc = n + rng.below(3);
+        let a = rng.vec_i8(m * lda + 1);
+        let w = rng.vec_i8(n * k);
+        let mut want = vec![0x5555_5555i32; m * ldacc + 1];
+        let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
+        kernels::gemm_i8(&ps, &a, m, lda, &mut want, ldacc);
+        // Direct check of the oracle on one element.
+        if m > 0 && n > 0 {
+            let (i, j) = (m - 1, n - 1);
+            let s: i32 = (0..k)
+                .map(|kk| a[i * lda + kk] as i32 * w[j * k + kk] as i32)
+                .sum();
+            assert_eq!(want[i * ldacc + j], s);
+        }
+        for path in paths() {
+            let p = kernels::pack_i8(path, &w, n, k);
+            assert_eq!(p.path, path);
+            let mut got = vec![0x5555_5555i32; m * ldacc + 1];
+            kernels::gemm_i8(&p, &a, m, lda, &mut got, ldacc);
+            assert_eq!(
+                got, want,
+                "case {case}: {path} m={m} n={n} k={k} lda={lda} ldacc={ldacc}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gemm_i8_all_extremes() {
+    // -128 * -128 everywhere, long k: the largest possible sums (and wrapping).
+    for &(v, wv) in &[(-128i8, -128i8), (127, -128), (-128, 127)] {
+        for &k in &[1usize, 2, 31, 4095, 70_000] {
+            let (m, n) = (5, 19);
+            let a = vec![v; m * k];
+            let w = vec![wv; n * k];
+            let want = (0..k).fold(0i32, |s, _| s.wrapping_add(v as i32 * wv as i32));
+            for path in paths() {
+                let p = kernels::pack_i8(path, &w, n, k);
+                let mut got = vec![0; m * n];
+                kernels::gemm_i8(&p, &a, m, k, &mut got, n);
+                assert!(got.iter().all(|&g| g == want), "{path} k={k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn requant_i8_is_bit_exact_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0202);
+    for case in 0..400 {
+        let m = rng.below(6);
+        let n = rng.below(45);
+        let ldacc = n + rng.below(3);
+        let ldo = n + rng.below(3);
+        let acc: Vec<i32> = (0..m * ldacc)
+            .map(|_| match rng.below(6) {
+                0 => i32::MIN,
+                1 => i32::MAX,
+                2 => rng.range(-300, 300) as i32,
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let bias: Vec<i32> = (0..n)
+            .map(|_| match rng.below(4) {
+                0 => 0,
+                1 => rng.next_u64() as i32,
+                _ => rng.range(-100_000, 100_000) as i32,
+            })
+            .collect();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| rng.mult_shift()).unzip();
+        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let (amin, amax) = match rng.below(4) {
+            0 => (-128, 127),
+            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+            2 => (-1000, 1000),
+            _ => (off, 127),
+        };
+        let run = |path: KernelPath| {
+            let mut out = vec![0x11i8; m * ldo + 1];
+            kernels::requant_i8(
+                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, amin, amax, &mut out, ldo,
+            );
+            out
+        };
+        let want = run(KernelPath::Scalar);
+        // The scalar path is Requant::finish.
+        let q = Requant {
+            input_offset: 0,
+            filter_offset: 0,
+            output_offset: off,
+            multipliers: &mults,
+            shifts: &shifts,
+            act_min: amin,
+            act_max: amax,
+        };
+        for i in 0..m {
+            for j in 0..n {
+                let v = q.finish(acc[i * ldacc + j].wrapping_add(bias[j]), j);
+                assert_eq!(want[i * ldo + j] as i32, v.clamp(-128, 127));
+            }
+        }
+        for path in paths() {
+            assert_eq!(run(path), want, "case {case}: {path} m={m} n={n}");
+        }
+    }
+}
+
+fn random_geom(rng: &mut Rng, mult: usize) -> ConvGeom {
+    let in_c = [1, 3, 8, 15, 16, 17, 32, 33, 48][rng.below(9)];
+    let filter_h = 1 + rng.below(4);
+    let filter_w = 1 + rng.below(4);
+    let stride_h = 1 + rng.below(3);
+    let stride_w = 1 + rng.below(3);
+    let dilation_h = 1 + rng.below(2);
+    let dilation_w = 1 + rng.below(2);
+    let in_h = 1 + rng.below(9);
+    let in_w = 1 + rng.below(9);
+    let same = rng.below(2) == 0;
+    let dim = |size: usize, f: usize, s: usize, d: usize| {
+        let eff = (f - 1) * d + 1;
+        let out = if same {
+            size.div_ceil(s)
+        } else if size + s < eff {
+            0
+        } else {
+            (size + s - eff) / s
+        };
+        let pad = ((out.max(1) - 1) * s + eff).saturating_sub(size) / 2;
+        (out, pad)
+    };
+    let (out_h, pad_top) = dim(in_h, filter_h, stride_h, dilation_h);
+    let (out_w, pad_left) = dim(in_w, filter_w, stride_w, dilation_w);
+    ConvGeom {
+        batch: 1 + rng.below(2),
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c: in_c * mult,
+        filter_h,
+        filter_w,
+        stride_h,
+        stride_w,
+        dilation_h,
+        dilation_w,
+        pad_top,
+        pad_left,
+    }
+}
+
+#[test]
+fn depthwise_i8_is_bit_exact_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0303);
+    for case in 0..300 {
+        let mult = [1, 1, 1, 2, 3][rng.below(5)];
+        let g = random_geom(&mut rng, mult);
+        if g.out_h == 0 || g.out_w == 0 {
+            continue;
+        }
+        let input = rng.vec_i8(g.input_len());
+        let filter = rng.vec_i8(g.filter_h * g.filter_w * g.out_c);
+        let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
+            (0..g.out_c)
+                .map(|_| rng.range(-50_000, 50_000) as i32)
+                .collect()
+        });
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..g.out_c).map(|_| rng.mult_shift()).unzip();
+        let in_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let out_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let q = Requant {
+            input_offset: -in_zp,
+            filter_offset: 0,
+            output_offset: out_zp,
+            multipliers: &mults,
+            shifts: &shifts,
+            act_min: [-128, out_zp][rng.below(2)],
+            act_max: 127,
+        };
+        let rows = g.batch * g.out_h;
+        let mut want = vec![0i8; g.output_len()];
+        edgecam::engine::kernels::scalar::conv::depthwise_q(
+            &g,
+            mult,
+            &input,
+            &filter,
+            bias.as_deref(),
+            &q,
+            &mut want,
+        );
+        for path in paths() {
+            // Whole tensor at once, and in two row ranges (as the thread pool splits it).
+            let mut got = vec![0x33i8; g.output_len()];
+            kernels::depthwise_i8(
+                path,
+                &g,
+                mult,
+                &input,
+                &filter,
+                bias.as_deref(),
+                &q,
+                0..rows,
+                &mut got,
+            );
+            assert_eq!(got, want, "case {case}: {path} {g:?} mult {mult}");
+            let cut = rng.below(rows + 1);
+            let mut got = vec![0x33i8; g.output_len()];
+            kernels::depthwise_i8(
+                path,
+                &g,
+                mult,
+                &input,
+                &filter,
+                bias.as_deref(),
+                &q,
+                cut..rows,
+                &mut got,
+            );
+            kernels::depthwise_i8(
+                path,
+                &g,
+                mult,
+                &input,
+                &filter,
+                bias.as_deref(),
+                &q,
+                0..cut,
+                &mut got,
+            );
+            assert_eq!(got, want, "case {case}: {path} split at {cut}");
+        }
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let tol = 1e-5 * s.max(1.0);
+        assert!((g - w).abs() <= tol, "{what}: [{i}] {g} vs {w} (tol {tol})");
+    }
+}
+
+#[test]
+fn gemm_f32_matches_scalar_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0404);
+    for case in 0..200 {
+        let (m, n, k) = sizes(&mut rng);
+        let lda = k + rng.below(3);
+        let ldo = n + rng.below(3);
+        let a = rng.vec_f32(m * lda + 1);
+        let w = rng.vec_f32(n * k);
+        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(n));
+        let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0), (-1.0, 1.0)][rng.below(3)];
+        let run = |path: KernelPath| {
+            let p = kernels::pack_f32(path, &w, n, k);
+            let mut out = vec![f32::NAN; m * ldo + 1];
+            kernels::gemm_f32(&p, &a, m, lda, bias.as_deref(), clamp, &mut out, ldo);
+            out
+        };
+        let want = run(KernelPath::Scalar);
+        // Tolerance scale: the sum of |terms| of each output.
+        let mut scale = vec![0f32; want.len()];
+        for i in 0..m {
+            for j in 0..n {
+                scale[i * ldo + j] = (0..k)
+                    .map(|kk| (a[i * lda + kk] * w[j * k + kk]).abs())
+                    .sum();
+            }
+        }
+        for path in paths() {
+            let got = run(path);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                // Untouched padding stays NaN on both sides.
+                assert_eq!(g.is_nan(), w.is_nan(), "case {case}: {path} [{i}]");
+            }
+            let fix = |v: &[f32]| {
+                v.iter()
+                    .map(|x| if x.is_nan() { 0.0 } else { *x })
+                    .collect::<Vec<_>>()
+            };
+            assert_close(
+                &fix(&got),
+                &fix(&want),
+                &scale,
+                &format!("case {case}: {path} m={m} n={n} k={k}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn depthwise_f32_matches_scalar_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0505);
+    for case in 0..200 {
+        let mult = [1, 1, 2][rng.below(3)];
+        let g = random_geom(&mut rng, mult);
+        if g.out_h == 0 || g.out_w == 0 {
+            continue;
+        }
+        let input = rng.vec_f32(g.input_len());
+        let filter = rng.vec_f32(g.filter_h * g.filter_w * g.out_c);
+        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(g.out_c));
+        let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0)][rng.below(2)];
+        let mut want = vec![0f32; g.output_len()];
+        edgecam::engine::kernels::scalar::conv::depthwise_f32(
+            &g,
+            mult,
+            &input,
+            &filter,
+            bias.as_deref(),
+            clamp,
+            &mut want,
+        );
+        let scale = vec![(g.filter_h * g.filter_w) as f32; want.len()];
+        for path in paths() {
+            let mut got = vec![f32::NAN; g.output_len()];
+            let rows = g.batch * g.out_h;
+            kernels::depthwise_f32(
+                path,
+                &g,
+                mult,
+                &input,
+                &filter,
+                bias.as_deref(),
+                clamp,
+                0..rows,
+                &mut got,
+            );
+            assert_close(&got, &want, &scale, &format!("case {case}: {path} {g:?}"));
+        }
+    }
+}
