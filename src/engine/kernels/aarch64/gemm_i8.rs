@@ -209,6 +209,13 @@ pub fn gemm_i8(
         tag(path),
         "gemm_i8: weights were packed for another path than {path}"
     );
+    let dim = |at: usize| u32::from_le_bytes(std::array::from_fn(|b| packed[at + b] as u8));
+    assert!(
+        dim(4) == n as u32 && dim(8) == k as u32,
+        "gemm_i8: weights were packed as {}x{}, called with n={n} k={k}",
+        dim(4),
+        dim(8)
+    );
     assert!(m == 1 || lda >= k, "gemm_i8: lda {lda} < k {k}");
     assert!(a.len() >= (m - 1) * lda + k, "gemm_i8: a too short");
     assert!(ldacc >= n || m == 1, "gemm_i8: ldacc {ldacc} < n {n}");
