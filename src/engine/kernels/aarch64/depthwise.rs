@@ -119,10 +119,23 @@ unsafe fn dw_i8_neon(
             }
         }
     };
+    // Valid taps of the current output pixel: (input offset of channel 0, filter offset).
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.filter_h * g.filter_w);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         for ox in 0..g.out_w {
             let obase = (row * g.out_w + ox) * c;
+            taps.clear();
+            for fy in 0..g.filter_h {
+                let Some(iy) = g.in_y(oy, fy) else { continue };
+                for fx in 0..g.filter_w {
+                    let Some(ix) = g.in_x(ox, fx) else { continue };
+                    taps.push((
+                        ((b * g.in_h + iy) * g.in_w + ix) * c,
+                        (fy * g.filter_w + fx) * c,
+                    ));
+                }
+            }
             let mut ch = 0;
             while ch + 16 <= c {
                 // SAFETY: ch + 16 <= c = len(bias).
@@ -135,28 +148,20 @@ unsafe fn dw_i8_neon(
                         vld1q_s32(bp.add(12)),
                     ]
                 };
-                for fy in 0..g.filter_h {
-                    let Some(iy) = g.in_y(oy, fy) else { continue };
-                    for fx in 0..g.filter_w {
-                        let Some(ix) = g.in_x(ox, fx) else { continue };
-                        let ib = ((b * g.in_h + iy) * g.in_w + ix) * c + ch;
-                        let wb = (fy * g.filter_w + fx) * c + ch;
-                        // SAFETY: iy < in_h, ix < in_w, b < batch, ch + 16 <= c: 16 bytes inside
-                        // input; the tap's 16 filter values are inside w16 (taps * c).
-                        let (x, wl, wh) = unsafe {
-                            (
-                                vld1q_s8(ip.add(ib)),
-                                vld1q_s16(wp.add(wb)),
-                                vld1q_s16(wp.add(wb + 8)),
-                            )
-                        };
-                        let xl = vaddw_s8(io, vget_low_s8(x));
-                        let xh = vaddw_high_s8(io, x);
-                        acc[0] = vmlal_s16(acc[0], vget_low_s16(xl), vget_low_s16(wl));
-                        acc[1] = vmlal_high_s16(acc[1], xl, wl);
-                        acc[2] = vmlal_s16(acc[2], vget_low_s16(xh), vget_low_s16(wh));
-                        acc[3] = vmlal_high_s16(acc[3], xh, wh);
-                    }
+                for &(xo, wo) in &taps {
+                    // SAFETY: the tap's pixel is inside the input (iy < in_h, ix < in_w,
+                    // b < batch) and ch + 16 <= c: 16 bytes inside input; the tap's 16 filter
+                    // values are inside w16 (filter_h * filter_w * c).
+                    let (x, wl, wh) = unsafe {
+                        let w = wp.add(wo + ch);
+                        (vld1q_s8(ip.add(xo + ch)), vld1q_s16(w), vld1q_s16(w.add(8)))
+                    };
+                    let xl = vaddw_s8(io, vget_low_s8(x));
+                    let xh = vaddw_high_s8(io, x);
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(xl), vget_low_s16(wl));
+                    acc[1] = vmlal_high_s16(acc[1], xl, wl);
+                    acc[2] = vmlal_s16(acc[2], vget_low_s16(xh), vget_low_s16(wh));
+                    acc[3] = vmlal_high_s16(acc[3], xh, wh);
                 }
                 let y0 = narrow8(
                     finish4(acc[0], &params(ch), off, lo, hi),
@@ -178,18 +183,12 @@ unsafe fn dw_i8_neon(
                         vld1q_s32(bias.as_ptr().add(ch + 4)),
                     ]
                 };
-                for fy in 0..g.filter_h {
-                    let Some(iy) = g.in_y(oy, fy) else { continue };
-                    for fx in 0..g.filter_w {
-                        let Some(ix) = g.in_x(ox, fx) else { continue };
-                        let ib = ((b * g.in_h + iy) * g.in_w + ix) * c + ch;
-                        let wb = (fy * g.filter_w + fx) * c + ch;
-                        // SAFETY: as above with 8 channels.
-                        let (x, w) = unsafe { (vld1_s8(ip.add(ib)), vld1q_s16(wp.add(wb))) };
-                        let x = vaddw_s8(io, x);
-                        acc[0] = vmlal_s16(acc[0], vget_low_s16(x), vget_low_s16(w));
-                        acc[1] = vmlal_high_s16(acc[1], x, w);
-                    }
+                for &(xo, wo) in &taps {
+                    // SAFETY: as above with 8 channels.
+                    let (x, w) = unsafe { (vld1_s8(ip.add(xo + ch)), vld1q_s16(wp.add(wo + ch))) };
+                    let x = vaddw_s8(io, x);
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(x), vget_low_s16(w));
+                    acc[1] = vmlal_high_s16(acc[1], x, w);
                 }
                 let y = narrow8(
                     finish4(acc[0], &params(ch), off, lo, hi),
@@ -201,14 +200,9 @@ unsafe fn dw_i8_neon(
             }
             for ch in ch..c {
                 let mut acc = bias[ch];
-                for fy in 0..g.filter_h {
-                    let Some(iy) = g.in_y(oy, fy) else { continue };
-                    for fx in 0..g.filter_w {
-                        let Some(ix) = g.in_x(ox, fx) else { continue };
-                        let x = input[((b * g.in_h + iy) * g.in_w + ix) * c + ch] as i32;
-                        let w = w16[(fy * g.filter_w + fx) * c + ch] as i32;
-                        acc = acc.wrapping_add(w * (x + q.input_offset));
-                    }
+                for &(xo, wo) in &taps {
+                    let x = input[xo + ch] as i32;
+                    acc = acc.wrapping_add(w16[wo + ch] as i32 * (x + q.input_offset));
                 }
                 out[obase + ch] = finish1(
                     acc,

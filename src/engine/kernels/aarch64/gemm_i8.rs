@@ -288,17 +288,17 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
         let mut c = [[vdupq_n_s32(0); 4]; MR];
         // SAFETY: block jb has `chunks` chunks of 64 bytes inside the packed buffer.
         let mut wp = unsafe { g.w.add(jb * chunks * 64) };
-        for kc in 0..chunks {
-            let mut av = [vdupq_n_s8(0); MR];
-            for r in 0..MR {
-                // SAFETY: chunk kc < full lies inside row r (k bytes); otherwise the stack tail.
-                av[r] = unsafe {
-                    if kc < full {
-                        vld1q_s8(ptrs[r].add(kc * 16))
-                    } else {
-                        vld1q_s8(tails[r].as_ptr())
-                    }
-                };
+        // One chunk: `av` = 16 bytes of each row, `wp` = the chunk's 64 packed bytes.
+        let step = |c: &mut [[int32x4_t; 4]; MR], av: &[int8x16_t; MR], wp: *const i8| {
+            if MR == 4 && MLAL {
+                if let (Ok(c4), Ok(a4)) = (
+                    <&mut [[int32x4_t; 4]; 4]>::try_from(&mut c[..]),
+                    <&[int8x16_t; 4]>::try_from(&av[..]),
+                ) {
+                    // SAFETY: wp points to the 64 bytes of the current chunk.
+                    unsafe { chunk_mlal_4x4(c4, a4, wp) };
+                    return;
+                }
             }
             // SAFETY: 64 bytes of the current packed chunk.
             let wv = unsafe {
@@ -309,8 +309,6 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
                     vld1q_s8(wp.add(48)),
                 ]
             };
-            // SAFETY: stays within the block (advanced once per chunk).
-            wp = unsafe { wp.add(64) };
             for r in 0..MR {
                 for j in 0..4 {
                     if MLAL {
@@ -326,6 +324,24 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
                     }
                 }
             }
+        };
+        for kc in 0..full {
+            let mut av = [vdupq_n_s8(0); MR];
+            for r in 0..MR {
+                // SAFETY: chunk kc < full lies inside row r (k bytes).
+                av[r] = unsafe { vld1q_s8(ptrs[r].add(kc * 16)) };
+            }
+            step(&mut c, &av, wp);
+            // SAFETY: stays within the block (advanced once per chunk).
+            wp = unsafe { wp.add(64) };
+        }
+        if tail > 0 {
+            let mut av = [vdupq_n_s8(0); MR];
+            for r in 0..MR {
+                // SAFETY: the stack copy of the row's tail holds 16 bytes.
+                av[r] = unsafe { vld1q_s8(tails[r].as_ptr()) };
+            }
+            step(&mut c, &av, wp);
         }
         for (r, cr) in c.iter().enumerate() {
             let s01 = vpaddq_s32(cr[0], cr[1]);
@@ -333,6 +349,101 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
             // SAFETY: contract of gemm_i8.
             unsafe { g.store::<1>(i0 + r, jb * 4, [vpaddq_s32(s01, s23)]) };
         }
+    }
+}
+
+/// One 16-byte k chunk of a 4x4 tile with SMULL + SMLAL2 + SADALP (weights have no -128):
+/// `c[r][j] += pairwise(a[r] * w[j])`, `w[j]` = 16 bytes at `wp + 16 j`.
+///
+/// # Safety
+/// `wp` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn chunk_mlal_4x4(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *const i8) {
+    // SAFETY: reads 64 bytes at wp (caller contract); everything else is registers.
+    unsafe {
+        asm!(
+                "ldp {w0:q}, {w1:q}, [{w}]",
+                "ldp {w2:q}, {w3:q}, [{w}, #32]",
+                "smull {t0:v}.8h, {a0:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a0:v}.16b, {w0:v}.16b",
+                "sadalp {c00:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a0:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a0:v}.16b, {w1:v}.16b",
+                "sadalp {c01:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a0:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a0:v}.16b, {w2:v}.16b",
+                "sadalp {c02:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a0:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a0:v}.16b, {w3:v}.16b",
+                "sadalp {c03:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a1:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a1:v}.16b, {w0:v}.16b",
+                "sadalp {c10:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a1:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a1:v}.16b, {w1:v}.16b",
+                "sadalp {c11:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a1:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a1:v}.16b, {w2:v}.16b",
+                "sadalp {c12:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a1:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a1:v}.16b, {w3:v}.16b",
+                "sadalp {c13:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a2:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a2:v}.16b, {w0:v}.16b",
+                "sadalp {c20:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a2:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a2:v}.16b, {w1:v}.16b",
+                "sadalp {c21:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a2:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a2:v}.16b, {w2:v}.16b",
+                "sadalp {c22:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a2:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a2:v}.16b, {w3:v}.16b",
+                "sadalp {c23:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a3:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a3:v}.16b, {w0:v}.16b",
+                "sadalp {c30:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a3:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a3:v}.16b, {w1:v}.16b",
+                "sadalp {c31:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a3:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a3:v}.16b, {w2:v}.16b",
+                "sadalp {c32:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a3:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a3:v}.16b, {w3:v}.16b",
+                "sadalp {c33:v}.4s, {t3:v}.8h",
+            w = in(reg) wp,
+            a0 = in(vreg) av[0],
+            a1 = in(vreg) av[1],
+            a2 = in(vreg) av[2],
+            a3 = in(vreg) av[3],
+            c00 = inout(vreg) c[0][0],
+            c01 = inout(vreg) c[0][1],
+            c02 = inout(vreg) c[0][2],
+            c03 = inout(vreg) c[0][3],
+            c10 = inout(vreg) c[1][0],
+            c11 = inout(vreg) c[1][1],
+            c12 = inout(vreg) c[1][2],
+            c13 = inout(vreg) c[1][3],
+            c20 = inout(vreg) c[2][0],
+            c21 = inout(vreg) c[2][1],
+            c22 = inout(vreg) c[2][2],
+            c23 = inout(vreg) c[2][3],
+            c30 = inout(vreg) c[3][0],
+            c31 = inout(vreg) c[3][1],
+            c32 = inout(vreg) c[3][2],
+            c33 = inout(vreg) c[3][3],
+            w0 = out(vreg) _,
+            w1 = out(vreg) _,
+            w2 = out(vreg) _,
+            w3 = out(vreg) _,
+            t0 = out(vreg) _,
+            t1 = out(vreg) _,
+            t2 = out(vreg) _,
+            t3 = out(vreg) _,
+            options(pure, readonly, nostack),
+        );
     }
 }
 
