@@ -3,11 +3,26 @@
 //! SDOT and SMMLA are emitted with inline assembly because their intrinsics are
 //! not stable in Rust; each such function enables the matching target feature
 //! and is only called after runtime detection.
+//!
+//! Files: `gemm_i8.rs` (packed int8 GEMM, one micro-kernel per path), `requant.rs` (TFLite
+//! per-channel requantization), `depthwise.rs` (int8 and f32 depthwise), `gemm_f32.rs` (FMLA).
+//! Every function is bit-exact (int8) or within rounding (f32) of `kernels::scalar`; see
+//! `tests/kernels_aarch64.rs`.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::KernelPath;
+
+mod depthwise;
+mod gemm_f32;
+mod gemm_i8;
+mod requant;
+
+pub use depthwise::{depthwise_f32, depthwise_i8};
+pub use gemm_f32::{gemm_f32, pack_f32};
+pub use gemm_i8::{gemm_i8, pack_i8, packed_len_i8};
+pub use requant::requant_i8;
 
 /// int8 dot product on a NEON path. Callers check `path.supported()`.
 pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {

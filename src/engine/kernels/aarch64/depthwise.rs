@@ -1,0 +1,425 @@
+//! Depthwise convolution (NHWC) on NEON, vectorized along channels, for a range of output rows.
+//!
+//! Depth multiplier 1 runs the vector kernels (16, then 8 (int8) / 4 (f32) channels at a time,
+//! then a scalar tail); other multipliers use a plain per-element loop. int8: `x + input_offset`
+//! is formed with SADDW in int16, the filter (plus `filter_offset`) is widened to int16 once per
+//! call, and products are accumulated exactly with SMLAL/SMLAL2 into int32 (the scalar oracle
+//! computes the same products in i32 and adds them with wrapping); then the requantization of
+//! `requant.rs`. Offsets outside the int16-safe range (never in TFLite) use the plain loop.
+
+use std::arch::aarch64::*;
+use std::ops::Range;
+
+use super::requant::{finish1, finish4, narrow8, Params4};
+use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::quant::Requant;
+use crate::engine::kernels::KernelPath;
+
+fn check_geometry(
+    g: &ConvGeom,
+    dm: usize,
+    input: usize,
+    filter: usize,
+    rows: &Range<usize>,
+    out: usize,
+) {
+    assert!(
+        dm >= 1 && g.out_c == g.in_c * dm,
+        "depthwise: out_c {} != in_c {} * {dm}",
+        g.out_c,
+        g.in_c
+    );
+    assert!(input >= g.input_len(), "depthwise: input too short");
+    assert!(
+        filter >= g.filter_h * g.filter_w * g.out_c,
+        "depthwise: filter too short"
+    );
+    assert!(out >= g.output_len(), "depthwise: output too short");
+    assert!(
+        rows.start <= rows.end && rows.end <= g.batch * g.out_h,
+        "depthwise: rows {rows:?} out of range"
+    );
+    assert!(g.stride_h >= 1 && g.stride_w >= 1, "depthwise: zero stride");
+}
+
+/// int8 depthwise convolution of output rows `rows` (of the `batch * out_h` rows).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let _ = path;
+    check_geometry(
+        g,
+        depth_multiplier,
+        input.len(),
+        filter.len(),
+        &rows,
+        out.len(),
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= g.out_c, "depthwise_i8: bias too short");
+    }
+    assert!(
+        q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+        "depthwise_i8: per-channel parameters too short"
+    );
+    let i16_safe = |o: i32| (-32640..=32640).contains(&o);
+    if depth_multiplier != 1 || !i16_safe(q.input_offset) || !i16_safe(q.filter_offset) {
+        depthwise_i8_plain(g, depth_multiplier, input, filter, bias, q, rows, out);
+        return;
+    }
+    let taps = g.filter_h * g.filter_w;
+    let c = g.in_c;
+    let w16: Vec<i16> = filter[..taps * c]
+        .iter()
+        .map(|&w| (w as i32 + q.filter_offset) as i16)
+        .collect();
+    let left: Vec<i32> = q.shifts[..c].iter().map(|&s| s.max(0)).collect();
+    let right: Vec<i32> = q.shifts[..c].iter().map(|&s| s.min(0)).collect();
+    let zero = vec![0i32; c];
+    let bias = bias.map_or(&zero[..], |b| &b[..c]);
+    // SAFETY: geometry and lengths validated above; w16, left, right, bias have c (per tap) values.
+    unsafe { dw_i8_neon(g, input, &w16, bias, q, &left, &right, rows, out) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+unsafe fn dw_i8_neon(
+    g: &ConvGeom,
+    input: &[i8],
+    w16: &[i16],
+    bias: &[i32],
+    q: &Requant<'_>,
+    left: &[i32],
+    right: &[i32],
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let c = g.in_c;
+    let io = vdupq_n_s16(q.input_offset as i16);
+    let off = vdupq_n_s32(q.output_offset);
+    let lo = vdupq_n_s32(q.act_min);
+    let hi = vdupq_n_s32(q.act_max);
+    let (ip, wp, op) = (input.as_ptr(), w16.as_ptr(), out.as_mut_ptr());
+    let params = |ch: usize| {
+        // SAFETY: callers pass ch + 4 <= c; mult/left/right have >= c values.
+        unsafe {
+            Params4 {
+                mult: vld1q_s32(q.multipliers.as_ptr().add(ch)),
+                left: vld1q_s32(left.as_ptr().add(ch)),
+                right: vld1q_s32(right.as_ptr().add(ch)),
+            }
+        }
+    };
+    // Valid taps of the current output pixel: (input offset of channel 0, filter offset).
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.filter_h * g.filter_w);
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            let obase = (row * g.out_w + ox) * c;
+            taps.clear();
+            for fy in 0..g.filter_h {
+                let Some(iy) = g.in_y(oy, fy) else { continue };
+                for fx in 0..g.filter_w {
+                    let Some(ix) = g.in_x(ox, fx) else { continue };
+                    taps.push((
+                        ((b * g.in_h + iy) * g.in_w + ix) * c,
+                        (fy * g.filter_w + fx) * c,
+                    ));
+                }
+            }
+            let mut ch = 0;
+            while ch + 16 <= c {
+                // SAFETY: ch + 16 <= c = len(bias).
+                let mut acc = unsafe {
+                    let bp = bias.as_ptr().add(ch);
+                    [
+                        vld1q_s32(bp),
+                        vld1q_s32(bp.add(4)),
+                        vld1q_s32(bp.add(8)),
+                        vld1q_s32(bp.add(12)),
+                    ]
+                };
+                for &(xo, wo) in &taps {
+                    // SAFETY: the tap's pixel is inside the input (iy < in_h, ix < in_w,
+                    // b < batch) and ch + 16 <= c: 16 bytes inside input; the tap's 16 filter
+                    // values are inside w16 (filter_h * filter_w * c).
+                    let (x, wl, wh) = unsafe {
+                        let w = wp.add(wo + ch);
+                        (vld1q_s8(ip.add(xo + ch)), vld1q_s16(w), vld1q_s16(w.add(8)))
+                    };
+                    let xl = vaddw_s8(io, vget_low_s8(x));
+                    let xh = vaddw_high_s8(io, x);
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(xl), vget_low_s16(wl));
+                    acc[1] = vmlal_high_s16(acc[1], xl, wl);
+                    acc[2] = vmlal_s16(acc[2], vget_low_s16(xh), vget_low_s16(wh));
+                    acc[3] = vmlal_high_s16(acc[3], xh, wh);
+                }
+                let y0 = narrow8(
+                    finish4(acc[0], &params(ch), off, lo, hi),
+                    finish4(acc[1], &params(ch + 4), off, lo, hi),
+                );
+                let y1 = narrow8(
+                    finish4(acc[2], &params(ch + 8), off, lo, hi),
+                    finish4(acc[3], &params(ch + 12), off, lo, hi),
+                );
+                // SAFETY: row < batch*out_h, ox < out_w, ch + 16 <= c: inside out.
+                unsafe { vst1q_s8(op.add(obase + ch), vcombine_s8(y0, y1)) };
+                ch += 16;
+            }
+            while ch + 8 <= c {
+                // SAFETY: ch + 8 <= c = len(bias).
+                let mut acc = unsafe {
+                    [
+                        vld1q_s32(bias.as_ptr().add(ch)),
+                        vld1q_s32(bias.as_ptr().add(ch + 4)),
+                    ]
+                };
+                for &(xo, wo) in &taps {
+                    // SAFETY: as above with 8 channels.
+                    let (x, w) = unsafe { (vld1_s8(ip.add(xo + ch)), vld1q_s16(wp.add(wo + ch))) };
+                    let x = vaddw_s8(io, x);
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(x), vget_low_s16(w));
+                    acc[1] = vmlal_high_s16(acc[1], x, w);
+                }
+                let y = narrow8(
+                    finish4(acc[0], &params(ch), off, lo, hi),
+                    finish4(acc[1], &params(ch + 4), off, lo, hi),
+                );
+                // SAFETY: ch + 8 <= c: inside out.
+                unsafe { vst1_s8(op.add(obase + ch), y) };
+                ch += 8;
+            }
+            for ch in ch..c {
+                let mut acc = bias[ch];
+                for &(xo, wo) in &taps {
+                    let x = input[xo + ch] as i32;
+                    acc = acc.wrapping_add(w16[wo + ch] as i32 * (x + q.input_offset));
+                }
+                out[obase + ch] = finish1(
+                    acc,
+                    q.multipliers[ch],
+                    q.shifts[ch],
+                    q.output_offset,
+                    q.act_min,
+                    q.act_max,
+                );
+            }
+        }
+    }
+}
+
+/// Per-element int8 depthwise (any depth multiplier), same arithmetic as the scalar oracle.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_i8_plain(
+    g: &ConvGeom,
+    dm: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            let obase = (row * g.out_w + ox) * g.out_c;
+            for c in 0..g.in_c {
+                for m in 0..dm {
+                    let oc = c * dm + m;
+                    let mut acc = 0i32;
+                    for fy in 0..g.filter_h {
+                        let Some(iy) = g.in_y(oy, fy) else { continue };
+                        for fx in 0..g.filter_w {
+                            let Some(ix) = g.in_x(ox, fx) else { continue };
+                            let x = input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c + c] as i32;
+                            let w = filter[(fy * g.filter_w + fx) * g.out_c + oc] as i32;
+                            acc = acc.wrapping_add(
+                                (w.wrapping_add(q.filter_offset))
+                                    .wrapping_mul(x.wrapping_add(q.input_offset)),
+                            );
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        acc = acc.wrapping_add(bias[oc]);
+                    }
+                    out[obase + oc] = finish1(
+                        acc,
+                        q.multipliers[oc],
+                        q.shifts[oc],
+                        q.output_offset,
+                        q.act_min,
+                        q.act_max,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Float depthwise convolution of output rows `rows`, clamped to `clamp`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_f32(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let _ = path;
+    check_geometry(
+        g,
+        depth_multiplier,
+        input.len(),
+        filter.len(),
+        &rows,
+        out.len(),
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= g.out_c, "depthwise_f32: bias too short");
+    }
+    if depth_multiplier != 1 {
+        depthwise_f32_plain(g, depth_multiplier, input, filter, bias, clamp, rows, out);
+        return;
+    }
+    // SAFETY: geometry and lengths validated above.
+    unsafe { dw_f32_neon(g, input, filter, bias, clamp, rows, out) }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn dw_f32_neon(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let c = g.in_c;
+    let (lo, hi) = (vdupq_n_f32(clamp.0), vdupq_n_f32(clamp.1));
+    let (ip, wp, op) = (input.as_ptr(), filter.as_ptr(), out.as_mut_ptr());
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            let obase = (row * g.out_w + ox) * c;
+            let mut ch = 0;
+            while ch + 16 <= c {
+                let mut acc = [vdupq_n_f32(0.0); 4];
+                for fy in 0..g.filter_h {
+                    let Some(iy) = g.in_y(oy, fy) else { continue };
+                    for fx in 0..g.filter_w {
+                        let Some(ix) = g.in_x(ox, fx) else { continue };
+                        let ib = ((b * g.in_h + iy) * g.in_w + ix) * c + ch;
+                        let wb = (fy * g.filter_w + fx) * c + ch;
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            // SAFETY: ch + 16 <= c: 4 values at +4v inside input and filter.
+                            let (x, w) = unsafe {
+                                (vld1q_f32(ip.add(ib + 4 * v)), vld1q_f32(wp.add(wb + 4 * v)))
+                            };
+                            *a = vfmaq_f32(*a, x, w);
+                        }
+                    }
+                }
+                for (v, a) in acc.iter().enumerate() {
+                    let mut y = *a;
+                    if let Some(bias) = bias {
+                        // SAFETY: ch + 16 <= c <= len(bias).
+                        y = vaddq_f32(y, unsafe { vld1q_f32(bias.as_ptr().add(ch + 4 * v)) });
+                    }
+                    // SAFETY: inside out (row, ox, ch + 16 <= c).
+                    unsafe {
+                        vst1q_f32(op.add(obase + ch + 4 * v), vminq_f32(vmaxq_f32(y, lo), hi))
+                    };
+                }
+                ch += 16;
+            }
+            while ch + 4 <= c {
+                let mut acc = vdupq_n_f32(0.0);
+                for fy in 0..g.filter_h {
+                    let Some(iy) = g.in_y(oy, fy) else { continue };
+                    for fx in 0..g.filter_w {
+                        let Some(ix) = g.in_x(ox, fx) else { continue };
+                        let ib = ((b * g.in_h + iy) * g.in_w + ix) * c + ch;
+                        let wb = (fy * g.filter_w + fx) * c + ch;
+                        // SAFETY: ch + 4 <= c: inside input and filter.
+                        let (x, w) = unsafe { (vld1q_f32(ip.add(ib)), vld1q_f32(wp.add(wb))) };
+                        acc = vfmaq_f32(acc, x, w);
+                    }
+                }
+                if let Some(bias) = bias {
+                    // SAFETY: ch + 4 <= c <= len(bias).
+                    acc = vaddq_f32(acc, unsafe { vld1q_f32(bias.as_ptr().add(ch)) });
+                }
+                // SAFETY: inside out.
+                unsafe { vst1q_f32(op.add(obase + ch), vminq_f32(vmaxq_f32(acc, lo), hi)) };
+                ch += 4;
+            }
+            for ch in ch..c {
+                let mut acc = 0.0f32;
+                for fy in 0..g.filter_h {
+                    let Some(iy) = g.in_y(oy, fy) else { continue };
+                    for fx in 0..g.filter_w {
+                        let Some(ix) = g.in_x(ox, fx) else { continue };
+                        acc += input[((b * g.in_h + iy) * g.in_w + ix) * c + ch]
+                            * filter[(fy * g.filter_w + fx) * c + ch];
+                    }
+                }
+                if let Some(bias) = bias {
+                    acc += bias[ch];
+                }
+                out[obase + ch] = acc.max(clamp.0).min(clamp.1);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn depthwise_f32_plain(
+    g: &ConvGeom,
+    dm: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            let obase = (row * g.out_w + ox) * g.out_c;
+            for c in 0..g.in_c {
+                for m in 0..dm {
+                    let oc = c * dm + m;
+                    let mut acc = 0.0f32;
+                    for fy in 0..g.filter_h {
+                        let Some(iy) = g.in_y(oy, fy) else { continue };
+                        for fx in 0..g.filter_w {
+                            let Some(ix) = g.in_x(ox, fx) else { continue };
+                            acc += input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c + c]
+                                * filter[(fy * g.filter_w + fx) * g.out_c + oc];
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        acc += bias[oc];
+                    }
+                    out[obase + oc] = acc.max(clamp.0).min(clamp.1);
+                }
+            }
+        }
+    }
+}

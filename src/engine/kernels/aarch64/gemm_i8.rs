@@ -1,0 +1,647 @@
+//! int8 GEMM `acc[i][j] = sum_k a[i][k] * W[j][k]` (wrapping i32, no offsets) on the three
+//! aarch64 paths, with weights packed once by [`pack_i8`].
+//!
+//! Packed buffer: a 16-byte header (byte 0: path tag, byte 1: 1 if some weight is -128, bytes
+//! 4..8 and 8..12: n and k as little-endian u32), then
+//! `ceil(n / NR)` column blocks of `kp = round_up(k, 16)` k-values each, zero padded. K is walked
+//! in 16-byte chunks; the last partial chunk of every `a` row is copied into a zero-padded stack
+//! buffer, so `a` is never read past `a[i*lda + k]`. Rows are tiled 8/4/2/1 (i8mm: pairs).
+//!
+//! - Neon (ARMv8.0, NR = 4): per (row, column) an int32x4 accumulator; 16 k per step: SMULL +
+//!   SMLAL2 into int16x8 then SADALP. Two products in one i16 lane overflow only for
+//!   (-128)·(-128) twice, so SMLAL2 is used only when no weight is -128 (checked when packing;
+//!   TFLite int8 weights are in [-127, 127]); otherwise SMULL/SMULL2 each feed their own SADALP.
+//!   Block layout per chunk: 4 columns x 16 bytes.
+//! - Dotprod (NR = 8): SDOT by element, `acc[r][q] += W(4 cols x 4 k) · a[r](4 k)`.
+//!   Block layout per chunk: 4 k-groups x 8 columns x 4 bytes.
+//! - I8mm (NR = 8): SMMLA on 2 rows x 8 k by 8 k x 2 columns. Block layout per chunk: 2 k-halves
+//!   x 4 column pairs x (8 bytes col 2p, 8 bytes col 2p+1).
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use crate::engine::kernels::KernelPath;
+
+pub(crate) const HEADER: usize = 16;
+
+fn tag(path: KernelPath) -> i8 {
+    match path {
+        KernelPath::Neon => 1,
+        KernelPath::Dotprod => 2,
+        KernelPath::I8mm => 3,
+        other => panic!("aarch64::pack_i8/gemm_i8 called with kernel path {other}"),
+    }
+}
+
+/// Columns per packed block for `path`.
+fn nr(path: KernelPath) -> usize {
+    match path {
+        KernelPath::Neon => 4,
+        _ => 8,
+    }
+}
+
+fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m) * m
+}
+
+/// Length of the packed buffer for `path`, `n` columns and depth `k`.
+pub fn packed_len_i8(path: KernelPath, n: usize, k: usize) -> usize {
+    HEADER + round_up(n, nr(path)) * round_up(k, 16)
+}
+
+/// Pack int8 W (`n` rows x `k`, row-major) for `path` (see the module docs for the layout).
+pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
+    assert!(
+        w.len() >= n * k,
+        "pack_i8: weights have {} values, need {n}x{k}",
+        w.len()
+    );
+    let t = tag(path);
+    let kp = round_up(k, 16);
+    let chunks = kp / 16;
+    let mut out = vec![0i8; packed_len_i8(path, n, k)];
+    out[0] = t;
+    out[1] = i8::from(w[..n * k].contains(&i8::MIN));
+    for (dst, src) in out[4..12].iter_mut().zip(
+        (n as u32)
+            .to_le_bytes()
+            .into_iter()
+            .chain((k as u32).to_le_bytes()),
+    ) {
+        *dst = src as i8;
+    }
+    let at = |j: usize, kk: usize| if j < n && kk < k { w[j * k + kk] } else { 0 };
+    let body = &mut out[HEADER..];
+    let nb = round_up(n, nr(path)) / nr(path);
+    for jb in 0..nb {
+        for kc in 0..chunks {
+            let blk = &mut body[(jb * chunks + kc) * nr(path) * 16..][..nr(path) * 16];
+            match path {
+                KernelPath::Neon => {
+                    for jj in 0..4 {
+                        for b in 0..16 {
+                            blk[jj * 16 + b] = at(jb * 4 + jj, kc * 16 + b);
+                        }
+                    }
+                }
+                KernelPath::Dotprod => {
+                    for g in 0..4 {
+                        for jj in 0..8 {
+                            for b in 0..4 {
+                                blk[g * 32 + jj * 4 + b] = at(jb * 8 + jj, kc * 16 + g * 4 + b);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for h in 0..2 {
+                        for p in 0..4 {
+                            for (c, col) in
+                                [jb * 8 + 2 * p, jb * 8 + 2 * p + 1].into_iter().enumerate()
+                            {
+                                for b in 0..8 {
+                                    blk[h * 64 + p * 16 + c * 8 + b] = at(col, kc * 16 + h * 8 + b);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Shared arguments of one GEMM call, validated by [`gemm_i8`].
+#[derive(Clone, Copy)]
+struct Args {
+    /// First packed block (after the header).
+    w: *const i8,
+    n: usize,
+    k: usize,
+    a: *const i8,
+    m: usize,
+    lda: usize,
+    acc: *mut i32,
+    ldacc: usize,
+}
+
+impl Args {
+    /// Number of full 16-byte chunks readable directly from `a` rows, and the tail length.
+    fn chunks(&self) -> (usize, usize) {
+        (self.k / 16, self.k % 16)
+    }
+
+    /// Row pointers of the tile starting at `i0` (rows past `m` repeat row `m - 1`, never stored)
+    /// and the zero-padded copies of their last partial chunk.
+    ///
+    /// # Safety
+    /// `self` was validated by `gemm_i8` (every row `i < m` has `k` readable bytes at `a + i*lda`).
+    unsafe fn rows<const MR: usize>(&self, i0: usize) -> ([*const i8; MR], [[i8; 16]; MR]) {
+        let (full, tail) = self.chunks();
+        let mut ptrs = [self.a; MR];
+        let mut tails = [[0i8; 16]; MR];
+        for r in 0..MR {
+            let i = (i0 + r).min(self.m - 1);
+            // SAFETY: i < m, so a + i*lda is inside `a` (validated by gemm_i8).
+            ptrs[r] = unsafe { self.a.add(i * self.lda) };
+            if tail > 0 {
+                // SAFETY: bytes [full*16, k) of row i are inside the row (k readable bytes).
+                let src = unsafe { std::slice::from_raw_parts(ptrs[r].add(full * 16), tail) };
+                tails[r][..tail].copy_from_slice(src);
+            }
+        }
+        (ptrs, tails)
+    }
+
+    /// Store row `i` (if `i < m`) of a block of NR=4·V columns starting at column `j0`.
+    ///
+    /// # Safety
+    /// `self` validated by gemm_i8 (acc holds rows i < m of `n` values at stride ldacc).
+    #[inline(always)]
+    unsafe fn store<const V: usize>(&self, i: usize, j0: usize, v: [int32x4_t; V]) {
+        if i >= self.m {
+            return;
+        }
+        let cols = (self.n - j0).min(4 * V);
+        // SAFETY: i < m and j0 + cols <= n, so every written element is inside acc.
+        unsafe {
+            let dst = self.acc.add(i * self.ldacc + j0);
+            if cols == 4 * V {
+                for (q, x) in v.iter().enumerate() {
+                    vst1q_s32(dst.add(4 * q), *x);
+                }
+            } else {
+                let mut tmp = [0i32; 16];
+                for (q, x) in v.iter().enumerate() {
+                    vst1q_s32(tmp.as_mut_ptr().add(4 * q), *x);
+                }
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+            }
+        }
+    }
+}
+
+/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] * W[j][kk]` (wrapping i32) for i < m, j < n.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8(
+    path: KernelPath,
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert_eq!(
+        packed.len(),
+        packed_len_i8(path, n, k),
+        "gemm_i8: packed weights do not match n={n} k={k} on {path}"
+    );
+    assert_eq!(
+        packed[0],
+        tag(path),
+        "gemm_i8: weights were packed for another path than {path}"
+    );
+    let dim = |at: usize| u32::from_le_bytes(std::array::from_fn(|b| packed[at + b] as u8));
+    assert!(
+        dim(4) == n as u32 && dim(8) == k as u32,
+        "gemm_i8: weights were packed as {}x{}, called with n={n} k={k}",
+        dim(4),
+        dim(8)
+    );
+    assert!(m == 1 || lda >= k, "gemm_i8: lda {lda} < k {k}");
+    assert!(a.len() >= (m - 1) * lda + k, "gemm_i8: a too short");
+    assert!(ldacc >= n || m == 1, "gemm_i8: ldacc {ldacc} < n {n}");
+    assert!(acc.len() >= (m - 1) * ldacc + n, "gemm_i8: acc too short");
+    if k == 0 {
+        for i in 0..m {
+            acc[i * ldacc..i * ldacc + n].fill(0);
+        }
+        return;
+    }
+    let args = Args {
+        w: packed[HEADER..].as_ptr(),
+        n,
+        k,
+        a: a.as_ptr(),
+        m,
+        lda,
+        acc: acc.as_mut_ptr(),
+        ldacc,
+    };
+    let safe_mlal = packed[1] == 0;
+    // SAFETY: arguments validated above; the path's features were detected by the caller
+    // (dispatch point) — NEON is mandatory on aarch64.
+    unsafe {
+        match path {
+            KernelPath::Neon => {
+                if safe_mlal {
+                    rows_neon::<true>(&args)
+                } else {
+                    rows_neon::<false>(&args)
+                }
+            }
+            KernelPath::Dotprod => rows_sdot(&args),
+            _ => rows_smmla(&args),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Neon (SMULL/SMLAL/SADALP)
+
+#[target_feature(enable = "neon")]
+unsafe fn rows_neon<const MLAL: bool>(g: &Args) {
+    let mut i0 = 0;
+    while i0 < g.m {
+        let rem = g.m - i0;
+        // SAFETY: forwarded contract of gemm_i8.
+        unsafe {
+            if rem >= 4 {
+                tile_neon::<4, MLAL>(g, i0);
+                i0 += 4;
+            } else if rem >= 2 {
+                tile_neon::<2, MLAL>(g, i0);
+                i0 += 2;
+            } else {
+                tile_neon::<1, MLAL>(g, i0);
+                i0 += 1;
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
+    let (full, tail) = g.chunks();
+    let chunks = full + usize::from(tail > 0);
+    // SAFETY: contract of gemm_i8.
+    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let nb = g.n.div_ceil(4);
+    for jb in 0..nb {
+        let mut c = [[vdupq_n_s32(0); 4]; MR];
+        // SAFETY: block jb has `chunks` chunks of 64 bytes inside the packed buffer.
+        let mut wp = unsafe { g.w.add(jb * chunks * 64) };
+        // One chunk: `av` = 16 bytes of each row, `wp` = the chunk's 64 packed bytes.
+        let step = |c: &mut [[int32x4_t; 4]; MR], av: &[int8x16_t; MR], wp: *const i8| {
+            if MR == 4 && MLAL {
+                if let (Ok(c4), Ok(a4)) = (
+                    <&mut [[int32x4_t; 4]; 4]>::try_from(&mut c[..]),
+                    <&[int8x16_t; 4]>::try_from(&av[..]),
+                ) {
+                    // SAFETY: wp points to the 64 bytes of the current chunk.
+                    unsafe { chunk_mlal_4x4(c4, a4, wp) };
+                    return;
+                }
+            }
+            // SAFETY: 64 bytes of the current packed chunk.
+            let wv = unsafe {
+                [
+                    vld1q_s8(wp),
+                    vld1q_s8(wp.add(16)),
+                    vld1q_s8(wp.add(32)),
+                    vld1q_s8(wp.add(48)),
+                ]
+            };
+            for r in 0..MR {
+                for j in 0..4 {
+                    if MLAL {
+                        // At most two products per i16 lane, no weight is -128: no overflow.
+                        let p = vmull_s8(vget_low_s8(av[r]), vget_low_s8(wv[j]));
+                        let p = vmlal_high_s8(p, av[r], wv[j]);
+                        c[r][j] = vpadalq_s16(c[r][j], p);
+                    } else {
+                        let lo = vmull_s8(vget_low_s8(av[r]), vget_low_s8(wv[j]));
+                        let hi = vmull_high_s8(av[r], wv[j]);
+                        c[r][j] = vpadalq_s16(c[r][j], lo);
+                        c[r][j] = vpadalq_s16(c[r][j], hi);
+                    }
+                }
+            }
+        };
+        for kc in 0..full {
+            let mut av = [vdupq_n_s8(0); MR];
+            for r in 0..MR {
+                // SAFETY: chunk kc < full lies inside row r (k bytes).
+                av[r] = unsafe { vld1q_s8(ptrs[r].add(kc * 16)) };
+            }
+            step(&mut c, &av, wp);
+            // SAFETY: stays within the block (advanced once per chunk).
+            wp = unsafe { wp.add(64) };
+        }
+        if tail > 0 {
+            let mut av = [vdupq_n_s8(0); MR];
+            for r in 0..MR {
+                // SAFETY: the stack copy of the row's tail holds 16 bytes.
+                av[r] = unsafe { vld1q_s8(tails[r].as_ptr()) };
+            }
+            step(&mut c, &av, wp);
+        }
+        for (r, cr) in c.iter().enumerate() {
+            let s01 = vpaddq_s32(cr[0], cr[1]);
+            let s23 = vpaddq_s32(cr[2], cr[3]);
+            // SAFETY: contract of gemm_i8.
+            unsafe { g.store::<1>(i0 + r, jb * 4, [vpaddq_s32(s01, s23)]) };
+        }
+    }
+}
+
+/// One 16-byte k chunk of a 4x4 tile with SMULL + SMLAL2 + SADALP (weights have no -128):
+/// `c[r][j] += pairwise(a[r] * w[j])`, `w[j]` = 16 bytes at `wp + 16 j`.
+///
+/// # Safety
+/// `wp` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn chunk_mlal_4x4(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *const i8) {
+    // SAFETY: reads 64 bytes at wp (caller contract); everything else is registers.
+    unsafe {
+        asm!(
+                "ldp {w0:q}, {w1:q}, [{w}]",
+                "ldp {w2:q}, {w3:q}, [{w}, #32]",
+                "smull {t0:v}.8h, {a0:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a0:v}.16b, {w0:v}.16b",
+                "sadalp {c00:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a0:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a0:v}.16b, {w1:v}.16b",
+                "sadalp {c01:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a0:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a0:v}.16b, {w2:v}.16b",
+                "sadalp {c02:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a0:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a0:v}.16b, {w3:v}.16b",
+                "sadalp {c03:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a1:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a1:v}.16b, {w0:v}.16b",
+                "sadalp {c10:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a1:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a1:v}.16b, {w1:v}.16b",
+                "sadalp {c11:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a1:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a1:v}.16b, {w2:v}.16b",
+                "sadalp {c12:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a1:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a1:v}.16b, {w3:v}.16b",
+                "sadalp {c13:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a2:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a2:v}.16b, {w0:v}.16b",
+                "sadalp {c20:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a2:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a2:v}.16b, {w1:v}.16b",
+                "sadalp {c21:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a2:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a2:v}.16b, {w2:v}.16b",
+                "sadalp {c22:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a2:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a2:v}.16b, {w3:v}.16b",
+                "sadalp {c23:v}.4s, {t3:v}.8h",
+                "smull {t0:v}.8h, {a3:v}.8b, {w0:v}.8b",
+                "smlal2 {t0:v}.8h, {a3:v}.16b, {w0:v}.16b",
+                "sadalp {c30:v}.4s, {t0:v}.8h",
+                "smull {t1:v}.8h, {a3:v}.8b, {w1:v}.8b",
+                "smlal2 {t1:v}.8h, {a3:v}.16b, {w1:v}.16b",
+                "sadalp {c31:v}.4s, {t1:v}.8h",
+                "smull {t2:v}.8h, {a3:v}.8b, {w2:v}.8b",
+                "smlal2 {t2:v}.8h, {a3:v}.16b, {w2:v}.16b",
+                "sadalp {c32:v}.4s, {t2:v}.8h",
+                "smull {t3:v}.8h, {a3:v}.8b, {w3:v}.8b",
+                "smlal2 {t3:v}.8h, {a3:v}.16b, {w3:v}.16b",
+                "sadalp {c33:v}.4s, {t3:v}.8h",
+            w = in(reg) wp,
+            a0 = in(vreg) av[0],
+            a1 = in(vreg) av[1],
+            a2 = in(vreg) av[2],
+            a3 = in(vreg) av[3],
+            c00 = inout(vreg) c[0][0],
+            c01 = inout(vreg) c[0][1],
+            c02 = inout(vreg) c[0][2],
+            c03 = inout(vreg) c[0][3],
+            c10 = inout(vreg) c[1][0],
+            c11 = inout(vreg) c[1][1],
+            c12 = inout(vreg) c[1][2],
+            c13 = inout(vreg) c[1][3],
+            c20 = inout(vreg) c[2][0],
+            c21 = inout(vreg) c[2][1],
+            c22 = inout(vreg) c[2][2],
+            c23 = inout(vreg) c[2][3],
+            c30 = inout(vreg) c[3][0],
+            c31 = inout(vreg) c[3][1],
+            c32 = inout(vreg) c[3][2],
+            c33 = inout(vreg) c[3][3],
+            w0 = out(vreg) _,
+            w1 = out(vreg) _,
+            w2 = out(vreg) _,
+            w3 = out(vreg) _,
+            t0 = out(vreg) _,
+            t1 = out(vreg) _,
+            t2 = out(vreg) _,
+            t3 = out(vreg) _,
+            options(pure, readonly, nostack),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- Dotprod (SDOT by element)
+
+/// `acc += w (4 columns x 4 bytes) · a.4b[lane]`.
+macro_rules! sdot_lane {
+    ($acc:expr, $w:expr, $a:expr, $lane:literal) => {
+        asm!("sdot {acc:v}.4s, {w:v}.16b, {a:v}.4b[{l}]",
+            acc = inout(vreg) $acc, w = in(vreg) $w, a = in(vreg) $a, l = const $lane,
+            options(pure, nomem, nostack))
+    };
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn rows_sdot(g: &Args) {
+    let mut i0 = 0;
+    while i0 < g.m {
+        let rem = g.m - i0;
+        // SAFETY: forwarded contract of gemm_i8; dotprod detected by the caller.
+        unsafe {
+            if rem >= 8 {
+                tile_sdot::<8>(g, i0);
+                i0 += 8;
+            } else if rem >= 4 {
+                tile_sdot::<4>(g, i0);
+                i0 += 4;
+            } else if rem >= 2 {
+                tile_sdot::<2>(g, i0);
+                i0 += 2;
+            } else {
+                tile_sdot::<1>(g, i0);
+                i0 += 1;
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
+    let (full, tail) = g.chunks();
+    let chunks = full + usize::from(tail > 0);
+    // SAFETY: contract of gemm_i8.
+    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let nb = g.n.div_ceil(8);
+    for jb in 0..nb {
+        let mut c = [[vdupq_n_s32(0); 2]; MR];
+        // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
+        let mut wp = unsafe { g.w.add(jb * chunks * 128) };
+        for kc in 0..chunks {
+            let mut av = [vdupq_n_s8(0); MR];
+            for r in 0..MR {
+                // SAFETY: chunk kc < full lies inside row r (k bytes); otherwise the stack tail.
+                av[r] = unsafe {
+                    if kc < full {
+                        vld1q_s8(ptrs[r].add(kc * 16))
+                    } else {
+                        vld1q_s8(tails[r].as_ptr())
+                    }
+                };
+            }
+            macro_rules! group {
+                ($g:literal) => {{
+                    // SAFETY: 32 bytes of k-group $g of the current 128-byte chunk.
+                    let (w0, w1) =
+                        unsafe { (vld1q_s8(wp.add($g * 32)), vld1q_s8(wp.add($g * 32 + 16))) };
+                    for r in 0..MR {
+                        // SAFETY: SDOT only touches registers; dotprod is enabled here.
+                        unsafe {
+                            sdot_lane!(c[r][0], w0, av[r], $g);
+                            sdot_lane!(c[r][1], w1, av[r], $g);
+                        }
+                    }
+                }};
+            }
+            group!(0);
+            group!(1);
+            group!(2);
+            group!(3);
+            // SAFETY: stays within the block (advanced once per chunk).
+            wp = unsafe { wp.add(128) };
+        }
+        for (r, cr) in c.iter().enumerate() {
+            // SAFETY: contract of gemm_i8.
+            unsafe { g.store::<2>(i0 + r, jb * 8, *cr) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------- I8mm (SMMLA)
+
+/// `acc (2x2) += a (2 rows x 8) · b (2 columns x 8)^T`.
+macro_rules! smmla {
+    ($acc:expr, $a:expr, $b:expr) => {
+        asm!("smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) $acc, a = in(vreg) $a, b = in(vreg) $b,
+            options(pure, nomem, nostack))
+    };
+}
+
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn rows_smmla(g: &Args) {
+    let mut i0 = 0;
+    while i0 < g.m {
+        let rem = g.m - i0;
+        // SAFETY: forwarded contract of gemm_i8; i8mm detected by the caller. A last odd row
+        // runs as a pair whose second row repeats it (not stored).
+        unsafe {
+            if rem >= 8 {
+                tile_smmla::<4, 8>(g, i0);
+                i0 += 8;
+            } else if rem >= 4 {
+                tile_smmla::<2, 4>(g, i0);
+                i0 += 4;
+            } else {
+                tile_smmla::<1, 2>(g, i0);
+                i0 += 2;
+            }
+        }
+    }
+}
+
+/// `P` row pairs, `MR = 2 * P` rows.
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn tile_smmla<const P: usize, const MR: usize>(g: &Args, i0: usize) {
+    let (full, tail) = g.chunks();
+    let chunks = full + usize::from(tail > 0);
+    // SAFETY: contract of gemm_i8.
+    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let nb = g.n.div_ceil(8);
+    for jb in 0..nb {
+        let mut c = [[vdupq_n_s32(0); 4]; P];
+        // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
+        let mut wp = unsafe { g.w.add(jb * chunks * 128) };
+        for kc in 0..chunks {
+            // Per pair: k 0..8 of both rows, then k 8..16 of both rows.
+            let mut lo = [vdupq_n_s8(0); P];
+            let mut hi = [vdupq_n_s8(0); P];
+            for p in 0..P {
+                // SAFETY: chunk kc < full lies inside the rows (k bytes); otherwise the stack tails.
+                let (r0, r1) = unsafe {
+                    if kc < full {
+                        (
+                            vld1q_s8(ptrs[2 * p].add(kc * 16)),
+                            vld1q_s8(ptrs[2 * p + 1].add(kc * 16)),
+                        )
+                    } else {
+                        (
+                            vld1q_s8(tails[2 * p].as_ptr()),
+                            vld1q_s8(tails[2 * p + 1].as_ptr()),
+                        )
+                    }
+                };
+                let (r0, r1) = (vreinterpretq_s64_s8(r0), vreinterpretq_s64_s8(r1));
+                lo[p] = vreinterpretq_s8_s64(vzip1q_s64(r0, r1));
+                hi[p] = vreinterpretq_s8_s64(vzip2q_s64(r0, r1));
+            }
+            for (h, av) in [lo, hi].iter().enumerate() {
+                // SAFETY: 64 bytes of k-half h of the current 128-byte chunk.
+                let wv = unsafe {
+                    let b = wp.add(h * 64);
+                    [
+                        vld1q_s8(b),
+                        vld1q_s8(b.add(16)),
+                        vld1q_s8(b.add(32)),
+                        vld1q_s8(b.add(48)),
+                    ]
+                };
+                for p in 0..P {
+                    for q in 0..4 {
+                        // SAFETY: SMMLA only touches registers; i8mm is enabled here.
+                        unsafe { smmla!(c[p][q], av[p], wv[q]) };
+                    }
+                }
+            }
+            // SAFETY: stays within the block (advanced once per chunk).
+            wp = unsafe { wp.add(128) };
+        }
+        for (p, cp) in c.iter().enumerate() {
+            let s: [int64x2_t; 4] = [
+                vreinterpretq_s64_s32(cp[0]),
+                vreinterpretq_s64_s32(cp[1]),
+                vreinterpretq_s64_s32(cp[2]),
+                vreinterpretq_s64_s32(cp[3]),
+            ];
+            let even = [
+                vreinterpretq_s32_s64(vzip1q_s64(s[0], s[1])),
+                vreinterpretq_s32_s64(vzip1q_s64(s[2], s[3])),
+            ];
+            let odd = [
+                vreinterpretq_s32_s64(vzip2q_s64(s[0], s[1])),
+                vreinterpretq_s32_s64(vzip2q_s64(s[2], s[3])),
+            ];
+            // SAFETY: contract of gemm_i8 (rows >= m are skipped by store).
+            unsafe {
+                g.store::<2>(i0 + 2 * p, jb * 8, even);
+                g.store::<2>(i0 + 2 * p + 1, jb * 8, odd);
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! TFLite int8 per-channel requantization on NEON, bit-exact with
+//! `scalar::quant::multiply_by_quantized_multiplier`:
+//!
+//! 1. left shift by `max(shift, 0)` (SSHL, wrapping like `wrapping_mul(1 << left)`),
+//! 2. SQRDMULH (= gemmlowp's SaturatingRoundingDoublingHighMul, including MIN·MIN → MAX),
+//! 3. RoundingDivideByPOT by `max(-shift, 0)`: SRSHL rounds ties up (toward +inf), TFLite rounds
+//!    them away from zero; subtracting 1 (saturating) from negative values first fixes that:
+//!    for x = q·2^e + r < 0, `floor((x - 1 + 2^(e-1)) / 2^e) = q + [r > 2^(e-1)]`, which is the
+//!    scalar `(x >> e) + (r > threshold)`, and `x = i32::MIN` saturates to itself (exact).
+//!    The fixup is `(x & right) >> 31`: all ones only when x < 0 and the shift is non-zero
+//!    (`right = -max(-shift, 0)` is then negative).
+
+use std::arch::aarch64::*;
+
+use crate::engine::kernels::scalar::quant::multiply_by_quantized_multiplier;
+use crate::engine::kernels::KernelPath;
+
+/// Per-lane requantization parameters: multiplier, left shift (>= 0), right shift (<= 0).
+#[derive(Clone, Copy)]
+pub(crate) struct Params4 {
+    pub mult: int32x4_t,
+    pub left: int32x4_t,
+    pub right: int32x4_t,
+}
+
+impl Params4 {
+    /// Parameters of 4 channels from TFLite shifts (positive = left).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn new(mult: int32x4_t, shift: int32x4_t) -> Self {
+        let zero = vdupq_n_s32(0);
+        Params4 {
+            mult,
+            left: vmaxq_s32(shift, zero),
+            right: vminq_s32(shift, zero),
+        }
+    }
+}
+
+/// `multiply_by_quantized_multiplier` on 4 lanes.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) fn mbqm4(x: int32x4_t, p: &Params4) -> int32x4_t {
+    let x = vshlq_s32(x, p.left);
+    let x = vqrdmulhq_s32(x, p.mult);
+    let fixup = vshrq_n_s32::<31>(vandq_s32(x, p.right));
+    vrshlq_s32(vqaddq_s32(x, fixup), p.right)
+}
+
+/// `clamp(mbqm(x) + offset, lo, hi)` on 4 lanes (wrapping add, max then min like the scalar).
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) fn finish4(
+    x: int32x4_t,
+    p: &Params4,
+    off: int32x4_t,
+    lo: int32x4_t,
+    hi: int32x4_t,
+) -> int32x4_t {
+    vminq_s32(vmaxq_s32(vaddq_s32(mbqm4(x, p), off), lo), hi)
+}
+
+/// Saturating narrow of 8 lanes to int8 (= `QType::from_i32` for values already clamped).
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) fn narrow8(a: int32x4_t, b: int32x4_t) -> int8x8_t {
+    vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b)))
+}
+
+/// Scalar finish of one value, same order of operations as the vector lanes.
+#[inline(always)]
+pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32) -> i8 {
+    let v = multiply_by_quantized_multiplier(x, mult, shift).wrapping_add(off);
+    v.max(lo).min(hi).clamp(i8::MIN as i32, i8::MAX as i32) as i8
+}
+
+/// `out[i*ldo+j] = clamp(output_offset + mbqm(acc[i*ldacc+j] + bias[j], multipliers[j], shifts[j]),
+/// act_min, act_max)` for i < m, j < n. All NEON paths share this kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn requant_i8(
+    path: KernelPath,
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    let _ = path;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        acc.len() >= (m - 1) * ldacc + n,
+        "requant_i8: acc too short"
+    );
+    assert!(out.len() >= (m - 1) * ldo + n, "requant_i8: out too short");
+    assert!(
+        bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
+        "requant_i8: per-channel parameters shorter than n={n}"
+    );
+    // SAFETY: lengths validated above; NEON is mandatory on aarch64.
+    unsafe {
+        requant_neon(
+            acc,
+            m,
+            n,
+            ldacc,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            act_min,
+            act_max,
+            out,
+            ldo,
+        )
+    }
+}
+
+/// Body of [`requant_i8`]; lengths validated by it.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+unsafe fn requant_neon(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    let body = n / 8 * 8;
+    let off = vdupq_n_s32(output_offset);
+    let lo = vdupq_n_s32(act_min);
+    let hi = vdupq_n_s32(act_max);
+    let mut j = 0;
+    while j < body {
+        // SAFETY: j + 8 <= n <= len of bias, multipliers, shifts.
+        let (b, p) = unsafe {
+            (
+                [
+                    vld1q_s32(bias.as_ptr().add(j)),
+                    vld1q_s32(bias.as_ptr().add(j + 4)),
+                ],
+                [
+                    Params4::new(
+                        vld1q_s32(multipliers.as_ptr().add(j)),
+                        vld1q_s32(shifts.as_ptr().add(j)),
+                    ),
+                    Params4::new(
+                        vld1q_s32(multipliers.as_ptr().add(j + 4)),
+                        vld1q_s32(shifts.as_ptr().add(j + 4)),
+                    ),
+                ],
+            )
+        };
+        for i in 0..m {
+            // SAFETY: i < m and j + 8 <= n: the 8 values of row i are inside acc and out
+            // (lengths checked above).
+            unsafe {
+                let src = acc.as_ptr().add(i * ldacc + j);
+                let x0 = vaddq_s32(vld1q_s32(src), b[0]);
+                let x1 = vaddq_s32(vld1q_s32(src.add(4)), b[1]);
+                let y = narrow8(
+                    finish4(x0, &p[0], off, lo, hi),
+                    finish4(x1, &p[1], off, lo, hi),
+                );
+                vst1_s8(out.as_mut_ptr().add(i * ldo + j), y);
+            }
+        }
+        j += 8;
+    }
+    for j in body..n {
+        for i in 0..m {
+            out[i * ldo + j] = finish1(
+                acc[i * ldacc + j].wrapping_add(bias[j]),
+                multipliers[j],
+                shifts[j],
+                output_offset,
+                act_min,
+                act_max,
+            );
+        }
+    }
+}
