@@ -230,7 +230,7 @@ def main():
                 try:
                     med, p95 = eng.round(a.iterations, a.warmup)
                 except Exception as e:
-                    res["error"] = str(e)
+                    res["error"] = str(e).removeprefix("edgecam: error: ")
                     print(f"  {key[1]:8} {key[2]} : {e}")
                     continue
                 res["rounds"].append((med, p95))
@@ -302,7 +302,7 @@ def render(results, threads_list, info, a):
                 r = results.get((n, e, prec), {})
                 if r.get("median") is None:
                     err = r.get("error") or "not run"
-                    notes.append(f"{name} {prec}, {n} thread(s): {err}")
+                    notes.append(f"{name} {prec}, {n} thread(s), not measured: {err}")
                     row += f" n/a ({len(notes)}) | | |"
                     continue
                 ours = med(n, "edgecam", prec)
