@@ -7,6 +7,10 @@
 //! Needs the Python reference environment (`EDGECAM_PYTHON`, or `.venv` made by `scripts/test`,
 //! with `onnx` from `scripts/requirements.txt`).
 
+//! Pure Python (the converter and its peers), so it runs in the x86_64 suite only: running it again
+//! under qemu would test nothing of ours.
+#![cfg(not(target_arch = "aarch64"))]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
