@@ -282,8 +282,8 @@ fn requant_i8_matches_scalar() {
                 .collect();
             let shifts: Vec<i32> = (0..n)
                 .map(|_| match rng.usize(0, 2) {
-                    0 => rng.pick(&[-31, -30, -1, 0, 1, 29, 30]),
-                    1 => rng.range(-31, 30) as i32,
+                    0 => rng.pick(&[-31, -30, -1, 0, 1, 29, 30, 31]),
+                    1 => rng.range(-31, 31) as i32,
                     _ => rng.range(-12, 2) as i32,
                 })
                 .collect();

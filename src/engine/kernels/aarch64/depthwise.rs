@@ -78,16 +78,238 @@ pub fn depthwise_i8(
     }
     let taps = g.filter_h * g.filter_w;
     let c = g.in_c;
+    let left: Vec<i32> = q.shifts[..c].iter().map(|&s| s.max(0)).collect();
+    let right: Vec<i32> = q.shifts[..c].iter().map(|&s| s.min(0)).collect();
+    if q.filter_offset == 0 && (-127..=128).contains(&q.input_offset) {
+        // Zero-point padding (int8 TFLite models): a padded tap reads the input zero point
+        // `-input_offset`, whose term (x + input_offset) * w is 0 like the skipped tap of the
+        // oracle; `input_offset * sum(w)` over all taps moves into the bias, so the taps need
+        // only x * w (SMULL, exact in i16; SMLAL pairs two taps when no weight is -128).
+        let mut bias2 = vec![0i32; c];
+        for (ch, b2) in bias2.iter_mut().enumerate() {
+            let s = (0..taps).fold(0i32, |s, t| s.wrapping_add(filter[t * c + ch] as i32));
+            *b2 = bias
+                .map_or(0, |b| b[ch])
+                .wrapping_add(q.input_offset.wrapping_mul(s));
+        }
+        let pad = vec![(-q.input_offset) as i8; c];
+        let k = ZpKernel {
+            g,
+            input,
+            filter,
+            pad: &pad,
+            bias: &bias2,
+            q,
+            left: &left,
+            right: &right,
+        };
+        // SAFETY: geometry and lengths validated above; pad, bias2, left, right have c values.
+        unsafe {
+            if filter[..taps * c].contains(&i8::MIN) {
+                dw_i8_zp::<false>(&k, rows, out)
+            } else {
+                dw_i8_zp::<true>(&k, rows, out)
+            }
+        }
+        return;
+    }
     let w16: Vec<i16> = filter[..taps * c]
         .iter()
         .map(|&w| (w as i32 + q.filter_offset) as i16)
         .collect();
-    let left: Vec<i32> = q.shifts[..c].iter().map(|&s| s.max(0)).collect();
-    let right: Vec<i32> = q.shifts[..c].iter().map(|&s| s.min(0)).collect();
     let zero = vec![0i32; c];
     let bias = bias.map_or(&zero[..], |b| &b[..c]);
     // SAFETY: geometry and lengths validated above; w16, left, right, bias have c (per tap) values.
     unsafe { dw_i8_neon(g, input, &w16, bias, q, &left, &right, rows, out) }
+}
+
+/// Operands of the zero-point-padding int8 depthwise kernel (validated by `depthwise_i8`).
+struct ZpKernel<'a> {
+    g: &'a ConvGeom,
+    input: &'a [i8],
+    filter: &'a [i8],
+    /// `c` copies of the input zero point.
+    pad: &'a [i8],
+    /// bias + input_offset * sum of the channel's weights.
+    bias: &'a [i32],
+    q: &'a Requant<'a>,
+    left: &'a [i32],
+    right: &'a [i32],
+}
+
+/// Depth multiplier 1, filter_offset 0; `PAIR`: no weight is -128, so two taps share an i16
+/// lane (|x·w| <= 128·127, two of them fit in i16).
+#[target_feature(enable = "neon")]
+unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: &mut [i8]) {
+    let (g, q) = (k.g, k.q);
+    let c = g.in_c;
+    let off = vdupq_n_s32(q.output_offset);
+    let lo = vdupq_n_s32(q.act_min);
+    let hi = vdupq_n_s32(q.act_max);
+    let op = out.as_mut_ptr();
+    let params = |ch: usize| {
+        // SAFETY: callers pass ch + 4 <= c; mult/left/right have >= c values.
+        unsafe {
+            Params4 {
+                mult: vld1q_s32(q.multipliers.as_ptr().add(ch)),
+                left: vld1q_s32(k.left.as_ptr().add(ch)),
+                right: vld1q_s32(k.right.as_ptr().add(ch)),
+            }
+        }
+    };
+    // Taps relative to the window's first pixel: (input offset, filter offset), and the extent.
+    let mut rel = Vec::with_capacity(g.filter_h * g.filter_w);
+    for fy in 0..g.filter_h {
+        for fx in 0..g.filter_w {
+            rel.push((
+                (fy * g.dilation_h * g.in_w + fx * g.dilation_w) * c,
+                (fy * g.filter_w + fx) * c,
+            ));
+        }
+    }
+    let span_h = g.filter_h.saturating_sub(1) * g.dilation_h + 1;
+    let span_w = g.filter_w.saturating_sub(1) * g.dilation_w + 1;
+    // Every tap of the current output pixel: (input or pad pointer at channel 0, filter pointer).
+    let mut taps: Vec<(*const i8, *const i8)> = Vec::with_capacity(g.filter_h * g.filter_w);
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        for ox in 0..g.out_w {
+            let obase = (row * g.out_w + ox) * c;
+            taps.clear();
+            // Interior pixel: every tap is inside the input, at a fixed offset from the first.
+            let (y0, x0) = (
+                (oy * g.stride_h).checked_sub(g.pad_top),
+                (ox * g.stride_w).checked_sub(g.pad_left),
+            );
+            match (y0, x0) {
+                (Some(y0), Some(x0)) if y0 + span_h <= g.in_h && x0 + span_w <= g.in_w => {
+                    // SAFETY: (y0, x0) and every tap offset stay inside image b (checked above).
+                    let base =
+                        unsafe { k.input.as_ptr().add(((b * g.in_h + y0) * g.in_w + x0) * c) };
+                    for &(xo, wo) in &rel {
+                        // SAFETY: as above; wo < filter_h * filter_w * c.
+                        taps.push(unsafe { (base.add(xo), k.filter.as_ptr().add(wo)) });
+                    }
+                }
+                _ => {
+                    for fy in 0..g.filter_h {
+                        for fx in 0..g.filter_w {
+                            // SAFETY: tap (fy, fx) < filter_h * filter_w: its c weights are in filter.
+                            let wptr = unsafe { k.filter.as_ptr().add((fy * g.filter_w + fx) * c) };
+                            let xptr = match (g.in_y(oy, fy), g.in_x(ox, fx)) {
+                                // SAFETY: iy < in_h, ix < in_w, b < batch: the pixel's c values are in input.
+                                (Some(iy), Some(ix)) => unsafe {
+                                    k.input.as_ptr().add(((b * g.in_h + iy) * g.in_w + ix) * c)
+                                },
+                                _ => k.pad.as_ptr(),
+                            };
+                            taps.push((xptr, wptr));
+                        }
+                    }
+                }
+            }
+            let mut ch = 0;
+            while ch + 16 <= c {
+                // SAFETY: ch + 16 <= c = len(bias).
+                let mut acc = unsafe {
+                    let bp = k.bias.as_ptr().add(ch);
+                    [
+                        vld1q_s32(bp),
+                        vld1q_s32(bp.add(4)),
+                        vld1q_s32(bp.add(8)),
+                        vld1q_s32(bp.add(12)),
+                    ]
+                };
+                let mut t = 0;
+                if PAIR {
+                    while t + 2 <= taps.len() {
+                        let ((x0, w0), (x1, w1)) = (taps[t], taps[t + 1]);
+                        // SAFETY: every tap pointer has c readable values; ch + 16 <= c.
+                        let (x0, w0, x1, w1) = unsafe {
+                            (
+                                vld1q_s8(x0.add(ch)),
+                                vld1q_s8(w0.add(ch)),
+                                vld1q_s8(x1.add(ch)),
+                                vld1q_s8(w1.add(ch)),
+                            )
+                        };
+                        let pl = vmlal_s8(
+                            vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+                            vget_low_s8(x1),
+                            vget_low_s8(w1),
+                        );
+                        let ph = vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1);
+                        acc[0] = vaddw_s16(acc[0], vget_low_s16(pl));
+                        acc[1] = vaddw_high_s16(acc[1], pl);
+                        acc[2] = vaddw_s16(acc[2], vget_low_s16(ph));
+                        acc[3] = vaddw_high_s16(acc[3], ph);
+                        t += 2;
+                    }
+                }
+                while t < taps.len() {
+                    let (xp, wp) = taps[t];
+                    // SAFETY: every tap pointer has c readable values; ch + 16 <= c.
+                    let (x, w) = unsafe { (vld1q_s8(xp.add(ch)), vld1q_s8(wp.add(ch))) };
+                    let pl = vmull_s8(vget_low_s8(x), vget_low_s8(w));
+                    let ph = vmull_high_s8(x, w);
+                    acc[0] = vaddw_s16(acc[0], vget_low_s16(pl));
+                    acc[1] = vaddw_high_s16(acc[1], pl);
+                    acc[2] = vaddw_s16(acc[2], vget_low_s16(ph));
+                    acc[3] = vaddw_high_s16(acc[3], ph);
+                    t += 1;
+                }
+                let y0 = narrow8(
+                    finish4(acc[0], &params(ch), off, lo, hi),
+                    finish4(acc[1], &params(ch + 4), off, lo, hi),
+                );
+                let y1 = narrow8(
+                    finish4(acc[2], &params(ch + 8), off, lo, hi),
+                    finish4(acc[3], &params(ch + 12), off, lo, hi),
+                );
+                // SAFETY: row < batch*out_h, ox < out_w, ch + 16 <= c: inside out.
+                unsafe { vst1q_s8(op.add(obase + ch), vcombine_s8(y0, y1)) };
+                ch += 16;
+            }
+            while ch + 8 <= c {
+                // SAFETY: ch + 8 <= c = len(bias).
+                let mut acc = unsafe {
+                    [
+                        vld1q_s32(k.bias.as_ptr().add(ch)),
+                        vld1q_s32(k.bias.as_ptr().add(ch + 4)),
+                    ]
+                };
+                for &(xp, wp) in &taps {
+                    // SAFETY: every tap pointer has c readable values; ch + 8 <= c.
+                    let p = unsafe { vmull_s8(vld1_s8(xp.add(ch)), vld1_s8(wp.add(ch))) };
+                    acc[0] = vaddw_s16(acc[0], vget_low_s16(p));
+                    acc[1] = vaddw_high_s16(acc[1], p);
+                }
+                let y = narrow8(
+                    finish4(acc[0], &params(ch), off, lo, hi),
+                    finish4(acc[1], &params(ch + 4), off, lo, hi),
+                );
+                // SAFETY: ch + 8 <= c: inside out.
+                unsafe { vst1_s8(op.add(obase + ch), y) };
+                ch += 8;
+            }
+            for ch in ch..c {
+                let mut acc = k.bias[ch];
+                for &(xp, wp) in &taps {
+                    // SAFETY: every tap pointer has c readable values; ch < c.
+                    let (x, w) = unsafe { (*xp.add(ch) as i32, *wp.add(ch) as i32) };
+                    acc = acc.wrapping_add(x * w);
+                }
+                out[obase + ch] = finish1(
+                    acc,
+                    q.multipliers[ch],
+                    q.shifts[ch],
+                    q.output_offset,
+                    q.act_min,
+                    q.act_max,
+                );
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
