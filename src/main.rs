@@ -279,18 +279,25 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
     }
     it.reset_profile();
     let mut ms = Vec::with_capacity(iterations);
+    let cpu0 = process_cpu_seconds();
     for _ in 0..iterations {
         let t = std::time::Instant::now();
         it.invoke()?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    // CPU time of all threads per inference: robust on a busy machine, where the
+    // wall-clock numbers include time the threads waited for a core.
+    let cpu_ms = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) * 1e3 / iterations as f64),
+        _ => None,
+    };
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
     let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
     let (ops, runs) = it.profile();
     let per_run = |t: f64| t / runs.max(1) as f64;
     if json {
-        let mut v = serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations});
+        let mut v = serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations, "cpu_ms_per_inference": cpu_ms});
         if profile {
             v["profile"] = ops
                 .iter()
@@ -300,8 +307,9 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         println!("{v}");
     } else {
         println!(
-            "{}: median {median:.2} ms, p95 {p95:.2} ms over {iterations} runs, threads {threads}, kernels {path}",
-            model.display()
+            "{}: median {median:.2} ms, p95 {p95:.2} ms over {iterations} runs, threads {threads}, kernels {path}, cpu {} ms/inference",
+            model.display(),
+            cpu_ms.map_or("?".to_string(), |c| format!("{c:.2}"))
         );
         if profile {
             let total: f64 = ops.iter().map(|p| per_run(p.total_ms)).sum();
@@ -321,6 +329,18 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`,
+/// in USER_HZ = 100 ticks per second), or `None` where unavailable.
+fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14, 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn check_config(path: Option<&Path>) -> Result<()> {

@@ -164,10 +164,10 @@ impl ThreadPool {
         while inner.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             n = n.wrapping_add(1);
-            if n % YIELD_EVERY == 0 {
+            if n.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             }
-            if n % 64 == 0 && t0.elapsed() > SPIN {
+            if n.is_multiple_of(64) && t0.elapsed() > SPIN {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while inner.pending.load(Ordering::Acquire) != 0 {
                     c = inner.done.wait(c).unwrap_or_else(|e| e.into_inner());
@@ -211,10 +211,10 @@ fn worker(inner: &Inner, id: usize) {
             }
             std::hint::spin_loop();
             n = n.wrapping_add(1);
-            if n % YIELD_EVERY == 0 {
+            if n.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             }
-            if n % 64 == 0 && t0.elapsed() > SPIN {
+            if n.is_multiple_of(64) && t0.elapsed() > SPIN {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while c.generation == seen && !c.shutdown {
                     c = inner.wake.wait(c).unwrap_or_else(|e| e.into_inner());

@@ -26,6 +26,8 @@ use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
 
 /// Rows (output pixels) per GEMM task at most.
 const MAX_TASK_ROWS: usize = 64;
+/// Rows per int8 GEMM + requantization step within a task.
+const ACC_ROWS: usize = 32;
 
 /// Where a GEMM's left-hand matrix comes from.
 #[derive(Clone, Copy, Debug)]
@@ -51,26 +53,48 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
 }
 
 /// Copy the im2col rows of output pixels `pixels` into `dst` (`pixels.len() * k`),
-/// filling padded taps with `pad`.
+/// filling padded taps with `pad`. With dilation 1 along the width, the valid taps
+/// of one filter row are one contiguous input run and are copied at once.
 fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
     let ic = g.in_c;
+    let row_len = g.filter_w * ic;
     let mut d = 0;
     for p in pixels {
         let ox = p % g.out_w;
         let oy = (p / g.out_w) % g.out_h;
         let b = p / (g.out_w * g.out_h);
         for fy in 0..g.filter_h {
-            let iy = g.in_y(oy, fy);
+            let dst = &mut dst[d..d + row_len];
+            d += row_len;
+            let Some(iy) = g.in_y(oy, fy) else {
+                dst.fill(pad);
+                continue;
+            };
+            if g.dilation_w == 1 {
+                // Valid taps fx0..fx1 read input columns x0 .. x0 + (fx1 - fx0).
+                let left = ox * g.stride_w;
+                let fx0 = g.pad_left.saturating_sub(left).min(g.filter_w);
+                let fx1 = (g.in_w + g.pad_left).saturating_sub(left).min(g.filter_w);
+                if fx0 >= fx1 {
+                    dst.fill(pad);
+                    continue;
+                }
+                let x0 = left + fx0 - g.pad_left;
+                let s = ((b * g.in_h + iy) * g.in_w + x0) * ic;
+                dst[..fx0 * ic].fill(pad);
+                dst[fx0 * ic..fx1 * ic].copy_from_slice(&input[s..s + (fx1 - fx0) * ic]);
+                dst[fx1 * ic..].fill(pad);
+                continue;
+            }
             for fx in 0..g.filter_w {
-                let dst = &mut dst[d..d + ic];
-                match (iy, g.in_x(ox, fx)) {
-                    (Some(iy), Some(ix)) => {
+                let dst = &mut dst[fx * ic..(fx + 1) * ic];
+                match g.in_x(ox, fx) {
+                    Some(ix) => {
                         let s = ((b * g.in_h + iy) * g.in_w + ix) * ic;
                         dst.copy_from_slice(&input[s..s + ic]);
                     }
-                    _ => dst.fill(pad),
+                    None => dst.fill(pad),
                 }
-                d += ic;
             }
         }
     }
@@ -135,7 +159,7 @@ impl GemmI8 {
         let im2col = matches!(src, ASource::Im2col(_));
         let scratch = PerWorker::new(threads, || ScratchI8 {
             cols: vec![0; if im2col { task_rows * k } else { 0 }],
-            acc: vec![0; task_rows * n],
+            acc: vec![0; task_rows.min(ACC_ROWS) * n],
         });
         Ok(GemmI8 {
             src,
@@ -174,23 +198,30 @@ impl Kernel for GemmI8 {
                     &cols[..mr * k]
                 }
             };
-            kernels::gemm_i8(&this.packed, a, mr, k, &mut acc[..mr * n], n);
+            // GEMM + requantization in blocks of ACC_ROWS rows, so the int32
+            // accumulators are still in cache when they are requantized.
             let q = &this.q;
-            kernels::requant_i8(
-                this.path,
-                acc,
-                mr,
-                n,
-                n,
-                &this.bias,
-                &q.multipliers,
-                &q.shifts,
-                q.output_offset,
-                q.act_min,
-                q.act_max,
-                chunk,
-                n,
-            );
+            let mut r = 0;
+            while r < mr {
+                let rr = (mr - r).min(ACC_ROWS);
+                kernels::gemm_i8(&this.packed, &a[r * k..], rr, k, &mut acc[..rr * n], n);
+                kernels::requant_i8(
+                    this.path,
+                    acc,
+                    rr,
+                    n,
+                    n,
+                    &this.bias,
+                    &q.multipliers,
+                    &q.shifts,
+                    q.output_offset,
+                    q.act_min,
+                    q.act_max,
+                    &mut chunk[r * n..],
+                    n,
+                );
+                r += rr;
+            }
         };
         match run_pool(&this.pool) {
             Some(pool) => pool.run_chunks(

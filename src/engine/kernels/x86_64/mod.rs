@@ -58,8 +58,11 @@ use super::KernelPath;
 const NR: usize = 16;
 /// Rows per int8 register tile.
 const MR: usize = 4;
-/// k pairs per panel chunk (2048 k values: 4 rows x 4 KiB of int16 on the stack).
-const KPC: usize = 1024;
+/// k pairs per panel chunk.
+const KPC: usize = 512;
+/// Rows per panel block: the panel (MC x KPC pairs, 64 KiB) stays in L2 while each
+/// 16-column weight block (KPC pairs, 32 KiB) is reused by its MC / MR tiles.
+const MC: usize = 32;
 
 /// Pack W (`n x k`) as int16 pairs: block `b`, pair `p`, column `c`, half `h` at
 /// int16 index `((b * kp + p) * NR + c) * 2 + h`, stored as little-endian bytes.
@@ -137,67 +140,77 @@ fn gemm_i8_avx2(
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     let wbase = packed.as_ptr() as *const i16;
-    // One int16 panel of MR rows x KPC pairs, reused for every chunk.
-    let mut panel = [0i16; MR * KPC * 2];
-    let mut i0 = 0;
-    while i0 < m {
-        let rows = (m - i0).min(MR);
+    // int16 panel of up to MC rows x KPC pairs, row stride `pc` pairs. Left
+    // uninitialised: every element a tile reads is written first (below).
+    let mut panel = [std::mem::MaybeUninit::<i16>::uninit(); MC * KPC * 2];
+    let pp = panel.as_mut_ptr() as *mut i16;
+    let mut r0 = 0;
+    while r0 < m {
+        let rows_blk = (m - r0).min(MC);
+        let tiles = rows_blk.div_ceil(MR);
         let mut p0 = 0;
         while p0 < kp {
             let pc = (kp - p0).min(KPC);
-            // Sign-extend rows i0..i0+rows, k values 2*p0 .. 2*(p0+pc), to int16; zero
-            // the odd tail and the rows past m.
-            for r in 0..MR {
-                let dst = &mut panel[r * KPC * 2..r * KPC * 2 + pc * 2];
-                if r >= rows {
-                    dst.fill(0);
-                    continue;
-                }
-                let k0 = 2 * p0;
-                let k1 = (2 * (p0 + pc)).min(k);
-                let src = &a[(i0 + r) * lda + k0..(i0 + r) * lda + k1];
-                let mut t = 0;
-                while t + 16 <= src.len() {
-                    // SAFETY: t + 16 <= src.len() and t + 16 <= dst.len() (src is at
-                    // most 2*pc long): both 16-element accesses are in bounds.
-                    unsafe {
-                        let v = _mm_loadu_si128(src.as_ptr().add(t) as *const __m128i);
-                        _mm256_storeu_si256(
-                            dst.as_mut_ptr().add(t) as *mut __m256i,
-                            _mm256_cvtepi8_epi16(v),
-                        );
+            let k0 = 2 * p0;
+            let k1 = (2 * (p0 + pc)).min(k);
+            // Sign-extend rows r0..r0+rows_blk, k values k0..k1, to int16; zero the
+            // odd tail and the rows of the last tile past m.
+            for r in 0..tiles * MR {
+                // SAFETY: r < tiles*MR <= MC and 2*pc <= 2*KPC: the row lies inside
+                // the panel; the 16-element loads stay inside src (t + 16 <= len),
+                // the stores inside the row (len <= 2*pc).
+                unsafe {
+                    let dst = pp.add(r * pc * 2);
+                    let mut t = 0;
+                    if r < rows_blk {
+                        let src = &a[(r0 + r) * lda + k0..(r0 + r) * lda + k1];
+                        while t + 16 <= src.len() {
+                            let v = _mm_loadu_si128(src.as_ptr().add(t) as *const __m128i);
+                            _mm256_storeu_si256(
+                                dst.add(t) as *mut __m256i,
+                                _mm256_cvtepi8_epi16(v),
+                            );
+                            t += 16;
+                        }
+                        while t < src.len() {
+                            *dst.add(t) = src[t] as i16;
+                            t += 1;
+                        }
                     }
-                    t += 16;
-                }
-                for q in t..src.len() {
-                    dst[q] = src[q] as i16;
-                }
-                for d in dst.iter_mut().skip(src.len()) {
-                    *d = 0;
+                    while t < 2 * pc {
+                        *dst.add(t) = 0;
+                        t += 1;
+                    }
                 }
             }
             let first = p0 == 0;
             for b in 0..nb {
                 let cols = (n - b * NR).min(NR);
-                // SAFETY: the block holds kp * NR pairs (length checked by the caller);
-                // the panel rows hold pc pairs each; the tile writes rows < rows and
-                // columns < cols of acc starting at (i0, b*NR), inside acc's checked length.
-                unsafe {
-                    tile_i8(
-                        panel.as_ptr(),
-                        wbase.add((b * kp + p0) * NR * 2),
-                        pc,
-                        acc.as_mut_ptr().add(i0 * ldacc + b * NR),
-                        ldacc,
-                        rows,
-                        cols,
-                        first,
-                    );
+                for t in 0..tiles {
+                    let i0 = r0 + t * MR;
+                    let rows = (m - i0).min(MR);
+                    // SAFETY: the block holds kp * NR pairs (length checked by the
+                    // caller); tile t's MR panel rows hold pc initialised pairs each;
+                    // the tile writes rows < rows and columns < cols of acc starting at
+                    // (i0, b*NR), inside acc's checked length.
+                    unsafe {
+                        tile_i8(
+                            pp.add(t * MR * pc * 2),
+                            pc,
+                            wbase.add((b * kp + p0) * NR * 2),
+                            pc,
+                            acc.as_mut_ptr().add(i0 * ldacc + b * NR),
+                            ldacc,
+                            rows,
+                            cols,
+                            first,
+                        );
+                    }
                 }
             }
             p0 += pc;
         }
-        i0 += MR;
+        r0 += MC;
     }
 }
 
@@ -206,6 +219,7 @@ fn gemm_i8_avx2(
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_i8(
     panel: *const i16,
+    rs: usize,
     w: *const i16,
     pc: usize,
     acc: *mut i32,
@@ -215,18 +229,17 @@ unsafe fn tile_i8(
     first: bool,
 ) {
     let mut c = [_mm256_setzero_si256(); 8];
-    let pr = panel as *const i32;
-    let rs = KPC; // i32 pairs per panel row
+    let pr = panel as *const i32; // one i32 per pair; rows `rs` pairs apart
     for p in 0..pc {
         // SAFETY: p < pc: the weight block has pc more pairs of NR columns (32 int16)
         // from `w`, and each panel row has pc pairs.
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(p * 32) as *const __m256i);
             let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const __m256i);
-            let a0 = _mm256_set1_epi32(*pr.add(p));
-            let a1 = _mm256_set1_epi32(*pr.add(rs + p));
-            let a2 = _mm256_set1_epi32(*pr.add(2 * rs + p));
-            let a3 = _mm256_set1_epi32(*pr.add(3 * rs + p));
+            let a0 = _mm256_set1_epi32(pr.add(p).read_unaligned());
+            let a1 = _mm256_set1_epi32(pr.add(rs + p).read_unaligned());
+            let a2 = _mm256_set1_epi32(pr.add(2 * rs + p).read_unaligned());
+            let a3 = _mm256_set1_epi32(pr.add(3 * rs + p).read_unaligned());
             c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(a0, w0));
             c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(a0, w1));
             c[2] = _mm256_add_epi32(c[2], _mm256_madd_epi16(a1, w0));
