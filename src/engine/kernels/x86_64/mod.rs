@@ -757,6 +757,8 @@ fn depthwise_i8_avx2(
 
 /// Rows per float register tile.
 const MRF: usize = 6;
+/// Rows per float cache block (4 tiles).
+const MCF: usize = 24;
 
 /// Pack W (`n x k`) as `[block][k][16]` floats, zero-padded past `n`.
 pub fn pack_f32(_path: KernelPath, w: &[f32], n: usize, k: usize) -> Vec<f32> {
@@ -815,66 +817,74 @@ fn gemm_f32_avx2(
 ) {
     let nb = n.div_ceil(NR);
     let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
-    let mut i0 = 0;
-    while i0 < m {
-        let rows = (m - i0).min(MRF);
-        // Row pointers; rows past m repeat the last row (computed, never stored).
-        let mut rp = [a.as_ptr(); MRF];
-        for (r, p) in rp.iter_mut().enumerate() {
-            // SAFETY: row min(i0 + r, m - 1) < m starts inside `a` and has k elements.
-            *p = unsafe { a.as_ptr().add((i0 + r.min(rows - 1)) * lda) };
-        }
+    // Blocks of MCF rows: each 16-column weight block is reused by the block's
+    // MCF / MRF tiles while it is in cache.
+    let mut r0 = 0;
+    while r0 < m {
+        let r1 = (r0 + MCF).min(m);
         for b in 0..nb {
             let cols = (n - b * NR).min(NR);
-            let mut c = [_mm256_setzero_ps(); 2 * MRF];
-            // SAFETY: packed block b holds k * NR floats; each row pointer has k
-            // floats (see above).
-            unsafe {
-                let w = packed.as_ptr().add(b * k * NR);
-                for kk in 0..k {
-                    let w0 = _mm256_loadu_ps(w.add(kk * NR));
-                    let w1 = _mm256_loadu_ps(w.add(kk * NR + 8));
-                    for r in 0..MRF {
-                        let x = _mm256_broadcast_ss(&*rp[r].add(kk));
-                        c[2 * r] = _mm256_fmadd_ps(x, w0, c[2 * r]);
-                        c[2 * r + 1] = _mm256_fmadd_ps(x, w1, c[2 * r + 1]);
-                    }
+            let mut i0 = r0;
+            while i0 < r1 {
+                let rows = (m - i0).min(MRF);
+                // Row pointers; rows past m repeat the last row (computed, never stored).
+                let mut rp = [a.as_ptr(); MRF];
+                for (r, p) in rp.iter_mut().enumerate() {
+                    // SAFETY: row min(i0 + r, m - 1) < m starts inside `a` and has k elements.
+                    *p = unsafe { a.as_ptr().add((i0 + r.min(rows - 1)) * lda) };
                 }
-            }
-            let mut bv = [_mm256_setzero_ps(); 2];
-            if let Some(bias) = bias {
-                let mut t = [0f32; NR];
-                t[..cols].copy_from_slice(&bias[b * NR..b * NR + cols]);
-                // SAFETY: t has NR = 16 floats.
+                let mut c = [_mm256_setzero_ps(); 2 * MRF];
+                // SAFETY: packed block b holds k * NR floats; each row pointer has k
+                // floats (see above).
                 unsafe {
-                    bv = [
-                        _mm256_loadu_ps(t.as_ptr()),
-                        _mm256_loadu_ps(t.as_ptr().add(8)),
-                    ];
-                }
-            }
-            for r in 0..rows {
-                let v0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r], bv[0]), vlo), vhi);
-                let v1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r + 1], bv[1]), vlo), vhi);
-                let o = (i0 + r) * ldo + b * NR;
-                if cols == NR {
-                    // SAFETY: row i0 + r < m and columns b*NR .. b*NR + 16 <= n lie inside out.
-                    unsafe {
-                        _mm256_storeu_ps(out.as_mut_ptr().add(o), v0);
-                        _mm256_storeu_ps(out.as_mut_ptr().add(o + 8), v1);
+                    let w = packed.as_ptr().add(b * k * NR);
+                    for kk in 0..k {
+                        let w0 = _mm256_loadu_ps(w.add(kk * NR));
+                        let w1 = _mm256_loadu_ps(w.add(kk * NR + 8));
+                        for r in 0..MRF {
+                            let x = _mm256_broadcast_ss(&*rp[r].add(kk));
+                            c[2 * r] = _mm256_fmadd_ps(x, w0, c[2 * r]);
+                            c[2 * r + 1] = _mm256_fmadd_ps(x, w1, c[2 * r + 1]);
+                        }
                     }
-                } else {
+                }
+                let mut bv = [_mm256_setzero_ps(); 2];
+                if let Some(bias) = bias {
                     let mut t = [0f32; NR];
+                    t[..cols].copy_from_slice(&bias[b * NR..b * NR + cols]);
                     // SAFETY: t has NR = 16 floats.
                     unsafe {
-                        _mm256_storeu_ps(t.as_mut_ptr(), v0);
-                        _mm256_storeu_ps(t.as_mut_ptr().add(8), v1);
+                        bv = [
+                            _mm256_loadu_ps(t.as_ptr()),
+                            _mm256_loadu_ps(t.as_ptr().add(8)),
+                        ];
                     }
-                    out[o..o + cols].copy_from_slice(&t[..cols]);
                 }
+                for r in 0..rows {
+                    let v0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r], bv[0]), vlo), vhi);
+                    let v1 =
+                        _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[2 * r + 1], bv[1]), vlo), vhi);
+                    let o = (i0 + r) * ldo + b * NR;
+                    if cols == NR {
+                        // SAFETY: row i0 + r < m and columns b*NR .. b*NR + 16 <= n lie inside out.
+                        unsafe {
+                            _mm256_storeu_ps(out.as_mut_ptr().add(o), v0);
+                            _mm256_storeu_ps(out.as_mut_ptr().add(o + 8), v1);
+                        }
+                    } else {
+                        let mut t = [0f32; NR];
+                        // SAFETY: t has NR = 16 floats.
+                        unsafe {
+                            _mm256_storeu_ps(t.as_mut_ptr(), v0);
+                            _mm256_storeu_ps(t.as_mut_ptr().add(8), v1);
+                        }
+                        out[o..o + cols].copy_from_slice(&t[..cols]);
+                    }
+                }
+                i0 += MRF;
             }
         }
-        i0 += MRF;
+        r0 = r1;
     }
 }
 
