@@ -448,12 +448,12 @@ mod tests {
 
     #[test]
     fn ap_ranks_false_positives_above_true_ones() {
-        let truth = vec![
+        let truth = [
             det(1, 0.9, [0.0, 0.0, 0.2, 0.2]),
             det(1, 0.9, [0.5, 0.5, 0.7, 0.7]),
         ];
         // FP at 0.9, TP at 0.8, TP at 0.7: precision 0, 1/2, 2/3 at recall 0, .5, 1.
-        let pred = vec![
+        let pred = [
             det(1, 0.9, [0.3, 0.3, 0.4, 0.4]),
             det(1, 0.8, [0.0, 0.0, 0.2, 0.2]),
             det(1, 0.7, [0.5, 0.5, 0.7, 0.7]),

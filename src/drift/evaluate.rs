@@ -120,9 +120,9 @@ impl Evaluator {
             bail!("the int8 and float models have different input shapes");
         }
         let idx = [output_indices(&int8)?, output_indices(&float)?];
-        for k in 0..2 {
-            let a = &int8.interpreter().output_info(idx[0][k])?.shape;
-            let b = &float.interpreter().output_info(idx[1][k])?.shape;
+        for (k, (&i, &f)) in idx[0].iter().zip(&idx[1]).enumerate() {
+            let a = &int8.interpreter().output_info(i)?.shape;
+            let b = &float.interpreter().output_info(f)?.shape;
             if a != b {
                 bail!("output {k}: int8 shape {a:?} differs from float shape {b:?}");
             }
@@ -453,7 +453,7 @@ pub fn run(
             Read::Eof => break,
         };
         seq += 1;
-        if (seq - 1) % every != 0 {
+        if !(seq - 1).is_multiple_of(every) {
             continue;
         }
         let n = ev.frames.len() + 1;

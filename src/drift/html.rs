@@ -173,9 +173,9 @@ pub fn render(r: &Value) -> String {
     let sum = &r["summary"];
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>edgecam drift report</title><style>body{font-family:sans-serif;max-width:800px;margin:1em auto;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td.l,th.l{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:4px}.alarm{color:#b00;font-weight:bold}</style></head><body>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h1>Quantization drift</h1><p><b>int8</b> {}<br><b>float</b> {}<br><b>source</b> {}</p>\n",
+        "<h1>Quantization drift</h1><p><b>int8</b> {}<br><b>float</b> {}<br><b>source</b> {}</p>",
         esc(r["int8"].as_str().unwrap_or("")),
         esc(r["float"].as_str().unwrap_or("")),
         esc(r["source"].as_str().unwrap_or(""))
@@ -207,9 +207,9 @@ pub fn render(r: &Value) -> String {
         }
     }
     let alarm = &sum["alarm"];
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<tr><td class=l>alarm ({} vs {})</td><td class=\"{}\">{}</td></tr></table>\n",
+        "<tr><td class=l>alarm ({} vs {})</td><td class=\"{}\">{}</td></tr></table>",
         esc(alarm["metric"].as_str().unwrap_or("")),
         alarm["threshold"],
         if alarm["fired"].as_bool() == Some(true) {

@@ -83,7 +83,7 @@ impl ShadowFeed {
     /// Offer the frame the int8 `det` has just processed.
     pub fn offer(&mut self, seq: u64, wall: SystemTime, image: &RgbImage, det: &Detector) {
         self.processed += 1;
-        if self.processed % self.every_n != 0 {
+        if !self.processed.is_multiple_of(self.every_n) {
             return;
         }
         let st = &self.state;
