@@ -223,6 +223,29 @@ pub struct ShadowConfig {
     /// CPU budget of the shadow in percent of one core (0 = no budget).
     pub cpu_budget: f64,
     pub threads: usize,
+    /// Nice value of the shadow thread (0 = leave its priority alone, up to 19).
+    pub nice: i32,
+    /// Score threshold of both models' detections in the comparison.
+    pub score_threshold: f32,
+    /// Sampled frames in the rolling window.
+    pub window: usize,
+    /// Weight of the newest frame in the EWMA (0 < alpha <= 1).
+    pub ewma_alpha: f64,
+    /// Window metric the alarm watches: f1, precision, recall, map50, map50_95,
+    /// sqnr_db, cosine, mean_iou or class_flip_rate.
+    pub alarm_metric: String,
+    /// The alarm fires when the metric falls below this (rises above it for class_flip_rate).
+    pub alarm_threshold: f64,
+    /// ... and clears once it is this far back on the good side.
+    pub alarm_hysteresis: f64,
+    /// Frames the window needs before the alarm judges it.
+    pub alarm_min_frames: usize,
+    /// Keep the most disagreeing frames here (unset = off).
+    pub store_dir: Option<PathBuf>,
+    pub store_max_frames: usize,
+    pub store_max_bytes: u64,
+    /// Keep frames whose disagreement (1 - F1) is at least this.
+    pub store_min_disagreement: f64,
 }
 
 impl Default for ShadowConfig {
@@ -233,6 +256,18 @@ impl Default for ShadowConfig {
             every_n: 10,
             cpu_budget: 25.0,
             threads: 1,
+            nice: 10,
+            score_threshold: 0.5,
+            window: 20,
+            ewma_alpha: 0.2,
+            alarm_metric: "f1".into(),
+            alarm_threshold: 0.5,
+            alarm_hysteresis: 0.1,
+            alarm_min_frames: 3,
+            store_dir: None,
+            store_max_frames: 50,
+            store_max_bytes: 50_000_000,
+            store_min_disagreement: 0.5,
         }
     }
 }
@@ -418,6 +453,36 @@ impl Config {
         }
         if !(0.0..=100.0).contains(&sh.cpu_budget) {
             bad("shadow.cpu_budget", "must be in 0..100 (percent)".into())?;
+        }
+        if !(0..=19).contains(&sh.nice) {
+            bad("shadow.nice", format!("must be in 0..=19, got {}", sh.nice))?;
+        }
+        if !(0.0..=1.0).contains(&sh.score_threshold) {
+            bad("shadow.score_threshold", "must be in 0..1".into())?;
+        }
+        if sh.window == 0 {
+            bad("shadow.window", "must be >= 1".into())?;
+        }
+        if !(sh.ewma_alpha > 0.0 && sh.ewma_alpha <= 1.0) {
+            bad("shadow.ewma_alpha", "must be in (0, 1]".into())?;
+        }
+        if let Err(e) = crate::drift::window::AlarmMetric::parse(&sh.alarm_metric) {
+            bad("shadow.alarm_metric", e.to_string())?;
+        }
+        if !sh.alarm_threshold.is_finite() {
+            bad("shadow.alarm_threshold", "must be a number".into())?;
+        }
+        if !(sh.alarm_hysteresis >= 0.0 && sh.alarm_hysteresis.is_finite()) {
+            bad("shadow.alarm_hysteresis", "must be >= 0".into())?;
+        }
+        if sh.alarm_min_frames == 0 {
+            bad("shadow.alarm_min_frames", "must be >= 1".into())?;
+        }
+        if sh.store_max_frames == 0 {
+            bad("shadow.store_max_frames", "must be >= 1".into())?;
+        }
+        if !(0.0..=1.0).contains(&sh.store_min_disagreement) {
+            bad("shadow.store_min_disagreement", "must be in 0..1".into())?;
         }
         Ok(())
     }

@@ -95,6 +95,40 @@ enum Cmd {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Compare an int8 model with its float version over a source (quantization
+    /// drift, offline): agreement F1, pseudo-mAP, raw-output SQNR, per-layer error.
+    Evaluate {
+        #[arg(long)]
+        int8: PathBuf,
+        #[arg(long)]
+        float: PathBuf,
+        /// A video file or stream (ffmpeg), a directory of images, an MJPEG clip or one image.
+        #[arg(long)]
+        source: String,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a self-contained HTML page with plots here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Model description JSON (default: next to the int8 model).
+        #[arg(long)]
+        desc: Option<PathBuf>,
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Compare every k-th frame of the source.
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// Stop after this many compared frames (0 = the whole source).
+        #[arg(long, default_value_t = 0)]
+        max_frames: usize,
+        /// Score threshold of the comparison (default: shadow.score_threshold's default).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Skip the per-layer view (saves memory).
+        #[arg(long)]
+        no_layers: bool,
+    },
     /// Preprocess an image exactly as `detect` does and write the float32
     /// NHWC tensor (normalised, before any quantisation) as .npy.
     Preprocess {
@@ -343,6 +377,53 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    int8: &Path,
+    float: &Path,
+    source: &str,
+    json: Option<&Path>,
+    html: Option<&Path>,
+    desc: Option<&Path>,
+    labels: Option<&Path>,
+    every: usize,
+    max_frames: usize,
+    threshold: Option<f32>,
+    no_layers: bool,
+) -> Result<()> {
+    use edgecam::drift::evaluate::{self, EvalOptions};
+    let mut o = EvalOptions::new(int8, float);
+    o.desc = desc.map(Path::to_path_buf);
+    o.labels = labels.map(Path::to_path_buf);
+    o.every = every.max(1);
+    o.max_frames = max_frames;
+    o.layers = !no_layers;
+    if let Some(t) = threshold {
+        anyhow::ensure!((0.0..=1.0).contains(&t), "--threshold must be in 0..1");
+        o.score_threshold = t;
+    }
+    let ev = evaluate::run(o, source, |c, n| {
+        let (p, r, f) = c.prf();
+        eprintln!(
+            "frame {:>5} ({n} compared): F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
+            c.seq,
+            c.float.len(),
+            c.int8.len()
+        );
+    })?;
+    let report = ev.report();
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = html {
+        std::fs::write(p, edgecam::drift::html::render(&report))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    print!("{}", ev.summary_table());
+    Ok(())
+}
+
 fn check_config(path: Option<&Path>) -> Result<()> {
     let cfg = edgecam::config::Config::load(path)?;
     let engine = InterpreterOptions::resolve(
@@ -424,6 +505,31 @@ fn main() -> ExitCode {
             *letterbox,
             *threads,
             images,
+        ),
+        Cmd::Evaluate {
+            int8,
+            float,
+            source,
+            json,
+            html,
+            desc,
+            labels,
+            every,
+            max_frames,
+            threshold,
+            no_layers,
+        } => evaluate(
+            int8,
+            float,
+            source,
+            json.as_deref(),
+            html.as_deref(),
+            desc.as_deref(),
+            labels.as_deref(),
+            *every,
+            *max_frames,
+            *threshold,
+            *no_layers,
         ),
         Cmd::Preprocess {
             desc,

@@ -479,3 +479,157 @@ fn bad_configs_are_rejected_naming_the_key() {
     assert!(!ok);
     assert!(err.contains("detector.model"), "{err}");
 }
+
+/// The shipped int8 model with one mid-network convolution's weight scales
+/// multiplied by 8 (see tests/drift.rs), written into `dir`.
+fn damaged_int8(dir: &Path) -> PathBuf {
+    use edgecam::engine::graph::Op;
+    let mut g =
+        edgecam::engine::tflite::load_file(root().join("models/ssd_mobilenetv2_oidv4_int8.tflite"))
+            .unwrap();
+    let node = g
+        .nodes
+        .iter()
+        .find(|n| {
+            matches!(n.op, Op::Conv2D(_))
+                && g.tensors[n.outputs[0]]
+                    .name
+                    .starts_with("FeatureExtractor/MobilenetV2/expanded_conv_6/expand/")
+        })
+        .unwrap()
+        .clone();
+    let w = node.inputs[1].unwrap();
+    for s in g.tensors[w].quant.as_mut().unwrap().scale.iter_mut() {
+        *s *= 8.0;
+    }
+    let p = dir.join("damaged_int8.tflite");
+    std::fs::write(&p, edgecam::engine::tflite::write_model(&g)).unwrap();
+    p
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
+fn shadow_drift_alarm_reaches_mqtt_end_to_end() {
+    let dir = tmpdir("drift");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let rx = subscribe(port, "edgecam/drift/#");
+    let ha = subscribe(port, "homeassistant/+/drift/+/config");
+    std::thread::sleep(Duration::from_millis(300));
+    let bad = damaged_int8(&dir);
+    let store = dir.join("store");
+    let r = root();
+    let extra = format!(
+        r#"
+[homeassistant]
+enabled = true
+labels = ["Person"]
+
+[shadow]
+enabled = true
+model = "{float}"
+every_n = 1
+cpu_budget = 0.0
+alarm_min_frames = 2
+store_dir = "{store}"
+store_min_disagreement = 0.3
+"#,
+        float = r.join("models/ssd_mobilenetv2_oidv4_fp32.tflite").display(),
+        store = store.display(),
+    );
+    let cfg = write_config(&dir, port, "drift", &extra);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replace(
+            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
+                .display()
+                .to_string(),
+            &bad.display().to_string(),
+        )
+        .replace(
+            "score_threshold = 0.3\n",
+            &format!(
+                "score_threshold = 0.3\ndesc = \"{}\"\n",
+                r.join("models/ssd_mobilenetv2_oidv4.json").display()
+            ),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = daemon(&cfg);
+    let topic = "edgecam/drift/drift";
+    let mut all = vec![];
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(180), |m| m.0 == topic),
+        "no drift message arrived"
+    );
+    let alarm_on = |m: &Msg| {
+        m.0 == topic
+            && serde_json::from_str::<serde_json::Value>(&m.1)
+                .map(|v| v["alarm"]["active"] == true)
+                .unwrap_or(false)
+    };
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(180), alarm_on),
+        "the drift alarm did not fire"
+    );
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let drift: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|m| m.0 == topic)
+        .map(|m| serde_json::from_str(&m.1).unwrap())
+        .collect();
+    let first = &drift[0];
+    assert_eq!(first["window"]["size"], 20);
+    assert_eq!(first["frames"]["compared"], 1);
+    assert_eq!(
+        first["alarm"]["active"], false,
+        "not judged before 2 frames"
+    );
+    for k in [
+        "f1",
+        "precision",
+        "recall",
+        "map50",
+        "map50_95",
+        "sqnr_db_min",
+    ] {
+        assert!(first["metrics"][k].is_number(), "metrics.{k}: {first}");
+    }
+    let sq = first["metrics"]["sqnr_db"].as_object().unwrap();
+    assert!(sq.contains_key("raw_outputs/box_encodings"));
+    assert!(sq.contains_key("raw_outputs/class_predictions"));
+    assert!(first["frames"]["skipped"].is_number());
+    assert!(first["frame"]["float_objects"].as_u64().unwrap() >= 1);
+    // The alarm fires as soon as the window may judge it (2 compared frames).
+    let fired = drift.iter().find(|v| v["alarm"]["active"] == true).unwrap();
+    assert_eq!(fired["frames"]["compared"], 2, "{fired}");
+    assert!(fired["metrics"]["f1"].as_f64().unwrap() < 0.5, "{fired}");
+    assert_eq!(fired["alarm"]["metric"], "f1");
+    let f = &fired["frames"];
+    assert!(f["sampled"].as_u64() >= f["compared"].as_u64());
+
+    // Home Assistant entities for the drift.
+    let mut disc = vec![];
+    assert!(wait_for(&ha, &mut disc, Duration::from_secs(5), |m| m.0
+        == "homeassistant/binary_sensor/drift/drift_alarm/config"));
+    assert!(wait_for(&ha, &mut disc, Duration::from_secs(5), |m| m.0
+        == "homeassistant/sensor/drift/drift_f1/config"));
+
+    // The disagreeing frames were kept with both models' detections.
+    let kept: Vec<PathBuf> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(!kept.is_empty());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&kept[0]).unwrap()).unwrap();
+    assert!(!meta["float"].as_array().unwrap().is_empty());
+    assert!(kept[0].with_extension("jpg").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,7 @@ use pipeline::{Infer, Processed, PublishCtx, Shared};
 pub struct EngineInfer {
     det: crate::detect::Detector,
     scratch: Vec<crate::postprocess::boxes::Detection>,
+    shadow: Option<crate::drift::shadow::ShadowFeed>,
 }
 
 impl EngineInfer {
@@ -42,7 +43,18 @@ impl EngineInfer {
         Ok(EngineInfer {
             det,
             scratch: Vec::new(),
+            shadow: None,
         })
+    }
+    /// Start the float shadow model (its own thread) fed by this detector.
+    pub fn start_shadow(
+        &mut self,
+        cfg: &Config,
+        out: crate::drift::shadow::ShadowOutput,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        let (feed, handle) = crate::drift::shadow::start(cfg, &self.det, out)?;
+        self.shadow = Some(feed);
+        Ok(handle)
     }
     pub fn labels(&self) -> Vec<String> {
         self.det.labels().to_vec()
@@ -55,6 +67,9 @@ impl EngineInfer {
 impl Infer for EngineInfer {
     fn infer(&mut self, frame: &Frame, out: &mut Vec<Object>) -> Result<f64> {
         self.det.detect_into(&frame.image, &mut self.scratch)?;
+        if let Some(feed) = self.shadow.as_mut() {
+            feed.offer(frame.seq, frame.wall, &frame.image, &self.det);
+        }
         let t = self.det.transform();
         out.extend(self.scratch.iter().map(|d| Object {
             label: d.label.clone(),
@@ -135,7 +150,35 @@ pub fn run(mut cfg: Config) -> Result<()> {
         ) {
             conn.remember(&m);
         }
+        if cfg.shadow.enabled {
+            for m in homeassistant::drift_discovery(
+                &cfg.homeassistant.discovery_prefix,
+                &base,
+                &device_id,
+            ) {
+                conn.remember(&m);
+            }
+        }
     }
+    let shadow_thread = if cfg.shadow.enabled {
+        let h = infer.start_shadow(
+            &cfg,
+            crate::drift::shadow::ShadowOutput {
+                outbox: outbox.clone(),
+                conn: conn.clone(),
+                base: base.clone(),
+                qos: cfg.mqtt.qos,
+            },
+        )?;
+        tracing::info!(
+            every_n = cfg.shadow.every_n,
+            cpu_budget = cfg.shadow.cpu_budget,
+            "shadow model started"
+        );
+        Some(h)
+    } else {
+        None
+    };
 
     let shared = Shared::new();
     let ctx = PublishCtx {
@@ -224,6 +267,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
     notifier.notify("STOPPING=1");
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
+        let _ = t.join();
+    }
+    // The detection thread has dropped the shadow's feed: it ends after its current frame.
+    if let Some(t) = shadow_thread {
         let _ = t.join();
     }
     // Give the connection a moment to flush what the pipeline produced last.

@@ -84,6 +84,72 @@ pub fn discovery(
     out
 }
 
+/// Discovery configs (retained) of the drift entities: F1, pseudo-mAP@0.5 and
+/// the lowest raw-output SQNR of the window, and the drift alarm.
+pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
+    let device = json!({
+        "identifiers": [format!("edgecam_{device_id}")],
+        "name": format!("edgecam {device_id}"),
+        "model": "edgecam",
+        "manufacturer": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let availability = format!("{base}/availability");
+    let state = format!("{base}/drift");
+    let sensor = |id: &str, name: &str, tpl: &str, unit: Option<&str>| {
+        let mut cfg = json!({
+            "name": name,
+            "unique_id": format!("edgecam_{device_id}_{id}"),
+            "state_topic": state,
+            "value_template": tpl,
+            "state_class": "measurement",
+            "availability_topic": availability,
+            "icon": "mdi:chart-bell-curve",
+            "device": device,
+        });
+        if let Some(u) = unit {
+            cfg["unit_of_measurement"] = u.into();
+        }
+        Message {
+            topic: format!("{discovery_prefix}/sensor/{device_id}/{id}/config"),
+            payload: cfg.to_string().into_bytes(),
+            retain: true,
+            qos: 1,
+        }
+    };
+    vec![
+        sensor("drift_f1", "Drift F1", "{{ value_json.metrics.f1 }}", None),
+        sensor(
+            "drift_map50",
+            "Drift pseudo-mAP@0.5",
+            "{{ value_json.metrics.map50 }}",
+            None,
+        ),
+        sensor(
+            "drift_sqnr",
+            "Drift SQNR",
+            "{{ value_json.metrics.sqnr_db_min }}",
+            Some("dB"),
+        ),
+        Message {
+            topic: format!("{discovery_prefix}/binary_sensor/{device_id}/drift_alarm/config"),
+            payload: json!({
+                "name": "Drift alarm",
+                "unique_id": format!("edgecam_{device_id}_drift_alarm"),
+                "state_topic": state,
+                "value_template": "{{ 'ON' if value_json.alarm.active else 'OFF' }}",
+                "device_class": "problem",
+                "availability_topic": availability,
+                "device": device,
+            })
+            .to_string()
+            .into_bytes(),
+            retain: true,
+            qos: 1,
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +167,19 @@ mod tests {
             m[1].topic,
             "homeassistant/binary_sensor/cam1/person_present/config"
         );
+    }
+
+    #[test]
+    fn drift_entities_read_the_drift_topic() {
+        let m = drift_discovery("homeassistant", "edgecam/cam1", "cam1");
+        assert_eq!(m.len(), 4);
+        let topics: Vec<&str> = m.iter().map(|x| x.topic.as_str()).collect();
+        assert!(topics.contains(&"homeassistant/sensor/cam1/drift_f1/config"));
+        assert!(topics.contains(&"homeassistant/binary_sensor/cam1/drift_alarm/config"));
+        for x in &m {
+            let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
+            assert_eq!(v["state_topic"], "edgecam/cam1/drift");
+            assert!(x.retain);
+        }
     }
 }

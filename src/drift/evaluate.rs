@@ -1,0 +1,471 @@
+//! The offline twin of the shadow: run both models over a whole source
+//! (video, image directory, MJPEG clip or one image), compare every frame
+//! like the daemon does, follow the same window and alarm, and add the
+//! per-layer view. Produces a JSON report (and, through [`super::html`], an
+//! HTML page).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+
+use super::compare::{round, FrameComparison};
+use super::layers::{LayerMap, LayerStat};
+use super::window::{Alarm, AlarmMetric, Pooled, Window};
+use super::{load_detector, output_indices, raw_outputs, Comparator};
+use crate::capture::sources::{is_video_file, Ffmpeg, ImageDir, MjpegFile};
+use crate::capture::{FrameSource, Read};
+use crate::config::ShadowConfig;
+use crate::detect::Detector;
+use crate::engine::InterpreterOptions;
+
+/// What to compare and how.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub int8: PathBuf,
+    pub float: PathBuf,
+    pub desc: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    pub score_threshold: f32,
+    pub window: usize,
+    pub ewma_alpha: f64,
+    pub alarm_metric: AlarmMetric,
+    pub alarm_threshold: f64,
+    pub alarm_hysteresis: f64,
+    pub alarm_min_frames: usize,
+    /// Compare every k-th frame of the source.
+    pub every: usize,
+    /// Stop after this many compared frames (0 = the whole source).
+    pub max_frames: usize,
+    /// Collect the per-layer view (keeps every intermediate tensor).
+    pub layers: bool,
+}
+
+impl EvalOptions {
+    /// The daemon's defaults (`[shadow]` section) for the comparison and alarm.
+    pub fn new(int8: impl Into<PathBuf>, float: impl Into<PathBuf>) -> Self {
+        let d = ShadowConfig::default();
+        EvalOptions {
+            int8: int8.into(),
+            float: float.into(),
+            desc: None,
+            labels: None,
+            score_threshold: d.score_threshold,
+            window: d.window,
+            ewma_alpha: d.ewma_alpha,
+            alarm_metric: AlarmMetric::parse(&d.alarm_metric).unwrap_or(AlarmMetric::F1),
+            alarm_threshold: d.alarm_threshold,
+            alarm_hysteresis: d.alarm_hysteresis,
+            alarm_min_frames: d.alarm_min_frames,
+            every: 1,
+            max_frames: 0,
+            layers: true,
+        }
+    }
+}
+
+/// One compared frame on the timeline.
+#[derive(Clone, Debug)]
+pub struct TimelinePoint {
+    pub seq: u64,
+    pub frame: serde_json::Value,
+    pub window_f1: f64,
+    pub window_map50: f64,
+    pub alarm: bool,
+}
+
+/// Both models, the comparison state and everything collected so far.
+pub struct Evaluator {
+    pub opts: EvalOptions,
+    int8: Detector,
+    float: Detector,
+    idx: [[usize; 2]; 2],
+    cmp: Comparator,
+    layer_map: Option<LayerMap>,
+    pub layer_stats: Vec<LayerStat>,
+    window: Window,
+    pub frames: Vec<FrameComparison>,
+    pub timeline: Vec<TimelinePoint>,
+    /// Number of compared frames when the alarm first fired (1-based).
+    pub alarm_first: Option<usize>,
+    raw: [[Vec<f32>; 2]; 2],
+    scratch: Vec<f32>,
+    dets: Vec<crate::postprocess::Detection>,
+    ms: [f64; 2],
+    pub source: String,
+}
+
+impl Evaluator {
+    pub fn new(opts: EvalOptions) -> Result<Self> {
+        // Kernel path from EDGECAM_KERNELS (default: the best this CPU has); one thread.
+        let mut io = InterpreterOptions::resolve("auto", 1, &[])?;
+        io.keep_intermediates = opts.layers;
+        let int8 = load_detector(
+            &opts.int8,
+            opts.desc.as_deref(),
+            opts.labels.as_deref(),
+            &io,
+        )
+        .with_context(|| format!("--int8 {}", opts.int8.display()))?;
+        let float = load_detector(
+            &opts.float,
+            opts.desc.as_deref(),
+            opts.labels.as_deref(),
+            &io,
+        )
+        .with_context(|| format!("--float {}", opts.float.display()))?;
+        if int8.interpreter().input_info(0)?.shape != float.interpreter().input_info(0)?.shape {
+            bail!("the int8 and float models have different input shapes");
+        }
+        let idx = [output_indices(&int8)?, output_indices(&float)?];
+        for (k, (&i, &f)) in idx[0].iter().zip(&idx[1]).enumerate() {
+            let a = &int8.interpreter().output_info(i)?.shape;
+            let b = &float.interpreter().output_info(f)?.shape;
+            if a != b {
+                bail!("output {k}: int8 shape {a:?} differs from float shape {b:?}");
+            }
+        }
+        let cmp = Comparator::new(&float, opts.score_threshold)?;
+        let layer_map = opts
+            .layers
+            .then(|| LayerMap::new(int8.interpreter(), float.interpreter()));
+        let layer_stats = layer_map.as_ref().map(|m| m.stats()).unwrap_or_default();
+        let alarm = Alarm::new(
+            opts.alarm_metric,
+            opts.alarm_threshold,
+            opts.alarm_hysteresis,
+            opts.alarm_min_frames,
+        );
+        Ok(Evaluator {
+            window: Window::new(opts.window, opts.ewma_alpha, alarm),
+            opts,
+            int8,
+            float,
+            idx,
+            cmp,
+            layer_map,
+            layer_stats,
+            frames: Vec::new(),
+            timeline: Vec::new(),
+            alarm_first: None,
+            raw: Default::default(),
+            scratch: Vec::new(),
+            dets: Vec::new(),
+            ms: [0.0; 2],
+            source: String::new(),
+        })
+    }
+
+    /// Compare both models on one frame.
+    pub fn push(&mut self, seq: u64, img: &RgbImage) -> Result<&FrameComparison> {
+        self.int8.detect_into(img, &mut self.dets)?;
+        self.ms[0] += self.int8.inference_time().as_secs_f64() * 1e3;
+        self.float.detect_into(img, &mut self.dets)?;
+        self.ms[1] += self.float.inference_time().as_secs_f64() * 1e3;
+        let [ri, rf] = &mut self.raw;
+        raw_outputs(&self.int8, self.idx[0], ri)?;
+        raw_outputs(&self.float, self.idx[1], rf)?;
+        if let Some(m) = &self.layer_map {
+            m.accumulate(
+                self.int8.interpreter(),
+                self.float.interpreter(),
+                &mut self.layer_stats,
+                &mut self.scratch,
+            )?;
+        }
+        let c = self.cmp.compare(seq, &self.raw[0], &self.raw[1])?;
+        let frame = c.to_json();
+        let (pooled, _) = self.window.push(c.clone());
+        if self.window.alarm.active && self.alarm_first.is_none() {
+            self.alarm_first = Some(self.frames.len() + 1);
+        }
+        self.timeline.push(TimelinePoint {
+            seq,
+            frame,
+            window_f1: pooled.f1,
+            window_map50: pooled.map50,
+            alarm: self.window.alarm.active,
+        });
+        self.frames.push(c);
+        Ok(self.frames.last().expect("just pushed"))
+    }
+
+    /// Whether the alarm is on after the last frame.
+    pub fn alarm_active(&self) -> bool {
+        self.window.alarm.active
+    }
+
+    /// Metrics pooled over every compared frame.
+    pub fn summary(&self) -> Pooled {
+        Pooled::of(self.frames.iter())
+    }
+
+    /// Layers sorted by SQNR, worst first.
+    pub fn worst_layers(&self) -> Vec<&LayerStat> {
+        let mut v: Vec<&LayerStat> = self.layer_stats.iter().collect();
+        v.sort_by(|a, b| a.sqnr_db().total_cmp(&b.sqnr_db()));
+        v
+    }
+
+    /// Per-label agreement over every frame: float count, int8 count, matched.
+    pub fn labels(&self) -> BTreeMap<String, (usize, usize, usize)> {
+        let mut m: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+        for c in &self.frames {
+            for d in &c.float {
+                m.entry(d.label.clone()).or_default().0 += 1;
+            }
+            for d in &c.int8 {
+                m.entry(d.label.clone()).or_default().1 += 1;
+            }
+            for (_, t, _) in &c.matches {
+                m.entry(c.float[*t].label.clone()).or_default().2 += 1;
+            }
+        }
+        m
+    }
+
+    /// The JSON report.
+    pub fn report(&self) -> serde_json::Value {
+        let s = self.summary();
+        let n = self.frames.len().max(1) as f64;
+        let mut summary = s.to_json();
+        summary["alarm"] = serde_json::json!({
+            "metric": self.opts.alarm_metric.name(),
+            "threshold": self.opts.alarm_threshold,
+            "hysteresis": self.opts.alarm_hysteresis,
+            "fired": self.alarm_first.is_some(),
+            "first_fired_after_frames": self.alarm_first,
+            "active_at_end": self.alarm_active(),
+        });
+        summary["inference_ms"] = serde_json::json!({
+            "int8_mean": round(self.ms[0] / n),
+            "float_mean": round(self.ms[1] / n),
+        });
+        let labels: Vec<serde_json::Value> = self
+            .labels()
+            .into_iter()
+            .map(|(l, (f, i, m))| {
+                serde_json::json!({
+                    "label": l, "float": f, "int8": i, "matched": m,
+                    "recall": if f > 0 { Some(round(m as f64 / f as f64)) } else { None },
+                    "precision": if i > 0 { Some(round(m as f64 / i as f64)) } else { None },
+                })
+            })
+            .collect();
+        let frames: Vec<serde_json::Value> = self
+            .timeline
+            .iter()
+            .map(|t| {
+                let mut v = t.frame.clone();
+                v["window_f1"] = round(t.window_f1).into();
+                v["window_map50"] = round(t.window_map50).into();
+                v["alarm"] = t.alarm.into();
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "int8": self.opts.int8.display().to_string(),
+            "float": self.opts.float.display().to_string(),
+            "source": self.source,
+            "settings": {
+                "score_threshold": self.opts.score_threshold,
+                "match_iou": super::compare::MATCH_IOU,
+                "rank_threshold": super::RANK_THRESHOLD,
+                "window": self.opts.window,
+                "every": self.opts.every,
+            },
+            "summary": summary,
+            "labels": labels,
+            "frames": frames,
+            "layers": self.layer_stats.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
+            "worst_layers": self.worst_layers().iter().take(5).map(|l| l.name.clone()).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A short text table of the summary.
+    pub fn summary_table(&self) -> String {
+        let s = self.summary();
+        let mut t = String::new();
+        let row = |t: &mut String, k: &str, v: String| t.push_str(&format!("  {k:<24} {v}\n"));
+        t.push_str(&format!(
+            "drift of {} against {} on {}\n",
+            self.opts.int8.display(),
+            self.opts.float.display(),
+            self.source
+        ));
+        row(&mut t, "frames compared", s.frames.to_string());
+        row(&mut t, "agreement F1", format!("{:.4}", s.f1));
+        row(
+            &mut t,
+            "precision / recall",
+            format!("{:.4} / {:.4}", s.precision, s.recall),
+        );
+        row(&mut t, "pseudo-mAP@0.5", format!("{:.4}", s.map50));
+        row(&mut t, "pseudo-mAP@[.5:.95]", format!("{:.4}", s.map50_95));
+        row(
+            &mut t,
+            "mean IoU (matched)",
+            s.mean_iou.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
+        );
+        row(
+            &mut t,
+            "class flip rate",
+            s.class_flip_rate
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or("-".into()),
+        );
+        row(
+            &mut t,
+            "score delta mean / p95",
+            format!(
+                "{} / {}",
+                s.score_delta_mean
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or("-".into()),
+                s.score_delta_p95
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or("-".into())
+            ),
+        );
+        row(
+            &mut t,
+            "objects float / int8",
+            format!("{} / {}", s.float_objects, s.int8_objects),
+        );
+        for (n, e) in &s.outputs {
+            row(
+                &mut t,
+                &format!("SQNR {n}"),
+                format!("{:.2} dB (cosine {:.5})", e.sqnr_db(), e.cosine()),
+            );
+        }
+        row(
+            &mut t,
+            "alarm",
+            match self.alarm_first {
+                Some(k) => format!(
+                    "fired after {k} frames ({} {} {})",
+                    self.opts.alarm_metric.name(),
+                    if self.opts.alarm_metric.higher_is_better() {
+                        "<"
+                    } else {
+                        ">"
+                    },
+                    self.opts.alarm_threshold
+                ),
+                None => "no".into(),
+            },
+        );
+        let worst = self.worst_layers();
+        if !worst.is_empty() {
+            t.push_str("  worst layers (SQNR dB, RMSE in steps):\n");
+            for l in worst.iter().take(5) {
+                t.push_str(&format!(
+                    "    {:>7.2}  {:>6.2}  {} {}\n",
+                    l.sqnr_db(),
+                    l.rmse_scaled(),
+                    l.op,
+                    short_name(&l.name)
+                ));
+            }
+        }
+        t
+    }
+}
+
+/// The first `;`-separated part of a fused TFLite tensor name.
+pub fn short_name(n: &str) -> &str {
+    n.split(';').next().unwrap_or(n)
+}
+
+/// One image file as a source.
+struct OneImage {
+    path: PathBuf,
+    done: bool,
+}
+
+impl FrameSource for OneImage {
+    fn open(&mut self) -> Result<()> {
+        self.done = false;
+        Ok(())
+    }
+    fn read(&mut self) -> Result<Read> {
+        if self.done {
+            return Ok(Read::Eof);
+        }
+        self.done = true;
+        Ok(Read::Frame(
+            image::open(&self.path)
+                .with_context(|| format!("reading {}", self.path.display()))?
+                .to_rgb8(),
+        ))
+    }
+    fn describe(&self) -> String {
+        format!("image {}", self.path.display())
+    }
+}
+
+/// Open `--source`: a directory of images, an MJPEG clip (`.mjpeg`/`.mjpg`),
+/// an image file, or anything else ffmpeg reads (video files, streams).
+pub fn open_source(s: &str) -> Result<Box<dyn FrameSource>> {
+    let p = Path::new(s);
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    let mut src: Box<dyn FrameSource> = if p.is_dir() {
+        Box::new(ImageDir::new(p.to_path_buf(), false))
+    } else if matches!(ext.as_deref(), Some("mjpeg" | "mjpg")) {
+        Box::new(MjpegFile::new(p.to_path_buf(), false))
+    } else if matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png")) {
+        Box::new(OneImage {
+            path: p.to_path_buf(),
+            done: false,
+        })
+    } else if is_video_file(p) || s.contains("://") {
+        Box::new(Ffmpeg::new(s, 0, 0, 0.0, false))
+    } else if !p.exists() {
+        bail!("--source {s}: no such file or directory");
+    } else {
+        Box::new(Ffmpeg::new(s, 0, 0, 0.0, false))
+    };
+    src.open().with_context(|| format!("--source {s}"))?;
+    Ok(src)
+}
+
+/// Run the comparison over a whole source; `progress` sees each compared frame.
+pub fn run(
+    opts: EvalOptions,
+    source: &str,
+    mut progress: impl FnMut(&FrameComparison, usize),
+) -> Result<Evaluator> {
+    let mut src = open_source(source)?;
+    let mut ev = Evaluator::new(opts)?;
+    ev.source = source.to_string();
+    let every = ev.opts.every.max(1) as u64;
+    let mut seq = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let img = match src.read()? {
+            Read::Frame(i) => i,
+            Read::Eof => break,
+        };
+        seq += 1;
+        if !(seq - 1).is_multiple_of(every) {
+            continue;
+        }
+        let n = ev.frames.len() + 1;
+        let c = ev.push(seq, &img)?;
+        progress(c, n);
+        if ev.opts.max_frames > 0 && ev.frames.len() >= ev.opts.max_frames {
+            break;
+        }
+    }
+    if ev.frames.is_empty() {
+        bail!("--source {source}: no frames");
+    }
+    tracing::debug!(secs = t0.elapsed().as_secs_f64(), "evaluation done");
+    Ok(ev)
+}

@@ -1,0 +1,222 @@
+//! Quantization drift on real data: the shipped int8 SSD against its float
+//! version on the bundled clip (plausible, stable figures, no alarm at the
+//! defaults); a deliberately damaged int8 model (one mid-network convolution's
+//! weight scales rewritten) raises the alarm within a few sampled frames and
+//! the per-layer view points at the damaged layer; and `edgecam evaluate`
+//! writes its JSON and HTML reports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgecam::drift::evaluate::{self, EvalOptions};
+use edgecam::engine::graph::Op;
+use edgecam::engine::tflite::{load_file, write_model};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model(kind: &str) -> PathBuf {
+    root().join(format!("models/ssd_mobilenetv2_oidv4_{kind}.tflite"))
+}
+
+fn clip() -> String {
+    root()
+        .join("tests/data/vtest_10s.mjpeg")
+        .display()
+        .to_string()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgecam-drift-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The CONV_2D node producing the tensor whose name starts with `prefix`;
+/// multiply its filter's per-channel scales by `factor` and write the model
+/// next to `dir`. Returns (model path, output tensor name).
+fn damage_conv(dir: &Path, prefix: &str, factor: f32) -> (PathBuf, String) {
+    let mut g = load_file(model("int8")).unwrap();
+    let node = g
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Conv2D(_)) && g.tensors[n.outputs[0]].name.starts_with(prefix))
+        .expect("conv node")
+        .clone();
+    let w = node.inputs[1].unwrap();
+    let q = g.tensors[w].quant.as_mut().unwrap();
+    assert!(q.scale.len() > 1, "per-channel weights");
+    for s in q.scale.iter_mut() {
+        *s *= factor;
+    }
+    let out = g.tensors[node.outputs[0]].name.clone();
+    let p = dir.join("damaged_int8.tflite");
+    std::fs::write(&p, write_model(&g)).unwrap();
+    (p, out)
+}
+
+#[test]
+fn shipped_int8_agrees_with_float_on_the_clip_without_alarm() {
+    let mut o = EvalOptions::new(model("int8"), model("fp32"));
+    o.every = 20; // frames 1, 21, 41, 61, 81
+    o.layers = false;
+    let ev = evaluate::run(o, &clip(), |_, _| {}).unwrap();
+    let s = ev.summary();
+    assert_eq!(s.frames, 5);
+    // The float model sees the pedestrians; int8 agrees on most of them.
+    assert!(s.float_objects >= 10, "{}", s.float_objects);
+    assert!(s.f1 > 0.6 && s.f1 <= 1.0, "F1 {}", s.f1);
+    assert!(s.precision > 0.8, "precision {}", s.precision);
+    assert!(
+        s.map50 > 0.5 && s.map50_95 < s.map50,
+        "{} {}",
+        s.map50,
+        s.map50_95
+    );
+    assert!(s.mean_iou.unwrap() > 0.7);
+    assert!(s.class_flip_rate.unwrap_or(0.0) < 0.2);
+    for (name, e) in &s.outputs {
+        assert!(
+            e.sqnr_db() > 5.0 && e.sqnr_db() < 60.0,
+            "{name}: {}",
+            e.sqnr_db()
+        );
+        assert!(e.cosine() > 0.9, "{name}: {}", e.cosine());
+    }
+    // Stable: every sampled frame agrees reasonably, the window never alarms.
+    for c in &ev.frames {
+        assert!(c.f1() >= 0.4, "frame {} F1 {}", c.seq, c.f1());
+    }
+    assert!(ev.timeline.iter().all(|t| !t.alarm));
+    assert_eq!(ev.alarm_first, None);
+}
+
+#[test]
+fn damaged_int8_raises_the_alarm_and_the_layer_view_points_at_it() {
+    let dir = tmpdir("damaged");
+    let (bad, damaged) = damage_conv(
+        &dir,
+        "FeatureExtractor/MobilenetV2/expanded_conv_6/expand/",
+        8.0,
+    );
+
+    // Baseline per-layer view of the shipped model on the first frame.
+    let mut o = EvalOptions::new(model("int8"), model("fp32"));
+    o.max_frames = 1;
+    let good = evaluate::run(o, &clip(), |_, _| {}).unwrap();
+
+    let desc = root().join("models/ssd_mobilenetv2_oidv4.json");
+    let mut o = EvalOptions::new(&bad, model("fp32"));
+    o.desc = Some(desc.clone());
+    o.every = 20;
+    o.max_frames = 4;
+    let ev = evaluate::run(o, &clip(), |_, _| {}).unwrap();
+    let min_frames = ev.opts.alarm_min_frames;
+    assert_eq!(
+        ev.alarm_first,
+        Some(min_frames),
+        "the alarm fires as soon as the window may judge: {:?}",
+        ev.timeline.iter().map(|t| t.window_f1).collect::<Vec<_>>()
+    );
+    assert!(ev.alarm_active());
+    assert!(ev.summary().f1 < 0.3, "{}", ev.summary().f1);
+
+    // The per-layer view: the same tensors in the same order; identical up to
+    // the damaged convolution, which is where the error starts (and the worst).
+    assert_eq!(good.layer_stats.len(), ev.layer_stats.len());
+    assert!(ev.layer_stats.len() > 50);
+    // Compare the first frame only: rerun the damaged model on it.
+    let mut o = EvalOptions::new(&bad, model("fp32"));
+    o.desc = Some(desc);
+    o.max_frames = 1;
+    let bad1 = evaluate::run(o, &clip(), |_, _| {}).unwrap();
+    let first_drop = good
+        .layer_stats
+        .iter()
+        .zip(&bad1.layer_stats)
+        .position(|(g, b)| {
+            assert_eq!(g.name, b.name);
+            b.sqnr_db() < g.sqnr_db() - 6.0
+        })
+        .expect("some layer loses accuracy");
+    assert_eq!(bad1.layer_stats[first_drop].name, damaged);
+    for (g, b) in good.layer_stats[..first_drop]
+        .iter()
+        .zip(&bad1.layer_stats[..first_drop])
+    {
+        assert_eq!(g.sqnr_db(), b.sqnr_db(), "{} before the damage", g.name);
+    }
+    assert_eq!(ev.worst_layers()[0].name, damaged);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary; built, not run, under qemu"
+)]
+fn evaluate_writes_json_and_html_reports() {
+    let dir = tmpdir("cli");
+    let (json, html) = (dir.join("r.json"), dir.join("r.html"));
+    let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .arg("evaluate")
+        .arg("--int8")
+        .arg(model("int8"))
+        .arg("--float")
+        .arg(model("fp16"))
+        .arg("--source")
+        .arg(root().join("tests/data/person.jpg"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("agreement F1"), "{stdout}");
+    assert!(stdout.contains("pseudo-mAP@0.5"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &r["summary"];
+    assert_eq!(s["frames"], 1);
+    for k in ["f1", "map50", "map50_95"] {
+        let v = s[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{k} {v}");
+    }
+    // person.jpg: the float model finds the person, the dog and the horse.
+    assert!(s["objects"]["float"].as_u64().unwrap() >= 2, "{s}");
+    // Layers: named by the int8 model's tensor names, in execution order.
+    let g = load_file(model("int8")).unwrap();
+    let it = edgecam::engine::Interpreter::new(g.clone()).unwrap();
+    let exec: Vec<String> = g
+        .inputs
+        .iter()
+        .copied()
+        .chain(it.executed_outputs())
+        .map(|t| g.tensors[t].name.clone())
+        .collect();
+    let layers = r["layers"].as_array().unwrap();
+    assert!(layers.len() > 50);
+    let mut pos = 0;
+    for l in layers {
+        let name = l["name"].as_str().unwrap();
+        let k = exec[pos..]
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} out of execution order"));
+        pos += k + 1;
+        assert!(l["sqnr_db"].as_f64().is_some());
+    }
+    assert_eq!(layers[0]["name"], "normalized_input_image_tensor");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.matches("<svg").count() >= 4);
+    assert!(!page.contains("<script"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
