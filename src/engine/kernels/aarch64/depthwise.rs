@@ -552,7 +552,8 @@ unsafe fn dw_f32_neon(
                             let (x, w) = unsafe {
                                 (vld1q_f32(ip.add(ib + 4 * v)), vld1q_f32(wp.add(wb + 4 * v)))
                             };
-                            *a = vfmaq_f32(*a, x, w);
+                            // Multiply then add (no FMA), in the scalar kernel's order: the same rounding.
+                            *a = vaddq_f32(*a, vmulq_f32(x, w));
                         }
                     }
                 }
@@ -579,7 +580,7 @@ unsafe fn dw_f32_neon(
                         let wb = (fy * g.filter_w + fx) * c + ch;
                         // SAFETY: ch + 4 <= c: inside input and filter.
                         let (x, w) = unsafe { (vld1q_f32(ip.add(ib)), vld1q_f32(wp.add(wb))) };
-                        acc = vfmaq_f32(acc, x, w);
+                        acc = vaddq_f32(acc, vmulq_f32(x, w));
                     }
                 }
                 if let Some(bias) = bias {
