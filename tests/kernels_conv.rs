@@ -355,13 +355,86 @@ fn depthwise_int8_every_path_is_bit_exact() {
     for case in 0..120 {
         let in_c = rng.pick(&[1, 3, 8, 15, 16, 17, 32, 33, 48]);
         let mult = rng.pick(&[1, 1, 1, 2, 3]);
-        let out_c = in_c * mult;
-        let (g, padding) = geom(&mut rng, in_c, out_c, true);
+        let g = geom(&mut rng, in_c, in_c * mult, true);
+        depthwise_int8_case(&mut rng, case, in_c, mult, g, false);
+    }
+}
+
+/// The 3x3 register kernels (NEON, AVX2): interior pixels of larger images, channel counts in
+/// blocks of 16, TFLite-style weights in [-127, 127] (the NEON kernel pairs taps in int16 only
+/// then), strides 1 and 2, dilations, both paddings; left shifts come from `qcase`.
+#[test]
+fn depthwise_int8_3x3_interior_every_path_is_bit_exact() {
+    let mut rng = Rng(0xD3_3303);
+    for case in 0..60 {
+        let in_c = rng.pick(&[16, 32, 48, 64]);
+        let stride = rng.pick(&[1, 2]);
+        let dilation = rng.pick(&[1, 1, 2]);
+        let padding = if rng.below(2) == 0 {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
+        let (in_h, in_w) = (5 + rng.below(16), 5 + rng.below(16));
+        let dim = |size: usize| {
+            let eff = 2 * dilation + 1;
+            let out = match padding {
+                Padding::Same => size.div_ceil(stride),
+                Padding::Valid => (size + stride - eff) / stride,
+            };
+            let pad = ((out - 1) * stride + eff).saturating_sub(size) / 2;
+            (out, pad)
+        };
+        let ((out_h, pad_top), (out_w, pad_left)) = (dim(in_h), dim(in_w));
+        let g = ConvGeom {
+            batch: 1 + rng.below(2),
+            in_h,
+            in_w,
+            in_c,
+            out_h,
+            out_w,
+            out_c: in_c,
+            filter_h: 3,
+            filter_w: 3,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: dilation,
+            dilation_w: dilation,
+            pad_top,
+            pad_left,
+        };
+        depthwise_int8_case(&mut rng, case, in_c, 1, (g, padding), true);
+    }
+}
+
+/// One random int8 depthwise case on geometry `g`, every kernel path against the reference;
+/// `no_min_weight`: weights in [-127, 127] like TFLite's int8 weights.
+fn depthwise_int8_case(
+    rng: &mut Rng,
+    case: usize,
+    in_c: usize,
+    mult: usize,
+    (g, padding): (ConvGeom, Padding),
+    no_min_weight: bool,
+) {
+    let out_c = in_c * mult;
+    {
         let per_channel = rng.below(4) != 0;
-        let c = qcase(&mut rng, out_c, per_channel);
+        let mut c = qcase(rng, out_c, per_channel);
+        if no_min_weight && rng.below(3) == 0 {
+            // Multipliers above 1 for some channels: left shifts in the requantization.
+            c.out_scale = 0.0002;
+        }
         let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
         let filter: Vec<i8> = (0..g.filter_h * g.filter_w * out_c)
-            .map(|_| rng.i8())
+            .map(|_| {
+                let w = rng.i8();
+                if no_min_weight {
+                    w.max(-127)
+                } else {
+                    w
+                }
+            })
             .collect();
         let bias: Option<Vec<i32>> = (rng.below(5) != 0).then(|| {
             (0..out_c)

@@ -128,6 +128,96 @@ fn gemm_i8_all_extremes() {
     }
 }
 
+/// The fused GEMM + requantization (`gemm_requant_i8`; baseline NEON requantizes inside its
+/// 4x4 register tiles when the weights have no -128, `n % 4 == 0` and no shift is positive)
+/// against the scalar `gemm_i8` then `requant_i8`, on every path: row counts with and without
+/// a remainder of 4, TFLite-like multipliers (right shifts, some zero) and, in some cases, left
+/// shifts, extreme multipliers or a -128 weight, which send the rows through the unfused kernels.
+#[test]
+fn gemm_requant_i8_is_bit_exact_on_every_path() {
+    let mut rng = Rng(0xED6E_CA30_0000_0303);
+    for case in 0..250 {
+        let m = 1 + rng.below(23);
+        let n = if rng.below(4) == 0 {
+            1 + rng.below(40)
+        } else {
+            4 * (1 + rng.below(12))
+        };
+        let k = match rng.below(4) {
+            0 => 1 + rng.below(15),
+            1 => 16 * (1 + rng.below(4)),
+            _ => 1 + rng.below(200),
+        };
+        let lda = k + rng.below(3);
+        let ldo = n + rng.below(3);
+        let a = rng.vec_i8(m * lda + 1);
+        let tflite_weights = rng.below(5) != 0;
+        let w: Vec<i8> = (0..n * k)
+            .map(|_| {
+                let v = rng.i8();
+                if tflite_weights {
+                    v.max(-127)
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let bias: Vec<i32> = (0..n)
+            .map(|_| rng.range(-200_000, 200_000) as i32)
+            .collect();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
+            .map(|_| match rng.below(10) {
+                0 => rng.mult_shift(),
+                1 => quantize_multiplier(0.5 + rng.below(1000) as f64 / 2000.0),
+                _ => quantize_multiplier(10f64.powf(-(rng.range(5, 40) as f64) / 10.0)),
+            })
+            .unzip();
+        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let (amin, amax) = match rng.below(3) {
+            0 => (-128, 127),
+            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+            _ => (off, 127),
+        };
+        let rq = kernels::RequantCols {
+            bias: &bias,
+            multipliers: &mults,
+            shifts: &shifts,
+            output_offset: off,
+            act_min: amin,
+            act_max: amax,
+        };
+        let mut want = vec![0x11i8; m * ldo + 1];
+        let mut acc = vec![0i32; m * n];
+        let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
+        kernels::gemm_i8(&ps, &a, m, lda, &mut acc, n);
+        kernels::requant_i8(
+            KernelPath::Scalar,
+            &acc,
+            m,
+            n,
+            n,
+            &bias,
+            &mults,
+            &shifts,
+            off,
+            amin,
+            amax,
+            &mut want,
+            ldo,
+        );
+        for path in paths() {
+            let p = kernels::pack_i8(path, &w, n, k);
+            let mut got = vec![0x11i8; m * ldo + 1];
+            let mut scratch = vec![0x5555_5555i32; m * n];
+            kernels::gemm_requant_i8(&p, &a, m, lda, &rq, &mut scratch, &mut got, ldo);
+            assert_eq!(
+                got, want,
+                "case {case}: {path} m={m} n={n} k={k} lda={lda} ldo={ldo}"
+            );
+        }
+    }
+}
+
 #[test]
 fn requant_i8_is_bit_exact_on_every_path() {
     let mut rng = Rng(0xED6E_CA30_0000_0202);

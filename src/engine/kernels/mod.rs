@@ -312,6 +312,82 @@ pub fn requant_i8(
     }
 }
 
+/// Requantization parameters of the `n` output columns of a GEMM (see [`requant_i8`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RequantCols<'a> {
+    pub bias: &'a [i32],
+    pub multipliers: &'a [i32],
+    pub shifts: &'a [i32],
+    pub output_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (row stride `ldo`),
+/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON) requantize inside
+/// the register tile; the others, and the rows a fused kernel leaves, go through `acc`
+/// (scratch of at least `m * n` values).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_requant_i8(
+    p: &PackedI8,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    rq: &RequantCols<'_>,
+    acc: &mut [i32],
+    out: &mut [i8],
+    ldo: usize,
+) {
+    let n = p.n;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut done = 0;
+    #[cfg(target_arch = "aarch64")]
+    if p.path == KernelPath::Neon && rq.shifts.len() >= n {
+        done = aarch64::gemm_requant_neon(
+            &p.data,
+            n,
+            p.k,
+            a,
+            m,
+            lda,
+            rq.bias,
+            rq.multipliers,
+            rq.shifts,
+            rq.output_offset,
+            rq.act_min,
+            rq.act_max,
+            out,
+            ldo,
+        );
+    }
+    if done == m {
+        return;
+    }
+    let rest = m - done;
+    assert!(
+        acc.len() >= rest * n,
+        "gemm_requant_i8: acc scratch too short"
+    );
+    gemm_i8(p, &a[done * lda..], rest, lda, &mut acc[..rest * n], n);
+    requant_i8(
+        p.path,
+        acc,
+        rest,
+        n,
+        n,
+        rq.bias,
+        rq.multipliers,
+        rq.shifts,
+        rq.output_offset,
+        rq.act_min,
+        rq.act_max,
+        &mut out[done * ldo..],
+        ldo,
+    );
+}
+
 /// Check the slices of a depthwise call against its geometry.
 fn check_depthwise<T, B>(
     g: &ConvGeom,

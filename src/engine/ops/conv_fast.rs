@@ -52,10 +52,71 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
     pool.as_deref()
 }
 
-/// Copy the im2col rows of output pixels `pixels` into `dst` (`pixels.len() * k`),
+/// Elements a short run of im2col is copied with at once (see [`im2col`]).
+const RUN: usize = 16;
+
+/// Copy the im2col rows of output pixels `pixels` into `dst[..pixels.len() * k]`,
 /// filling padded taps with `pad`. With dilation 1 along the width, the valid taps
-/// of one filter row are one contiguous input run and are copied at once.
+/// of one filter row are one contiguous input run and are copied at once; a run of
+/// at most [`RUN`] elements (small channel counts, e.g. the RGB input of the first
+/// convolution) is copied as exactly `RUN` elements when both sides have room, so
+/// the copy has a fixed length. The extra elements land after the run, on places
+/// written later (rows are filled in order) or in `dst`'s slack past `pixels.len() * k`.
 fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
+    if g.dilation_w != 1 {
+        im2col_dilated(g, input, pixels, pad, dst);
+        return;
+    }
+    let ic = g.in_c;
+    let row_len = g.filter_w * ic;
+    let image = g.in_h * g.in_w * ic;
+    let mut d = 0;
+    let mut p = pixels.start;
+    while p < pixels.end {
+        // The pixels of one output row at a time.
+        let ox0 = p % g.out_w;
+        let oy = (p / g.out_w) % g.out_h;
+        let base = p / (g.out_w * g.out_h) * image;
+        let count = (g.out_w - ox0).min(pixels.end - p);
+        for ox in ox0..ox0 + count {
+            // Valid taps fx0..fx1 of every filter row read input columns x0 .. x0 + fx1 - fx0.
+            let left = ox * g.stride_w;
+            let fx0 = g.pad_left.saturating_sub(left).min(g.filter_w);
+            let fx1 = (g.in_w + g.pad_left).saturating_sub(left).min(g.filter_w);
+            let (lo, hi) = (fx0 * ic, fx1.max(fx0) * ic);
+            let x0 = (left + fx0).saturating_sub(g.pad_left);
+            for fy in 0..g.filter_h {
+                let at = d;
+                d += row_len;
+                let iy = match g.in_y(oy, fy) {
+                    Some(iy) if lo < hi => iy,
+                    _ => {
+                        dst[at..at + row_len].fill(pad);
+                        continue;
+                    }
+                };
+                let s = base + (iy * g.in_w + x0) * ic;
+                let run = hi - lo;
+                if lo > 0 {
+                    dst[at..at + lo].fill(pad);
+                }
+                let r0 = at + lo;
+                if run <= RUN && s + RUN <= input.len() && r0 + RUN <= dst.len() {
+                    dst[r0..r0 + RUN].copy_from_slice(&input[s..s + RUN]);
+                } else {
+                    dst[r0..r0 + run].copy_from_slice(&input[s..s + run]);
+                }
+                if hi < row_len {
+                    dst[at + hi..at + row_len].fill(pad);
+                }
+            }
+        }
+        p += count;
+    }
+}
+
+/// [`im2col`] with a dilated filter width: tap by tap.
+fn im2col_dilated<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
     let ic = g.in_c;
     let row_len = g.filter_w * ic;
     let mut d = 0;
@@ -70,22 +131,6 @@ fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst:
                 dst.fill(pad);
                 continue;
             };
-            if g.dilation_w == 1 {
-                // Valid taps fx0..fx1 read input columns x0 .. x0 + (fx1 - fx0).
-                let left = ox * g.stride_w;
-                let fx0 = g.pad_left.saturating_sub(left).min(g.filter_w);
-                let fx1 = (g.in_w + g.pad_left).saturating_sub(left).min(g.filter_w);
-                if fx0 >= fx1 {
-                    dst.fill(pad);
-                    continue;
-                }
-                let x0 = left + fx0 - g.pad_left;
-                let s = ((b * g.in_h + iy) * g.in_w + x0) * ic;
-                dst[..fx0 * ic].fill(pad);
-                dst[fx0 * ic..fx1 * ic].copy_from_slice(&input[s..s + (fx1 - fx0) * ic]);
-                dst[fx1 * ic..].fill(pad);
-                continue;
-            }
             for fx in 0..g.filter_w {
                 let dst = &mut dst[fx * ic..(fx + 1) * ic];
                 match g.in_x(ox, fx) {
@@ -117,7 +162,6 @@ pub(super) struct GemmI8 {
     bias: Vec<i32>,
     q: QParams,
     in_zp: i8,
-    path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
     task_rows: usize,
     tasks: usize,
@@ -158,7 +202,9 @@ impl GemmI8 {
         let (task_rows, tasks) = task_rows(m, threads);
         let im2col = matches!(src, ASource::Im2col(_));
         let scratch = PerWorker::new(threads, || ScratchI8 {
-            cols: vec![0; if im2col { task_rows * k } else { 0 }],
+            // RUN slack: im2col's fixed-length copies, and the GEMM's last partial k
+            // chunk read in place (see `kernels::gemm_i8`).
+            cols: vec![0; if im2col { task_rows * k + RUN } else { 0 }],
             acc: vec![0; task_rows.min(ACC_ROWS) * n],
         });
         Ok(GemmI8 {
@@ -171,7 +217,6 @@ impl GemmI8 {
             bias: folded,
             q,
             in_zp,
-            path,
             pool,
             task_rows,
             tasks,
@@ -192,31 +237,42 @@ impl Kernel for GemmI8 {
             let mut s = this.scratch.get(w);
             let ScratchI8 { cols, acc } = &mut *s;
             let a: &[i8] = match this.src {
-                ASource::Direct => &input[rows.start * k..rows.end * k],
+                // To the end of the input: the GEMM may read a last partial k chunk in
+                // place (bytes past a row's k meet zero weights).
+                ASource::Direct => &input[rows.start * k..],
                 ASource::Im2col(g) => {
-                    im2col(&g, input, rows.clone(), this.in_zp, &mut cols[..mr * k]);
-                    &cols[..mr * k]
+                    im2col(
+                        &g,
+                        input,
+                        rows.clone(),
+                        this.in_zp,
+                        &mut cols[..mr * k + RUN],
+                    );
+                    &cols[..mr * k + RUN]
                 }
             };
             // GEMM + requantization in blocks of ACC_ROWS rows, so the int32
-            // accumulators are still in cache when they are requantized.
+            // accumulators (where the path has no fused kernel) are still in cache
+            // when they are requantized.
             let q = &this.q;
+            let rq = kernels::RequantCols {
+                bias: &this.bias,
+                multipliers: &q.multipliers,
+                shifts: &q.shifts,
+                output_offset: q.output_offset,
+                act_min: q.act_min,
+                act_max: q.act_max,
+            };
             let mut r = 0;
             while r < mr {
                 let rr = (mr - r).min(ACC_ROWS);
-                kernels::gemm_i8(&this.packed, &a[r * k..], rr, k, &mut acc[..rr * n], n);
-                kernels::requant_i8(
-                    this.path,
-                    acc,
+                kernels::gemm_requant_i8(
+                    &this.packed,
+                    &a[r * k..],
                     rr,
-                    n,
-                    n,
-                    &this.bias,
-                    &q.multipliers,
-                    &q.shifts,
-                    q.output_offset,
-                    q.act_min,
-                    q.act_max,
+                    k,
+                    &rq,
+                    acc,
                     &mut chunk[r * n..],
                     n,
                 );
@@ -288,7 +344,7 @@ impl GemmF32 {
             task_rows,
             tasks,
             scratch: PerWorker::new(threads, || {
-                vec![0.0; if im2col { task_rows * k } else { 0 }]
+                vec![0.0; if im2col { task_rows * k + RUN } else { 0 }]
             }),
         }
     }
@@ -307,7 +363,7 @@ impl Kernel for GemmF32 {
             let a: &[f32] = match this.src {
                 ASource::Direct => &input[rows.start * k..rows.end * k],
                 ASource::Im2col(g) => {
-                    im2col(&g, input, rows.clone(), 0.0, &mut cols[..mr * k]);
+                    im2col(&g, input, rows.clone(), 0.0, &mut cols[..mr * k + RUN]);
                     &cols[..mr * k]
                 }
             };

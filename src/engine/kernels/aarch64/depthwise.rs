@@ -8,9 +8,10 @@
 //! `requant.rs`. Offsets outside the int16-safe range (never in TFLite) use the plain loop.
 
 use std::arch::aarch64::*;
+use std::arch::asm;
 use std::ops::Range;
 
-use super::requant::{finish1, finish4, narrow8, Params4};
+use super::requant::{finish1, finish4, narrow8, Params4, Requant16};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::KernelPath;
@@ -171,9 +172,44 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     let span_w = g.filter_w.saturating_sub(1) * g.dilation_w + 1;
     // Every tap of the current output pixel: (input or pad pointer at channel 0, filter pointer).
     let mut taps: Vec<(*const i8, *const i8)> = Vec::with_capacity(g.filter_h * g.filter_w);
+    // The 9-tap register kernel: 3x3 filters, channels in blocks of 16, weights that pair.
+    let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0;
+    let left = q.shifts[..c].iter().any(|&s| s > 0);
+    let shifted = q.shifts[..c].iter().all(|&s| s < 0);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
+        // Interior output columns x_lo..x_hi of an interior row: every tap inside the input.
+        let mut interior = 0..0;
+        if fast {
+            if let Some(y0) = (oy * g.stride_h).checked_sub(g.pad_top) {
+                if y0 + span_h <= g.in_h && g.in_w >= span_w {
+                    let x_lo = g.pad_left.div_ceil(g.stride_w);
+                    let x_hi = ((g.in_w - span_w + g.pad_left) / g.stride_w + 1).min(g.out_w);
+                    if x_lo < x_hi {
+                        interior = x_lo..x_hi;
+                        // SAFETY: rows y0..y0 + span_h of image b and columns
+                        // x_lo*stride - pad_left .. (x_hi-1)*stride - pad_left + span_w of them
+                        // are inside the input; out row `row`, columns x_lo..x_hi are inside out.
+                        unsafe {
+                            let start =
+                                ((b * g.in_h + y0) * g.in_w + (x_lo * g.stride_w - g.pad_left)) * c;
+                            let dst = op.add((row * g.out_w + x_lo) * c);
+                            let n = x_hi - x_lo;
+                            match (left, shifted) {
+                                (true, true) => dw3x3_row::<true, true>(k, start, n, dst),
+                                (true, false) => dw3x3_row::<true, false>(k, start, n, dst),
+                                (false, true) => dw3x3_row::<false, true>(k, start, n, dst),
+                                (false, false) => dw3x3_row::<false, false>(k, start, n, dst),
+                            }
+                        }
+                    }
+                }
+            }
+        }
         for ox in 0..g.out_w {
+            if interior.contains(&ox) {
+                continue;
+            }
             let obase = (row * g.out_w + ox) * c;
             taps.clear();
             // Interior pixel: every tap is inside the input, at a fixed offset from the first.
@@ -307,6 +343,110 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                     q.act_min,
                     q.act_max,
                 );
+            }
+        }
+    }
+}
+
+/// One row segment of `n` interior output pixels of a 3x3, depth-multiplier-1, zero-point-padded
+/// int8 depthwise convolution whose weights pair (no -128): channels in blocks of 16, the block's
+/// 9 weight vectors and requantization parameters held in registers across the pixels. Per pixel
+/// and block: 9 loads, taps (0,1) (2,3) (4,5) (6,7) paired in int16 (SMULL + SMLAL, exact: two
+/// products of |x| <= 128, |w| <= 127), widened into the bias with SADDW, tap 8 alone, then
+/// [`Requant16`]. Integer sums are exact in any order: bit-identical to the per-pixel path.
+///
+/// # Safety
+/// `k` validated by `depthwise_i8`; `start` is the input index of channel 0 of the first pixel's
+/// top-left tap, and the `n` pixels (stride `stride_w`) with all their taps lie inside the input;
+/// `dst` points to `n * c` writable output bytes; `c % 16 == 0`; 3x3 filter.
+#[target_feature(enable = "neon")]
+unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool>(
+    k: &ZpKernel<'_>,
+    start: usize,
+    n: usize,
+    dst: *mut i8,
+) {
+    let (g, q) = (k.g, k.q);
+    let c = g.in_c;
+    let step = g.stride_w * c;
+    let rel: [usize; 9] = std::array::from_fn(|t| {
+        let (fy, fx) = (t / 3, t % 3);
+        (fy * g.dilation_h * g.in_w + fx * g.dilation_w) * c
+    });
+    for ch in (0..c).step_by(16) {
+        // SAFETY: ch + 16 <= c: the block's weights of every tap (filter holds 9 * c values),
+        // the channel parameters (c values each), the input taps (caller contract) and the
+        // outputs (n pixels of c bytes from dst) are in bounds.
+        unsafe {
+            let w: [int8x16_t; 9] =
+                std::array::from_fn(|t| vld1q_s8(k.filter.as_ptr().add(t * c + ch)));
+            let p = Requant16::load(
+                k.bias.as_ptr(),
+                q.multipliers.as_ptr(),
+                q.shifts.as_ptr(),
+                ch,
+                q.output_offset,
+                q.act_min,
+                q.act_max,
+            );
+            let mut x0 = k.input.as_ptr().add(start + ch);
+            let mut o = dst.add(ch);
+            for _ in 0..n {
+                let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(x0.add(rel[t])));
+                // Inline assembly keeps SMULL2/SMLAL2 on the high halves (the intrinsics were
+                // lowered to EXT + SMULL) and starts the sums from the bias registers.
+                let mut acc = [vdupq_n_s32(0); 4];
+                asm!(
+                    "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+                    "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+                    "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
+                    "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
+                    "saddw {a0:v}.4s, {b0:v}.4s, {pl:v}.4h",
+                    "saddw2 {a1:v}.4s, {b1:v}.4s, {pl:v}.8h",
+                    "saddw {a2:v}.4s, {b2:v}.4s, {ph:v}.4h",
+                    "saddw2 {a3:v}.4s, {b3:v}.4s, {ph:v}.8h",
+                    x0 = in(vreg) x[0], x1 = in(vreg) x[1], w0 = in(vreg) w[0], w1 = in(vreg) w[1],
+                    b0 = in(vreg) p.bias[0], b1 = in(vreg) p.bias[1],
+                    b2 = in(vreg) p.bias[2], b3 = in(vreg) p.bias[3],
+                    a0 = out(vreg) acc[0], a1 = out(vreg) acc[1],
+                    a2 = out(vreg) acc[2], a3 = out(vreg) acc[3],
+                    pl = out(vreg) _, ph = out(vreg) _,
+                    options(pure, nomem, nostack),
+                );
+                for t in [2, 4, 6] {
+                    asm!(
+                        "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+                        "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+                        "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
+                        "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
+                        "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
+                        "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
+                        "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
+                        "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
+                        x0 = in(vreg) x[t], x1 = in(vreg) x[t + 1],
+                        w0 = in(vreg) w[t], w1 = in(vreg) w[t + 1],
+                        a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
+                        a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
+                        pl = out(vreg) _, ph = out(vreg) _,
+                        options(pure, nomem, nostack),
+                    );
+                }
+                asm!(
+                    "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+                    "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+                    "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
+                    "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
+                    "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
+                    "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
+                    x0 = in(vreg) x[8], w0 = in(vreg) w[8],
+                    a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
+                    a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
+                    pl = out(vreg) _, ph = out(vreg) _,
+                    options(pure, nomem, nostack),
+                );
+                vst1q_s8(o, p.finish::<LEFT, SHIFTED>(acc));
+                x0 = x0.add(step);
+                o = o.add(c);
             }
         }
     }

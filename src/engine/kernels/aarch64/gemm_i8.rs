@@ -4,8 +4,10 @@
 //! Packed buffer: a 16-byte header (byte 0: path tag, byte 1: 1 if some weight is -128, bytes
 //! 4..8 and 8..12: n and k as little-endian u32), then
 //! `ceil(n / NR)` column blocks of `kp = round_up(k, 16)` k-values each, zero padded. K is walked
-//! in 16-byte chunks; the last partial chunk of every `a` row is copied into a zero-padded stack
-//! buffer, so `a` is never read past `a[i*lda + k]`. Rows are tiled 8/4/2/1 (i8mm: pairs).
+//! in 16-byte chunks. The last partial chunk of an `a` row is read in place when 16 bytes from
+//! its start are inside `a` (the bytes past `k` meet zero weights); only where that would run
+//! past the end of `a` is it copied into a zero-padded stack buffer, so `a` is never read out
+//! of bounds. Rows are tiled 8/4/2/1 (i8mm: pairs).
 //!
 //! - Neon (ARMv8.0, NR = 4): per (row, column) an int32x4 accumulator; 16 k per step: SMULL +
 //!   SMLAL2 into int16x8 then SADALP. Two products in one i16 lane overflow only for
@@ -121,10 +123,40 @@ struct Args {
     n: usize,
     k: usize,
     a: *const i8,
+    /// Readable bytes from `a`.
+    a_len: usize,
     m: usize,
     lda: usize,
     acc: *mut i32,
     ldacc: usize,
+    /// Fused requantization (`gemm_requant_neon`); unused by `gemm_i8`.
+    rq: Fused,
+}
+
+/// Output and per-column parameters of the fused requantization epilogue.
+#[derive(Clone, Copy)]
+struct Fused {
+    out: *mut i8,
+    ldo: usize,
+    bias: *const i32,
+    mult: *const i32,
+    shift: *const i32,
+    off: i32,
+    lo: i8,
+    hi: i8,
+}
+
+impl Fused {
+    const NONE: Fused = Fused {
+        out: std::ptr::null_mut(),
+        ldo: 0,
+        bias: std::ptr::null(),
+        mult: std::ptr::null(),
+        shift: std::ptr::null(),
+        off: 0,
+        lo: 0,
+        hi: 0,
+    };
 }
 
 impl Args {
@@ -134,25 +166,40 @@ impl Args {
     }
 
     /// Row pointers of the tile starting at `i0` (rows past `m` repeat row `m - 1`, never stored)
-    /// and the zero-padded copies of their last partial chunk.
+    /// and, per row, where its last partial chunk is read from: the row itself when 16 bytes
+    /// from the chunk's start are still inside `a` (the bytes past `k` meet zero-padded
+    /// weights, so they add nothing), else a zero-padded copy in `tails`.
     ///
     /// # Safety
-    /// `self` was validated by `gemm_i8` (every row `i < m` has `k` readable bytes at `a + i*lda`).
-    unsafe fn rows<const MR: usize>(&self, i0: usize) -> ([*const i8; MR], [[i8; 16]; MR]) {
+    /// `self` was validated by `gemm_i8` (every row `i < m` has `k` readable bytes at `a + i*lda`,
+    /// and `a_len` bytes are readable from `a`).
+    unsafe fn rows<const MR: usize>(
+        &self,
+        i0: usize,
+        tails: &mut [[i8; 16]; MR],
+    ) -> ([*const i8; MR], [*const i8; MR]) {
         let (full, tail) = self.chunks();
         let mut ptrs = [self.a; MR];
-        let mut tails = [[0i8; 16]; MR];
+        let mut tailp = [self.a; MR];
         for r in 0..MR {
             let i = (i0 + r).min(self.m - 1);
             // SAFETY: i < m, so a + i*lda is inside `a` (validated by gemm_i8).
             ptrs[r] = unsafe { self.a.add(i * self.lda) };
             if tail > 0 {
-                // SAFETY: bytes [full*16, k) of row i are inside the row (k readable bytes).
-                let src = unsafe { std::slice::from_raw_parts(ptrs[r].add(full * 16), tail) };
-                tails[r][..tail].copy_from_slice(src);
+                let start = i * self.lda + full * 16;
+                if start + 16 <= self.a_len {
+                    // SAFETY: start + 16 <= a_len: 16 readable bytes.
+                    tailp[r] = unsafe { self.a.add(start) };
+                } else {
+                    // SAFETY: bytes [full*16, k) of row i are inside the row (k readable bytes).
+                    let src = unsafe { std::slice::from_raw_parts(ptrs[r].add(full * 16), tail) };
+                    tails[r] = [0; 16];
+                    tails[r][..tail].copy_from_slice(src);
+                    tailp[r] = tails[r].as_ptr();
+                }
             }
         }
-        (ptrs, tails)
+        (ptrs, tailp)
     }
 
     /// Store row `i` (if `i < m`) of a block of NR=4·V columns starting at column `j0`.
@@ -177,7 +224,11 @@ impl Args {
                 for (q, x) in v.iter().enumerate() {
                     vst1q_s32(tmp.as_mut_ptr().add(4 * q), *x);
                 }
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+                // Element by element, volatile so that it stays a loop: a `memcpy` call here
+                // made the compiler spill every accumulator of the tile around the epilogue.
+                for (q, &t) in tmp.iter().enumerate().take(cols) {
+                    dst.add(q).write_volatile(t);
+                }
             }
         }
     }
@@ -231,10 +282,12 @@ pub fn gemm_i8(
         n,
         k,
         a: a.as_ptr(),
+        a_len: a.len(),
         m,
         lda,
         acc: acc.as_mut_ptr(),
         ldacc,
+        rq: Fused::NONE,
     };
     let safe_mlal = packed[1] == 0;
     // SAFETY: arguments validated above; the path's features were detected by the caller
@@ -254,6 +307,134 @@ pub fn gemm_i8(
     }
 }
 
+/// `out[i*ldo + j] = clamp(off + mbqm(sum_kk a[i][kk] * W[j][kk] + bias[j], mult[j], shift[j]))`
+/// for the leading `4 * (m / 4)` rows, on the baseline NEON path with the requantization fused
+/// into the 4x4 tile (no int32 round trip through memory). Returns the number of rows done: 0
+/// when the fused kernel does not apply (another path, a -128 weight, `n % 4 != 0`, or a left
+/// shift), in which case the caller runs `gemm_i8` + `requant_i8`, as it does for the remaining
+/// rows. Bit-exact with those two calls.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_requant_neon(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) -> usize {
+    let rows = m / 4 * 4;
+    if rows == 0
+        || n == 0
+        || k == 0
+        || n % 4 != 0
+        || packed.first() != Some(&tag(KernelPath::Neon))
+        || packed[1] != 0
+        || shifts[..n].iter().any(|&s| s > 0)
+    {
+        return 0;
+    }
+    assert_eq!(
+        packed.len(),
+        packed_len_i8(KernelPath::Neon, n, k),
+        "gemm_requant_neon: packed"
+    );
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "gemm_requant_neon: a too short"
+    );
+    assert!(
+        ldo >= n && out.len() >= (m - 1) * ldo + n,
+        "gemm_requant_neon: out too short"
+    );
+    assert!(
+        bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
+        "gemm_requant_neon: fewer than {n} channel parameters"
+    );
+    let sat8 = |v: i32| v.clamp(i8::MIN as i32, i8::MAX as i32) as i8;
+    let args = Args {
+        w: packed[HEADER..].as_ptr(),
+        n,
+        k,
+        a: a.as_ptr(),
+        a_len: a.len(),
+        m,
+        lda,
+        acc: std::ptr::null_mut(),
+        ldacc: 0,
+        rq: Fused {
+            out: out.as_mut_ptr(),
+            ldo,
+            bias: bias.as_ptr(),
+            mult: multipliers.as_ptr(),
+            shift: shifts.as_ptr(),
+            off: output_offset,
+            lo: sat8(act_min),
+            hi: sat8(act_max),
+        },
+    };
+    let shifted = shifts[..n].iter().all(|&s| s < 0);
+    let mut i0 = 0;
+    while i0 < rows {
+        // SAFETY: validated above: rows i0..i0+4 <= m of `a` and `out`, n % 4 == 0, the weights
+        // were packed for Neon and have no -128 (MLAL), no left shift; NEON is mandatory.
+        unsafe {
+            if shifted {
+                tile_neon::<4, true, 2>(&args, i0);
+            } else {
+                tile_neon::<4, true, 1>(&args, i0);
+            }
+        }
+        i0 += 4;
+    }
+    rows
+}
+
+/// Requantize a 4x4 tile (`rows[r]` = columns j0..j0+4 of row i0+r) into `rq.out`: the same
+/// operations as `requant::Requant16::finish`, with one set of 4 column parameters for all rows.
+///
+/// # Safety
+/// Rows i0..i0+4 and columns j0..j0+4 are inside the output and the parameter arrays.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn requant_tile_4x4<const FUSE: u8>(rq: &Fused, i0: usize, j0: usize, rows: [int32x4_t; 4]) {
+    // SAFETY: caller contract.
+    unsafe {
+        let bias = vld1q_s32(rq.bias.add(j0));
+        let mult = vld1q_s32(rq.mult.add(j0));
+        let right = vminq_s32(vld1q_s32(rq.shift.add(j0)), vdupq_n_s32(0));
+        let off = vdupq_n_s32(rq.off);
+        let v: [int32x4_t; 4] = std::array::from_fn(|r| {
+            let x = vqrdmulhq_s32(vaddq_s32(rows[r], bias), mult);
+            // FUSE 2: every column has a right shift (the fix-up mask is all ones).
+            let fixup = if FUSE == 2 {
+                vshrq_n_s32::<31>(x)
+            } else {
+                vshrq_n_s32::<31>(vandq_s32(x, right))
+            };
+            vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), right), off)
+        });
+        let h0 = vqmovn_high_s32(vqmovn_s32(v[0]), v[1]);
+        let h1 = vqmovn_high_s32(vqmovn_s32(v[2]), v[3]);
+        let b = vqmovn_high_s16(vqmovn_s16(h0), h1);
+        let b = vminq_s8(vmaxq_s8(b, vdupq_n_s8(rq.lo)), vdupq_n_s8(rq.hi));
+        let w = vreinterpretq_s32_s8(b);
+        // Four bytes per row, at any alignment (the output is a byte tensor).
+        let row = |r: usize| rq.out.add((i0 + r) * rq.ldo + j0) as *mut i32;
+        row(0).write_unaligned(vgetq_lane_s32::<0>(w));
+        row(1).write_unaligned(vgetq_lane_s32::<1>(w));
+        row(2).write_unaligned(vgetq_lane_s32::<2>(w));
+        row(3).write_unaligned(vgetq_lane_s32::<3>(w));
+    }
+}
+
 // ---------------------------------------------------------------- Neon (SMULL/SMLAL/SADALP)
 
 #[target_feature(enable = "neon")]
@@ -264,25 +445,29 @@ unsafe fn rows_neon<const MLAL: bool>(g: &Args) {
         // SAFETY: forwarded contract of gemm_i8.
         unsafe {
             if rem >= 4 {
-                tile_neon::<4, MLAL>(g, i0);
+                tile_neon::<4, MLAL, 0>(g, i0);
                 i0 += 4;
             } else if rem >= 2 {
-                tile_neon::<2, MLAL>(g, i0);
+                tile_neon::<2, MLAL, 0>(g, i0);
                 i0 += 2;
             } else {
-                tile_neon::<1, MLAL>(g, i0);
+                tile_neon::<1, MLAL, 0>(g, i0);
                 i0 += 1;
             }
         }
     }
 }
 
+/// `FUSE`: 0 stores the int32 sums to `acc`; 1 and 2 requantize them into `g.rq.out` instead
+/// (2: every column has a right shift, see `requant::Requant16::finish`); fused tiles are 4x4 with
+/// `n % 4 == 0` and no left shifts (checked by `gemm_requant_neon`).
 #[target_feature(enable = "neon")]
-unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
+unsafe fn tile_neon<const MR: usize, const MLAL: bool, const FUSE: u8>(g: &Args, i0: usize) {
     let (full, tail) = g.chunks();
     let chunks = full + usize::from(tail > 0);
+    let mut tails = [[0i8; 16]; MR];
     // SAFETY: contract of gemm_i8.
-    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let (ptrs, tailp) = unsafe { g.rows::<MR>(i0, &mut tails) };
     let nb = g.n.div_ceil(4);
     for jb in 0..nb {
         let mut c = [[vdupq_n_s32(0); 4]; MR];
@@ -325,7 +510,19 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
                 }
             }
         };
-        for kc in 0..full {
+        let mut kc0 = 0;
+        if MR == 4 && MLAL && full > 0 {
+            if let Ok(c4) = <&mut [[int32x4_t; 4]; 4]>::try_from(&mut c[..]) {
+                // SAFETY: chunk 0 < full lies inside every row (k bytes).
+                let a4: [int8x16_t; 4] = std::array::from_fn(|r| unsafe { vld1q_s8(ptrs[r]) });
+                // SAFETY: wp points to the 64 bytes of chunk 0.
+                unsafe { chunk_mlal_4x4_first(c4, &a4, wp) };
+                // SAFETY: stays within the block (advanced once per chunk).
+                wp = unsafe { wp.add(64) };
+                kc0 = 1;
+            }
+        }
+        for kc in kc0..full {
             let mut av = [vdupq_n_s8(0); MR];
             for r in 0..MR {
                 // SAFETY: chunk kc < full lies inside row r (k bytes).
@@ -338,10 +535,18 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
         if tail > 0 {
             let mut av = [vdupq_n_s8(0); MR];
             for r in 0..MR {
-                // SAFETY: the stack copy of the row's tail holds 16 bytes.
-                av[r] = unsafe { vld1q_s8(tails[r].as_ptr()) };
+                // SAFETY: `rows` made every tail pointer 16 readable bytes.
+                av[r] = unsafe { vld1q_s8(tailp[r]) };
             }
             step(&mut c, &av, wp);
+        }
+        if FUSE > 0 && MR == 4 {
+            let rows: [int32x4_t; 4] = std::array::from_fn(|r| {
+                vpaddq_s32(vpaddq_s32(c[r][0], c[r][1]), vpaddq_s32(c[r][2], c[r][3]))
+            });
+            // SAFETY: contract of gemm_requant_neon (rows i0..i0+4 < m, columns jb*4..+4 <= n).
+            unsafe { requant_tile_4x4::<FUSE>(&g.rq, i0, jb * 4, rows) };
+            continue;
         }
         for (r, cr) in c.iter().enumerate() {
             let s01 = vpaddq_s32(cr[0], cr[1]);
@@ -352,88 +557,84 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool>(g: &Args, i0: usize) {
     }
 }
 
-/// One 16-byte k chunk of a 4x4 tile with SMULL + SMLAL2 + SADALP (weights have no -128):
-/// `c[r][j] += pairwise(a[r] * w[j])`, `w[j]` = 16 bytes at `wp + 16 j`.
-///
-/// # Safety
-/// `wp` points to 64 readable bytes.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn chunk_mlal_4x4(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *const i8) {
-    // SAFETY: reads 64 bytes at wp (caller contract); everything else is registers.
-    unsafe {
+/// One 16-byte k chunk of a 4x4 tile with SMULL + SMLAL2 and a pairwise add into int32
+/// (weights have no -128): `$acc` = "sadalp" accumulates into `c` (`$dir` = inout), "saddlp"
+/// starts it (`$dir` = out: the first chunk needs no zeroed accumulators).
+/// `c[r][j] (+)= pairwise(a[r] * w[j])`, `w[j]` = 16 bytes at `wp + 16 j`.
+macro_rules! mlal_4x4 {
+    ($acc:literal, $dir:ident, $c:expr, $av:expr, $wp:expr) => {
         asm!(
                 "ldp {w0:q}, {w1:q}, [{w}]",
                 "ldp {w2:q}, {w3:q}, [{w}, #32]",
                 "smull {t0:v}.8h, {a0:v}.8b, {w0:v}.8b",
                 "smlal2 {t0:v}.8h, {a0:v}.16b, {w0:v}.16b",
-                "sadalp {c00:v}.4s, {t0:v}.8h",
+                concat!($acc, " {c00:v}.4s, {t0:v}.8h"),
                 "smull {t1:v}.8h, {a0:v}.8b, {w1:v}.8b",
                 "smlal2 {t1:v}.8h, {a0:v}.16b, {w1:v}.16b",
-                "sadalp {c01:v}.4s, {t1:v}.8h",
+                concat!($acc, " {c01:v}.4s, {t1:v}.8h"),
                 "smull {t2:v}.8h, {a0:v}.8b, {w2:v}.8b",
                 "smlal2 {t2:v}.8h, {a0:v}.16b, {w2:v}.16b",
-                "sadalp {c02:v}.4s, {t2:v}.8h",
+                concat!($acc, " {c02:v}.4s, {t2:v}.8h"),
                 "smull {t3:v}.8h, {a0:v}.8b, {w3:v}.8b",
                 "smlal2 {t3:v}.8h, {a0:v}.16b, {w3:v}.16b",
-                "sadalp {c03:v}.4s, {t3:v}.8h",
+                concat!($acc, " {c03:v}.4s, {t3:v}.8h"),
                 "smull {t0:v}.8h, {a1:v}.8b, {w0:v}.8b",
                 "smlal2 {t0:v}.8h, {a1:v}.16b, {w0:v}.16b",
-                "sadalp {c10:v}.4s, {t0:v}.8h",
+                concat!($acc, " {c10:v}.4s, {t0:v}.8h"),
                 "smull {t1:v}.8h, {a1:v}.8b, {w1:v}.8b",
                 "smlal2 {t1:v}.8h, {a1:v}.16b, {w1:v}.16b",
-                "sadalp {c11:v}.4s, {t1:v}.8h",
+                concat!($acc, " {c11:v}.4s, {t1:v}.8h"),
                 "smull {t2:v}.8h, {a1:v}.8b, {w2:v}.8b",
                 "smlal2 {t2:v}.8h, {a1:v}.16b, {w2:v}.16b",
-                "sadalp {c12:v}.4s, {t2:v}.8h",
+                concat!($acc, " {c12:v}.4s, {t2:v}.8h"),
                 "smull {t3:v}.8h, {a1:v}.8b, {w3:v}.8b",
                 "smlal2 {t3:v}.8h, {a1:v}.16b, {w3:v}.16b",
-                "sadalp {c13:v}.4s, {t3:v}.8h",
+                concat!($acc, " {c13:v}.4s, {t3:v}.8h"),
                 "smull {t0:v}.8h, {a2:v}.8b, {w0:v}.8b",
                 "smlal2 {t0:v}.8h, {a2:v}.16b, {w0:v}.16b",
-                "sadalp {c20:v}.4s, {t0:v}.8h",
+                concat!($acc, " {c20:v}.4s, {t0:v}.8h"),
                 "smull {t1:v}.8h, {a2:v}.8b, {w1:v}.8b",
                 "smlal2 {t1:v}.8h, {a2:v}.16b, {w1:v}.16b",
-                "sadalp {c21:v}.4s, {t1:v}.8h",
+                concat!($acc, " {c21:v}.4s, {t1:v}.8h"),
                 "smull {t2:v}.8h, {a2:v}.8b, {w2:v}.8b",
                 "smlal2 {t2:v}.8h, {a2:v}.16b, {w2:v}.16b",
-                "sadalp {c22:v}.4s, {t2:v}.8h",
+                concat!($acc, " {c22:v}.4s, {t2:v}.8h"),
                 "smull {t3:v}.8h, {a2:v}.8b, {w3:v}.8b",
                 "smlal2 {t3:v}.8h, {a2:v}.16b, {w3:v}.16b",
-                "sadalp {c23:v}.4s, {t3:v}.8h",
+                concat!($acc, " {c23:v}.4s, {t3:v}.8h"),
                 "smull {t0:v}.8h, {a3:v}.8b, {w0:v}.8b",
                 "smlal2 {t0:v}.8h, {a3:v}.16b, {w0:v}.16b",
-                "sadalp {c30:v}.4s, {t0:v}.8h",
+                concat!($acc, " {c30:v}.4s, {t0:v}.8h"),
                 "smull {t1:v}.8h, {a3:v}.8b, {w1:v}.8b",
                 "smlal2 {t1:v}.8h, {a3:v}.16b, {w1:v}.16b",
-                "sadalp {c31:v}.4s, {t1:v}.8h",
+                concat!($acc, " {c31:v}.4s, {t1:v}.8h"),
                 "smull {t2:v}.8h, {a3:v}.8b, {w2:v}.8b",
                 "smlal2 {t2:v}.8h, {a3:v}.16b, {w2:v}.16b",
-                "sadalp {c32:v}.4s, {t2:v}.8h",
+                concat!($acc, " {c32:v}.4s, {t2:v}.8h"),
                 "smull {t3:v}.8h, {a3:v}.8b, {w3:v}.8b",
                 "smlal2 {t3:v}.8h, {a3:v}.16b, {w3:v}.16b",
-                "sadalp {c33:v}.4s, {t3:v}.8h",
-            w = in(reg) wp,
-            a0 = in(vreg) av[0],
-            a1 = in(vreg) av[1],
-            a2 = in(vreg) av[2],
-            a3 = in(vreg) av[3],
-            c00 = inout(vreg) c[0][0],
-            c01 = inout(vreg) c[0][1],
-            c02 = inout(vreg) c[0][2],
-            c03 = inout(vreg) c[0][3],
-            c10 = inout(vreg) c[1][0],
-            c11 = inout(vreg) c[1][1],
-            c12 = inout(vreg) c[1][2],
-            c13 = inout(vreg) c[1][3],
-            c20 = inout(vreg) c[2][0],
-            c21 = inout(vreg) c[2][1],
-            c22 = inout(vreg) c[2][2],
-            c23 = inout(vreg) c[2][3],
-            c30 = inout(vreg) c[3][0],
-            c31 = inout(vreg) c[3][1],
-            c32 = inout(vreg) c[3][2],
-            c33 = inout(vreg) c[3][3],
+                concat!($acc, " {c33:v}.4s, {t3:v}.8h"),
+            w = in(reg) $wp,
+            a0 = in(vreg) $av[0],
+            a1 = in(vreg) $av[1],
+            a2 = in(vreg) $av[2],
+            a3 = in(vreg) $av[3],
+            c00 = $dir(vreg) $c[0][0],
+            c01 = $dir(vreg) $c[0][1],
+            c02 = $dir(vreg) $c[0][2],
+            c03 = $dir(vreg) $c[0][3],
+            c10 = $dir(vreg) $c[1][0],
+            c11 = $dir(vreg) $c[1][1],
+            c12 = $dir(vreg) $c[1][2],
+            c13 = $dir(vreg) $c[1][3],
+            c20 = $dir(vreg) $c[2][0],
+            c21 = $dir(vreg) $c[2][1],
+            c22 = $dir(vreg) $c[2][2],
+            c23 = $dir(vreg) $c[2][3],
+            c30 = $dir(vreg) $c[3][0],
+            c31 = $dir(vreg) $c[3][1],
+            c32 = $dir(vreg) $c[3][2],
+            c33 = $dir(vreg) $c[3][3],
             w0 = out(vreg) _,
             w1 = out(vreg) _,
             w2 = out(vreg) _,
@@ -443,8 +644,30 @@ unsafe fn chunk_mlal_4x4(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *
             t2 = out(vreg) _,
             t3 = out(vreg) _,
             options(pure, readonly, nostack),
-        );
-    }
+        )
+    };
+}
+
+/// [`mlal_4x4`] accumulating: `c[r][j] += pairwise(a[r] * w[j])`.
+///
+/// # Safety
+/// `wp` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn chunk_mlal_4x4(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *const i8) {
+    // SAFETY: reads 64 bytes at wp (caller contract); everything else is registers.
+    unsafe { mlal_4x4!("sadalp", inout, c, av, wp) }
+}
+
+/// [`mlal_4x4`] starting the sums: `c[r][j] = pairwise(a[r] * w[j])`.
+///
+/// # Safety
+/// `wp` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn chunk_mlal_4x4_first(c: &mut [[int32x4_t; 4]; 4], av: &[int8x16_t; 4], wp: *const i8) {
+    // SAFETY: reads 64 bytes at wp (caller contract); everything else is registers.
+    unsafe { mlal_4x4!("saddlp", out, c, av, wp) }
 }
 
 // ---------------------------------------------------------------- Dotprod (SDOT by element)
@@ -486,25 +709,16 @@ unsafe fn rows_sdot(g: &Args) {
 unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
     let (full, tail) = g.chunks();
     let chunks = full + usize::from(tail > 0);
+    let mut tails = [[0i8; 16]; MR];
     // SAFETY: contract of gemm_i8.
-    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let (ptrs, tailp) = unsafe { g.rows::<MR>(i0, &mut tails) };
     let nb = g.n.div_ceil(8);
     for jb in 0..nb {
         let mut c = [[vdupq_n_s32(0); 2]; MR];
         // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
         let mut wp = unsafe { g.w.add(jb * chunks * 128) };
-        for kc in 0..chunks {
-            let mut av = [vdupq_n_s8(0); MR];
-            for r in 0..MR {
-                // SAFETY: chunk kc < full lies inside row r (k bytes); otherwise the stack tail.
-                av[r] = unsafe {
-                    if kc < full {
-                        vld1q_s8(ptrs[r].add(kc * 16))
-                    } else {
-                        vld1q_s8(tails[r].as_ptr())
-                    }
-                };
-            }
+        // One 16-byte k chunk: `av` = 16 bytes of each row, `wp` = the chunk's 128 packed bytes.
+        let step = |c: &mut [[int32x4_t; 2]; MR], av: &[int8x16_t; MR], wp: *const i8| {
             macro_rules! group {
                 ($g:literal) => {{
                     // SAFETY: 32 bytes of k-group $g of the current 128-byte chunk.
@@ -523,8 +737,19 @@ unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
             group!(1);
             group!(2);
             group!(3);
+        };
+        for kc in 0..full {
+            // SAFETY: chunk kc < full lies inside row r (k bytes).
+            let av: [int8x16_t; MR] =
+                std::array::from_fn(|r| unsafe { vld1q_s8(ptrs[r].add(kc * 16)) });
+            step(&mut c, &av, wp);
             // SAFETY: stays within the block (advanced once per chunk).
             wp = unsafe { wp.add(128) };
+        }
+        if tail > 0 {
+            // SAFETY: `rows` made every tail pointer 16 readable bytes.
+            let av: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(tailp[r]) });
+            step(&mut c, &av, wp);
         }
         for (r, cr) in c.iter().enumerate() {
             // SAFETY: contract of gemm_i8.
@@ -571,8 +796,9 @@ unsafe fn rows_smmla(g: &Args) {
 unsafe fn tile_smmla<const P: usize, const MR: usize>(g: &Args, i0: usize) {
     let (full, tail) = g.chunks();
     let chunks = full + usize::from(tail > 0);
+    let mut tails = [[0i8; 16]; MR];
     // SAFETY: contract of gemm_i8.
-    let (ptrs, tails) = unsafe { g.rows::<MR>(i0) };
+    let (ptrs, tailp) = unsafe { g.rows::<MR>(i0, &mut tails) };
     let nb = g.n.div_ceil(8);
     for jb in 0..nb {
         let mut c = [[vdupq_n_s32(0); 4]; P];
@@ -583,7 +809,8 @@ unsafe fn tile_smmla<const P: usize, const MR: usize>(g: &Args, i0: usize) {
             let mut lo = [vdupq_n_s8(0); P];
             let mut hi = [vdupq_n_s8(0); P];
             for p in 0..P {
-                // SAFETY: chunk kc < full lies inside the rows (k bytes); otherwise the stack tails.
+                // SAFETY: chunk kc < full lies inside the rows (k bytes); otherwise the tail
+                // pointers of `rows` (16 readable bytes each).
                 let (r0, r1) = unsafe {
                     if kc < full {
                         (
@@ -591,10 +818,7 @@ unsafe fn tile_smmla<const P: usize, const MR: usize>(g: &Args, i0: usize) {
                             vld1q_s8(ptrs[2 * p + 1].add(kc * 16)),
                         )
                     } else {
-                        (
-                            vld1q_s8(tails[2 * p].as_ptr()),
-                            vld1q_s8(tails[2 * p + 1].as_ptr()),
-                        )
+                        (vld1q_s8(tailp[2 * p]), vld1q_s8(tailp[2 * p + 1]))
                     }
                 };
                 let (r0, r1) = (vreinterpretq_s64_s8(r0), vreinterpretq_s64_s8(r1));

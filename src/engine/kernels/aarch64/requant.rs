@@ -67,6 +67,90 @@ pub(crate) fn narrow8(a: int32x4_t, b: int32x4_t) -> int8x8_t {
     vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b)))
 }
 
+/// Requantization of 16 channels `ch..ch + 16` held in registers: bias, multiplier and shifts per
+/// lane, output offset and the clamp bounds. `LEFT = false` when no channel has a left shift
+/// (the usual case; the SSHL is skipped). The clamp is done after narrowing: adding the
+/// offset in int32 (wrapping, like the scalar), then SQXTN to int16 and int8 (saturating), then
+/// max/min with the saturated bounds gives exactly `clamp(clamp(v, lo, hi), -128, 127)`, because
+/// saturation is monotone and the identity on [-128, 127].
+#[derive(Clone, Copy)]
+pub(crate) struct Requant16 {
+    pub bias: [int32x4_t; 4],
+    pub mult: [int32x4_t; 4],
+    pub left: [int32x4_t; 4],
+    pub right: [int32x4_t; 4],
+    pub off: int32x4_t,
+    pub lo: int8x16_t,
+    pub hi: int8x16_t,
+}
+
+impl Requant16 {
+    /// Parameters of channels `ch..ch + 16`.
+    ///
+    /// # Safety
+    /// `bias`, `mult` and `shift` have at least `ch + 16` values.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn load(
+        bias: *const i32,
+        mult: *const i32,
+        shift: *const i32,
+        ch: usize,
+        off: i32,
+        lo: i32,
+        hi: i32,
+    ) -> Self {
+        let zero = vdupq_n_s32(0);
+        let sat8 = |v: i32| v.clamp(i8::MIN as i32, i8::MAX as i32) as i8;
+        // SAFETY: ch + 16 values readable in each array (caller contract).
+        unsafe {
+            let sh: [int32x4_t; 4] = std::array::from_fn(|q| vld1q_s32(shift.add(ch + 4 * q)));
+            Requant16 {
+                bias: std::array::from_fn(|q| vld1q_s32(bias.add(ch + 4 * q))),
+                mult: std::array::from_fn(|q| vld1q_s32(mult.add(ch + 4 * q))),
+                left: std::array::from_fn(|q| vmaxq_s32(sh[q], zero)),
+                right: std::array::from_fn(|q| vminq_s32(sh[q], zero)),
+                off: vdupq_n_s32(off),
+                lo: vdupq_n_s8(sat8(lo)),
+                hi: vdupq_n_s8(sat8(hi)),
+            }
+        }
+    }
+
+    /// `clamp(off + mbqm(acc + bias))` of 16 lanes, narrowed to int8.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn apply<const LEFT: bool, const SHIFTED: bool>(&self, acc: [int32x4_t; 4]) -> int8x16_t {
+        self.finish::<LEFT, SHIFTED>(std::array::from_fn(|q| vaddq_s32(acc[q], self.bias[q])))
+    }
+
+    /// `clamp(off + mbqm(x))` of 16 lanes whose bias is already added, narrowed to int8.
+    /// `SHIFTED`: every lane has a non-zero right shift, so the rounding fix-up
+    /// `(x & right) >> 31` is just `x >> 31` (the sign bit of `right` is set).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn finish<const LEFT: bool, const SHIFTED: bool>(&self, x: [int32x4_t; 4]) -> int8x16_t {
+        let v: [int32x4_t; 4] = std::array::from_fn(|q| {
+            let x = if LEFT {
+                vshlq_s32(x[q], self.left[q])
+            } else {
+                x[q]
+            };
+            let x = vqrdmulhq_s32(x, self.mult[q]);
+            let fixup = if SHIFTED {
+                vshrq_n_s32::<31>(x)
+            } else {
+                vshrq_n_s32::<31>(vandq_s32(x, self.right[q]))
+            };
+            vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), self.right[q]), self.off)
+        });
+        let h0 = vqmovn_high_s32(vqmovn_s32(v[0]), v[1]);
+        let h1 = vqmovn_high_s32(vqmovn_s32(v[2]), v[3]);
+        let b = vqmovn_high_s16(vqmovn_s16(h0), h1);
+        vminq_s8(vmaxq_s8(b, self.lo), self.hi)
+    }
+}
+
 /// Scalar finish of one value, same order of operations as the vector lanes.
 #[inline(always)]
 pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32) -> i8 {
@@ -141,11 +225,44 @@ unsafe fn requant_neon(
     out: &mut [i8],
     ldo: usize,
 ) {
+    let left = shifts[..n].iter().any(|&s| s > 0);
+    let shifted = shifts[..n].iter().all(|&s| s < 0);
+    let b16 = n / 16 * 16;
+    let mut j = 0;
+    while j < b16 {
+        // SAFETY: j + 16 <= n <= len of bias, multipliers, shifts.
+        let p = unsafe {
+            Requant16::load(
+                bias.as_ptr(),
+                multipliers.as_ptr(),
+                shifts.as_ptr(),
+                j,
+                output_offset,
+                act_min,
+                act_max,
+            )
+        };
+        for i in 0..m {
+            // SAFETY: i < m and j + 16 <= n: the 16 values of row i are inside acc and out
+            // (lengths checked above).
+            unsafe {
+                let src = acc.as_ptr().add(i * ldacc + j);
+                let x = std::array::from_fn(|q| vld1q_s32(src.add(4 * q)));
+                let y = match (left, shifted) {
+                    (true, true) => p.apply::<true, true>(x),
+                    (true, false) => p.apply::<true, false>(x),
+                    (false, true) => p.apply::<false, true>(x),
+                    (false, false) => p.apply::<false, false>(x),
+                };
+                vst1q_s8(out.as_mut_ptr().add(i * ldo + j), y);
+            }
+        }
+        j += 16;
+    }
     let body = n / 8 * 8;
     let off = vdupq_n_s32(output_offset);
     let lo = vdupq_n_s32(act_min);
     let hi = vdupq_n_s32(act_max);
-    let mut j = 0;
     while j < body {
         // SAFETY: j + 8 <= n <= len of bias, multipliers, shifts.
         let (b, p) = unsafe {
