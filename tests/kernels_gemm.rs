@@ -543,3 +543,57 @@ fn depthwise_wide_channels_bit_exact() {
         let _ = want;
     }
 }
+
+/// The requantization epilogue with TFLite-like multipliers only (no left shift, no
+/// i32::MIN multiplier: the specialised vector variant), over extreme accumulators.
+#[test]
+fn requant_i8_right_shift_only_is_bit_exact() {
+    let mut rng = Rng(0xED6E_CA30_0000_0707);
+    for case in 0..300 {
+        let m = 1 + rng.below(5);
+        let n = rng.below(70);
+        let ldacc = n + rng.below(3);
+        let ldo = n + rng.below(3);
+        let acc: Vec<i32> = (0..m * ldacc)
+            .map(|_| match rng.below(5) {
+                0 => i32::MIN,
+                1 => i32::MAX,
+                2 => rng.range(-3000, 3000) as i32,
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let bias: Vec<i32> = (0..n)
+            .map(|_| match rng.below(3) {
+                0 => rng.next_u64() as i32,
+                _ => rng.range(-100_000, 100_000) as i32,
+            })
+            .collect();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
+            .map(|_| match rng.below(8) {
+                0 => (i32::MAX, -(rng.below(32) as i32)),
+                1 => (
+                    rng.range(0, i32::MAX as i64) as i32,
+                    -(rng.below(32) as i32),
+                ),
+                _ => quantize_multiplier(10f64.powf(rng.range(-60, 0) as f64 / 10.0)),
+            })
+            .unzip();
+        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let (amin, amax) = match rng.below(3) {
+            0 => (-128, 127),
+            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+            _ => (off, 127),
+        };
+        let run = |path: KernelPath| {
+            let mut out = vec![0x11i8; m * ldo + 1];
+            kernels::requant_i8(
+                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, amin, amax, &mut out, ldo,
+            );
+            out
+        };
+        let want = run(KernelPath::Scalar);
+        for path in paths() {
+            assert_eq!(run(path), want, "case {case}: {path} m={m} n={n}");
+        }
+    }
+}
