@@ -56,13 +56,13 @@ use super::KernelPath;
 
 /// Columns per packed block.
 const NR: usize = 16;
-/// Rows per int8 register tile.
-const MR: usize = 4;
+/// Rows per int8 register tile (a last partial tile uses 2 or 4 rows).
+const MR: usize = 6;
 /// k pairs per panel chunk.
 const KPC: usize = 512;
-/// Rows per panel block: the panel (MC x KPC pairs, 64 KiB) stays in L2 while each
+/// Rows per panel block: the panel (MC x KPC pairs, 60 KiB) stays in L2 while each
 /// 16-column weight block (KPC pairs, 32 KiB) is reused by its MC / MR tiles.
-const MC: usize = 32;
+const MC: usize = 30;
 
 /// Pack W (`n x k`) as int16 pairs: block `b`, pair `p`, column `c`, half `h` at
 /// int16 index `((b * kp + p) * NR + c) * 2 + h`, stored as little-endian bytes.
@@ -148,6 +148,9 @@ fn gemm_i8_avx2(
     while r0 < m {
         let rows_blk = (m - r0).min(MC);
         let tiles = rows_blk.div_ceil(MR);
+        // Panel rows the tiles read: full MR-row tiles, then the last one rounded up
+        // to 2, 4 or 6 rows (<= tiles * MR <= MC).
+        let prows = rows_blk / MR * MR + (rows_blk % MR).next_multiple_of(2);
         let mut p0 = 0;
         while p0 < kp {
             let pc = (kp - p0).min(KPC);
@@ -155,8 +158,8 @@ fn gemm_i8_avx2(
             let k1 = (2 * (p0 + pc)).min(k);
             // Sign-extend rows r0..r0+rows_blk, k values k0..k1, to int16; zero the
             // odd tail and the rows of the last tile past m.
-            for r in 0..tiles * MR {
-                // SAFETY: r < tiles*MR <= MC and 2*pc <= 2*KPC: the row lies inside
+            for r in 0..prows {
+                // SAFETY: r < prows <= MC and 2*pc <= 2*KPC: the row lies inside
                 // the panel; the 16-element loads stay inside src (t + 16 <= len),
                 // the stores inside the row (len <= 2*pc).
                 unsafe {
@@ -189,22 +192,21 @@ fn gemm_i8_avx2(
                 for t in 0..tiles {
                     let i0 = r0 + t * MR;
                     let rows = (m - i0).min(MR);
-                    // SAFETY: the block holds kp * NR pairs (length checked by the
-                    // caller); tile t's MR panel rows hold pc initialised pairs each;
-                    // the tile writes rows < rows and columns < cols of acc starting at
+                    // SAFETY: t * MR < prows: the tile's first panel row, the block's
+                    // pair p0 and acc element (i0, b*NR) are in bounds. The block holds
+                    // kp * NR pairs (length checked by the caller); the tile's R <=
+                    // prows - t*MR panel rows hold pc initialised pairs each; the tile
+                    // writes rows < rows <= R and columns < cols of acc starting at
                     // (i0, b*NR), inside acc's checked length.
                     unsafe {
-                        tile_i8(
-                            pp.add(t * MR * pc * 2),
-                            pc,
-                            wbase.add((b * kp + p0) * NR * 2),
-                            pc,
-                            acc.as_mut_ptr().add(i0 * ldacc + b * NR),
-                            ldacc,
-                            rows,
-                            cols,
-                            first,
-                        );
+                        let pan = pp.add(t * MR * pc * 2);
+                        let wb = wbase.add((b * kp + p0) * NR * 2);
+                        let dst = acc.as_mut_ptr().add(i0 * ldacc + b * NR);
+                        match rows {
+                            5.. => tile_i8::<6>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                            3 | 4 => tile_i8::<4>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                            _ => tile_i8::<2>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                        }
                     }
                 }
             }
@@ -214,10 +216,10 @@ fn gemm_i8_avx2(
     }
 }
 
-/// One 4x16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
+/// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_i8(
+unsafe fn tile_i8<const R: usize>(
     panel: *const i16,
     rs: usize,
     w: *const i16,
@@ -228,26 +230,19 @@ unsafe fn tile_i8(
     cols: usize,
     first: bool,
 ) {
-    let mut c = [_mm256_setzero_si256(); 8];
+    let mut c = [[_mm256_setzero_si256(); 2]; R];
     let pr = panel as *const i32; // one i32 per pair; rows `rs` pairs apart
     for p in 0..pc {
         // SAFETY: p < pc: the weight block has pc more pairs of NR columns (32 int16)
-        // from `w`, and each panel row has pc pairs.
+        // from `w`, and each of the R panel rows has pc pairs.
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(p * 32) as *const __m256i);
             let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const __m256i);
-            let a0 = _mm256_set1_epi32(pr.add(p).read_unaligned());
-            let a1 = _mm256_set1_epi32(pr.add(rs + p).read_unaligned());
-            let a2 = _mm256_set1_epi32(pr.add(2 * rs + p).read_unaligned());
-            let a3 = _mm256_set1_epi32(pr.add(3 * rs + p).read_unaligned());
-            c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(a0, w0));
-            c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(a0, w1));
-            c[2] = _mm256_add_epi32(c[2], _mm256_madd_epi16(a1, w0));
-            c[3] = _mm256_add_epi32(c[3], _mm256_madd_epi16(a1, w1));
-            c[4] = _mm256_add_epi32(c[4], _mm256_madd_epi16(a2, w0));
-            c[5] = _mm256_add_epi32(c[5], _mm256_madd_epi16(a2, w1));
-            c[6] = _mm256_add_epi32(c[6], _mm256_madd_epi16(a3, w0));
-            c[7] = _mm256_add_epi32(c[7], _mm256_madd_epi16(a3, w1));
+            for (r, cr) in c.iter_mut().enumerate() {
+                let a = _mm256_set1_epi32(pr.add(r * rs + p).read_unaligned());
+                cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(a, w0));
+                cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(a, w1));
+            }
         }
     }
     for r in 0..rows {
@@ -256,7 +251,7 @@ unsafe fn tile_i8(
         unsafe {
             let dst = acc.add(r * ldacc);
             if cols == NR {
-                let (mut v0, mut v1) = (c[2 * r], c[2 * r + 1]);
+                let [mut v0, mut v1] = c[r];
                 if !first {
                     v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(dst as *const __m256i));
                     v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(dst.add(8) as *const __m256i));
@@ -265,8 +260,8 @@ unsafe fn tile_i8(
                 _mm256_storeu_si256(dst.add(8) as *mut __m256i, v1);
             } else {
                 let mut tmp = [0i32; NR];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c[2 * r]);
-                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c[2 * r + 1]);
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c[r][0]);
+                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c[r][1]);
                 for (q, &t) in tmp.iter().enumerate().take(cols) {
                     let d = dst.add(q);
                     *d = if first { t } else { (*d).wrapping_add(t) };
