@@ -245,13 +245,13 @@ unsafe fn tile_i8<const R: usize>(
             }
         }
     }
-    for r in 0..rows {
+    for (r, &[c0, c1]) in c.iter().enumerate().take(rows) {
         // SAFETY: row r < rows and columns < cols of the tile are inside acc (checked
         // by the caller); full-width stores only when cols == NR.
         unsafe {
             let dst = acc.add(r * ldacc);
             if cols == NR {
-                let [mut v0, mut v1] = c[r];
+                let (mut v0, mut v1) = (c0, c1);
                 if !first {
                     v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(dst as *const __m256i));
                     v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(dst.add(8) as *const __m256i));
@@ -260,8 +260,8 @@ unsafe fn tile_i8<const R: usize>(
                 _mm256_storeu_si256(dst.add(8) as *mut __m256i, v1);
             } else {
                 let mut tmp = [0i32; NR];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c[r][0]);
-                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c[r][1]);
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c0);
+                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c1);
                 for (q, &t) in tmp.iter().enumerate().take(cols) {
                     let d = dst.add(q);
                     *d = if first { t } else { (*d).wrapping_add(t) };
