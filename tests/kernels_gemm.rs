@@ -504,3 +504,186 @@ fn depthwise_f32_matches_scalar_on_every_path() {
         }
     }
 }
+
+/// Wide-channel depthwise shapes (the model's: 3x3, strides 1 and 2, channel counts
+/// that exercise every 8/16/32-channel group and tail), plus random filters,
+/// dilations and tiny images where no pixel is interior.
+fn wide_geom(rng: &mut Rng) -> ConvGeom {
+    let mut g = random_geom(rng, 1);
+    if rng.below(2) == 0 {
+        let (fh, fw, s) = (3, 3, 1 + rng.below(2));
+        let same = rng.below(3) != 0;
+        let dim = |size: usize, f: usize, s: usize| {
+            let out = if same {
+                size.div_ceil(s)
+            } else if size < f {
+                0
+            } else {
+                (size - f) / s + 1
+            };
+            let pad = ((out.max(1) - 1) * s + f).saturating_sub(size) / 2;
+            (out, pad)
+        };
+        g.in_h = 1 + rng.below(12);
+        g.in_w = 1 + rng.below(12);
+        (g.filter_h, g.filter_w, g.stride_h, g.stride_w) = (fh, fw, s, s);
+        (g.dilation_h, g.dilation_w) = (1, 1);
+        (g.out_h, g.pad_top) = dim(g.in_h, fh, s);
+        (g.out_w, g.pad_left) = dim(g.in_w, fw, s);
+    }
+    g.in_c = [8, 24, 40, 56, 64, 72, 96, 144, 160, 200][rng.below(10)];
+    g.out_c = g.in_c;
+    g
+}
+
+#[test]
+fn depthwise_wide_channels_bit_exact() {
+    let mut rng = Rng(0xED6E_CA30_0000_0606);
+    for case in 0..150 {
+        let g = wide_geom(&mut rng);
+        if g.out_h == 0 || g.out_w == 0 {
+            continue;
+        }
+        let rows = g.batch * g.out_h;
+        let cut = rng.below(rows + 1);
+        // int8: every path equals the reference loops.
+        let input = rng.vec_i8(g.input_len());
+        let filter = rng.vec_i8(g.filter_h * g.filter_w * g.out_c);
+        let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
+            (0..g.out_c)
+                .map(|_| rng.range(-50_000, 50_000) as i32)
+                .collect()
+        });
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = if rng.below(2) == 0 {
+            (0..g.out_c).map(|_| rng.mult_shift()).unzip()
+        } else {
+            (0..g.out_c)
+                .map(|_| quantize_multiplier(10f64.powf(rng.range(-40, -5) as f64 / 10.0)))
+                .unzip()
+        };
+        let in_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let out_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let q = Requant {
+            input_offset: -in_zp,
+            filter_offset: 0,
+            output_offset: out_zp,
+            multipliers: &mults,
+            shifts: &shifts,
+            act_min: [-128, out_zp, -1000][rng.below(3)],
+            act_max: [127, 1000, out_zp.max(100)][rng.below(3)],
+        };
+        let mut want = vec![0i8; g.output_len()];
+        edgecam::engine::kernels::scalar::conv::depthwise_q(
+            &g,
+            1,
+            &input,
+            &filter,
+            bias.as_deref(),
+            &q,
+            &mut want,
+        );
+        for path in paths() {
+            let mut got = vec![0x33i8; g.output_len()];
+            for r in [cut..rows, 0..cut] {
+                kernels::depthwise_i8(
+                    path,
+                    &g,
+                    1,
+                    &input,
+                    &filter,
+                    bias.as_deref(),
+                    &q,
+                    r,
+                    &mut got,
+                );
+            }
+            assert_eq!(got, want, "case {case}: {path} {g:?} split at {cut}");
+        }
+        // float: the AVX2 path keeps the scalar operation order, bit for bit.
+        let input = rng.vec_f32(g.input_len());
+        let filter = rng.vec_f32(g.filter_h * g.filter_w * g.out_c);
+        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(g.out_c));
+        let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0)][rng.below(2)];
+        let run = |path: KernelPath| {
+            let mut got = vec![f32::NAN; g.output_len()];
+            for r in [cut..rows, 0..cut] {
+                kernels::depthwise_f32(
+                    path,
+                    &g,
+                    1,
+                    &input,
+                    &filter,
+                    bias.as_deref(),
+                    clamp,
+                    r,
+                    &mut got,
+                );
+            }
+            got.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let want = run(KernelPath::Scalar);
+        #[cfg(target_arch = "x86_64")]
+        if KernelPath::Avx2.supported() {
+            assert_eq!(
+                run(KernelPath::Avx2),
+                want,
+                "case {case}: avx2 f32 {g:?} split at {cut}"
+            );
+        }
+        let _ = want;
+    }
+}
+
+/// The requantization epilogue with TFLite-like multipliers only (no left shift, no
+/// i32::MIN multiplier: the specialised vector variant), over extreme accumulators.
+#[test]
+fn requant_i8_right_shift_only_is_bit_exact() {
+    let mut rng = Rng(0xED6E_CA30_0000_0707);
+    for case in 0..300 {
+        let m = 1 + rng.below(5);
+        let n = rng.below(70);
+        let ldacc = n + rng.below(3);
+        let ldo = n + rng.below(3);
+        let acc: Vec<i32> = (0..m * ldacc)
+            .map(|_| match rng.below(5) {
+                0 => i32::MIN,
+                1 => i32::MAX,
+                2 => rng.range(-3000, 3000) as i32,
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let bias: Vec<i32> = (0..n)
+            .map(|_| match rng.below(3) {
+                0 => rng.next_u64() as i32,
+                _ => rng.range(-100_000, 100_000) as i32,
+            })
+            .collect();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
+            .map(|_| match rng.below(8) {
+                0 => (i32::MAX, -(rng.below(32) as i32)),
+                1 => (
+                    rng.range(0, i32::MAX as i64) as i32,
+                    -(rng.below(32) as i32),
+                ),
+                _ => quantize_multiplier(10f64.powf(rng.range(-60, 0) as f64 / 10.0)),
+            })
+            .unzip();
+        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        let (amin, amax) = match rng.below(3) {
+            0 => (-128, 127),
+            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+            _ => (off, 127),
+        };
+        let run = |path: KernelPath| {
+            let mut out = vec![0x11i8; m * ldo + 1];
+            kernels::requant_i8(
+                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, amin, amax, &mut out, ldo,
+            );
+            out
+        };
+        let want = run(KernelPath::Scalar);
+        for path in paths() {
+            assert_eq!(run(path), want, "case {case}: {path} m={m} n={n}");
+        }
+    }
+}

@@ -56,13 +56,13 @@ use super::KernelPath;
 
 /// Columns per packed block.
 const NR: usize = 16;
-/// Rows per int8 register tile.
-const MR: usize = 4;
+/// Rows per int8 register tile (a last partial tile uses 2 or 4 rows).
+const MR: usize = 6;
 /// k pairs per panel chunk.
 const KPC: usize = 512;
-/// Rows per panel block: the panel (MC x KPC pairs, 64 KiB) stays in L2 while each
+/// Rows per panel block: the panel (MC x KPC pairs, 60 KiB) stays in L2 while each
 /// 16-column weight block (KPC pairs, 32 KiB) is reused by its MC / MR tiles.
-const MC: usize = 32;
+const MC: usize = 30;
 
 /// Pack W (`n x k`) as int16 pairs: block `b`, pair `p`, column `c`, half `h` at
 /// int16 index `((b * kp + p) * NR + c) * 2 + h`, stored as little-endian bytes.
@@ -148,6 +148,9 @@ fn gemm_i8_avx2(
     while r0 < m {
         let rows_blk = (m - r0).min(MC);
         let tiles = rows_blk.div_ceil(MR);
+        // Panel rows the tiles read: full MR-row tiles, then the last one rounded up
+        // to 2, 4 or 6 rows (<= tiles * MR <= MC).
+        let prows = rows_blk / MR * MR + (rows_blk % MR).next_multiple_of(2);
         let mut p0 = 0;
         while p0 < kp {
             let pc = (kp - p0).min(KPC);
@@ -155,8 +158,8 @@ fn gemm_i8_avx2(
             let k1 = (2 * (p0 + pc)).min(k);
             // Sign-extend rows r0..r0+rows_blk, k values k0..k1, to int16; zero the
             // odd tail and the rows of the last tile past m.
-            for r in 0..tiles * MR {
-                // SAFETY: r < tiles*MR <= MC and 2*pc <= 2*KPC: the row lies inside
+            for r in 0..prows {
+                // SAFETY: r < prows <= MC and 2*pc <= 2*KPC: the row lies inside
                 // the panel; the 16-element loads stay inside src (t + 16 <= len),
                 // the stores inside the row (len <= 2*pc).
                 unsafe {
@@ -189,22 +192,21 @@ fn gemm_i8_avx2(
                 for t in 0..tiles {
                     let i0 = r0 + t * MR;
                     let rows = (m - i0).min(MR);
-                    // SAFETY: the block holds kp * NR pairs (length checked by the
-                    // caller); tile t's MR panel rows hold pc initialised pairs each;
-                    // the tile writes rows < rows and columns < cols of acc starting at
+                    // SAFETY: t * MR < prows: the tile's first panel row, the block's
+                    // pair p0 and acc element (i0, b*NR) are in bounds. The block holds
+                    // kp * NR pairs (length checked by the caller); the tile's R <=
+                    // prows - t*MR panel rows hold pc initialised pairs each; the tile
+                    // writes rows < rows <= R and columns < cols of acc starting at
                     // (i0, b*NR), inside acc's checked length.
                     unsafe {
-                        tile_i8(
-                            pp.add(t * MR * pc * 2),
-                            pc,
-                            wbase.add((b * kp + p0) * NR * 2),
-                            pc,
-                            acc.as_mut_ptr().add(i0 * ldacc + b * NR),
-                            ldacc,
-                            rows,
-                            cols,
-                            first,
-                        );
+                        let pan = pp.add(t * MR * pc * 2);
+                        let wb = wbase.add((b * kp + p0) * NR * 2);
+                        let dst = acc.as_mut_ptr().add(i0 * ldacc + b * NR);
+                        match rows {
+                            5.. => tile_i8::<6>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                            3 | 4 => tile_i8::<4>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                            _ => tile_i8::<2>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
+                        }
                     }
                 }
             }
@@ -214,10 +216,10 @@ fn gemm_i8_avx2(
     }
 }
 
-/// One 4x16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
+/// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_i8(
+unsafe fn tile_i8<const R: usize>(
     panel: *const i16,
     rs: usize,
     w: *const i16,
@@ -228,35 +230,28 @@ unsafe fn tile_i8(
     cols: usize,
     first: bool,
 ) {
-    let mut c = [_mm256_setzero_si256(); 8];
+    let mut c = [[_mm256_setzero_si256(); 2]; R];
     let pr = panel as *const i32; // one i32 per pair; rows `rs` pairs apart
     for p in 0..pc {
         // SAFETY: p < pc: the weight block has pc more pairs of NR columns (32 int16)
-        // from `w`, and each panel row has pc pairs.
+        // from `w`, and each of the R panel rows has pc pairs.
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(p * 32) as *const __m256i);
             let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const __m256i);
-            let a0 = _mm256_set1_epi32(pr.add(p).read_unaligned());
-            let a1 = _mm256_set1_epi32(pr.add(rs + p).read_unaligned());
-            let a2 = _mm256_set1_epi32(pr.add(2 * rs + p).read_unaligned());
-            let a3 = _mm256_set1_epi32(pr.add(3 * rs + p).read_unaligned());
-            c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(a0, w0));
-            c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(a0, w1));
-            c[2] = _mm256_add_epi32(c[2], _mm256_madd_epi16(a1, w0));
-            c[3] = _mm256_add_epi32(c[3], _mm256_madd_epi16(a1, w1));
-            c[4] = _mm256_add_epi32(c[4], _mm256_madd_epi16(a2, w0));
-            c[5] = _mm256_add_epi32(c[5], _mm256_madd_epi16(a2, w1));
-            c[6] = _mm256_add_epi32(c[6], _mm256_madd_epi16(a3, w0));
-            c[7] = _mm256_add_epi32(c[7], _mm256_madd_epi16(a3, w1));
+            for (r, cr) in c.iter_mut().enumerate() {
+                let a = _mm256_set1_epi32(pr.add(r * rs + p).read_unaligned());
+                cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(a, w0));
+                cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(a, w1));
+            }
         }
     }
-    for r in 0..rows {
+    for (r, &[c0, c1]) in c.iter().enumerate().take(rows) {
         // SAFETY: row r < rows and columns < cols of the tile are inside acc (checked
         // by the caller); full-width stores only when cols == NR.
         unsafe {
             let dst = acc.add(r * ldacc);
             if cols == NR {
-                let (mut v0, mut v1) = (c[2 * r], c[2 * r + 1]);
+                let (mut v0, mut v1) = (c0, c1);
                 if !first {
                     v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(dst as *const __m256i));
                     v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(dst.add(8) as *const __m256i));
@@ -265,8 +260,8 @@ unsafe fn tile_i8(
                 _mm256_storeu_si256(dst.add(8) as *mut __m256i, v1);
             } else {
                 let mut tmp = [0i32; NR];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c[2 * r]);
-                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c[2 * r + 1]);
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c0);
+                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c1);
                 for (q, &t) in tmp.iter().enumerate().take(cols) {
                     let d = dst.add(q);
                     *d = if first { t } else { (*d).wrapping_add(t) };
@@ -328,6 +323,99 @@ fn narrow8(v: __m256i) -> __m128i {
     _mm256_castsi256_si128(p)
 }
 
+/// Per-channel constants of the vectorised requantization of 8 lanes, computed once
+/// per call (or per column block) instead of per use.
+#[derive(Clone, Copy)]
+struct RqLanes {
+    bias: __m256i,
+    mult: __m256i,
+    /// `mult` of the odd lanes, moved to the even positions (for `_mm256_mul_epi32`).
+    mult_odd: __m256i,
+    /// max(shift, 0).
+    left: __m256i,
+    /// max(-shift, 0).
+    right: __m256i,
+    /// (1 << right) - 1.
+    mask: __m256i,
+    /// mask >> 1.
+    half: __m256i,
+}
+
+impl RqLanes {
+    #[target_feature(enable = "avx2,fma")]
+    fn new(bias: __m256i, mult: __m256i, shift: __m256i) -> Self {
+        let zero = _mm256_setzero_si256();
+        let one = _mm256_set1_epi32(1);
+        let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+        let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+        RqLanes {
+            bias,
+            mult,
+            mult_odd: _mm256_srli_epi64(mult, 32),
+            left: _mm256_max_epi32(shift, zero),
+            right,
+            mask,
+            half: _mm256_srli_epi32(mask, 1),
+        }
+    }
+}
+
+/// `x + bias`, then MultiplyByQuantizedMultiplier and the output offset of 8 int32
+/// lanes (wrapping, no clamp), exactly as `scalar::quant::multiply_by_quantized_multiplier`:
+/// left shift (wrapping; skipped unless `LEFT`, i.e. some channel has a positive
+/// shift), SaturatingRoundingDoublingHighMul (which equals floor((x*m + 2^30) / 2^31)
+/// except for MIN*MIN, checked only if `SAT`, i.e. some multiplier is i32::MIN), then
+/// RoundingDivideByPOT.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn rq8<const LEFT: bool, const SAT: bool>(x: __m256i, p: &RqLanes, off: __m256i) -> __m256i {
+    let x = _mm256_add_epi32(x, p.bias);
+    let x = if LEFT {
+        _mm256_sllv_epi32(x, p.left)
+    } else {
+        x
+    };
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, p.mult), nudge);
+    let odd = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), p.mult_odd),
+        nudge,
+    );
+    let mut v = _mm256_blend_epi32(
+        _mm256_srli_epi64(even, 31),
+        _mm256_slli_epi64(odd, 1),
+        0b1010_1010,
+    );
+    if SAT {
+        let min = _mm256_set1_epi32(i32::MIN);
+        let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(p.mult, min));
+        v = _mm256_blendv_epi8(v, _mm256_set1_epi32(i32::MAX), sat);
+    }
+    // RoundingDivideByPOT(v, right): (v >> right) + (rem > half + (v < 0)).
+    let rem = _mm256_and_si256(v, p.mask);
+    let thr = _mm256_sub_epi32(p.half, _mm256_srai_epi32(v, 31));
+    let v = _mm256_sub_epi32(_mm256_srav_epi32(v, p.right), _mm256_cmpgt_epi32(rem, thr));
+    _mm256_add_epi32(v, off)
+}
+
+/// Narrow two vectors of 8 int32 lanes `a`, `b` to 16 bytes `a0-3 b0-3 a4-7 b4-7`
+/// with signed saturation, then clamp to [lo, hi] (bytes). For lo <= hi within
+/// [-128, 127] this equals clamping the int32 lanes to [lo, hi] first.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn pack16(a: __m256i, b: __m256i, lo: __m128i, hi: __m128i) -> __m128i {
+    let p = _mm256_packs_epi32(a, b);
+    let q = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    _mm_min_epi8(_mm_max_epi8(q, lo), hi)
+}
+
+/// Byte clamp bounds of the vector epilogue: [lo, hi] pulled into [-128, 127].
+fn clamp8(act_min: i32, act_max: i32) -> (i32, i32) {
+    let lo = act_min.max(-128);
+    let hi = act_max.min(127);
+    (lo.min(127), hi.max(-128))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn requant_i8(
     _path: KernelPath,
@@ -344,56 +432,95 @@ pub fn requant_i8(
     out: &mut [i8],
     ldo: usize,
 ) {
-    let lo = act_min.max(-128);
-    let hi = act_max.min(127);
-    for i in 0..m {
-        let a = &acc[i * ldacc..i * ldacc + n];
-        let o = &mut out[i * ldo..i * ldo + n];
-        // SAFETY: AVX2/FMA were checked by the dispatcher; a, o, bias, multipliers and
-        // shifts all hold at least n elements (checked by the dispatcher).
-        unsafe {
-            requant_row(a, bias, multipliers, shifts, output_offset, lo, hi, o);
-        }
+    let left = shifts[..n].iter().any(|&s| s > 0);
+    let sat = multipliers[..n].contains(&i32::MIN);
+    let f = match (left, sat) {
+        (false, false) => requant_block::<false, false>,
+        (true, false) => requant_block::<true, false>,
+        (false, true) => requant_block::<false, true>,
+        (true, true) => requant_block::<true, true>,
+    };
+    // SAFETY: AVX2/FMA were checked by the dispatcher, which also checked acc, out,
+    // bias, multipliers and shifts against m, n, ldacc and ldo.
+    unsafe {
+        f(
+            acc,
+            m,
+            n,
+            ldacc,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            (act_min, act_max),
+            out,
+            ldo,
+        );
     }
 }
 
+/// The requantization epilogue by column blocks: each block's per-channel constants
+/// are prepared once and applied to all `m` rows.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn requant_row(
-    a: &[i32],
+fn requant_block<const LEFT: bool, const SAT: bool>(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
     bias: &[i32],
     mult: &[i32],
     shift: &[i32],
     off: i32,
-    lo: i32,
-    hi: i32,
-    o: &mut [i8],
+    act: (i32, i32),
+    out: &mut [i8],
+    ldo: usize,
 ) {
-    let n = o.len();
-    let (voff, vlo, vhi) = (
-        _mm256_set1_epi32(off),
-        _mm256_set1_epi32(lo),
-        _mm256_set1_epi32(hi),
-    );
+    let (lo, hi) = clamp8(act.0, act.1);
+    let voff = _mm256_set1_epi32(off);
+    let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));
+    let ld = |s: &[i32], j: usize| {
+        assert!(j + 8 <= s.len());
+        // SAFETY: j + 8 <= s.len() (checked above).
+        unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
+    };
+    let params = |j: usize| RqLanes::new(ld(bias, j), ld(mult, j), ld(shift, j));
     let mut j = 0;
-    while j + 8 <= n {
-        // SAFETY: j + 8 <= n <= the length of every slice read or written.
-        unsafe {
-            let ld = |s: &[i32]| _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i);
-            let x = _mm256_add_epi32(ld(a), ld(bias));
-            let v = requant8(x, ld(mult), ld(shift), voff, vlo, vhi);
-            _mm_storel_epi64(o.as_mut_ptr().add(j) as *mut __m128i, narrow8(v));
+    while j + 16 <= n {
+        let (p0, p1) = (params(j), params(j + 8));
+        for i in 0..m {
+            let r = i * ldacc + j;
+            let v0 = rq8::<LEFT, SAT>(ld(acc, r), &p0, voff);
+            let v1 = rq8::<LEFT, SAT>(ld(acc, r + 8), &p1, voff);
+            // a0-3 b0-3 a4-7 b4-7 -> channel order.
+            let q = _mm_shuffle_epi32(pack16(v0, v1, vlo, vhi), 0b11_01_10_00);
+            let o = &mut out[i * ldo + j..i * ldo + j + 16];
+            // SAFETY: o holds 16 bytes.
+            unsafe { _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, q) };
+        }
+        j += 16;
+    }
+    if j + 8 <= n {
+        let p0 = params(j);
+        for i in 0..m {
+            let v0 = rq8::<LEFT, SAT>(ld(acc, i * ldacc + j), &p0, voff);
+            let q = _mm_shuffle_epi32(pack16(v0, v0, vlo, vhi), 0b11_01_10_00);
+            let o = &mut out[i * ldo + j..i * ldo + j + 8];
+            // SAFETY: o holds 8 bytes.
+            unsafe { _mm_storel_epi64(o.as_mut_ptr() as *mut __m128i, q) };
         }
         j += 8;
     }
     for q in j..n {
-        let v = super::scalar::quant::multiply_by_quantized_multiplier(
-            a[q].wrapping_add(bias[q]),
-            mult[q],
-            shift[q],
-        )
-        .wrapping_add(off);
-        o[q] = v.clamp(lo, hi) as i8;
+        for i in 0..m {
+            let v = super::scalar::quant::multiply_by_quantized_multiplier(
+                acc[i * ldacc + q].wrapping_add(bias[q]),
+                mult[q],
+                shift[q],
+            )
+            .wrapping_add(off);
+            out[i * ldo + q] = v.clamp(act.0.max(-128), act.1.min(127)) as i8;
+        }
     }
 }
 
@@ -448,10 +575,33 @@ const MAX_DW_CH: usize = 4096;
 const DW_WBUF: usize = 16 * 1024;
 
 /// Depthwise int8 over tap pairs with VPMADDWD: the weights of taps (2p, 2p+1) are
-/// interleaved once per call, padded taps read a row of input zero points (whose
-/// `x + input_offset` is exactly 0), so every pixel runs the same tap list.
+/// interleaved once per call, padded taps read a row of input zero points, so every
+/// pixel runs the same tap list. The input offset is folded into the bias once per
+/// call: sum_t w_t*(x_t + ioff) = sum_t w_t*x_t + ioff*sum_t w_t (exact in wrapping
+/// int32), and a padded tap's w*zp = -w*ioff cancels its share of the folded term.
 #[target_feature(enable = "avx2,fma")]
 fn depthwise_i8_pairs(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let c16 = g.in_c / 16 * 16;
+    let left = q.shifts[..c16].iter().any(|&s| s > 0);
+    let sat = q.multipliers[..c16].contains(&i32::MIN);
+    match (left, sat) {
+        (false, false) => dw_i8_pairs::<false, false>(g, input, filter, bias, q, rows, out),
+        (true, false) => dw_i8_pairs::<true, false>(g, input, filter, bias, q, rows, out),
+        (false, true) => dw_i8_pairs::<false, true>(g, input, filter, bias, q, rows, out),
+        (true, true) => dw_i8_pairs::<true, true>(g, input, filter, bias, q, rows, out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
     g: &ConvGeom,
     input: &[i8],
     filter: &[i8],
@@ -492,126 +642,179 @@ fn depthwise_i8_pairs(
             }
         }
     }
+    // Requantization constants per 16-channel block, with the input offset folded
+    // into the bias, in the accumulators' lane order: channels 0-3 | 8-11 (the
+    // unpacklo products) and 4-7 | 12-15 (unpackhi).
+    let folded: Vec<i32> = (0..c16)
+        .map(|c| {
+            let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
+            bias.map_or(0, |b| b[c])
+                .wrapping_add(q.input_offset.wrapping_mul(sw))
+        })
+        .collect();
+    let ld = |s: &[i32], j: usize| {
+        assert!(j + 8 <= s.len());
+        // SAFETY: j + 8 <= s.len() (checked above).
+        unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
+    };
+    let params: Vec<[RqLanes; 2]> = (0..blocks)
+        .map(|b| {
+            let c0 = b * 16;
+            let lanes = |s: &[i32]| {
+                let (n0, n1) = (ld(s, c0), ld(s, c0 + 8));
+                (
+                    _mm256_permute2x128_si256(n0, n1, 0x20),
+                    _mm256_permute2x128_si256(n0, n1, 0x31),
+                )
+            };
+            let (b0, b1) = lanes(&folded);
+            let (m0, m1) = lanes(q.multipliers);
+            let (s0, s1) = lanes(q.shifts);
+            [RqLanes::new(b0, m0, s0), RqLanes::new(b1, m1, s1)]
+        })
+        .collect();
     let zp = [(-q.input_offset) as i8; MAX_DW_CH];
-    let ioff = _mm256_set1_epi16(q.input_offset as i16);
-    let lo = q.act_min.max(-128);
-    let hi = q.act_max.min(127);
-    let (voff, vlo, vhi) = (
-        _mm256_set1_epi32(q.output_offset),
-        _mm256_set1_epi32(lo),
-        _mm256_set1_epi32(hi),
-    );
+    let (lo, hi) = clamp8(q.act_min, q.act_max);
+    let voff = _mm256_set1_epi32(q.output_offset);
+    let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));
     // Start of each tap's input pixel for the current output pixel (zp row if padded);
     // an odd tap count reads the zp row for the (zero-weight) last half pair.
-    let mut src = [zp.as_ptr(); MAX_TAPS + 1];
+    let mut src = [[zp.as_ptr(); MAX_TAPS + 1]; 2];
+    let mut rowp: [Option<*const i8>; MAX_TAPS] = [None; MAX_TAPS];
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
-        for ox in 0..g.out_w {
-            for fy in 0..g.filter_h {
+        for (fy, r) in rowp.iter_mut().enumerate().take(g.filter_h) {
+            // SAFETY: iy < in_h: the row start is inside input.
+            *r = g
+                .in_y(oy, fy)
+                .map(|iy| unsafe { input.as_ptr().add((b * g.in_h + iy) * g.in_w * ch) });
+        }
+        let mut ox = 0;
+        while ox < g.out_w {
+            // One or two pixels per step (two share the weight loads).
+            let np = (g.out_w - ox).min(2);
+            for (k, srck) in src.iter_mut().enumerate().take(np) {
                 for fx in 0..g.filter_w {
-                    let t = fy * g.filter_w + fx;
-                    src[t] = match (g.in_y(oy, fy), g.in_x(ox, fx)) {
-                        // SAFETY: iy < in_h and ix < in_w, so the pixel start is inside input.
-                        (Some(iy), Some(ix)) => unsafe {
-                            input.as_ptr().add(((b * g.in_h + iy) * g.in_w + ix) * ch)
-                        },
-                        _ => zp.as_ptr(),
-                    };
+                    let ix = g.in_x(ox + k, fx);
+                    for (fy, r) in rowp.iter().enumerate().take(g.filter_h) {
+                        srck[fy * g.filter_w + fx] = match (r, ix) {
+                            // SAFETY: ix < in_w: the pixel start is inside the row.
+                            (Some(r), Some(ix)) => unsafe { r.add(ix * ch) },
+                            _ => zp.as_ptr(),
+                        };
+                    }
                 }
+                srck[taps] = zp.as_ptr();
             }
-            src[taps] = zp.as_ptr();
             let obase = (row * g.out_w + ox) * ch;
-            for blk in 0..blocks {
+            for (blk, prm) in params.iter().enumerate() {
                 let c0 = blk * 16;
-                let mut acc_lo = _mm256_setzero_si256();
-                let mut acc_hi = _mm256_setzero_si256();
-                for p in 0..pairs {
-                    // SAFETY: every src pointer is the start of `ch` readable bytes (an
-                    // input pixel or the zp row, ch <= MAX_DW_CH) and c0 + 16 <= ch; the
-                    // weight reads are inside the pairs*blocks*32 prepared entries.
-                    unsafe {
-                        let x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                            src[2 * p].add(c0) as *const __m128i
-                        ));
-                        let x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                            src[2 * p + 1].add(c0) as *const __m128i
-                        ));
-                        let x0 = _mm256_add_epi16(x0, ioff);
-                        let x1 = _mm256_add_epi16(x1, ioff);
-                        let wp = wbuf.as_ptr().add((p * blocks + blk) * 32) as *const __m256i;
-                        acc_lo = _mm256_add_epi32(
-                            acc_lo,
-                            _mm256_madd_epi16(
-                                _mm256_unpacklo_epi16(x0, x1),
-                                _mm256_loadu_si256(wp),
-                            ),
-                        );
-                        acc_hi = _mm256_add_epi32(
-                            acc_hi,
-                            _mm256_madd_epi16(
-                                _mm256_unpackhi_epi16(x0, x1),
-                                _mm256_loadu_si256(wp.add(1)),
-                            ),
-                        );
+                let wp = wbuf.as_ptr();
+                // SAFETY: every src pointer starts `ch` readable bytes (an input pixel
+                // or the zp row, ch <= MAX_DW_CH), c0 + 16 <= ch, the weight reads are
+                // inside the pairs*blocks*32 prepared entries.
+                let accs: [[__m256i; 2]; 2] = unsafe {
+                    match (np, pairs) {
+                        (2, 5) => dw_i8_acc::<5, 2>([&src[0], &src[1]], c0, wp, blocks, blk, 5),
+                        (2, _) => dw_i8_acc::<0, 2>([&src[0], &src[1]], c0, wp, blocks, blk, pairs),
+                        (_, 5) => {
+                            let [a] = dw_i8_acc::<5, 1>([&src[0]], c0, wp, blocks, blk, 5);
+                            [a, a]
+                        }
+                        _ => {
+                            let [a] = dw_i8_acc::<0, 1>([&src[0]], c0, wp, blocks, blk, pairs);
+                            [a, a]
+                        }
                     }
-                }
-                // Lanes: acc_lo = channels 0-3 | 8-11, acc_hi = 4-7 | 12-15.
-                let mut acc0 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20);
-                let mut acc1 = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31);
-                // SAFETY: c0 + 16 <= ch = out_c: the bias / multiplier / shift reads
-                // (>= out_c entries, checked by the dispatcher) and the 16-byte output
-                // store at obase + c0 (< output_len) are in bounds.
-                unsafe {
-                    if let Some(bias) = bias {
-                        acc0 = _mm256_add_epi32(
-                            acc0,
-                            _mm256_loadu_si256(bias.as_ptr().add(c0) as *const __m256i),
-                        );
-                        acc1 = _mm256_add_epi32(
-                            acc1,
-                            _mm256_loadu_si256(bias.as_ptr().add(c0 + 8) as *const __m256i),
-                        );
-                    }
-                    let mp = q.multipliers.as_ptr().add(c0) as *const __m256i;
-                    let sp = q.shifts.as_ptr().add(c0) as *const __m256i;
-                    let v0 = requant8(
-                        acc0,
-                        _mm256_loadu_si256(mp),
-                        _mm256_loadu_si256(sp),
-                        voff,
-                        vlo,
-                        vhi,
-                    );
-                    let v1 = requant8(
-                        acc1,
-                        _mm256_loadu_si256(mp.add(1)),
-                        _mm256_loadu_si256(sp.add(1)),
-                        voff,
-                        vlo,
-                        vhi,
-                    );
-                    let o = _mm_unpacklo_epi64(narrow8(v0), narrow8(v1));
-                    _mm_storeu_si128(out.as_mut_ptr().add(obase + c0) as *mut __m128i, o);
+                };
+                for (k, a) in accs.iter().enumerate().take(np) {
+                    let v0 = rq8::<LEFT, SAT>(a[0], &prm[0], voff);
+                    let v1 = rq8::<LEFT, SAT>(a[1], &prm[1], voff);
+                    // Lanes 0-3|8-11 and 4-7|12-15 pack to channels 0-15 in order.
+                    let o = pack16(v0, v1, vlo, vhi);
+                    let d = obase + k * ch + c0;
+                    let dst = &mut out[d..d + 16];
+                    // SAFETY: dst holds 16 bytes.
+                    unsafe { _mm_storeu_si128(dst.as_mut_ptr() as *mut __m128i, o) };
                 }
             }
-            for c in c16..ch {
-                let mut acc = 0i32;
-                for fy in 0..g.filter_h {
-                    let Some(iy) = g.in_y(oy, fy) else { continue };
-                    for fx in 0..g.filter_w {
-                        let Some(ix) = g.in_x(ox, fx) else { continue };
-                        let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
-                        let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
-                        acc = acc.wrapping_add(w * (x + q.input_offset));
-                    }
-                }
-                if let Some(bias) = bias {
-                    acc = acc.wrapping_add(bias[c]);
-                }
-                out[obase + c] = q.finish(acc, c).clamp(-128, 127) as i8;
+            for k in 0..np {
+                dw_i8_tail(g, input, filter, bias, q, b, oy, ox + k, row, c16, out);
+            }
+            ox += np;
+        }
+    }
+}
+
+/// Channels `c16..` of one depthwise int8 pixel, as the scalar reference.
+#[allow(clippy::too_many_arguments)]
+fn dw_i8_tail(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    b: usize,
+    oy: usize,
+    ox: usize,
+    row: usize,
+    c16: usize,
+    out: &mut [i8],
+) {
+    let ch = g.in_c;
+    let obase = (row * g.out_w + ox) * ch;
+    for c in c16..ch {
+        let mut acc = 0i32;
+        for fy in 0..g.filter_h {
+            let Some(iy) = g.in_y(oy, fy) else { continue };
+            for fx in 0..g.filter_w {
+                let Some(ix) = g.in_x(ox, fx) else { continue };
+                let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
+                let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
+                acc = acc.wrapping_add(w * (x + q.input_offset));
+            }
+        }
+        if let Some(bias) = bias {
+            acc = acc.wrapping_add(bias[c]);
+        }
+        out[obase + c] = q.finish(acc, c).clamp(-128, 127) as i8;
+    }
+}
+
+/// Accumulate the tap pairs of one 16-channel block of `P` pixels (tap pointers
+/// `src[p]`): sum_t w_t*x_t in lanes 0-3|8-11 (`[p][0]`) and 4-7|12-15 (`[p][1]`).
+/// The pixels share the weight loads. `NP` fixes the pair count (0: use `pairs`).
+///
+/// # Safety
+/// AVX2 is available; src[p][0..2*pairs] each start >= c0 + 16 readable bytes; `w`
+/// holds the interleaved weights of `pairs` pairs of `blocks` blocks; blk < blocks.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dw_i8_acc<const NP: usize, const P: usize>(
+    src: [&[*const i8; MAX_TAPS + 1]; P],
+    c0: usize,
+    w: *const i16,
+    blocks: usize,
+    blk: usize,
+    pairs: usize,
+) -> [[__m256i; 2]; P] {
+    let np = if NP > 0 { NP } else { pairs };
+    let mut acc = [[_mm256_setzero_si256(); 2]; P];
+    for p in 0..np {
+        // SAFETY: see the function's contract.
+        unsafe {
+            let wp = w.add((p * blocks + blk) * 32) as *const __m256i;
+            let (w0, w1) = (_mm256_loadu_si256(wp), _mm256_loadu_si256(wp.add(1)));
+            for (a, s) in acc.iter_mut().zip(src) {
+                let x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(s[2 * p].add(c0) as *const __m128i));
+                let x1 =
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(s[2 * p + 1].add(c0) as *const __m128i));
+                a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w0));
+                a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1));
             }
         }
     }
+    acc
 }
 
 /// Valid filter taps along one axis for output position `o`: `(first, end)`.
@@ -929,58 +1132,197 @@ fn depthwise_f32_avx2(
     out: &mut [f32],
 ) {
     let ch = g.in_c;
-    let c8 = ch / 8 * 8;
     let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
+    let taps = g.filter_h * g.filter_w;
+    // Tap lists, in the scalar order (fy outer, fx inner, valid taps only): (input
+    // offset, filter offset) in floats. `inner` holds the taps of the current row
+    // for a pixel whose filter columns are all inside the input, relative to the
+    // input pixel of its first filter column; `edge` is rebuilt per edge pixel with
+    // absolute input offsets.
+    let mut inner: Vec<(usize, usize)> = Vec::with_capacity(taps);
+    let mut edge: Vec<(usize, usize)> = Vec::with_capacity(taps);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         let (fy0, fy1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.filter_h);
-        for ox in 0..g.out_w {
-            let (fx0, fx1) =
-                tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.filter_w);
-            let obase = (row * g.out_w + ox) * ch;
-            let mut c0 = 0;
-            while c0 < c8 {
-                let mut acc = _mm256_setzero_ps();
-                for fy in fy0..fy1 {
-                    let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
-                    for fx in fx0..fx1 {
-                        let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
-                        let xi = ((b * g.in_h + iy) * g.in_w + ix) * ch + c0;
-                        let wi = (fy * g.filter_w + fx) * ch + c0;
-                        // SAFETY: iy < in_h, ix < in_w (tap_range) and c0 + 8 <= ch keep
-                        // both 8-float loads inside input and filter.
-                        unsafe {
-                            let x = _mm256_loadu_ps(input.as_ptr().add(xi));
-                            let w = _mm256_loadu_ps(filter.as_ptr().add(wi));
-                            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, w));
-                        }
-                    }
-                }
-                // SAFETY: c0 + 8 <= ch = out_c: bias (>= out_c entries) and the output
-                // store at obase + c0 (< output_len) are in bounds.
-                unsafe {
-                    if let Some(bias) = bias {
-                        acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias.as_ptr().add(c0)));
-                    }
-                    let v = _mm256_min_ps(_mm256_max_ps(acc, vlo), vhi);
-                    _mm256_storeu_ps(out.as_mut_ptr().add(obase + c0), v);
-                }
-                c0 += 8;
+        let img = b * g.in_h * g.in_w * ch;
+        inner.clear();
+        for fy in fy0..fy1 {
+            let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
+            for fx in 0..g.filter_w {
+                inner.push((
+                    img + (iy * g.in_w + fx * g.dilation_w) * ch,
+                    (fy * g.filter_w + fx) * ch,
+                ));
             }
-            for c in c8..ch {
-                let mut acc = 0.0f32;
+        }
+        let interior = |ox: usize| {
+            tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.filter_w)
+                == (0, g.filter_w)
+        };
+        let mut ox = 0;
+        while ox < g.out_w {
+            let obase = (row * g.out_w + ox) * ch;
+            if ox + 1 < g.out_w && interior(ox) && interior(ox + 1) {
+                // Two neighbouring pixels whose filter columns are all inside the input
+                // (tap 0 is inside, so ox * stride_w >= pad_left).
+                // SAFETY: as below, for both pixels; the second pixel's input starts
+                // stride_w * ch floats after the first's and its output ch floats after.
+                unsafe {
+                    dw_f32_pixels::<2>(
+                        input.as_ptr().add((ox * g.stride_w - g.pad_left) * ch),
+                        g.stride_w * ch,
+                        filter.as_ptr(),
+                        &inner,
+                        bias,
+                        out.as_mut_ptr().add(obase),
+                        ch,
+                        vlo,
+                        vhi,
+                        clamp,
+                    );
+                }
+                ox += 2;
+                continue;
+            }
+            let (base, list) = if interior(ox) {
+                ((ox * g.stride_w - g.pad_left) * ch, &inner[..])
+            } else {
+                let (fx0, fx1) =
+                    tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.filter_w);
+                edge.clear();
                 for fy in fy0..fy1 {
                     let iy = oy * g.stride_h + fy * g.dilation_h - g.pad_top;
                     for fx in fx0..fx1 {
                         let ix = ox * g.stride_w + fx * g.dilation_w - g.pad_left;
-                        acc += input[((b * g.in_h + iy) * g.in_w + ix) * ch + c]
-                            * filter[(fy * g.filter_w + fx) * ch + c];
+                        edge.push((img + (iy * g.in_w + ix) * ch, (fy * g.filter_w + fx) * ch));
                     }
                 }
-                if let Some(bias) = bias {
-                    acc += bias[c];
+                (0, &edge[..])
+            };
+            // SAFETY: every listed tap is an input pixel (iy < in_h, ix < in_w by
+            // tap_range) whose `ch` floats start at base + offset, and a filter tap of
+            // `ch` floats; the output pixel's `ch` floats start at obase (< output_len);
+            // bias has >= out_c = ch entries (checked by the dispatcher).
+            unsafe {
+                dw_f32_pixels::<1>(
+                    input.as_ptr().add(base),
+                    0,
+                    filter.as_ptr(),
+                    list,
+                    bias,
+                    out.as_mut_ptr().add(obase),
+                    ch,
+                    vlo,
+                    vhi,
+                    clamp,
+                );
+            }
+            ox += 1;
+        }
+    }
+}
+
+/// `P` output pixels of the float depthwise convolution (pixel `p` reads its input
+/// at `x + p * xstep` and writes `o + p * ch`): channel groups of 32, 24, 16 and 8
+/// with one accumulator per 8 channels and pixel, then a scalar tail. Each lane
+/// computes `((0 + x0*w0) + x1*w1) + ...` over the listed taps, then `+ bias` and
+/// the clamp, exactly as the scalar reference.
+///
+/// # Safety
+/// AVX2 is available; for every `(xo, wo)` in `taps` and pixel `p < P`,
+/// `x + p * xstep + xo` and `w + wo` start `ch` readable floats; `o` starts `P * ch`
+/// writable floats; `bias` has `ch` entries.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dw_f32_pixels<const P: usize>(
+    x: *const f32,
+    xstep: usize,
+    w: *const f32,
+    taps: &[(usize, usize)],
+    bias: Option<&[f32]>,
+    o: *mut f32,
+    ch: usize,
+    vlo: __m256,
+    vhi: __m256,
+    clamp: (f32, f32),
+) {
+    let bp = bias.map(|b| b.as_ptr());
+    let mut c0 = 0;
+    // SAFETY (all calls): c0 + 8*G <= ch, within the caller's bounds.
+    unsafe {
+        let grp = |g: usize, c0: usize| {
+            let (xc, wc, bc, oc) = (x.add(c0), w.add(c0), bp.map(|p| p.add(c0)), o.add(c0));
+            match g {
+                4 => dw_f32_group::<4, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
+                3 => dw_f32_group::<3, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
+                2 => dw_f32_group::<2, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
+                1 => dw_f32_group::<1, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
+                _ => {}
+            }
+        };
+        while c0 + 32 <= ch {
+            grp(4, c0);
+            c0 += 32;
+        }
+        grp((ch - c0) / 8, c0);
+        c0 += (ch - c0) / 8 * 8;
+        for p in 0..P {
+            for c in c0..ch {
+                let mut acc = 0.0f32;
+                for &(xo, wo) in taps {
+                    acc += *x.add(p * xstep + xo + c) * *w.add(wo + c);
                 }
-                out[obase + c] = acc.max(clamp.0).min(clamp.1);
+                if let Some(bp) = bp {
+                    acc += *bp.add(c);
+                }
+                *o.add(p * ch + c) = acc.max(clamp.0).min(clamp.1);
+            }
+        }
+    }
+}
+
+/// `G` groups of 8 channels of `P` float depthwise pixels (see `dw_f32_pixels`).
+///
+/// # Safety
+/// As `dw_f32_pixels`, with `8 * G` channels read and written per pixel.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dw_f32_group<const G: usize, const P: usize>(
+    x: *const f32,
+    xstep: usize,
+    w: *const f32,
+    taps: &[(usize, usize)],
+    bias: Option<*const f32>,
+    o: *mut f32,
+    ostep: usize,
+    vlo: __m256,
+    vhi: __m256,
+) {
+    let mut acc = [[_mm256_setzero_ps(); G]; P];
+    for &(xo, wo) in taps {
+        for j in 0..G {
+            // SAFETY: 8 * j + 8 <= 8 * G floats from w + wo and from each pixel's
+            // x + p * xstep + xo (caller).
+            unsafe {
+                let wv = _mm256_loadu_ps(w.add(wo + 8 * j));
+                for (p, a) in acc.iter_mut().enumerate() {
+                    let prod = _mm256_mul_ps(_mm256_loadu_ps(x.add(p * xstep + xo + 8 * j)), wv);
+                    a[j] = _mm256_add_ps(a[j], prod);
+                }
+            }
+        }
+    }
+    for (p, a) in acc.iter().enumerate() {
+        for (j, v) in a.iter().enumerate() {
+            // SAFETY: bias holds 8 * G floats and pixel p's output 8 * G floats (caller).
+            unsafe {
+                let mut v = *v;
+                if let Some(bp) = bias {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(bp.add(8 * j)));
+                }
+                let v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
+                _mm256_storeu_ps(o.add(p * ostep + 8 * j), v);
             }
         }
     }
