@@ -342,10 +342,10 @@ pub fn gemm_requant_i8(
     if m == 0 || n == 0 {
         return;
     }
-    let mut done = 0;
+    // Rows the path's fused kernel did (only baseline NEON has one).
     #[cfg(target_arch = "aarch64")]
-    if p.path == KernelPath::Neon && rq.shifts.len() >= n {
-        done = aarch64::gemm_requant_neon(
+    let done = if p.path == KernelPath::Neon && rq.shifts.len() >= n {
+        aarch64::gemm_requant_neon(
             &p.data,
             n,
             p.k,
@@ -360,8 +360,12 @@ pub fn gemm_requant_i8(
             rq.act_max,
             out,
             ldo,
-        );
-    }
+        )
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    let done = 0;
     if done == m {
         return;
     }
