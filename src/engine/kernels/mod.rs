@@ -154,6 +154,7 @@ pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
 // float paths agree within rounding.
 
 pub mod pool;
+pub(crate) mod scratch;
 
 use std::ops::Range;
 

@@ -14,7 +14,20 @@ use std::ops::Range;
 use super::requant::{finish1, finish4, narrow8, Params4, Requant16};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
+use crate::engine::kernels::scratch::reuse;
 use crate::engine::kernels::KernelPath;
+
+thread_local! {
+    static LEFT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RIGHT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static BIAS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PAD: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static W16: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
+    static REL: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TAPS: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TAP_PTRS: std::cell::RefCell<Vec<(*const i8, *const i8)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 fn check_geometry(
     g: &ConvGeom,
@@ -79,21 +92,25 @@ pub fn depthwise_i8(
     }
     let taps = g.filter_h * g.filter_w;
     let c = g.in_c;
-    let left: Vec<i32> = q.shifts[..c].iter().map(|&s| s.max(0)).collect();
-    let right: Vec<i32> = q.shifts[..c].iter().map(|&s| s.min(0)).collect();
+    let mut left = reuse(&LEFT);
+    left.extend(q.shifts[..c].iter().map(|&s| s.max(0)));
+    let mut right = reuse(&RIGHT);
+    right.extend(q.shifts[..c].iter().map(|&s| s.min(0)));
     if q.filter_offset == 0 && (-127..=128).contains(&q.input_offset) {
         // Zero-point padding (int8 TFLite models): a padded tap reads the input zero point
         // `-input_offset`, whose term (x + input_offset) * w is 0 like the skipped tap of the
         // oracle; `input_offset * sum(w)` over all taps moves into the bias, so the taps need
         // only x * w (SMULL, exact in i16; SMLAL pairs two taps when no weight is -128).
-        let mut bias2 = vec![0i32; c];
+        let mut bias2 = reuse(&BIAS);
+        bias2.resize(c, 0);
         for (ch, b2) in bias2.iter_mut().enumerate() {
             let s = (0..taps).fold(0i32, |s, t| s.wrapping_add(filter[t * c + ch] as i32));
             *b2 = bias
                 .map_or(0, |b| b[ch])
                 .wrapping_add(q.input_offset.wrapping_mul(s));
         }
-        let pad = vec![(-q.input_offset) as i8; c];
+        let mut pad = reuse(&PAD);
+        pad.resize(c, (-q.input_offset) as i8);
         let k = ZpKernel {
             g,
             input,
@@ -114,11 +131,14 @@ pub fn depthwise_i8(
         }
         return;
     }
-    let w16: Vec<i16> = filter[..taps * c]
-        .iter()
-        .map(|&w| (w as i32 + q.filter_offset) as i16)
-        .collect();
-    let zero = vec![0i32; c];
+    let mut w16 = reuse(&W16);
+    w16.extend(
+        filter[..taps * c]
+            .iter()
+            .map(|&w| (w as i32 + q.filter_offset) as i16),
+    );
+    let mut zero = reuse(&BIAS);
+    zero.resize(c, 0);
     let bias = bias.map_or(&zero[..], |b| &b[..c]);
     // SAFETY: geometry and lengths validated above; w16, left, right, bias have c (per tap) values.
     unsafe { dw_i8_neon(g, input, &w16, bias, q, &left, &right, rows, out) }
@@ -159,7 +179,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
         }
     };
     // Taps relative to the window's first pixel: (input offset, filter offset), and the extent.
-    let mut rel = Vec::with_capacity(g.filter_h * g.filter_w);
+    let mut rel = reuse(&REL);
     for fy in 0..g.filter_h {
         for fx in 0..g.filter_w {
             rel.push((
@@ -171,7 +191,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     let span_h = g.filter_h.saturating_sub(1) * g.dilation_h + 1;
     let span_w = g.filter_w.saturating_sub(1) * g.dilation_w + 1;
     // Every tap of the current output pixel: (input or pad pointer at channel 0, filter pointer).
-    let mut taps: Vec<(*const i8, *const i8)> = Vec::with_capacity(g.filter_h * g.filter_w);
+    let mut taps = reuse(&TAP_PTRS);
     // The 9-tap register kernel: 3x3 filters, channels in blocks of 16, weights that pair.
     let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0;
     let left = q.shifts[..c].iter().any(|&s| s > 0);
@@ -222,7 +242,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                     // SAFETY: (y0, x0) and every tap offset stay inside image b (checked above).
                     let base =
                         unsafe { k.input.as_ptr().add(((b * g.in_h + y0) * g.in_w + x0) * c) };
-                    for &(xo, wo) in &rel {
+                    for &(xo, wo) in rel.iter() {
                         // SAFETY: as above; wo < filter_h * filter_w * c.
                         taps.push(unsafe { (base.add(xo), k.filter.as_ptr().add(wo)) });
                     }
@@ -314,7 +334,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                         vld1q_s32(k.bias.as_ptr().add(ch + 4)),
                     ]
                 };
-                for &(xp, wp) in &taps {
+                for &(xp, wp) in taps.iter() {
                     // SAFETY: every tap pointer has c readable values; ch + 8 <= c.
                     let p = unsafe { vmull_s8(vld1_s8(xp.add(ch)), vld1_s8(wp.add(ch))) };
                     acc[0] = vaddw_s16(acc[0], vget_low_s16(p));
@@ -330,7 +350,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
             }
             for ch in ch..c {
                 let mut acc = k.bias[ch];
-                for &(xp, wp) in &taps {
+                for &(xp, wp) in taps.iter() {
                     // SAFETY: every tap pointer has c readable values; ch < c.
                     let (x, w) = unsafe { (*xp.add(ch) as i32, *wp.add(ch) as i32) };
                     acc = acc.wrapping_add(x * w);
@@ -482,7 +502,7 @@ unsafe fn dw_i8_neon(
         }
     };
     // Valid taps of the current output pixel: (input offset of channel 0, filter offset).
-    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.filter_h * g.filter_w);
+    let mut taps = reuse(&TAPS);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         for ox in 0..g.out_w {
@@ -510,7 +530,7 @@ unsafe fn dw_i8_neon(
                         vld1q_s32(bp.add(12)),
                     ]
                 };
-                for &(xo, wo) in &taps {
+                for &(xo, wo) in taps.iter() {
                     // SAFETY: the tap's pixel is inside the input (iy < in_h, ix < in_w,
                     // b < batch) and ch + 16 <= c: 16 bytes inside input; the tap's 16 filter
                     // values are inside w16 (filter_h * filter_w * c).
@@ -545,7 +565,7 @@ unsafe fn dw_i8_neon(
                         vld1q_s32(bias.as_ptr().add(ch + 4)),
                     ]
                 };
-                for &(xo, wo) in &taps {
+                for &(xo, wo) in taps.iter() {
                     // SAFETY: as above with 8 channels.
                     let (x, w) = unsafe { (vld1_s8(ip.add(xo + ch)), vld1q_s16(wp.add(wo + ch))) };
                     let x = vaddw_s8(io, x);
@@ -562,7 +582,7 @@ unsafe fn dw_i8_neon(
             }
             for ch in ch..c {
                 let mut acc = bias[ch];
-                for &(xo, wo) in &taps {
+                for &(xo, wo) in taps.iter() {
                     let x = input[xo + ch] as i32;
                     acc = acc.wrapping_add(w16[wo + ch] as i32 * (x + q.input_offset));
                 }

@@ -52,7 +52,18 @@ use std::ops::Range;
 
 use super::scalar::conv::ConvGeom;
 use super::scalar::quant::Requant;
+use super::scratch::reuse;
 use super::KernelPath;
+
+thread_local! {
+    static DW_FOLDED: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static DW_PARAMS: std::cell::RefCell<Vec<[RqLanes; 2]>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static DW_INNER: std::cell::RefCell<Vec<(usize, usize)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static DW_EDGE: std::cell::RefCell<Vec<(usize, usize)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Columns per packed block.
 const NR: usize = 16;
@@ -645,34 +656,32 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
     // Requantization constants per 16-channel block, with the input offset folded
     // into the bias, in the accumulators' lane order: channels 0-3 | 8-11 (the
     // unpacklo products) and 4-7 | 12-15 (unpackhi).
-    let folded: Vec<i32> = (0..c16)
-        .map(|c| {
-            let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
-            bias.map_or(0, |b| b[c])
-                .wrapping_add(q.input_offset.wrapping_mul(sw))
-        })
-        .collect();
+    let mut folded = reuse(&DW_FOLDED);
+    folded.extend((0..c16).map(|c| {
+        let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
+        bias.map_or(0, |b| b[c])
+            .wrapping_add(q.input_offset.wrapping_mul(sw))
+    }));
     let ld = |s: &[i32], j: usize| {
         assert!(j + 8 <= s.len());
         // SAFETY: j + 8 <= s.len() (checked above).
         unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
     };
-    let params: Vec<[RqLanes; 2]> = (0..blocks)
-        .map(|b| {
-            let c0 = b * 16;
-            let lanes = |s: &[i32]| {
-                let (n0, n1) = (ld(s, c0), ld(s, c0 + 8));
-                (
-                    _mm256_permute2x128_si256(n0, n1, 0x20),
-                    _mm256_permute2x128_si256(n0, n1, 0x31),
-                )
-            };
-            let (b0, b1) = lanes(&folded);
-            let (m0, m1) = lanes(q.multipliers);
-            let (s0, s1) = lanes(q.shifts);
-            [RqLanes::new(b0, m0, s0), RqLanes::new(b1, m1, s1)]
-        })
-        .collect();
+    let mut params = reuse(&DW_PARAMS);
+    params.extend((0..blocks).map(|b| {
+        let c0 = b * 16;
+        let lanes = |s: &[i32]| {
+            let (n0, n1) = (ld(s, c0), ld(s, c0 + 8));
+            (
+                _mm256_permute2x128_si256(n0, n1, 0x20),
+                _mm256_permute2x128_si256(n0, n1, 0x31),
+            )
+        };
+        let (b0, b1) = lanes(&folded);
+        let (m0, m1) = lanes(q.multipliers);
+        let (s0, s1) = lanes(q.shifts);
+        [RqLanes::new(b0, m0, s0), RqLanes::new(b1, m1, s1)]
+    }));
     let zp = [(-q.input_offset) as i8; MAX_DW_CH];
     let (lo, hi) = clamp8(q.act_min, q.act_max);
     let voff = _mm256_set1_epi32(q.output_offset);
@@ -1133,14 +1142,13 @@ fn depthwise_f32_avx2(
 ) {
     let ch = g.in_c;
     let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
-    let taps = g.filter_h * g.filter_w;
     // Tap lists, in the scalar order (fy outer, fx inner, valid taps only): (input
     // offset, filter offset) in floats. `inner` holds the taps of the current row
     // for a pixel whose filter columns are all inside the input, relative to the
     // input pixel of its first filter column; `edge` is rebuilt per edge pixel with
     // absolute input offsets.
-    let mut inner: Vec<(usize, usize)> = Vec::with_capacity(taps);
-    let mut edge: Vec<(usize, usize)> = Vec::with_capacity(taps);
+    let mut inner = reuse(&DW_INNER);
+    let mut edge = reuse(&DW_EDGE);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         let (fy0, fy1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.filter_h);
