@@ -1,8 +1,13 @@
 //! Issue 4, item 4: no allocation per inference. A counting global allocator wraps the system
 //! one; after a warm-up `invoke`, further invocations of the bundled SSD models (int8, float32,
 //! float16 weights) must not allocate at all, on every kernel path this CPU offers, with one and
-//! two inference threads. Under qemu (aarch64) the portable scalar path, already checked on
-//! x86_64, and the float16-weight model (the float32 kernels) are left out to keep the run short.
+//! two inference threads. Under qemu (aarch64), to keep the run short, the portable scalar path
+//! (checked on x86_64) and the float16-weight model (the float32 kernels) are left out, and the
+//! float32 model runs on the best path only (the NEON paths share their float kernels).
+//!
+//! Built without the test harness (`harness = false` in Cargo.toml): the harness's own thread
+//! allocates while a test runs (its "running for over 60 seconds" notice under qemu), which a
+//! process-wide counter would blame on the engine.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -41,7 +46,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-#[test]
+fn main() {
+    invoke_does_not_allocate();
+    println!("no_alloc: ok");
+}
+
 fn invoke_does_not_allocate() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut failures = Vec::new();
@@ -51,10 +60,12 @@ fn invoke_does_not_allocate() {
     } else {
         &["int8", "fp32", "fp16"]
     };
+    let best = KernelPath::best();
     for variant in variants {
         let model = root.join(format!("models/ssd_mobilenetv2_oidv4_{variant}.tflite"));
         for path in KernelPath::available() {
-            if emulated && path == KernelPath::Scalar {
+            // Under qemu: int8 on every NEON path; float (one kernel for all of them) on the best.
+            if emulated && (path == KernelPath::Scalar || (*variant != "int8" && path != best)) {
                 continue;
             }
             for threads in [1, 2] {
