@@ -137,15 +137,23 @@ fn gemm_i8_all_extremes() {
 fn gemm_requant_i8_is_bit_exact_on_every_path() {
     let mut rng = Rng(0xED6E_CA30_0000_0303);
     for case in 0..250 {
-        let m = 1 + rng.below(23);
+        // Now and then more rows than one x86 row block (30), or a k longer than one
+        // x86 panel chunk (1024), whose partial sums wait in the scratch.
+        let tall = rng.below(8) == 0;
+        let m = if tall {
+            31 + rng.below(40)
+        } else {
+            1 + rng.below(23)
+        };
         let n = if rng.below(4) == 0 {
             1 + rng.below(40)
         } else {
             4 * (1 + rng.below(12))
         };
-        let k = match rng.below(4) {
+        let k = match rng.below(if tall { 4 } else { 5 }) {
             0 => 1 + rng.below(15),
             1 => 16 * (1 + rng.below(4)),
+            4 => 1025 + rng.below(1100),
             _ => 1 + rng.below(200),
         };
         let lda = k + rng.below(3);

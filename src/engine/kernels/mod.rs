@@ -343,6 +343,7 @@ pub fn gemm_requant_i8(
     if m == 0 || n == 0 {
         return;
     }
+    check_gemm_requant(p, a, m, lda, rq, out, ldo);
     // Rows the path's fused kernel did (only baseline NEON has one).
     #[cfg(target_arch = "aarch64")]
     let done = if p.path == KernelPath::Neon && rq.shifts.len() >= n {
@@ -365,6 +366,26 @@ pub fn gemm_requant_i8(
     } else {
         0
     };
+    #[cfg(target_arch = "x86_64")]
+    if p.path == KernelPath::Avx2 {
+        return x86_64::gemm_requant_i8(
+            &p.data,
+            n,
+            p.k,
+            a,
+            m,
+            lda,
+            rq.bias,
+            rq.multipliers,
+            rq.shifts,
+            rq.output_offset,
+            rq.act_min,
+            rq.act_max,
+            acc,
+            out,
+            ldo,
+        );
+    }
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;
     if done == m {
@@ -390,6 +411,35 @@ pub fn gemm_requant_i8(
         rq.act_max,
         &mut out[done * ldo..],
         ldo,
+    );
+}
+
+/// The argument checks of [`gemm_i8`] + [`requant_i8`], for a fused kernel.
+fn check_gemm_requant(
+    p: &PackedI8,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    rq: &RequantCols<'_>,
+    out: &[i8],
+    ldo: usize,
+) {
+    let (n, k) = (p.n, p.k);
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "gemm_requant_i8: a too short"
+    );
+    assert!(
+        ldo >= n && out.len() >= (m - 1) * ldo + n,
+        "gemm_requant_i8: out too short"
+    );
+    assert!(
+        rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n,
+        "gemm_requant_i8: fewer than {n} channel parameters"
+    );
+    assert!(
+        rq.shifts[..n].iter().all(|&s| (-31..=31).contains(&s)),
+        "gemm_requant_i8: shift out of range"
     );
 }
 

@@ -133,7 +133,141 @@ pub fn gemm_i8(
     }
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
     // run time; the slice lengths were checked above.
-    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, ldacc) }
+    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, ldacc, None) }
+}
+
+/// Requantization of an int8 GEMM's output inside the register tile (see
+/// [`gemm_requant_i8`]).
+struct Fuse<'a> {
+    bias: &'a [i32],
+    mult: &'a [i32],
+    shift: &'a [i32],
+    off: i32,
+    /// Byte clamp bounds (see [`clamp8`]).
+    lo: i32,
+    hi: i32,
+    /// Some channel shifts left / some multiplier is i32::MIN (see [`rq8`]).
+    left: bool,
+    sat: bool,
+    out: *mut i8,
+    ldo: usize,
+}
+
+/// The constants a tile's requantizing epilogue needs for one 16-column block.
+struct TileRq {
+    lanes: [RqLanes; 2],
+    off: __m256i,
+    lo: __m128i,
+    hi: __m128i,
+    left: bool,
+    sat: bool,
+    /// The tile's first output byte and the output row stride.
+    out: *mut i8,
+    ldo: usize,
+}
+
+impl TileRq {
+    /// Requantize one tile row (16 columns as two vectors of 8) to 16 bytes in
+    /// column order.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn row(&self, v0: __m256i, v1: __m256i) -> __m128i {
+        let [p0, p1] = &self.lanes;
+        let (v0, v1) = match (self.left, self.sat) {
+            (false, false) => (
+                rq8::<false, false>(v0, p0, self.off),
+                rq8::<false, false>(v1, p1, self.off),
+            ),
+            (true, false) => (
+                rq8::<true, false>(v0, p0, self.off),
+                rq8::<true, false>(v1, p1, self.off),
+            ),
+            (false, true) => (
+                rq8::<false, true>(v0, p0, self.off),
+                rq8::<false, true>(v1, p1, self.off),
+            ),
+            (true, true) => (
+                rq8::<true, true>(v0, p0, self.off),
+                rq8::<true, true>(v1, p1, self.off),
+            ),
+        };
+        // a0-3 b0-3 a4-7 b4-7 -> column order.
+        _mm_shuffle_epi32(pack16(v0, v1, self.lo, self.hi), 0b11_01_10_00)
+    }
+}
+
+/// [`gemm_i8`] then [`requant_i8`] with `ldacc = n`, bit-exact with the two calls, the
+/// requantization done in the register tile. `acc` (at least `m * n` values) is only
+/// used when `k` spans more than one panel chunk (the partial sums of the earlier
+/// chunks); it may be empty otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_requant_i8(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    acc: &mut [i32],
+    out: &mut [i8],
+    ldo: usize,
+) {
+    let kp = k.div_ceil(2);
+    let nb = n.div_ceil(NR);
+    assert!(
+        packed.len() >= nb * kp * NR * 4,
+        "gemm_requant_i8: packed weights too short"
+    );
+    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
+    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+    assert!(bias.len() >= n && multipliers.len() >= n && shifts.len() >= n);
+    assert!(kp <= KPC || acc.len() >= m * n, "gemm_requant_i8: acc too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // No products: every sum is 0.
+        let acc = &mut acc[..m * n];
+        acc.fill(0);
+        return requant_i8(
+            KernelPath::Avx2,
+            acc,
+            m,
+            n,
+            n,
+            bias,
+            multipliers,
+            shifts,
+            output_offset,
+            act_min,
+            act_max,
+            out,
+            ldo,
+        );
+    }
+    let (lo, hi) = clamp8(act_min, act_max);
+    let fuse = Fuse {
+        bias,
+        mult: multipliers,
+        shift: shifts,
+        off: output_offset,
+        lo,
+        hi,
+        left: shifts[..n].iter().any(|&s| s > 0),
+        sat: multipliers[..n].contains(&i32::MIN),
+        out: out.as_mut_ptr(),
+        ldo,
+    };
+    // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
+    // run time; the slice lengths were checked above (`out` through `fuse.out`:
+    // (m - 1) * ldo + n bytes; `acc` only for k beyond one chunk).
+    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -147,6 +281,7 @@ fn gemm_i8_avx2(
     lda: usize,
     acc: &mut [i32],
     ldacc: usize,
+    fuse: Option<&Fuse<'_>>,
 ) {
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
@@ -198,8 +333,11 @@ fn gemm_i8_avx2(
                 }
             }
             let first = p0 == 0;
+            // The last chunk requantizes in the tile when fused.
+            let fused = if p0 + pc == kp { fuse } else { None };
             for b in 0..nb {
                 let cols = (n - b * NR).min(NR);
+                let mut rq = fused.map(|f| tile_rq(f, b * NR, cols));
                 for t in 0..tiles {
                     let i0 = r0 + t * MR;
                     let rows = (m - i0).min(MR);
@@ -209,15 +347,23 @@ fn gemm_i8_avx2(
                     // prows - t*MR panel rows hold pc initialised pairs each; the tile
                     // writes rows < rows <= R and columns < cols of acc starting at
                     // (i0, b*NR), inside acc's checked length.
+                    // When fused, the tile writes output rows i0.. (inside `out`,
+                    // checked by gemm_requant_i8) and reads acc only if !first;
+                    // `wrapping_add` because acc may then be empty.
                     unsafe {
                         let pan = pp.add(t * MR * pc * 2);
                         let wb = wbase.add((b * kp + p0) * NR * 2);
-                        let dst = acc.as_mut_ptr().add(i0 * ldacc + b * NR);
-                        match rows {
-                            5.. => tile_i8::<6>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
-                            3 | 4 => tile_i8::<4>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
-                            _ => tile_i8::<2>(pan, pc, wb, pc, dst, ldacc, rows, cols, first),
-                        }
+                        let dst = acc.as_mut_ptr().wrapping_add(i0 * ldacc + b * NR);
+                        let trq = rq.as_mut().map(|q| {
+                            q.out = fused.map_or(q.out, |f| f.out.add(i0 * f.ldo + b * NR));
+                            &*q
+                        });
+                        let tile = match rows {
+                            5.. => tile_i8::<6>,
+                            3 | 4 => tile_i8::<4>,
+                            _ => tile_i8::<2>,
+                        };
+                        tile(pan, pc, wb, dst, ldacc, rows, cols, first, trq);
                     }
                 }
             }
@@ -227,22 +373,51 @@ fn gemm_i8_avx2(
     }
 }
 
-/// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs.
+/// The requantizing epilogue's constants of the 16-column block starting at column
+/// `j` (`cols` of them real); `out` is set per tile.
+#[target_feature(enable = "avx2,fma")]
+fn tile_rq(f: &Fuse<'_>, j: usize, cols: usize) -> TileRq {
+    // Columns past n get bias 0, multiplier 0, shift 0: finite results, never stored.
+    let mut p = [[0i32; NR]; 3];
+    p[0][..cols].copy_from_slice(&f.bias[j..j + cols]);
+    p[1][..cols].copy_from_slice(&f.mult[j..j + cols]);
+    p[2][..cols].copy_from_slice(&f.shift[j..j + cols]);
+    // SAFETY: each array holds NR = 16 values: loads at 0 and 8 of 8 lanes.
+    let ld = |a: &[i32; NR], h: usize| unsafe {
+        _mm256_loadu_si256(a.as_ptr().add(h) as *const __m256i)
+    };
+    TileRq {
+        lanes: [
+            RqLanes::new(ld(&p[0], 0), ld(&p[1], 0), ld(&p[2], 0)),
+            RqLanes::new(ld(&p[0], 8), ld(&p[1], 8), ld(&p[2], 8)),
+        ],
+        off: _mm256_set1_epi32(f.off),
+        lo: _mm_set1_epi8(f.lo as i8),
+        hi: _mm_set1_epi8(f.hi as i8),
+        left: f.left,
+        sat: f.sat,
+        out: f.out,
+        ldo: f.ldo,
+    }
+}
+
+/// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs; with
+/// `rq`, the finished sums are requantized into the output instead.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_i8<const R: usize>(
     panel: *const i16,
-    rs: usize,
-    w: *const i16,
     pc: usize,
+    w: *const i16,
     acc: *mut i32,
     ldacc: usize,
     rows: usize,
     cols: usize,
     first: bool,
+    rq: Option<&TileRq>,
 ) {
     let mut c = [[_mm256_setzero_si256(); 2]; R];
-    let pr = panel as *const i32; // one i32 per pair; rows `rs` pairs apart
+    let pr = panel as *const i32; // one i32 per pair; rows `pc` pairs apart
     for p in 0..pc {
         // SAFETY: p < pc: the weight block has pc more pairs of NR columns (32 int16)
         // from `w`, and each of the R panel rows has pc pairs.
@@ -250,33 +425,51 @@ unsafe fn tile_i8<const R: usize>(
             let w0 = _mm256_loadu_si256(w.add(p * 32) as *const __m256i);
             let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const __m256i);
             for (r, cr) in c.iter_mut().enumerate() {
-                let a = _mm256_set1_epi32(pr.add(r * rs + p).read_unaligned());
+                let a = _mm256_set1_epi32(pr.add(r * pc + p).read_unaligned());
                 cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(a, w0));
                 cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(a, w1));
             }
         }
     }
     for (r, &[c0, c1]) in c.iter().enumerate().take(rows) {
-        // SAFETY: row r < rows and columns < cols of the tile are inside acc (checked
-        // by the caller); full-width stores only when cols == NR.
+        // SAFETY: row r < rows and columns < cols of the tile are inside acc (when it
+        // is read or written: !first, or no `rq`) and inside the output (with `rq`),
+        // as the caller checked; full-width accesses only when cols == NR.
         unsafe {
             let dst = acc.add(r * ldacc);
-            if cols == NR {
-                let (mut v0, mut v1) = (c0, c1);
-                if !first {
+            let (mut v0, mut v1) = (c0, c1);
+            if !first {
+                if cols == NR {
                     v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(dst as *const __m256i));
                     v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(dst.add(8) as *const __m256i));
+                } else {
+                    let mut tmp = [0i32; NR];
+                    std::ptr::copy_nonoverlapping(dst, tmp.as_mut_ptr(), cols);
+                    v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(tmp.as_ptr() as *const __m256i));
+                    v1 = _mm256_add_epi32(
+                        v1,
+                        _mm256_loadu_si256(tmp.as_ptr().add(8) as *const __m256i),
+                    );
                 }
+            }
+            if let Some(q) = rq {
+                let bytes = q.row(v0, v1);
+                let o = q.out.add(r * q.ldo);
+                if cols == NR {
+                    _mm_storeu_si128(o as *mut __m128i, bytes);
+                } else {
+                    let mut b = [0i8; NR];
+                    _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, bytes);
+                    std::ptr::copy_nonoverlapping(b.as_ptr(), o, cols);
+                }
+            } else if cols == NR {
                 _mm256_storeu_si256(dst as *mut __m256i, v0);
                 _mm256_storeu_si256(dst.add(8) as *mut __m256i, v1);
             } else {
                 let mut tmp = [0i32; NR];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, c0);
-                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, c1);
-                for (q, &t) in tmp.iter().enumerate().take(cols) {
-                    let d = dst.add(q);
-                    *d = if first { t } else { (*d).wrapping_add(t) };
-                }
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, v0);
+                _mm256_storeu_si256(tmp.as_mut_ptr().add(8) as *mut __m256i, v1);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
             }
         }
     }
