@@ -313,6 +313,27 @@ pub fn requant_i8(
     }
 }
 
+/// Rows of the int8 GEMM register tile of `path`: row blocks cut in multiples of it
+/// leave no partial tiles.
+pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
+    match effective(path) {
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => x86_64::MR,
+        _ => 4,
+    }
+}
+
+/// Whether [`gemm_requant_i8`] with these weights requantizes every row in the
+/// register tile, never touching its int32 scratch (which may then be empty).
+pub fn gemm_requant_in_tile(p: &PackedI8) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if p.path == KernelPath::Avx2 {
+        return x86_64::gemm_requant_in_tile(p.k);
+    }
+    let _ = p;
+    false
+}
+
 /// Requantization parameters of the `n` output columns of a GEMM (see [`requant_i8`]).
 #[derive(Clone, Copy, Debug)]
 pub struct RequantCols<'a> {

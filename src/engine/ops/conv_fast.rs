@@ -38,13 +38,15 @@ pub(super) enum ASource {
     Im2col(ConvGeom),
 }
 
-/// Task split of `m` rows over `threads`: (rows per task, tasks).
-fn task_rows(m: usize, threads: usize) -> (usize, usize) {
+/// Task split of `m` rows over `threads`: (rows per task, tasks). Tasks take whole
+/// register tiles of `tile` rows.
+fn task_rows(m: usize, threads: usize, tile: usize) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
     let want = if threads <= 1 { 1 } else { threads * 4 };
-    let rows = m.div_ceil(want).clamp(4, MAX_TASK_ROWS).div_ceil(4) * 4;
+    let max = MAX_TASK_ROWS / tile * tile;
+    let rows = m.div_ceil(want).div_ceil(tile).clamp(1, max / tile) * tile;
     (rows, m.div_ceil(rows))
 }
 
@@ -199,13 +201,21 @@ impl GemmI8 {
             })
             .collect();
         let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let (task_rows, tasks) = task_rows(m, threads);
+        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_i8_tile_rows(path));
         let im2col = matches!(src, ASource::Im2col(_));
+        let in_tile = kernels::gemm_requant_in_tile(&packed);
         let scratch = PerWorker::new(threads, || ScratchI8 {
             // RUN slack: im2col's fixed-length copies, and the GEMM's last partial k
             // chunk read in place (see `kernels::gemm_i8`).
             cols: vec![0; if im2col { task_rows * k + RUN } else { 0 }],
-            acc: vec![0; task_rows.min(ACC_ROWS) * n],
+            acc: vec![
+                0;
+                if in_tile {
+                    0
+                } else {
+                    task_rows.min(ACC_ROWS) * n
+                }
+            ],
         });
         Ok(GemmI8 {
             src,
@@ -253,7 +263,8 @@ impl Kernel for GemmI8 {
             };
             // GEMM + requantization in blocks of ACC_ROWS rows, so the int32
             // accumulators (where the path has no fused kernel) are still in cache
-            // when they are requantized.
+            // when they are requantized; all rows at once when they never leave the
+            // register tile.
             let q = &this.q;
             let rq = kernels::RequantCols {
                 bias: &this.bias,
@@ -263,9 +274,10 @@ impl Kernel for GemmI8 {
                 act_min: q.act_min,
                 act_max: q.act_max,
             };
+            let step = if acc.is_empty() { mr } else { ACC_ROWS };
             let mut r = 0;
             while r < mr {
-                let rr = (mr - r).min(ACC_ROWS);
+                let rr = (mr - r).min(step);
                 kernels::gemm_requant_i8(
                     &this.packed,
                     &a[r * k..],
@@ -329,7 +341,7 @@ impl GemmF32 {
     ) -> Self {
         let packed = kernels::pack_f32(path, w, n, k);
         let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let (task_rows, tasks) = task_rows(m, threads);
+        let (task_rows, tasks) = task_rows(m, threads, 4);
         let im2col = matches!(src, ASource::Im2col(_));
         GemmF32 {
             src,

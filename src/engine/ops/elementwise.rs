@@ -1,7 +1,10 @@
 //! ADD, SUB, MUL with NumPy-style broadcasting (up to 6-D) and fused activations.
 
 use crate::engine::error::OpResult;
+use std::sync::Arc;
+
 use crate::engine::graph::{Activation, Node, Op};
+use crate::engine::kernels::pool::{split_range, ThreadPool};
 use crate::engine::kernels::scalar::elementwise::{
     add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, MulParams,
 };
@@ -157,7 +160,12 @@ struct Binary {
     /// bytes as a 256 x 256 table, built once from the reference arithmetic, so
     /// the results are identical and each element costs one lookup.
     lut: Option<Box<[u8]>>,
+    /// The interpreter's pool: large same-shape table lookups are cut over it.
+    pool: Option<Arc<ThreadPool>>,
 }
+
+/// Elements a same-shape quantized operator needs before it is cut over the pool.
+const PAR_MIN: usize = 16 * 1024;
 
 impl Binary {
     fn quantized_lut(&self) -> Option<Box<[u8]>> {
@@ -192,6 +200,23 @@ impl Kernel for Binary {
         let b = io.input(1)?;
         let out = &mut io.outputs[0];
         if let Some(lut) = &self.lut {
+            let n = self.bc.len_out;
+            if let (true, Some(pool)) = (self.bc.same && n >= PAR_MIN, &self.pool) {
+                op_ensure!(
+                    a.bytes.len() == n && b.bytes.len() == n && out.bytes.len() == n,
+                    "operand sizes do not match the prepared shapes"
+                );
+                let (a, b) = (a.bytes, b.bytes);
+                let tasks = 2 * pool.threads();
+                let bounds = |t: usize| split_range(n, tasks, t);
+                pool.run_chunks(out.bytes, tasks, &bounds, &|t, o, _| {
+                    let r = bounds(t);
+                    for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                        *o = lut[(x as usize) << 8 | y as usize];
+                    }
+                });
+                return Ok(());
+            }
             return self.bc.run(a.bytes, b.bytes, out.bytes, |x, y| {
                 lut[(x as usize) << 8 | y as usize]
             });
@@ -297,6 +322,7 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
         bc,
         params,
         lut: None,
+        pool: ctx.pool.clone(),
     };
     k.lut = k.quantized_lut();
     Ok(Box::new(k))

@@ -68,7 +68,7 @@ thread_local! {
 /// Columns per packed block.
 const NR: usize = 16;
 /// Rows per int8 register tile (a last partial tile uses 2 or 4 rows).
-const MR: usize = 6;
+pub(super) const MR: usize = 6;
 /// k pairs per panel chunk.
 const KPC: usize = 512;
 /// Rows per panel block: the panel (MC x KPC pairs, 60 KiB) stays in L2 while each
@@ -196,6 +196,11 @@ impl TileRq {
     }
 }
 
+/// Whether [`gemm_requant_i8`] leaves `acc` alone for this `k` (one panel chunk).
+pub fn gemm_requant_in_tile(k: usize) -> bool {
+    k > 0 && k.div_ceil(2) <= KPC
+}
+
 /// [`gemm_i8`] then [`requant_i8`] with `ldacc = n`, bit-exact with the two calls, the
 /// requantization done in the register tile. `acc` (at least `m * n` values) is only
 /// used when `k` spans more than one panel chunk (the partial sums of the earlier
@@ -227,7 +232,10 @@ pub fn gemm_requant_i8(
     assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
     assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
     assert!(bias.len() >= n && multipliers.len() >= n && shifts.len() >= n);
-    assert!(kp <= KPC || acc.len() >= m * n, "gemm_requant_i8: acc too short");
+    assert!(
+        gemm_requant_in_tile(k) || acc.len() >= m * n,
+        "gemm_requant_i8: acc too short"
+    );
     if m == 0 || n == 0 {
         return;
     }
