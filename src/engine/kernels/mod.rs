@@ -316,11 +316,12 @@ pub fn requant_i8(
 /// Rows of the int8 GEMM register tile of `path`: row blocks cut in multiples of it
 /// leave no partial tiles.
 pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
-    match effective(path) {
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::MR,
-        _ => 4,
+    #[cfg(target_arch = "x86_64")]
+    if effective(path) == KernelPath::Avx2 {
+        return x86_64::MR;
     }
+    let _ = path;
+    4
 }
 
 /// Whether [`gemm_requant_i8`] with these weights requantizes every row in the
