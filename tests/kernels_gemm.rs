@@ -385,31 +385,25 @@ fn depthwise_i8_is_bit_exact_on_every_path() {
                 &mut got,
             );
             assert_eq!(got, want, "case {case}: {path} {g:?} mult {mult}");
+            // The split run goes through the per-operator preparation, as the
+            // interpreter's depthwise operator does.
+            let prep = kernels::prepare_depthwise_i8(path, &g, mult, &filter, bias.as_deref(), &q);
             let cut = rng.below(rows + 1);
             let mut got = vec![0x33i8; g.output_len()];
-            kernels::depthwise_i8(
-                path,
-                &g,
-                mult,
-                &input,
-                &filter,
-                bias.as_deref(),
-                &q,
-                cut..rows,
-                &mut got,
-            );
-            kernels::depthwise_i8(
-                path,
-                &g,
-                mult,
-                &input,
-                &filter,
-                bias.as_deref(),
-                &q,
-                0..cut,
-                &mut got,
-            );
-            assert_eq!(got, want, "case {case}: {path} split at {cut}");
+            for r in [cut..rows, 0..cut] {
+                kernels::depthwise_i8_prepared(
+                    &prep,
+                    &g,
+                    mult,
+                    &input,
+                    &filter,
+                    bias.as_deref(),
+                    &q,
+                    r,
+                    &mut got,
+                );
+            }
+            assert_eq!(got, want, "case {case}: {path} split at {cut} (prepared)");
         }
     }
 }

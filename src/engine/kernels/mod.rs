@@ -528,6 +528,72 @@ pub fn depthwise_i8(
     }
 }
 
+/// An int8 depthwise convolution's per-operator constants for one path (weights laid
+/// out for the kernel, biases with the input offset folded in, requantization
+/// constants), made once by [`prepare_depthwise_i8`] so that calls do not redo them.
+pub struct DepthwisePrepI8 {
+    path: KernelPath,
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<x86_64::DwPrepI8>,
+}
+
+/// Prepare [`depthwise_i8_prepared`] calls with this filter, bias and `q` on `path`,
+/// for geometries with `g`'s channels and filter size (row ranges and sub-images may
+/// vary). Paths without preparation get an empty value.
+pub fn prepare_depthwise_i8(
+    path: KernelPath,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+) -> DepthwisePrepI8 {
+    let path = effective(path);
+    DepthwisePrepI8 {
+        path,
+        #[cfg(target_arch = "x86_64")]
+        avx2: (path == KernelPath::Avx2)
+            .then(|| x86_64::prepare_depthwise_i8(g, depth_multiplier, filter, bias, q))
+            .flatten(),
+    }
+}
+
+/// [`depthwise_i8`] with the constants of [`prepare_depthwise_i8`] (made for the same
+/// path, filter, bias and `q`).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8_prepared(
+    prep: &DepthwisePrepI8,
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &prep.avx2 {
+        check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+        assert!(
+            depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+            "depthwise: prepared for another operator"
+        );
+        return x86_64::depthwise_i8_prepared(p, g, input, filter, bias, q, rows, out);
+    }
+    depthwise_i8(
+        prep.path,
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+        q,
+        rows,
+        out,
+    )
+}
+
 /// float32 weight matrix W (n x k, row-major) packed for one path.
 #[derive(Clone, Debug)]
 pub struct PackedF32 {

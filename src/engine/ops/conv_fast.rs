@@ -453,7 +453,7 @@ pub(super) struct DepthwiseI8 {
     pub filter: Vec<i8>,
     pub bias: Option<Vec<i32>>,
     pub q: QParams,
-    pub path: KernelPath,
+    pub prep: kernels::DepthwisePrepI8,
     pub pool: Option<Arc<ThreadPool>>,
     pub tasks: usize,
 }
@@ -470,13 +470,14 @@ impl DepthwiseI8 {
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
         let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let prep = kernels::prepare_depthwise_i8(path, &g, mult, filter, bias, &q.view());
         DepthwiseI8 {
             g,
             mult,
             filter: filter.to_vec(),
             bias: bias.map(<[i32]>::to_vec),
             q,
-            path,
+            prep,
             pool,
             tasks: depthwise_tasks(&g, threads),
         }
@@ -492,8 +493,8 @@ impl Kernel for DepthwiseI8 {
         let q = this.q.view();
         let task = |t: usize, chunk: &mut [i8], _w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            kernels::depthwise_i8(
-                this.path,
+            kernels::depthwise_i8_prepared(
+                &this.prep,
                 &sub,
                 this.mult,
                 &input[ir],

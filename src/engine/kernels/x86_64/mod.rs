@@ -56,9 +56,6 @@ use super::scratch::reuse;
 use super::KernelPath;
 
 thread_local! {
-    static DW_FOLDED: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static DW_PARAMS: std::cell::RefCell<Vec<[RqLanes; 2]>> =
-        const { std::cell::RefCell::new(Vec::new()) };
     static DW_INNER: std::cell::RefCell<Vec<(usize, usize)>> =
         const { std::cell::RefCell::new(Vec::new()) };
     static DW_EDGE: std::cell::RefCell<Vec<(usize, usize)>> =
@@ -772,12 +769,83 @@ pub fn depthwise_i8(
         && (-128..=127).contains(&-q.input_offset);
     if fits {
         // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
-        // length against the geometry; `fits` bounds the stack buffers.
-        unsafe { depthwise_i8_pairs(g, input, filter, bias, q, rows, out) }
+        // length against the geometry.
+        let prep = unsafe { prepare_pairs(g, filter, bias, q) };
+        // SAFETY: as above; `prep` was made for this geometry, filter, bias and q.
+        unsafe { depthwise_i8_pairs(g, input, filter, bias, q, &prep, rows, out) }
     } else {
         // SAFETY: as above.
         unsafe { depthwise_i8_avx2(g, input, filter, bias, q, rows, out) }
     }
+}
+
+/// The paired depthwise kernel's per-operator constants (see [`prepare_depthwise_i8`]).
+pub struct DwPrepI8 {
+    /// Interleaved int16 weights: pair p, block b -> [unpacklo(w0, w1), unpackhi(w0, w1)].
+    wbuf: Vec<i16>,
+    /// Requantization constants per 16-channel block, input offset folded into the bias.
+    params: Vec<[RqLanes; 2]>,
+    /// A row of input zero points (`in_c` bytes): what padded taps read.
+    zp: Vec<i8>,
+    left: bool,
+    sat: bool,
+}
+
+/// Prepare the int8 depthwise convolution `g` (depth multiplier 1) once per operator:
+/// `None` where the paired kernel does not apply (the call then takes
+/// [`depthwise_i8`]). The result is only valid for this filter, bias and `q`, and
+/// for geometries with the same channels and filter size.
+pub fn prepare_depthwise_i8(
+    g: &ConvGeom,
+    depth_multiplier: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+) -> Option<DwPrepI8> {
+    let taps = g.filter_h * g.filter_w;
+    let fits = depth_multiplier == 1
+        && q.filter_offset == 0
+        && taps <= MAX_TAPS
+        && g.in_c <= MAX_DW_CH
+        && taps.div_ceil(2) * (g.in_c / 16) * 32 <= DW_WBUF
+        && (-128..=127).contains(&-q.input_offset);
+    let c = g.in_c;
+    if !fits
+        || filter.len() < taps * c
+        || bias.is_some_and(|b| b.len() < c)
+        || q.multipliers.len() < c
+        || q.shifts.len() < c
+    {
+        return None;
+    }
+    // SAFETY: only reached on the AVX2 path (the dispatcher checked AVX2/FMA); the
+    // filter, bias and parameter lengths were checked above.
+    Some(unsafe { prepare_pairs(g, filter, bias, q) })
+}
+
+/// [`depthwise_i8`] with constants from [`prepare_depthwise_i8`] (same filter, bias
+/// and `q`; the dispatcher checked the slices against `g`).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_i8_prepared(
+    prep: &DwPrepI8,
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let pairs = (g.filter_h * g.filter_w).div_ceil(2);
+    assert!(
+        prep.params.len() == g.in_c / 16
+            && prep.wbuf.len() == pairs * (g.in_c / 16) * 32
+            && prep.zp.len() == g.in_c,
+        "depthwise_i8_prepared: prepared for another geometry"
+    );
+    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
+    // length against the geometry; prep matches its channels and taps (above).
+    unsafe { depthwise_i8_pairs(g, input, filter, bias, q, prep, rows, out) }
 }
 
 /// Largest filter (taps) and channel count of the paired depthwise kernel.
@@ -792,43 +860,36 @@ const DW_WBUF: usize = 16 * 1024;
 /// call: sum_t w_t*(x_t + ioff) = sum_t w_t*x_t + ioff*sum_t w_t (exact in wrapping
 /// int32), and a padded tap's w*zp = -w*ioff cancels its share of the folded term.
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 fn depthwise_i8_pairs(
     g: &ConvGeom,
     input: &[i8],
     filter: &[i8],
     bias: Option<&[i32]>,
     q: &Requant<'_>,
+    prep: &DwPrepI8,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
-    let c16 = g.in_c / 16 * 16;
-    let left = q.shifts[..c16].iter().any(|&s| s > 0);
-    let sat = q.multipliers[..c16].contains(&i32::MIN);
-    match (left, sat) {
-        (false, false) => dw_i8_pairs::<false, false>(g, input, filter, bias, q, rows, out),
-        (true, false) => dw_i8_pairs::<true, false>(g, input, filter, bias, q, rows, out),
-        (false, true) => dw_i8_pairs::<false, true>(g, input, filter, bias, q, rows, out),
-        (true, true) => dw_i8_pairs::<true, true>(g, input, filter, bias, q, rows, out),
-    }
+    let f = match (prep.left, prep.sat) {
+        (false, false) => dw_i8_pairs::<false, false>,
+        (true, false) => dw_i8_pairs::<true, false>,
+        (false, true) => dw_i8_pairs::<false, true>,
+        (true, true) => dw_i8_pairs::<true, true>,
+    };
+    f(g, input, filter, bias, q, prep, rows, out)
 }
 
+/// The paired kernel's constants (see [`DwPrepI8`]); the caller checked the filter,
+/// bias and parameter lengths against `g` and that the weights fit `DW_WBUF`.
 #[target_feature(enable = "avx2,fma")]
-fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<'_>) -> DwPrepI8 {
     let ch = g.in_c;
     let blocks = ch / 16;
     let c16 = blocks * 16;
     let taps = g.filter_h * g.filter_w;
     let pairs = taps.div_ceil(2);
-    // Interleaved weights: pair p, block b -> [unpacklo(w0, w1), unpackhi(w0, w1)].
-    let mut wbuf = [0i16; DW_WBUF];
+    let mut wbuf = vec![0i16; pairs * blocks * 32];
     for p in 0..pairs {
         for b in 0..blocks {
             let c0 = b * 16;
@@ -836,7 +897,7 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
             let t1 = 2 * p + 1;
             // SAFETY: t0 < taps and c0 + 16 <= ch: the 16-byte filter reads are inside
             // the filter (taps * ch); the two stores land at (p*blocks + b)*32 + 32
-            // <= pairs*blocks*32 <= DW_WBUF.
+            // <= pairs*blocks*32 = wbuf.len().
             unsafe {
                 let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
                     filter.as_ptr().add(t0 * ch + c0) as *const __m128i
@@ -857,33 +918,61 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
     // Requantization constants per 16-channel block, with the input offset folded
     // into the bias, in the accumulators' lane order: channels 0-3 | 8-11 (the
     // unpacklo products) and 4-7 | 12-15 (unpackhi).
-    let mut folded = reuse(&DW_FOLDED);
-    folded.extend((0..c16).map(|c| {
-        let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
-        bias.map_or(0, |b| b[c])
-            .wrapping_add(q.input_offset.wrapping_mul(sw))
-    }));
+    let folded: Vec<i32> = (0..c16)
+        .map(|c| {
+            let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
+            bias.map_or(0, |b| b[c])
+                .wrapping_add(q.input_offset.wrapping_mul(sw))
+        })
+        .collect();
     let ld = |s: &[i32], j: usize| {
         assert!(j + 8 <= s.len());
         // SAFETY: j + 8 <= s.len() (checked above).
         unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
     };
-    let mut params = reuse(&DW_PARAMS);
-    params.extend((0..blocks).map(|b| {
-        let c0 = b * 16;
-        let lanes = |s: &[i32]| {
-            let (n0, n1) = (ld(s, c0), ld(s, c0 + 8));
-            (
-                _mm256_permute2x128_si256(n0, n1, 0x20),
-                _mm256_permute2x128_si256(n0, n1, 0x31),
-            )
-        };
-        let (b0, b1) = lanes(&folded);
-        let (m0, m1) = lanes(q.multipliers);
-        let (s0, s1) = lanes(q.shifts);
-        [RqLanes::new(b0, m0, s0), RqLanes::new(b1, m1, s1)]
-    }));
-    let zp = [(-q.input_offset) as i8; MAX_DW_CH];
+    let params = (0..blocks)
+        .map(|b| {
+            let c0 = b * 16;
+            let lanes = |s: &[i32]| {
+                let (n0, n1) = (ld(s, c0), ld(s, c0 + 8));
+                (
+                    _mm256_permute2x128_si256(n0, n1, 0x20),
+                    _mm256_permute2x128_si256(n0, n1, 0x31),
+                )
+            };
+            let (b0, b1) = lanes(&folded);
+            let (m0, m1) = lanes(q.multipliers);
+            let (s0, s1) = lanes(q.shifts);
+            [RqLanes::new(b0, m0, s0), RqLanes::new(b1, m1, s1)]
+        })
+        .collect();
+    DwPrepI8 {
+        wbuf,
+        params,
+        zp: vec![(-q.input_offset) as i8; ch],
+        left: q.shifts[..c16].iter().any(|&s| s > 0),
+        sat: q.multipliers[..c16].contains(&i32::MIN),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
+    g: &ConvGeom,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Requant<'_>,
+    prep: &DwPrepI8,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let ch = g.in_c;
+    let blocks = ch / 16;
+    let c16 = blocks * 16;
+    let taps = g.filter_h * g.filter_w;
+    let pairs = taps.div_ceil(2);
+    let (wbuf, params, zp) = (&prep.wbuf, &prep.params, &prep.zp);
     let (lo, hi) = clamp8(q.act_min, q.act_max);
     let voff = _mm256_set1_epi32(q.output_offset);
     let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));
