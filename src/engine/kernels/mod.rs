@@ -325,8 +325,8 @@ pub struct RequantCols<'a> {
 }
 
 /// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (row stride `ldo`),
-/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON) requantize inside
-/// the register tile; the others, and the rows a fused kernel leaves, go through `acc`
+/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON, dotprod) requantize
+/// inside the register tiles; the others, and the rows a fused kernel leaves, go through `acc`
 /// (scratch of at least `m * n` values).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_requant_i8(
@@ -343,28 +343,26 @@ pub fn gemm_requant_i8(
     if m == 0 || n == 0 {
         return;
     }
-    // Rows the path's fused kernel did (only baseline NEON has one).
+    // Rows the path's fused kernel did (baseline NEON: the 4-row tiles, when they apply;
+    // dotprod: all of them).
     #[cfg(target_arch = "aarch64")]
-    let done = if p.path == KernelPath::Neon && rq.shifts.len() >= n {
-        aarch64::gemm_requant_neon(
-            &p.data,
-            n,
-            p.k,
-            a,
-            m,
-            lda,
-            rq.bias,
-            rq.multipliers,
-            rq.shifts,
-            rq.output_offset,
-            rq.act_min,
-            rq.act_max,
-            out,
-            ldo,
-        )
-    } else {
-        0
-    };
+    let done = aarch64::gemm_requant_i8(
+        p.path,
+        &p.data,
+        n,
+        p.k,
+        a,
+        m,
+        lda,
+        rq.bias,
+        rq.multipliers,
+        rq.shifts,
+        rq.output_offset,
+        rq.act_min,
+        rq.act_max,
+        out,
+        ldo,
+    );
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;
     if done == m {
