@@ -327,22 +327,19 @@ fn fused_args(
     ldo: usize,
 ) -> Args {
     assert!(m > 0 && n > 0 && k > 0, "gemm_requant: empty GEMM");
-    assert_eq!(
-        packed.len(),
-        packed_len_i8(path, n, k),
-        "gemm_requant: packed weights do not match n={n} k={k} on {path}"
-    );
-    assert_eq!(
-        packed[0],
-        tag(path),
-        "gemm_requant: weights were packed for another path than {path}"
-    );
-    let dim = |at: usize| u32::from_le_bytes(std::array::from_fn(|b| packed[at + b] as u8));
+    // The tag and the length (path, n and k) are checked; the dimensions in the header only in
+    // debug builds (this runs once per block of rows).
     assert!(
-        dim(4) == n as u32 && dim(8) == k as u32,
-        "gemm_requant: weights were packed as {}x{}, called with n={n} k={k}",
-        dim(4),
-        dim(8)
+        packed.len() == packed_len_i8(path, n, k) && packed[0] == tag(path),
+        "gemm_requant: weights were not packed for {path} with n={n} k={k}"
+    );
+    let dims = (n as u32)
+        .to_le_bytes()
+        .into_iter()
+        .chain((k as u32).to_le_bytes());
+    debug_assert!(
+        packed[4..12].iter().map(|&b| b as u8).eq(dims),
+        "gemm_requant: weights were packed with other dimensions than n={n} k={k}"
     );
     assert!(
         (m == 1 || lda >= k) && a.len() >= (m - 1) * lda + k,
@@ -411,16 +408,19 @@ pub fn gemm_requant_i8(
     out: &mut [i8],
     ldo: usize,
 ) -> usize {
-    if m == 0 || n == 0 || k == 0 || shifts.len() < n {
-        return 0;
-    }
-    let left = shifts[..n].iter().any(|&s| s > 0);
+    // Cheap checks first: this runs once per block of rows of every int8 GEMM.
     let rows = match path {
-        KernelPath::Neon if packed.get(1) == Some(&0) && n % 4 == 0 && !left => m / 4 * 4,
+        KernelPath::Neon if n % 4 == 0 && packed.get(1) == Some(&0) => m / 4 * 4,
         KernelPath::Dotprod => m,
         _ => 0,
     };
-    if rows == 0 || packed.first() != Some(&tag(path)) {
+    if rows == 0 || n == 0 || k == 0 || shifts.len() < n || packed.first() != Some(&tag(path)) {
+        return 0;
+    }
+    // One pass: some shift is positive (left) iff the largest is, all are negative iff it is.
+    let max_shift = shifts[..n].iter().copied().max().unwrap_or(0);
+    let (left, shifted) = (max_shift > 0, max_shift < 0);
+    if left && path == KernelPath::Neon {
         return 0;
     }
     let args = fused_args(
@@ -440,7 +440,6 @@ pub fn gemm_requant_i8(
         out,
         ldo,
     );
-    let shifted = shifts[..n].iter().all(|&s| s < 0);
     if path == KernelPath::Dotprod {
         // SAFETY: arguments validated by fused_args (rows < m of `a` and `out`, n channel
         // parameters, weights packed for dotprod); the caller detected dotprod.
