@@ -22,6 +22,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use super::requant::shift_kinds;
 use crate::engine::kernels::KernelPath;
 
 pub(crate) const HEADER: usize = 16;
@@ -417,9 +418,7 @@ pub fn gemm_requant_i8(
     if rows == 0 || n == 0 || k == 0 || shifts.len() < n || packed.first() != Some(&tag(path)) {
         return 0;
     }
-    // One pass: some shift is positive (left) iff the largest is, all are negative iff it is.
-    let max_shift = shifts[..n].iter().copied().max().unwrap_or(0);
-    let (left, shifted) = (max_shift > 0, max_shift < 0);
+    let (left, shifted) = shift_kinds(&shifts[..n]);
     if left && path == KernelPath::Neon {
         return 0;
     }
