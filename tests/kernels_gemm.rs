@@ -129,14 +129,17 @@ fn gemm_i8_all_extremes() {
 }
 
 /// The fused GEMM + requantization (`gemm_requant_i8`; baseline NEON requantizes inside its
-/// 4x4 register tiles when the weights have no -128, `n % 4 == 0` and no shift is positive)
-/// against the scalar `gemm_i8` then `requant_i8`, on every path: row counts with and without
-/// a remainder of 4, TFLite-like multipliers (right shifts, some zero) and, in some cases, left
-/// shifts, extreme multipliers or a -128 weight, which send the rows through the unfused kernels.
+/// 4x4 register tiles when the weights have no -128, `n % 4 == 0` and no shift is positive;
+/// dotprod inside its 8-column tiles of 8/4/2/1 rows, always) against the scalar `gemm_i8` then
+/// `requant_i8`, on every path: row counts with and without a remainder of 4 or 8 (partial
+/// tiles), column counts with and without a remainder of 4 or 8 (column tails), TFLite-like
+/// multipliers (right shifts, some zero; only those in half the cases) and, in some cases, left
+/// shifts, extreme multipliers, biases that wrap the int32 sums or a -128 weight, which
+/// send the rows through the unfused kernels on baseline NEON.
 #[test]
 fn gemm_requant_i8_is_bit_exact_on_every_path() {
     let mut rng = Rng(0xED6E_CA30_0000_0303);
-    for case in 0..250 {
+    for case in 0..400 {
         // Now and then more rows than one x86 row block (30), or a k longer than one
         // x86 panel chunk (1024), whose partial sums wait in the scratch.
         let tall = rng.below(8) == 0;
@@ -150,11 +153,14 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
         } else {
             4 * (1 + rng.below(12))
         };
-        let k = match rng.below(if tall { 4 } else { 5 }) {
-            0 => 1 + rng.below(15),
-            1 => 16 * (1 + rng.below(4)),
-            4 => 1025 + rng.below(1100),
-            _ => 1 + rng.below(200),
+        let k = if !tall && rng.below(12) == 0 {
+            1025 + rng.below(1100)
+        } else {
+            match rng.below(4) {
+                0 => 1 + rng.below(15),
+                1 => 16 * (1 + rng.below(4)),
+                _ => 1 + rng.below(200),
+            }
         };
         let lda = k + rng.below(3);
         let ldo = n + rng.below(3);
@@ -170,11 +176,21 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
                 }
             })
             .collect();
+        let wrap_bias = rng.below(8) == 0;
         let bias: Vec<i32> = (0..n)
-            .map(|_| rng.range(-200_000, 200_000) as i32)
+            .map(|_| {
+                if wrap_bias && rng.below(2) == 0 {
+                    [i32::MIN, i32::MAX, rng.next_u64() as i32][rng.below(3)]
+                } else {
+                    rng.range(-200_000, 200_000) as i32
+                }
+            })
             .collect();
+        // Some cases with TFLite-like multipliers only (no left shift), so that the fused
+        // kernels' right-shift-only epilogues run on most shapes.
+        let tflite_mults = rng.below(2) == 0;
         let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
-            .map(|_| match rng.below(10) {
+            .map(|_| match rng.below(10) + usize::from(tflite_mults) {
                 0 => rng.mult_shift(),
                 1 => quantize_multiplier(0.5 + rng.below(1000) as f64 / 2000.0),
                 _ => quantize_multiplier(10f64.powf(-(rng.range(5, 40) as f64) / 10.0)),

@@ -320,6 +320,10 @@ pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
     if effective(path) == KernelPath::Avx2 {
         return x86_64::MR;
     }
+    #[cfg(target_arch = "aarch64")]
+    if effective(path) == KernelPath::Dotprod {
+        return 8;
+    }
     let _ = path;
     4
 }
@@ -330,6 +334,12 @@ pub fn gemm_requant_in_tile(p: &PackedI8) -> bool {
     #[cfg(target_arch = "x86_64")]
     if p.path == KernelPath::Avx2 {
         return x86_64::gemm_requant_in_tile(p.k);
+    }
+    // The dotprod kernel requantizes every row (given a shift per column, as the
+    // operators pass).
+    #[cfg(target_arch = "aarch64")]
+    if p.path == KernelPath::Dotprod {
+        return p.k > 0;
     }
     let _ = p;
     false
@@ -347,8 +357,8 @@ pub struct RequantCols<'a> {
 }
 
 /// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (row stride `ldo`),
-/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON) requantize inside
-/// the register tile; the others, and the rows a fused kernel leaves, go through `acc`
+/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON, dotprod) requantize
+/// inside the register tiles; the others, and the rows a fused kernel leaves, go through `acc`
 /// (scratch of at least `m * n` values).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_requant_i8(
@@ -365,31 +375,29 @@ pub fn gemm_requant_i8(
     if m == 0 || n == 0 {
         return;
     }
-    check_gemm_requant(p, a, m, lda, rq, out, ldo);
-    // Rows the path's fused kernel did (only baseline NEON has one).
+    // Rows the path's fused kernel did (baseline NEON: the 4-row tiles, when they apply;
+    // dotprod: all of them).
     #[cfg(target_arch = "aarch64")]
-    let done = if p.path == KernelPath::Neon && rq.shifts.len() >= n {
-        aarch64::gemm_requant_neon(
-            &p.data,
-            n,
-            p.k,
-            a,
-            m,
-            lda,
-            rq.bias,
-            rq.multipliers,
-            rq.shifts,
-            rq.output_offset,
-            rq.act_min,
-            rq.act_max,
-            out,
-            ldo,
-        )
-    } else {
-        0
-    };
+    let done = aarch64::gemm_requant_i8(
+        p.path,
+        &p.data,
+        n,
+        p.k,
+        a,
+        m,
+        lda,
+        rq.bias,
+        rq.multipliers,
+        rq.shifts,
+        rq.output_offset,
+        rq.act_min,
+        rq.act_max,
+        out,
+        ldo,
+    );
     #[cfg(target_arch = "x86_64")]
     if p.path == KernelPath::Avx2 {
+        check_gemm_requant(p, a, m, lda, rq, out, ldo);
         return x86_64::gemm_requant_i8(
             &p.data,
             n,
@@ -436,7 +444,9 @@ pub fn gemm_requant_i8(
     );
 }
 
-/// The argument checks of [`gemm_i8`] + [`requant_i8`], for a fused kernel.
+/// The argument checks of [`gemm_i8`] + [`requant_i8`], for a fused kernel (the
+/// aarch64 kernels check their own arguments).
+#[cfg(target_arch = "x86_64")]
 fn check_gemm_requant(
     p: &PackedI8,
     a: &[i8],

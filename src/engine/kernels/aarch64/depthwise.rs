@@ -11,7 +11,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
-use super::requant::{finish1, finish4, narrow8, Params4, Requant16};
+use super::requant::{finish1, finish4, narrow8, shift_kinds, Params4, Requant16};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
@@ -194,8 +194,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     let mut taps = reuse(&TAP_PTRS);
     // The 9-tap register kernel: 3x3 filters, channels in blocks of 16, weights that pair.
     let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0;
-    let left = q.shifts[..c].iter().any(|&s| s > 0);
-    let shifted = q.shifts[..c].iter().all(|&s| s < 0);
+    let (left, shifted) = shift_kinds(&q.shifts[..c]);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         // Interior output columns x_lo..x_hi of an interior row: every tap inside the input.

@@ -22,6 +22,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use super::requant::shift_kinds;
 use crate::engine::kernels::KernelPath;
 
 pub(crate) const HEADER: usize = 16;
@@ -129,7 +130,7 @@ struct Args {
     lda: usize,
     acc: *mut i32,
     ldacc: usize,
-    /// Fused requantization (`gemm_requant_neon`); unused by `gemm_i8`.
+    /// Fused requantization (`gemm_requant_i8`); unused by `gemm_i8`.
     rq: Fused,
 }
 
@@ -301,20 +302,16 @@ pub fn gemm_i8(
                     rows_neon::<false>(&args)
                 }
             }
-            KernelPath::Dotprod => rows_sdot(&args),
+            KernelPath::Dotprod => rows_sdot::<{ Fuse::NONE }>(&args),
             _ => rows_smmla(&args),
         }
     }
 }
 
-/// `out[i*ldo + j] = clamp(off + mbqm(sum_kk a[i][kk] * W[j][kk] + bias[j], mult[j], shift[j]))`
-/// for the leading `4 * (m / 4)` rows, on the baseline NEON path with the requantization fused
-/// into the 4x4 tile (no int32 round trip through memory). Returns the number of rows done: 0
-/// when the fused kernel does not apply (another path, a -128 weight, `n % 4 != 0`, or a left
-/// shift), in which case the caller runs `gemm_i8` + `requant_i8`, as it does for the remaining
-/// rows. Bit-exact with those two calls.
+/// Validate the arguments of a fused GEMM + requantization on `path` and bundle them.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_requant_neon(
+fn fused_args(
+    path: KernelPath,
     packed: &[i8],
     n: usize,
     k: usize,
@@ -329,37 +326,36 @@ pub fn gemm_requant_neon(
     act_max: i32,
     out: &mut [i8],
     ldo: usize,
-) -> usize {
-    let rows = m / 4 * 4;
-    if rows == 0
-        || n == 0
-        || k == 0
-        || n % 4 != 0
-        || packed.first() != Some(&tag(KernelPath::Neon))
-        || packed[1] != 0
-        || shifts[..n].iter().any(|&s| s > 0)
-    {
-        return 0;
-    }
-    assert_eq!(
-        packed.len(),
-        packed_len_i8(KernelPath::Neon, n, k),
-        "gemm_requant_neon: packed"
+) -> Args {
+    assert!(m > 0 && n > 0 && k > 0, "gemm_requant: empty GEMM");
+    // The tag and the length (path, n and k) are checked; the dimensions in the header only in
+    // debug builds (this runs once per block of rows).
+    assert!(
+        packed.len() == packed_len_i8(path, n, k) && packed[0] == tag(path),
+        "gemm_requant: weights were not packed for {path} with n={n} k={k}"
+    );
+    let dims = (n as u32)
+        .to_le_bytes()
+        .into_iter()
+        .chain((k as u32).to_le_bytes());
+    debug_assert!(
+        packed[4..12].iter().map(|&b| b as u8).eq(dims),
+        "gemm_requant: weights were packed with other dimensions than n={n} k={k}"
     );
     assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "gemm_requant_neon: a too short"
+        (m == 1 || lda >= k) && a.len() >= (m - 1) * lda + k,
+        "gemm_requant: a too short"
     );
     assert!(
-        ldo >= n && out.len() >= (m - 1) * ldo + n,
-        "gemm_requant_neon: out too short"
+        (m == 1 || ldo >= n) && out.len() >= (m - 1) * ldo + n,
+        "gemm_requant: out too short"
     );
     assert!(
         bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
-        "gemm_requant_neon: fewer than {n} channel parameters"
+        "gemm_requant: fewer than {n} channel parameters"
     );
     let sat8 = |v: i32| v.clamp(i8::MIN as i32, i8::MAX as i32) as i8;
-    let args = Args {
+    Args {
         w: packed[HEADER..].as_ptr(),
         n,
         k,
@@ -379,22 +375,113 @@ pub fn gemm_requant_neon(
             lo: sat8(act_min),
             hi: sat8(act_max),
         },
+    }
+}
+
+/// `out[i*ldo + j] = clamp(off + mbqm(sum_kk a[i][kk] * W[j][kk] + bias[j], mult[j], shift[j]))`
+/// with the requantization fused into the GEMM register tiles (no int32 round trip through
+/// memory), for the leading rows the path's fused kernel covers; returns how many:
+///
+/// - Neon: the leading `4 * (m / 4)` rows (4x4 tiles), or 0 when a weight is -128,
+///   `n % 4 != 0` or a shift is positive;
+/// - Dotprod: all `m` rows (SDOT tiles of 8 columns and 8/4/2/1 rows, whose sums start at the
+///   bias); any `n`, shifts and weights;
+/// - I8mm: 0.
+///
+/// Also 0 when the weights were packed for another path or there is nothing to do. The caller
+/// runs `gemm_i8` + `requant_i8` for the remaining rows; the result is bit-exact with those two
+/// calls. The caller checked that the CPU supports `path`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_requant_i8(
+    path: KernelPath,
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    out: &mut [i8],
+    ldo: usize,
+) -> usize {
+    // Cheap checks first: this runs once per block of rows of every int8 GEMM.
+    let rows = match path {
+        KernelPath::Neon if n % 4 == 0 && packed.get(1) == Some(&0) => m / 4 * 4,
+        KernelPath::Dotprod => m,
+        _ => 0,
     };
-    let shifted = shifts[..n].iter().all(|&s| s < 0);
+    if rows == 0 || n == 0 || k == 0 || shifts.len() < n || packed.first() != Some(&tag(path)) {
+        return 0;
+    }
+    let (left, shifted) = shift_kinds(&shifts[..n]);
+    if left && path == KernelPath::Neon {
+        return 0;
+    }
+    let args = fused_args(
+        path,
+        packed,
+        n,
+        k,
+        a,
+        m,
+        lda,
+        bias,
+        multipliers,
+        shifts,
+        output_offset,
+        act_min,
+        act_max,
+        out,
+        ldo,
+    );
+    if path == KernelPath::Dotprod {
+        // SAFETY: arguments validated by fused_args (rows < m of `a` and `out`, n channel
+        // parameters, weights packed for dotprod); the caller detected dotprod.
+        unsafe {
+            if left {
+                rows_sdot::<{ Fuse::LEFT }>(&args)
+            } else if shifted {
+                rows_sdot::<{ Fuse::SHIFTED }>(&args)
+            } else {
+                rows_sdot::<{ Fuse::RIGHT }>(&args)
+            }
+        }
+        return rows;
+    }
     let mut i0 = 0;
     while i0 < rows {
         // SAFETY: validated above: rows i0..i0+4 <= m of `a` and `out`, n % 4 == 0, the weights
         // were packed for Neon and have no -128 (MLAL), no left shift; NEON is mandatory.
         unsafe {
             if shifted {
-                tile_neon::<4, true, 2>(&args, i0);
+                tile_neon::<4, true, { Fuse::SHIFTED }>(&args, i0);
             } else {
-                tile_neon::<4, true, 1>(&args, i0);
+                tile_neon::<4, true, { Fuse::RIGHT }>(&args, i0);
             }
         }
         i0 += 4;
     }
     rows
+}
+
+/// Epilogue modes of the GEMM tiles (the `FUSE` const parameter).
+struct Fuse;
+
+impl Fuse {
+    /// Store the int32 sums to `acc` (`gemm_i8`).
+    const NONE: u8 = 0;
+    /// Requantize into `rq.out`; shifts are <= 0.
+    const RIGHT: u8 = 1;
+    /// Requantize into `rq.out`; every shift is < 0 (the rounding fix-up mask is all ones, see
+    /// `requant::Requant16::finish`).
+    const SHIFTED: u8 = 2;
+    /// Requantize into `rq.out`; some shift is > 0 (SSHL first).
+    const LEFT: u8 = 3;
 }
 
 /// Requantize a 4x4 tile (`rows[r]` = columns j0..j0+4 of row i0+r) into `rq.out`: the same
@@ -413,8 +500,8 @@ unsafe fn requant_tile_4x4<const FUSE: u8>(rq: &Fused, i0: usize, j0: usize, row
         let off = vdupq_n_s32(rq.off);
         let v: [int32x4_t; 4] = std::array::from_fn(|r| {
             let x = vqrdmulhq_s32(vaddq_s32(rows[r], bias), mult);
-            // FUSE 2: every column has a right shift (the fix-up mask is all ones).
-            let fixup = if FUSE == 2 {
+            // SHIFTED: every column has a right shift (the fix-up mask is all ones).
+            let fixup = if FUSE == Fuse::SHIFTED {
                 vshrq_n_s32::<31>(x)
             } else {
                 vshrq_n_s32::<31>(vandq_s32(x, right))
@@ -445,22 +532,22 @@ unsafe fn rows_neon<const MLAL: bool>(g: &Args) {
         // SAFETY: forwarded contract of gemm_i8.
         unsafe {
             if rem >= 4 {
-                tile_neon::<4, MLAL, 0>(g, i0);
+                tile_neon::<4, MLAL, { Fuse::NONE }>(g, i0);
                 i0 += 4;
             } else if rem >= 2 {
-                tile_neon::<2, MLAL, 0>(g, i0);
+                tile_neon::<2, MLAL, { Fuse::NONE }>(g, i0);
                 i0 += 2;
             } else {
-                tile_neon::<1, MLAL, 0>(g, i0);
+                tile_neon::<1, MLAL, { Fuse::NONE }>(g, i0);
                 i0 += 1;
             }
         }
     }
 }
 
-/// `FUSE`: 0 stores the int32 sums to `acc`; 1 and 2 requantize them into `g.rq.out` instead
-/// (2: every column has a right shift, see `requant::Requant16::finish`); fused tiles are 4x4 with
-/// `n % 4 == 0` and no left shifts (checked by `gemm_requant_neon`).
+/// `FUSE` ([`Fuse`]): `NONE` stores the int32 sums to `acc`; `RIGHT` and `SHIFTED` requantize
+/// them into `g.rq.out` instead; fused tiles are 4x4 with `n % 4 == 0` and no left shifts
+/// (checked by `gemm_requant_i8`).
 #[target_feature(enable = "neon")]
 unsafe fn tile_neon<const MR: usize, const MLAL: bool, const FUSE: u8>(g: &Args, i0: usize) {
     let (full, tail) = g.chunks();
@@ -540,11 +627,11 @@ unsafe fn tile_neon<const MR: usize, const MLAL: bool, const FUSE: u8>(g: &Args,
             }
             step(&mut c, &av, wp);
         }
-        if FUSE > 0 && MR == 4 {
+        if FUSE != Fuse::NONE && MR == 4 {
             let rows: [int32x4_t; 4] = std::array::from_fn(|r| {
                 vpaddq_s32(vpaddq_s32(c[r][0], c[r][1]), vpaddq_s32(c[r][2], c[r][3]))
             });
-            // SAFETY: contract of gemm_requant_neon (rows i0..i0+4 < m, columns jb*4..+4 <= n).
+            // SAFETY: contract of gemm_requant_i8 (rows i0..i0+4 < m, columns jb*4..+4 <= n).
             unsafe { requant_tile_4x4::<FUSE>(&g.rq, i0, jb * 4, rows) };
             continue;
         }
@@ -681,32 +768,136 @@ macro_rules! sdot_lane {
     };
 }
 
+/// `FUSE`: see [`Fuse`]; the requantizing modes need the arguments of `gemm_requant_i8`.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn rows_sdot(g: &Args) {
+unsafe fn rows_sdot<const FUSE: u8>(g: &Args) {
     let mut i0 = 0;
     while i0 < g.m {
         let rem = g.m - i0;
-        // SAFETY: forwarded contract of gemm_i8; dotprod detected by the caller.
+        // SAFETY: forwarded contract of gemm_i8 / gemm_requant_i8; dotprod detected by the
+        // caller. Every tile lies inside rows 0..m.
         unsafe {
             if rem >= 8 {
-                tile_sdot::<8>(g, i0);
+                tile_sdot::<8, FUSE>(g, i0);
                 i0 += 8;
             } else if rem >= 4 {
-                tile_sdot::<4>(g, i0);
+                tile_sdot::<4, FUSE>(g, i0);
                 i0 += 4;
             } else if rem >= 2 {
-                tile_sdot::<2>(g, i0);
+                tile_sdot::<2, FUSE>(g, i0);
                 i0 += 2;
             } else {
-                tile_sdot::<1>(g, i0);
+                tile_sdot::<1, FUSE>(g, i0);
                 i0 += 1;
             }
         }
     }
 }
 
+/// Requantization parameters of the 8 columns `j0..j0 + 8` of an SDOT tile.
+struct Cols8 {
+    bias: [int32x4_t; 2],
+    mult: [int32x4_t; 2],
+    left: [int32x4_t; 2],
+    right: [int32x4_t; 2],
+}
+
+impl Cols8 {
+    /// Columns past `n` get zero parameters (their results are never stored).
+    ///
+    /// # Safety
+    /// `rq` holds `n` columns of parameters (`gemm_requant_i8`), `j0 < n`.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load(rq: &Fused, n: usize, j0: usize) -> Self {
+        let zero = vdupq_n_s32(0);
+        let mut pad = [[0i32; 8]; 3];
+        let [pb, pm, ps] = if j0 + 8 <= n {
+            // SAFETY: j0 + 8 <= n: inside the parameter arrays.
+            unsafe { [rq.bias.add(j0), rq.mult.add(j0), rq.shift.add(j0)] }
+        } else {
+            for (dst, src) in pad.iter_mut().zip([rq.bias, rq.mult, rq.shift]) {
+                for (j, d) in dst.iter_mut().enumerate().take(n - j0) {
+                    // SAFETY: j0 + j < n: inside the parameter array.
+                    *d = unsafe { src.add(j0 + j).read() };
+                }
+            }
+            pad.each_ref().map(|x| x.as_ptr())
+        };
+        // SAFETY: 8 values readable at each pointer (the arrays or `pad`).
+        unsafe {
+            let ld = |p: *const i32| [vld1q_s32(p), vld1q_s32(p.add(4))];
+            let sh = ld(ps);
+            Cols8 {
+                bias: ld(pb),
+                mult: ld(pm),
+                left: sh.map(|x| vmaxq_s32(x, zero)),
+                right: sh.map(|x| vminq_s32(x, zero)),
+            }
+        }
+    }
+
+    /// `off + mbqm(x)` of columns `8 * h..8 * h + 4` (bias already added), wrapping like the
+    /// scalar; the same operations as `requant::Requant16::finish` for the `FUSE` mode.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn finish<const FUSE: u8>(&self, x: int32x4_t, h: usize, off: int32x4_t) -> int32x4_t {
+        let x = if FUSE == Fuse::LEFT {
+            vshlq_s32(x, self.left[h])
+        } else {
+            x
+        };
+        let x = vqrdmulhq_s32(x, self.mult[h]);
+        let fixup = if FUSE == Fuse::SHIFTED {
+            vshrq_n_s32::<31>(x)
+        } else {
+            vshrq_n_s32::<31>(vandq_s32(x, self.right[h]))
+        };
+        vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), self.right[h]), off)
+    }
+}
+
+/// Store the requantized rows `i` and `i + 1` (low and high 8 bytes of `b`) of columns
+/// `j0..j0 + cols` (`cols <= 8`) into `rq.out`; `PAIR = false`: only row `i` (low 8 bytes).
+///
+/// # Safety
+/// Rows `i` (and `i + 1`) are < m and `j0 + cols <= n` (contract of gemm_requant_i8).
+#[inline(always)]
+unsafe fn store_rows8<const PAIR: bool>(
+    rq: &Fused,
+    i: usize,
+    j0: usize,
+    cols: usize,
+    b: int8x16_t,
+) {
+    // SAFETY: caller contract: every written byte is inside `out`.
+    unsafe {
+        let d0 = rq.out.add(i * rq.ldo + j0);
+        let d1 = rq.out.add((i + usize::from(PAIR)) * rq.ldo + j0);
+        if cols == 8 {
+            vst1_s8(d0, vget_low_s8(b));
+            if PAIR {
+                vst1_s8(d1, vget_high_s8(b));
+            }
+        } else {
+            let mut tmp = [0i8; 16];
+            vst1q_s8(tmp.as_mut_ptr(), b);
+            // Byte by byte, volatile so that it stays a loop (see `Args::store`).
+            for (q, &t) in tmp.iter().enumerate().take(cols) {
+                d0.add(q).write_volatile(t);
+                if PAIR {
+                    d1.add(q).write_volatile(tmp[8 + q]);
+                }
+            }
+        }
+    }
+}
+
+/// `FUSE`: see [`Fuse`]. `NONE` stores the int32 sums to `acc`; the others start the sums at
+/// the bias and requantize them into `g.rq.out` (all `MR` rows are < m: `rows_sdot` tiles
+/// never run past the last row).
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
+unsafe fn tile_sdot<const MR: usize, const FUSE: u8>(g: &Args, i0: usize) {
     let (full, tail) = g.chunks();
     let chunks = full + usize::from(tail > 0);
     let mut tails = [[0i8; 16]; MR];
@@ -714,7 +905,11 @@ unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
     let (ptrs, tailp) = unsafe { g.rows::<MR>(i0, &mut tails) };
     let nb = g.n.div_ceil(8);
     for jb in 0..nb {
-        let mut c = [[vdupq_n_s32(0); 2]; MR];
+        let j0 = jb * 8;
+        // SAFETY: j0 < n; the parameters are there when FUSE != NONE (gemm_requant_i8).
+        let cp = (FUSE != Fuse::NONE).then(|| unsafe { Cols8::load(&g.rq, g.n, j0) });
+        // The requantized sums start at the bias (wrapping adds: same as adding it last).
+        let mut c = [cp.as_ref().map_or([vdupq_n_s32(0); 2], |p| p.bias); MR];
         // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
         let mut wp = unsafe { g.w.add(jb * chunks * 128) };
         // One 16-byte k chunk: `av` = 16 bytes of each row, `wp` = the chunk's 128 packed bytes.
@@ -751,9 +946,36 @@ unsafe fn tile_sdot<const MR: usize>(g: &Args, i0: usize) {
             let av: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(tailp[r]) });
             step(&mut c, &av, wp);
         }
-        for (r, cr) in c.iter().enumerate() {
-            // SAFETY: contract of gemm_i8.
-            unsafe { g.store::<2>(i0 + r, jb * 8, *cr) };
+        let Some(p) = cp else {
+            for (r, cr) in c.iter().enumerate() {
+                // SAFETY: contract of gemm_i8.
+                unsafe { g.store::<2>(i0 + r, j0, *cr) };
+            }
+            continue;
+        };
+        let rq = &g.rq;
+        let off = vdupq_n_s32(rq.off);
+        let (lo, hi) = (vdupq_n_s8(rq.lo), vdupq_n_s8(rq.hi));
+        let cols = (g.n - j0).min(8);
+        // int16 lanes of one row: SQXTN of both halves (saturating).
+        let row16 = |cr: &[int32x4_t; 2]| {
+            vqmovn_high_s32(
+                vqmovn_s32(p.finish::<FUSE>(cr[0], 0, off)),
+                p.finish::<FUSE>(cr[1], 1, off),
+            )
+        };
+        // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`).
+        for r in (0..MR / 2 * 2).step_by(2) {
+            let b = vqmovn_high_s16(vqmovn_s16(row16(&c[r])), row16(&c[r + 1]));
+            let b = vminq_s8(vmaxq_s8(b, lo), hi);
+            // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the tile).
+            unsafe { store_rows8::<true>(rq, i0 + r, j0, cols, b) };
+        }
+        if MR % 2 == 1 {
+            let b = vcombine_s8(vqmovn_s16(row16(&c[MR - 1])), vdup_n_s8(0));
+            let b = vminq_s8(vmaxq_s8(b, lo), hi);
+            // SAFETY: row i0 + MR - 1 < m, j0 + cols <= n (contract of the tile).
+            unsafe { store_rows8::<false>(rq, i0 + MR - 1, j0, cols, b) };
         }
     }
 }

@@ -21,7 +21,7 @@ mod requant;
 
 pub use depthwise::{depthwise_f32, depthwise_i8};
 pub use gemm_f32::{gemm_f32, pack_f32};
-pub use gemm_i8::{gemm_i8, gemm_requant_neon, pack_i8, packed_len_i8};
+pub use gemm_i8::{gemm_i8, gemm_requant_i8, pack_i8, packed_len_i8};
 pub use requant::requant_i8;
 
 /// int8 dot product on a NEON path. Callers check `path.supported()`.

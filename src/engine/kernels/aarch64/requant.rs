@@ -151,6 +151,14 @@ impl Requant16 {
     }
 }
 
+/// `(some shift is > 0, every shift is < 0)`: the epilogue variant for these channels, in one
+/// vectorizable pass (the largest shift decides both).
+#[inline]
+pub(crate) fn shift_kinds(shifts: &[i32]) -> (bool, bool) {
+    let max = shifts.iter().copied().max().unwrap_or(-1);
+    (max > 0, max < 0)
+}
+
 /// Scalar finish of one value, same order of operations as the vector lanes.
 #[inline(always)]
 pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32) -> i8 {
@@ -225,8 +233,7 @@ unsafe fn requant_neon(
     out: &mut [i8],
     ldo: usize,
 ) {
-    let left = shifts[..n].iter().any(|&s| s > 0);
-    let shifted = shifts[..n].iter().all(|&s| s < 0);
+    let (left, shifted) = shift_kinds(&shifts[..n]);
     let b16 = n / 16 * 16;
     let mut j = 0;
     while j < b16 {
