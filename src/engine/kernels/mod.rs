@@ -559,6 +559,8 @@ pub fn prepare_depthwise_i8(
     q: &Requant<'_>,
 ) -> DepthwisePrepI8 {
     let path = effective(path);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (g, depth_multiplier, filter, bias, q);
     DepthwisePrepI8 {
         path,
         #[cfg(target_arch = "x86_64")]
