@@ -378,43 +378,11 @@ pub fn gemm_requant_i8(
     // Rows the path's fused kernel did (baseline NEON: the 4-row tiles, when they apply;
     // dotprod: all of them).
     #[cfg(target_arch = "aarch64")]
-    let done = aarch64::gemm_requant_i8(
-        p.path,
-        &p.data,
-        n,
-        p.k,
-        a,
-        m,
-        lda,
-        rq.bias,
-        rq.multipliers,
-        rq.shifts,
-        rq.output_offset,
-        rq.act_min,
-        rq.act_max,
-        out,
-        ldo,
-    );
+    let done = aarch64::gemm_requant_i8(p.path, &p.data, n, p.k, a, m, lda, rq, out, ldo);
     #[cfg(target_arch = "x86_64")]
     if p.path == KernelPath::Avx2 {
         check_gemm_requant(p, a, m, lda, rq, out, ldo);
-        return x86_64::gemm_requant_i8(
-            &p.data,
-            n,
-            p.k,
-            a,
-            m,
-            lda,
-            rq.bias,
-            rq.multipliers,
-            rq.shifts,
-            rq.output_offset,
-            rq.act_min,
-            rq.act_max,
-            acc,
-            out,
-            ldo,
-        );
+        return x86_64::gemm_requant_i8(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
     }
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;

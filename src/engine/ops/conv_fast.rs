@@ -203,19 +203,17 @@ impl GemmI8 {
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_i8_tile_rows(path));
         let im2col = matches!(src, ASource::Im2col(_));
-        let in_tile = kernels::gemm_requant_in_tile(&packed);
+        // No int32 scratch where the register tile requantizes every row.
+        let acc_len = if kernels::gemm_requant_in_tile(&packed) {
+            0
+        } else {
+            task_rows.min(ACC_ROWS) * n
+        };
         let scratch = PerWorker::new(threads, || ScratchI8 {
             // RUN slack: im2col's fixed-length copies, and the GEMM's last partial k
             // chunk read in place (see `kernels::gemm_i8`).
             cols: vec![0; if im2col { task_rows * k + RUN } else { 0 }],
-            acc: vec![
-                0;
-                if in_tile {
-                    0
-                } else {
-                    task_rows.min(ACC_ROWS) * n
-                }
-            ],
+            acc: vec![0; acc_len],
         });
         Ok(GemmI8 {
             src,

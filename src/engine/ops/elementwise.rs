@@ -1,8 +1,8 @@
 //! ADD, SUB, MUL with NumPy-style broadcasting (up to 6-D) and fused activations.
 
-use crate::engine::error::OpResult;
 use std::sync::Arc;
 
+use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::pool::{split_range, ThreadPool};
 use crate::engine::kernels::scalar::elementwise::{

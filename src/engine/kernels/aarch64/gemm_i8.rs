@@ -23,7 +23,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::requant::shift_kinds;
-use crate::engine::kernels::KernelPath;
+use crate::engine::kernels::{KernelPath, RequantCols};
 
 pub(crate) const HEADER: usize = 16;
 
@@ -318,15 +318,18 @@ fn fused_args(
     a: &[i8],
     m: usize,
     lda: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) -> Args {
+    let RequantCols {
+        bias,
+        multipliers,
+        shifts,
+        output_offset,
+        act_min,
+        act_max,
+    } = *rq;
     assert!(m > 0 && n > 0 && k > 0, "gemm_requant: empty GEMM");
     // The tag and the length (path, n and k) are checked; the dimensions in the header only in
     // debug builds (this runs once per block of rows).
@@ -400,12 +403,7 @@ pub fn gemm_requant_i8(
     a: &[i8],
     m: usize,
     lda: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) -> usize {
@@ -415,30 +413,14 @@ pub fn gemm_requant_i8(
         KernelPath::Dotprod => m,
         _ => 0,
     };
-    if rows == 0 || n == 0 || k == 0 || shifts.len() < n || packed.first() != Some(&tag(path)) {
+    if rows == 0 || n == 0 || k == 0 || rq.shifts.len() < n || packed.first() != Some(&tag(path)) {
         return 0;
     }
-    let (left, shifted) = shift_kinds(&shifts[..n]);
+    let (left, shifted) = shift_kinds(&rq.shifts[..n]);
     if left && path == KernelPath::Neon {
         return 0;
     }
-    let args = fused_args(
-        path,
-        packed,
-        n,
-        k,
-        a,
-        m,
-        lda,
-        bias,
-        multipliers,
-        shifts,
-        output_offset,
-        act_min,
-        act_max,
-        out,
-        ldo,
-    );
+    let args = fused_args(path, packed, n, k, a, m, lda, rq, out, ldo);
     if path == KernelPath::Dotprod {
         // SAFETY: arguments validated by fused_args (rows < m of `a` and `out`, n channel
         // parameters, weights packed for dotprod); the caller detected dotprod.

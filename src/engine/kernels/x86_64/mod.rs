@@ -53,7 +53,7 @@ use std::ops::Range;
 use super::scalar::conv::ConvGeom;
 use super::scalar::quant::Requant;
 use super::scratch::reuse;
-use super::KernelPath;
+use super::{KernelPath, RequantCols};
 
 thread_local! {
     static DW_INNER: std::cell::RefCell<Vec<(usize, usize)>> =
@@ -158,8 +158,7 @@ struct TileRq {
     hi: __m128i,
     left: bool,
     sat: bool,
-    /// The tile's first output byte and the output row stride.
-    out: *mut i8,
+    /// The output row stride.
     ldo: usize,
 }
 
@@ -210,16 +209,19 @@ pub fn gemm_requant_i8(
     a: &[i8],
     m: usize,
     lda: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     acc: &mut [i32],
     out: &mut [i8],
     ldo: usize,
 ) {
+    let RequantCols {
+        bias,
+        multipliers,
+        shifts,
+        output_offset,
+        act_min,
+        act_max,
+    } = *rq;
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     assert!(
@@ -342,7 +344,7 @@ fn gemm_i8_avx2(
             let fused = if p0 + pc == kp { fuse } else { None };
             for b in 0..nb {
                 let cols = (n - b * NR).min(NR);
-                let mut rq = fused.map(|f| tile_rq(f, b * NR, cols));
+                let rq = fused.map(|f| tile_rq(f, b * NR, cols));
                 for t in 0..tiles {
                     let i0 = r0 + t * MR;
                     let rows = (m - i0).min(MR);
@@ -359,10 +361,10 @@ fn gemm_i8_avx2(
                         let pan = pp.add(t * MR * pc * 2);
                         let wb = wbase.add((b * kp + p0) * NR * 2);
                         let dst = acc.as_mut_ptr().wrapping_add(i0 * ldacc + b * NR);
-                        let trq = rq.as_mut().map(|q| {
-                            q.out = fused.map_or(q.out, |f| f.out.add(i0 * f.ldo + b * NR));
-                            &*q
-                        });
+                        let trq = rq
+                            .as_ref()
+                            .zip(fused)
+                            .map(|(q, f)| (q, f.out.add(i0 * f.ldo + b * NR)));
                         let tile = match rows {
                             5.. => tile_i8::<6>,
                             3 | 4 => tile_i8::<4>,
@@ -379,7 +381,7 @@ fn gemm_i8_avx2(
 }
 
 /// The requantizing epilogue's constants of the 16-column block starting at column
-/// `j` (`cols` of them real); `out` is set per tile.
+/// `j` (`cols` of them real).
 #[target_feature(enable = "avx2,fma")]
 fn tile_rq(f: &Fuse<'_>, j: usize, cols: usize) -> TileRq {
     // Columns past n get bias 0, multiplier 0, shift 0: finite results, never stored.
@@ -401,13 +403,13 @@ fn tile_rq(f: &Fuse<'_>, j: usize, cols: usize) -> TileRq {
         hi: _mm_set1_epi8(f.hi as i8),
         left: f.left,
         sat: f.sat,
-        out: f.out,
         ldo: f.ldo,
     }
 }
 
 /// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs; with
-/// `rq`, the finished sums are requantized into the output instead.
+/// `rq`, the finished sums are requantized into the output from the tile's first
+/// output byte instead.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_i8<const R: usize>(
@@ -419,7 +421,7 @@ unsafe fn tile_i8<const R: usize>(
     rows: usize,
     cols: usize,
     first: bool,
-    rq: Option<&TileRq>,
+    rq: Option<(&TileRq, *mut i8)>,
 ) {
     let mut c = [[_mm256_setzero_si256(); 2]; R];
     let pr = panel as *const i32; // one i32 per pair; rows `pc` pairs apart
@@ -457,9 +459,9 @@ unsafe fn tile_i8<const R: usize>(
                     );
                 }
             }
-            if let Some(q) = rq {
+            if let Some((q, out)) = rq {
                 let bytes = q.row(v0, v1);
-                let o = q.out.add(r * q.ldo);
+                let o = out.add(r * q.ldo);
                 if cols == NR {
                     _mm_storeu_si128(o as *mut __m128i, bytes);
                 } else {
