@@ -853,14 +853,15 @@ pub fn depthwise_i8_prepared(
 /// Largest filter (taps) and channel count of the paired depthwise kernel.
 const MAX_TAPS: usize = 64;
 const MAX_DW_CH: usize = 4096;
-/// int16 weights of the paired kernel on the stack (32 KiB; 3x3 up to 1632 channels).
+/// int16 weights of the paired kernel at most (32 KiB; 3x3 up to 1632 channels).
 const DW_WBUF: usize = 16 * 1024;
 
 /// Depthwise int8 over tap pairs with VPMADDWD: the weights of taps (2p, 2p+1) are
-/// interleaved once per call, padded taps read a row of input zero points, so every
-/// pixel runs the same tap list. The input offset is folded into the bias once per
-/// call: sum_t w_t*(x_t + ioff) = sum_t w_t*x_t + ioff*sum_t w_t (exact in wrapping
-/// int32), and a padded tap's w*zp = -w*ioff cancels its share of the folded term.
+/// interleaved once per operator ([`prepare_depthwise_i8`]), padded taps read a row of
+/// input zero points, so every pixel runs the same tap list. The input offset is folded
+/// into the bias once per operator too: sum_t w_t*(x_t + ioff) = sum_t w_t*x_t +
+/// ioff*sum_t w_t (exact in wrapping int32), and a padded tap's w*zp = -w*ioff cancels
+/// its share of the folded term.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 fn depthwise_i8_pairs(
