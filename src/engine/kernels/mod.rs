@@ -249,18 +249,15 @@ pub fn requant_i8(
         ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
         "requant_i8: acc too short"
     );
-    assert!(
-        ldo >= n && out.len() >= (m - 1) * ldo + n,
-        "requant_i8: out too short"
-    );
-    assert!(
-        bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
-        "requant_i8: fewer than {n} channel parameters"
-    );
-    assert!(
-        shifts[..n].iter().all(|&s| (-31..=31).contains(&s)),
-        "requant_i8: shift out of range"
-    );
+    let cols = RequantCols {
+        bias,
+        multipliers,
+        shifts,
+        output_offset,
+        act_min,
+        act_max,
+    };
+    check_requant_out("requant_i8", m, n, &cols, out, ldo);
     let path = effective(path);
     match path {
         #[cfg(target_arch = "aarch64")]
@@ -429,17 +426,23 @@ fn check_gemm_requant(
         lda >= k && a.len() >= (m - 1) * lda + k,
         "gemm_requant_i8: a too short"
     );
+    check_requant_out("gemm_requant_i8", m, n, rq, out, ldo);
+}
+
+/// The checks [`requant_i8`] and the fused GEMMs share: `m x n` outputs (row stride
+/// `ldo`, `m >= 1`) inside `out`, `n` channel parameters, shifts in range.
+fn check_requant_out(what: &str, m: usize, n: usize, rq: &RequantCols<'_>, out: &[i8], ldo: usize) {
     assert!(
         ldo >= n && out.len() >= (m - 1) * ldo + n,
-        "gemm_requant_i8: out too short"
+        "{what}: out too short"
     );
     assert!(
         rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n,
-        "gemm_requant_i8: fewer than {n} channel parameters"
+        "{what}: fewer than {n} channel parameters"
     );
     assert!(
         rq.shifts[..n].iter().all(|&s| (-31..=31).contains(&s)),
-        "gemm_requant_i8: shift out of range"
+        "{what}: shift out of range"
     );
 }
 
