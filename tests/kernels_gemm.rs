@@ -196,11 +196,19 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
                 _ => quantize_multiplier(10f64.powf(-(rng.range(5, 40) as f64) / 10.0)),
             })
             .unzip();
-        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        // Now and then an offset outside int8 (the NEON epilogues then take their general
+        // variant).
+        let off = [
+            -128,
+            127,
+            0,
+            rng.range(-128, 127) as i32,
+            rng.range(-70_000, 70_000) as i32,
+        ][rng.below(5)];
         let (amin, amax) = match rng.below(3) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
-            _ => (off, 127),
+            _ => (off.clamp(-128, 127), 127),
         };
         let rq = kernels::RequantCols {
             bias: &bias,
@@ -266,12 +274,20 @@ fn requant_i8_is_bit_exact_on_every_path() {
             })
             .collect();
         let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| rng.mult_shift()).unzip();
-        let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
+        // Now and then an offset outside int8 (the NEON epilogues then take their general
+        // variant).
+        let off = [
+            -128,
+            127,
+            0,
+            rng.range(-128, 127) as i32,
+            rng.range(-70_000, 70_000) as i32,
+        ][rng.below(5)];
         let (amin, amax) = match rng.below(4) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
             2 => (-1000, 1000),
-            _ => (off, 127),
+            _ => (off.clamp(-128, 127), 127),
         };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];
@@ -690,7 +706,7 @@ fn requant_i8_right_shift_only_is_bit_exact() {
         let (amin, amax) = match rng.below(3) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
-            _ => (off, 127),
+            _ => (off.clamp(-128, 127), 127),
         };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];

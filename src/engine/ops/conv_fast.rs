@@ -56,6 +56,9 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
 
 /// Elements a short run of im2col is copied with at once (see [`im2col`]).
 const RUN: usize = 16;
+/// Filter heights up to which [`im2col`] copies the short rows of interior pixels from a
+/// table of row starts.
+const SHORT_ROWS: usize = 8;
 
 /// Copy the im2col rows of output pixels `pixels` into `dst[..pixels.len() * k]`,
 /// filling padded taps with `pad`. With dilation 1 along the width, the valid taps
@@ -80,9 +83,34 @@ fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst:
         let oy = (p / g.out_w) % g.out_h;
         let base = p / (g.out_w * g.out_h) * image;
         let count = (g.out_w - ox0).min(pixels.end - p);
+        // Short filter rows (e.g. 3 pixels of RGB) of interior columns (every tap inside the
+        // input width): one fixed-length copy per filter row from the row starts in `srow`
+        // (`usize::MAX`: a padding row).
+        let mut srow = [usize::MAX; SHORT_ROWS];
+        let short = row_len <= RUN && g.filter_h <= SHORT_ROWS;
+        if short {
+            for (fy, r) in srow.iter_mut().enumerate().take(g.filter_h) {
+                if let Some(iy) = g.in_y(oy, fy) {
+                    *r = base + iy * g.in_w * ic;
+                }
+            }
+        }
+        let srow = &srow[..g.filter_h.min(SHORT_ROWS)];
         for ox in ox0..ox0 + count {
-            // Valid taps fx0..fx1 of every filter row read input columns x0 .. x0 + fx1 - fx0.
             let left = ox * g.stride_w;
+            if short && left >= g.pad_left && left + g.filter_w <= g.in_w + g.pad_left {
+                let x = (left - g.pad_left) * ic;
+                for &r in srow {
+                    if r == usize::MAX {
+                        dst[d..d + row_len].fill(pad);
+                    } else {
+                        copy_run(dst, d, input, r + x, row_len);
+                    }
+                    d += row_len;
+                }
+                continue;
+            }
+            // Valid taps fx0..fx1 of every filter row read input columns x0 .. x0 + fx1 - fx0.
             let fx0 = g.pad_left.saturating_sub(left).min(g.filter_w);
             let fx1 = (g.in_w + g.pad_left).saturating_sub(left).min(g.filter_w);
             let (lo, hi) = (fx0 * ic, fx1.max(fx0) * ic);
@@ -102,12 +130,7 @@ fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst:
                 if lo > 0 {
                     dst[at..at + lo].fill(pad);
                 }
-                let r0 = at + lo;
-                if run <= RUN && s + RUN <= input.len() && r0 + RUN <= dst.len() {
-                    dst[r0..r0 + RUN].copy_from_slice(&input[s..s + RUN]);
-                } else {
-                    dst[r0..r0 + run].copy_from_slice(&input[s..s + run]);
-                }
+                copy_run(dst, at + lo, input, s, run);
                 if hi < row_len {
                     dst[at + hi..at + row_len].fill(pad);
                 }
@@ -115,6 +138,22 @@ fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst:
         }
         p += count;
     }
+}
+
+/// `dst[at..at + len] = input[s..s + len]`; a run of at most [`RUN`] elements is copied as
+/// exactly `RUN` elements (a fixed-size copy, not a `memcpy` call) when both sides have room.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], at: usize, input: &[T], s: usize, len: usize) {
+    if len <= RUN {
+        if let (Some(from), Some(to)) = (input.get(s..s + RUN), dst.get_mut(at..at + RUN)) {
+            if let (Ok(from), Ok(to)) = (<&[T; RUN]>::try_from(from), <&mut [T; RUN]>::try_from(to))
+            {
+                *to = *from;
+                return;
+            }
+        }
+    }
+    dst[at..at + len].copy_from_slice(&input[s..s + len]);
 }
 
 /// [`im2col`] with a dilated filter width: tap by tap.

@@ -158,17 +158,21 @@ struct Binary {
     params: Params,
     /// Quantized (int8 / uint8) operators: the whole function of the two stored
     /// bytes as a 256 x 256 table, built once from the reference arithmetic, so
-    /// the results are identical and each element costs one lookup.
-    lut: Option<Box<[u8]>>,
+    /// the results are identical and each element costs one lookup (a fixed-size
+    /// table: any 16-bit index is inside it, no bounds check per element).
+    lut: Option<Box<Lut>>,
     /// The interpreter's pool: large same-shape table lookups are cut over it.
     pool: Option<Arc<ThreadPool>>,
 }
+
+/// A quantized binary operator as a table of its 256 x 256 results.
+type Lut = [u8; 1 << 16];
 
 /// Elements a same-shape quantized operator needs before it is cut over the pool.
 const PAR_MIN: usize = 16 * 1024;
 
 impl Binary {
-    fn quantized_lut(&self) -> Option<Box<[u8]>> {
+    fn quantized_lut(&self) -> Option<Box<Lut>> {
         let signed = match self.dtype {
             DType::I8 => true,
             DType::U8 => false,
@@ -190,7 +194,7 @@ impl Binary {
                 t[(x as usize) << 8 | y as usize] = f(x, y)?;
             }
         }
-        Some(t.into_boxed_slice())
+        t.into_boxed_slice().try_into().ok()
     }
 }
 

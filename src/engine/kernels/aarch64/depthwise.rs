@@ -11,7 +11,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
-use super::requant::{finish1, finish4, narrow8, shift_kinds, Params4, Requant16};
+use super::requant::{finish1, finish4, narrow8, requant_kinds, Params4, Requant16};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
@@ -193,8 +193,9 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     // Every tap of the current output pixel: (input or pad pointer at channel 0, filter pointer).
     let mut taps = reuse(&TAP_PTRS);
     // The 9-tap register kernel: 3x3 filters, channels in blocks of 16, weights that pair.
-    let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0;
-    let (left, shifted) = shift_kinds(&q.shifts[..c]);
+    let kinds = requant_kinds(&q.shifts[..c], &q.multipliers[..c], q.output_offset);
+    let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0 && kinds.is_some();
+    let (left, shifted) = kinds.unwrap_or_default();
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         // Interior output columns x_lo..x_hi of an interior row: every tap inside the input.
@@ -377,7 +378,8 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
 /// # Safety
 /// `k` validated by `depthwise_i8`; `start` is the input index of channel 0 of the first pixel's
 /// top-left tap, and the `n` pixels (stride `stride_w`) with all their taps lie inside the input;
-/// `dst` points to `n * c` writable output bytes; `c % 16 == 0`; 3x3 filter.
+/// `dst` points to `n * c` writable output bytes; `c % 16 == 0`; 3x3 filter; `requant_kinds`
+/// accepted the channel parameters (`LEFT`, `SHIFTED` are its answer).
 #[target_feature(enable = "neon")]
 unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool>(
     k: &ZpKernel<'_>,

@@ -22,7 +22,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::requant::shift_kinds;
+use super::requant::{requant_kinds, rounding_shift};
 use crate::engine::kernels::{KernelPath, RequantCols};
 
 pub(crate) const HEADER: usize = 16;
@@ -413,19 +413,29 @@ pub fn gemm_requant_i8(
         KernelPath::Dotprod => m,
         _ => 0,
     };
-    if rows == 0 || n == 0 || k == 0 || rq.shifts.len() < n || packed.first() != Some(&tag(path)) {
+    if rows == 0
+        || n == 0
+        || k == 0
+        || rq.shifts.len() < n
+        || rq.multipliers.len() < n
+        || packed.first() != Some(&tag(path))
+    {
         return 0;
     }
-    let (left, shifted) = shift_kinds(&rq.shifts[..n]);
-    if left && path == KernelPath::Neon {
+    let kinds = requant_kinds(&rq.shifts[..n], &rq.multipliers[..n], rq.output_offset);
+    let (left, shifted) = kinds.unwrap_or((true, false));
+    if path == KernelPath::Neon && (left || kinds.is_none()) {
         return 0;
     }
     let args = fused_args(path, packed, n, k, a, m, lda, rq, out, ldo);
     if path == KernelPath::Dotprod {
         // SAFETY: arguments validated by fused_args (rows < m of `a` and `out`, n channel
-        // parameters, weights packed for dotprod); the caller detected dotprod.
+        // parameters, weights packed for dotprod); the caller detected dotprod; the mode is
+        // what requant_kinds allows.
         unsafe {
-            if left {
+            if kinds.is_none() {
+                rows_sdot::<{ Fuse::GENERAL }>(&args)
+            } else if left {
                 rows_sdot::<{ Fuse::LEFT }>(&args)
             } else if shifted {
                 rows_sdot::<{ Fuse::SHIFTED }>(&args)
@@ -464,6 +474,9 @@ impl Fuse {
     const SHIFTED: u8 = 2;
     /// Requantize into `rq.out`; some shift is > 0 (SSHL first).
     const LEFT: u8 = 3;
+    /// Requantize into `rq.out`, with any multipliers and output offset (SSHL first, the
+    /// fix-up with a saturating add); the modes above need `requant_kinds`' conditions.
+    const GENERAL: u8 = 4;
 }
 
 /// Requantize a 4x4 tile (`rows[r]` = columns j0..j0+4 of row i0+r) into `rq.out`: the same
@@ -776,9 +789,31 @@ unsafe fn rows_sdot<const FUSE: u8>(g: &Args) {
     }
 }
 
+/// Values `j0..j0 + 8` of a per-column parameter array of `n` values; columns past `n` get 0
+/// (their results are never stored).
+///
+/// # Safety
+/// `p` points to `n` values, `j0 < n`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn load_cols8(p: *const i32, n: usize, j0: usize) -> [int32x4_t; 2] {
+    let mut pad = [0i32; 8];
+    let p = if j0 + 8 <= n {
+        // SAFETY: j0 + 8 <= n: inside the array.
+        unsafe { p.add(j0) }
+    } else {
+        for (j, d) in pad.iter_mut().enumerate().take(n - j0) {
+            // SAFETY: j0 + j < n: inside the array.
+            *d = unsafe { p.add(j0 + j).read() };
+        }
+        pad.as_ptr()
+    };
+    // SAFETY: 8 values readable at `p` (the array or `pad`).
+    unsafe { [vld1q_s32(p), vld1q_s32(p.add(4))] }
+}
+
 /// Requantization parameters of the 8 columns `j0..j0 + 8` of an SDOT tile.
 struct Cols8 {
-    bias: [int32x4_t; 2],
     mult: [int32x4_t; 2],
     left: [int32x4_t; 2],
     right: [int32x4_t; 2],
@@ -793,49 +828,36 @@ impl Cols8 {
     #[target_feature(enable = "neon")]
     unsafe fn load(rq: &Fused, n: usize, j0: usize) -> Self {
         let zero = vdupq_n_s32(0);
-        let mut pad = [[0i32; 8]; 3];
-        let [pb, pm, ps] = if j0 + 8 <= n {
-            // SAFETY: j0 + 8 <= n: inside the parameter arrays.
-            unsafe { [rq.bias.add(j0), rq.mult.add(j0), rq.shift.add(j0)] }
-        } else {
-            for (dst, src) in pad.iter_mut().zip([rq.bias, rq.mult, rq.shift]) {
-                for (j, d) in dst.iter_mut().enumerate().take(n - j0) {
-                    // SAFETY: j0 + j < n: inside the parameter array.
-                    *d = unsafe { src.add(j0 + j).read() };
-                }
-            }
-            pad.each_ref().map(|x| x.as_ptr())
-        };
-        // SAFETY: 8 values readable at each pointer (the arrays or `pad`).
-        unsafe {
-            let ld = |p: *const i32| [vld1q_s32(p), vld1q_s32(p.add(4))];
-            let sh = ld(ps);
-            Cols8 {
-                bias: ld(pb),
-                mult: ld(pm),
-                left: sh.map(|x| vmaxq_s32(x, zero)),
-                right: sh.map(|x| vminq_s32(x, zero)),
-            }
+        // SAFETY: caller contract.
+        let (mult, sh) = unsafe { (load_cols8(rq.mult, n, j0), load_cols8(rq.shift, n, j0)) };
+        Cols8 {
+            mult,
+            left: sh.map(|x| vmaxq_s32(x, zero)),
+            right: sh.map(|x| vminq_s32(x, zero)),
         }
     }
 
     /// `off + mbqm(x)` of columns `8 * h..8 * h + 4` (bias already added), wrapping like the
-    /// scalar; the same operations as `requant::Requant16::finish` for the `FUSE` mode.
+    /// scalar; the same operations as `requant::Requant16::finish` for the `FUSE` mode, except
+    /// that `SHIFTED` leaves the offset out (it is added in int16 after narrowing).
     #[inline]
     #[target_feature(enable = "neon")]
     fn finish<const FUSE: u8>(&self, x: int32x4_t, h: usize, off: int32x4_t) -> int32x4_t {
-        let x = if FUSE == Fuse::LEFT {
+        let x = if FUSE == Fuse::LEFT || FUSE == Fuse::GENERAL {
             vshlq_s32(x, self.left[h])
         } else {
             x
         };
         let x = vqrdmulhq_s32(x, self.mult[h]);
-        let fixup = if FUSE == Fuse::SHIFTED {
-            vshrq_n_s32::<31>(x)
+        if FUSE == Fuse::GENERAL {
+            let fixup = vshrq_n_s32::<31>(vandq_s32(x, self.right[h]));
+            return vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), self.right[h]), off);
+        }
+        if FUSE == Fuse::SHIFTED {
+            rounding_shift::<true>(x, self.right[h])
         } else {
-            vshrq_n_s32::<31>(vandq_s32(x, self.right[h]))
-        };
-        vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), self.right[h]), off)
+            vaddq_s32(rounding_shift::<false>(x, self.right[h]), off)
+        }
     }
 }
 
@@ -888,10 +910,14 @@ unsafe fn tile_sdot<const MR: usize, const FUSE: u8>(g: &Args, i0: usize) {
     let nb = g.n.div_ceil(8);
     for jb in 0..nb {
         let j0 = jb * 8;
-        // SAFETY: j0 < n; the parameters are there when FUSE != NONE (gemm_requant_i8).
-        let cp = (FUSE != Fuse::NONE).then(|| unsafe { Cols8::load(&g.rq, g.n, j0) });
         // The requantized sums start at the bias (wrapping adds: same as adding it last).
-        let mut c = [cp.as_ref().map_or([vdupq_n_s32(0); 2], |p| p.bias); MR];
+        let bias = if FUSE == Fuse::NONE {
+            [vdupq_n_s32(0); 2]
+        } else {
+            // SAFETY: j0 < n; the bias has n values when FUSE != NONE (gemm_requant_i8).
+            unsafe { load_cols8(g.rq.bias, g.n, j0) }
+        };
+        let mut c = [bias; MR];
         // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
         let mut wp = unsafe { g.w.add(jb * chunks * 128) };
         // One 16-byte k chunk: `av` = 16 bytes of each row, `wp` = the chunk's 128 packed bytes.
@@ -928,31 +954,51 @@ unsafe fn tile_sdot<const MR: usize, const FUSE: u8>(g: &Args, i0: usize) {
             let av: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(tailp[r]) });
             step(&mut c, &av, wp);
         }
-        let Some(p) = cp else {
+        if FUSE == Fuse::NONE {
             for (r, cr) in c.iter().enumerate() {
                 // SAFETY: contract of gemm_i8.
                 unsafe { g.store::<2>(i0 + r, j0, *cr) };
             }
             continue;
-        };
+        }
+        // Loaded after the k loop, so that they do not hold registers during it.
+        // SAFETY: j0 < n; the parameters are there when FUSE != NONE (gemm_requant_i8).
+        let p = unsafe { Cols8::load(&g.rq, g.n, j0) };
         let rq = &g.rq;
         let off = vdupq_n_s32(rq.off);
+        let off16 = vdupq_n_s16(rq.off as i16);
         let (lo, hi) = (vdupq_n_s8(rq.lo), vdupq_n_s8(rq.hi));
         let cols = (g.n - j0).min(8);
-        // int16 lanes of one row: SQXTN of both halves (saturating).
+        // int16 lanes of one row: SQXTN of both halves (saturating); SHIFTED adds the offset
+        // here (requant_kinds: it is in [-128, 127], see `requant`).
         let row16 = |cr: &[int32x4_t; 2]| {
-            vqmovn_high_s32(
+            let h = vqmovn_high_s32(
                 vqmovn_s32(p.finish::<FUSE>(cr[0], 0, off)),
                 p.finish::<FUSE>(cr[1], 1, off),
-            )
+            );
+            if FUSE == Fuse::SHIFTED {
+                vqaddq_s16(h, off16)
+            } else {
+                h
+            }
         };
-        // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`).
-        for r in (0..MR / 2 * 2).step_by(2) {
-            let b = vqmovn_high_s16(vqmovn_s16(row16(&c[r])), row16(&c[r + 1]));
-            let b = vminq_s8(vmaxq_s8(b, lo), hi);
-            // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the tile).
-            unsafe { store_rows8::<true>(rq, i0 + r, j0, cols, b) };
+        // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`). Unrolled
+        // by hand (constant row indices), so that the sums stay in registers.
+        macro_rules! pair {
+            ($r:literal) => {
+                if $r + 1 < MR {
+                    let b = vqmovn_high_s16(vqmovn_s16(row16(&c[$r])), row16(&c[$r + 1]));
+                    let b = vminq_s8(vmaxq_s8(b, lo), hi);
+                    // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the
+                    // tile).
+                    unsafe { store_rows8::<true>(rq, i0 + $r, j0, cols, b) };
+                }
+            };
         }
+        pair!(0);
+        pair!(2);
+        pair!(4);
+        pair!(6);
         if MR % 2 == 1 {
             let b = vcombine_s8(vqmovn_s16(row16(&c[MR - 1])), vdup_n_s8(0));
             let b = vminq_s8(vmaxq_s8(b, lo), hi);

@@ -9,6 +9,15 @@
 //!    scalar `(x >> e) + (r > threshold)`, and `x = i32::MIN` saturates to itself (exact).
 //!    The fixup is `(x & right) >> 31`: all ones only when x < 0 and the shift is non-zero
 //!    (`right = -max(-shift, 0)` is then negative).
+//!
+//! The 16-lane epilogues ([`Requant16`], the SDOT tile's) add the fix-up with SSRA (wrapping):
+//! with a multiplier >= 0, SQRDMULH's result is at least `-(2^31 - 1)`, so `x - 1` cannot wrap
+//! and SSRA equals the saturating add. When every shift is < 0, `|x| <= 2^30` after the
+//! rounding shift and the output offset (in [-128, 127]) is added after the first saturating
+//! narrow, in int16 (SQADD): values beyond int16 saturate to far outside int8 either way, so
+//! the clamped result is the same. [`requant_kinds`] checks both conditions; callers use the
+//! scalar requantization when they fail (never for a TFLite model: its multipliers come from
+//! positive scales and its int8 zero points are int8).
 
 use std::arch::aarch64::*;
 
@@ -80,6 +89,8 @@ pub(crate) struct Requant16 {
     pub left: [int32x4_t; 4],
     pub right: [int32x4_t; 4],
     pub off: int32x4_t,
+    /// The output offset in int16 lanes (used when every shift is < 0).
+    pub off16: int16x8_t,
     pub lo: int8x16_t,
     pub hi: int8x16_t,
 }
@@ -88,7 +99,8 @@ impl Requant16 {
     /// Parameters of channels `ch..ch + 16`.
     ///
     /// # Safety
-    /// `bias`, `mult` and `shift` have at least `ch + 16` values.
+    /// `bias`, `mult` and `shift` have at least `ch + 16` values, and [`requant_kinds`] accepted
+    /// them and `off` (no negative multiplier, `off` in [-128, 127]).
     #[inline]
     #[target_feature(enable = "neon")]
     pub unsafe fn load(
@@ -111,6 +123,7 @@ impl Requant16 {
                 left: std::array::from_fn(|q| vmaxq_s32(sh[q], zero)),
                 right: std::array::from_fn(|q| vminq_s32(sh[q], zero)),
                 off: vdupq_n_s32(off),
+                off16: vdupq_n_s16(off as i16),
                 lo: vdupq_n_s8(sat8(lo)),
                 hi: vdupq_n_s8(sat8(hi)),
             }
@@ -126,7 +139,8 @@ impl Requant16 {
 
     /// `clamp(off + mbqm(x))` of 16 lanes whose bias is already added, narrowed to int8.
     /// `SHIFTED`: every lane has a non-zero right shift, so the rounding fix-up
-    /// `(x & right) >> 31` is just `x >> 31` (the sign bit of `right` is set).
+    /// `(x & right) >> 31` is just `x >> 31` (the sign bit of `right` is set), and the offset
+    /// is added in int16 (see the module docs).
     #[inline]
     #[target_feature(enable = "neon")]
     pub fn finish<const LEFT: bool, const SHIFTED: bool>(&self, x: [int32x4_t; 4]) -> int8x16_t {
@@ -136,27 +150,50 @@ impl Requant16 {
             } else {
                 x[q]
             };
-            let x = vqrdmulhq_s32(x, self.mult[q]);
-            let fixup = if SHIFTED {
-                vshrq_n_s32::<31>(x)
+            let x = rounding_shift::<SHIFTED>(vqrdmulhq_s32(x, self.mult[q]), self.right[q]);
+            if SHIFTED {
+                x
             } else {
-                vshrq_n_s32::<31>(vandq_s32(x, self.right[q]))
-            };
-            vaddq_s32(vrshlq_s32(vqaddq_s32(x, fixup), self.right[q]), self.off)
+                vaddq_s32(x, self.off)
+            }
         });
-        let h0 = vqmovn_high_s32(vqmovn_s32(v[0]), v[1]);
-        let h1 = vqmovn_high_s32(vqmovn_s32(v[2]), v[3]);
-        let b = vqmovn_high_s16(vqmovn_s16(h0), h1);
+        let h = [
+            vqmovn_high_s32(vqmovn_s32(v[0]), v[1]),
+            vqmovn_high_s32(vqmovn_s32(v[2]), v[3]),
+        ];
+        let h = if SHIFTED {
+            h.map(|h| vqaddq_s16(h, self.off16))
+        } else {
+            h
+        };
+        let b = vqmovn_high_s16(vqmovn_s16(h[0]), h[1]);
         vminq_s8(vmaxq_s8(b, self.lo), self.hi)
     }
 }
 
-/// `(some shift is > 0, every shift is < 0)`: the epilogue variant for these channels, in one
-/// vectorizable pass (the largest shift decides both).
+/// RoundingDivideByPOT of SQRDMULH's result `x` by `-right` (`right <= 0` per lane), with the
+/// fix-up added by SSRA (exact for multipliers >= 0, see the module docs); `SHIFTED`: every
+/// lane of `right` is negative.
 #[inline]
-pub(crate) fn shift_kinds(shifts: &[i32]) -> (bool, bool) {
+#[target_feature(enable = "neon")]
+pub(crate) fn rounding_shift<const SHIFTED: bool>(x: int32x4_t, right: int32x4_t) -> int32x4_t {
+    let x = if SHIFTED {
+        vsraq_n_s32::<31>(x, x)
+    } else {
+        vsraq_n_s32::<31>(x, vandq_s32(x, right))
+    };
+    vrshlq_s32(x, right)
+}
+
+/// The epilogue variant for these channels, `(some shift is > 0, every shift is < 0)`, in one
+/// vectorizable pass (the largest shift decides both); `None` when the 16-lane epilogues do not
+/// apply (a negative multiplier, or an output offset outside [-128, 127]: see the module docs)
+/// and the caller must requantize with the scalar code.
+#[inline]
+pub(crate) fn requant_kinds(shifts: &[i32], mults: &[i32], off: i32) -> Option<(bool, bool)> {
     let max = shifts.iter().copied().max().unwrap_or(-1);
-    (max > 0, max < 0)
+    let min_mult = mults.iter().copied().min().unwrap_or(0);
+    (min_mult >= 0 && i8::try_from(off).is_ok()).then_some((max > 0, max < 0))
 }
 
 /// Scalar finish of one value, same order of operations as the vector lanes.
@@ -233,8 +270,10 @@ unsafe fn requant_neon(
     out: &mut [i8],
     ldo: usize,
 ) {
-    let (left, shifted) = shift_kinds(&shifts[..n]);
-    let b16 = n / 16 * 16;
+    // Without the 16-lane epilogue's preconditions, every column takes the per-value path.
+    let kinds = requant_kinds(&shifts[..n], &multipliers[..n], output_offset);
+    let (left, shifted) = kinds.unwrap_or_default();
+    let b16 = if kinds.is_some() { n / 16 * 16 } else { 0 };
     let mut j = 0;
     while j < b16 {
         // SAFETY: j + 16 <= n <= len of bias, multipliers, shifts.
