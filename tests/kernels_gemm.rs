@@ -43,6 +43,17 @@ impl Rng {
     fn vec_f32(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.f32()).collect()
     }
+    /// An output offset, now and then outside int8 (the NEON epilogues then take their
+    /// general variant).
+    fn out_offset(&mut self) -> i32 {
+        [
+            -128,
+            127,
+            0,
+            self.range(-128, 127) as i32,
+            self.range(-70_000, 70_000) as i32,
+        ][self.below(5)]
+    }
     /// A quantized multiplier: real TFLite-like ones, plus raw extremes.
     fn mult_shift(&mut self) -> (i32, i32) {
         match self.below(6) {
@@ -196,15 +207,7 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
                 _ => quantize_multiplier(10f64.powf(-(rng.range(5, 40) as f64) / 10.0)),
             })
             .unzip();
-        // Now and then an offset outside int8 (the NEON epilogues then take their general
-        // variant).
-        let off = [
-            -128,
-            127,
-            0,
-            rng.range(-128, 127) as i32,
-            rng.range(-70_000, 70_000) as i32,
-        ][rng.below(5)];
+        let off = rng.out_offset();
         let (amin, amax) = match rng.below(3) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
@@ -274,15 +277,7 @@ fn requant_i8_is_bit_exact_on_every_path() {
             })
             .collect();
         let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| rng.mult_shift()).unzip();
-        // Now and then an offset outside int8 (the NEON epilogues then take their general
-        // variant).
-        let off = [
-            -128,
-            127,
-            0,
-            rng.range(-128, 127) as i32,
-            rng.range(-70_000, 70_000) as i32,
-        ][rng.below(5)];
+        let off = rng.out_offset();
         let (amin, amax) = match rng.below(4) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
