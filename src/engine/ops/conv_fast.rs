@@ -26,6 +26,8 @@ use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
 
 /// Rows (output pixels) per GEMM task at most.
 const MAX_TASK_ROWS: usize = 64;
+/// Rows per GEMM task at most when one thread runs every task.
+const SOLO_TASK_ROWS: usize = 512;
 /// Rows per int8 GEMM + requantization step within a task.
 const ACC_ROWS: usize = 32;
 
@@ -45,7 +47,14 @@ fn task_rows(m: usize, threads: usize, tile: usize) -> (usize, usize) {
         return (1, 0);
     }
     let want = if threads <= 1 { 1 } else { threads * 4 };
-    let max = MAX_TASK_ROWS / tile * tile;
+    // One thread needs no load balance: longer tasks make fewer GEMM calls (each checks its
+    // arguments and prepares its rows).
+    let max_rows = if threads <= 1 {
+        SOLO_TASK_ROWS
+    } else {
+        MAX_TASK_ROWS
+    };
+    let max = max_rows / tile * tile;
     let rows = m.div_ceil(want).div_ceil(tile).clamp(1, max / tile) * tile;
     (rows, m.div_ceil(rows))
 }

@@ -17,6 +17,10 @@ use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
 use crate::engine::kernels::KernelPath;
 
+/// Channels from which the border pixels of a 3x3 convolution take the register kernel
+/// ([`dw3x3_edge`]); with fewer, building its tap pointers costs more than it saves.
+const EDGE_MIN_C: usize = 64;
+
 thread_local! {
     static LEFT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
     static RIGHT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -196,6 +200,23 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     let kinds = requant_kinds(&q.shifts[..c], &q.multipliers[..c], q.output_offset);
     let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0 && kinds.is_some();
     let (left, shifted) = kinds.unwrap_or_default();
+    // The activation clamp is skipped where its bounds are the int8 limits.
+    let clamp = q.act_min > i8::MIN as i32 || q.act_max < i8::MAX as i32;
+    // The 3x3 kernel `$f` for this call's requantization variant.
+    macro_rules! variant {
+        ($f:ident, ($($arg:expr),*)) => {
+            match (left, shifted, clamp) {
+                (true, true, true) => $f::<true, true, true>($($arg),*),
+                (true, false, true) => $f::<true, false, true>($($arg),*),
+                (false, true, true) => $f::<false, true, true>($($arg),*),
+                (false, false, true) => $f::<false, false, true>($($arg),*),
+                (true, true, false) => $f::<true, true, false>($($arg),*),
+                (true, false, false) => $f::<true, false, false>($($arg),*),
+                (false, true, false) => $f::<false, true, false>($($arg),*),
+                (false, false, false) => $f::<false, false, false>($($arg),*),
+            }
+        };
+    }
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         // Interior output columns x_lo..x_hi of an interior row: every tap inside the input.
@@ -215,12 +236,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                                 ((b * g.in_h + y0) * g.in_w + (x_lo * g.stride_w - g.pad_left)) * c;
                             let dst = op.add((row * g.out_w + x_lo) * c);
                             let n = x_hi - x_lo;
-                            match (left, shifted) {
-                                (true, true) => dw3x3_row::<true, true>(k, start, n, dst),
-                                (true, false) => dw3x3_row::<true, false>(k, start, n, dst),
-                                (false, true) => dw3x3_row::<false, true>(k, start, n, dst),
-                                (false, false) => dw3x3_row::<false, false>(k, start, n, dst),
-                            }
+                            variant!(dw3x3_row, (k, start, n, dst))
                         }
                     }
                 }
@@ -263,6 +279,17 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                         }
                     }
                 }
+            }
+            if fast && c >= EDGE_MIN_C {
+                let t9: [*const i8; 9] = std::array::from_fn(|t| taps[t].0);
+                // SAFETY: every tap pointer has c readable values (an input pixel or the pad
+                // row); out row `row`, column ox has c bytes; `fast` checked the kernel's
+                // conditions.
+                unsafe {
+                    let dst = op.add(obase);
+                    variant!(dw3x3_edge, (k, &t9, dst))
+                }
+                continue;
             }
             let mut ch = 0;
             while ch + 16 <= c {
@@ -381,7 +408,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
 /// `dst` points to `n * c` writable output bytes; `c % 16 == 0`; 3x3 filter; `requant_kinds`
 /// accepted the channel parameters (`LEFT`, `SHIFTED` are its answer).
 #[target_feature(enable = "neon")]
-unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool>(
+unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
     k: &ZpKernel<'_>,
     start: usize,
     n: usize,
@@ -414,61 +441,118 @@ unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool>(
             let mut o = dst.add(ch);
             for _ in 0..n {
                 let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(x0.add(rel[t])));
-                // Inline assembly keeps SMULL2/SMLAL2 on the high halves (the intrinsics were
-                // lowered to EXT + SMULL) and starts the sums from the bias registers.
-                let mut acc = [vdupq_n_s32(0); 4];
-                asm!(
-                    "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
-                    "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
-                    "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
-                    "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
-                    "saddw {a0:v}.4s, {b0:v}.4s, {pl:v}.4h",
-                    "saddw2 {a1:v}.4s, {b1:v}.4s, {pl:v}.8h",
-                    "saddw {a2:v}.4s, {b2:v}.4s, {ph:v}.4h",
-                    "saddw2 {a3:v}.4s, {b3:v}.4s, {ph:v}.8h",
-                    x0 = in(vreg) x[0], x1 = in(vreg) x[1], w0 = in(vreg) w[0], w1 = in(vreg) w[1],
-                    b0 = in(vreg) p.bias[0], b1 = in(vreg) p.bias[1],
-                    b2 = in(vreg) p.bias[2], b3 = in(vreg) p.bias[3],
-                    a0 = out(vreg) acc[0], a1 = out(vreg) acc[1],
-                    a2 = out(vreg) acc[2], a3 = out(vreg) acc[3],
-                    pl = out(vreg) _, ph = out(vreg) _,
-                    options(pure, nomem, nostack),
-                );
-                for t in [2, 4, 6] {
-                    asm!(
-                        "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
-                        "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
-                        "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
-                        "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
-                        "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
-                        "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
-                        "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
-                        "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
-                        x0 = in(vreg) x[t], x1 = in(vreg) x[t + 1],
-                        w0 = in(vreg) w[t], w1 = in(vreg) w[t + 1],
-                        a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
-                        a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
-                        pl = out(vreg) _, ph = out(vreg) _,
-                        options(pure, nomem, nostack),
-                    );
-                }
-                asm!(
-                    "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
-                    "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
-                    "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
-                    "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
-                    "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
-                    "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
-                    x0 = in(vreg) x[8], w0 = in(vreg) w[8],
-                    a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
-                    a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
-                    pl = out(vreg) _, ph = out(vreg) _,
-                    options(pure, nomem, nostack),
-                );
-                vst1q_s8(o, p.finish::<LEFT, SHIFTED>(acc));
+                vst1q_s8(o, dw3x3_px::<LEFT, SHIFTED, CLAMP>(&x, &w, &p));
                 x0 = x0.add(step);
                 o = o.add(c);
             }
+        }
+    }
+}
+
+/// One border output pixel of the kernel of [`dw3x3_row`], whose 9 taps are read from `taps[t]`
+/// (channel 0 of the tap's input pixel, or the `c` zero points of `k.pad` for a tap outside the
+/// input: its term is 0, as the oracle's skipped tap): every block of 16 channels, weights and
+/// channel parameters loaded per block.
+///
+/// # Safety
+/// As [`dw3x3_row`], with every `taps[t]` pointing to `c` readable bytes and `dst` to `c`
+/// writable bytes.
+#[target_feature(enable = "neon")]
+unsafe fn dw3x3_edge<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
+    k: &ZpKernel<'_>,
+    taps: &[*const i8; 9],
+    dst: *mut i8,
+) {
+    let q = k.q;
+    let c = k.g.in_c;
+    for ch in (0..c).step_by(16) {
+        // SAFETY: ch + 16 <= c: the block's weights of every tap (filter holds 9 * c values),
+        // the channel parameters (c values each), the taps and the output (caller contract).
+        unsafe {
+            let w: [int8x16_t; 9] =
+                std::array::from_fn(|t| vld1q_s8(k.filter.as_ptr().add(t * c + ch)));
+            let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(taps[t].add(ch)));
+            let p = Requant16::load(
+                k.bias.as_ptr(),
+                q.multipliers.as_ptr(),
+                q.shifts.as_ptr(),
+                ch,
+                q.output_offset,
+                q.act_min,
+                q.act_max,
+            );
+            vst1q_s8(dst.add(ch), dw3x3_px::<LEFT, SHIFTED, CLAMP>(&x, &w, &p));
+        }
+    }
+}
+
+/// The 16 channels of one output pixel of the 3x3 kernels: taps (0,1) (2,3) (4,5) (6,7) paired
+/// in int16 (SMULL + SMLAL, exact: two products of |x| <= 128, |w| <= 127), widened into the bias
+/// with SADDW, tap 8 alone, then [`Requant16`]. Integer sums are exact in any order.
+#[inline(always)]
+fn dw3x3_px<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
+    x: &[int8x16_t; 9],
+    w: &[int8x16_t; 9],
+    p: &Requant16,
+) -> int8x16_t {
+    // SAFETY: the assembly only reads and writes the named vector registers (NEON is part of
+    // the aarch64 baseline); `finish` is plain NEON arithmetic.
+    unsafe {
+        // Inline assembly keeps SMULL2/SMLAL2 on the high halves (the intrinsics were
+        // lowered to EXT + SMULL) and starts the sums from the bias registers.
+        let mut acc = [vdupq_n_s32(0); 4];
+        asm!(
+            "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+            "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+            "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
+            "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
+            "saddw {a0:v}.4s, {b0:v}.4s, {pl:v}.4h",
+            "saddw2 {a1:v}.4s, {b1:v}.4s, {pl:v}.8h",
+            "saddw {a2:v}.4s, {b2:v}.4s, {ph:v}.4h",
+            "saddw2 {a3:v}.4s, {b3:v}.4s, {ph:v}.8h",
+            x0 = in(vreg) x[0], x1 = in(vreg) x[1], w0 = in(vreg) w[0], w1 = in(vreg) w[1],
+            b0 = in(vreg) p.bias[0], b1 = in(vreg) p.bias[1],
+            b2 = in(vreg) p.bias[2], b3 = in(vreg) p.bias[3],
+            a0 = out(vreg) acc[0], a1 = out(vreg) acc[1],
+            a2 = out(vreg) acc[2], a3 = out(vreg) acc[3],
+            pl = out(vreg) _, ph = out(vreg) _,
+            options(pure, nomem, nostack),
+        );
+        for t in [2, 4, 6] {
+            asm!(
+                "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+                "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+                "smlal {pl:v}.8h, {x1:v}.8b, {w1:v}.8b",
+                "smlal2 {ph:v}.8h, {x1:v}.16b, {w1:v}.16b",
+                "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
+                "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
+                "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
+                "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
+                x0 = in(vreg) x[t], x1 = in(vreg) x[t + 1],
+                w0 = in(vreg) w[t], w1 = in(vreg) w[t + 1],
+                a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
+                a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
+                pl = out(vreg) _, ph = out(vreg) _,
+                options(pure, nomem, nostack),
+            );
+        }
+        asm!(
+            "smull {pl:v}.8h, {x0:v}.8b, {w0:v}.8b",
+            "smull2 {ph:v}.8h, {x0:v}.16b, {w0:v}.16b",
+            "saddw {a0:v}.4s, {a0:v}.4s, {pl:v}.4h",
+            "saddw2 {a1:v}.4s, {a1:v}.4s, {pl:v}.8h",
+            "saddw {a2:v}.4s, {a2:v}.4s, {ph:v}.4h",
+            "saddw2 {a3:v}.4s, {a3:v}.4s, {ph:v}.8h",
+            x0 = in(vreg) x[8], w0 = in(vreg) w[8],
+            a0 = inout(vreg) acc[0], a1 = inout(vreg) acc[1],
+            a2 = inout(vreg) acc[2], a3 = inout(vreg) acc[3],
+            pl = out(vreg) _, ph = out(vreg) _,
+            options(pure, nomem, nostack),
+        );
+        if CLAMP {
+            p.finish::<LEFT, SHIFTED>(acc)
+        } else {
+            p.unclamped::<LEFT, SHIFTED>(acc)
         }
     }
 }

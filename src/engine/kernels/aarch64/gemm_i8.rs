@@ -812,6 +812,24 @@ unsafe fn load_cols8(p: *const i32, n: usize, j0: usize) -> [int32x4_t; 2] {
     unsafe { [vld1q_s32(p), vld1q_s32(p.add(4))] }
 }
 
+/// [`load_cols8`]; `FULL`: `j0 + 8 <= n`, one load of the 8 values.
+///
+/// # Safety
+/// As [`load_cols8`], and `j0 + 8 <= n` when `FULL`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn cols8<const FULL: bool>(p: *const i32, n: usize, j0: usize) -> [int32x4_t; 2] {
+    // SAFETY: caller contract.
+    unsafe {
+        if FULL {
+            let v = vld1q_s32_x2(p.add(j0));
+            [v.0, v.1]
+        } else {
+            load_cols8(p, n, j0)
+        }
+    }
+}
+
 /// Requantization parameters of the 8 columns `j0..j0 + 8` of an SDOT tile.
 struct Cols8 {
     mult: [int32x4_t; 2],
@@ -823,13 +841,19 @@ impl Cols8 {
     /// Columns past `n` get zero parameters (their results are never stored).
     ///
     /// # Safety
-    /// `rq` holds `n` columns of parameters (`gemm_requant_i8`), `j0 < n`.
+    /// `rq` holds `n` columns of parameters (`gemm_requant_i8`), `j0 < n` (`j0 + 8 <= n` when
+    /// `FULL`).
     #[inline]
     #[target_feature(enable = "neon")]
-    unsafe fn load(rq: &Fused, n: usize, j0: usize) -> Self {
+    unsafe fn load<const FULL: bool>(rq: &Fused, n: usize, j0: usize) -> Self {
         let zero = vdupq_n_s32(0);
         // SAFETY: caller contract.
-        let (mult, sh) = unsafe { (load_cols8(rq.mult, n, j0), load_cols8(rq.shift, n, j0)) };
+        let (mult, sh) = unsafe {
+            (
+                cols8::<FULL>(rq.mult, n, j0),
+                cols8::<FULL>(rq.shift, n, j0),
+            )
+        };
         Cols8 {
             mult,
             left: sh.map(|x| vmaxq_s32(x, zero)),
@@ -897,115 +921,200 @@ unsafe fn store_rows8<const PAIR: bool>(
     }
 }
 
+/// 64 bytes at `p` in one LD1 of four registers (the compiler splits `vld1q_s8_x4` into two
+/// LDPs; one instruction instead of two per 64 weight bytes of the SDOT tile).
+///
+/// # Safety
+/// 64 bytes are readable at `p`.
+#[inline(always)]
+unsafe fn ld1x4(p: *const i8) -> [int8x16_t; 4] {
+    let (a, b, c, d);
+    // SAFETY: reads 64 bytes at `p` (caller contract) into the four named registers.
+    unsafe {
+        asm!("ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{p}]",
+            p = in(reg) p,
+            out("v24") a, out("v25") b, out("v26") c, out("v27") d,
+            options(pure, readonly, nostack, preserves_flags));
+    }
+    [a, b, c, d]
+}
+
 /// `FUSE`: see [`Fuse`]. `NONE` stores the int32 sums to `acc`; the others start the sums at
 /// the bias and requantize them into `g.rq.out` (all `MR` rows are < m: `rows_sdot` tiles
-/// never run past the last row).
+/// never run past the last row). The full 8-column blocks skip the activation clamp when it
+/// cannot change a value (`lo`/`hi` at the int8 limits: the saturating narrow already clamps).
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn tile_sdot<const MR: usize, const FUSE: u8>(g: &Args, i0: usize) {
-    let (full, tail) = g.chunks();
-    let chunks = full + usize::from(tail > 0);
     let mut tails = [[0i8; 16]; MR];
     // SAFETY: contract of gemm_i8.
     let (ptrs, tailp) = unsafe { g.rows::<MR>(i0, &mut tails) };
-    let nb = g.n.div_ceil(8);
-    for jb in 0..nb {
-        let j0 = jb * 8;
-        // The requantized sums start at the bias (wrapping adds: same as adding it last).
-        let bias = if FUSE == Fuse::NONE {
-            [vdupq_n_s32(0); 2]
+    let full = g.n / 8;
+    let clamp = FUSE != Fuse::NONE && (g.rq.lo > i8::MIN || g.rq.hi < i8::MAX);
+    // SAFETY: forwarded contract; blocks jb < n / 8 have 8 columns inside n, the last partial
+    // block starts inside n.
+    unsafe {
+        if clamp {
+            for jb in 0..full {
+                block_sdot::<MR, FUSE, true, true>(g, i0, jb, &ptrs, &tailp);
+            }
         } else {
-            // SAFETY: j0 < n; the bias has n values when FUSE != NONE (gemm_requant_i8).
-            unsafe { load_cols8(g.rq.bias, g.n, j0) }
-        };
-        let mut c = [bias; MR];
-        // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
-        let mut wp = unsafe { g.w.add(jb * chunks * 128) };
-        // One 16-byte k chunk: `av` = 16 bytes of each row, `wp` = the chunk's 128 packed bytes.
-        let step = |c: &mut [[int32x4_t; 2]; MR], av: &[int8x16_t; MR], wp: *const i8| {
-            macro_rules! group {
-                ($g:literal) => {{
-                    // SAFETY: 32 bytes of k-group $g of the current 128-byte chunk.
-                    let (w0, w1) =
-                        unsafe { (vld1q_s8(wp.add($g * 32)), vld1q_s8(wp.add($g * 32 + 16))) };
-                    for r in 0..MR {
-                        // SAFETY: SDOT only touches registers; dotprod is enabled here.
-                        unsafe {
-                            sdot_lane!(c[r][0], w0, av[r], $g);
-                            sdot_lane!(c[r][1], w1, av[r], $g);
-                        }
-                    }
-                }};
+            for jb in 0..full {
+                block_sdot::<MR, FUSE, false, true>(g, i0, jb, &ptrs, &tailp);
             }
-            group!(0);
-            group!(1);
-            group!(2);
-            group!(3);
-        };
-        for kc in 0..full {
-            // SAFETY: chunk kc < full lies inside row r (k bytes).
-            let av: [int8x16_t; MR] =
-                std::array::from_fn(|r| unsafe { vld1q_s8(ptrs[r].add(kc * 16)) });
-            step(&mut c, &av, wp);
-            // SAFETY: stays within the block (advanced once per chunk).
-            wp = unsafe { wp.add(128) };
         }
-        if tail > 0 {
-            // SAFETY: `rows` made every tail pointer 16 readable bytes.
-            let av: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(tailp[r]) });
-            step(&mut c, &av, wp);
-        }
-        if FUSE == Fuse::NONE {
-            for (r, cr) in c.iter().enumerate() {
-                // SAFETY: contract of gemm_i8.
-                unsafe { g.store::<2>(i0 + r, j0, *cr) };
-            }
-            continue;
-        }
-        // Loaded after the k loop, so that they do not hold registers during it.
-        // SAFETY: j0 < n; the parameters are there when FUSE != NONE (gemm_requant_i8).
-        let p = unsafe { Cols8::load(&g.rq, g.n, j0) };
-        let rq = &g.rq;
-        let off = vdupq_n_s32(rq.off);
-        let off16 = vdupq_n_s16(rq.off as i16);
-        let (lo, hi) = (vdupq_n_s8(rq.lo), vdupq_n_s8(rq.hi));
-        let cols = (g.n - j0).min(8);
-        // int16 lanes of one row: SQXTN of both halves (saturating); SHIFTED adds the offset
-        // here (requant_kinds: it is in [-128, 127], see `requant`).
-        let row16 = |cr: &[int32x4_t; 2]| {
-            let h = vqmovn_high_s32(
-                vqmovn_s32(p.finish::<FUSE>(cr[0], 0, off)),
-                p.finish::<FUSE>(cr[1], 1, off),
-            );
-            if FUSE == Fuse::SHIFTED {
-                vqaddq_s16(h, off16)
-            } else {
-                h
-            }
-        };
-        // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`). Unrolled
-        // by hand (constant row indices), so that the sums stay in registers.
-        macro_rules! pair {
-            ($r:literal) => {
-                if $r + 1 < MR {
-                    let b = vqmovn_high_s16(vqmovn_s16(row16(&c[$r])), row16(&c[$r + 1]));
-                    let b = vminq_s8(vmaxq_s8(b, lo), hi);
-                    // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the
-                    // tile).
-                    unsafe { store_rows8::<true>(rq, i0 + $r, j0, cols, b) };
-                }
-            };
-        }
-        pair!(0);
-        pair!(2);
-        pair!(4);
-        pair!(6);
-        if MR % 2 == 1 {
-            let b = vcombine_s8(vqmovn_s16(row16(&c[MR - 1])), vdup_n_s8(0));
-            let b = vminq_s8(vmaxq_s8(b, lo), hi);
-            // SAFETY: row i0 + MR - 1 < m, j0 + cols <= n (contract of the tile).
-            unsafe { store_rows8::<false>(rq, i0 + MR - 1, j0, cols, b) };
+        if full * 8 < g.n {
+            block_sdot::<MR, FUSE, true, false>(g, i0, full, &ptrs, &tailp);
         }
     }
+}
+
+/// One block of 8 columns (`jb`) of the tile of `MR` rows at `i0` (row pointers and tail
+/// pointers from `Args::rows`). `FULL`: the 8 columns are inside `n`; `CLAMP`: apply the
+/// activation bounds.
+///
+/// # Safety
+/// Contract of [`tile_sdot`]; `FULL` only for `jb < n / 8`, else `jb * 8 < n`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn block_sdot<const MR: usize, const FUSE: u8, const CLAMP: bool, const FULL: bool>(
+    g: &Args,
+    i0: usize,
+    jb: usize,
+    ptrs: &[*const i8; MR],
+    tailp: &[*const i8; MR],
+) {
+    let (full, tail) = g.chunks();
+    let chunks = full + usize::from(tail > 0);
+    let j0 = jb * 8;
+    // The requantized sums start at the bias (wrapping adds: same as adding it last).
+    let bias = if FUSE == Fuse::NONE {
+        [vdupq_n_s32(0); 2]
+    } else {
+        // SAFETY: j0 < n (j0 + 8 <= n when FULL); the bias has n values when FUSE != NONE
+        // (gemm_requant_i8).
+        unsafe { cols8::<FULL>(g.rq.bias, g.n, j0) }
+    };
+    let mut c = [bias; MR];
+    // SAFETY: block jb has `chunks` chunks of 128 bytes inside the packed buffer.
+    let mut wp = unsafe { g.w.add(jb * chunks * 128) };
+    // One 16-byte k chunk: `av` = 16 bytes of each row, `wp` = the chunk's 128 packed bytes,
+    // loaded 64 bytes (two k groups of 8 columns) at a time; `half`: only the first 8 bytes of
+    // k (a tail of at most 8: the other weights are zero padding).
+    let step = |c: &mut [[int32x4_t; 2]; MR], av: &[int8x16_t; MR], wp: *const i8, half: bool| {
+        macro_rules! groups {
+            ($at:literal, $g0:literal, $g1:literal) => {{
+                // SAFETY: 64 bytes of the current 128-byte chunk.
+                let w = unsafe { ld1x4(wp.add($at)) };
+                for r in 0..MR {
+                    // SAFETY: SDOT only touches registers; dotprod is enabled here.
+                    unsafe {
+                        sdot_lane!(c[r][0], w[0], av[r], $g0);
+                        sdot_lane!(c[r][1], w[1], av[r], $g0);
+                    }
+                }
+                for r in 0..MR {
+                    // SAFETY: as above.
+                    unsafe {
+                        sdot_lane!(c[r][0], w[2], av[r], $g1);
+                        sdot_lane!(c[r][1], w[3], av[r], $g1);
+                    }
+                }
+            }};
+        }
+        groups!(0, 0, 1);
+        if !half {
+            groups!(64, 2, 3);
+        }
+    };
+    for kc in 0..full {
+        // SAFETY: chunk kc < full lies inside row r (k bytes).
+        let av: [int8x16_t; MR] =
+            std::array::from_fn(|r| unsafe { vld1q_s8(ptrs[r].add(kc * 16)) });
+        step(&mut c, &av, wp, false);
+        // SAFETY: stays within the block (advanced once per chunk).
+        wp = unsafe { wp.add(128) };
+    }
+    if tail > 0 {
+        // SAFETY: `rows` made every tail pointer 16 readable bytes.
+        let av: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(tailp[r]) });
+        step(&mut c, &av, wp, tail <= 8);
+    }
+    if FUSE == Fuse::NONE {
+        for (r, cr) in c.iter().enumerate() {
+            // SAFETY: contract of gemm_i8.
+            unsafe { g.store::<2>(i0 + r, j0, *cr) };
+        }
+        return;
+    }
+    // Loaded after the k loop, so that they do not hold registers during it.
+    // SAFETY: j0 < n (j0 + 8 <= n when FULL); the parameters are there when FUSE != NONE.
+    let p = unsafe { Cols8::load::<FULL>(&g.rq, g.n, j0) };
+    let rq = &g.rq;
+    let off = vdupq_n_s32(rq.off);
+    let off16 = vdupq_n_s16(rq.off as i16);
+    let (lo, hi) = (vdupq_n_s8(rq.lo), vdupq_n_s8(rq.hi));
+    let cols = (g.n - j0).min(8);
+    // int16 lanes of one row: SQXTN of both halves (saturating); SHIFTED adds the offset
+    // here (requant_kinds: it is in [-128, 127], see `requant`).
+    let row16 = |cr: &[int32x4_t; 2]| {
+        let h = vqmovn_high_s32(
+            vqmovn_s32(p.finish::<FUSE>(cr[0], 0, off)),
+            p.finish::<FUSE>(cr[1], 1, off),
+        );
+        if FUSE == Fuse::SHIFTED {
+            vqaddq_s16(h, off16)
+        } else {
+            h
+        }
+    };
+    let clamp = |b: int8x16_t| {
+        if CLAMP {
+            vminq_s8(vmaxq_s8(b, lo), hi)
+        } else {
+            b
+        }
+    };
+    // SAFETY: row i0 < m, column j0 < n: inside `out` (contract of gemm_requant_i8).
+    let mut o = unsafe { rq.out.add(i0 * rq.ldo + j0) };
+    // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`). Unrolled
+    // by hand (constant row indices), so that the sums stay in registers.
+    macro_rules! pair {
+        ($r:literal) => {
+            if $r + 1 < MR {
+                let b = clamp(vqmovn_high_s16(
+                    vqmovn_s16(row16(&c[$r])),
+                    row16(&c[$r + 1]),
+                ));
+                // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the
+                // tile); `o` is row i0 + r's column j0.
+                unsafe {
+                    if FULL {
+                        vst1_s8(o, vget_low_s8(b));
+                        vst1_s8(o.add(rq.ldo), vget_high_s8(b));
+                        o = o.add(2 * rq.ldo);
+                    } else {
+                        store_rows8::<true>(rq, i0 + $r, j0, cols, b);
+                    }
+                }
+            }
+        };
+    }
+    pair!(0);
+    pair!(2);
+    pair!(4);
+    pair!(6);
+    if MR % 2 == 1 {
+        let b = clamp(vcombine_s8(vqmovn_s16(row16(&c[MR - 1])), vdup_n_s8(0)));
+        // SAFETY: row i0 + MR - 1 < m, j0 + cols <= n (contract of the tile).
+        unsafe {
+            if FULL {
+                vst1_s8(o, vget_low_s8(b));
+            } else {
+                store_rows8::<false>(rq, i0 + MR - 1, j0, cols, b);
+            }
+        }
+    }
+    let _ = o;
 }
 
 // ---------------------------------------------------------------- I8mm (SMMLA)

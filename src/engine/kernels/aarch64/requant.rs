@@ -144,6 +144,17 @@ impl Requant16 {
     #[inline]
     #[target_feature(enable = "neon")]
     pub fn finish<const LEFT: bool, const SHIFTED: bool>(&self, x: [int32x4_t; 4]) -> int8x16_t {
+        vminq_s8(
+            vmaxq_s8(self.unclamped::<LEFT, SHIFTED>(x), self.lo),
+            self.hi,
+        )
+    }
+
+    /// [`Requant16::finish`] without the activation clamp (for bounds at the int8 limits,
+    /// where the saturating narrow already clamps).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn unclamped<const LEFT: bool, const SHIFTED: bool>(&self, x: [int32x4_t; 4]) -> int8x16_t {
         let v: [int32x4_t; 4] = std::array::from_fn(|q| {
             let x = if LEFT {
                 vshlq_s32(x[q], self.left[q])
@@ -166,8 +177,7 @@ impl Requant16 {
         } else {
             h
         };
-        let b = vqmovn_high_s16(vqmovn_s16(h[0]), h[1]);
-        vminq_s8(vmaxq_s8(b, self.lo), self.hi)
+        vqmovn_high_s16(vqmovn_s16(h[0]), h[1])
     }
 }
 
