@@ -704,3 +704,42 @@ fn unsupported_kernel_path_is_a_clear_error() {
         .unwrap_err()
         .contains("unknown kernel path"));
 }
+
+/// The fixed-size copies of im2col's short filter rows: values, padding rows, and the bounds
+/// check before the first copy.
+#[test]
+fn short_rows_copies_rows_and_checks_bounds() {
+    use edgecam::engine::kernels::scalar::copy::short_rows;
+    let input: Vec<i8> = (0..100).map(|x| x as i8).collect();
+    let mut dst = vec![0i8; 3 * 27 + 16];
+    // 3 pixels of 3 filter rows of 9 values (the middle one padding), pixels 6 values apart.
+    short_rows(&mut dst, 0, 27, 9, &input, &[10, usize::MAX, 50], 6, 3, -5);
+    for i in 0..3 {
+        let at = i * 27;
+        assert_eq!(dst[at..at + 9], input[10 + 6 * i..19 + 6 * i]);
+        assert!(dst[at + 9..at + 18].iter().all(|&v| v == -5));
+        assert_eq!(dst[at + 18..at + 27], input[50 + 6 * i..59 + 6 * i]);
+    }
+    // The last copy needs input[62..78]: one value short panics before anything is written.
+    let short = std::panic::catch_unwind(|| {
+        let mut d = vec![0i8; 3 * 27 + 16];
+        short_rows(
+            &mut d,
+            0,
+            27,
+            9,
+            &input[..77],
+            &[10, usize::MAX, 50],
+            6,
+            3,
+            0,
+        );
+    });
+    assert!(short.is_err());
+    // The last copy writes d[72..88].
+    let room = std::panic::catch_unwind(|| {
+        let mut d = vec![0i8; 87];
+        short_rows(&mut d, 0, 27, 9, &input, &[10, usize::MAX, 50], 6, 3, 0);
+    });
+    assert!(room.is_err());
+}

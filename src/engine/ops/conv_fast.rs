@@ -64,7 +64,7 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
 }
 
 /// Elements a short run of im2col is copied with at once (see [`im2col`]).
-const RUN: usize = 16;
+const RUN: usize = kernels::scalar::copy::RUN;
 /// Filter heights up to which [`im2col`] copies the short rows of interior pixels from a
 /// table of row starts.
 const SHORT_ROWS: usize = 8;
@@ -105,8 +105,52 @@ fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst:
             }
         }
         let srow = &srow[..g.filter_h.min(SHORT_ROWS)];
-        for ox in ox0..ox0 + count {
+        // Interior columns (every tap inside the input width) of this row segment: one call of
+        // the fixed-size copy kernel for all of them.
+        let end = ox0 + count;
+        let (mut in_lo, mut in_hi) = (end, end);
+        if short && g.in_w + g.pad_left >= g.filter_w {
+            let lo = g.pad_left.div_ceil(g.stride_w).clamp(ox0, end);
+            let hi = ((g.in_w + g.pad_left - g.filter_w) / g.stride_w + 1).clamp(lo, end);
+            let fits = |r: usize| {
+                r + ((hi.max(1) - 1) * g.stride_w - g.pad_left) * ic + RUN <= input.len()
+            };
+            if lo < hi
+                && srow.iter().all(|&r| r == usize::MAX || fits(r))
+                && d + (hi - ox0) * g.filter_h * row_len + RUN <= dst.len()
+            {
+                (in_lo, in_hi) = (lo, hi);
+            }
+        }
+        let mut ox = ox0;
+        while ox < end {
             let left = ox * g.stride_w;
+            if ox == in_lo {
+                let x = (left - g.pad_left) * ic;
+                let mut srcs = [usize::MAX; SHORT_ROWS];
+                for (s, &r) in srcs.iter_mut().zip(srow) {
+                    if r != usize::MAX {
+                        *s = r + x;
+                    }
+                }
+                let n = in_hi - in_lo;
+                let k = g.filter_h * row_len;
+                kernels::scalar::copy::short_rows(
+                    dst,
+                    d,
+                    k,
+                    row_len,
+                    input,
+                    &srcs[..srow.len()],
+                    g.stride_w * ic,
+                    n,
+                    pad,
+                );
+                d += n * k;
+                ox = in_hi;
+                continue;
+            }
+            ox += 1;
             if short && left >= g.pad_left && left + g.filter_w <= g.in_w + g.pad_left {
                 let x = (left - g.pad_left) * ic;
                 for &r in srow {

@@ -174,12 +174,25 @@ impl Args {
     /// # Safety
     /// `self` was validated by `gemm_i8` (every row `i < m` has `k` readable bytes at `a + i*lda`,
     /// and `a_len` bytes are readable from `a`).
+    #[inline]
     unsafe fn rows<const MR: usize>(
         &self,
         i0: usize,
         tails: &mut [[i8; 16]; MR],
     ) -> ([*const i8; MR], [*const i8; MR]) {
         let (full, tail) = self.chunks();
+        // Usual case: every row of the tile is < m and the last one's partial chunk (so every
+        // row's) is read in place; rows are `lda` apart.
+        let last = i0 + MR - 1;
+        if last < self.m && (tail == 0 || last * self.lda + full * 16 + 16 <= self.a_len) {
+            // SAFETY: rows i0..=last < m start inside `a` (validated by gemm_i8), and their
+            // chunk `full` starts within 16 bytes of the row's end or inside `a_len` (checked).
+            unsafe {
+                let p0 = self.a.add(i0 * self.lda);
+                let ptrs: [*const i8; MR] = std::array::from_fn(|r| p0.add(r * self.lda));
+                return (ptrs, ptrs.map(|p| p.wrapping_add(full * 16)));
+            }
+        }
         let mut ptrs = [self.a; MR];
         let mut tailp = [self.a; MR];
         for r in 0..MR {

@@ -1,0 +1,70 @@
+//! Fixed-size element copies for the im2col of short filter rows (portable; every ISA uses it).
+
+/// Elements each [`short_rows`] copy moves at once.
+pub const RUN: usize = 16;
+
+/// The im2col rows of `n` interior output pixels whose filter rows are short (`row_len <= RUN`
+/// elements, e.g. 3 RGB pixels): for pixel `i` and filter row `fy`, the `RUN` elements at
+/// `input[srcs[fy] + i * sstep..]` are copied to `dst[d0 + i * dstep + fy * row_len..]`, or
+/// `row_len` copies of `pad` are written there when `srcs[fy] == usize::MAX` (a padding row).
+/// Pixels and rows go in order, so the `RUN - row_len` elements a copy writes past its row are
+/// overwritten by the next row or pixel, or land after the last row (callers leave `RUN`
+/// elements of slack there).
+///
+/// # Panics
+/// When a copy would reach outside `input` or `dst`, or `row_len > RUN`.
+#[allow(clippy::too_many_arguments)]
+pub fn short_rows<T: Copy>(
+    dst: &mut [T],
+    d0: usize,
+    dstep: usize,
+    row_len: usize,
+    input: &[T],
+    srcs: &[usize],
+    sstep: usize,
+    n: usize,
+    pad: T,
+) {
+    if n == 0 || srcs.is_empty() {
+        return;
+    }
+    assert!(row_len <= RUN, "short_rows: row of {row_len} > {RUN}");
+    let reach = |start: usize, step: usize| {
+        step.checked_mul(n - 1)
+            .and_then(|x| x.checked_add(start))
+            .and_then(|x| x.checked_add(RUN))
+    };
+    for &r in srcs.iter().filter(|&&r| r != usize::MAX) {
+        assert!(
+            reach(r, sstep).is_some_and(|end| end <= input.len()),
+            "short_rows: input too short"
+        );
+    }
+    let last_row = (srcs.len() - 1)
+        .checked_mul(row_len)
+        .and_then(|x| x.checked_add(d0));
+    assert!(
+        last_row
+            .and_then(|at| reach(at, dstep))
+            .is_some_and(|end| end <= dst.len()),
+        "short_rows: destination too short"
+    );
+    let (src, out) = (input.as_ptr(), dst.as_mut_ptr());
+    for i in 0..n {
+        for (fy, &r) in srcs.iter().enumerate() {
+            let at = d0 + i * dstep + fy * row_len;
+            // SAFETY: checked above: every copy's RUN elements (and so a pad row's row_len <=
+            // RUN) are inside `input` and `dst`, which are distinct slices.
+            unsafe {
+                if r == usize::MAX {
+                    for e in 0..row_len {
+                        out.add(at + e).write(pad);
+                    }
+                } else {
+                    let v = src.add(r + i * sstep).cast::<[T; RUN]>().read_unaligned();
+                    out.add(at).cast::<[T; RUN]>().write_unaligned(v);
+                }
+            }
+        }
+    }
+}
