@@ -54,6 +54,38 @@ fn every_available_path_matches_scalar_on_random_lengths() {
     }
 }
 
+/// The table lookup of quantized binary operators: every path gives the scalar loop's bytes,
+/// for every length up to 100 (the 16-lane body and each tail), a long run, and every pair of
+/// operand bytes (so every table index, with its byte order).
+#[test]
+fn table_lookup_matches_scalar_on_every_path() {
+    let mut rng = Rng(0x7AB1_E000_0000_0002);
+    let lut: Box<[u8; 1 << 16]> = (0..1 << 16)
+        .map(|_| rng.next_u64() as u8)
+        .collect::<Vec<u8>>()
+        .into_boxed_slice()
+        .try_into()
+        .unwrap();
+    let all_a: Vec<u8> = (0..1 << 16).map(|i| (i >> 8) as u8).collect();
+    let all_b: Vec<u8> = (0..1 << 16).map(|i| i as u8).collect();
+    let mut want = vec![0u8; 1 << 16];
+    scalar::elementwise::lut2_u8(&lut, &all_a, &all_b, &mut want);
+    assert_eq!(want, lut[..], "scalar lookup: index = a << 8 | b");
+    for path in KernelPath::available() {
+        let mut got = vec![0u8; 1 << 16];
+        kernels::lut2_u8(path, &lut, &all_a, &all_b, &mut got);
+        assert_eq!(got, want, "{path}: every index");
+        for len in (0..100).chain([4099]) {
+            let a: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let (mut got, mut want) = (vec![0u8; len], vec![0u8; len]);
+            kernels::lut2_u8(path, &lut, &a, &b, &mut got);
+            scalar::elementwise::lut2_u8(&lut, &a, &b, &mut want);
+            assert_eq!(got, want, "{path}: length {len}");
+        }
+    }
+}
+
 #[test]
 fn every_available_path_matches_scalar_on_extreme_values() {
     let mut rng = Rng(7);

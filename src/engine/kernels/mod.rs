@@ -145,6 +145,27 @@ pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
     }
 }
 
+/// A quantized binary operator's table lookup on the chosen path: `out[i] =
+/// lut[(a[i] as usize) << 8 | b[i] as usize]` (same-shape operands; `lut` holds the operator's
+/// 256 x 256 results).
+///
+/// # Panics
+/// When `a` or `b` is shorter than `out`.
+pub fn lut2_u8(path: KernelPath, lut: &[u8; 1 << 16], a: &[u8], b: &[u8], out: &mut [u8]) {
+    let n = out.len();
+    assert!(
+        a.len() >= n && b.len() >= n,
+        "lut2_u8: operands shorter than the output"
+    );
+    match path {
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm if path.supported() => {
+            aarch64::lut2_u8(lut, a, b, out)
+        }
+        _ => scalar::elementwise::lut2_u8(lut, a, b, out),
+    }
+}
+
 // ------------------------------------------------------------------ matrix kernels
 //
 // The convolution / fully-connected operators reduce to these: a GEMM against

@@ -9,6 +9,7 @@ use crate::engine::kernels::scalar::elementwise::{
     add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, MulParams,
 };
 use crate::engine::kernels::scalar::quant::{activation_range_f32, activation_range_quantized};
+use crate::engine::kernels::{self, KernelPath};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -163,6 +164,8 @@ struct Binary {
     lut: Option<Box<Lut>>,
     /// The interpreter's pool: large same-shape table lookups are cut over it.
     pool: Option<Arc<ThreadPool>>,
+    /// Kernel path of the same-shape table lookups.
+    path: KernelPath,
 }
 
 /// A quantized binary operator as a table of its 256 x 256 results.
@@ -215,10 +218,16 @@ impl Kernel for Binary {
                 let bounds = |t: usize| split_range(n, tasks, t);
                 pool.run_chunks(out.bytes, tasks, &bounds, &|t, o, _| {
                     let r = bounds(t);
-                    for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-                        *o = lut[(x as usize) << 8 | y as usize];
-                    }
+                    kernels::lut2_u8(self.path, lut, &a[r.clone()], &b[r], o);
                 });
+                return Ok(());
+            }
+            if self.bc.same {
+                op_ensure!(
+                    a.bytes.len() == n && b.bytes.len() == n && out.bytes.len() == n,
+                    "operand sizes do not match the prepared shapes"
+                );
+                kernels::lut2_u8(self.path, lut, a.bytes, b.bytes, out.bytes);
                 return Ok(());
             }
             return self.bc.run(a.bytes, b.bytes, out.bytes, |x, y| {
@@ -327,6 +336,7 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
         params,
         lut: None,
         pool: ctx.pool.clone(),
+        path: ctx.kernels,
     };
     k.lut = k.quantized_lut();
     Ok(Box::new(k))

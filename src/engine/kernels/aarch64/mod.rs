@@ -5,7 +5,8 @@
 //! and is only called after runtime detection.
 //!
 //! Files: `gemm_i8.rs` (packed int8 GEMM, one micro-kernel per path), `requant.rs` (TFLite
-//! per-channel requantization), `depthwise.rs` (int8 and f32 depthwise), `gemm_f32.rs` (FMLA).
+//! per-channel requantization), `depthwise.rs` (int8 and f32 depthwise), `gemm_f32.rs` (FMLA),
+//! `elementwise.rs` (table lookups of quantized binary operators).
 //! Every function is bit-exact (int8) or within rounding (f32) of `kernels::scalar`; see
 //! `tests/kernels_aarch64.rs`.
 
@@ -15,11 +16,13 @@ use std::arch::asm;
 use super::KernelPath;
 
 mod depthwise;
+mod elementwise;
 mod gemm_f32;
 mod gemm_i8;
 mod requant;
 
 pub use depthwise::{depthwise_f32, depthwise_i8};
+pub use elementwise::lut2_u8;
 pub use gemm_f32::{gemm_f32, pack_f32};
 pub use gemm_i8::{gemm_i8, gemm_requant_i8, pack_i8, packed_len_i8};
 pub use requant::requant_i8;

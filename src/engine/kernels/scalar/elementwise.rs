@@ -160,6 +160,14 @@ pub fn mul_f32(a: f32, b: f32, lo: f32, hi: f32) -> f32 {
     (a * b).max(lo).min(hi)
 }
 
+/// A quantized binary operator as the table of its 256 x 256 results: `out[i] =
+/// lut[(a[i] as usize) << 8 | b[i] as usize]` for `i < out.len()` (`a` and `b` at least as long).
+pub fn lut2_u8(lut: &[u8; 1 << 16], a: &[u8], b: &[u8], out: &mut [u8]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = lut[(x as usize) << 8 | y as usize];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
