@@ -10,7 +10,7 @@
 use edgecam::engine::kernels::aarch64 as arm;
 use edgecam::engine::kernels::scalar::conv::{self, ConvGeom};
 use edgecam::engine::kernels::scalar::quant::{multiply_by_quantized_multiplier, Requant};
-use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::kernels::{KernelPath, RequantCols};
 
 /// SplitMix64: a tiny deterministic generator, so failures reproduce.
 struct Rng(u64);
@@ -295,10 +295,16 @@ fn requant_i8_matches_scalar() {
                 2 => (off, 127),
                 _ => (-128, -128),
             };
+            let rq = RequantCols {
+                bias: &bias,
+                multipliers: &mults,
+                shifts: &shifts,
+                output_offset: off,
+                act_min: lo,
+                act_max: hi,
+            };
             let mut out = vec![0x55u8 as i8; m * ldo];
-            arm::requant_i8(
-                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, lo, hi, &mut out, ldo,
-            );
+            arm::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
             for i in 0..m {
                 for j in 0..ldo {
                     let got = out[i * ldo + j];
@@ -329,10 +335,16 @@ fn requant_rounding_ties_are_away_from_zero() {
         let mults = vec![1 << 30; n];
         let shifts = vec![-2; n];
         let bias = vec![0; n];
+        let rq = RequantCols {
+            bias: &bias,
+            multipliers: &mults,
+            shifts: &shifts,
+            output_offset: 0,
+            act_min: -128,
+            act_max: 127,
+        };
         let mut out = vec![0i8; xs.len()];
-        arm::requant_i8(
-            path, &xs, m, n, n, &bias, &mults, &shifts, 0, -128, 127, &mut out, n,
-        );
+        arm::requant_i8(path, &xs, m, n, n, &rq, &mut out, n);
         for (x, y) in xs.iter().zip(&out) {
             assert_eq!(
                 *y,

@@ -225,21 +225,7 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
         let mut acc = vec![0i32; m * n];
         let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
         kernels::gemm_i8(&ps, &a, m, lda, &mut acc, n);
-        kernels::requant_i8(
-            KernelPath::Scalar,
-            &acc,
-            m,
-            n,
-            n,
-            &bias,
-            &mults,
-            &shifts,
-            off,
-            amin,
-            amax,
-            &mut want,
-            ldo,
-        );
+        kernels::requant_i8(KernelPath::Scalar, &acc, m, n, n, &rq, &mut want, ldo);
         for path in paths() {
             let p = kernels::pack_i8(path, &w, n, k);
             let mut got = vec![0x11i8; m * ldo + 1];
@@ -284,11 +270,17 @@ fn requant_i8_is_bit_exact_on_every_path() {
             2 => (-1000, 1000),
             _ => (off.clamp(-128, 127), 127),
         };
+        let rq = kernels::RequantCols {
+            bias: &bias,
+            multipliers: &mults,
+            shifts: &shifts,
+            output_offset: off,
+            act_min: amin,
+            act_max: amax,
+        };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];
-            kernels::requant_i8(
-                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, amin, amax, &mut out, ldo,
-            );
+            kernels::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
             out
         };
         let want = run(KernelPath::Scalar);
@@ -703,11 +695,17 @@ fn requant_i8_right_shift_only_is_bit_exact() {
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
             _ => (off.clamp(-128, 127), 127),
         };
+        let rq = kernels::RequantCols {
+            bias: &bias,
+            multipliers: &mults,
+            shifts: &shifts,
+            output_offset: off,
+            act_min: amin,
+            act_max: amax,
+        };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];
-            kernels::requant_i8(
-                path, &acc, m, n, ldacc, &bias, &mults, &shifts, off, amin, amax, &mut out, ldo,
-            );
+            kernels::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
             out
         };
         let want = run(KernelPath::Scalar);

@@ -244,9 +244,9 @@ pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ld
     }
 }
 
-/// Requantization epilogue, TFLite int8 per-channel:
+/// Requantization epilogue, TFLite int8 per-channel, with the column parameters of `rq`:
 /// `out[i*ldo+j] = clamp(output_offset + MultiplyByQuantizedMultiplier(acc[i*ldacc+j] + bias[j],
-/// mult[j], shift[j]), act_min, act_max)`, bit-exact with `scalar::quant::Requant::finish`.
+/// multipliers[j], shifts[j]), act_min, act_max)`, bit-exact with `scalar::quant::Requant::finish`.
 #[allow(clippy::too_many_arguments)]
 pub fn requant_i8(
     path: KernelPath,
@@ -254,12 +254,7 @@ pub fn requant_i8(
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
@@ -270,64 +265,16 @@ pub fn requant_i8(
         ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
         "requant_i8: acc too short"
     );
-    let cols = RequantCols {
-        bias,
-        multipliers,
-        shifts,
-        output_offset,
-        act_min,
-        act_max,
-    };
-    check_requant_out("requant_i8", m, n, &cols, out, ldo);
+    check_requant_out("requant_i8", m, n, rq, out, ldo);
     let path = effective(path);
     match path {
         #[cfg(target_arch = "aarch64")]
-        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => aarch64::requant_i8(
-            path,
-            acc,
-            m,
-            n,
-            ldacc,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            act_min,
-            act_max,
-            out,
-            ldo,
-        ),
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
+        }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::requant_i8(
-            path,
-            acc,
-            m,
-            n,
-            ldacc,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            act_min,
-            act_max,
-            out,
-            ldo,
-        ),
-        _ => scalar::gemm::requant_i8(
-            path,
-            acc,
-            m,
-            n,
-            ldacc,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            act_min,
-            act_max,
-            out,
-            ldo,
-        ),
+        KernelPath::Avx2 => x86_64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
+        _ => scalar::gemm::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
     }
 }
 
@@ -413,21 +360,7 @@ pub fn gemm_requant_i8(
         "gemm_requant_i8: acc scratch too short"
     );
     gemm_i8(p, &a[done * lda..], rest, lda, &mut acc[..rest * n], n);
-    requant_i8(
-        p.path,
-        acc,
-        rest,
-        n,
-        n,
-        rq.bias,
-        rq.multipliers,
-        rq.shifts,
-        rq.output_offset,
-        rq.act_min,
-        rq.act_max,
-        &mut out[done * ldo..],
-        ldo,
-    );
+    requant_i8(p.path, acc, rest, n, n, rq, &mut out[done * ldo..], ldo);
 }
 
 /// The argument checks of [`gemm_i8`] + [`requant_i8`], for a fused kernel (the

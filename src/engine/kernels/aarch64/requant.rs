@@ -22,7 +22,7 @@
 use std::arch::aarch64::*;
 
 use crate::engine::kernels::scalar::quant::multiply_by_quantized_multiplier;
-use crate::engine::kernels::KernelPath;
+use crate::engine::kernels::{KernelPath, RequantCols};
 
 /// Per-lane requantization parameters: multiplier, left shift (>= 0), right shift (<= 0).
 #[derive(Clone, Copy)]
@@ -214,7 +214,8 @@ pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32)
 }
 
 /// `out[i*ldo+j] = clamp(output_offset + mbqm(acc[i*ldacc+j] + bias[j], multipliers[j], shifts[j]),
-/// act_min, act_max)` for i < m, j < n. All NEON paths share this kernel.
+/// act_min, act_max)` for i < m, j < n, with the column parameters of `rq`. All NEON paths share
+/// this kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn requant_i8(
     path: KernelPath,
@@ -222,12 +223,7 @@ pub fn requant_i8(
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
@@ -241,47 +237,26 @@ pub fn requant_i8(
     );
     assert!(out.len() >= (m - 1) * ldo + n, "requant_i8: out too short");
     assert!(
-        bias.len() >= n && multipliers.len() >= n && shifts.len() >= n,
+        rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n,
         "requant_i8: per-channel parameters shorter than n={n}"
     );
     // SAFETY: lengths validated above; NEON is mandatory on aarch64.
-    unsafe {
-        requant_neon(
-            acc,
-            m,
-            n,
-            ldacc,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            act_min,
-            act_max,
-            out,
-            ldo,
-        )
-    }
+    unsafe { requant_neon(acc, m, n, ldacc, rq, out, ldo) }
 }
 
 /// Body of [`requant_i8`]; lengths validated by it.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 unsafe fn requant_neon(
     acc: &[i32],
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
     // Without the 16-lane epilogue's preconditions, every column takes the per-value path.
-    let kinds = requant_kinds(&shifts[..n], &multipliers[..n], output_offset);
+    let kinds = requant_kinds(&rq.shifts[..n], &rq.multipliers[..n], rq.output_offset);
     let (left, shifted) = kinds.unwrap_or_default();
     let b16 = if kinds.is_some() { n / 16 * 16 } else { 0 };
     let mut j = 0;
@@ -289,13 +264,13 @@ unsafe fn requant_neon(
         // SAFETY: j + 16 <= n <= len of bias, multipliers, shifts.
         let p = unsafe {
             Requant16::load(
-                bias.as_ptr(),
-                multipliers.as_ptr(),
-                shifts.as_ptr(),
+                rq.bias.as_ptr(),
+                rq.multipliers.as_ptr(),
+                rq.shifts.as_ptr(),
                 j,
-                output_offset,
-                act_min,
-                act_max,
+                rq.output_offset,
+                rq.act_min,
+                rq.act_max,
             )
         };
         for i in 0..m {
@@ -316,25 +291,25 @@ unsafe fn requant_neon(
         j += 16;
     }
     let body = n / 8 * 8;
-    let off = vdupq_n_s32(output_offset);
-    let lo = vdupq_n_s32(act_min);
-    let hi = vdupq_n_s32(act_max);
+    let off = vdupq_n_s32(rq.output_offset);
+    let lo = vdupq_n_s32(rq.act_min);
+    let hi = vdupq_n_s32(rq.act_max);
     while j < body {
         // SAFETY: j + 8 <= n <= len of bias, multipliers, shifts.
         let (b, p) = unsafe {
             (
                 [
-                    vld1q_s32(bias.as_ptr().add(j)),
-                    vld1q_s32(bias.as_ptr().add(j + 4)),
+                    vld1q_s32(rq.bias.as_ptr().add(j)),
+                    vld1q_s32(rq.bias.as_ptr().add(j + 4)),
                 ],
                 [
                     Params4::new(
-                        vld1q_s32(multipliers.as_ptr().add(j)),
-                        vld1q_s32(shifts.as_ptr().add(j)),
+                        vld1q_s32(rq.multipliers.as_ptr().add(j)),
+                        vld1q_s32(rq.shifts.as_ptr().add(j)),
                     ),
                     Params4::new(
-                        vld1q_s32(multipliers.as_ptr().add(j + 4)),
-                        vld1q_s32(shifts.as_ptr().add(j + 4)),
+                        vld1q_s32(rq.multipliers.as_ptr().add(j + 4)),
+                        vld1q_s32(rq.shifts.as_ptr().add(j + 4)),
                     ),
                 ],
             )
@@ -358,12 +333,12 @@ unsafe fn requant_neon(
     for j in body..n {
         for i in 0..m {
             out[i * ldo + j] = finish1(
-                acc[i * ldacc + j].wrapping_add(bias[j]),
-                multipliers[j],
-                shifts[j],
-                output_offset,
-                act_min,
-                act_max,
+                acc[i * ldacc + j].wrapping_add(rq.bias[j]),
+                rq.multipliers[j],
+                rq.shifts[j],
+                rq.output_offset,
+                rq.act_min,
+                rq.act_max,
             );
         }
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::conv::ConvGeom;
 use super::quant::{multiply_by_quantized_multiplier, Requant};
-use crate::engine::kernels::KernelPath;
+use crate::engine::kernels::{KernelPath, RequantCols};
 
 pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
     w[..n * k].to_vec()
@@ -49,24 +49,19 @@ pub fn requant_i8(
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
     for i in 0..m {
         for j in 0..n {
             let v = multiply_by_quantized_multiplier(
-                acc[i * ldacc + j].wrapping_add(bias[j]),
-                multipliers[j],
-                shifts[j],
+                acc[i * ldacc + j].wrapping_add(rq.bias[j]),
+                rq.multipliers[j],
+                rq.shifts[j],
             )
-            .wrapping_add(output_offset);
-            out[i * ldo + j] = v.clamp(act_min, act_max).clamp(-128, 127) as i8;
+            .wrapping_add(rq.output_offset);
+            out[i * ldo + j] = v.clamp(rq.act_min, rq.act_max).clamp(-128, 127) as i8;
         }
     }
 }

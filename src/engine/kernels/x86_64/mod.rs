@@ -242,21 +242,7 @@ pub fn gemm_requant_i8(
         // No products: every sum is 0.
         let acc = &mut acc[..m * n];
         acc.fill(0);
-        return requant_i8(
-            KernelPath::Avx2,
-            acc,
-            m,
-            n,
-            n,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            act_min,
-            act_max,
-            out,
-            ldo,
-        );
+        return requant_i8(KernelPath::Avx2, acc, m, n, n, rq, out, ldo);
     }
     let (lo, hi) = clamp8(act_min, act_max);
     let fuse = Fuse {
@@ -634,68 +620,46 @@ pub fn requant_i8(
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
-    let left = shifts[..n].iter().any(|&s| s > 0);
-    let sat = multipliers[..n].contains(&i32::MIN);
+    let left = rq.shifts[..n].iter().any(|&s| s > 0);
+    let sat = rq.multipliers[..n].contains(&i32::MIN);
     let f = match (left, sat) {
         (false, false) => requant_block::<false, false>,
         (true, false) => requant_block::<true, false>,
         (false, true) => requant_block::<false, true>,
         (true, true) => requant_block::<true, true>,
     };
-    // SAFETY: AVX2/FMA were checked by the dispatcher, which also checked acc, out,
-    // bias, multipliers and shifts against m, n, ldacc and ldo.
+    // SAFETY: AVX2/FMA were checked by the dispatcher, which also checked acc, out and
+    // rq's bias, multipliers and shifts against m, n, ldacc and ldo.
     unsafe {
-        f(
-            acc,
-            m,
-            n,
-            ldacc,
-            bias,
-            multipliers,
-            shifts,
-            output_offset,
-            (act_min, act_max),
-            out,
-            ldo,
-        );
+        f(acc, m, n, ldacc, rq, out, ldo);
     }
 }
 
 /// The requantization epilogue by column blocks: each block's per-channel constants
 /// are prepared once and applied to all `m` rows.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 fn requant_block<const LEFT: bool, const SAT: bool>(
     acc: &[i32],
     m: usize,
     n: usize,
     ldacc: usize,
-    bias: &[i32],
-    mult: &[i32],
-    shift: &[i32],
-    off: i32,
-    act: (i32, i32),
+    rq: &RequantCols<'_>,
     out: &mut [i8],
     ldo: usize,
 ) {
-    let (lo, hi) = clamp8(act.0, act.1);
-    let voff = _mm256_set1_epi32(off);
+    let (lo, hi) = clamp8(rq.act_min, rq.act_max);
+    let voff = _mm256_set1_epi32(rq.output_offset);
     let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));
     let ld = |s: &[i32], j: usize| {
         assert!(j + 8 <= s.len());
         // SAFETY: j + 8 <= s.len() (checked above).
         unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
     };
-    let params = |j: usize| RqLanes::new(ld(bias, j), ld(mult, j), ld(shift, j));
+    let params = |j: usize| RqLanes::new(ld(rq.bias, j), ld(rq.multipliers, j), ld(rq.shifts, j));
     let mut j = 0;
     while j + 16 <= n {
         let (p0, p1) = (params(j), params(j + 8));
@@ -725,12 +689,12 @@ fn requant_block<const LEFT: bool, const SAT: bool>(
     for q in j..n {
         for i in 0..m {
             let v = super::scalar::quant::multiply_by_quantized_multiplier(
-                acc[i * ldacc + q].wrapping_add(bias[q]),
-                mult[q],
-                shift[q],
+                acc[i * ldacc + q].wrapping_add(rq.bias[q]),
+                rq.multipliers[q],
+                rq.shifts[q],
             )
-            .wrapping_add(off);
-            out[i * ldo + q] = v.clamp(act.0.max(-128), act.1.min(127)) as i8;
+            .wrapping_add(rq.output_offset);
+            out[i * ldo + q] = v.clamp(rq.act_min.max(-128), rq.act_max.min(127)) as i8;
         }
     }
 }
