@@ -162,6 +162,34 @@ struct ZpKernel<'a> {
     right: &'a [i32],
 }
 
+impl ZpKernel<'_> {
+    /// The 9 weight vectors and the requantization parameters of channels `ch..ch + 16` of a
+    /// 3x3 filter.
+    ///
+    /// # Safety
+    /// `ch + 16 <= c`, the filter is 3x3 (9 * c values), and `requant_kinds` accepted the
+    /// channel parameters (see [`Requant16::load`]).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn block3x3(&self, ch: usize) -> ([int8x16_t; 9], Requant16) {
+        let (c, q) = (self.g.in_c, self.q);
+        // SAFETY: caller contract: 16 values of each tap's weights and of each parameter.
+        unsafe {
+            let w = std::array::from_fn(|t| vld1q_s8(self.filter.as_ptr().add(t * c + ch)));
+            let p = Requant16::load(
+                self.bias.as_ptr(),
+                q.multipliers.as_ptr(),
+                q.shifts.as_ptr(),
+                ch,
+                q.output_offset,
+                q.act_min,
+                q.act_max,
+            );
+            (w, p)
+        }
+    }
+}
+
 /// Depth multiplier 1, filter_offset 0; `PAIR`: no weight is -128, so two taps share an i16
 /// lane (|x·w| <= 128·127, two of them fit in i16).
 #[target_feature(enable = "neon")]
@@ -414,7 +442,7 @@ unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
     n: usize,
     dst: *mut i8,
 ) {
-    let (g, q) = (k.g, k.q);
+    let g = k.g;
     let c = g.in_c;
     let step = g.stride_w * c;
     let rel: [usize; 9] = std::array::from_fn(|t| {
@@ -426,17 +454,7 @@ unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
         // the channel parameters (c values each), the input taps (caller contract) and the
         // outputs (n pixels of c bytes from dst) are in bounds.
         unsafe {
-            let w: [int8x16_t; 9] =
-                std::array::from_fn(|t| vld1q_s8(k.filter.as_ptr().add(t * c + ch)));
-            let p = Requant16::load(
-                k.bias.as_ptr(),
-                q.multipliers.as_ptr(),
-                q.shifts.as_ptr(),
-                ch,
-                q.output_offset,
-                q.act_min,
-                q.act_max,
-            );
+            let (w, p) = k.block3x3(ch);
             let mut x0 = k.input.as_ptr().add(start + ch);
             let mut o = dst.add(ch);
             for _ in 0..n {
@@ -463,24 +481,13 @@ unsafe fn dw3x3_edge<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
     taps: &[*const i8; 9],
     dst: *mut i8,
 ) {
-    let q = k.q;
     let c = k.g.in_c;
     for ch in (0..c).step_by(16) {
         // SAFETY: ch + 16 <= c: the block's weights of every tap (filter holds 9 * c values),
         // the channel parameters (c values each), the taps and the output (caller contract).
         unsafe {
-            let w: [int8x16_t; 9] =
-                std::array::from_fn(|t| vld1q_s8(k.filter.as_ptr().add(t * c + ch)));
+            let (w, p) = k.block3x3(ch);
             let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(taps[t].add(ch)));
-            let p = Requant16::load(
-                k.bias.as_ptr(),
-                q.multipliers.as_ptr(),
-                q.shifts.as_ptr(),
-                ch,
-                q.output_offset,
-                q.act_min,
-                q.act_max,
-            );
             vst1q_s8(dst.add(ch), dw3x3_px::<LEFT, SHIFTED, CLAMP>(&x, &w, &p));
         }
     }
