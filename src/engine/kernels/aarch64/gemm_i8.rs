@@ -898,27 +898,21 @@ impl Cols8 {
     }
 }
 
-/// Store the requantized rows `i` and `i + 1` (low and high 8 bytes of `b`) of columns
-/// `j0..j0 + cols` (`cols <= 8`) into `rq.out`; `PAIR = false`: only row `i` (low 8 bytes).
+/// Store the requantized rows at `d0` and `d0 + ldo` (low and high 8 bytes of `b`), `cols`
+/// bytes each (`cols <= 8`; 8 is one store per row); `PAIR = false`: only the row at `d0`
+/// (low 8 bytes).
 ///
 /// # Safety
-/// Rows `i` (and `i + 1`) are < m and `j0 + cols <= n` (contract of gemm_requant_i8).
+/// `cols` bytes at `d0` (and at `d0 + ldo` when `PAIR`) are writable: inside `out`, rows < m
+/// and columns < n (contract of gemm_requant_i8).
 #[inline(always)]
-unsafe fn store_rows8<const PAIR: bool>(
-    rq: &Fused,
-    i: usize,
-    j0: usize,
-    cols: usize,
-    b: int8x16_t,
-) {
+unsafe fn store_rows8<const PAIR: bool>(d0: *mut i8, ldo: usize, cols: usize, b: int8x16_t) {
     // SAFETY: caller contract: every written byte is inside `out`.
     unsafe {
-        let d0 = rq.out.add(i * rq.ldo + j0);
-        let d1 = rq.out.add((i + usize::from(PAIR)) * rq.ldo + j0);
         if cols == 8 {
             vst1_s8(d0, vget_low_s8(b));
             if PAIR {
-                vst1_s8(d1, vget_high_s8(b));
+                vst1_s8(d0.add(ldo), vget_high_s8(b));
             }
         } else {
             let mut tmp = [0i8; 16];
@@ -927,7 +921,7 @@ unsafe fn store_rows8<const PAIR: bool>(
             for (q, &t) in tmp.iter().enumerate().take(cols) {
                 d0.add(q).write_volatile(t);
                 if PAIR {
-                    d1.add(q).write_volatile(tmp[8 + q]);
+                    d0.add(ldo + q).write_volatile(tmp[8 + q]);
                 }
             }
         }
@@ -1066,7 +1060,8 @@ unsafe fn block_sdot<const MR: usize, const FUSE: u8, const CLAMP: bool, const F
     let off = vdupq_n_s32(rq.off);
     let off16 = vdupq_n_s16(rq.off as i16);
     let (lo, hi) = (vdupq_n_s8(rq.lo), vdupq_n_s8(rq.hi));
-    let cols = (g.n - j0).min(8);
+    // 8 in a full block: constant, so the stores below are one per row.
+    let cols = if FULL { 8 } else { (g.n - j0).min(8) };
     // int16 lanes of one row: SQXTN of both halves (saturating); SHIFTED adds the offset
     // here (requant_kinds: it is in [-128, 127], see `requant`).
     let row16 = |cr: &[int32x4_t; 2]| {
@@ -1087,8 +1082,9 @@ unsafe fn block_sdot<const MR: usize, const FUSE: u8, const CLAMP: bool, const F
             b
         }
     };
-    // SAFETY: row i0 < m, column j0 < n: inside `out` (contract of gemm_requant_i8).
-    let mut o = unsafe { rq.out.add(i0 * rq.ldo + j0) };
+    // Row i0 + r's column j0, advanced two rows per pair (wrapping: after the last pair it
+    // may point past `out`, and is not used).
+    let mut o = rq.out.wrapping_add(i0 * rq.ldo + j0);
     // Two rows per int8x16: narrow, then clamp after narrowing (see `Requant16`). Unrolled
     // by hand (constant row indices), so that the sums stay in registers.
     macro_rules! pair {
@@ -1100,15 +1096,8 @@ unsafe fn block_sdot<const MR: usize, const FUSE: u8, const CLAMP: bool, const F
                 ));
                 // SAFETY: rows i0 + r, i0 + r + 1 < m, j0 + cols <= n (contract of the
                 // tile); `o` is row i0 + r's column j0.
-                unsafe {
-                    if FULL {
-                        vst1_s8(o, vget_low_s8(b));
-                        vst1_s8(o.add(rq.ldo), vget_high_s8(b));
-                        o = o.add(2 * rq.ldo);
-                    } else {
-                        store_rows8::<true>(rq, i0 + $r, j0, cols, b);
-                    }
-                }
+                unsafe { store_rows8::<true>(o, rq.ldo, cols, b) };
+                o = o.wrapping_add(2 * rq.ldo);
             }
         };
     }
@@ -1118,14 +1107,9 @@ unsafe fn block_sdot<const MR: usize, const FUSE: u8, const CLAMP: bool, const F
     pair!(6);
     if MR % 2 == 1 {
         let b = clamp(vcombine_s8(vqmovn_s16(row16(&c[MR - 1])), vdup_n_s8(0)));
-        // SAFETY: row i0 + MR - 1 < m, j0 + cols <= n (contract of the tile).
-        unsafe {
-            if FULL {
-                vst1_s8(o, vget_low_s8(b));
-            } else {
-                store_rows8::<false>(rq, i0 + MR - 1, j0, cols, b);
-            }
-        }
+        // SAFETY: row i0 + MR - 1 < m, j0 + cols <= n (contract of the tile); `o` is its
+        // column j0.
+        unsafe { store_rows8::<false>(o, rq.ldo, cols, b) };
     }
     let _ = o;
 }
