@@ -82,7 +82,7 @@ pub struct DetectorConfig {
     /// Model description (anchors, box coder); default: next to the model.
     pub desc: Option<PathBuf>,
     pub threads: usize,
-    /// `auto`, `scalar`, `neon`, `dotprod`, `i8mm` or `avx2` (EDGECAM_KERNELS overrides).
+    /// `auto`, `scalar`, `neon`, `dotprod`, `i8mm`, `avx2` or `avx512` (EDGECAM_KERNELS overrides).
     pub kernels: String,
     /// Worker cores to pin the engine's threads to (empty: no pinning).
     pub cores: Vec<usize>,
@@ -375,11 +375,15 @@ impl Config {
                 format!("must be 1..=64, got {}", d.threads),
             )?;
         }
-        if !["auto", "scalar", "neon", "dotprod", "i8mm", "avx2"].contains(&d.kernels.as_str()) {
+        if ![
+            "auto", "scalar", "neon", "dotprod", "i8mm", "avx2", "avx512",
+        ]
+        .contains(&d.kernels.as_str())
+        {
             bad(
                 "detector.kernels",
                 format!(
-                    "must be auto, scalar, neon, dotprod, i8mm or avx2, got '{}'",
+                    "must be auto, scalar, neon, dotprod, i8mm, avx2 or avx512, got '{}'",
                     d.kernels
                 ),
             )?;

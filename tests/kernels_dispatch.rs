@@ -168,10 +168,12 @@ fn detected_paths_match_qemu_cpu() {
     }
 }
 
-/// On x86_64 the AVX2 path (AVX2 + FMA) must be offered whenever the kernel reports both flags.
+/// On x86_64 the AVX2 path (AVX2 + FMA) must be offered whenever the kernel reports both flags,
+/// and the AVX-512 path whenever it also reports AVX-512 F, BW, VL and VNNI; the best path is
+/// the highest the flags allow.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_is_available_when_cpuinfo_lists_it() {
+fn x86_paths_are_available_when_cpuinfo_lists_them() {
     let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
         eprintln!("no /proc/cpuinfo; detected {:?}", KernelPath::available());
         return;
@@ -181,13 +183,18 @@ fn avx2_is_available_when_cpuinfo_lists_it() {
         .find(|l| l.starts_with("flags"))
         .map(|l| l.split_whitespace().collect())
         .unwrap_or_default();
-    let listed = flags.contains(&"avx2") && flags.contains(&"fma");
+    let has = |f: &[&str]| f.iter().all(|f| flags.contains(f));
+    let avx2 = has(&["avx2", "fma"]);
+    let avx512 = avx2 && has(&["avx512f", "avx512bw", "avx512vl", "avx512_vnni"]);
     eprintln!(
-        "cpuinfo avx2+fma: {listed}; detected {:?}",
+        "cpuinfo avx2+fma: {avx2}, avx512 f/bw/vl/vnni: {avx512}; detected {:?}",
         KernelPath::available()
     );
-    if listed {
-        assert!(KernelPath::Avx2.supported());
+    assert_eq!(KernelPath::Avx2.supported(), avx2);
+    assert_eq!(KernelPath::Avx512.supported(), avx512);
+    if avx512 {
+        assert_eq!(KernelPath::best(), KernelPath::Avx512);
+    } else if avx2 {
         assert_eq!(KernelPath::best(), KernelPath::Avx2);
     }
 }

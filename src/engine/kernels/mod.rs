@@ -2,7 +2,7 @@
 //!
 //! - [`scalar`]: portable reference kernels; the oracle every SIMD kernel is tested against.
 //! - `aarch64`: NEON (baseline, dotprod, i8mm) kernels.
-//! - `x86_64`: AVX2 kernels.
+//! - `x86_64`: AVX2 kernels, and an AVX-512 VNNI int8 GEMM.
 
 pub mod scalar;
 
@@ -26,6 +26,9 @@ pub enum KernelPath {
     I8mm,
     /// x86_64 AVX2 + FMA.
     Avx2,
+    /// x86_64 AVX-512 (F, BW, VL) + VNNI, with AVX2 + FMA: the int8 GEMM runs VPDPBUSD on
+    /// 512-bit vectors; the other kernels are the AVX2 ones.
+    Avx512,
 }
 
 impl KernelPath {
@@ -36,6 +39,7 @@ impl KernelPath {
             KernelPath::Dotprod => "dotprod",
             KernelPath::I8mm => "i8mm",
             KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512 => "avx512",
         }
     }
 
@@ -61,6 +65,14 @@ impl KernelPath {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => {
+                KernelPath::Avx2.supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -74,6 +86,7 @@ impl KernelPath {
             KernelPath::Dotprod,
             KernelPath::I8mm,
             KernelPath::Avx2,
+            KernelPath::Avx512,
         ]
         .into_iter()
         .filter(|p| p.supported())
@@ -120,9 +133,10 @@ impl FromStr for KernelPath {
             "dotprod" => KernelPath::Dotprod,
             "i8mm" => KernelPath::I8mm,
             "avx2" => KernelPath::Avx2,
+            "avx512" => KernelPath::Avx512,
             other => {
                 return Err(format!(
-                    "unknown kernel path '{other}' (expected auto, scalar, neon, dotprod, i8mm or avx2)"
+                    "unknown kernel path '{other}' (expected auto, scalar, neon, dotprod, i8mm, avx2 or avx512)"
                 ))
             }
         })
@@ -140,7 +154,7 @@ pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
             aarch64::dot_i8(path, a, b)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 if path.supported() => x86_64::dot_i8(a, b),
+        KernelPath::Avx2 | KernelPath::Avx512 if path.supported() => x86_64::dot_i8(a, b),
         _ => scalar::dot_i8(a, b),
     }
 }
@@ -213,6 +227,8 @@ pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> PackedI8 {
         }
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => x86_64::pack_i8(path, w, n, k),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => x86_64::gemm_vnni::pack_i8(w, n, k),
         _ => scalar::gemm::pack_i8(path, w, n, k),
     };
     PackedI8 { path, n, k, data }
@@ -240,6 +256,8 @@ pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ld
         }
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => x86_64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => x86_64::gemm_vnni::gemm_i8(&p.data, n, k, a, m, lda, acc, ldacc),
         _ => scalar::gemm::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
     }
 }
@@ -273,7 +291,9 @@ pub fn requant_i8(
             aarch64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
+        KernelPath::Avx2 | KernelPath::Avx512 => {
+            x86_64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
+        }
         _ => scalar::gemm::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
     }
 }
@@ -282,8 +302,10 @@ pub fn requant_i8(
 /// leave no partial tiles.
 pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if effective(path) == KernelPath::Avx2 {
-        return x86_64::MR;
+    match effective(path) {
+        KernelPath::Avx2 => return x86_64::MR,
+        KernelPath::Avx512 => return x86_64::gemm_vnni::MR,
+        _ => {}
     }
     #[cfg(target_arch = "aarch64")]
     if effective(path) == KernelPath::Dotprod {
@@ -297,8 +319,10 @@ pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
 /// register tile, never touching its int32 scratch (which may then be empty).
 pub fn gemm_requant_in_tile(p: &PackedI8) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if p.path == KernelPath::Avx2 {
-        return x86_64::gemm_requant_in_tile(p.k);
+    match p.path {
+        KernelPath::Avx2 => return x86_64::gemm_requant_in_tile(p.k),
+        KernelPath::Avx512 => return x86_64::gemm_vnni::gemm_requant_in_tile(p.k),
+        _ => {}
     }
     // The dotprod kernel requantizes every row (given a shift per column, as the
     // operators pass).
@@ -345,9 +369,18 @@ pub fn gemm_requant_i8(
     #[cfg(target_arch = "aarch64")]
     let done = aarch64::gemm_requant_i8(p.path, &p.data, n, p.k, a, m, lda, rq, out, ldo);
     #[cfg(target_arch = "x86_64")]
-    if p.path == KernelPath::Avx2 {
-        check_gemm_requant(p, a, m, lda, rq, out, ldo);
-        return x86_64::gemm_requant_i8(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
+    match p.path {
+        KernelPath::Avx2 => {
+            check_gemm_requant(p, a, m, lda, rq, out, ldo);
+            return x86_64::gemm_requant_i8(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
+        }
+        KernelPath::Avx512 => {
+            check_gemm_requant(p, a, m, lda, rq, out, ldo);
+            return x86_64::gemm_vnni::gemm_requant_i8(
+                &p.data, n, p.k, a, m, lda, rq, acc, out, ldo,
+            );
+        }
+        _ => {}
     }
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;
@@ -454,7 +487,7 @@ pub fn depthwise_i8(
             aarch64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => {
+        KernelPath::Avx2 | KernelPath::Avx512 => {
             x86_64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
         }
         _ => {
@@ -489,7 +522,7 @@ pub fn prepare_depthwise_i8(
     DepthwisePrepI8 {
         path,
         #[cfg(target_arch = "x86_64")]
-        avx2: (path == KernelPath::Avx2)
+        avx2: matches!(path, KernelPath::Avx2 | KernelPath::Avx512)
             .then(|| x86_64::prepare_depthwise_i8(g, depth_multiplier, filter, bias, q))
             .flatten(),
     }
@@ -554,7 +587,7 @@ pub fn pack_f32(path: KernelPath, w: &[f32], n: usize, k: usize) -> PackedF32 {
             aarch64::pack_f32(path, w, n, k)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::pack_f32(path, w, n, k),
+        KernelPath::Avx2 | KernelPath::Avx512 => x86_64::pack_f32(path, w, n, k),
         _ => scalar::gemm::pack_f32(path, w, n, k),
     };
     PackedF32 { path, n, k, data }
@@ -594,7 +627,7 @@ pub fn gemm_f32(
             aarch64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => {
+        KernelPath::Avx2 | KernelPath::Avx512 => {
             x86_64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         _ => scalar::gemm::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo),
@@ -630,7 +663,7 @@ pub fn depthwise_f32(
             out,
         ),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::depthwise_f32(
+        KernelPath::Avx2 | KernelPath::Avx512 => x86_64::depthwise_f32(
             path,
             g,
             depth_multiplier,

@@ -1,6 +1,9 @@
-//! x86_64 AVX2 kernels.
+//! x86_64 kernels: AVX2 (+ FMA), and the AVX-512 VNNI int8 GEMM ([`gemm_vnni`]); the
+//! AVX-512 path uses the AVX2 kernels for everything else.
 
 use std::arch::x86_64::*;
+
+pub mod gemm_vnni;
 
 /// int8 dot product with AVX2. Callers check AVX2 support first.
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

@@ -1,0 +1,375 @@
+//! int8 GEMM with AVX-512 VNNI (VPDPBUSD on 512-bit vectors).
+//!
+//! VPDPBUSD multiplies unsigned bytes by signed bytes, four at a time, and adds the four
+//! products to an int32 lane. The activations are signed, so the panel stores them with
+//! the sign bit flipped (`a ^ 0x80 = a + 128`, unsigned), and each column's accumulators
+//! start at `-128 * sum_k W[j][k]`, made once when the weights are packed:
+//! `sum_k (a + 128) * w - 128 * sum_k w = sum_k a * w`. Every step wraps modulo 2^32
+//! (VPDPBUSD does not saturate), so the result is the exact wrapping int32 sum the
+//! scalar reference computes.
+//!
+//! Weights are packed per 16-column block as `[k group of 4][16 columns][4 bytes]`,
+//! followed by the blocks' 16 column corrections (int32, little-endian). A register
+//! tile is up to [`MR`] rows by two blocks (32 columns): 16 accumulators, two weight
+//! vectors, and the activations read as 32-bit broadcasts from the panel. The
+//! requantizing epilogue is the AVX2 one ([`TileRq`]), applied to each half of a
+//! 16-lane accumulator; partial column blocks store through byte or lane masks.
+
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+use super::{clamp8, requant_i8, tile_rq, Fuse, TileRq};
+use crate::engine::kernels::{KernelPath, RequantCols};
+
+/// Columns per packed block (one vector of 16 int32 accumulators).
+const NR: usize = 16;
+/// Rows per register tile (a last partial tile uses 4, 2 or 1 rows).
+pub(in crate::engine::kernels) const MR: usize = 8;
+/// k groups (of 4) per panel chunk: k up to 2048 takes one chunk.
+const KGC: usize = 512;
+/// Rows per panel block: the panel (MC rows of up to 4 * KGC bytes, 64 KiB) stays in L2
+/// while each pair of weight blocks is reused by its MC / MR tiles.
+const MC: usize = 32;
+
+/// Bytes of packed weights (without the column corrections) for `n x k`.
+fn weight_bytes(n: usize, k: usize) -> usize {
+    n.div_ceil(NR) * k.div_ceil(4) * NR * 4
+}
+
+/// Pack W (`n x k`) for VPDPBUSD: block `b`, k group `g`, column `c`, byte `h` at
+/// `((b * kg + g) * NR + c) * 4 + h` (zero past `n` and `k`), then the corrections
+/// `-128 * sum_k W[j][k]` of every block's 16 columns (zero past `n`), as int32 bytes.
+pub fn pack_i8(w: &[i8], n: usize, k: usize) -> Vec<i8> {
+    let kg = k.div_ceil(4);
+    let nb = n.div_ceil(NR);
+    let wbytes = weight_bytes(n, k);
+    let mut out = vec![0i8; wbytes + nb * NR * 4];
+    for j in 0..n {
+        let (b, c) = (j / NR, j % NR);
+        let row = &w[j * k..j * k + k];
+        for (kk, &v) in row.iter().enumerate() {
+            out[((b * kg + kk / 4) * NR + c) * 4 + kk % 4] = v;
+        }
+        let sum = row.iter().map(|&v| v as i32).sum::<i32>();
+        for (o, byte) in out[wbytes + j * 4..wbytes + j * 4 + 4]
+            .iter_mut()
+            .zip(sum.wrapping_mul(-128).to_le_bytes())
+        {
+            *o = byte as i8;
+        }
+    }
+    out
+}
+
+/// Whether [`gemm_requant_i8`] leaves `acc` alone for this `k` (one panel chunk).
+pub fn gemm_requant_in_tile(k: usize) -> bool {
+    k > 0 && k.div_ceil(4) <= KGC
+}
+
+fn check_packed(packed: &[i8], n: usize, k: usize) {
+    assert!(
+        packed.len() >= weight_bytes(n, k) + n.div_ceil(NR) * NR * 4,
+        "gemm_i8 (avx512): packed weights too short"
+    );
+}
+
+/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] * W[j][kk]` (wrapping int32).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+) {
+    check_packed(packed, n, k);
+    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
+    assert!(m == 0 || (ldacc >= n && acc.len() >= (m - 1) * ldacc + n));
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            acc[i * ldacc..i * ldacc + n].fill(0);
+        }
+        return;
+    }
+    // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, VL
+    // and VNNI (and AVX2, FMA) at run time; the slice lengths were checked above.
+    unsafe { gemm(packed, n, k, a, m, lda, acc, ldacc, None) }
+}
+
+/// [`gemm_i8`] then the requantization of `rq` into `out` (row stride `ldo`), bit-exact
+/// with the two calls, requantized in the register tile. `acc` (at least `m * n`
+/// values) is only used when `k` spans more than one panel chunk; it may be empty
+/// otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_requant_i8(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    rq: &RequantCols<'_>,
+    acc: &mut [i32],
+    out: &mut [i8],
+    ldo: usize,
+) {
+    check_packed(packed, n, k);
+    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
+    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+    assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
+    assert!(
+        gemm_requant_in_tile(k) || acc.len() >= m * n,
+        "gemm_requant_i8: acc too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        let acc = &mut acc[..m * n];
+        acc.fill(0);
+        return requant_i8(KernelPath::Avx512, acc, m, n, n, rq, out, ldo);
+    }
+    let (lo, hi) = clamp8(rq.act_min, rq.act_max);
+    let fuse = Fuse {
+        bias: rq.bias,
+        mult: rq.multipliers,
+        shift: rq.shifts,
+        off: rq.output_offset,
+        lo,
+        hi,
+        left: rq.shifts[..n].iter().any(|&s| s > 0),
+        sat: rq.multipliers[..n].contains(&i32::MIN),
+        out: out.as_mut_ptr(),
+        ldo,
+    };
+    // SAFETY: as in gemm_i8; `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes,
+    // `acc` is only touched when k spans several chunks (checked above).
+    unsafe { gemm(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
+}
+
+/// Rows of the tile variant for the last `rows` (< MR) rows of a panel block.
+fn tail_rows(rows: usize) -> usize {
+    match rows {
+        5.. => 8,
+        3 | 4 => 4,
+        r => r,
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    packed: &[i8],
+    n: usize,
+    k: usize,
+    a: &[i8],
+    m: usize,
+    lda: usize,
+    acc: &mut [i32],
+    ldacc: usize,
+    fuse: Option<&Fuse<'_>>,
+) {
+    let kg = k.div_ceil(4);
+    let nb = n.div_ceil(NR);
+    let wbase = packed.as_ptr();
+    let corr = packed.as_ptr().wrapping_add(weight_bytes(n, k)) as *const i32;
+    // Panel of up to MC rows x 4*KGC bytes (activations + 128), row stride 4*pc. Left
+    // uninitialised: every byte a tile reads is written first (below).
+    let mut panel = [MaybeUninit::<u8>::uninit(); MC * KGC * 4];
+    let pp = panel.as_mut_ptr() as *mut u8;
+    let flip = _mm512_set1_epi8(-128);
+    let mut r0 = 0;
+    while r0 < m {
+        let rows_blk = (m - r0).min(MC);
+        let prows = rows_blk / MR * MR + tail_rows(rows_blk % MR);
+        let mut g0 = 0;
+        while g0 < kg {
+            let pc = (kg - g0).min(KGC);
+            let k0 = 4 * g0;
+            let k1 = (4 * (g0 + pc)).min(k);
+            let len = k1 - k0;
+            for r in 0..prows {
+                // SAFETY: r < prows <= MC and 4*pc <= 4*KGC: the row lies inside the
+                // panel. Loads and stores are masked to the `len` bytes of the source
+                // row (inside `a`: (r0 + r) * lda + k1 <= (m - 1) * lda + k) and the
+                // 4*pc bytes of the panel row.
+                unsafe {
+                    let dst = pp.add(r * pc * 4);
+                    let mut t = 0;
+                    if r < rows_blk {
+                        let src = a.as_ptr().add((r0 + r) * lda + k0);
+                        while t + 64 <= len {
+                            let v = _mm512_loadu_si512(src.add(t) as *const _);
+                            _mm512_storeu_si512(dst.add(t) as *mut _, _mm512_xor_si512(v, flip));
+                            t += 64;
+                        }
+                        if t < len {
+                            let mask = u64::MAX >> (64 - (len - t));
+                            let v = _mm512_maskz_loadu_epi8(mask, src.add(t));
+                            _mm512_mask_storeu_epi8(
+                                dst.add(t) as *mut i8,
+                                mask,
+                                _mm512_xor_si512(v, flip),
+                            );
+                            t = len;
+                        }
+                    }
+                    // The k tail of the last group and the rows past m: any bytes do
+                    // (their weights, or their outputs, are never used); zero them.
+                    while t < 4 * pc {
+                        let rest = (4 * pc - t).min(64);
+                        let mask = u64::MAX >> (64 - rest);
+                        _mm512_mask_storeu_epi8(
+                            dst.add(t) as *mut i8,
+                            mask,
+                            _mm512_setzero_si512(),
+                        );
+                        t += rest;
+                    }
+                }
+            }
+            let first = g0 == 0;
+            let fused = if g0 + pc == kg { fuse } else { None };
+            let mut b = 0;
+            while b < nb {
+                let nblk = if b + 1 < nb { 2 } else { 1 };
+                let j = b * NR;
+                let cols = (n - j).min(nblk * NR);
+                let rq = fused.map(|f| {
+                    [
+                        tile_rq(f, j, cols.min(NR)),
+                        tile_rq(f, j + NR * (nblk - 1), cols - NR * (nblk - 1)),
+                    ]
+                });
+                let mut i = 0;
+                while i < rows_blk {
+                    let rows = (rows_blk - i).min(MR);
+                    let i0 = r0 + i;
+                    // SAFETY: the tile's panel rows i.. (R <= prows - i of them) hold pc
+                    // initialised groups; the weight blocks b and b + nblk - 1 hold kg
+                    // groups each (checked by the caller), from group g0; the column
+                    // corrections of those blocks follow the weights. The tile touches
+                    // rows < rows and columns < cols from (i0, j) of acc (when !first or
+                    // not fused; inside acc's checked length) or of `out` (when fused;
+                    // inside out's checked length). `wrapping_add`: acc may be empty.
+                    unsafe {
+                        let t = Tile {
+                            panel: pp.add(i * pc * 4),
+                            pc,
+                            w: [
+                                wbase.add((b * kg + g0) * NR * 4),
+                                wbase.add(((b + nblk - 1) * kg + g0) * NR * 4),
+                            ],
+                            corr: first.then(|| corr.add(j)),
+                            acc: acc.as_mut_ptr().wrapping_add(i0 * ldacc + j),
+                            ldacc,
+                            rows,
+                            cols,
+                            rq: rq
+                                .as_ref()
+                                .zip(fused)
+                                .map(|(q, f)| (q, f.out.add(i0 * f.ldo + j))),
+                        };
+                        match (tail_rows(rows), nblk) {
+                            (8, 2) => tile::<8, 2>(&t),
+                            (8, _) => tile::<8, 1>(&t),
+                            (4, 2) => tile::<4, 2>(&t),
+                            (4, _) => tile::<4, 1>(&t),
+                            (2, 2) => tile::<2, 2>(&t),
+                            (2, _) => tile::<2, 1>(&t),
+                            (_, 2) => tile::<1, 2>(&t),
+                            _ => tile::<1, 1>(&t),
+                        }
+                    }
+                    i += MR;
+                }
+                b += nblk;
+            }
+            g0 += pc;
+        }
+        r0 += MC;
+    }
+}
+
+/// One register tile's operands (see [`tile`]).
+struct Tile<'a> {
+    /// First panel row; rows `4 * pc` bytes apart.
+    panel: *const u8,
+    /// k groups in this chunk.
+    pc: usize,
+    /// The two weight blocks (the same one twice for a single-block tile), at this
+    /// chunk's first group.
+    w: [*const i8; 2],
+    /// The column corrections of the tile's first column, on the first chunk.
+    corr: Option<*const i32>,
+    /// acc element (i0, j).
+    acc: *mut i32,
+    ldacc: usize,
+    /// Real rows (<= R) and columns (<= 16 * NB).
+    rows: usize,
+    cols: usize,
+    /// The requantizing epilogue of each 16-column block and the output byte (i0, j),
+    /// on the last chunk of a fused call.
+    rq: Option<(&'a [TileRq; 2], *mut i8)>,
+}
+
+/// An R x (16 * NB) tile: the accumulators start at the column corrections (first
+/// chunk) or zero, take `pc` groups of VPDPBUSD, then add acc's partial sums (later
+/// chunks) and go to acc, or are requantized into the output (last chunk, fused).
+///
+/// # Safety
+/// As stated at the call in [`gemm`]; the CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
+    // SAFETY: (whole body) the caller's guarantees above.
+    unsafe {
+        let mut c = [[_mm512_setzero_si512(); NB]; R];
+        if let Some(corr) = t.corr {
+            for (h, v) in c[0].iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(corr.add(h * NR) as *const _);
+            }
+            for r in 1..R {
+                c[r] = c[0];
+            }
+        }
+        let pr = t.panel as *const i32;
+        for g in 0..t.pc {
+            let mut w = [_mm512_setzero_si512(); NB];
+            for (h, v) in w.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(t.w[h].add(g * NR * 4) as *const _);
+            }
+            for (r, cr) in c.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(pr.add(r * t.pc + g).read_unaligned());
+                for (v, wv) in cr.iter_mut().zip(&w) {
+                    *v = _mm512_dpbusd_epi32(*v, x, *wv);
+                }
+            }
+        }
+        for (r, cr) in c.iter().enumerate().take(t.rows) {
+            let dst = t.acc.add(r * t.ldacc);
+            for (h, &v) in cr.iter().enumerate() {
+                let lo = h * NR;
+                let cols = t.cols.saturating_sub(lo).min(NR);
+                let lanes: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+                let mut v = v;
+                if t.corr.is_none() {
+                    v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(lanes, dst.add(lo)));
+                }
+                if let Some((q, out)) = t.rq {
+                    let bytes =
+                        q[h].row(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+                    let o = out.add(r * q[h].ldo + lo);
+                    _mm_mask_storeu_epi8(o, lanes, bytes);
+                } else {
+                    _mm512_mask_storeu_epi32(dst.add(lo), lanes, v);
+                }
+            }
+        }
+    }
+}
