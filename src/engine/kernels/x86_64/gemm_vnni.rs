@@ -12,13 +12,14 @@
 //! followed by the blocks' 16 column corrections (int32, little-endian). A register
 //! tile is up to [`MR`] rows by two blocks (32 columns): 16 accumulators, two weight
 //! vectors, and the activations read as 32-bit broadcasts from the panel. The
-//! requantizing epilogue is the AVX2 one ([`TileRq`]), applied to each half of a
-//! 16-lane accumulator; partial column blocks store through byte or lane masks.
+//! requantizing epilogue ([`Rq16`]) works on the 16 lanes of an accumulator and narrows
+//! them with one saturating VPMOVSDB; partial column blocks store through byte or lane
+//! masks.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::{clamp8, requant_i8, tile_rq, Fuse, TileRq};
+use super::{clamp8, requant_i8, Fuse};
 use crate::engine::kernels::{KernelPath, RequantCols};
 
 /// Columns per packed block (one vector of 16 int32 accumulators).
@@ -243,8 +244,8 @@ fn gemm(
                 let cols = (n - j).min(nblk * NR);
                 let rq = fused.map(|f| {
                     [
-                        tile_rq(f, j, cols.min(NR)),
-                        tile_rq(f, j + NR * (nblk - 1), cols - NR * (nblk - 1)),
+                        Rq16::new(f, j, cols.min(NR)),
+                        Rq16::new(f, j + NR * (nblk - 1), cols - NR * (nblk - 1)),
                     ]
                 });
                 let mut i = 0;
@@ -316,7 +317,7 @@ struct Tile<'a> {
     cols: usize,
     /// The requantizing epilogue of each 16-column block and the output byte (i0, j),
     /// on the last chunk of a fused call.
-    rq: Option<(&'a [TileRq; 2], *mut i8)>,
+    rq: Option<(&'a [Rq16; 2], *mut i8)>,
 }
 
 /// An R x (16 * NB) tile: the accumulators start at the column corrections (first
@@ -362,14 +363,120 @@ unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
                     v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(lanes, dst.add(lo)));
                 }
                 if let Some((q, out)) = t.rq {
-                    let bytes =
-                        q[h].row(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
                     let o = out.add(r * q[h].ldo + lo);
-                    _mm_mask_storeu_epi8(o, lanes, bytes);
+                    _mm_mask_storeu_epi8(o, lanes, q[h].row(v));
                 } else {
                     _mm512_mask_storeu_epi32(dst.add(lo), lanes, v);
                 }
             }
         }
+    }
+}
+
+/// The requantizing epilogue's constants of one 16-column block (see [`Rq16::row`]).
+struct Rq16 {
+    bias: __m512i,
+    mult: __m512i,
+    /// `mult` of the odd lanes, moved to the even positions (for `_mm512_mul_epi32`).
+    mult_odd: __m512i,
+    /// max(shift, 0).
+    left: __m512i,
+    /// max(-shift, 0).
+    right: __m512i,
+    /// (1 << right) - 1.
+    mask: __m512i,
+    /// mask >> 1.
+    half: __m512i,
+    off: __m512i,
+    lo: __m128i,
+    hi: __m128i,
+    /// Some channel shifts left / some multiplier is i32::MIN.
+    has_left: bool,
+    sat: bool,
+    /// The output row stride.
+    ldo: usize,
+}
+
+impl Rq16 {
+    /// The constants of the block of `cols` (1..=16) columns starting at column `j`;
+    /// lanes past `cols` get bias, multiplier and shift 0 (finite results, never stored).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    fn new(f: &Fuse<'_>, j: usize, cols: usize) -> Rq16 {
+        let lanes: __mmask16 = if cols >= NR { !0 } else { (1u16 << cols) - 1 };
+        let ld = |s: &[i32]| {
+            assert!(j + cols <= s.len());
+            // SAFETY: the masked load reads the `cols` values s[j..j + cols] only.
+            unsafe { _mm512_maskz_loadu_epi32(lanes, s.as_ptr().add(j)) }
+        };
+        let (mult, shift) = (ld(f.mult), ld(f.shift));
+        let zero = _mm512_setzero_si512();
+        let one = _mm512_set1_epi32(1);
+        let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+        let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+        Rq16 {
+            bias: ld(f.bias),
+            mult,
+            mult_odd: _mm512_srli_epi64::<32>(mult),
+            left: _mm512_max_epi32(shift, zero),
+            right,
+            mask,
+            half: _mm512_srli_epi32::<1>(mask),
+            off: _mm512_set1_epi32(f.off),
+            lo: _mm_set1_epi8(f.lo as i8),
+            hi: _mm_set1_epi8(f.hi as i8),
+            has_left: f.left,
+            sat: f.sat,
+            ldo: f.ldo,
+        }
+    }
+
+    /// Requantize 16 int32 sums to 16 bytes in column order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn row(&self, v: __m512i) -> __m128i {
+        match (self.has_left, self.sat) {
+            (false, false) => self.rq::<false, false>(v),
+            (true, false) => self.rq::<true, false>(v),
+            (false, true) => self.rq::<false, true>(v),
+            (true, true) => self.rq::<true, true>(v),
+        }
+    }
+
+    /// `x + bias`, MultiplyByQuantizedMultiplier (as `rq8` in the AVX2 kernels: left shift
+    /// only if `LEFT`, the MIN * MIN saturation only if `SAT`), the output offset, a
+    /// saturating narrowing to bytes and the clamp.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn rq<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m128i {
+        let x = _mm512_add_epi32(x, self.bias);
+        let x = if LEFT {
+            _mm512_sllv_epi32(x, self.left)
+        } else {
+            x
+        };
+        let nudge = _mm512_set1_epi64(1 << 30);
+        let even = _mm512_add_epi64(_mm512_mul_epi32(x, self.mult), nudge);
+        let odd = _mm512_add_epi64(
+            _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.mult_odd),
+            nudge,
+        );
+        let mut v = _mm512_mask_blend_epi32(
+            0xAAAA,
+            _mm512_srli_epi64::<31>(even),
+            _mm512_slli_epi64::<1>(odd),
+        );
+        if SAT {
+            let min = _mm512_set1_epi32(i32::MIN);
+            let sat = _mm512_cmpeq_epi32_mask(x, min) & _mm512_cmpeq_epi32_mask(self.mult, min);
+            v = _mm512_mask_mov_epi32(v, sat, _mm512_set1_epi32(i32::MAX));
+        }
+        // RoundingDivideByPOT(v, right): (v >> right) + (rem > half + (v < 0)).
+        let rem = _mm512_and_si512(v, self.mask);
+        let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(v));
+        let up = _mm512_cmpgt_epi32_mask(rem, thr);
+        let q = _mm512_srav_epi32(v, self.right);
+        let q = _mm512_mask_add_epi32(q, up, q, _mm512_set1_epi32(1));
+        let bytes = _mm512_cvtsepi32_epi8(_mm512_add_epi32(q, self.off));
+        _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
     }
 }
