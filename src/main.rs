@@ -337,6 +337,11 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
                 .iter()
                 .map(|p| serde_json::json!({"op": p.op, "nodes": p.nodes, "ms": per_run(p.total_ms)}))
                 .collect();
+            v["steps"] = it
+                .step_profile()
+                .iter()
+                .map(|s| serde_json::json!({"step": s.step, "op": s.op, "output_shape": s.output_shape, "ms": per_run(s.total_ms)}))
+                .collect();
         }
         println!("{v}");
     } else {
@@ -360,10 +365,23 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
                     100.0 * ms / total.max(1e-9)
                 );
             }
+            println!("slowest operators, mean ms per inference:");
+            for s in it.step_profile().iter().take(PROFILE_STEPS) {
+                println!(
+                    "  step {:>3} {:<24} {:<18} {:>9.3} ms",
+                    s.step,
+                    s.op,
+                    format!("{:?}", s.output_shape),
+                    per_run(s.total_ms)
+                );
+            }
         }
     }
     Ok(())
 }
+
+/// Operators listed by `bench --profile` (slowest first).
+const PROFILE_STEPS: usize = 15;
 
 /// User + system CPU seconds of this process so far (Linux `/proc/self/stat`,
 /// in USER_HZ = 100 ticks per second), or `None` where unavailable.

@@ -78,6 +78,19 @@ pub struct OpProfile {
     pub total_ms: f64,
 }
 
+/// Time spent in one operator (one step of the execution plan) during the profiled
+/// invocations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepProfile {
+    /// Position in the execution plan.
+    pub step: usize,
+    pub op: String,
+    /// Shape of the operator's first output.
+    pub output_shape: Vec<usize>,
+    /// Total milliseconds over all profiled invocations.
+    pub total_ms: f64,
+}
+
 /// A model prepared for repeated inference. `invoke` allocates nothing.
 pub struct Interpreter {
     graph: Arc<Graph>,
@@ -369,6 +382,32 @@ impl Interpreter {
         }
         by.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         (by, self.invocations)
+    }
+
+    /// Time per operator over the invocations so far (built with
+    /// `InterpreterOptions::profile`; empty otherwise), slowest first.
+    pub fn step_profile(&self) -> Vec<StepProfile> {
+        let mut v: Vec<StepProfile> = self
+            .steps
+            .iter()
+            .zip(&self.step_time)
+            .enumerate()
+            .map(|(step, ((ni, _), t))| {
+                let node = &self.graph.nodes[*ni];
+                StepProfile {
+                    step,
+                    op: node.op.name().to_string(),
+                    output_shape: node
+                        .outputs
+                        .first()
+                        .map(|&o| self.tensors[o].shape.clone())
+                        .unwrap_or_default(),
+                    total_ms: t.as_secs_f64() * 1e3,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        v
     }
 
     /// Reset the profile counters (e.g. after warm-up).

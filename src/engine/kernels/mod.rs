@@ -487,6 +487,12 @@ pub fn depthwise_i8(
             aarch64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 if x86_64::depthwise_vnni::applies(g, depth_multiplier, q) => {
+            let prep = x86_64::depthwise_vnni::prepare(g, filter, bias, q);
+            x86_64::depthwise_vnni::depthwise_i8(&prep, g, q, input, rows, out)
+        }
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512 => {
             x86_64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
         }
@@ -503,6 +509,8 @@ pub struct DepthwisePrepI8 {
     path: KernelPath,
     #[cfg(target_arch = "x86_64")]
     avx2: Option<x86_64::DwPrepI8>,
+    #[cfg(target_arch = "x86_64")]
+    avx512: Option<x86_64::depthwise_vnni::DwPrep>,
 }
 
 /// Prepare [`depthwise_i8_prepared`] calls with this filter, bias and `q` on `path`,
@@ -522,9 +530,13 @@ pub fn prepare_depthwise_i8(
     DepthwisePrepI8 {
         path,
         #[cfg(target_arch = "x86_64")]
-        avx2: matches!(path, KernelPath::Avx2 | KernelPath::Avx512)
+        avx2: (path == KernelPath::Avx2)
             .then(|| x86_64::prepare_depthwise_i8(g, depth_multiplier, filter, bias, q))
             .flatten(),
+        #[cfg(target_arch = "x86_64")]
+        avx512: (path == KernelPath::Avx512
+            && x86_64::depthwise_vnni::applies(g, depth_multiplier, q))
+        .then(|| x86_64::depthwise_vnni::prepare(g, filter, bias, q)),
     }
 }
 
@@ -542,6 +554,15 @@ pub fn depthwise_i8_prepared(
     rows: Range<usize>,
     out: &mut [i8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &prep.avx512 {
+        check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+        assert!(
+            depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+            "depthwise: prepared for another operator"
+        );
+        return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = &prep.avx2 {
         check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);

@@ -374,7 +374,7 @@ unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
 }
 
 /// The requantizing epilogue's constants of one 16-column block (see [`Rq16::row`]).
-struct Rq16 {
+pub(super) struct Rq16 {
     bias: __m512i,
     mult: __m512i,
     /// `mult` of the odd lanes, moved to the even positions (for `_mm512_mul_epi32`).
@@ -408,25 +408,43 @@ impl Rq16 {
             // SAFETY: the masked load reads the `cols` values s[j..j + cols] only.
             unsafe { _mm512_maskz_loadu_epi32(lanes, s.as_ptr().add(j)) }
         };
-        let (mult, shift) = (ld(f.mult), ld(f.shift));
+        let mut q = Rq16::from_lanes(ld(f.bias), ld(f.mult), ld(f.shift), f.off, f.left, f.sat);
+        q.lo = _mm_set1_epi8(f.lo as i8);
+        q.hi = _mm_set1_epi8(f.hi as i8);
+        q.ldo = f.ldo;
+        q
+    }
+
+    /// The constants of 16 lanes with these biases, multipliers and shifts, the output
+    /// offset `off`, and whether some shift is positive / some multiplier is i32::MIN;
+    /// the byte clamp is the whole int8 range and `ldo` is 0 (set them for [`Rq16::row`]).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    pub(super) fn from_lanes(
+        bias: __m512i,
+        mult: __m512i,
+        shift: __m512i,
+        off: i32,
+        has_left: bool,
+        sat: bool,
+    ) -> Rq16 {
         let zero = _mm512_setzero_si512();
         let one = _mm512_set1_epi32(1);
         let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
         let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
         Rq16 {
-            bias: ld(f.bias),
+            bias,
             mult,
             mult_odd: _mm512_srli_epi64::<32>(mult),
             left: _mm512_max_epi32(shift, zero),
             right,
             mask,
             half: _mm512_srli_epi32::<1>(mask),
-            off: _mm512_set1_epi32(f.off),
-            lo: _mm_set1_epi8(f.lo as i8),
-            hi: _mm_set1_epi8(f.hi as i8),
-            has_left: f.left,
-            sat: f.sat,
-            ldo: f.ldo,
+            off: _mm512_set1_epi32(off),
+            lo: _mm_set1_epi8(i8::MIN),
+            hi: _mm_set1_epi8(i8::MAX),
+            has_left,
+            sat,
+            ldo: 0,
         }
     }
 
@@ -442,12 +460,20 @@ impl Rq16 {
         }
     }
 
-    /// `x + bias`, MultiplyByQuantizedMultiplier (as `rq8` in the AVX2 kernels: left shift
-    /// only if `LEFT`, the MIN * MIN saturation only if `SAT`), the output offset, a
-    /// saturating narrowing to bytes and the clamp.
+    /// [`Rq16::rq32`], a saturating narrowing to bytes and the clamp.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     fn rq<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m128i {
+        let bytes = _mm512_cvtsepi32_epi8(self.rq32::<LEFT, SAT>(x));
+        _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
+    }
+
+    /// `x + bias`, MultiplyByQuantizedMultiplier (as `rq8` in the AVX2 kernels: left shift
+    /// only if `LEFT`, the MIN * MIN saturation only if `SAT`) and the output offset, in
+    /// wrapping int32 (no clamp).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    pub(super) fn rq32<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         let x = _mm512_add_epi32(x, self.bias);
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
@@ -476,7 +502,6 @@ impl Rq16 {
         let up = _mm512_cmpgt_epi32_mask(rem, thr);
         let q = _mm512_srav_epi32(v, self.right);
         let q = _mm512_mask_add_epi32(q, up, q, _mm512_set1_epi32(1));
-        let bytes = _mm512_cvtsepi32_epi8(_mm512_add_epi32(q, self.off));
-        _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
+        _mm512_add_epi32(q, self.off)
     }
 }
