@@ -481,6 +481,16 @@ fn gemm_f32_matches_scalar_on_every_path() {
                 &format!("case {case}: {path} m={m} n={n} k={k}"),
             );
         }
+        // The x86 float GEMMs run the same FMA chain per output: the same bits.
+        #[cfg(target_arch = "x86_64")]
+        if KernelPath::Avx512.supported() {
+            let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(
+                bits(run(KernelPath::Avx512)),
+                bits(run(KernelPath::Avx2)),
+                "case {case}: avx512 vs avx2 m={m} n={n} k={k}"
+            );
+        }
     }
 }
 

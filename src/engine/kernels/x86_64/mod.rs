@@ -1,10 +1,11 @@
-//! x86_64 kernels: AVX2 (+ FMA), and the AVX-512 VNNI int8 GEMM ([`gemm_vnni`]) and
-//! depthwise convolution ([`depthwise_vnni`]); the AVX-512 path uses the AVX2 kernels for
-//! everything else.
+//! x86_64 kernels: AVX2 (+ FMA), and for the AVX-512 path the VNNI int8 GEMM
+//! ([`gemm_vnni`]), int8 depthwise convolution ([`depthwise_vnni`]) and float32 GEMM
+//! ([`gemm_f32_avx512`]); the AVX-512 path uses the AVX2 kernels for everything else.
 
 use std::arch::x86_64::*;
 
 pub mod depthwise_vnni;
+pub mod gemm_f32_avx512;
 pub mod gemm_vnni;
 
 /// int8 dot product with AVX2. Callers check AVX2 support first.
