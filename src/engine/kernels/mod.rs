@@ -315,6 +315,18 @@ pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
     4
 }
 
+/// Rows of the float GEMM register tile of `path` (see [`gemm_i8_tile_rows`]).
+pub fn gemm_f32_tile_rows(path: KernelPath) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    match effective(path) {
+        KernelPath::Avx2 => return x86_64::MRF,
+        KernelPath::Avx512 => return x86_64::gemm_f32_avx512::MR,
+        _ => {}
+    }
+    let _ = path;
+    4
+}
+
 /// Whether [`gemm_requant_i8`] with these weights requantizes every row in the
 /// register tile, never touching its int32 scratch (which may then be empty).
 pub fn gemm_requant_in_tile(p: &PackedI8) -> bool {

@@ -431,7 +431,7 @@ impl GemmF32 {
     ) -> Self {
         let packed = kernels::pack_f32(path, w, n, k);
         let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let (task_rows, tasks) = task_rows(m, threads, 4);
+        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_f32_tile_rows(path));
         let im2col = matches!(src, ASource::Im2col(_));
         GemmF32 {
             src,

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 /// Columns per packed block (one vector of 16 floats).
 const NR: usize = 16;
 /// Rows per register tile.
-const MR: usize = 12;
+pub(in crate::engine::kernels) const MR: usize = 12;
 /// Rows per cache block: each pair of weight blocks is reused by the block's tiles.
 const MC: usize = 48;
 

@@ -1231,7 +1231,7 @@ fn depthwise_i8_avx2(
 // ------------------------------------------------------------------ float32
 
 /// Rows per float register tile.
-const MRF: usize = 6;
+pub(super) const MRF: usize = 6;
 /// Rows per float cache block (4 tiles).
 const MCF: usize = 24;
 
