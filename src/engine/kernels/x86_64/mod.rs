@@ -4,6 +4,7 @@
 
 use std::arch::x86_64::*;
 
+mod depthwise_f32_avx512;
 pub mod depthwise_vnni;
 pub mod gemm_f32_avx512;
 pub mod gemm_vnni;
@@ -1388,13 +1389,25 @@ pub fn depthwise_f32(
             out,
         );
     }
-    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
-    // length against the geometry.
-    unsafe { depthwise_f32_avx2(g, input, filter, bias, clamp, rows, out) }
+    // SAFETY: AVX2/FMA (and for the AVX-512 path AVX-512 F, BW, VL, VNNI) checked by
+    // the dispatcher, which also checked every slice length against the geometry.
+    unsafe {
+        if path == KernelPath::Avx512 {
+            depthwise_f32_avx2::<true>(g, input, filter, bias, clamp, rows, out)
+        } else {
+            depthwise_f32_avx2::<false>(g, input, filter, bias, clamp, rows, out)
+        }
+    }
 }
 
+/// The float depthwise driver: tap lists per output row and pixel, and the pixels of
+/// `dw_f32_pixels` (AVX2), or with `WIDE` of `depthwise_f32_avx512::pixels`.
+///
+/// # Safety
+/// AVX2 and FMA are available, and with `WIDE` AVX-512 F, BW, VL and VNNI; the slices
+/// were checked against `g` by the dispatcher.
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_f32_avx2(
+unsafe fn depthwise_f32_avx2<const WIDE: bool>(
     g: &ConvGeom,
     input: &[f32],
     filter: &[f32],
@@ -1439,18 +1452,16 @@ fn depthwise_f32_avx2(
                 // SAFETY: as below, for both pixels; the second pixel's input starts
                 // stride_w * ch floats after the first's and its output ch floats after.
                 unsafe {
-                    dw_f32_pixels::<2>(
+                    let (x, o) = (
                         input.as_ptr().add((ox * g.stride_w - g.pad_left) * ch),
-                        g.stride_w * ch,
-                        filter.as_ptr(),
-                        &inner,
-                        bias,
                         out.as_mut_ptr().add(obase),
-                        ch,
-                        vlo,
-                        vhi,
-                        clamp,
                     );
+                    let (xs, w) = (g.stride_w * ch, filter.as_ptr());
+                    if WIDE {
+                        depthwise_f32_avx512::pixels::<2>(x, xs, w, &inner, bias, o, ch, clamp);
+                    } else {
+                        dw_f32_pixels::<2>(x, xs, w, &inner, bias, o, ch, vlo, vhi, clamp);
+                    }
                 }
                 ox += 2;
                 continue;
@@ -1475,18 +1486,16 @@ fn depthwise_f32_avx2(
             // `ch` floats; the output pixel's `ch` floats start at obase (< output_len);
             // bias has >= out_c = ch entries (checked by the dispatcher).
             unsafe {
-                dw_f32_pixels::<1>(
+                let (x, o, w) = (
                     input.as_ptr().add(base),
-                    0,
-                    filter.as_ptr(),
-                    list,
-                    bias,
                     out.as_mut_ptr().add(obase),
-                    ch,
-                    vlo,
-                    vhi,
-                    clamp,
+                    filter.as_ptr(),
                 );
+                if WIDE {
+                    depthwise_f32_avx512::pixels::<1>(x, 0, w, list, bias, o, ch, clamp);
+                } else {
+                    dw_f32_pixels::<1>(x, 0, w, list, bias, o, ch, vlo, vhi, clamp);
+                }
             }
             ox += 1;
         }
