@@ -277,15 +277,25 @@ fn gemm(
                                 .zip(fused)
                                 .map(|(q, f)| (q, f.out.add(i0 * f.ldo + j))),
                         };
-                        match (tail_rows(rows), nblk) {
-                            (8, 2) => tile::<8, 2>(&t),
-                            (8, _) => tile::<8, 1>(&t),
-                            (4, 2) => tile::<4, 2>(&t),
-                            (4, _) => tile::<4, 1>(&t),
-                            (2, 2) => tile::<2, 2>(&t),
-                            (2, _) => tile::<2, 1>(&t),
-                            (_, 2) => tile::<1, 2>(&t),
-                            _ => tile::<1, 1>(&t),
+                        // The common case: one chunk, requantized with right shifts only.
+                        let fast = first && fused.is_some_and(|f| !f.left && !f.sat);
+                        match (tail_rows(rows), nblk, fast) {
+                            (8, 2, true) => tile::<8, 2, true>(&t),
+                            (8, _, true) => tile::<8, 1, true>(&t),
+                            (4, 2, true) => tile::<4, 2, true>(&t),
+                            (4, _, true) => tile::<4, 1, true>(&t),
+                            (2, 2, true) => tile::<2, 2, true>(&t),
+                            (2, _, true) => tile::<2, 1, true>(&t),
+                            (_, 2, true) => tile::<1, 2, true>(&t),
+                            (_, _, true) => tile::<1, 1, true>(&t),
+                            (8, 2, false) => tile::<8, 2, false>(&t),
+                            (8, _, false) => tile::<8, 1, false>(&t),
+                            (4, 2, false) => tile::<4, 2, false>(&t),
+                            (4, _, false) => tile::<4, 1, false>(&t),
+                            (2, 2, false) => tile::<2, 2, false>(&t),
+                            (2, _, false) => tile::<2, 1, false>(&t),
+                            (_, 2, false) => tile::<1, 2, false>(&t),
+                            (_, _, false) => tile::<1, 1, false>(&t),
                         }
                     }
                     i += MR;
@@ -323,17 +333,24 @@ struct Tile<'a> {
 /// An R x (16 * NB) tile: the accumulators start at the column corrections (first
 /// chunk) or zero, take `pc` groups of VPDPBUSD, then add acc's partial sums (later
 /// chunks) and go to acc, or are requantized into the output (last chunk, fused).
+/// `FAST`: the first and only chunk of a fused call whose shifts are all right shifts and
+/// whose multipliers are not i32::MIN; the bias then joins the corrections at the start.
 ///
 /// # Safety
 /// As stated at the call in [`gemm`]; the CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
+unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) {
     // SAFETY: (whole body) the caller's guarantees above.
     unsafe {
         let mut c = [[_mm512_setzero_si512(); NB]; R];
         if let Some(corr) = t.corr {
             for (h, v) in c[0].iter_mut().enumerate() {
                 *v = _mm512_loadu_si512(corr.add(h * NR) as *const _);
+                if FAST {
+                    if let Some((q, _)) = t.rq {
+                        *v = _mm512_add_epi32(*v, q[h].bias);
+                    }
+                }
             }
             for r in 1..R {
                 c[r] = c[0];
@@ -351,6 +368,29 @@ unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
                     *v = _mm512_dpbusd_epi32(*v, x, *wv);
                 }
             }
+        }
+        if FAST {
+            let Some((q, out)) = t.rq else { return };
+            if t.rows == R && t.cols == NB * NR {
+                // A whole tile: every row and block stored with one 16-byte store.
+                for (r, cr) in c.iter().enumerate() {
+                    for (h, &v) in cr.iter().enumerate() {
+                        let o = out.add(r * q[h].ldo + h * NR);
+                        let bytes = q[h].rq::<false, false, false>(v);
+                        _mm_storeu_si128(o as *mut __m128i, bytes);
+                    }
+                }
+            } else {
+                for (r, cr) in c.iter().enumerate().take(t.rows) {
+                    for (h, &v) in cr.iter().enumerate() {
+                        let cols = t.cols.saturating_sub(h * NR).min(NR);
+                        let lanes: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+                        let o = out.add(r * q[h].ldo + h * NR);
+                        _mm_mask_storeu_epi8(o, lanes, q[h].rq::<false, false, false>(v));
+                    }
+                }
+            }
+            return;
         }
         for (r, cr) in c.iter().enumerate().take(t.rows) {
             let dst = t.acc.add(r * t.ldacc);
@@ -453,18 +493,24 @@ impl Rq16 {
     #[inline]
     fn row(&self, v: __m512i) -> __m128i {
         match (self.has_left, self.sat) {
-            (false, false) => self.rq::<false, false>(v),
-            (true, false) => self.rq::<true, false>(v),
-            (false, true) => self.rq::<false, true>(v),
-            (true, true) => self.rq::<true, true>(v),
+            (false, false) => self.rq::<false, false, true>(v),
+            (true, false) => self.rq::<true, false, true>(v),
+            (false, true) => self.rq::<false, true, true>(v),
+            (true, true) => self.rq::<true, true, true>(v),
         }
     }
 
-    /// [`Rq16::rq32`], a saturating narrowing to bytes and the clamp.
+    /// [`Rq16::rq32`] (without the bias unless `BIAS`), a saturating narrowing to bytes
+    /// and the clamp.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
-    fn rq<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m128i {
-        let bytes = _mm512_cvtsepi32_epi8(self.rq32::<LEFT, SAT>(x));
+    fn rq<const LEFT: bool, const SAT: bool, const BIAS: bool>(&self, x: __m512i) -> __m128i {
+        let x = if BIAS {
+            _mm512_add_epi32(x, self.bias)
+        } else {
+            x
+        };
+        let bytes = _mm512_cvtsepi32_epi8(self.mul::<LEFT, SAT>(x));
         _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
     }
 
@@ -474,7 +520,13 @@ impl Rq16 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     pub(super) fn rq32<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
-        let x = _mm512_add_epi32(x, self.bias);
+        self.mul::<LEFT, SAT>(_mm512_add_epi32(x, self.bias))
+    }
+
+    /// [`Rq16::rq32`] without the bias.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
         } else {
