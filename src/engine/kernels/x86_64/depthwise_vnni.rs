@@ -16,9 +16,14 @@ use super::gemm_vnni::Rq16;
 use super::{clamp8, MAX_DW_CH, MAX_TAPS};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
+use crate::engine::kernels::scratch::reuse;
 
 /// Channels per block (one vector of 32 int16).
 const CB: usize = 32;
+
+thread_local! {
+    static ZP_ROW: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// The kernel's per-operator constants (see [`prepare`]).
 pub struct DwPrep {
@@ -169,10 +174,23 @@ fn run<const LEFT: bool, const SAT: bool>(
     let pairs = taps.div_ceil(2);
     let (lo, hi) = clamp8(q.act_min, q.act_max);
     let (vlo, vhi) = (_mm256_set1_epi8(lo as i8), _mm256_set1_epi8(hi as i8));
-    let zp = prep.zp.as_ptr();
     let wp = prep.wbuf.as_ptr();
-    // Start of each tap's input pixel for the current output pixel (zp row if padded);
-    // an odd tap count reads the zp row for the (zero-weight) last half pair.
+    // A row of input zero points as long as an input row: what taps in padded rows read,
+    // so that every tap of a pixel whose filter columns all lie inside the input is its
+    // row's tap pointer plus the pixel's offset.
+    let mut zrow = reuse(&ZP_ROW);
+    zrow.resize(g.in_w.max(1) * ch, prep.zp.first().copied().unwrap_or(0));
+    let zp = zrow.as_ptr();
+    // Output columns [ox_lo, ox_hi) have all their filter columns inside the input.
+    let ox_lo = g.pad_left.div_ceil(g.stride_w);
+    let span = (g.filter_w - 1) * g.dilation_w;
+    let ox_hi = (g.in_w + g.pad_left)
+        .checked_sub(span + 1)
+        .map_or(0, |last| (last / g.stride_w + 1).min(g.out_w));
+    // Per row: each tap's input (or zp) row pointer plus its filter column offset, the
+    // (zero-weight) half pair of an odd tap count on the zp row.
+    let mut rowtap = [zp; MAX_TAPS + 1];
+    // Edge pixels: each tap's input pixel (zp row start if padded).
     let mut src = [[zp; MAX_TAPS + 1]; 2];
     let mut rowp: [Option<*const i8>; MAX_TAPS] = [None; MAX_TAPS];
     for row in rows {
@@ -182,44 +200,58 @@ fn run<const LEFT: bool, const SAT: bool>(
             *r = g
                 .in_y(oy, fy)
                 .map(|iy| unsafe { input.as_ptr().add((b * g.in_h + iy) * g.in_w * ch) });
+            for fx in 0..g.filter_w {
+                // Inside the row (input or zp) whenever some pixel is interior (then
+                // fx * dilation_w < in_w); never used otherwise.
+                rowtap[fy * g.filter_w + fx] = r.unwrap_or(zp).wrapping_add(fx * g.dilation_w * ch);
+            }
         }
         let mut ox = 0;
         while ox < g.out_w {
             // One or two pixels per step (two share the weight loads).
             let np = (g.out_w - ox).min(2);
-            for (k, srck) in src.iter_mut().enumerate().take(np) {
-                for fx in 0..g.filter_w {
-                    let ix = g.in_x(ox + k, fx);
-                    for (fy, r) in rowp.iter().enumerate().take(g.filter_h) {
-                        srck[fy * g.filter_w + fx] = match (r, ix) {
-                            // SAFETY: ix < in_w: the pixel start is inside the row.
-                            (Some(r), Some(ix)) => unsafe { r.add(ix * ch) },
-                            _ => zp,
-                        };
+            let interior = ox >= ox_lo && ox + np <= ox_hi;
+            let (taps_of, delta) = if interior {
+                let d = |o: usize| (o * g.stride_w - g.pad_left) * ch;
+                ([&rowtap, &rowtap], [d(ox), d(ox + np - 1)])
+            } else {
+                for (k, srck) in src.iter_mut().enumerate().take(np) {
+                    for fx in 0..g.filter_w {
+                        let ix = g.in_x(ox + k, fx);
+                        for (fy, r) in rowp.iter().enumerate().take(g.filter_h) {
+                            srck[fy * g.filter_w + fx] = match (r, ix) {
+                                // SAFETY: ix < in_w: the pixel start is inside the row.
+                                (Some(r), Some(ix)) => unsafe { r.add(ix * ch) },
+                                _ => zp,
+                            };
+                        }
                     }
+                    srck[taps] = zp;
                 }
-                srck[taps] = zp;
-            }
+                ([&src[0], &src[1]], [0, 0])
+            };
             let obase = (row * g.out_w + ox) * ch;
             for (blk, prm) in prep.params.iter().enumerate() {
                 let c0 = blk * CB;
                 let masked = blk == full;
-                // SAFETY: every src pointer starts `ch` readable bytes (an input pixel or
-                // the zp row); a full block reads c0 + 32 <= ch of them, the masked last
-                // block only the bytes below ch. The weight reads are inside the
+                // SAFETY: every tap pointer plus its pixel's delta starts `ch` readable
+                // bytes (an input pixel, or zp row bytes: the zp row holds in_w * ch, an
+                // interior pixel's taps lie inside the row and an edge pixel reads its
+                // start); a full block reads c0 + 32 <= ch of them, the masked last block
+                // only the bytes below ch. The weight reads are inside the
                 // pairs * blocks * 64 prepared values.
                 let accs: [[__m512i; 2]; 2] = unsafe {
-                    let s = [&src[0], &src[1]];
+                    let (s, d) = (taps_of, delta);
                     match (np, pairs, masked) {
-                        (2, 5, false) => acc::<5, 2, false>(s, c0, wp, blocks, blk, 5, tail),
-                        (2, _, false) => acc::<0, 2, false>(s, c0, wp, blocks, blk, pairs, tail),
-                        (2, _, true) => acc::<0, 2, true>(s, c0, wp, blocks, blk, pairs, tail),
+                        (2, 5, false) => acc::<5, 2, false>(s, d, c0, wp, blocks, blk, 5, tail),
+                        (2, _, false) => acc::<0, 2, false>(s, d, c0, wp, blocks, blk, pairs, tail),
+                        (2, _, true) => acc::<0, 2, true>(s, d, c0, wp, blocks, blk, pairs, tail),
                         (_, _, m) => {
-                            let s = [&src[0]];
+                            let (s, d) = ([s[0]], [d[0]]);
                             let [a] = if m {
-                                acc::<0, 1, true>(s, c0, wp, blocks, blk, pairs, tail)
+                                acc::<0, 1, true>(s, d, c0, wp, blocks, blk, pairs, tail)
                             } else {
-                                acc::<0, 1, false>(s, c0, wp, blocks, blk, pairs, tail)
+                                acc::<0, 1, false>(s, d, c0, wp, blocks, blk, pairs, tail)
                             };
                             [a, a]
                         }
@@ -265,6 +297,7 @@ fn run<const LEFT: bool, const SAT: bool>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(
     src: [&[*const i8; MAX_TAPS + 1]; P],
+    delta: [usize; P],
     c0: usize,
     w: *const i16,
     blocks: usize,
@@ -276,8 +309,8 @@ unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(
     let mut acc = [[_mm512_setzero_si512(); 2]; P];
     // SAFETY: (whole body) see the function's contract.
     unsafe {
-        let ld = |p: *const i8| {
-            let p = p.add(c0);
+        let ld = |p: *const i8, d: usize| {
+            let p = p.add(d + c0);
             _mm512_cvtepi8_epi16(if MASKED {
                 _mm256_maskz_loadu_epi8(mask, p)
             } else {
@@ -290,8 +323,8 @@ unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(
                 _mm512_loadu_si512(wv as *const _),
                 _mm512_loadu_si512(wv.add(32) as *const _),
             );
-            for (a, s) in acc.iter_mut().zip(src) {
-                let (x0, x1) = (ld(s[2 * p]), ld(s[2 * p + 1]));
+            for ((a, s), &d) in acc.iter_mut().zip(src).zip(&delta) {
+                let (x0, x1) = (ld(s[2 * p], d), ld(s[2 * p + 1], d));
                 a[0] = _mm512_dpwssd_epi32(a[0], _mm512_unpacklo_epi16(x0, x1), w0);
                 a[1] = _mm512_dpwssd_epi32(a[1], _mm512_unpackhi_epi16(x0, x1), w1);
             }
