@@ -242,6 +242,8 @@ fn run<const LEFT: bool, const SAT: bool>(
                 // pairs * blocks * 64 prepared values.
                 let accs: [[__m512i; 2]; 2] = unsafe {
                     let (s, d) = (taps_of, delta);
+                    // The sums start at the (folded) bias.
+                    let tail = (tail, [prm[0].bias, prm[1].bias]);
                     match (np, pairs, masked) {
                         (2, 5, false) => acc::<5, 2, false>(s, d, c0, wp, blocks, blk, 5, tail),
                         (2, _, false) => acc::<0, 2, false>(s, d, c0, wp, blocks, blk, pairs, tail),
@@ -258,8 +260,8 @@ fn run<const LEFT: bool, const SAT: bool>(
                     }
                 };
                 for (k, a) in accs.iter().enumerate().take(np) {
-                    let v0 = prm[0].rq32::<LEFT, SAT>(a[0]);
-                    let v1 = prm[1].rq32::<LEFT, SAT>(a[1]);
+                    let v0 = prm[0].mul::<LEFT, SAT>(a[0]);
+                    let v1 = prm[1].mul::<LEFT, SAT>(a[1]);
                     // Per 128-bit lane: channels 8L..8L+3 of v0, then 8L+4..8L+7 of v1:
                     // the 32 channels in order, saturated to int16, then to int8.
                     let o = _mm512_cvtsepi16_epi8(_mm512_packs_epi32(v0, v1));
@@ -284,8 +286,8 @@ fn run<const LEFT: bool, const SAT: bool>(
 }
 
 /// Accumulate the tap pairs of one 32-channel block of `P` pixels (tap pointers
-/// `src[p]`): sum_t w_t * x_t in the unpacklo (`[p][0]`) and unpackhi (`[p][1]`) lane
-/// orders. The pixels share the weight loads. `NP` fixes the pair count (0: use
+/// `src[p]`): init + sum_t w_t * x_t in the unpacklo (`[p][0]`) and unpackhi (`[p][1]`)
+/// lane orders. The pixels share the weight loads. `NP` fixes the pair count (0: use
 /// `pairs`); `MASKED` loads only the bytes of `mask`.
 ///
 /// # Safety
@@ -303,10 +305,10 @@ unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(
     blocks: usize,
     blk: usize,
     pairs: usize,
-    mask: __mmask32,
+    (mask, init): (__mmask32, [__m512i; 2]),
 ) -> [[__m512i; 2]; P] {
     let np = if NP > 0 { NP } else { pairs };
-    let mut acc = [[_mm512_setzero_si512(); 2]; P];
+    let mut acc = [init; P];
     // SAFETY: (whole body) see the function's contract.
     unsafe {
         let ld = |p: *const i8, d: usize| {

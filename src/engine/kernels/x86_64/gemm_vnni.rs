@@ -415,7 +415,7 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
 
 /// The requantizing epilogue's constants of one 16-column block (see [`Rq16::row`]).
 pub(super) struct Rq16 {
-    bias: __m512i,
+    pub(super) bias: __m512i,
     mult: __m512i,
     /// `mult` of the odd lanes, moved to the even positions (for `_mm512_mul_epi32`).
     mult_odd: __m512i,
@@ -500,8 +500,8 @@ impl Rq16 {
         }
     }
 
-    /// [`Rq16::rq32`] (without the bias unless `BIAS`), a saturating narrowing to bytes
-    /// and the clamp.
+    /// `x + bias` (only if `BIAS`), [`Rq16::mul`], a saturating narrowing to bytes and
+    /// the clamp.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     fn rq<const LEFT: bool, const SAT: bool, const BIAS: bool>(&self, x: __m512i) -> __m128i {
@@ -514,19 +514,12 @@ impl Rq16 {
         _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
     }
 
-    /// `x + bias`, MultiplyByQuantizedMultiplier (as `rq8` in the AVX2 kernels: left shift
-    /// only if `LEFT`, the MIN * MIN saturation only if `SAT`) and the output offset, in
-    /// wrapping int32 (no clamp).
+    /// MultiplyByQuantizedMultiplier of sums that already hold the bias (as `rq8` in the
+    /// AVX2 kernels: left shift only if `LEFT`, the MIN * MIN saturation only if `SAT`) and
+    /// the output offset, in wrapping int32 (no clamp).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
-    pub(super) fn rq32<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
-        self.mul::<LEFT, SAT>(_mm512_add_epi32(x, self.bias))
-    }
-
-    /// [`Rq16::rq32`] without the bias.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    #[inline]
-    fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
+    pub(super) fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
         } else {
