@@ -660,12 +660,8 @@ pub fn gemm_f32(
             aarch64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => {
+        KernelPath::Avx2 | KernelPath::Avx512 => {
             x86_64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
-        }
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => {
-            x86_64::gemm_f32_avx512::gemm_f32(&p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         _ => scalar::gemm::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo),
     }

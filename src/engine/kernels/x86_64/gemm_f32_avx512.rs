@@ -14,40 +14,15 @@ pub(in crate::engine::kernels) const MR: usize = 12;
 const MC: usize = 48;
 
 /// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`
-/// with W packed by [`super::pack_f32`]; the dispatcher checked `a`, `out` and `bias`
-/// against `m`, `n`, `k`, `lda` and `ldo`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(
-    packed: &[f32],
-    n: usize,
-    k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = n.div_ceil(NR);
-    assert!(
-        packed.len() >= nb * k * NR,
-        "gemm_f32 (avx512): packed weights too short"
-    );
-    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
-    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
-    assert!(bias.is_none_or(|b| b.len() >= n));
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the dispatcher only selects this path after checking AVX-512 F (and BW,
-    // VL, VNNI, AVX2, FMA) at run time; the lengths were checked above.
-    unsafe { gemm(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
-}
-
+/// with W packed by [`super::pack_f32`].
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI, AVX2 and FMA; `packed` holds the blocks of
+/// `n x k` weights, `a`, `out` and `bias` were checked against `m`, `n`, `k`, `lda` and
+/// `ldo` (as `kernels::gemm_f32` does).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(super) unsafe fn gemm(
     packed: &[f32],
     n: usize,
     k: usize,

@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::{clamp8, requant_i8, Fuse};
+use super::Fuse;
 use crate::engine::kernels::{KernelPath, RequantCols};
 
 /// Columns per packed block (one vector of 16 int32 accumulators).
@@ -121,33 +121,21 @@ pub fn gemm_requant_i8(
     ldo: usize,
 ) {
     check_packed(packed, n, k);
-    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
-    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
-    assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
-    assert!(
-        gemm_requant_in_tile(k) || acc.len() >= m * n,
-        "gemm_requant_i8: acc too short"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        let acc = &mut acc[..m * n];
-        acc.fill(0);
-        return requant_i8(KernelPath::Avx512, acc, m, n, n, rq, out, ldo);
-    }
-    let (lo, hi) = clamp8(rq.act_min, rq.act_max);
-    let fuse = Fuse {
-        bias: rq.bias,
-        mult: rq.multipliers,
-        shift: rq.shifts,
-        off: rq.output_offset,
-        lo,
-        hi,
-        left: rq.shifts[..n].iter().any(|&s| s > 0),
-        sat: rq.multipliers[..n].contains(&i32::MIN),
-        out: out.as_mut_ptr(),
+    let in_tile = gemm_requant_in_tile(k);
+    let Some(fuse) = Fuse::new(
+        KernelPath::Avx512,
+        n,
+        k,
+        a,
+        m,
+        lda,
+        rq,
+        acc,
+        in_tile,
+        out,
         ldo,
+    ) else {
+        return;
     };
     // SAFETY: as in gemm_i8; `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes,
     // `acc` is only touched when k spans several chunks (checked above).

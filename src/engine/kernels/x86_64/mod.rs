@@ -157,6 +157,57 @@ struct Fuse<'a> {
     ldo: usize,
 }
 
+impl<'a> Fuse<'a> {
+    /// The argument checks of a fused GEMM (`gemm_requant_i8` of either x86 path) of `n`
+    /// columns, and its epilogue's parameters; `None` when nothing is left to do:
+    /// no rows or columns, or `k == 0` (every sum is 0; those are requantized here). `acc`
+    /// must hold `m * n` values unless `in_tile` (the path then never touches it).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        path: KernelPath,
+        n: usize,
+        k: usize,
+        a: &[i8],
+        m: usize,
+        lda: usize,
+        rq: &RequantCols<'a>,
+        acc: &mut [i32],
+        in_tile: bool,
+        out: &mut [i8],
+        ldo: usize,
+    ) -> Option<Fuse<'a>> {
+        assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
+        assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
+        assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+        assert!(
+            in_tile || acc.len() >= m * n,
+            "gemm_requant_i8: acc too short"
+        );
+        if m == 0 || n == 0 {
+            return None;
+        }
+        if k == 0 {
+            let acc = &mut acc[..m * n];
+            acc.fill(0);
+            requant_i8(path, acc, m, n, n, rq, out, ldo);
+            return None;
+        }
+        let (lo, hi) = clamp8(rq.act_min, rq.act_max);
+        Some(Fuse {
+            bias: rq.bias,
+            mult: rq.multipliers,
+            shift: rq.shifts,
+            off: rq.output_offset,
+            lo,
+            hi,
+            left: rq.shifts[..n].iter().any(|&s| s > 0),
+            sat: rq.multipliers[..n].contains(&i32::MIN),
+            out: out.as_mut_ptr(),
+            ldo,
+        })
+    }
+}
+
 /// The constants a tile's requantizing epilogue needs for one 16-column block.
 struct TileRq {
     lanes: [RqLanes; 2],
@@ -221,52 +272,32 @@ pub fn gemm_requant_i8(
     out: &mut [i8],
     ldo: usize,
 ) {
-    let RequantCols {
-        bias,
-        multipliers,
-        shifts,
-        output_offset,
-        act_min,
-        act_max,
-    } = *rq;
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     assert!(
         packed.len() >= nb * kp * NR * 4,
         "gemm_requant_i8: packed weights too short"
     );
-    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
-    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
-    assert!(bias.len() >= n && multipliers.len() >= n && shifts.len() >= n);
-    assert!(
-        gemm_requant_in_tile(k) || acc.len() >= m * n,
-        "gemm_requant_i8: acc too short"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // No products: every sum is 0.
-        let acc = &mut acc[..m * n];
-        acc.fill(0);
-        return requant_i8(KernelPath::Avx2, acc, m, n, n, rq, out, ldo);
-    }
-    let (lo, hi) = clamp8(act_min, act_max);
-    let fuse = Fuse {
-        bias,
-        mult: multipliers,
-        shift: shifts,
-        off: output_offset,
-        lo,
-        hi,
-        left: shifts[..n].iter().any(|&s| s > 0),
-        sat: multipliers[..n].contains(&i32::MIN),
-        out: out.as_mut_ptr(),
+    let in_tile = gemm_requant_in_tile(k);
+    let Some(fuse) = Fuse::new(
+        KernelPath::Avx2,
+        n,
+        k,
+        a,
+        m,
+        lda,
+        rq,
+        acc,
+        in_tile,
+        out,
         ldo,
+    ) else {
+        return;
     };
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
-    // run time; the slice lengths were checked above (`out` through `fuse.out`:
-    // (m - 1) * ldo + n bytes; `acc` only for k beyond one chunk).
+    // run time; the packed length was checked above, the other slices by `Fuse::new`
+    // (`out` through `fuse.out`: (m - 1) * ldo + n bytes; `acc` only for k beyond one
+    // chunk).
     unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
 }
 
@@ -1255,7 +1286,7 @@ pub fn pack_f32(_path: KernelPath, w: &[f32], n: usize, k: usize) -> Vec<f32> {
 
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_f32(
-    _path: KernelPath,
+    path: KernelPath,
     packed: &[f32],
     n: usize,
     k: usize,
@@ -1272,9 +1303,15 @@ pub fn gemm_f32(
         packed.len() >= nb * k * NR,
         "gemm_f32: packed weights too short"
     );
-    // SAFETY: AVX2/FMA checked by the dispatcher, which also checked a, out and bias
-    // against m, n, k, lda, ldo.
-    unsafe { gemm_f32_avx2(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
+    // SAFETY: AVX2/FMA (for the AVX-512 path also AVX-512 F, BW, VL, VNNI) checked by
+    // the dispatcher, which also checked a, out and bias against m, n, k, lda, ldo.
+    unsafe {
+        if path == KernelPath::Avx512 {
+            gemm_f32_avx512::gemm(packed, n, k, a, m, lda, bias, clamp, out, ldo)
+        } else {
+            gemm_f32_avx2(packed, n, k, a, m, lda, bias, clamp, out, ldo)
+        }
+    }
 }
 
 #[target_feature(enable = "avx2,fma")]
