@@ -137,8 +137,9 @@ pub fn gemm_requant_i8(
     ) else {
         return;
     };
-    // SAFETY: as in gemm_i8; `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes,
-    // `acc` is only touched when k spans several chunks (checked above).
+    // SAFETY: as in gemm_i8 (the packed length checked above, the other slices by
+    // `Fuse::new`); `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes, `acc` is
+    // only touched when k spans several chunks.
     unsafe { gemm(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
 }
 
@@ -360,12 +361,13 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
         if FAST {
             let Some((q, out)) = t.rq else { return };
             if t.rows == R && t.cols == NB * NR {
-                // A whole tile: every row and block stored with one 16-byte store.
-                for (r, cr) in c.iter().enumerate() {
-                    for (h, &v) in cr.iter().enumerate() {
-                        let o = out.add(r * q[h].ldo + h * NR);
-                        let bytes = q[h].rq::<false, false, false>(v);
-                        _mm_storeu_si128(o as *mut __m128i, bytes);
+                // A whole tile: every row and block stored with one 16-byte store; block
+                // by block, so that its constants stay in registers.
+                for (h, q) in q.iter().enumerate().take(NB) {
+                    let q = *q;
+                    for (r, cr) in c.iter().enumerate() {
+                        let o = out.add(r * q.ldo + h * NR);
+                        _mm_storeu_si128(o as *mut __m128i, q.rq::<false, false, false>(cr[h]));
                     }
                 }
             } else {
@@ -402,6 +404,7 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
 }
 
 /// The requantizing epilogue's constants of one 16-column block (see [`Rq16::row`]).
+#[derive(Clone, Copy)]
 pub(super) struct Rq16 {
     pub(super) bias: __m512i,
     mult: __m512i,
