@@ -413,6 +413,64 @@ pub(super) struct GemmF32 {
     task_rows: usize,
     tasks: usize,
     scratch: PerWorker<Vec<f32>>,
+    /// Few rows and many columns on several threads: the tasks take column ranges.
+    by_cols: Option<ColSplitF32>,
+}
+
+/// A float GEMM cut by columns: one task per thread, each with its own packed weights
+/// (a range of whole 32-column groups), so every weight is read by one thread only. The
+/// weights are then the larger operand (the late 1×1 and 3×3 layers of a detector, on
+/// 10×10 or smaller maps), which a cut by rows would have every task stream in full.
+struct ColSplitF32 {
+    /// First column of each part, and `n` at the end.
+    cols: Vec<usize>,
+    packed: Vec<PackedF32>,
+    /// The left-hand matrix (im2col rows), made once per call before the parts run.
+    a: Vec<f32>,
+    /// Each part's `m x cols` result, copied into the output after the parts ran.
+    out: PerWorker<Vec<f32>>,
+}
+
+/// Columns of a [`ColSplitF32`] part are multiples of this (whole register-tile widths).
+const COL_ALIGN: usize = 32;
+/// Rows of a GEMM cut by columns at most (see [`ColSplitF32::new`]).
+const COL_SPLIT_MAX_M: usize = 64;
+
+impl ColSplitF32 {
+    /// The cut of an `m x n` GEMM with weights `w` (`n x k`) over `threads`, or `None`
+    /// where rows are the better cut: one thread, more than [`COL_SPLIT_MAX_M`] rows (a
+    /// 10×10 map already runs faster cut by rows: its weights stay in cache and the cut by
+    /// columns copies its results once more), fewer than `4 * m` columns, or too few
+    /// columns for a part per thread.
+    fn new(
+        m: usize,
+        k: usize,
+        n: usize,
+        w: &[f32],
+        path: KernelPath,
+        threads: usize,
+        im2col: bool,
+    ) -> Option<Self> {
+        if threads <= 1 || m > COL_SPLIT_MAX_M || n < 4 * m || n < COL_ALIGN * threads {
+            return None;
+        }
+        let groups = n.div_ceil(COL_ALIGN);
+        let mut cols: Vec<usize> = (0..threads)
+            .map(|t| split_range(groups, threads, t).start * COL_ALIGN)
+            .collect();
+        cols.push(n);
+        let packed = cols
+            .windows(2)
+            .map(|c| kernels::pack_f32(path, &w[c[0] * k..c[1] * k], c[1] - c[0], k))
+            .collect();
+        let widest = cols.windows(2).map(|c| c[1] - c[0]).max().unwrap_or(0);
+        Some(ColSplitF32 {
+            cols,
+            packed,
+            a: vec![0.0; if im2col { m * k + RUN } else { 0 }],
+            out: PerWorker::new(threads, || vec![0.0; m * widest]),
+        })
+    }
 }
 
 impl GemmF32 {
@@ -448,6 +506,50 @@ impl GemmF32 {
             scratch: PerWorker::new(threads, || {
                 vec![0.0; if im2col { task_rows * k + RUN } else { 0 }]
             }),
+            by_cols: ColSplitF32::new(m, k, n, w, path, threads, im2col),
+        }
+    }
+
+    /// [`Kernel::eval`] cut by columns (see [`ColSplitF32`]).
+    fn eval_by_cols(&mut self, input: &[f32], out: &mut [f32]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let Some(cs) = self.by_cols.as_mut() else {
+            return;
+        };
+        let a: &[f32] = match self.src {
+            ASource::Direct => &input[..m * k],
+            ASource::Im2col(g) => {
+                im2col(&g, input, 0..m, 0.0, &mut cs.a[..m * k + RUN]);
+                &cs.a[..m * k]
+            }
+        };
+        let cs = &*cs;
+        let (bias, clamp) = (self.bias.as_deref(), self.clamp);
+        let part = |t: usize, _worker: usize| {
+            let (c0, c1) = (cs.cols[t], cs.cols[t + 1]);
+            let mut o = cs.out.get(t);
+            let b = bias.map(|b| &b[c0..c1]);
+            kernels::gemm_f32(
+                &cs.packed[t],
+                a,
+                m,
+                k,
+                b,
+                clamp,
+                &mut o[..m * (c1 - c0)],
+                c1 - c0,
+            );
+        };
+        match run_pool(&self.pool) {
+            Some(pool) => pool.run(cs.packed.len(), &part),
+            None => (0..cs.packed.len()).for_each(|t| part(t, 0)),
+        }
+        for (t, c) in cs.cols.windows(2).enumerate() {
+            let w = c[1] - c[0];
+            let o = cs.out.get(t);
+            for (row, src) in out.chunks_exact_mut(n).zip(o.chunks_exact(w)).take(m) {
+                row[c[0]..c[1]].copy_from_slice(src);
+            }
         }
     }
 }
@@ -456,6 +558,10 @@ impl Kernel for GemmF32 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let input = in_slice(io, 0, self.input_len, |t| t.f32())?;
         let out = out_slice(io, self.m * self.n, |t| t.f32())?;
+        if self.by_cols.is_some() {
+            self.eval_by_cols(input, out);
+            return Ok(());
+        }
         let this = &*self;
         let (k, n, tr) = (this.k, this.n, this.task_rows);
         let task = |t: usize, chunk: &mut [f32], w: usize| {
