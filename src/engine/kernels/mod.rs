@@ -2,7 +2,8 @@
 //!
 //! - [`scalar`]: portable reference kernels; the oracle every SIMD kernel is tested against.
 //! - `aarch64`: NEON (baseline, dotprod, i8mm) kernels.
-//! - `x86_64`: AVX2 kernels, and an AVX-512 VNNI int8 GEMM.
+//! - `x86_64`: AVX2 kernels, and AVX-512 (VNNI) kernels for the GEMMs and depthwise
+//!   convolutions.
 
 pub mod scalar;
 
@@ -27,7 +28,8 @@ pub enum KernelPath {
     /// x86_64 AVX2 + FMA.
     Avx2,
     /// x86_64 AVX-512 (F, BW, VL) + VNNI, with AVX2 + FMA: the int8 GEMM runs VPDPBUSD on
-    /// 512-bit vectors; the other kernels are the AVX2 ones.
+    /// 512-bit vectors, the int8 depthwise kernel VPDPWSSD, the float GEMM and depthwise
+    /// kernels 512-bit FMA / multiply-add; the other kernels are the AVX2 ones.
     Avx512,
 }
 
@@ -358,9 +360,10 @@ pub struct RequantCols<'a> {
 }
 
 /// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (row stride `ldo`),
-/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON, dotprod) requantize
-/// inside the register tiles; the others, and the rows a fused kernel leaves, go through `acc`
-/// (scratch of at least `m * n` values).
+/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON, dotprod, AVX2,
+/// AVX-512) requantize inside the register tiles; the others, and the rows a fused kernel
+/// leaves, go through `acc` (scratch of at least `m * n` values; the x86 kernels use it only for
+/// k beyond one panel chunk).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_requant_i8(
     p: &PackedI8,
@@ -381,18 +384,14 @@ pub fn gemm_requant_i8(
     #[cfg(target_arch = "aarch64")]
     let done = aarch64::gemm_requant_i8(p.path, &p.data, n, p.k, a, m, lda, rq, out, ldo);
     #[cfg(target_arch = "x86_64")]
-    match p.path {
-        KernelPath::Avx2 => {
-            check_gemm_requant(p, a, m, lda, rq, out, ldo);
-            return x86_64::gemm_requant_i8(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
-        }
-        KernelPath::Avx512 => {
-            check_gemm_requant(p, a, m, lda, rq, out, ldo);
-            return x86_64::gemm_vnni::gemm_requant_i8(
-                &p.data, n, p.k, a, m, lda, rq, acc, out, ldo,
-            );
-        }
-        _ => {}
+    if matches!(p.path, KernelPath::Avx2 | KernelPath::Avx512) {
+        check_gemm_requant(p, a, m, lda, rq, out, ldo);
+        let fused = if p.path == KernelPath::Avx512 {
+            x86_64::gemm_vnni::gemm_requant_i8
+        } else {
+            x86_64::gemm_requant_i8
+        };
+        return fused(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
     }
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;
@@ -499,7 +498,6 @@ pub fn depthwise_i8(
             aarch64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512 if x86_64::depthwise_vnni::applies(g, depth_multiplier, q) => {
             let prep = x86_64::depthwise_vnni::prepare(g, filter, bias, q);
             x86_64::depthwise_vnni::depthwise_i8(&prep, g, q, input, rows, out)
@@ -567,22 +565,18 @@ pub fn depthwise_i8_prepared(
     out: &mut [i8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(p) = &prep.avx512 {
+    if prep.avx2.is_some() || prep.avx512.is_some() {
         check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
         assert!(
             depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
             "depthwise: prepared for another operator"
         );
-        return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(p) = &prep.avx2 {
-        check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
-        assert!(
-            depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
-            "depthwise: prepared for another operator"
-        );
-        return x86_64::depthwise_i8_prepared(p, g, input, filter, bias, q, rows, out);
+        if let Some(p) = &prep.avx512 {
+            return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
+        }
+        if let Some(p) = &prep.avx2 {
+            return x86_64::depthwise_i8_prepared(p, g, input, filter, bias, q, rows, out);
+        }
     }
     depthwise_i8(
         prep.path,

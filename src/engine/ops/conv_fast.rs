@@ -419,8 +419,8 @@ pub(super) struct GemmF32 {
 
 /// A float GEMM cut by columns: one task per thread, each with its own packed weights
 /// (a range of whole 32-column groups), so every weight is read by one thread only. The
-/// weights are then the larger operand (the late 1×1 and 3×3 layers of a detector, on
-/// 10×10 or smaller maps), which a cut by rows would have every task stream in full.
+/// weights are then the larger operand (the late 1×1 and 3×3 layers of a detector, on maps
+/// of at most 64 pixels), which a cut by rows would have every task stream in full.
 struct ColSplitF32 {
     /// First column of each part, and `n` at the end.
     cols: Vec<usize>,
@@ -487,10 +487,13 @@ impl GemmF32 {
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
-        let packed = kernels::pack_f32(path, w, n, k);
         let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_f32_tile_rows(path));
         let im2col = matches!(src, ASource::Im2col(_));
+        let by_cols = ColSplitF32::new(m, k, n, w, path, threads, im2col);
+        // The row cut's weights and scratch only where it runs.
+        let rows_cut = by_cols.is_none();
+        let packed = kernels::pack_f32(path, w, if rows_cut { n } else { 0 }, k);
+        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_f32_tile_rows(path));
         GemmF32 {
             src,
             m,
@@ -504,9 +507,16 @@ impl GemmF32 {
             task_rows,
             tasks,
             scratch: PerWorker::new(threads, || {
-                vec![0.0; if im2col { task_rows * k + RUN } else { 0 }]
+                vec![
+                    0.0;
+                    if im2col && rows_cut {
+                        task_rows * k + RUN
+                    } else {
+                        0
+                    }
+                ]
             }),
-            by_cols: ColSplitF32::new(m, k, n, w, path, threads, im2col),
+            by_cols,
         }
     }
 
