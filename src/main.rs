@@ -37,7 +37,7 @@ enum Cmd {
         iterations: usize,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
-        /// Kernel path: auto, scalar, neon, dotprod, i8mm or avx2 (default: EDGECAM_KERNELS, else auto).
+        /// Kernel path: auto, scalar, neon, dotprod, i8mm, avx2 or avx512 (default: EDGECAM_KERNELS, else auto).
         #[arg(long)]
         kernels: Option<String>,
         /// Cores to pin the worker threads to, e.g. 1,2,3.

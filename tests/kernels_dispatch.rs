@@ -185,9 +185,9 @@ fn x86_paths_are_available_when_cpuinfo_lists_them() {
         .unwrap_or_default();
     let has = |f: &[&str]| f.iter().all(|f| flags.contains(f));
     let avx2 = has(&["avx2", "fma"]);
-    let avx512 = avx2 && has(&["avx512f", "avx512bw", "avx512vl", "avx512_vnni"]);
+    let avx512 = avx2 && has(&["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"]);
     eprintln!(
-        "cpuinfo avx2+fma: {avx2}, avx512 f/bw/vl/vnni: {avx512}; detected {:?}",
+        "cpuinfo avx2+fma: {avx2}, avx512 f/bw/dq/vl/vnni: {avx512}; detected {:?}",
         KernelPath::available()
     );
     assert_eq!(KernelPath::Avx2.supported(), avx2);

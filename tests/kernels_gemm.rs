@@ -725,3 +725,81 @@ fn requant_i8_right_shift_only_is_bit_exact() {
         }
     }
 }
+
+/// The requantization epilogue over sweeps of consecutive sums (the AVX-512 path computes
+/// most vectors through an f32 shortcut that is exact only away from rounding boundaries,
+/// and takes the integer arithmetic for a vector with a lane near one): 16 columns of
+/// multipliers (powers of two, whose products land exactly on ties; the largest; random
+/// 31-bit ones; zero; TFLite scales), right shifts 0..=31, biases that centre each
+/// column's sweep where its outputs cross the int8 range, mostly around rounding
+/// boundaries (or anywhere), offsets at and
+/// past the shortcut's bound of 256, on every path against the scalar oracle.
+#[test]
+fn requant_i8_sweeps_are_bit_exact() {
+    let mut rng = Rng(0xED6E_CA30_0000_0808);
+    let (m, n) = (1usize << 14, 16usize);
+    let half = (m / 2) as i32;
+    let acc: Vec<i32> = (0..m * n).map(|v| (v / n) as i32 - half).collect();
+    for case in 0..48 {
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
+            .map(|_| {
+                let right = -(rng.below(32) as i32);
+                match rng.below(6) {
+                    0 => (1 << 30, right),
+                    1 => (i32::MAX, right),
+                    2 => (rng.range(1 << 30, i32::MAX as i64) as i32, right),
+                    3 => (0, right),
+                    _ => quantize_multiplier(10f64.powf(-(rng.range(3, 60) as f64) / 10.0)),
+                }
+            })
+            .unzip();
+        let bias: Vec<i32> = (0..n)
+            .map(|j| {
+                let scale = mults[j] as f64 * 2f64.powi(shifts[j] - 31);
+                match rng.below(4) {
+                    0 => rng.next_u64() as i32,
+                    _ if scale == 0.0 => 0,
+                    _ => {
+                        // Sums whose exact product lies near an integer (the sweep then
+                        // passes close to the rounding boundaries, for small scales within
+                        // 2^-20 of them), or anywhere between.
+                        let near = [-0.5, -0.5, 0.0, rng.below(1000) as f64 / 1000.0];
+                        let target = rng.range(-300, 300) as f64 + near[rng.below(4)];
+                        (target / scale).clamp(-2e9, 2e9) as i32
+                    }
+                }
+            })
+            .collect();
+        let off = [-128, 127, 0, 256, -256, 257, rng.range(-128, 127) as i32][rng.below(7)];
+        let (amin, amax) = match rng.below(3) {
+            0 => (-128, 127),
+            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+            _ => (off.clamp(-128, 127), 127),
+        };
+        let rq = kernels::RequantCols {
+            bias: &bias,
+            multipliers: &mults,
+            shifts: &shifts,
+            output_offset: off,
+            act_min: amin,
+            act_max: amax,
+        };
+        let run = |path: KernelPath| {
+            let mut out = vec![0x11i8; m * n];
+            kernels::requant_i8(path, &acc, m, n, n, &rq, &mut out, n);
+            out
+        };
+        let want = run(KernelPath::Scalar);
+        for path in paths() {
+            let got = run(path);
+            if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
+                let j = i % n;
+                panic!(
+                    "case {case}: {path} sum {} column {j} (multiplier {}, shift {}, bias {}, \
+                     offset {off}): got {}, want {}",
+                    acc[i], mults[j], shifts[j], bias[j], got[i], want[i]
+                );
+            }
+        }
+    }
+}

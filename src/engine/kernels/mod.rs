@@ -27,7 +27,7 @@ pub enum KernelPath {
     I8mm,
     /// x86_64 AVX2 + FMA.
     Avx2,
-    /// x86_64 AVX-512 (F, BW, VL) + VNNI, with AVX2 + FMA: the int8 GEMM runs VPDPBUSD on
+    /// x86_64 AVX-512 (F, BW, DQ, VL) + VNNI, with AVX2 + FMA: the int8 GEMM runs VPDPBUSD on
     /// 512-bit vectors, the int8 depthwise kernel VPDPWSSD, the float GEMM and depthwise
     /// kernels 512-bit FMA / multiply-add; the other kernels are the AVX2 ones.
     Avx512,
@@ -72,6 +72,7 @@ impl KernelPath {
                 KernelPath::Avx2.supported()
                     && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }

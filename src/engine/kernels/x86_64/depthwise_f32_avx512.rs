@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 /// AVX-512 F is available; for every `(xo, wo)` in `taps` and pixel `p < P`,
 /// `x + p * xstep + xo` and `w + wo` start `ch` readable floats; `o` starts `P * ch`
 /// writable floats; `bias` has `ch` entries.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn pixels<const P: usize>(
     x: *const f32,
@@ -60,7 +60,7 @@ pub(super) unsafe fn pixels<const P: usize>(
 /// # Safety
 /// As [`pixels`], with `16 * (G - 1)` channels plus the lanes of `tail` read and written
 /// per pixel.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn group<const G: usize, const P: usize>(

@@ -152,12 +152,12 @@ pub fn depthwise_i8(
         (false, true) => run::<false, true>,
         (true, true) => run::<true, true>,
     };
-    // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, VL
+    // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, DQ, VL
     // and VNNI at run time; the lengths were checked above and by the dispatcher.
     unsafe { f(prep, g, q, input, rows, out) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 fn run<const LEFT: bool, const SAT: bool>(
     prep: &DwPrep,
     g: &ConvGeom,
@@ -174,6 +174,8 @@ fn run<const LEFT: bool, const SAT: bool>(
     let pairs = taps.div_ceil(2);
     let (lo, hi) = clamp8(q.act_min, q.act_max);
     let (vlo, vhi) = (_mm256_set1_epi8(lo as i8), _mm256_set1_epi8(hi as i8));
+    // Whether the clamp is narrower than the saturating narrowing's [-128, 127].
+    let clamp = (lo, hi) != (-128, 127);
     let wp = prep.wbuf.as_ptr();
     // A row of input zero points as long as an input row: what taps in padded rows read,
     // so that every tap of a pixel whose filter columns all lie inside the input is its
@@ -265,7 +267,11 @@ fn run<const LEFT: bool, const SAT: bool>(
                     // Per 128-bit lane: channels 8L..8L+3 of v0, then 8L+4..8L+7 of v1:
                     // the 32 channels in order, saturated to int16, then to int8.
                     let o = _mm512_cvtsepi16_epi8(_mm512_packs_epi32(v0, v1));
-                    let o = _mm256_min_epi8(_mm256_max_epi8(o, vlo), vhi);
+                    let o = if clamp {
+                        _mm256_min_epi8(_mm256_max_epi8(o, vlo), vhi)
+                    } else {
+                        o
+                    };
                     let d = obase + k * ch + c0;
                     assert!(d + if masked { ch - c0 } else { CB } <= out.len());
                     // SAFETY: the 32 bytes (the channels below ch when masked) from d lie
@@ -291,10 +297,10 @@ fn run<const LEFT: bool, const SAT: bool>(
 /// `pairs`); `MASKED` loads only the bytes of `mask`.
 ///
 /// # Safety
-/// AVX-512 F, BW, VL and VNNI are available; src[p][0..2*pairs] each start c0 + 32
+/// AVX-512 F, BW, DQ, VL and VNNI are available; src[p][0..2*pairs] each start c0 + 32
 /// readable bytes (`MASKED`: c0 + the bytes of `mask`); `w` holds the interleaved weights
 /// of `pairs` pairs of `blocks` blocks; blk < blocks.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(

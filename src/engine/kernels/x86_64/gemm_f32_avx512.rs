@@ -17,10 +17,10 @@ const MC: usize = 48;
 /// with W packed by [`super::pack_f32`].
 ///
 /// # Safety
-/// The CPU has AVX-512 F, BW, VL and VNNI, AVX2 and FMA; `packed` holds the blocks of
+/// The CPU has AVX-512 F, BW, DQ, VL and VNNI, AVX2 and FMA; `packed` holds the blocks of
 /// `n x k` weights, `a`, `out` and `bias` were checked against `m`, `n`, `k`, `lda` and
 /// `ldo` (as `kernels::gemm_f32` does).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm(
     packed: &[f32],
@@ -113,7 +113,7 @@ struct Tile<'a> {
 ///
 /// # Safety
 /// As stated at the call in [`gemm`]; the CPU has AVX-512 F.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn tile<const R: usize, const NB: usize>(t: &Tile<'_>) {
     // SAFETY: (whole body) the caller's guarantees above.
     unsafe {

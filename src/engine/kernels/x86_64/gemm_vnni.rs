@@ -98,7 +98,7 @@ pub fn gemm_i8(
         }
         return;
     }
-    // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, VL
+    // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, DQ, VL
     // and VNNI (and AVX2, FMA) at run time; the slice lengths were checked above.
     unsafe { gemm(packed, n, k, a, m, lda, acc, ldacc, None) }
 }
@@ -143,6 +143,61 @@ pub fn gemm_requant_i8(
     unsafe { gemm(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
 }
 
+/// The requantization epilogue alone (`requant_i8` of the AVX-512 path) with [`Rq16`]: each
+/// 16-column block's constants once, then its rows; the dispatcher checked the slices.
+#[allow(clippy::too_many_arguments)]
+pub fn requant_i8(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    rq: &RequantCols<'_>,
+    out: &mut [i8],
+    ldo: usize,
+) {
+    assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
+    assert!(m == 0 || (ldacc >= n && acc.len() >= (m - 1) * ldacc + n));
+    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+    let (lo, hi) = super::clamp8(rq.act_min, rq.act_max);
+    let f = Fuse {
+        bias: rq.bias,
+        mult: rq.multipliers,
+        shift: rq.shifts,
+        off: rq.output_offset,
+        lo,
+        hi,
+        left: rq.shifts[..n].iter().any(|&s| s > 0),
+        sat: rq.multipliers[..n].contains(&i32::MIN),
+        out: out.as_mut_ptr(),
+        ldo,
+    };
+    // SAFETY: the dispatcher only selects this path after checking the CPU's AVX-512
+    // features; the slice lengths were checked above.
+    unsafe { requant_blocks(&f, acc, m, n, ldacc) }
+}
+
+/// # Safety
+/// AVX-512 F, BW, DQ, VL and VNNI are available; `acc` holds `(m - 1) * ldacc + n` values
+/// and `f.out` `(m - 1) * f.ldo + n` bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn requant_blocks(f: &Fuse<'_>, acc: &[i32], m: usize, n: usize, ldacc: usize) {
+    let mut j = 0;
+    while j < n {
+        let cols = (n - j).min(NR);
+        let lanes: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+        let q = Rq16::new(f, j, cols);
+        for i in 0..m {
+            // SAFETY: the `cols` values and bytes of row i from column j lie inside acc and
+            // out (the caller's lengths).
+            unsafe {
+                let v = _mm512_maskz_loadu_epi32(lanes, acc.as_ptr().add(i * ldacc + j));
+                _mm_mask_storeu_epi8(f.out.add(i * f.ldo + j), lanes, q.row(v));
+            }
+        }
+        j += NR;
+    }
+}
+
 /// Rows of the tile variant for the last `rows` (< MR) rows of a panel block.
 fn tail_rows(rows: usize) -> usize {
     match rows {
@@ -152,7 +207,7 @@ fn tail_rows(rows: usize) -> usize {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 fn gemm(
     packed: &[i8],
@@ -326,8 +381,8 @@ struct Tile<'a> {
 /// whose multipliers are not i32::MIN; the bias then joins the corrections at the start.
 ///
 /// # Safety
-/// As stated at the call in [`gemm`]; the CPU has AVX-512 F, BW, VL and VNNI.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+/// As stated at the call in [`gemm`]; the CPU has AVX-512 F, BW, DQ, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) {
     // SAFETY: (whole body) the caller's guarantees above.
     unsafe {
@@ -404,6 +459,19 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
 }
 
 /// The requantizing epilogue's constants of one 16-column block (see [`Rq16::row`]).
+///
+/// # The f32 shortcut
+/// With right shifts only (`e = -shift >= 1`) and a multiplier `M >= 0`,
+/// `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, M), e)` is
+/// `floor(r + 1/2 + 2^-(e+1))` for `x >= 0` and `floor(r + 1/2 - 2^-(e+1))` for `x < 0`, where
+/// `r = x * M / 2^(31+e)` is the exact product (the high multiply rounds half up, the
+/// division half away from zero; folding the two floors gives one). [`Rq16::mul`] computes
+/// `y = x * s + c` in f32, with `s = M / 2^(31+e)` and `c` that constant plus the output
+/// offset and [`EPS`], in one FMA. Where the output lies in the int8 range the error of `y`
+/// is below 2^-12 (`x * s` and `c` rounded to 24 bits, `|x * s| < 2^10`); so when every
+/// lane's `y` is at least `2 * EPS` above an integer, `floor(y)` is the exact result, and
+/// where the output saturates the error cannot cross the range. A vector with a lane closer
+/// to an integer (about one in a hundred) takes the integer arithmetic.
 #[derive(Clone, Copy)]
 pub(super) struct Rq16 {
     pub(super) bias: __m512i,
@@ -419,19 +487,31 @@ pub(super) struct Rq16 {
     /// mask >> 1.
     half: __m512i,
     off: __m512i,
+    /// The f32 shortcut: `s`, and `c` for non-negative and negative sums.
+    scale: __m512,
+    c_pos: __m512,
+    c_neg: __m512,
     lo: __m128i,
     hi: __m128i,
+    /// The byte clamp is narrower than [-128, 127] (else the narrowing does it).
+    clamp: bool,
     /// Some channel shifts left / some multiplier is i32::MIN.
     has_left: bool,
     sat: bool,
+    /// Every lane fits the f32 shortcut.
+    float: bool,
     /// The output row stride.
     ldo: usize,
 }
 
+/// The f32 shortcut's margin: `y` is offset by it, and a lane whose offset `y` lies less
+/// than `2 * EPS` above an integer sends its vector to the integer arithmetic.
+const EPS: f32 = 1.0 / 2048.0;
+
 impl Rq16 {
     /// The constants of the block of `cols` (1..=16) columns starting at column `j`;
     /// lanes past `cols` get bias, multiplier and shift 0 (finite results, never stored).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     fn new(f: &Fuse<'_>, j: usize, cols: usize) -> Rq16 {
         let lanes: __mmask16 = if cols >= NR { !0 } else { (1u16 << cols) - 1 };
         let ld = |s: &[i32]| {
@@ -442,6 +522,7 @@ impl Rq16 {
         let mut q = Rq16::from_lanes(ld(f.bias), ld(f.mult), ld(f.shift), f.off, f.left, f.sat);
         q.lo = _mm_set1_epi8(f.lo as i8);
         q.hi = _mm_set1_epi8(f.hi as i8);
+        q.clamp = (f.lo, f.hi) != (-128, 127);
         q.ldo = f.ldo;
         q
     }
@@ -449,7 +530,7 @@ impl Rq16 {
     /// The constants of 16 lanes with these biases, multipliers and shifts, the output
     /// offset `off`, and whether some shift is positive / some multiplier is i32::MIN;
     /// the byte clamp is the whole int8 range and `ldo` is 0 (set them for [`Rq16::row`]).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     pub(super) fn from_lanes(
         bias: __m512i,
         mult: __m512i,
@@ -462,6 +543,27 @@ impl Rq16 {
         let one = _mm512_set1_epi32(1);
         let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
         let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+        // The f32 shortcut: lanes with 1 <= e <= 30 and M >= 0, or M == 0 (then y = c with
+        // no rounding term: the result is the offset), an offset of at most 256.
+        let mult0 = _mm512_cmpeq_epi32_mask(mult, zero);
+        let ranged = _mm512_cmpge_epi32_mask(right, one)
+            & _mm512_cmple_epi32_mask(right, _mm512_set1_epi32(30))
+            & _mm512_cmpge_epi32_mask(mult, zero);
+        let float = !has_left && !sat && (-256..=256).contains(&off) && (ranged | mult0) == !0;
+        // 2^-(31+e) and 2^-(e+1) from their exponent bits (e <= 30 where used).
+        let pow2 = |neg_exp: __m512i| {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_sub_epi32(
+                _mm512_set1_epi32(127),
+                neg_exp,
+            )))
+        };
+        let e = _mm512_min_epi32(right, _mm512_set1_epi32(30));
+        let scale = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(mult),
+            pow2(_mm512_add_epi32(e, _mm512_set1_epi32(31))),
+        );
+        let d = _mm512_maskz_mov_ps(!mult0, pow2(_mm512_add_epi32(e, one)));
+        let c = _mm512_set1_ps(0.5 + off as f32 + EPS);
         Rq16 {
             bias,
             mult,
@@ -471,16 +573,21 @@ impl Rq16 {
             mask,
             half: _mm512_srli_epi32::<1>(mask),
             off: _mm512_set1_epi32(off),
+            scale,
+            c_pos: _mm512_add_ps(c, d),
+            c_neg: _mm512_sub_ps(c, d),
             lo: _mm_set1_epi8(i8::MIN),
             hi: _mm_set1_epi8(i8::MAX),
+            clamp: false,
             has_left,
             sat,
+            float,
             ldo: 0,
         }
     }
 
     /// Requantize 16 int32 sums to 16 bytes in column order.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     fn row(&self, v: __m512i) -> __m128i {
         match (self.has_left, self.sat) {
@@ -493,7 +600,7 @@ impl Rq16 {
 
     /// `x + bias` (only if `BIAS`), [`Rq16::mul`], a saturating narrowing to bytes and
     /// the clamp.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     fn rq<const LEFT: bool, const SAT: bool, const BIAS: bool>(&self, x: __m512i) -> __m128i {
         let x = if BIAS {
@@ -502,15 +609,34 @@ impl Rq16 {
             x
         };
         let bytes = _mm512_cvtsepi32_epi8(self.mul::<LEFT, SAT>(x));
-        _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
+        if self.clamp {
+            _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
+        } else {
+            bytes
+        }
     }
 
     /// MultiplyByQuantizedMultiplier of sums that already hold the bias (as `rq8` in the
     /// AVX2 kernels: left shift only if `LEFT`, the MIN * MIN saturation only if `SAT`) and
-    /// the output offset, in wrapping int32 (no clamp).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    /// the output offset, in wrapping int32 (no clamp). Through the f32 shortcut (see the
+    /// type) when it applies: then a result outside [-256, 256] may differ from the integer
+    /// one, but lies on the same side of the int8 range, as the callers' saturating
+    /// narrowing needs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     pub(super) fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
+        if !LEFT && !SAT && self.float {
+            // The f32 shortcut (see the type's documentation).
+            let c = _mm512_mask_blend_ps(_mm512_movepi32_mask(x), self.c_pos, self.c_neg);
+            let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), self.scale, c);
+            // y - floor(y).
+            let frac = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y);
+            if _mm512_cmplt_ps_mask(frac, _mm512_set1_ps(2.0 * EPS)) == 0 {
+                return _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+                    y,
+                );
+            }
+        }
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
         } else {

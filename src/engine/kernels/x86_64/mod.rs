@@ -653,7 +653,7 @@ fn clamp8(act_min: i32, act_max: i32) -> (i32, i32) {
 
 #[allow(clippy::too_many_arguments)]
 pub fn requant_i8(
-    _path: KernelPath,
+    path: KernelPath,
     acc: &[i32],
     m: usize,
     n: usize,
@@ -662,6 +662,9 @@ pub fn requant_i8(
     out: &mut [i8],
     ldo: usize,
 ) {
+    if path == KernelPath::Avx512 {
+        return gemm_vnni::requant_i8(acc, m, n, ldacc, rq, out, ldo);
+    }
     let left = rq.shifts[..n].iter().any(|&s| s > 0);
     let sat = rq.multipliers[..n].contains(&i32::MIN);
     let f = match (left, sat) {
@@ -1303,7 +1306,7 @@ pub fn gemm_f32(
         packed.len() >= nb * k * NR,
         "gemm_f32: packed weights too short"
     );
-    // SAFETY: AVX2/FMA (for the AVX-512 path also AVX-512 F, BW, VL, VNNI) checked by
+    // SAFETY: AVX2/FMA (for the AVX-512 path also AVX-512 F, BW, DQ, VL, VNNI) checked by
     // the dispatcher, which also checked a, out and bias against m, n, k, lda, ldo.
     unsafe {
         if path == KernelPath::Avx512 {
@@ -1426,7 +1429,7 @@ pub fn depthwise_f32(
             out,
         );
     }
-    // SAFETY: AVX2/FMA (and for the AVX-512 path AVX-512 F, BW, VL, VNNI) checked by
+    // SAFETY: AVX2/FMA (and for the AVX-512 path AVX-512 F, BW, DQ, VL, VNNI) checked by
     // the dispatcher, which also checked every slice length against the geometry.
     unsafe {
         if path == KernelPath::Avx512 {
@@ -1441,7 +1444,7 @@ pub fn depthwise_f32(
 /// `dw_f32_pixels` (AVX2), or with `WIDE` of `depthwise_f32_avx512::pixels`.
 ///
 /// # Safety
-/// AVX2 and FMA are available, and with `WIDE` AVX-512 F, BW, VL and VNNI; the slices
+/// AVX2 and FMA are available, and with `WIDE` AVX-512 F, BW, DQ, VL and VNNI; the slices
 /// were checked against `g` by the dispatcher.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn depthwise_f32_avx2<const WIDE: bool>(
