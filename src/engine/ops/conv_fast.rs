@@ -24,10 +24,13 @@ use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
 
-/// Rows (output pixels) per GEMM task at most.
-const MAX_TASK_ROWS: usize = 64;
-/// Rows per GEMM task at most when one thread runs every task.
-const SOLO_TASK_ROWS: usize = 512;
+/// Rows (output pixels) per GEMM task at most: long enough that the per-task costs (claiming
+/// a task, the GEMM's argument checks and per-block constants) stay small next to the work.
+const MAX_TASK_ROWS: usize = 512;
+/// An im2col task's buffer holds at most this many elements (or [`MIN_IM2COL_ROWS`] rows),
+/// so that it is still in cache when the GEMM reads it.
+const IM2COL_TASK_ELEMS: usize = 1 << 16;
+const MIN_IM2COL_ROWS: usize = 64;
 /// Rows per int8 GEMM + requantization step within a task.
 const ACC_ROWS: usize = 32;
 
@@ -42,22 +45,27 @@ pub(super) enum ASource {
 
 /// Task split of `m` rows over `threads`: (rows per task, tasks). Tasks take whole
 /// register tiles of `tile` rows.
-fn task_rows(m: usize, threads: usize, tile: usize) -> (usize, usize) {
+/// Rows per task and the task count of a GEMM of `m` rows on `threads` threads whose
+/// register tile has `tile` rows; `im2col_k`: the row length of an im2col source.
+fn task_rows(m: usize, threads: usize, tile: usize, im2col_k: Option<usize>) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
-    let want = if threads <= 1 { 1 } else { threads * 4 };
-    // One thread needs no load balance: longer tasks make fewer GEMM calls (each checks its
-    // arguments and prepares its rows).
-    let max_rows = if threads <= 1 {
-        SOLO_TASK_ROWS
+    // A few tasks a thread, claimed as they come, for the load balance.
+    let want = if threads <= 1 {
+        1
     } else {
-        MAX_TASK_ROWS
+        threads * WANT_TASKS
     };
-    let max = max_rows / tile * tile;
+    let max_rows = im2col_k.map_or(MAX_TASK_ROWS, |k| {
+        (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
+    });
+    let max = (max_rows / tile * tile).max(tile);
     let rows = m.div_ceil(want).div_ceil(tile).clamp(1, max / tile) * tile;
     (rows, m.div_ceil(rows))
 }
+
+const WANT_TASKS: usize = 8;
 
 fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
     pool.as_deref()
@@ -293,8 +301,13 @@ impl GemmI8 {
             })
             .collect();
         let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_i8_tile_rows(path));
         let im2col = matches!(src, ASource::Im2col(_));
+        let (task_rows, tasks) = task_rows(
+            m,
+            threads,
+            kernels::gemm_i8_tile_rows(path),
+            im2col.then_some(k),
+        );
         // No int32 scratch where the register tile requantizes every row.
         let acc_len = if kernels::gemm_requant_in_tile(&packed) {
             0
@@ -493,7 +506,12 @@ impl GemmF32 {
         // The row cut's weights and scratch only where it runs.
         let rows_cut = by_cols.is_none();
         let packed = kernels::pack_f32(path, w, if rows_cut { n } else { 0 }, k);
-        let (task_rows, tasks) = task_rows(m, threads, kernels::gemm_f32_tile_rows(path));
+        let (task_rows, tasks) = task_rows(
+            m,
+            threads,
+            kernels::gemm_f32_tile_rows(path),
+            im2col.then_some(k),
+        );
         GemmF32 {
             src,
             m,
