@@ -43,17 +43,25 @@ pub(super) enum ASource {
     Im2col(ConvGeom),
 }
 
-/// Task split of `m` rows over `threads`: (rows per task, tasks). Tasks take whole
-/// register tiles of `tile` rows.
-/// Rows per task and the task count of a GEMM of `m` rows on `threads` threads whose
-/// register tile has `tile` rows; `im2col_k`: the row length of an im2col source.
-fn task_rows(m: usize, threads: usize, tile: usize, im2col_k: Option<usize>) -> (usize, usize) {
+/// Task split of a GEMM of `m` rows over `threads`: (rows per task, tasks). Tasks take
+/// whole register tiles of `tile` rows; `im2col_k` is the row length of an im2col source,
+/// `weight_bytes` the size of the packed weights.
+fn task_rows(
+    m: usize,
+    threads: usize,
+    tile: usize,
+    im2col_k: Option<usize>,
+    weight_bytes: usize,
+) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
-    // A few tasks a thread, claimed as they come, for the load balance.
+    // A few tasks a thread, claimed as they come, for the load balance; but one a thread
+    // when the weights are large: every task streams all of them.
     let want = if threads <= 1 {
         1
+    } else if weight_bytes >= HEAVY_WEIGHTS {
+        threads
     } else {
         threads * WANT_TASKS
     };
@@ -61,11 +69,20 @@ fn task_rows(m: usize, threads: usize, tile: usize, im2col_k: Option<usize>) -> 
         (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
     });
     let max = (max_rows / tile * tile).max(tile);
-    let rows = m.div_ceil(want).div_ceil(tile).clamp(1, max / tile) * tile;
+    let mut per = m.div_ceil(want);
+    if per > max {
+        // Shorter tasks, as many as a multiple of the threads.
+        let tasks = m.div_ceil(max).div_ceil(threads.max(1)) * threads.max(1);
+        per = m.div_ceil(tasks);
+    }
+    let rows = per.div_ceil(tile).clamp(1, max / tile) * tile;
     (rows, m.div_ceil(rows))
 }
 
+/// Tasks a thread of a GEMM with small weights.
 const WANT_TASKS: usize = 8;
+/// Packed weights of at least this many bytes make a GEMM split into one task a thread.
+const HEAVY_WEIGHTS: usize = 32 << 10;
 
 fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
     pool.as_deref()
@@ -307,6 +324,7 @@ impl GemmI8 {
             threads,
             kernels::gemm_i8_tile_rows(path),
             im2col.then_some(k),
+            n * k,
         );
         // No int32 scratch where the register tile requantizes every row.
         let acc_len = if kernels::gemm_requant_in_tile(&packed) {
@@ -511,6 +529,7 @@ impl GemmF32 {
             threads,
             kernels::gemm_f32_tile_rows(path),
             im2col.then_some(k),
+            4 * n * k,
         );
         GemmF32 {
             src,
