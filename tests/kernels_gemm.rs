@@ -733,7 +733,8 @@ fn requant_i8_right_shift_only_is_bit_exact() {
 /// 31-bit ones; zero; TFLite scales), right shifts 0..=31, biases that centre each
 /// column's sweep where its outputs cross the int8 range, mostly around rounding
 /// boundaries (or anywhere), offsets at and
-/// past the shortcut's bound of 256, on every path against the scalar oracle.
+/// past the shortcut's bound of 256, on every path against the scalar oracle, through the
+/// epilogue alone (`requant_i8`) and through the fused GEMM's register tile.
 #[test]
 fn requant_i8_sweeps_are_bit_exact() {
     let mut rng = Rng(0xED6E_CA30_0000_0808);
@@ -790,15 +791,35 @@ fn requant_i8_sweeps_are_bit_exact() {
             out
         };
         let want = run(KernelPath::Scalar);
+        // The fused GEMM's epilogue over the same sums: k = 1, weights 1, activations
+        // -128..=127 as 256 rows, and each call's biases moved on by 256.
+        let a: Vec<i8> = (-128..=127).collect();
+        let fused = |path: KernelPath| {
+            let p = kernels::pack_i8(path, &vec![1i8; n], n, 1);
+            let mut out = vec![0x11i8; m * n];
+            let mut scratch = vec![0i32; 256 * n];
+            for t in 0..m / 256 {
+                let shift = (t * 256 + 128) as i32 - half;
+                let bias_t: Vec<i32> = bias.iter().map(|b| b.wrapping_add(shift)).collect();
+                let rq_t = kernels::RequantCols {
+                    bias: &bias_t,
+                    ..rq
+                };
+                let o = &mut out[t * 256 * n..(t + 1) * 256 * n];
+                kernels::gemm_requant_i8(&p, &a, 256, 1, &rq_t, &mut scratch, o, n);
+            }
+            out
+        };
         for path in paths() {
-            let got = run(path);
-            if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
-                let j = i % n;
-                panic!(
-                    "case {case}: {path} sum {} column {j} (multiplier {}, shift {}, bias {}, \
-                     offset {off}): got {}, want {}",
-                    acc[i], mults[j], shifts[j], bias[j], got[i], want[i]
-                );
+            for (how, got) in [("requant_i8", run(path)), ("gemm_requant_i8", fused(path))] {
+                if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
+                    let j = i % n;
+                    panic!(
+                        "case {case}: {path} {how} sum {} column {j} (multiplier {}, shift {}, \
+                         bias {}, offset {off}): got {}, want {}",
+                        acc[i], mults[j], shifts[j], bias[j], got[i], want[i]
+                    );
+                }
             }
         }
     }

@@ -419,10 +419,16 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
                 // A whole tile: every row and block stored with one 16-byte store; block
                 // by block, so that its constants stay in registers.
                 for (h, q) in q.iter().enumerate().take(NB) {
-                    let q = *q;
+                    // Only the shortcut's constants in registers; the integer fallback
+                    // reads the rest from `q`.
+                    let f = q.shortcut();
                     for (r, cr) in c.iter().enumerate() {
-                        let o = out.add(r * q.ldo + h * NR);
-                        _mm_storeu_si128(o as *mut __m128i, q.rq::<false, false, false>(cr[h]));
+                        let o = out.add(r * f.ldo + h * NR);
+                        let v = match f.float.then(|| f.try_vec(cr[h])) {
+                            Some((v, 0)) => v,
+                            _ => q.exact::<false, false>(cr[h]),
+                        };
+                        _mm_storeu_si128(o as *mut __m128i, f.narrow(v));
                     }
                 }
             } else {
@@ -502,6 +508,50 @@ pub(super) struct Rq16 {
     float: bool,
     /// The output row stride.
     ldo: usize,
+}
+
+/// The constants of [`Rq16`]'s f32 shortcut and narrowing, small enough to stay in
+/// registers across a tile's rows.
+#[derive(Clone, Copy)]
+struct Shortcut {
+    scale: __m512,
+    c_pos: __m512,
+    c_neg: __m512,
+    lo: __m128i,
+    hi: __m128i,
+    clamp: bool,
+    float: bool,
+    ldo: usize,
+}
+
+impl Shortcut {
+    /// The f32 shortcut of [`Rq16::mul`] (see [`Rq16`]; only when `float`): the results,
+    /// and the lanes too close to a rounding boundary for them to hold (then the integer
+    /// arithmetic must redo the vector).
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn try_vec(&self, x: __m512i) -> (__m512i, __mmask16) {
+        let c = _mm512_mask_blend_ps(_mm512_movepi32_mask(x), self.c_pos, self.c_neg);
+        let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), self.scale, c);
+        // y - floor(y).
+        let frac = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y);
+        (
+            _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y),
+            _mm512_cmplt_ps_mask(frac, _mm512_set1_ps(2.0 * EPS)),
+        )
+    }
+
+    /// Saturate 16 results to bytes and clamp them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn narrow(&self, v: __m512i) -> __m128i {
+        let bytes = _mm512_cvtsepi32_epi8(v);
+        if self.clamp {
+            _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
+        } else {
+            bytes
+        }
+    }
 }
 
 /// The f32 shortcut's margin: `y` is offset by it, and a lane whose offset `y` lies less
@@ -608,11 +658,22 @@ impl Rq16 {
         } else {
             x
         };
-        let bytes = _mm512_cvtsepi32_epi8(self.mul::<LEFT, SAT>(x));
-        if self.clamp {
-            _mm_min_epi8(_mm_max_epi8(bytes, self.lo), self.hi)
-        } else {
-            bytes
+        self.shortcut().narrow(self.mul::<LEFT, SAT>(x))
+    }
+
+    /// The constants of the f32 shortcut and of the narrowing.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn shortcut(&self) -> Shortcut {
+        Shortcut {
+            scale: self.scale,
+            c_pos: self.c_pos,
+            c_neg: self.c_neg,
+            lo: self.lo,
+            hi: self.hi,
+            clamp: self.clamp,
+            float: self.float,
+            ldo: self.ldo,
         }
     }
 
@@ -627,16 +688,17 @@ impl Rq16 {
     pub(super) fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         if !LEFT && !SAT && self.float {
             // The f32 shortcut (see the type's documentation).
-            let c = _mm512_mask_blend_ps(_mm512_movepi32_mask(x), self.c_pos, self.c_neg);
-            let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), self.scale, c);
-            // y - floor(y).
-            let frac = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y);
-            if _mm512_cmplt_ps_mask(frac, _mm512_set1_ps(2.0 * EPS)) == 0 {
-                return _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
-                    y,
-                );
+            if let (v, 0) = self.shortcut().try_vec(x) {
+                return v;
             }
         }
+        self.exact::<LEFT, SAT>(x)
+    }
+
+    /// [`Rq16::mul`] in integer arithmetic.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    pub(super) fn exact<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
         } else {
