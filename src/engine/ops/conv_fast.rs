@@ -24,8 +24,9 @@ use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
 
-/// Rows (output pixels) per GEMM task at most: long enough that the per-task costs (claiming
-/// a task, the GEMM's argument checks and per-block constants) stay small next to the work.
+/// Rows (output pixels) per GEMM task at most (int8; float on one thread): long enough that
+/// the per-task costs (claiming a task, the GEMM's argument checks and per-block constants)
+/// stay small next to the work.
 const MAX_TASK_ROWS: usize = 512;
 /// An im2col task's buffer holds at most this many elements (or [`MIN_IM2COL_ROWS`] rows),
 /// so that it is still in cache when the GEMM reads it.
@@ -43,46 +44,78 @@ pub(super) enum ASource {
     Im2col(ConvGeom),
 }
 
+/// How a GEMM is cut into tasks on several threads (see [`task_rows`]).
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    /// Rows per task at most.
+    max_rows: usize,
+    /// Tasks a thread, claimed as they come, for the load balance.
+    per_thread: usize,
+    /// One task a thread instead: every task streams all the (large) weights.
+    heavy: bool,
+}
+
+impl Split {
+    /// int8: up to [`MAX_TASK_ROWS`] rows (an im2col task's buffer at most
+    /// [`IM2COL_TASK_ELEMS`] values), [`WANT_TASKS`] tasks a thread, one a thread where the
+    /// packed weights (`n * k` bytes) are [`HEAVY_WEIGHTS`] or more.
+    fn int8(n: usize, k: usize, im2col: bool) -> Split {
+        let max_rows = if im2col {
+            (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
+        } else {
+            MAX_TASK_ROWS
+        };
+        Split {
+            max_rows,
+            per_thread: WANT_TASKS,
+            heavy: n * k >= HEAVY_WEIGHTS,
+        }
+    }
+
+    /// float: one thread takes tasks of up to [`MAX_TASK_ROWS`] rows, several threads tasks
+    /// of up to [`F32_TASK_ROWS`], 4 a thread (the int8 split measured no better for fp32).
+    fn f32(threads: usize) -> Split {
+        Split {
+            max_rows: if threads <= 1 {
+                MAX_TASK_ROWS
+            } else {
+                F32_TASK_ROWS
+            },
+            per_thread: 4,
+            heavy: false,
+        }
+    }
+}
+
 /// Task split of a GEMM of `m` rows over `threads`: (rows per task, tasks). Tasks take
-/// whole register tiles of `tile` rows; `im2col_k` is the row length of an im2col source,
-/// `weight_bytes` the size of the packed weights.
-fn task_rows(
-    m: usize,
-    threads: usize,
-    tile: usize,
-    im2col_k: Option<usize>,
-    weight_bytes: usize,
-) -> (usize, usize) {
+/// whole register tiles of `tile` rows.
+fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
-    // A few tasks a thread, claimed as they come, for the load balance; but one a thread
-    // when the weights are large: every task streams all of them.
-    let want = if threads <= 1 {
-        1
-    } else if weight_bytes >= HEAVY_WEIGHTS {
-        threads
-    } else {
-        threads * WANT_TASKS
+    let threads = threads.max(1);
+    let want = match (threads, split.heavy) {
+        (1, _) => 1,
+        (t, true) => t,
+        (t, false) => t * split.per_thread,
     };
-    let max_rows = im2col_k.map_or(MAX_TASK_ROWS, |k| {
-        (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
-    });
-    let max = (max_rows / tile * tile).max(tile);
+    let max = (split.max_rows / tile * tile).max(tile);
     let mut per = m.div_ceil(want);
     if per > max {
         // Shorter tasks, as many as a multiple of the threads.
-        let tasks = m.div_ceil(max).div_ceil(threads.max(1)) * threads.max(1);
+        let tasks = m.div_ceil(max).div_ceil(threads) * threads;
         per = m.div_ceil(tasks);
     }
     let rows = per.div_ceil(tile).clamp(1, max / tile) * tile;
     (rows, m.div_ceil(rows))
 }
 
-/// Tasks a thread of a GEMM with small weights.
+/// Tasks a thread of an int8 GEMM with small weights.
 const WANT_TASKS: usize = 8;
-/// Packed weights of at least this many bytes make a GEMM split into one task a thread.
+/// Packed int8 weights of at least this many bytes make a GEMM split into one task a thread.
 const HEAVY_WEIGHTS: usize = 32 << 10;
+/// Rows per float GEMM task at most with several threads.
+const F32_TASK_ROWS: usize = 64;
 
 fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
     pool.as_deref()
@@ -323,8 +356,7 @@ impl GemmI8 {
             m,
             threads,
             kernels::gemm_i8_tile_rows(path),
-            im2col.then_some(k),
-            n * k,
+            Split::int8(n, k, im2col),
         );
         // No int32 scratch where the register tile requantizes every row.
         let acc_len = if kernels::gemm_requant_in_tile(&packed) {
@@ -528,8 +560,7 @@ impl GemmF32 {
             m,
             threads,
             kernels::gemm_f32_tile_rows(path),
-            im2col.then_some(k),
-            4 * n * k,
+            Split::f32(threads),
         );
         GemmF32 {
             src,
