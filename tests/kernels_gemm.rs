@@ -55,6 +55,15 @@ impl Rng {
         ][self.below(5)]
     }
     /// A quantized multiplier: real TFLite-like ones, plus raw extremes.
+    /// An activation range: the int8 range, a random one, or from the offset up.
+    fn act_range(&mut self, off: i32) -> (i32, i32) {
+        match self.below(3) {
+            0 => (-128, 127),
+            1 => (self.range(-128, 0) as i32, self.range(0, 127) as i32),
+            _ => (off.clamp(-128, 127), 127),
+        }
+    }
+
     fn mult_shift(&mut self) -> (i32, i32) {
         match self.below(6) {
             0 => (i32::MIN + self.below(2) as i32, self.range(-31, 1) as i32),
@@ -209,11 +218,7 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
             })
             .unzip();
         let off = rng.out_offset();
-        let (amin, amax) = match rng.below(3) {
-            0 => (-128, 127),
-            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
-            _ => (off.clamp(-128, 127), 127),
-        };
+        let (amin, amax) = rng.act_range(off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,
@@ -701,11 +706,7 @@ fn requant_i8_right_shift_only_is_bit_exact() {
             })
             .unzip();
         let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
-        let (amin, amax) = match rng.below(3) {
-            0 => (-128, 127),
-            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
-            _ => (off.clamp(-128, 127), 127),
-        };
+        let (amin, amax) = rng.act_range(off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,
@@ -772,11 +773,7 @@ fn requant_i8_sweeps_are_bit_exact() {
             })
             .collect();
         let off = [-128, 127, 0, 256, -256, 257, rng.range(-128, 127) as i32][rng.below(7)];
-        let (amin, amax) = match rng.below(3) {
-            0 => (-128, 127),
-            1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
-            _ => (off.clamp(-128, 127), 127),
-        };
+        let (amin, amax) = rng.act_range(off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,

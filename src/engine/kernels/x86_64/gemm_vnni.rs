@@ -158,19 +158,7 @@ pub fn requant_i8(
     assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
     assert!(m == 0 || (ldacc >= n && acc.len() >= (m - 1) * ldacc + n));
     assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
-    let (lo, hi) = super::clamp8(rq.act_min, rq.act_max);
-    let f = Fuse {
-        bias: rq.bias,
-        mult: rq.multipliers,
-        shift: rq.shifts,
-        off: rq.output_offset,
-        lo,
-        hi,
-        left: rq.shifts[..n].iter().any(|&s| s > 0),
-        sat: rq.multipliers[..n].contains(&i32::MIN),
-        out: out.as_mut_ptr(),
-        ldo,
-    };
+    let f = Fuse::epilogue(n, rq, out, ldo);
     // SAFETY: the dispatcher only selects this path after checking the CPU's AVX-512
     // features; the slice lengths were checked above.
     unsafe { requant_blocks(&f, acc, m, n, ldacc) }

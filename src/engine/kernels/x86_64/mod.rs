@@ -192,8 +192,14 @@ impl<'a> Fuse<'a> {
             requant_i8(path, acc, m, n, n, rq, out, ldo);
             return None;
         }
+        Some(Fuse::epilogue(n, rq, out, ldo))
+    }
+
+    /// The epilogue's parameters for `n` columns of `rq` into `out` (row stride `ldo`);
+    /// the caller checked the lengths.
+    fn epilogue(n: usize, rq: &RequantCols<'a>, out: &mut [i8], ldo: usize) -> Fuse<'a> {
         let (lo, hi) = clamp8(rq.act_min, rq.act_max);
-        Some(Fuse {
+        Fuse {
             bias: rq.bias,
             mult: rq.multipliers,
             shift: rq.shifts,
@@ -204,7 +210,7 @@ impl<'a> Fuse<'a> {
             sat: rq.multipliers[..n].contains(&i32::MIN),
             out: out.as_mut_ptr(),
             ldo,
-        })
+        }
     }
 }
 
