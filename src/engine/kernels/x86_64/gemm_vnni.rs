@@ -424,7 +424,7 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
                     for (h, &v) in cr.iter().enumerate() {
                         let cols = t.cols.saturating_sub(h * NR).min(NR);
                         let lanes: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-                        let o = out.add(r * q[h].ldo + h * NR);
+                        let o = out.add(r * q[h].sc.ldo + h * NR);
                         _mm_mask_storeu_epi8(o, lanes, q[h].rq::<false, false, false>(v));
                     }
                 }
@@ -442,7 +442,7 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
                     v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(lanes, dst.add(lo)));
                 }
                 if let Some((q, out)) = t.rq {
-                    let o = out.add(r * q[h].ldo + lo);
+                    let o = out.add(r * q[h].sc.ldo + lo);
                     _mm_mask_storeu_epi8(o, lanes, q[h].row(v));
                 } else {
                     _mm512_mask_storeu_epi32(dst.add(lo), lanes, v);
@@ -481,7 +481,18 @@ pub(super) struct Rq16 {
     /// mask >> 1.
     half: __m512i,
     off: __m512i,
-    /// The f32 shortcut: `s`, and `c` for non-negative and negative sums.
+    /// The f32 shortcut's and the narrowing's constants.
+    sc: Shortcut,
+    /// Some channel shifts left / some multiplier is i32::MIN.
+    has_left: bool,
+    sat: bool,
+}
+
+/// The constants of [`Rq16`]'s f32 shortcut and narrowing, small enough to stay in
+/// registers across a tile's rows.
+#[derive(Clone, Copy)]
+struct Shortcut {
+    /// `s`, and `c` for non-negative and negative sums.
     scale: __m512,
     c_pos: __m512,
     c_neg: __m512,
@@ -489,26 +500,9 @@ pub(super) struct Rq16 {
     hi: __m128i,
     /// The byte clamp is narrower than [-128, 127] (else the narrowing does it).
     clamp: bool,
-    /// Some channel shifts left / some multiplier is i32::MIN.
-    has_left: bool,
-    sat: bool,
     /// Every lane fits the f32 shortcut.
     float: bool,
     /// The output row stride.
-    ldo: usize,
-}
-
-/// The constants of [`Rq16`]'s f32 shortcut and narrowing, small enough to stay in
-/// registers across a tile's rows.
-#[derive(Clone, Copy)]
-struct Shortcut {
-    scale: __m512,
-    c_pos: __m512,
-    c_neg: __m512,
-    lo: __m128i,
-    hi: __m128i,
-    clamp: bool,
-    float: bool,
     ldo: usize,
 }
 
@@ -558,10 +552,10 @@ impl Rq16 {
             unsafe { _mm512_maskz_loadu_epi32(lanes, s.as_ptr().add(j)) }
         };
         let mut q = Rq16::from_lanes(ld(f.bias), ld(f.mult), ld(f.shift), f.off, f.left, f.sat);
-        q.lo = _mm_set1_epi8(f.lo as i8);
-        q.hi = _mm_set1_epi8(f.hi as i8);
-        q.clamp = (f.lo, f.hi) != (-128, 127);
-        q.ldo = f.ldo;
+        q.sc.lo = _mm_set1_epi8(f.lo as i8);
+        q.sc.hi = _mm_set1_epi8(f.hi as i8);
+        q.sc.clamp = (f.lo, f.hi) != (-128, 127);
+        q.sc.ldo = f.ldo;
         q
     }
 
@@ -611,16 +605,18 @@ impl Rq16 {
             mask,
             half: _mm512_srli_epi32::<1>(mask),
             off: _mm512_set1_epi32(off),
-            scale,
-            c_pos: _mm512_add_ps(c, d),
-            c_neg: _mm512_sub_ps(c, d),
-            lo: _mm_set1_epi8(i8::MIN),
-            hi: _mm_set1_epi8(i8::MAX),
-            clamp: false,
+            sc: Shortcut {
+                scale,
+                c_pos: _mm512_add_ps(c, d),
+                c_neg: _mm512_sub_ps(c, d),
+                lo: _mm_set1_epi8(i8::MIN),
+                hi: _mm_set1_epi8(i8::MAX),
+                clamp: false,
+                float,
+                ldo: 0,
+            },
             has_left,
             sat,
-            float,
-            ldo: 0,
         }
     }
 
@@ -650,19 +646,9 @@ impl Rq16 {
     }
 
     /// The constants of the f32 shortcut and of the narrowing.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     fn shortcut(&self) -> Shortcut {
-        Shortcut {
-            scale: self.scale,
-            c_pos: self.c_pos,
-            c_neg: self.c_neg,
-            lo: self.lo,
-            hi: self.hi,
-            clamp: self.clamp,
-            float: self.float,
-            ldo: self.ldo,
-        }
+        self.sc
     }
 
     /// MultiplyByQuantizedMultiplier of sums that already hold the bias (as `rq8` in the
@@ -674,7 +660,7 @@ impl Rq16 {
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     pub(super) fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
-        if !LEFT && !SAT && self.float {
+        if !LEFT && !SAT && self.sc.float {
             // The f32 shortcut (see the type's documentation).
             if let (v, 0) = self.shortcut().try_vec(x) {
                 return v;
