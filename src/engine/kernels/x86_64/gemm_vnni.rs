@@ -409,13 +409,10 @@ unsafe fn tile<const R: usize, const NB: usize, const FAST: bool>(t: &Tile<'_>) 
                 for (h, q) in q.iter().enumerate().take(NB) {
                     // Only the shortcut's constants in registers; the integer fallback
                     // reads the rest from `q`.
-                    let f = q.shortcut();
+                    let f = q.sc;
                     for (r, cr) in c.iter().enumerate() {
                         let o = out.add(r * f.ldo + h * NR);
-                        let v = match f.float.then(|| f.try_vec(cr[h])) {
-                            Some((v, 0)) => v,
-                            _ => q.exact::<false, false>(cr[h]),
-                        };
+                        let v = q.mul_with::<false, false>(&f, cr[h]);
                         _mm_storeu_si128(o as *mut __m128i, f.narrow(v));
                     }
                 }
@@ -642,13 +639,7 @@ impl Rq16 {
         } else {
             x
         };
-        self.shortcut().narrow(self.mul::<LEFT, SAT>(x))
-    }
-
-    /// The constants of the f32 shortcut and of the narrowing.
-    #[inline]
-    fn shortcut(&self) -> Shortcut {
-        self.sc
+        self.sc.narrow(self.mul::<LEFT, SAT>(x))
     }
 
     /// MultiplyByQuantizedMultiplier of sums that already hold the bias (as `rq8` in the
@@ -660,9 +651,17 @@ impl Rq16 {
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
     pub(super) fn mul<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
-        if !LEFT && !SAT && self.sc.float {
+        self.mul_with::<LEFT, SAT>(&self.sc, x)
+    }
+
+    /// [`Rq16::mul`] with the shortcut's constants `sc` (`self.sc`, held in registers by
+    /// the caller).
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    #[inline]
+    fn mul_with<const LEFT: bool, const SAT: bool>(&self, sc: &Shortcut, x: __m512i) -> __m512i {
+        if !LEFT && !SAT && sc.float {
             // The f32 shortcut (see the type's documentation).
-            if let (v, 0) = self.shortcut().try_vec(x) {
+            if let (v, 0) = sc.try_vec(x) {
                 return v;
             }
         }
@@ -672,7 +671,7 @@ impl Rq16 {
     /// [`Rq16::mul`] in integer arithmetic.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     #[inline]
-    pub(super) fn exact<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
+    fn exact<const LEFT: bool, const SAT: bool>(&self, x: __m512i) -> __m512i {
         let x = if LEFT {
             _mm512_sllv_epi32(x, self.left)
         } else {
