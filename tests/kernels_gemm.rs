@@ -568,7 +568,7 @@ fn wide_geom(rng: &mut Rng) -> ConvGeom {
         (g.out_h, g.pad_top) = dim(g.in_h, fh, s);
         (g.out_w, g.pad_left) = dim(g.in_w, fw, s);
     }
-    g.in_c = [8, 24, 40, 56, 64, 72, 96, 144, 160, 200][rng.below(10)];
+    g.in_c = [1, 3, 8, 17, 24, 31, 40, 56, 64, 72, 96, 144, 160, 200][rng.below(14)];
     g.out_c = g.in_c;
     g
 }
@@ -576,7 +576,7 @@ fn wide_geom(rng: &mut Rng) -> ConvGeom {
 #[test]
 fn depthwise_wide_channels_bit_exact() {
     let mut rng = Rng(0xED6E_CA30_0000_0606);
-    for case in 0..150 {
+    for case in 0..300 {
         let g = wide_geom(&mut rng);
         if g.out_h == 0 || g.out_w == 0 {
             continue;
@@ -636,7 +636,7 @@ fn depthwise_wide_channels_bit_exact() {
             }
             assert_eq!(got, want, "case {case}: {path} {g:?} split at {cut}");
         }
-        // float: the AVX2 path keeps the scalar operation order, bit for bit.
+        // float: every path keeps the scalar operation order, bit for bit.
         let input = rng.vec_f32(g.input_len());
         let filter = rng.vec_f32(g.filter_h * g.filter_w * g.out_c);
         let bias = (rng.below(2) == 0).then(|| rng.vec_f32(g.out_c));
@@ -659,15 +659,13 @@ fn depthwise_wide_channels_bit_exact() {
             got.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
         };
         let want = run(KernelPath::Scalar);
-        #[cfg(target_arch = "x86_64")]
-        if KernelPath::Avx2.supported() {
+        for path in paths() {
             assert_eq!(
-                run(KernelPath::Avx2),
+                run(path),
                 want,
-                "case {case}: avx2 f32 {g:?} split at {cut}"
+                "case {case}: {path} f32 {g:?} split at {cut}"
             );
         }
-        let _ = want;
     }
 }
 

@@ -104,3 +104,203 @@ unsafe fn group<const G: usize, const P: usize>(
         }
     }
 }
+
+/// One output row of a 3×3 float depthwise convolution with dilation 1 and depth
+/// multiplier 1, one 16-channel vector at a time across the whole row: the vector's
+/// weights (`R` filter rows × 3), its bias and the clamp stay in registers while the
+/// row's pixels stream past. `rows[r]` is the input row read by filter row `wrow[r]` (the
+/// filter rows whose input row lies inside the input; the others are skipped, as the
+/// scalar reference skips them). Pixels whose three filter columns lie inside the input
+/// take all three; the edge pixels only those inside. Each lane computes
+/// `((0 + x0*w0) + x1*w1) + ...` over the taps inside the input in the scalar order (fy
+/// outer, fx inner), then `+ bias` and the clamp, exactly as the scalar reference.
+///
+/// # Safety
+/// AVX-512 F is available; every `rows[r]` starts `in_w * ch` readable floats; `w` starts
+/// `9 * ch` floats (the filter, `[fy][fx][ch]`), `bias` (if any) `ch`; `o` starts
+/// `out_w * ch` writable floats; `wrow[r] < 3`; `stride >= 1`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn row3x3<const R: usize>(
+    rows: [*const f32; R],
+    wrow: [usize; R],
+    in_w: usize,
+    ch: usize,
+    stride: usize,
+    pad_left: usize,
+    out_w: usize,
+    w: *const f32,
+    bias: Option<*const f32>,
+    clamp: (f32, f32),
+    o: *mut f32,
+) {
+    let row = Row3 {
+        rows,
+        wrow,
+        in_w,
+        ch,
+        stride,
+        pad_left,
+        out_w,
+        w,
+        bias,
+        lo: _mm512_set1_ps(clamp.0),
+        hi: _mm512_set1_ps(clamp.1),
+        o,
+    };
+    let mut c0 = 0;
+    // SAFETY (both calls): channels c0 .. c0 + 16 (the lanes of `tail`) lie below ch.
+    unsafe {
+        while c0 + 16 <= ch {
+            row.vector::<false>(c0, !0);
+            c0 += 16;
+        }
+        if c0 < ch {
+            row.vector::<true>(c0, (1u16 << (ch - c0)) - 1);
+        }
+    }
+}
+
+/// The operands of [`row3x3`].
+struct Row3<const R: usize> {
+    rows: [*const f32; R],
+    wrow: [usize; R],
+    in_w: usize,
+    ch: usize,
+    stride: usize,
+    pad_left: usize,
+    out_w: usize,
+    w: *const f32,
+    bias: Option<*const f32>,
+    lo: __m512,
+    hi: __m512,
+    o: *mut f32,
+}
+
+impl<const R: usize> Row3<R> {
+    /// The lanes `tail` of the channel vector at `c0`, for every pixel of the row: the
+    /// pixels one at a time (each pixel's chain of adds is sequential, the pixels are
+    /// independent, so the core overlaps them).
+    ///
+    /// # Safety
+    /// As [`row3x3`], with the lanes of `tail` from `c0` below `ch`; without `MASKED`,
+    /// `tail` is all 16 lanes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    unsafe fn vector<const MASKED: bool>(&self, c0: usize, tail: __mmask16) {
+        let (ch, stride, pad) = (self.ch, self.stride, self.pad_left);
+        // Pixels ox_lo .. ox_hi read all three filter columns, those before and after only
+        // the columns inside the input.
+        let ox_lo = pad.div_ceil(stride).min(self.out_w);
+        let ox_hi = if self.in_w + pad >= 3 {
+            ((self.in_w + pad - 3) / stride + 1).min(self.out_w)
+        } else {
+            0
+        }
+        .max(ox_lo);
+        // SAFETY (whole body): the caller's guarantees. The loads and stores below touch
+        // channels c0 + lanes of tail < ch of input columns 0 <= ix < in_w (interior pixels
+        // by the bounds above, edge pixels by their column range) and of the row's output
+        // pixels ox < out_w; the edge pixels' column pointers are formed with wrapping
+        // arithmetic and read only inside the row.
+        unsafe {
+            let load = |p: *const f32| {
+                if MASKED {
+                    _mm512_maskz_loadu_ps(tail, p)
+                } else {
+                    _mm512_loadu_ps(p)
+                }
+            };
+            let mut wv = [[_mm512_setzero_ps(); 3]; R];
+            for (r, wr) in wv.iter_mut().enumerate() {
+                for (fx, v) in wr.iter_mut().enumerate() {
+                    *v = load(self.w.add((self.wrow[r] * 3 + fx) * ch + c0));
+                }
+            }
+            let bv = match self.bias {
+                Some(b) => load(b.add(c0)),
+                None => _mm512_setzero_ps(),
+            };
+            let (lo, hi) = (self.lo, self.hi);
+            // One pixel from the column pointers xp (filter column 0 of each row) over the
+            // filter columns fx0 .. fx1, stored at op.
+            macro_rules! pixel {
+                ($xp:expr, $op:expr, $fx0:expr, $fx1:expr) => {{
+                    let mut acc = _mm512_setzero_ps();
+                    for (r, wr) in wv.iter().enumerate() {
+                        for fx in $fx0..$fx1 {
+                            let xv = load($xp[r].wrapping_add(fx * ch));
+                            acc = _mm512_add_ps(acc, _mm512_mul_ps(xv, wr[fx]));
+                        }
+                    }
+                    let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc, bv), lo), hi);
+                    if MASKED {
+                        _mm512_mask_storeu_ps($op, tail, v);
+                    } else {
+                        _mm512_storeu_ps($op, v);
+                    }
+                }};
+            }
+            let edge = |ox: usize| {
+                let ix = (ox * stride) as isize - pad as isize;
+                let fx0 = (-ix).clamp(0, 3) as usize;
+                let fx1 = (self.in_w as isize - ix).clamp(0, 3) as usize;
+                let xp = self
+                    .rows
+                    .map(|r| r.wrapping_offset(ix * ch as isize).wrapping_add(c0));
+                pixel!(xp, self.o.add(ox * ch + c0), fx0, fx1.max(fx0));
+            };
+            for ox in 0..ox_lo {
+                edge(ox);
+            }
+            if ox_lo < ox_hi {
+                let x0 = (ox_lo * stride - pad) * ch + c0;
+                let mut xp = self.rows.map(|r| r.add(x0));
+                let mut op = self.o.add(ox_lo * ch + c0);
+                let step = stride * ch;
+                let mut ox = ox_lo;
+                if stride == 1 {
+                    // Two pixels at a time, sharing the loads of their common columns:
+                    // two independent chains of adds per step.
+                    while ox + 2 <= ox_hi {
+                        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                        for (r, wr) in wv.iter().enumerate() {
+                            let c = [
+                                load(xp[r]),
+                                load(xp[r].add(ch)),
+                                load(xp[r].add(2 * ch)),
+                                load(xp[r].add(3 * ch)),
+                            ];
+                            for fx in 0..3 {
+                                a0 = _mm512_add_ps(a0, _mm512_mul_ps(c[fx], wr[fx]));
+                                a1 = _mm512_add_ps(a1, _mm512_mul_ps(c[fx + 1], wr[fx]));
+                            }
+                        }
+                        for (k, a) in [a0, a1].into_iter().enumerate() {
+                            let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(a, bv), lo), hi);
+                            if MASKED {
+                                _mm512_mask_storeu_ps(op.add(k * ch), tail, v);
+                            } else {
+                                _mm512_storeu_ps(op.add(k * ch), v);
+                            }
+                        }
+                        for p in xp.iter_mut() {
+                            *p = p.add(2 * ch);
+                        }
+                        op = op.add(2 * ch);
+                        ox += 2;
+                    }
+                }
+                for _ in ox..ox_hi {
+                    pixel!(xp, op, 0, 3);
+                    for p in xp.iter_mut() {
+                        *p = p.add(step);
+                    }
+                    op = op.add(ch);
+                }
+            }
+            for ox in ox_hi..self.out_w {
+                edge(ox);
+            }
+        }
+    }
+}

@@ -1438,10 +1438,107 @@ pub fn depthwise_f32(
     // SAFETY: AVX2/FMA (and for the AVX-512 path AVX-512 F, BW, DQ, VL, VNNI) checked by
     // the dispatcher, which also checked every slice length against the geometry.
     unsafe {
-        if path == KernelPath::Avx512 {
+        if path == KernelPath::Avx512
+            && (g.filter_h, g.filter_w, g.dilation_h, g.dilation_w) == (3, 3, 1, 1)
+            && (g.stride_h, g.stride_w) == (1, 1)
+        {
+            depthwise_f32_3x3_avx512(g, input, filter, bias, clamp, rows, out)
+        } else if path == KernelPath::Avx512 {
             depthwise_f32_avx2::<true>(g, input, filter, bias, clamp, rows, out)
         } else {
             depthwise_f32_avx2::<false>(g, input, filter, bias, clamp, rows, out)
+        }
+    }
+}
+
+/// The float 3×3 depthwise convolution (dilation 1, depth multiplier 1) with AVX-512:
+/// each output row through [`depthwise_f32_avx512::row3x3`] with the input rows its
+/// filter rows read (those inside the input). Stride 1 only: with stride 2 the pixel-major
+/// driver, which streams the (larger) input in order, measured faster.
+///
+/// # Safety
+/// AVX-512 F, BW, DQ, VL and VNNI are available; the slices were checked against `g`
+/// (a 3×3 filter, dilation 1, depth multiplier 1) by the dispatcher.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn depthwise_f32_3x3_avx512(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let ch = g.in_c;
+    let row_len = g.in_w * ch;
+    let (w, bp) = (filter.as_ptr(), bias.map(<[f32]>::as_ptr));
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let (fy0, fy1) = tap_range(oy, g.stride_h, 1, g.pad_top, g.in_h, 3);
+        let in_row = |fy: usize| {
+            let iy = oy * g.stride_h + fy - g.pad_top;
+            input[(b * g.in_h + iy) * row_len..][..row_len].as_ptr()
+        };
+        let o = &mut out[row * g.out_w * ch..][..g.out_w * ch];
+        let (iw, s, pl, ow) = (g.in_w, g.stride_w, g.pad_left, g.out_w);
+        let op = o.as_mut_ptr();
+        // SAFETY: the input rows are whole rows of the input (sliced above), the output row
+        // a whole row of the output; filter (9 * ch) and bias (ch) were checked by the
+        // dispatcher.
+        unsafe {
+            match fy1.saturating_sub(fy0) {
+                3 => depthwise_f32_avx512::row3x3::<3>(
+                    [in_row(0), in_row(1), in_row(2)],
+                    [0, 1, 2],
+                    iw,
+                    ch,
+                    s,
+                    pl,
+                    ow,
+                    w,
+                    bp,
+                    clamp,
+                    op,
+                ),
+                2 => depthwise_f32_avx512::row3x3::<2>(
+                    [in_row(fy0), in_row(fy0 + 1)],
+                    [fy0, fy0 + 1],
+                    iw,
+                    ch,
+                    s,
+                    pl,
+                    ow,
+                    w,
+                    bp,
+                    clamp,
+                    op,
+                ),
+                1 => depthwise_f32_avx512::row3x3::<1>(
+                    [in_row(fy0)],
+                    [fy0],
+                    iw,
+                    ch,
+                    s,
+                    pl,
+                    ow,
+                    w,
+                    bp,
+                    clamp,
+                    op,
+                ),
+                _ => {
+                    // No input row: every output is the bias, clamped (the scalar order).
+                    for px in o.chunks_exact_mut(ch) {
+                        for (c, v) in px.iter_mut().enumerate() {
+                            let mut acc = 0.0f32;
+                            if let Some(b) = bias {
+                                acc += b[c];
+                            }
+                            *v = acc.max(clamp.0).min(clamp.1);
+                        }
+                    }
+                }
+            }
         }
     }
 }
