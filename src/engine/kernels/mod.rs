@@ -209,6 +209,42 @@ fn effective(path: KernelPath) -> KernelPath {
     }
 }
 
+/// A cache line of bytes: the unit of [`Aligned`].
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// An immutable buffer of `T` whose first element starts a cache line, so that the kernels'
+/// 64-byte loads of packed weights never straddle two lines. Dereferences to `[T]`.
+#[derive(Clone, Debug)]
+pub struct Aligned<T: bytemuck::Pod> {
+    lines: Vec<Line>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: bytemuck::Pod> Aligned<T> {
+    /// A copy of `v`.
+    pub fn from_slice(v: &[T]) -> Self {
+        let bytes = std::mem::size_of_val(v);
+        let mut lines = vec![Line([0; 64]); bytes.div_ceil(64)];
+        bytemuck::cast_slice_mut::<Line, u8>(&mut lines)[..bytes]
+            .copy_from_slice(bytemuck::cast_slice(v));
+        Aligned {
+            lines,
+            len: v.len(),
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::Deref for Aligned<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &bytemuck::cast_slice::<Line, T>(&self.lines)[..self.len]
+    }
+}
+
 /// int8 weight matrix W (n rows x k cols, row-major: `W[j*k + kk]`) packed for one
 /// path; the layout of `data` is private to the path.
 #[derive(Clone, Debug)]
@@ -216,7 +252,7 @@ pub struct PackedI8 {
     pub path: KernelPath,
     pub n: usize,
     pub k: usize,
-    pub data: Vec<i8>,
+    pub data: Aligned<i8>,
 }
 
 /// Pack `w` (`n x k`, row-major) for `path` (an unsupported path packs for scalar).
@@ -234,7 +270,12 @@ pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> PackedI8 {
         KernelPath::Avx512 => x86_64::gemm_vnni::pack_i8(w, n, k),
         _ => scalar::gemm::pack_i8(path, w, n, k),
     };
-    PackedI8 { path, n, k, data }
+    PackedI8 {
+        path,
+        n,
+        k,
+        data: Aligned::from_slice(&data),
+    }
 }
 
 /// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] as i32 * W[j][kk] as i32` (wrapping i32),
@@ -598,7 +639,7 @@ pub struct PackedF32 {
     pub path: KernelPath,
     pub n: usize,
     pub k: usize,
-    pub data: Vec<f32>,
+    pub data: Aligned<f32>,
 }
 
 /// Pack `w` (`n x k`, row-major) for `path` (an unsupported path packs for scalar).
@@ -618,7 +659,12 @@ pub fn pack_f32(path: KernelPath, w: &[f32], n: usize, k: usize) -> PackedF32 {
         KernelPath::Avx2 | KernelPath::Avx512 => x86_64::pack_f32(path, w, n, k),
         _ => scalar::gemm::pack_f32(path, w, n, k),
     };
-    PackedF32 { path, n, k, data }
+    PackedF32 {
+        path,
+        n,
+        k,
+        data: Aligned::from_slice(&data),
+    }
 }
 
 /// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`.
