@@ -8,7 +8,11 @@
 //! worker through a preallocated slot: no allocation and no thread creation per call.
 //! Workers spin briefly after a job (operators follow each other within
 //! microseconds during an inference), then park on a condition variable.
-//! Tasks are claimed with an atomic counter, so each task runs exactly once.
+//! Each thread first takes the tasks of its own contiguous share (thread `w` of `T` the
+//! `w`-th of `T` nearly equal ranges of task indices, in order), then helps with the other
+//! shares: consecutive operators cut the same rows the same way, so a thread mostly reads
+//! what it wrote itself (in its own cache) while the stealing keeps the load balanced.
+//! Tasks are claimed with atomic counters, so each task runs exactly once.
 //!
 //! This lives under `kernels/` because handing a borrowed closure to long-lived
 //! threads needs one lifetime erasure (`unsafe`), justified where it happens.
@@ -49,12 +53,20 @@ struct Inner {
     /// Mirror of `ctrl.generation` for lock-free spinning.
     generation: AtomicU64,
     shutdown: AtomicBool,
-    next: AtomicUsize,
-    ntasks: AtomicUsize,
+    /// Each thread's share of the current job's tasks.
+    shares: Vec<Share>,
     /// Workers that have not yet finished the current job.
     pending: AtomicUsize,
     /// A worker's task panicked during the current job.
     panicked: AtomicBool,
+}
+
+/// One thread's range of task indices: `next` is claimed with `fetch_add` (by the owner
+/// first, then by the others), until it reaches `end`. A cache line each.
+#[repr(align(64))]
+struct Share {
+    next: AtomicUsize,
+    end: AtomicUsize,
 }
 
 /// The engine's dedicated worker threads.
@@ -91,8 +103,12 @@ impl ThreadPool {
             done: Condvar::new(),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
-            next: AtomicUsize::new(0),
-            ntasks: AtomicUsize::new(0),
+            shares: (0..threads)
+                .map(|_| Share {
+                    next: AtomicUsize::new(0),
+                    end: AtomicUsize::new(0),
+                })
+                .collect(),
             pending: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
         });
@@ -146,8 +162,11 @@ impl ThreadPool {
                 f as *const _,
             )
         };
-        inner.next.store(0, Ordering::Relaxed);
-        inner.ntasks.store(ntasks, Ordering::Relaxed);
+        for (w, share) in inner.shares.iter().enumerate() {
+            let r = split_range(ntasks, self.threads, w);
+            share.next.store(r.start, Ordering::Relaxed);
+            share.end.store(r.end, Ordering::Relaxed);
+        }
         inner.pending.store(self.handles.len(), Ordering::Relaxed);
         inner.panicked.store(false, Ordering::Relaxed);
         {
@@ -185,14 +204,19 @@ impl ThreadPool {
     }
 }
 
+/// Run the tasks of `worker`'s own share, then those left in the others' shares.
 fn claim_tasks(inner: &Inner, f: &(dyn Fn(usize, usize) + Sync + '_), worker: usize) {
-    let n = inner.ntasks.load(Ordering::Relaxed);
-    loop {
-        let t = inner.next.fetch_add(1, Ordering::Relaxed);
-        if t >= n {
-            break;
+    let n = inner.shares.len();
+    for i in 0..n {
+        let share = &inner.shares[(worker + i) % n];
+        let end = share.end.load(Ordering::Relaxed);
+        loop {
+            let t = share.next.fetch_add(1, Ordering::Relaxed);
+            if t >= end {
+                break;
+            }
+            f(t, worker);
         }
-        f(t, worker);
     }
 }
 
