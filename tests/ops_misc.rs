@@ -282,3 +282,71 @@ fn dequantize_per_channel_int8() {
         .collect();
     assert_eq!(out, want);
 }
+
+/// Same-shape float ADD, SUB and MUL large enough to be cut over the pool: every thread
+/// count gives the element-wise results (with the fused ReLU6), each element computed here.
+#[test]
+fn large_float_binary_ops_on_several_threads() {
+    use edgecam::engine::graph::Activation;
+    use edgecam::engine::InterpreterOptions;
+    let n = 3 * 7 * 1031; // over the pool's threshold, not a multiple of the task count
+    let a: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 1009) as f32 - 504.0) / 61.0)
+        .collect();
+    let b: Vec<f32> = (0..n)
+        .map(|i| ((i * 91 % 997) as f32 - 498.0) / 83.0)
+        .collect();
+    type Want = fn(f32, f32) -> f32;
+    let cases: [(Op, Want); 3] = [
+        (
+            Op::Add {
+                activation: Activation::Relu6,
+            },
+            |x, y| (x + y).clamp(0.0, 6.0),
+        ),
+        (
+            Op::Sub {
+                activation: Activation::None,
+            },
+            |x, y| x - y,
+        ),
+        (
+            Op::Mul {
+                activation: Activation::Relu6,
+            },
+            |x, y| (x * y).clamp(0.0, 6.0),
+        ),
+    ];
+    for (op, want) in cases {
+        let name = format!("{op:?}");
+        for threads in [1, 2, 3] {
+            let g = graph(
+                vec![
+                    t(DType::F32, &[1, n]),
+                    t(DType::F32, &[1, n]),
+                    t(DType::F32, &[1, n]),
+                ],
+                vec![node(op.clone(), &[0, 1], &[2])],
+                vec![0, 1],
+                vec![2],
+            );
+            let opts = InterpreterOptions {
+                threads,
+                ..Default::default()
+            };
+            let mut it = Interpreter::with_options(g, &opts).unwrap();
+            it.set_input(0, DType::F32, &a).unwrap();
+            it.set_input(1, DType::F32, &b).unwrap();
+            it.invoke().unwrap();
+            let out = it.output(0).unwrap().f32().unwrap().to_vec();
+            assert_eq!(out.len(), n);
+            for (i, o) in out.iter().enumerate() {
+                assert_eq!(
+                    o.to_bits(),
+                    want(a[i], b[i]).to_bits(),
+                    "{name} x{threads} [{i}]"
+                );
+            }
+        }
+    }
+}

@@ -162,7 +162,8 @@ struct Binary {
     /// the results are identical and each element costs one lookup (a fixed-size
     /// table: any 16-bit index is inside it, no bounds check per element).
     lut: Option<Box<Lut>>,
-    /// The interpreter's pool: large same-shape table lookups are cut over it.
+    /// The interpreter's pool: large same-shape float operators and table lookups are cut
+    /// over it.
     pool: Option<Arc<ThreadPool>>,
     /// Kernel path of the same-shape table lookups.
     path: KernelPath,
@@ -171,7 +172,7 @@ struct Binary {
 /// A quantized binary operator as a table of its 256 x 256 results.
 type Lut = [u8; 1 << 16];
 
-/// Elements a same-shape quantized operator needs before it is cut over the pool.
+/// Elements a same-shape float or quantized operator needs before it is cut over the pool.
 const PAR_MIN: usize = 16 * 1024;
 
 impl Binary {
@@ -199,6 +200,25 @@ impl Binary {
         }
         t.into_boxed_slice().try_into().ok()
     }
+}
+
+/// `o[i] = f(a[i], b[i])` over same-length slices, cut over the pool (two tasks a thread).
+fn par_f32(
+    pool: &ThreadPool,
+    a: &[f32],
+    b: &[f32],
+    o: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let n = o.len();
+    let tasks = 2 * pool.threads();
+    let bounds = |t: usize| split_range(n, tasks, t);
+    pool.run_chunks(o, tasks, &bounds, &|t, o, _| {
+        let r = bounds(t);
+        for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+            *o = f(x, y);
+        }
+    });
 }
 
 impl Kernel for Binary {
@@ -239,6 +259,21 @@ impl Kernel for Binary {
                 let (lo, hi) = (*lo, *hi);
                 let (a, b) = (a.f32()?, b.f32()?);
                 let o = out.f32()?;
+                let n = self.bc.len_out;
+                if let (true, Some(pool)) = (self.bc.same && n >= PAR_MIN, &self.pool) {
+                    // Large same-shape operands: cut over the pool (each thread's share is
+                    // the part of the tensor it wrote in the operators before).
+                    op_ensure!(
+                        a.len() == n && b.len() == n && o.len() == n,
+                        "operand sizes do not match the prepared shapes"
+                    );
+                    match k {
+                        Kind::Add => par_f32(pool, a, b, o, |x, y| add_f32(x, y, lo, hi)),
+                        Kind::Sub => par_f32(pool, a, b, o, |x, y| sub_f32(x, y, lo, hi)),
+                        Kind::Mul => par_f32(pool, a, b, o, |x, y| mul_f32(x, y, lo, hi)),
+                    }
+                    return Ok(());
+                }
                 match k {
                     Kind::Add => self.bc.run(a, b, o, |x, y| add_f32(x, y, lo, hi)),
                     Kind::Sub => self.bc.run(a, b, o, |x, y| sub_f32(x, y, lo, hi)),
