@@ -4,8 +4,10 @@
 Called by scripts/bench-peers (which builds edgecam and the ONNX models first); see that script
 for usage. Engines, for each thread count N:
 
-  edgecam int8 / fp32   `edgecam bench --model M --threads N --iterations K --warmup W --json`
-                        (one process per round; the engine's own timer around each invoke)
+  edgecam int8 / fp32   `edgecam bench --model M --threads N --json --serve`: one process per
+                        engine for all rounds, the model loaded once (like the peers'
+                        interpreters), a round per request; the engine's own timer around
+                        each invoke
   tflite int8 / fp32    ai-edge-litert Interpreter(num_threads=N), default op resolver (AUTO:
                         the XNNPACK delegate), timed around invoke()
   ort int8 / fp32       ONNX Runtime CPU provider on scripts/tflite2onnx.py's conversion,
@@ -54,20 +56,36 @@ class Edgecam:
     def __init__(self, binary, model, threads):
         self.binary, self.model, self.threads = binary, model, threads
         self.kernels = None
+        # One process for all rounds, the model loaded once, as the peers' interpreters
+        # are: `edgecam bench --serve` times one round per line `ITERATIONS WARMUP`.
+        cmd = [binary, "bench", "--model", model, "--threads", str(threads), "--json", "--serve"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
 
     def round(self, iterations, warmup):
-        cmd = [self.binary, "bench", "--model", self.model, "--threads", str(self.threads),
-               "--iterations", str(iterations), "--warmup", str(warmup), "--json"]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            msg = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-            raise RuntimeError(msg)
-        line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
+        p = self.proc
+        line = ""
+        if p.poll() is None:
+            p.stdin.write(f"{iterations} {warmup}\n")
+            p.stdin.flush()
+            while not line.startswith("{"):
+                line = p.stdout.readline()
+                if not line:
+                    break
+        if not line.startswith("{"):
+            p.kill()
+            err = p.stderr.read().strip().splitlines()
+            raise RuntimeError((err or [f"exit status {p.wait()}"])[-1])
         r = json.loads(line)
         self.kernels = r.get("kernels")
         if int(r.get("threads", self.threads)) != self.threads:
             raise RuntimeError(f"edgecam ran {r.get('threads')} threads, not {self.threads}")
         return float(r["median_ms"]), float(r["p95_ms"])
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
 
 
 class TFLite:
@@ -239,6 +257,9 @@ def main():
                 print(f"  round {r + 1}/{a.rounds} {key[1]:8} {key[2]}: median {med:8.2f} ms  p95 {p95:8.2f} ms",
                       flush=True)
                 time.sleep(PAUSE_S)
+        for _, eng in engines:
+            if isinstance(eng, Edgecam):
+                eng.close()
         for key, _ in engines:
             res = results[key]
             if res["rounds"]:

@@ -49,6 +49,11 @@ enum Cmd {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Keep the model loaded and time one round per line of standard input
+        /// (`ITERATIONS WARMUP`), one result per round, until end of input (for
+        /// scripts/bench-peers, which keeps its peers' interpreters loaded the same way).
+        #[arg(long)]
+        serve: bool,
     },
     /// Run the daemon: capture → int8 detector → MQTT (config: /etc/edgecam/edgecam.toml).
     Run {
@@ -256,6 +261,7 @@ struct BenchArgs<'a> {
     cores: &'a [usize],
     profile: bool,
     json: bool,
+    serve: bool,
 }
 
 fn bench(a: BenchArgs<'_>) -> Result<()> {
@@ -268,6 +274,7 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         cores,
         profile,
         json,
+        serve,
     } = a;
     anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
     anyhow::ensure!(
@@ -308,76 +315,124 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
             it.set_input(i, edgecam::engine::DType::F32, &v)?;
         }
     }
-    for _ in 0..warmup {
-        it.invoke()?;
-    }
-    it.reset_profile();
-    let mut ms = Vec::with_capacity(iterations);
-    let cpu0 = process_cpu_seconds();
-    for _ in 0..iterations {
-        let t = std::time::Instant::now();
-        it.invoke()?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    // CPU time of all threads per inference: robust on a busy machine, where the
-    // wall-clock numbers include time the threads waited for a core.
-    let cpu_ms = match (cpu0, process_cpu_seconds()) {
-        (Some(a), Some(b)) => Some((b - a) * 1e3 / iterations as f64),
-        _ => None,
+    let round = BenchRound {
+        model,
+        threads,
+        path,
+        profile,
+        json,
     };
-    ms.sort_by(f64::total_cmp);
-    let median = ms[ms.len() / 2];
-    let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
-    let (ops, runs) = it.profile();
-    let per_run = |t: f64| t / runs.max(1) as f64;
-    if json {
-        let mut v = serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations, "cpu_ms_per_inference": cpu_ms});
-        if profile {
-            v["profile"] = ops
+    if !serve {
+        return round.run(&mut it, iterations, warmup);
+    }
+    for line in std::io::stdin().lines() {
+        let line = line?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.is_empty() {
+            continue;
+        }
+        let parse = |s: Option<&&str>| s.and_then(|v| v.parse::<usize>().ok());
+        let (Some(iterations), Some(warmup), 2) = (parse(f.first()), parse(f.get(1)), f.len())
+        else {
+            anyhow::bail!("--serve: expected a line `ITERATIONS WARMUP`, got {line:?}");
+        };
+        anyhow::ensure!(iterations > 0, "--serve: ITERATIONS must be at least 1");
+        round.run(&mut it, iterations, warmup)?;
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
+    Ok(())
+}
+
+/// What `bench` prints with each round's timings.
+struct BenchRound<'a> {
+    model: &'a Path,
+    threads: usize,
+    path: edgecam::engine::kernels::KernelPath,
+    profile: bool,
+    json: bool,
+}
+
+impl BenchRound<'_> {
+    /// `warmup` untimed and `iterations` timed inferences; prints the result.
+    fn run(&self, it: &mut Interpreter, iterations: usize, warmup: usize) -> Result<()> {
+        let BenchRound {
+            model,
+            threads,
+            path,
+            profile,
+            json,
+        } = *self;
+        for _ in 0..warmup {
+            it.invoke()?;
+        }
+        it.reset_profile();
+        let mut ms = Vec::with_capacity(iterations);
+        let cpu0 = process_cpu_seconds();
+        for _ in 0..iterations {
+            let t = std::time::Instant::now();
+            it.invoke()?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        // CPU time of all threads per inference: robust on a busy machine, where the
+        // wall-clock numbers include time the threads waited for a core.
+        let cpu_ms = match (cpu0, process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some((b - a) * 1e3 / iterations as f64),
+            _ => None,
+        };
+        ms.sort_by(f64::total_cmp);
+        let median = ms[ms.len() / 2];
+        let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
+        let (ops, runs) = it.profile();
+        let per_run = |t: f64| t / runs.max(1) as f64;
+        if json {
+            let mut v = serde_json::json!({"median_ms": median, "p95_ms": p95, "threads": threads, "kernels": path.name(), "iterations": iterations, "cpu_ms_per_inference": cpu_ms});
+            if profile {
+                v["profile"] = ops
                 .iter()
                 .map(|p| serde_json::json!({"op": p.op, "nodes": p.nodes, "ms": per_run(p.total_ms)}))
                 .collect();
-            v["steps"] = it
+                v["steps"] = it
                 .step_profile()
                 .iter()
                 .map(|s| serde_json::json!({"step": s.step, "op": s.op, "output_shape": s.output_shape, "ms": per_run(s.total_ms)}))
                 .collect();
-        }
-        println!("{v}");
-    } else {
-        println!(
+            }
+            println!("{v}");
+        } else {
+            println!(
             "{}: median {median:.2} ms, p95 {p95:.2} ms over {iterations} runs, threads {threads}, kernels {path}, cpu {} ms/inference",
             model.display(),
             cpu_ms.map_or("?".to_string(), |c| format!("{c:.2}"))
         );
-        if profile {
-            let total: f64 = ops.iter().map(|p| per_run(p.total_ms)).sum();
-            println!(
+            if profile {
+                let total: f64 = ops.iter().map(|p| per_run(p.total_ms)).sum();
+                println!(
                 "per operator type, mean ms per inference (timed runs include profiling overhead):"
             );
-            for p in &ops {
-                let ms = per_run(p.total_ms);
-                println!(
-                    "  {:<28} {:>3} nodes {:>9.3} ms {:>5.1}%",
-                    p.op,
-                    p.nodes,
-                    ms,
-                    100.0 * ms / total.max(1e-9)
-                );
-            }
-            println!("slowest operators, mean ms per inference:");
-            for s in it.step_profile().iter().take(PROFILE_STEPS) {
-                println!(
-                    "  step {:>3} {:<24} {:<18} {:>9.3} ms",
-                    s.step,
-                    s.op,
-                    format!("{:?}", s.output_shape),
-                    per_run(s.total_ms)
-                );
+                for p in &ops {
+                    let ms = per_run(p.total_ms);
+                    println!(
+                        "  {:<28} {:>3} nodes {:>9.3} ms {:>5.1}%",
+                        p.op,
+                        p.nodes,
+                        ms,
+                        100.0 * ms / total.max(1e-9)
+                    );
+                }
+                println!("slowest operators, mean ms per inference:");
+                for s in it.step_profile().iter().take(PROFILE_STEPS) {
+                    println!(
+                        "  step {:>3} {:<24} {:<18} {:>9.3} ms",
+                        s.step,
+                        s.op,
+                        format!("{:?}", s.output_shape),
+                        per_run(s.total_ms)
+                    );
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Operators listed by `bench --profile` (slowest first).
@@ -487,6 +542,7 @@ fn main() -> ExitCode {
             cores,
             profile,
             json,
+            serve,
         } => bench(BenchArgs {
             model,
             threads: *threads,
@@ -496,6 +552,7 @@ fn main() -> ExitCode {
             cores,
             profile: *profile,
             json: *json,
+            serve: *serve,
         }),
         Cmd::Run { config } => {
             edgecam::config::Config::load(config.as_deref()).and_then(edgecam::app::run)
