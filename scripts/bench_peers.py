@@ -14,7 +14,8 @@ for usage. Engines, for each thread count N:
                         intra_op_num_threads=N, inter_op 1, all graph optimizations, I/O bound
                         once (IOBinding), timed around run_with_iobinding()
 
-Every round runs each engine in turn (W warm-up + K timed invocations) with a short pause in
+Every round runs each engine in turn (at least W warm-up invocations over at least --warmup-ms,
+then K timed invocations) with a short pause in
 between so that no thread pool is still spinning when the next engine starts; the order rotates
 from round to round. Per round an engine yields the median and p95 of its K times; the table
 shows, per engine, the median over the rounds of those round medians and round p95s.
@@ -50,6 +51,14 @@ def stats(ms):
     return s[len(s) // 2], s[int(round((len(s) - 1) * 0.95))]
 
 
+def warm_up(invoke, count, ms):
+    """At least `count` invocations over at least `ms` milliseconds (as `edgecam bench`)."""
+    t0, n = time.perf_counter(), 0
+    while n < count or (time.perf_counter() - t0) * 1000.0 < ms:
+        invoke()
+        n += 1
+
+
 class Edgecam:
     kind = "edgecam"
 
@@ -62,11 +71,11 @@ class Edgecam:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
 
-    def round(self, iterations, warmup):
+    def round(self, iterations, warmup, warmup_ms):
         p = self.proc
         line = ""
         if p.poll() is None:
-            p.stdin.write(f"{iterations} {warmup}\n")
+            p.stdin.write(f"{iterations} {warmup} {warmup_ms}\n")
             p.stdin.flush()
             while not line.startswith("{"):
                 line = p.stdout.readline()
@@ -99,9 +108,8 @@ class TFLite:
         for d in self.it.get_input_details():
             self.it.set_tensor(d["index"], fixed_input(d["shape"], d["dtype"]))
 
-    def round(self, iterations, warmup):
-        for _ in range(warmup):
-            self.it.invoke()
+    def round(self, iterations, warmup, warmup_ms):
+        warm_up(self.it.invoke, warmup, warmup_ms)
         ms = []
         for _ in range(iterations):
             t = time.perf_counter()
@@ -133,9 +141,8 @@ class Ort:
         for o in self.sess.get_outputs():
             self.io.bind_output(o.name, "cpu")
 
-    def round(self, iterations, warmup):
-        for _ in range(warmup):
-            self.sess.run_with_iobinding(self.io)
+    def round(self, iterations, warmup, warmup_ms):
+        warm_up(lambda: self.sess.run_with_iobinding(self.io), warmup, warmup_ms)
         ms = []
         for _ in range(iterations):
             t = time.perf_counter()
@@ -202,7 +209,10 @@ def main():
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=10, help="timed invocations per engine per round")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed invocations per engine per round")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed invocations per engine per round, at least")
+    ap.add_argument("--warmup-ms", type=int, default=300,
+                    help="untimed invocations per engine per round for at least this long (the core's "
+                         "clock and the scheduler's thread placement settle after an idle pause)")
     ap.add_argument("--engines", default="edgecam,tflite,ort", help="subset of edgecam,tflite,ort")
     ap.add_argument("--markdown", metavar="FILE", help="also write the Markdown report to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write the raw results to FILE")
@@ -210,15 +220,17 @@ def main():
     a = ap.parse_args()
     threads_list = [int(t) for t in a.threads.split(",") if t.strip()]
     engines_on = set(a.engines.split(","))
-    if a.rounds < 1 or a.iterations < 1 or a.warmup < 0 or not threads_list or min(threads_list) < 1:
-        raise SystemExit("bench-peers: --rounds and --iterations must be >= 1, --warmup >= 0, threads >= 1")
+    if a.rounds < 1 or a.iterations < 1 or a.warmup < 0 or a.warmup_ms < 0 or not threads_list or min(threads_list) < 1:
+        raise SystemExit("bench-peers: --rounds and --iterations must be >= 1, --warmup and --warmup-ms >= 0, "
+                         "threads >= 1")
     info = machine()
     info["edgecam_rev"] = git_rev(a.repo)
     print(f"machine: {info['cpu']} ({info['isa']}), {info['usable_cpus']} usable of {info['logical_cpus']} "
           f"logical CPUs, Linux {info['kernel']}, load average {info['loadavg_start']:.2f}")
     print(f"date: {info['date']}; edgecam {info['edgecam_rev']}, ai-edge-litert {info['ai_edge_litert']}, "
           f"onnxruntime {info['onnxruntime']}")
-    print(f"rounds {a.rounds} x (warm-up {a.warmup} + {a.iterations} timed) per engine and thread count, interleaved")
+    print(f"rounds {a.rounds} x (warm-up {a.warmup} and {a.warmup_ms} ms + {a.iterations} timed) per engine and "
+          "thread count, interleaved")
 
     results = {}  # (threads, engine, precision) -> {"median", "p95", "rounds": [...], "error"}
     for n in threads_list:
@@ -246,7 +258,7 @@ def main():
                 if res["error"]:
                     continue
                 try:
-                    med, p95 = eng.round(a.iterations, a.warmup)
+                    med, p95 = eng.round(a.iterations, a.warmup, a.warmup_ms)
                 except Exception as e:
                     res["error"] = str(e).removeprefix("edgecam: error: ")
                     print(f"  {key[1]:8} {key[2]} : {e}")
@@ -295,8 +307,8 @@ def render(results, threads_list, info, a):
         f"{info['loadavg_end']:.2f} at the end.  ",
         f"Date: {info['date']}. edgecam {info['edgecam_rev']}, ai-edge-litert {info['ai_edge_litert']}, "
         f"onnxruntime {info['onnxruntime']}.  ",
-        f"Method: {a.rounds} interleaved rounds, each engine {a.warmup} warm-up + {a.iterations} timed "
-        f"inferences per round; median and p95 are the medians over the rounds of the per-round values, in ms.",
+        f"Method: {a.rounds} interleaved rounds, each engine (loaded once) at least {a.warmup} warm-up "
+        f"inferences over at least {a.warmup_ms} ms, then {a.iterations} timed inferences per round; median and p95 are the medians over the rounds of the per-round values, in ms.",
         "",
     ]
     head = "| engine | model |"

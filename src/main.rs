@@ -37,6 +37,10 @@ enum Cmd {
         iterations: usize,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Warm up for at least this many milliseconds too (the core's clock and the
+        /// scheduler's placement of the threads settle over the first ~100 ms).
+        #[arg(long, default_value_t = 0)]
+        warmup_ms: u64,
         /// Kernel path: auto, scalar, neon, dotprod, i8mm, avx2 or avx512 (default: EDGECAM_KERNELS, else auto).
         #[arg(long)]
         kernels: Option<String>,
@@ -50,7 +54,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Keep the model loaded and time one round per line of standard input
-        /// (`ITERATIONS WARMUP`), one result per round, until end of input (for
+        /// (`ITERATIONS WARMUP [WARMUP_MS]`), one result per round, until end of input (for
         /// scripts/bench-peers, which keeps its peers' interpreters loaded the same way).
         #[arg(long)]
         serve: bool,
@@ -257,6 +261,7 @@ struct BenchArgs<'a> {
     threads: usize,
     iterations: usize,
     warmup: usize,
+    warmup_ms: u64,
     kernels: Option<&'a str>,
     cores: &'a [usize],
     profile: bool,
@@ -270,6 +275,7 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         threads,
         iterations,
         warmup,
+        warmup_ms,
         kernels,
         cores,
         profile,
@@ -323,7 +329,7 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         json,
     };
     if !serve {
-        return round.run(&mut it, iterations, warmup);
+        return round.run(&mut it, iterations, warmup, warmup_ms);
     }
     for line in std::io::stdin().lines() {
         let line = line?;
@@ -331,13 +337,14 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         if f.is_empty() {
             continue;
         }
-        let parse = |s: Option<&&str>| s.and_then(|v| v.parse::<usize>().ok());
-        let (Some(iterations), Some(warmup), 2) = (parse(f.first()), parse(f.get(1)), f.len())
-        else {
-            anyhow::bail!("--serve: expected a line `ITERATIONS WARMUP`, got {line:?}");
+        let parse = |s: &str| s.parse::<usize>().ok();
+        let v: Vec<usize> = f.iter().filter_map(|s| parse(s)).collect();
+        let (true, &[iterations, warmup, ..]) = (v.len() == f.len() && v.len() <= 3, &v[..]) else {
+            anyhow::bail!("--serve: expected a line `ITERATIONS WARMUP [WARMUP_MS]`, got {line:?}");
         };
         anyhow::ensure!(iterations > 0, "--serve: ITERATIONS must be at least 1");
-        round.run(&mut it, iterations, warmup)?;
+        let ms = v.get(2).copied().unwrap_or(0) as u64;
+        round.run(&mut it, iterations, warmup, ms)?;
         std::io::Write::flush(&mut std::io::stdout())?;
     }
     Ok(())
@@ -353,8 +360,15 @@ struct BenchRound<'a> {
 }
 
 impl BenchRound<'_> {
-    /// `warmup` untimed and `iterations` timed inferences; prints the result.
-    fn run(&self, it: &mut Interpreter, iterations: usize, warmup: usize) -> Result<()> {
+    /// At least `warmup` untimed inferences over at least `warmup_ms`, then `iterations`
+    /// timed ones; prints the result.
+    fn run(
+        &self,
+        it: &mut Interpreter,
+        iterations: usize,
+        warmup: usize,
+        warmup_ms: u64,
+    ) -> Result<()> {
         let BenchRound {
             model,
             threads,
@@ -362,8 +376,14 @@ impl BenchRound<'_> {
             profile,
             json,
         } = *self;
-        for _ in 0..warmup {
+        let (t0, min) = (
+            std::time::Instant::now(),
+            std::time::Duration::from_millis(warmup_ms),
+        );
+        let mut n = 0;
+        while n < warmup || t0.elapsed() < min {
             it.invoke()?;
+            n += 1;
         }
         it.reset_profile();
         let mut ms = Vec::with_capacity(iterations);
@@ -538,6 +558,7 @@ fn main() -> ExitCode {
             threads,
             iterations,
             warmup,
+            warmup_ms,
             kernels,
             cores,
             profile,
@@ -548,6 +569,7 @@ fn main() -> ExitCode {
             threads: *threads,
             iterations: *iterations,
             warmup: *warmup,
+            warmup_ms: *warmup_ms,
             kernels: kernels.as_deref(),
             cores,
             profile: *profile,

@@ -85,7 +85,7 @@ fn bench_serve_times_a_round_per_line() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    let out = run("2 0\n\n3 1\n");
+    let out = run("2 0\n\n3 1 50\n");
     assert!(
         out.status.success(),
         "{}",
@@ -96,7 +96,7 @@ fn bench_serve_times_a_round_per_line() {
     check(&v[0], 2, 1);
     check(&v[1], 3, 1);
     // A malformed request ends the process with a clear error after the rounds before it.
-    for bad in ["1 0\n5 x\n", "1 0\n0 1\n", "1 0\n1 2 3\n"] {
+    for bad in ["1 0\n5 x\n", "1 0\n0 1\n", "1 0\n1 2 3 4\n", "1 0\n7\n"] {
         let out = run(bad);
         assert!(!out.status.success(), "{bad:?} was accepted");
         assert_eq!(objects(&out.stdout).len(), 1, "{bad:?}");
