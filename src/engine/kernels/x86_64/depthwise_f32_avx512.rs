@@ -106,93 +106,88 @@ unsafe fn group<const G: usize, const P: usize>(
 }
 
 /// One output row of a 3×3 float depthwise convolution with dilation 1 and depth
-/// multiplier 1, one 16-channel vector at a time across the whole row: the vector's
-/// weights (`R` filter rows × 3), its bias and the clamp stay in registers while the
-/// row's pixels stream past. `rows[r]` is the input row read by filter row `wrow[r]` (the
-/// filter rows whose input row lies inside the input; the others are skipped, as the
-/// scalar reference skips them). Pixels whose three filter columns lie inside the input
-/// take all three; the edge pixels only those inside. Each lane computes
-/// `((0 + x0*w0) + x1*w1) + ...` over the taps inside the input in the scalar order (fy
-/// outer, fx inner), then `+ bias` and the clamp, exactly as the scalar reference.
-///
-/// # Safety
-/// AVX-512 F is available; every `rows[r]` starts `in_w * ch` readable floats; `w` starts
-/// `9 * ch` floats (the filter, `[fy][fx][ch]`), `bias` (if any) `ch`; `o` starts
-/// `out_w * ch` writable floats; `wrow[r] < 3`; `stride >= 1`.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn row3x3<const R: usize>(
-    rows: [*const f32; R],
-    wrow: [usize; R],
-    in_w: usize,
-    ch: usize,
-    stride: usize,
-    pad_left: usize,
-    out_w: usize,
-    w: *const f32,
-    bias: Option<*const f32>,
-    clamp: (f32, f32),
-    o: *mut f32,
-) {
-    let row = Row3 {
-        rows,
-        wrow,
-        in_w,
-        ch,
-        stride,
-        pad_left,
-        out_w,
-        w,
-        bias,
-        lo: _mm512_set1_ps(clamp.0),
-        hi: _mm512_set1_ps(clamp.1),
-        o,
-    };
-    let mut c0 = 0;
-    // SAFETY (both calls): channels c0 .. c0 + 16 (the lanes of `tail`) lie below ch.
-    unsafe {
-        while c0 + 16 <= ch {
-            row.vector::<false>(c0, !0);
-            c0 += 16;
-        }
-        if c0 < ch {
-            row.vector::<true>(c0, (1u16 << (ch - c0)) - 1);
+/// multiplier 1 (see [`Row3x3::run`]).
+pub(super) struct Row3x3 {
+    /// The input rows read by filter rows `fy0`, `fy0 + 1`, ...: the filter rows whose input
+    /// row lies inside the input (the others are skipped, as the scalar reference skips
+    /// them); only the first `R` of [`Row3x3::run`] are read.
+    pub rows: [*const f32; 3],
+    pub fy0: usize,
+    pub in_w: usize,
+    pub ch: usize,
+    pub stride: usize,
+    pub pad_left: usize,
+    pub out_w: usize,
+    /// The filter, `[fy][fx][ch]`.
+    pub w: *const f32,
+    pub bias: Option<*const f32>,
+    pub clamp: (f32, f32),
+    /// The output row.
+    pub o: *mut f32,
+}
+
+impl Row3x3 {
+    /// The row over filter rows `fy0 .. fy0 + R`, one 16-channel vector at a time across the
+    /// whole row: the vector's weights (`R` filter rows × 3), its bias and the clamp stay in
+    /// registers while the row's pixels stream past. Pixels whose three filter columns lie
+    /// inside the input take all three; the edge pixels only those inside. Each lane
+    /// computes `((0 + x0*w0) + x1*w1) + ...` over the taps inside the input in the scalar
+    /// order (fy outer, fx inner), then `+ bias` and the clamp, exactly as the scalar
+    /// reference.
+    ///
+    /// # Safety
+    /// AVX-512 F is available; `rows[r]` for `r < R` starts `in_w * ch` readable floats; `w`
+    /// starts `9 * ch` floats, `bias` (if any) `ch`; `o` starts `out_w * ch` writable floats;
+    /// `fy0 + R <= 3`; `stride >= 1`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn run<const R: usize>(&self) {
+        let row = Row3::<R> {
+            rows: std::array::from_fn(|r| self.rows[r]),
+            wrow: std::array::from_fn(|r| self.fy0 + r),
+            lo: _mm512_set1_ps(self.clamp.0),
+            hi: _mm512_set1_ps(self.clamp.1),
+            p: self,
+        };
+        let (mut c0, ch) = (0, self.ch);
+        // SAFETY (both calls): channels c0 .. c0 + 16 (the lanes of `tail`) lie below ch.
+        unsafe {
+            while c0 + 16 <= ch {
+                row.vector::<false>(c0, !0);
+                c0 += 16;
+            }
+            if c0 < ch {
+                row.vector::<true>(c0, (1u16 << (ch - c0)) - 1);
+            }
         }
     }
 }
 
-/// The operands of [`row3x3`].
-struct Row3<const R: usize> {
+/// [`Row3x3::run`]'s operands for `R` filter rows.
+struct Row3<'a, const R: usize> {
     rows: [*const f32; R],
     wrow: [usize; R],
-    in_w: usize,
-    ch: usize,
-    stride: usize,
-    pad_left: usize,
-    out_w: usize,
-    w: *const f32,
-    bias: Option<*const f32>,
     lo: __m512,
     hi: __m512,
-    o: *mut f32,
+    p: &'a Row3x3,
 }
 
-impl<const R: usize> Row3<R> {
+impl<const R: usize> Row3<'_, R> {
     /// The lanes `tail` of the channel vector at `c0`, for every pixel of the row: the
     /// pixels one at a time (each pixel's chain of adds is sequential, the pixels are
     /// independent, so the core overlaps them).
     ///
     /// # Safety
-    /// As [`row3x3`], with the lanes of `tail` from `c0` below `ch`; without `MASKED`,
+    /// As [`Row3x3::run`], with the lanes of `tail` from `c0` below `ch`; without `MASKED`,
     /// `tail` is all 16 lanes.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     unsafe fn vector<const MASKED: bool>(&self, c0: usize, tail: __mmask16) {
-        let (ch, stride, pad) = (self.ch, self.stride, self.pad_left);
+        let p = self.p;
+        let (ch, stride, pad, in_w, out_w) = (p.ch, p.stride, p.pad_left, p.in_w, p.out_w);
         // Pixels ox_lo .. ox_hi read all three filter columns, those before and after only
         // the columns inside the input.
-        let ox_lo = pad.div_ceil(stride).min(self.out_w);
-        let ox_hi = if self.in_w + pad >= 3 {
-            ((self.in_w + pad - 3) / stride + 1).min(self.out_w)
+        let ox_lo = pad.div_ceil(stride).min(out_w);
+        let ox_hi = if in_w + pad >= 3 {
+            ((in_w + pad - 3) / stride + 1).min(out_w)
         } else {
             0
         }
@@ -213,10 +208,10 @@ impl<const R: usize> Row3<R> {
             let mut wv = [[_mm512_setzero_ps(); 3]; R];
             for (r, wr) in wv.iter_mut().enumerate() {
                 for (fx, v) in wr.iter_mut().enumerate() {
-                    *v = load(self.w.add((self.wrow[r] * 3 + fx) * ch + c0));
+                    *v = load(p.w.add((self.wrow[r] * 3 + fx) * ch + c0));
                 }
             }
-            let bv = match self.bias {
+            let bv = match p.bias {
                 Some(b) => load(b.add(c0)),
                 None => _mm512_setzero_ps(),
             };
@@ -243,11 +238,11 @@ impl<const R: usize> Row3<R> {
             let edge = |ox: usize| {
                 let ix = (ox * stride) as isize - pad as isize;
                 let fx0 = (-ix).clamp(0, 3) as usize;
-                let fx1 = (self.in_w as isize - ix).clamp(0, 3) as usize;
+                let fx1 = (in_w as isize - ix).clamp(0, 3) as usize;
                 let xp = self
                     .rows
                     .map(|r| r.wrapping_offset(ix * ch as isize).wrapping_add(c0));
-                pixel!(xp, self.o.add(ox * ch + c0), fx0, fx1.max(fx0));
+                pixel!(xp, p.o.add(ox * ch + c0), fx0, fx1.max(fx0));
             };
             for ox in 0..ox_lo {
                 edge(ox);
@@ -255,7 +250,7 @@ impl<const R: usize> Row3<R> {
             if ox_lo < ox_hi {
                 let x0 = (ox_lo * stride - pad) * ch + c0;
                 let mut xp = self.rows.map(|r| r.add(x0));
-                let mut op = self.o.add(ox_lo * ch + c0);
+                let mut op = p.o.add(ox_lo * ch + c0);
                 let step = stride * ch;
                 let mut ox = ox_lo;
                 if stride == 1 {
@@ -298,7 +293,7 @@ impl<const R: usize> Row3<R> {
                     op = op.add(ch);
                 }
             }
-            for ox in ox_hi..self.out_w {
+            for ox in ox_hi..out_w {
                 edge(ox);
             }
         }

@@ -1480,64 +1480,42 @@ unsafe fn depthwise_f32_3x3_avx512(
             input[(b * g.in_h + iy) * row_len..][..row_len].as_ptr()
         };
         let o = &mut out[row * g.out_w * ch..][..g.out_w * ch];
-        let (iw, s, pl, ow) = (g.in_w, g.stride_w, g.pad_left, g.out_w);
-        let op = o.as_mut_ptr();
+        let n = fy1.saturating_sub(fy0);
+        if n == 0 {
+            // No input row: every output is the bias, clamped (the scalar order).
+            for px in o.chunks_exact_mut(ch) {
+                for (c, v) in px.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    if let Some(b) = bias {
+                        acc += b[c];
+                    }
+                    *v = acc.max(clamp.0).min(clamp.1);
+                }
+            }
+            continue;
+        }
+        let r = depthwise_f32_avx512::Row3x3 {
+            // Slots past the n rows inside the input repeat the last one (never read).
+            rows: std::array::from_fn(|r| in_row(fy0 + r.min(n - 1))),
+            fy0,
+            in_w: g.in_w,
+            ch,
+            stride: g.stride_w,
+            pad_left: g.pad_left,
+            out_w: g.out_w,
+            w,
+            bias: bp,
+            clamp,
+            o: o.as_mut_ptr(),
+        };
         // SAFETY: the input rows are whole rows of the input (sliced above), the output row
         // a whole row of the output; filter (9 * ch) and bias (ch) were checked by the
-        // dispatcher.
+        // dispatcher; fy0 + n <= 3.
         unsafe {
-            match fy1.saturating_sub(fy0) {
-                3 => depthwise_f32_avx512::row3x3::<3>(
-                    [in_row(0), in_row(1), in_row(2)],
-                    [0, 1, 2],
-                    iw,
-                    ch,
-                    s,
-                    pl,
-                    ow,
-                    w,
-                    bp,
-                    clamp,
-                    op,
-                ),
-                2 => depthwise_f32_avx512::row3x3::<2>(
-                    [in_row(fy0), in_row(fy0 + 1)],
-                    [fy0, fy0 + 1],
-                    iw,
-                    ch,
-                    s,
-                    pl,
-                    ow,
-                    w,
-                    bp,
-                    clamp,
-                    op,
-                ),
-                1 => depthwise_f32_avx512::row3x3::<1>(
-                    [in_row(fy0)],
-                    [fy0],
-                    iw,
-                    ch,
-                    s,
-                    pl,
-                    ow,
-                    w,
-                    bp,
-                    clamp,
-                    op,
-                ),
-                _ => {
-                    // No input row: every output is the bias, clamped (the scalar order).
-                    for px in o.chunks_exact_mut(ch) {
-                        for (c, v) in px.iter_mut().enumerate() {
-                            let mut acc = 0.0f32;
-                            if let Some(b) = bias {
-                                acc += b[c];
-                            }
-                            *v = acc.max(clamp.0).min(clamp.1);
-                        }
-                    }
-                }
+            match n {
+                3 => r.run::<3>(),
+                2 => r.run::<2>(),
+                _ => r.run::<1>(),
             }
         }
     }
