@@ -333,17 +333,16 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
     }
     for line in std::io::stdin().lines() {
         let line = line?;
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.is_empty() {
-            continue;
-        }
-        let parse = |s: &str| s.parse::<usize>().ok();
-        let v: Vec<usize> = f.iter().filter_map(|s| parse(s)).collect();
-        let (true, &[iterations, warmup, ..]) = (v.len() == f.len() && v.len() <= 3, &v[..]) else {
-            anyhow::bail!("--serve: expected a line `ITERATIONS WARMUP [WARMUP_MS]`, got {line:?}");
+        let nums: Option<Vec<usize>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
+        let (iterations, warmup, ms) = match nums.as_deref() {
+            Some([]) => continue,
+            Some(&[i, w]) => (i, w, 0),
+            Some(&[i, w, ms]) => (i, w, ms as u64),
+            _ => anyhow::bail!(
+                "--serve: expected a line `ITERATIONS WARMUP [WARMUP_MS]`, got {line:?}"
+            ),
         };
         anyhow::ensure!(iterations > 0, "--serve: ITERATIONS must be at least 1");
-        let ms = v.get(2).copied().unwrap_or(0) as u64;
         round.run(&mut it, iterations, warmup, ms)?;
         std::io::Write::flush(&mut std::io::stdout())?;
     }

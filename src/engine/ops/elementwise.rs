@@ -202,7 +202,26 @@ impl Binary {
     }
 }
 
-/// `o[i] = f(a[i], b[i])` over same-length slices, cut over the pool (two tasks a thread).
+/// `f(a part, b part, o part)` over same-length operands, cut into contiguous parts over the
+/// pool (two a thread; each thread's share is the part of the tensor it wrote in the
+/// operators before).
+fn par_same<T: Sync, U: Send>(
+    pool: &ThreadPool,
+    a: &[T],
+    b: &[T],
+    o: &mut [U],
+    f: impl Fn(&[T], &[T], &mut [U]) + Sync,
+) {
+    let n = o.len();
+    let tasks = 2 * pool.threads();
+    let bounds = |t: usize| split_range(n, tasks, t);
+    pool.run_chunks(o, tasks, &bounds, &|t, o, _| {
+        let r = bounds(t);
+        f(&a[r.clone()], &b[r], o);
+    });
+}
+
+/// `o[i] = f(a[i], b[i])` over same-length slices, cut over the pool.
 fn par_f32(
     pool: &ThreadPool,
     a: &[f32],
@@ -210,12 +229,8 @@ fn par_f32(
     o: &mut [f32],
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) {
-    let n = o.len();
-    let tasks = 2 * pool.threads();
-    let bounds = |t: usize| split_range(n, tasks, t);
-    pool.run_chunks(o, tasks, &bounds, &|t, o, _| {
-        let r = bounds(t);
-        for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+    par_same(pool, a, b, o, |a, b, o| {
+        for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
             *o = f(x, y);
         }
     });
@@ -233,12 +248,8 @@ impl Kernel for Binary {
                     a.bytes.len() == n && b.bytes.len() == n && out.bytes.len() == n,
                     "operand sizes do not match the prepared shapes"
                 );
-                let (a, b) = (a.bytes, b.bytes);
-                let tasks = 2 * pool.threads();
-                let bounds = |t: usize| split_range(n, tasks, t);
-                pool.run_chunks(out.bytes, tasks, &bounds, &|t, o, _| {
-                    let r = bounds(t);
-                    kernels::lut2_u8(self.path, lut, &a[r.clone()], &b[r], o);
+                par_same(pool, a.bytes, b.bytes, out.bytes, |a, b, o| {
+                    kernels::lut2_u8(self.path, lut, a, b, o)
                 });
                 return Ok(());
             }
@@ -261,8 +272,6 @@ impl Kernel for Binary {
                 let o = out.f32()?;
                 let n = self.bc.len_out;
                 if let (true, Some(pool)) = (self.bc.same && n >= PAR_MIN, &self.pool) {
-                    // Large same-shape operands: cut over the pool (each thread's share is
-                    // the part of the tensor it wrote in the operators before).
                     op_ensure!(
                         a.len() == n && b.len() == n && o.len() == n,
                         "operand sizes do not match the prepared shapes"
