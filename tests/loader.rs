@@ -315,3 +315,33 @@ fn empty_and_tiny_inputs_are_errors() {
         assert!(load_bytes(&vec![0xffu8; n]).is_err());
     }
 }
+
+/// Every activation of the real SSD models (int8 and float) starts on a 64-byte boundary, so
+/// that the kernels' 64-byte vector loads and stores never straddle two cache lines.
+#[test]
+fn activations_start_on_cache_lines() {
+    use edgecam::engine::{Interpreter, InterpreterOptions};
+    for name in ["ssd_mobilenetv2_oidv4_int8", "ssd_mobilenetv2_oidv4_fp32"] {
+        // The copies bundled with the repository.
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}.tflite"));
+        let graph = edgecam::engine::tflite::load_file(&path).unwrap();
+        let opts = InterpreterOptions {
+            keep_intermediates: true,
+            ..Default::default()
+        };
+        let it = Interpreter::with_options(graph, &opts).unwrap();
+        let mut checked = 0;
+        for t in 0..it.tensors().len() {
+            if it.tensors()[t].is_const() {
+                continue;
+            }
+            let Ok(v) = it.tensor(t) else { continue };
+            if v.bytes.is_empty() {
+                continue;
+            }
+            assert_eq!(v.bytes.as_ptr() as usize % 64, 0, "{name}: tensor {t}");
+            checked += 1;
+        }
+        assert!(checked > 50, "{name}: only {checked} activations");
+    }
+}

@@ -761,3 +761,22 @@ pub fn depthwise_f32(
         ),
     }
 }
+
+#[cfg(test)]
+mod aligned_tests {
+    use super::Aligned;
+
+    #[test]
+    fn aligned_copies_start_on_a_cache_line() {
+        for len in [0usize, 1, 15, 16, 17, 1000, 4099] {
+            let f: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let a = Aligned::from_slice(&f);
+            assert_eq!(&a[..], &f[..]);
+            assert_eq!(a.as_ptr() as usize % 64, 0, "f32 x {len}");
+            let b: Vec<i8> = (0..len).map(|i| (i % 251) as i8).collect();
+            let a = Aligned::from_slice(&b);
+            assert_eq!(&a[..], &b[..]);
+            assert_eq!(a.as_ptr() as usize % 64, 0, "i8 x {len}");
+        }
+    }
+}

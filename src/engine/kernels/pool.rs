@@ -410,6 +410,33 @@ mod tests {
     }
 
     #[test]
+    fn each_thread_starts_with_its_own_share() {
+        // 2 threads, 8 tasks: the caller's share is 0..4, the worker's 4..8. Task 0 (the
+        // caller's first) waits until the worker has started a task, so the caller cannot
+        // reach the worker's share first: the worker's first task is the start of its own
+        // share, not the next task after the caller's (as with one shared counter).
+        let pool = ThreadPool::new(2, &[]).unwrap();
+        for _round in 0..5 {
+            let first = AtomicUsize::new(usize::MAX);
+            pool.run(8, &|t, w| {
+                if w != 0 {
+                    let _ =
+                        first.compare_exchange(usize::MAX, t, Ordering::AcqRel, Ordering::Acquire);
+                }
+                if t == 0 {
+                    let t0 = Instant::now();
+                    while first.load(Ordering::Acquire) == usize::MAX
+                        && t0.elapsed() < Duration::from_secs(20)
+                    {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+            assert_eq!(first.load(Ordering::Acquire), 4);
+        }
+    }
+
+    #[test]
     fn run_chunks_covers_every_row_once() {
         for threads in 1..=4 {
             let pool = ThreadPool::new(threads, &[]).unwrap();
