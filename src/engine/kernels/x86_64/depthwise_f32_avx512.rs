@@ -105,7 +105,7 @@ unsafe fn group<const G: usize, const P: usize>(
     }
 }
 
-/// One output row of a 3×3 float depthwise convolution with dilation 1 and depth
+/// One output row of a 3×3 float depthwise convolution with stride 1, dilation 1 and depth
 /// multiplier 1 (see [`Row3x3::run`]).
 pub(super) struct Row3x3 {
     /// The input rows read by filter rows `fy0`, `fy0 + 1`, ...: the filter rows whose input
@@ -115,7 +115,6 @@ pub(super) struct Row3x3 {
     pub fy0: usize,
     pub in_w: usize,
     pub ch: usize,
-    pub stride: usize,
     pub pad_left: usize,
     pub out_w: usize,
     /// The filter, `[fy][fx][ch]`.
@@ -138,7 +137,7 @@ impl Row3x3 {
     /// # Safety
     /// AVX-512 F is available; `rows[r]` for `r < R` starts `in_w * ch` readable floats; `w`
     /// starts `9 * ch` floats, `bias` (if any) `ch`; `o` starts `out_w * ch` writable floats;
-    /// `fy0 + R <= 3`; `stride >= 1`.
+    /// `fy0 + R <= 3`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     pub(super) unsafe fn run<const R: usize>(&self) {
         let row = Row3::<R> {
@@ -182,16 +181,11 @@ impl<const R: usize> Row3<'_, R> {
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
     unsafe fn vector<const MASKED: bool>(&self, c0: usize, tail: __mmask16) {
         let p = self.p;
-        let (ch, stride, pad, in_w, out_w) = (p.ch, p.stride, p.pad_left, p.in_w, p.out_w);
-        // Pixels ox_lo .. ox_hi read all three filter columns, those before and after only
-        // the columns inside the input.
-        let ox_lo = pad.div_ceil(stride).min(out_w);
-        let ox_hi = if in_w + pad >= 3 {
-            ((in_w + pad - 3) / stride + 1).min(out_w)
-        } else {
-            0
-        }
-        .max(ox_lo);
+        let (ch, pad, in_w, out_w) = (p.ch, p.pad_left, p.in_w, p.out_w);
+        // Pixels ox_lo .. ox_hi read all three filter columns (input columns ox - pad ..
+        // ox - pad + 3), those before and after only the columns inside the input.
+        let ox_lo = pad.min(out_w);
+        let ox_hi = (in_w + pad).saturating_sub(2).min(out_w).max(ox_lo);
         // SAFETY (whole body): the caller's guarantees. The loads and stores below touch
         // channels c0 + lanes of tail < ch of input columns 0 <= ix < in_w (interior pixels
         // by the bounds above, edge pixels by their column range) and of the row's output
@@ -216,6 +210,17 @@ impl<const R: usize> Row3<'_, R> {
                 None => _mm512_setzero_ps(),
             };
             let (lo, hi) = (self.lo, self.hi);
+            // `+ bias`, the clamp and the store of one pixel's sums at op.
+            macro_rules! store {
+                ($op:expr, $acc:expr) => {{
+                    let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps($acc, bv), lo), hi);
+                    if MASKED {
+                        _mm512_mask_storeu_ps($op, tail, v);
+                    } else {
+                        _mm512_storeu_ps($op, v);
+                    }
+                }};
+            }
             // One pixel from the column pointers xp (filter column 0 of each row) over the
             // filter columns fx0 .. fx1, stored at op.
             macro_rules! pixel {
@@ -227,16 +232,11 @@ impl<const R: usize> Row3<'_, R> {
                             acc = _mm512_add_ps(acc, _mm512_mul_ps(xv, wr[fx]));
                         }
                     }
-                    let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc, bv), lo), hi);
-                    if MASKED {
-                        _mm512_mask_storeu_ps($op, tail, v);
-                    } else {
-                        _mm512_storeu_ps($op, v);
-                    }
+                    store!($op, acc);
                 }};
             }
             let edge = |ox: usize| {
-                let ix = (ox * stride) as isize - pad as isize;
+                let ix = ox as isize - pad as isize;
                 let fx0 = (-ix).clamp(0, 3) as usize;
                 let fx1 = (in_w as isize - ix).clamp(0, 3) as usize;
                 let xp = self
@@ -248,49 +248,36 @@ impl<const R: usize> Row3<'_, R> {
                 edge(ox);
             }
             if ox_lo < ox_hi {
-                let x0 = (ox_lo * stride - pad) * ch + c0;
+                let x0 = (ox_lo - pad) * ch + c0;
                 let mut xp = self.rows.map(|r| r.add(x0));
                 let mut op = p.o.add(ox_lo * ch + c0);
-                let step = stride * ch;
                 let mut ox = ox_lo;
-                if stride == 1 {
-                    // Two pixels at a time, sharing the loads of their common columns:
-                    // two independent chains of adds per step.
-                    while ox + 2 <= ox_hi {
-                        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                        for (r, wr) in wv.iter().enumerate() {
-                            let c = [
-                                load(xp[r]),
-                                load(xp[r].add(ch)),
-                                load(xp[r].add(2 * ch)),
-                                load(xp[r].add(3 * ch)),
-                            ];
-                            for fx in 0..3 {
-                                a0 = _mm512_add_ps(a0, _mm512_mul_ps(c[fx], wr[fx]));
-                                a1 = _mm512_add_ps(a1, _mm512_mul_ps(c[fx + 1], wr[fx]));
-                            }
+                // Two pixels at a time, sharing the loads of their common columns: two
+                // independent chains of adds per step.
+                while ox + 2 <= ox_hi {
+                    let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    for (r, wr) in wv.iter().enumerate() {
+                        let c = [
+                            load(xp[r]),
+                            load(xp[r].add(ch)),
+                            load(xp[r].add(2 * ch)),
+                            load(xp[r].add(3 * ch)),
+                        ];
+                        for fx in 0..3 {
+                            a0 = _mm512_add_ps(a0, _mm512_mul_ps(c[fx], wr[fx]));
+                            a1 = _mm512_add_ps(a1, _mm512_mul_ps(c[fx + 1], wr[fx]));
                         }
-                        for (k, a) in [a0, a1].into_iter().enumerate() {
-                            let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(a, bv), lo), hi);
-                            if MASKED {
-                                _mm512_mask_storeu_ps(op.add(k * ch), tail, v);
-                            } else {
-                                _mm512_storeu_ps(op.add(k * ch), v);
-                            }
-                        }
-                        for p in xp.iter_mut() {
-                            *p = p.add(2 * ch);
-                        }
-                        op = op.add(2 * ch);
-                        ox += 2;
                     }
-                }
-                for _ in ox..ox_hi {
-                    pixel!(xp, op, 0, 3);
+                    store!(op, a0);
+                    store!(op.add(ch), a1);
                     for p in xp.iter_mut() {
-                        *p = p.add(step);
+                        *p = p.add(2 * ch);
                     }
-                    op = op.add(ch);
+                    op = op.add(2 * ch);
+                    ox += 2;
+                }
+                if ox < ox_hi {
+                    pixel!(xp, op, 0, 3);
                 }
             }
             for ox in ox_hi..out_w {

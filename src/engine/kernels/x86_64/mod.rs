@@ -1451,14 +1451,14 @@ pub fn depthwise_f32(
     }
 }
 
-/// The float 3×3 depthwise convolution (dilation 1, depth multiplier 1) with AVX-512:
-/// each output row through [`depthwise_f32_avx512::row3x3`] with the input rows its
-/// filter rows read (those inside the input). Stride 1 only: with stride 2 the pixel-major
-/// driver, which streams the (larger) input in order, measured faster.
+/// The float 3×3 depthwise convolution (stride 1, dilation 1, depth multiplier 1) with
+/// AVX-512: each output row through [`depthwise_f32_avx512::Row3x3`] with the input rows
+/// its filter rows read (those inside the input). With stride 2 the pixel-major driver,
+/// which streams the (larger) input in order, measured faster.
 ///
 /// # Safety
 /// AVX-512 F, BW, DQ, VL and VNNI are available; the slices were checked against `g`
-/// (a 3×3 filter, dilation 1, depth multiplier 1) by the dispatcher.
+/// (a 3×3 filter, stride 1, dilation 1, depth multiplier 1) by the dispatcher.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn depthwise_f32_3x3_avx512(
     g: &ConvGeom,
@@ -1474,9 +1474,9 @@ unsafe fn depthwise_f32_3x3_avx512(
     let (w, bp) = (filter.as_ptr(), bias.map(<[f32]>::as_ptr));
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
-        let (fy0, fy1) = tap_range(oy, g.stride_h, 1, g.pad_top, g.in_h, 3);
+        let (fy0, fy1) = tap_range(oy, 1, 1, g.pad_top, g.in_h, 3);
         let in_row = |fy: usize| {
-            let iy = oy * g.stride_h + fy - g.pad_top;
+            let iy = oy + fy - g.pad_top;
             input[(b * g.in_h + iy) * row_len..][..row_len].as_ptr()
         };
         let o = &mut out[row * g.out_w * ch..][..g.out_w * ch];
@@ -1500,7 +1500,6 @@ unsafe fn depthwise_f32_3x3_avx512(
             fy0,
             in_w: g.in_w,
             ch,
-            stride: g.stride_w,
             pad_left: g.pad_left,
             out_w: g.out_w,
             w,
