@@ -135,6 +135,9 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A file holding the password on one line (mode 600), instead of `password`. Unset, and
+    /// without `password`: the systemd credential `mqtt_password` when the unit loads one.
+    pub password_file: Option<PathBuf>,
     pub tls: bool,
     pub ca_file: Option<PathBuf>,
     /// Messages kept while the broker is away (oldest dropped beyond this).
@@ -161,6 +164,7 @@ impl Default for MqttConfig {
             keep_alive_s: 30,
             username: None,
             password: None,
+            password_file: None,
             tls: false,
             ca_file: None,
             buffer: 1000,
@@ -281,6 +285,20 @@ pub struct PipelineConfig {
     pub exit_on_eof: bool,
 }
 
+/// Warn when a configuration file that holds the MQTT password can be read by other users.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the configuration holds mqtt.password and every user can read it: \
+                 chmod 600 it, or use mqtt.password_file or the systemd credential mqtt_password"
+            );
+        }
+    }
+}
+
 /// The host name, for the default device id.
 pub fn hostname() -> String {
     // /proc/sys may be hidden by systemd's ProcSubset=pid; /etc/hostname is the fallback.
@@ -292,59 +310,141 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "edgecam".into())
 }
 
+/// Longest back-off, stall timeout or interval a key may ask for: one hour (a day for
+/// `mqtt.stats_interval_s`). Beyond, a typo such as `1e300` would overflow a `Duration`.
+pub const MAX_SECONDS: f64 = 3600.0;
+
+/// The name of the systemd credential (`LoadCredential=mqtt_password:...`) that holds the
+/// MQTT password when neither `mqtt.password` nor `mqtt.password_file` is set.
+pub const PASSWORD_CREDENTIAL: &str = "mqtt_password";
+
 impl Config {
-    /// Load `path` (must exist when given explicitly) layered with environment
-    /// variables `EDGECAM__SECTION__KEY`, then validate.
+    /// Load `path` layered with environment variables `EDGECAM__SECTION__KEY`, then
+    /// validate. Without `path`, [`DEFAULT_PATH`] must exist: a daemon that finds no
+    /// configuration does not quietly run on a test pattern. Every error is a
+    /// configuration error (exit status 78, see [`crate::exit`]).
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        Self::load_with_env(path, std::env::vars())
+        let path = match path {
+            Some(p) => p,
+            None => {
+                let p = Path::new(DEFAULT_PATH);
+                if !p.exists() {
+                    return Err(crate::exit::config(anyhow::anyhow!(
+                        "no configuration: {DEFAULT_PATH} does not exist; pass --config FILE \
+                         (config/edgecam.toml documents every key)"
+                    )));
+                }
+                p
+            }
+        };
+        Self::load_with_env(Some(path), std::env::vars())
     }
 
-    /// As [`Config::load`], with the environment given explicitly (tests).
+    /// As [`Config::load`], with the environment given explicitly (tests); without `path`
+    /// only the environment and the defaults count.
     pub fn load_with_env(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config> {
+        Self::load_inner(path, env).map_err(crate::exit::config)
+    }
+
+    fn load_inner(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
         let mut b = config::Config::builder();
-        match path {
-            Some(p) => {
-                if !p.exists() {
-                    bail!("config file {} does not exist", p.display());
-                }
-                b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
+        if let Some(p) = path {
+            if !p.exists() {
+                bail!("config file {} does not exist", p.display());
             }
-            None => {
-                let p = Path::new(DEFAULT_PATH);
-                if p.exists() {
-                    b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
-                }
+            b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
+        }
+        let mut env_map = std::collections::HashMap::new();
+        let mut credentials = None;
+        for (k, v) in env {
+            if k.starts_with("EDGECAM__") {
+                env_map.insert(k, v);
+            } else if k == "CREDENTIALS_DIRECTORY" {
+                credentials = Some(PathBuf::from(v));
             }
         }
-        let env_map: std::collections::HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("EDGECAM__"))
-            .collect();
+        let password_from_env = env_map.contains_key("EDGECAM__MQTT__PASSWORD");
+        // Values stay strings until serde gives them their key's type: parsing them as
+        // numbers first would turn a password "0123" into 123.
         b = b.add_source(
             config::Environment::with_prefix("EDGECAM")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
+                .try_parsing(false)
                 .source(Some(env_map)),
         );
         let raw = b.build().context("reading configuration")?;
-        let cfg: Config = raw
+        let mut cfg: Config = raw
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
+        let inline_password = cfg.mqtt.password.is_some() && !password_from_env;
+        cfg.resolve_password(credentials.as_deref())?;
+        if let (Some(p), true) = (path, inline_password) {
+            warn_if_readable_by_others(p);
+        }
         Ok(cfg)
+    }
+
+    /// The MQTT password: `mqtt.password`, else the contents of `mqtt.password_file`, else
+    /// the systemd credential [`PASSWORD_CREDENTIAL`] when the unit loads one.
+    fn resolve_password(&mut self, credentials: Option<&Path>) -> Result<()> {
+        let m = &mut self.mqtt;
+        let file = match (&m.password, &m.password_file) {
+            (Some(_), Some(_)) => bail!(
+                "invalid configuration: mqtt.password_file: set either mqtt.password or \
+                 mqtt.password_file, not both"
+            ),
+            (Some(_), None) => return Ok(()),
+            (None, Some(f)) => f.clone(),
+            (None, None) => match credentials.map(|d| d.join(PASSWORD_CREDENTIAL)) {
+                Some(c) if c.is_file() => c,
+                _ => return Ok(()),
+            },
+        };
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("mqtt.password_file: reading {}", file.display()))?;
+        let pw = text.strip_suffix('\n').unwrap_or(&text);
+        let pw = pw.strip_suffix('\r').unwrap_or(pw);
+        if pw.is_empty() || pw.contains('\n') {
+            bail!(
+                "mqtt.password_file: {} must hold the password on one line",
+                file.display()
+            );
+        }
+        m.password = Some(pw.to_string());
+        Ok(())
     }
 
     /// Check values that the types alone do not constrain. Errors name the key.
     pub fn validate(&self) -> Result<()> {
         let bad =
             |key: &str, why: String| -> Result<()> { bail!("invalid configuration: {key}: {why}") };
+        // A duration in seconds: finite and within [min, max].
+        let secs = |key: &str, v: f64, min: f64, max: f64| -> Result<()> {
+            if !(v.is_finite() && v >= min && v <= max) {
+                bad(
+                    key,
+                    format!("must be a number of seconds in {min}..={max}, got {v}"),
+                )?;
+            }
+            Ok(())
+        };
+        let at_most = |key: &str, v: u64, min: u64, max: u64| -> Result<()> {
+            if v < min || v > max {
+                bad(key, format!("must be in {min}..={max}, got {v}"))?;
+            }
+            Ok(())
+        };
         let s = &self.source;
-        if !(s.fps >= 0.0 && s.fps.is_finite()) {
-            bad("source.fps", format!("must be >= 0, got {}", s.fps))?;
+        if !(s.fps >= 0.0 && s.fps <= 1000.0) {
+            bad("source.fps", format!("must be in 0..=1000, got {}", s.fps))?;
         }
         match s.kind {
             SourceKind::Ffmpeg | SourceKind::Images | SourceKind::Mjpeg if s.uri.is_empty() => bad(
@@ -353,21 +453,31 @@ impl Config {
             )?,
             _ => {}
         }
+        if s.uri.contains('\0') {
+            bad("source.uri", "must not contain a NUL character".into())?;
+        }
         if !["mjpeg", "yuyv"].contains(&s.format.as_str()) {
             bad(
                 "source.format",
                 format!("must be mjpeg or yuyv, got '{}'", s.format),
             )?;
         }
-        if !(s.backoff_min_s > 0.0 && s.backoff_max_s >= s.backoff_min_s) {
+        at_most("source.width", s.width.into(), 0, 16384)?;
+        at_most("source.height", s.height.into(), 0, 16384)?;
+        secs("source.backoff_min_s", s.backoff_min_s, 0.01, MAX_SECONDS)?;
+        secs("source.backoff_max_s", s.backoff_max_s, 0.01, MAX_SECONDS)?;
+        if s.backoff_max_s < s.backoff_min_s {
             bad(
                 "source.backoff_min_s",
                 "need 0 < backoff_min_s <= backoff_max_s".into(),
             )?;
         }
-        if s.stall_timeout_s <= 0.0 {
-            bad("source.stall_timeout_s", "must be > 0".into())?;
-        }
+        secs(
+            "source.stall_timeout_s",
+            s.stall_timeout_s,
+            0.5,
+            MAX_SECONDS,
+        )?;
         let d = &self.detector;
         if d.threads == 0 || d.threads > 64 {
             bad(
@@ -387,6 +497,9 @@ impl Config {
                     d.kernels
                 ),
             )?;
+        }
+        if d.cores.len() > 64 {
+            bad("detector.cores", "at most 64 cores".into())?;
         }
         if !(0.0..=1.0).contains(&d.score_threshold) {
             bad(
@@ -408,53 +521,102 @@ impl Config {
                 format!("must be in 0..1, got {}", d.min_box_area),
             )?;
         }
-        if d.max_fps < 0.0 {
-            bad("detector.max_fps", "must be >= 0".into())?;
+        if !(d.max_fps >= 0.0 && d.max_fps <= 1000.0) {
+            bad(
+                "detector.max_fps",
+                format!("must be in 0..=1000, got {}", d.max_fps),
+            )?;
         }
         let m = &self.mqtt;
         if m.qos > 2 {
             bad("mqtt.qos", format!("must be 0, 1 or 2, got {}", m.qos))?;
         }
-        if m.prefix.is_empty() || m.prefix.contains(['+', '#']) {
+        if m.host.contains(['\0', '/', ' ']) {
+            bad(
+                "mqtt.host",
+                format!("must be a host name or address, got {:?}", m.host),
+            )?;
+        }
+        if m.prefix.is_empty()
+            || m.prefix.contains(['+', '#', '\0'])
+            || m.prefix.starts_with('$')
+            || m.prefix.chars().any(char::is_control)
+        {
             bad(
                 "mqtt.prefix",
                 format!(
-                    "must be a non-empty topic without wildcards, got '{}'",
+                    "must be a non-empty topic without wildcards (+ #), control characters or a \
+                     leading '$' (reserved for the broker), got {:?}",
                     m.prefix
                 ),
             )?;
         }
-        if m.device_id.contains(['+', '#', '/']) {
+        if m.device_id.contains(['+', '#', '/', ' '])
+            || m.device_id.starts_with('$')
+            || m.device_id.chars().any(char::is_control)
+        {
             bad(
                 "mqtt.device_id",
-                format!("must not contain '/', '+' or '#', got '{}'", m.device_id),
+                format!(
+                    "must not contain '/', '+', '#', spaces or control characters, or start \
+                     with '$', got {:?}",
+                    m.device_id
+                ),
             )?;
         }
-        if !(m.backoff_min_s > 0.0 && m.backoff_max_s >= m.backoff_min_s) {
+        if m.client_id.chars().any(char::is_control) {
+            bad(
+                "mqtt.client_id",
+                "must not contain control characters".into(),
+            )?;
+        }
+        secs("mqtt.backoff_min_s", m.backoff_min_s, 0.01, MAX_SECONDS)?;
+        secs("mqtt.backoff_max_s", m.backoff_max_s, 0.01, MAX_SECONDS)?;
+        if m.backoff_max_s < m.backoff_min_s {
             bad(
                 "mqtt.backoff_min_s",
                 "need 0 < backoff_min_s <= backoff_max_s".into(),
             )?;
         }
-        if m.buffer == 0 {
-            bad("mqtt.buffer", "must be >= 1".into())?;
-        }
-        if m.stats_interval_s <= 0.0 {
-            bad("mqtt.stats_interval_s", "must be > 0".into())?;
-        }
-        if m.keep_alive_s < 5 {
-            bad("mqtt.keep_alive_s", "must be >= 5".into())?;
+        // Every message waits in memory while the broker is away: keep that bounded.
+        at_most("mqtt.buffer", m.buffer as u64, 1, 1_000_000)?;
+        secs(
+            "mqtt.stats_interval_s",
+            m.stats_interval_s,
+            0.1,
+            24.0 * MAX_SECONDS,
+        )?;
+        // MQTT carries the keep-alive as a 16-bit number of seconds.
+        at_most("mqtt.keep_alive_s", m.keep_alive_s, 5, 65535)?;
+        if let Some(p) = &m.ca_file {
+            if !p.is_file() {
+                bad(
+                    "mqtt.ca_file",
+                    format!("{} does not exist or is not a file", p.display()),
+                )?;
+            }
         }
         if !(0.0..=1.0).contains(&self.tracker.iou) {
             bad("tracker.iou", "must be in 0..1".into())?;
         }
+        at_most(
+            "tracker.max_missed",
+            self.tracker.max_missed.into(),
+            0,
+            100_000,
+        )?;
+        at_most(
+            "tracker.update_every",
+            self.tracker.update_every.into(),
+            0,
+            100_000,
+        )?;
         let sh = &self.shadow;
         if sh.enabled && sh.model.is_none() {
             bad("shadow.model", "required when shadow.enabled = true".into())?;
         }
-        if sh.every_n == 0 {
-            bad("shadow.every_n", "must be >= 1".into())?;
-        }
+        at_most("shadow.every_n", sh.every_n.into(), 1, 1_000_000)?;
+        at_most("shadow.threads", sh.threads as u64, 1, 64)?;
         if !(0.0..=100.0).contains(&sh.cpu_budget) {
             bad("shadow.cpu_budget", "must be in 0..100 (percent)".into())?;
         }
@@ -464,9 +626,7 @@ impl Config {
         if !(0.0..=1.0).contains(&sh.score_threshold) {
             bad("shadow.score_threshold", "must be in 0..1".into())?;
         }
-        if sh.window == 0 {
-            bad("shadow.window", "must be >= 1".into())?;
-        }
+        at_most("shadow.window", sh.window as u64, 1, 100_000)?;
         if !(sh.ewma_alpha > 0.0 && sh.ewma_alpha <= 1.0) {
             bad("shadow.ewma_alpha", "must be in (0, 1]".into())?;
         }
@@ -479,12 +639,18 @@ impl Config {
         if !(sh.alarm_hysteresis >= 0.0 && sh.alarm_hysteresis.is_finite()) {
             bad("shadow.alarm_hysteresis", "must be >= 0".into())?;
         }
-        if sh.alarm_min_frames == 0 {
-            bad("shadow.alarm_min_frames", "must be >= 1".into())?;
-        }
-        if sh.store_max_frames == 0 {
-            bad("shadow.store_max_frames", "must be >= 1".into())?;
-        }
+        at_most(
+            "shadow.alarm_min_frames",
+            sh.alarm_min_frames as u64,
+            1,
+            100_000,
+        )?;
+        at_most(
+            "shadow.store_max_frames",
+            sh.store_max_frames as u64,
+            1,
+            100_000,
+        )?;
         if !(0.0..=1.0).contains(&sh.store_min_disagreement) {
             bad("shadow.store_min_disagreement", "must be in 0..1".into())?;
         }
@@ -515,8 +681,9 @@ mod tests {
     use super::*;
 
     fn write(text: &str) -> (PathBuf, PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("edgecam-cfg-{}-{}", std::process::id(), text.len()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("edgecam-cfg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.toml");
         std::fs::write(&p, text).unwrap();
@@ -571,5 +738,143 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    /// Config values at and beyond their limits, from TOML and from the environment: the
+    /// limit loads, the value beyond it is an error naming the key (never a panic later).
+    #[test]
+    fn limits_from_toml_and_environment() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // (section, key, at the limit, beyond it)
+            ("source", "backoff_max_s", "3600", "1e300"),
+            ("source", "backoff_max_s", "3600", "inf"),
+            ("source", "backoff_min_s", "0.01", "nan"),
+            ("source", "stall_timeout_s", "3600", "1e12"),
+            ("source", "fps", "1000", "1e9"),
+            ("mqtt", "backoff_max_s", "3600", "inf"),
+            ("mqtt", "stats_interval_s", "86400", "1e30"),
+            ("mqtt", "keep_alive_s", "65535", "65536"),
+            ("mqtt", "buffer", "1000000", "1000000000"),
+            ("shadow", "threads", "64", "2000"),
+            ("shadow", "window", "100000", "100000000"),
+            ("detector", "threads", "64", "65"),
+            ("detector", "max_fps", "1000", "inf"),
+        ];
+        for &(section, key, ok, beyond) in cases {
+            let name = format!("{section}.{key}");
+            let (dir, p) = write(&format!("[{section}]\n{key} = {ok}\n"));
+            if let Err(e) = Config::load_with_env(Some(&p), vec![]) {
+                panic!("{name} = {ok} must load: {e:#}");
+            }
+            let _ = std::fs::remove_dir_all(dir);
+            // TOML spells infinity and NaN `inf` and `nan`.
+            let (dir, p) = write(&format!("[{section}]\n{key} = {beyond}\n"));
+            let e = Config::load_with_env(Some(&p), vec![]).unwrap_err();
+            assert!(format!("{e:#}").contains(&name), "{name} = {beyond}: {e:#}");
+            assert_eq!(crate::exit::status(&e), 78, "{name}: a configuration error");
+            let _ = std::fs::remove_dir_all(dir);
+            let var = format!(
+                "EDGECAM__{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            );
+            let e =
+                Config::load_with_env(None, vec![(var.clone(), beyond.to_string())]).unwrap_err();
+            assert!(format!("{e:#}").contains(&name), "{var}={beyond}: {e:#}");
+            Config::load_with_env(None, vec![(var.clone(), ok.to_string())])
+                .unwrap_or_else(|e| panic!("{var}={ok} must load: {e:#}"));
+        }
+    }
+
+    #[test]
+    fn environment_values_keep_their_text() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let c = Config::load_with_env(None, env("EDGECAM__MQTT__PASSWORD", "0123")).unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("0123"));
+        let c = Config::load_with_env(None, env("EDGECAM__MQTT__USERNAME", "1e5")).unwrap();
+        assert_eq!(c.mqtt.username.as_deref(), Some("1e5"));
+        let c = Config::load_with_env(None, env("EDGECAM__MQTT__DEVICE_ID", "007")).unwrap();
+        assert_eq!(c.mqtt.device_id, "007");
+        let c = Config::load_with_env(None, env("EDGECAM__MQTT__TLS", "true")).unwrap();
+        assert!(c.mqtt.tls);
+        let c = Config::load_with_env(None, env("EDGECAM__SOURCE__FPS", "2.5")).unwrap();
+        assert_eq!(c.source.fps, 2.5);
+        let e = Config::load_with_env(None, env("EDGECAM__MQTT__PORT", "x")).unwrap_err();
+        assert!(format!("{e:#}").contains("port"), "{e:#}");
+    }
+
+    #[test]
+    fn topic_names_are_checked() {
+        for (toml, key) in [
+            ("[mqtt]\ndevice_id = \"cam\\u0000one\"\n", "mqtt.device_id"),
+            ("[mqtt]\ndevice_id = \"front door\"\n", "mqtt.device_id"),
+            ("[mqtt]\ndevice_id = \"$SYS\"\n", "mqtt.device_id"),
+            ("[mqtt]\nprefix = \"$SYS/edgecam\"\n", "mqtt.prefix"),
+            ("[mqtt]\nprefix = \"a\\u0000b\"\n", "mqtt.prefix"),
+            ("[mqtt]\nprefix = \"a/#\"\n", "mqtt.prefix"),
+            (
+                "[source]\nkind = \"ffmpeg\"\nuri = \"a\\u0000b\"\n",
+                "source.uri",
+            ),
+        ] {
+            let (dir, p) = write(toml);
+            let e = Config::load_with_env(Some(&p), vec![]).unwrap_err();
+            assert!(format!("{e:#}").contains(key), "{toml}: {e:#}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn password_file_and_credential() {
+        let dir = std::env::temp_dir().join(format!("edgecam-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "s3cret 0123\n").unwrap();
+        let (d1, p) = write(&format!("[mqtt]\npassword_file = \"{}\"\n", pw.display()));
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("s3cret 0123"));
+        let _ = std::fs::remove_dir_all(d1);
+        // Both: an error naming the key.
+        let (d1, p) = write(&format!(
+            "[mqtt]\npassword = \"x\"\npassword_file = \"{}\"\n",
+            pw.display()
+        ));
+        let e = Config::load_with_env(Some(&p), vec![]).unwrap_err();
+        assert!(format!("{e:#}").contains("mqtt.password_file"), "{e:#}");
+        let _ = std::fs::remove_dir_all(d1);
+        // A missing file: an error at load, not a connection that fails forever.
+        let e = Config::load_with_env(
+            None,
+            vec![(
+                "EDGECAM__MQTT__PASSWORD_FILE".into(),
+                "/nonexistent/pw".into(),
+            )],
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/pw"), "{e:#}");
+        // The systemd credential, when nothing else names a password.
+        let creds = dir.join("creds");
+        std::fs::create_dir_all(&creds).unwrap();
+        std::fs::write(creds.join(PASSWORD_CREDENTIAL), "from-systemd").unwrap();
+        let env = vec![(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            creds.display().to_string(),
+        )];
+        let c = Config::load_with_env(None, env.clone()).unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("from-systemd"));
+        let mut env2 = env;
+        env2.push(("EDGECAM__MQTT__PASSWORD".into(), "explicit".into()));
+        let c = Config::load_with_env(None, env2).unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("explicit"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_configuration_error() {
+        let (dir, p) = write("[mqtt]\ntls = true\nca_file = \"/nonexistent/ca.pem\"\n");
+        let e = Config::load_with_env(Some(&p), vec![]).unwrap_err();
+        assert!(format!("{e:#}").contains("mqtt.ca_file"), "{e:#}");
+        assert_eq!(crate::exit::status(&e), 78);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

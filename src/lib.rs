@@ -6,11 +6,13 @@
 //! The inference engine lives in [`engine`].
 
 pub mod app;
+pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod detect;
 pub mod drift;
 pub mod engine;
+pub mod exit;
 pub mod npy;
 pub mod postprocess;
 pub mod preprocess;

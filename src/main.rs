@@ -65,10 +65,17 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate the configuration (and that the model loads) without starting.
+    /// Check the configuration as `run` would, short of streaming: the keys and values, the
+    /// model with its labels and description, the CA and password files, and that the
+    /// source opens and delivers a frame. Exit status: 0 good, 78 a configuration error,
+    /// 69 the source (or, with --connect, the broker) is unavailable.
     CheckConfig {
+        /// Configuration file (default /etc/edgecam/edgecam.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also connect to the MQTT broker (and log in) once.
+        #[arg(long)]
+        connect: bool,
     },
     /// Run a model on one .npy input and write every output as DIR/<index>.npy.
     Infer {
@@ -516,35 +523,88 @@ fn evaluate(
     Ok(())
 }
 
-fn check_config(path: Option<&Path>) -> Result<()> {
+fn check_config(path: Option<&Path>, connect: bool) -> Result<()> {
+    use edgecam::exit::Failure;
+    let unavailable = |e: anyhow::Error| anyhow::Error::new(Failure::Unavailable(e));
     let cfg = edgecam::config::Config::load(path)?;
-    let engine = InterpreterOptions::resolve(
-        &cfg.detector.kernels,
-        cfg.detector.threads,
-        &cfg.detector.cores,
-    )
-    .context("detector.kernels")?;
-    let graph = tflite::load_file(&cfg.detector.model)
-        .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
-    Interpreter::with_options(graph, &engine)
-        .with_context(|| format!("detector.model: {}", cfg.detector.model.display()))?;
-    if let (true, Some(m)) = (cfg.shadow.enabled, &cfg.shadow.model) {
-        let g = tflite::load_file(m).with_context(|| format!("shadow.model: {}", m.display()))?;
-        Interpreter::new(g).with_context(|| format!("shadow.model: {}", m.display()))?;
-    }
+    let mut prepared = edgecam::app::prepare(&cfg).map_err(edgecam::exit::config)?;
     println!(
-        "configuration OK: source {:?} {}, model {}, broker {}:{}, base topic {}",
-        cfg.source.kind,
-        cfg.source.uri,
+        "configuration OK: model {} ({} labels), base topic {}",
         cfg.detector.model.display(),
-        if cfg.mqtt.host.is_empty() {
-            "(embedded)"
-        } else {
-            &cfg.mqtt.host
-        },
-        cfg.mqtt.port,
+        prepared.infer.labels().len(),
         cfg.base_topic()
     );
+    // The source: opens, and delivers a frame within the stall timeout.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let src = &mut prepared.source;
+    src.open(&stop)
+        .with_context(|| format!("source: {}", src.describe()))
+        .map_err(unavailable)?;
+    let stall = std::time::Duration::from_secs_f64(cfg.source.stall_timeout_s);
+    let t0 = std::time::Instant::now();
+    loop {
+        use edgecam::capture::Read;
+        match src
+            .read(edgecam::capture::READ_WAIT)
+            .with_context(|| format!("source: {}", src.describe()))
+            .map_err(unavailable)?
+        {
+            Read::Frame(img) => {
+                println!(
+                    "source OK: {} delivered a {}x{} frame",
+                    src.describe(),
+                    img.width(),
+                    img.height()
+                );
+                break;
+            }
+            Read::Pending if t0.elapsed() < stall => {}
+            Read::Pending => {
+                return Err(unavailable(anyhow::anyhow!(
+                    "source: {} opened but sent no frame within source.stall_timeout_s ({stall:?})",
+                    src.describe()
+                )))
+            }
+            Read::Skipped(e) => println!("source: skipping an unusable frame: {e:#}"),
+            Read::Eof | Read::Truncated(_) => {
+                return Err(unavailable(anyhow::anyhow!(
+                    "source: {} has no frame",
+                    src.describe()
+                )))
+            }
+        }
+    }
+    if cfg.mqtt.host.is_empty() {
+        println!("broker: none configured (run starts an embedded one on 127.0.0.1)");
+    } else if connect {
+        let settings = edgecam::app::mqtt_settings(&cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        match rt.block_on(edgecam::publish::mqtt::probe(
+            &settings,
+            std::time::Duration::from_secs(10),
+        )) {
+            Ok(()) => println!(
+                "broker OK: connected to {}:{}",
+                settings.host, settings.port
+            ),
+            Err((cause, e)) => {
+                return Err(unavailable(anyhow::anyhow!(
+                    "broker {}:{}: connection failed ({}): {e}; {}",
+                    settings.host,
+                    settings.port,
+                    cause.as_str(),
+                    cause.hint()
+                )))
+            }
+        }
+    } else {
+        println!(
+            "broker: {}:{} (not contacted; --connect tries it)",
+            cfg.mqtt.host, cfg.mqtt.port
+        );
+    }
     Ok(())
 }
 
@@ -578,7 +638,7 @@ fn main() -> ExitCode {
         Cmd::Run { config } => {
             edgecam::config::Config::load(config.as_deref()).and_then(edgecam::app::run)
         }
-        Cmd::CheckConfig { config } => check_config(config.as_deref()),
+        Cmd::CheckConfig { config, connect } => check_config(config.as_deref(), *connect),
         Cmd::Infer {
             model,
             threads,
@@ -638,7 +698,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgecam: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(edgecam::exit::status(&e))
         }
     }
 }

@@ -18,3 +18,9 @@ pub fn init(json: bool, verbose: u8) {
         builder.try_init()
     };
 }
+
+/// Whether the `n`-th occurrence (from 1) of a repeated warning is logged: the first ten, then
+/// every hundredth, so that a broken camera or a bad label cannot fill the journal.
+pub fn worth_logging(n: u64) -> bool {
+    n <= 10 || n.is_multiple_of(100)
+}

@@ -81,38 +81,15 @@ impl Infer for EngineInfer {
     }
 }
 
-/// Run the daemon until SIGTERM/SIGINT (or the end of a finite source when
-/// `pipeline.exit_on_eof`).
-pub fn run(mut cfg: Config) -> Result<()> {
-    let engine = crate::engine::InterpreterOptions::resolve(
-        &cfg.detector.kernels,
-        cfg.detector.threads,
-        &cfg.detector.cores,
-    )
-    .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
-    let path = engine.kernels;
+/// How long shutdown may take in all, child processes included (systemd's
+/// `TimeoutStopSec` is larger).
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(3);
 
-    let filter = pipeline::Filter::from_config(&cfg);
-    let mut infer = EngineInfer::load(&cfg, filter.min_threshold(), &engine)?;
-    let source = sources::from_config(&cfg.source)?;
-
-    // First-run mode: no broker configured → embedded broker on loopback.
-    let _broker = if cfg.mqtt.host.is_empty() {
-        let b = broker::Embedded::start().context("starting the embedded MQTT broker")?;
-        tracing::info!(
-            port = b.port(),
-            "no mqtt.host configured: embedded broker on 127.0.0.1"
-        );
-        cfg.mqtt.host = "127.0.0.1".into();
-        cfg.mqtt.port = b.port();
-        Some(b)
-    } else {
-        None
-    };
-
+/// The MQTT connection settings of `cfg` for `base` (`<prefix>/<device_id>`).
+pub fn mqtt_settings(cfg: &Config) -> mqtt::Settings {
     let device_id = cfg.device_id();
     let base = cfg.base_topic();
-    let settings = mqtt::Settings {
+    mqtt::Settings {
         host: cfg.mqtt.host.clone(),
         port: cfg.mqtt.port,
         client_id: if cfg.mqtt.client_id.is_empty() {
@@ -129,47 +106,219 @@ pub fn run(mut cfg: Config) -> Result<()> {
         backoff_min: Duration::from_secs_f64(cfg.mqtt.backoff_min_s),
         backoff_max: Duration::from_secs_f64(cfg.mqtt.backoff_max_s),
         echo: cfg.mqtt.echo,
-    };
-    let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
-    let conn = Arc::new(ConnState::default());
-    if cfg.homeassistant.enabled {
-        let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
-            infer
-                .labels()
-                .into_iter()
-                .filter(|l| !l.is_empty() && l != "???" && l != "background")
-                .collect()
-        } else {
-            cfg.homeassistant.labels.clone()
-        };
-        for m in homeassistant::discovery(
-            &cfg.homeassistant.discovery_prefix,
-            &base,
-            &device_id,
-            &labels,
-        ) {
-            conn.remember(&m);
-        }
-        if cfg.shadow.enabled {
-            for m in homeassistant::drift_discovery(
-                &cfg.homeassistant.discovery_prefix,
-                &base,
-                &device_id,
-            ) {
-                conn.remember(&m);
-            }
+    }
+}
+
+/// Everything `run` builds from the configuration before any thread starts; each failure
+/// here is a configuration error (a file the configuration names, a value only the model can
+/// judge). `check-config` builds the same.
+pub struct Prepared {
+    pub engine: crate::engine::InterpreterOptions,
+    pub infer: EngineInfer,
+    pub source: Box<dyn crate::capture::FrameSource>,
+}
+
+/// Load the model (with its labels and description), build the source and check the TLS
+/// set-up: what `run` and `check-config` both need.
+pub fn prepare(cfg: &Config) -> Result<Prepared> {
+    let engine = crate::engine::InterpreterOptions::resolve(
+        &cfg.detector.kernels,
+        cfg.detector.threads,
+        &cfg.detector.cores,
+    )
+    .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
+    let filter = pipeline::Filter::from_config(cfg);
+    let infer = EngineInfer::load(cfg, filter.min_threshold(), &engine)?;
+    if cfg.shadow.enabled {
+        if let Some(m) = &cfg.shadow.model {
+            let g = crate::engine::tflite::load_file(m)
+                .with_context(|| format!("shadow.model: {}", m.display()))?;
+            crate::engine::Interpreter::new(g)
+                .with_context(|| format!("shadow.model: {}", m.display()))?;
         }
     }
+    if cfg.mqtt.tls {
+        mqtt::tls_transport(cfg.mqtt.ca_file.as_deref())?;
+    }
+    let source = sources::from_config(&cfg.source)?;
+    if cfg.source.kind == crate::config::SourceKind::Synthetic {
+        tracing::warn!(
+            "source.kind = synthetic: a moving test pattern, not a camera (set [source] kind and uri)"
+        );
+    }
+    Ok(Prepared {
+        engine,
+        infer,
+        source,
+    })
+}
+
+/// Publish what subscribers need before the first frame: Home Assistant discovery.
+fn announce(cfg: &Config, infer: &EngineInfer, conn: &ConnState) {
+    if !cfg.homeassistant.enabled {
+        return;
+    }
+    let (base, device_id) = (cfg.base_topic(), cfg.device_id());
+    let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
+        infer
+            .labels()
+            .into_iter()
+            .filter(|l| !l.is_empty() && l != "???" && l != "background")
+            .collect()
+    } else {
+        cfg.homeassistant.labels.clone()
+    };
+    for m in homeassistant::discovery(
+        &cfg.homeassistant.discovery_prefix,
+        &base,
+        &device_id,
+        &labels,
+    ) {
+        conn.remember(&m);
+    }
+    if cfg.shadow.enabled {
+        for m in
+            homeassistant::drift_discovery(&cfg.homeassistant.discovery_prefix, &base, &device_id)
+        {
+            conn.remember(&m);
+        }
+    }
+}
+
+/// A stage thread the supervisor watches.
+pub struct Stage {
+    pub name: &'static str,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stage {
+    pub fn new(name: &'static str, handle: std::thread::JoinHandle<()>) -> Self {
+        Stage {
+            name,
+            handle: Some(handle),
+        }
+    }
+    pub fn finished(&self) -> bool {
+        self.handle
+            .as_ref()
+            .map(|h| h.is_finished())
+            .unwrap_or(true)
+    }
+    /// Join a finished thread: its panic message, if it panicked.
+    pub fn reap(&mut self) -> Option<String> {
+        let h = self.handle.take()?;
+        match h.join() {
+            Ok(()) => None,
+            Err(p) => Some(
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into()),
+            ),
+        }
+    }
+}
+
+/// The stage threads of a running pipeline, in data-flow order.
+pub struct Stages(pub Vec<Stage>);
+
+impl Stages {
+    /// A stage that ended while the pipeline should run: the fault, naming it (and its panic).
+    /// While the pipeline finishes (end of file with `exit_on_eof`, `max_frames`) the stages
+    /// end one after another as they drain; only a panic is a fault then.
+    pub fn check(&mut self, shared: &Shared) -> Option<String> {
+        if shared.stopping() {
+            return None;
+        }
+        let finishing = shared.finishing();
+        for st in &mut self.0 {
+            let ended = st.handle.as_ref().map(|h| h.is_finished()).unwrap_or(false);
+            if !ended {
+                continue;
+            }
+            match st.reap() {
+                Some(p) => return Some(format!("the {} stage panicked: {p}", st.name)),
+                None if !finishing => {
+                    return Some(format!("the {} stage stopped unexpectedly", st.name))
+                }
+                None => {}
+            }
+        }
+        None
+    }
+    pub fn all_finished(&self) -> bool {
+        self.0.iter().all(Stage::finished)
+    }
+    fn finished(&self, name: &str) -> bool {
+        self.0.iter().any(|s| s.name == name && s.finished())
+    }
+    /// Join what has finished; name what has not.
+    fn reap_all(&mut self) -> Vec<&'static str> {
+        let mut late = Vec::new();
+        for st in &mut self.0 {
+            if st.finished() {
+                if let Some(p) = st.reap() {
+                    tracing::error!(stage = st.name, "the {} stage panicked: {p}", st.name);
+                }
+            } else {
+                late.push(st.name);
+            }
+        }
+        late
+    }
+}
+
+/// Why the supervisor stopped the daemon.
+enum Outcome {
+    Signal,
+    Finished,
+    Fault(String),
+}
+
+/// Run the daemon until SIGTERM/SIGINT (or the end of a finite source when
+/// `pipeline.exit_on_eof`). Configuration errors exit 78; a stage or the MQTT task that dies
+/// exits 70 after an orderly shutdown, so that systemd restarts the service.
+pub fn run(mut cfg: Config) -> Result<()> {
+    let Prepared {
+        engine,
+        mut infer,
+        source,
+    } = prepare(&cfg).map_err(crate::exit::config)?;
+    let path = engine.kernels;
+
+    // First-run mode: no broker configured → embedded broker on loopback.
+    let _broker = if cfg.mqtt.host.is_empty() {
+        let b = broker::Embedded::start()
+            .context("starting the embedded MQTT broker")
+            .map_err(|e| anyhow::Error::new(crate::exit::Failure::Unavailable(e)))?;
+        tracing::info!(
+            port = b.port(),
+            "no mqtt.host configured: embedded broker on 127.0.0.1"
+        );
+        cfg.mqtt.host = "127.0.0.1".into();
+        cfg.mqtt.port = b.port();
+        Some(b)
+    } else {
+        None
+    };
+
+    let base = cfg.base_topic();
+    let settings = mqtt_settings(&cfg);
+    let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
+    let conn = Arc::new(ConnState::default());
+    announce(&cfg, &infer, &conn);
     let shadow_thread = if cfg.shadow.enabled {
-        let h = infer.start_shadow(
-            &cfg,
-            crate::drift::shadow::ShadowOutput {
-                outbox: outbox.clone(),
-                conn: conn.clone(),
-                base: base.clone(),
-                qos: cfg.mqtt.qos,
-            },
-        )?;
+        let h = infer
+            .start_shadow(
+                &cfg,
+                crate::drift::shadow::ShadowOutput {
+                    outbox: outbox.clone(),
+                    conn: conn.clone(),
+                    base: base.clone(),
+                    qos: cfg.mqtt.qos,
+                },
+            )
+            .map_err(crate::exit::config)?;
         tracing::info!(
             every_n = cfg.shadow.every_n,
             cpu_budget = cfg.shadow.cpu_budget,
@@ -198,9 +347,9 @@ pub fn run(mut cfg: Config) -> Result<()> {
         .build()
         .context("starting the I/O runtime")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mqtt_task = rt.spawn(mqtt::run(settings, outbox.clone(), conn.clone(), stop_rx));
+    let mut mqtt_task = rt.spawn(mqtt::run(settings, outbox.clone(), conn.clone(), stop_rx));
 
-    let threads = {
+    let mut stages = {
         let (c1, s1) = (cfg.clone(), shared.clone());
         let capture = std::thread::Builder::new()
             .name("edgecam-capture".into())
@@ -213,80 +362,55 @@ pub fn run(mut cfg: Config) -> Result<()> {
         let publish = std::thread::Builder::new()
             .name("edgecam-publish".into())
             .spawn(move || pipeline::publish_loop(&c3, &ctx, res_rx, &o3, &k3, &s3))?;
-        vec![capture, detect, publish]
+        let mut v = vec![
+            Stage::new("capture", capture),
+            Stage::new("detect", detect),
+            Stage::new("publish", publish),
+        ];
+        if let Some(h) = shadow_thread {
+            v.push(Stage::new("shadow", h));
+        }
+        Stages(v)
     };
 
     let notifier = systemd::Notifier::from_env();
-    let exit_on_eof = cfg.pipeline.exit_on_eof;
-    rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        notifier.notify("READY=1");
-        let wd = systemd::watchdog_interval();
-        let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1)));
-        let mut last_beat = 0u64;
-        let mut last_ping = std::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = tick.tick() => {
-                    let beat = shared.stats.heartbeat.load(Ordering::Relaxed);
-                    let done = shared.source_done.load(Ordering::SeqCst);
-                    let alive = beat != last_beat;
-                    last_beat = beat;
-                    if let Some(iv) = wd {
-                        // Ping only while the detection thread makes progress: a
-                        // stalled pipeline stops the pings and systemd restarts us.
-                        if alive && last_ping.elapsed() >= iv {
-                            notifier.notify("WATCHDOG=1");
-                            last_ping = std::time::Instant::now();
-                        }
-                    }
-                    if notifier.enabled() {
-                        let st = &shared.stats;
-                        notifier.notify(&format!(
-                            "STATUS=frames {} processed {} mqtt {}",
-                            st.captured.load(Ordering::Relaxed),
-                            st.processed.load(Ordering::Relaxed),
-                            if conn.connected.load(Ordering::Relaxed) { "connected" } else { "disconnected" }
-                        ));
-                    }
-                    if done && exit_on_eof && threads[1].is_finished() {
-                        tracing::info!("source finished: shutting down");
-                        break;
-                    }
-                }
-            }
-        }
-        anyhow::Ok(())
-    })?;
+    let outcome = rt.block_on(supervise(
+        &notifier,
+        &shared,
+        &conn,
+        &mut stages,
+        &mut mqtt_task,
+    ))?;
 
-    // Orderly shutdown: stop capture, let in-flight frames finish, then MQTT.
+    // Orderly shutdown within SHUTDOWN_BUDGET: stop the stages (capture first, its child
+    // processes with it), let in-flight frames finish, flush MQTT, say offline.
+    let t0 = std::time::Instant::now();
     notifier.notify("STOPPING=1");
     shared.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        let _ = t.join();
+    let stage_deadline = t0 + Duration::from_millis(2000);
+    while !stages.all_finished() && std::time::Instant::now() < stage_deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
-    // The detection thread has dropped the shadow's feed: it ends after its current frame.
-    if let Some(t) = shadow_thread {
-        let _ = t.join();
+    let late = stages.reap_all();
+    if !late.is_empty() {
+        tracing::warn!(stages = ?late, "stages still busy at the shutdown deadline: leaving them");
     }
-    // Give the connection a moment to flush what the pipeline produced last.
     rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let flush_deadline = tokio::time::Instant::from_std(t0 + Duration::from_millis(2300));
         while !outbox.is_empty()
             && conn.connected.load(Ordering::SeqCst)
-            && tokio::time::Instant::now() < deadline
+            && !mqtt_task.is_finished()
+            && tokio::time::Instant::now() < flush_deadline
         {
             outbox.notify.notify_one();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = stop_tx.send(true);
-        match tokio::time::timeout(Duration::from_secs(3), mqtt_task).await {
+        let end = tokio::time::Instant::from_std(t0 + SHUTDOWN_BUDGET - Duration::from_millis(150));
+        match tokio::time::timeout_at(end, &mut mqtt_task).await {
             Ok(Ok(Err(e))) => tracing::warn!("MQTT: {e:#}"),
-            Ok(Err(e)) => tracing::warn!("MQTT task: {e}"),
+            Ok(Err(e)) if !e.is_cancelled() => tracing::warn!("MQTT task: {e}"),
+            Err(_) => tracing::warn!("MQTT: no clean disconnect within the shutdown budget"),
             _ => {}
         }
     });
@@ -296,7 +420,166 @@ pub fn run(mut cfg: Config) -> Result<()> {
         processed = st.processed.load(Ordering::Relaxed),
         dropped = st.dropped_capture.load(Ordering::Relaxed),
         published = conn.published.load(Ordering::Relaxed),
+        shutdown_ms = t0.elapsed().as_millis() as u64,
         "stopped"
     );
-    Ok(())
+    match outcome {
+        Outcome::Fault(why) => Err(anyhow::Error::new(crate::exit::Failure::Fault(
+            anyhow::anyhow!("{why}"),
+        ))),
+        Outcome::Finished if shared.source_state() == pipeline::SourceState::Truncated => {
+            Err(anyhow::Error::new(crate::exit::Failure::Data(
+                anyhow::anyhow!("the source ended early (truncated): see the log"),
+            )))
+        }
+        Outcome::Signal | Outcome::Finished => Ok(()),
+    }
+}
+
+/// The supervisor on the I/O runtime: signals, the systemd watchdog and status, dead stages
+/// and a lost MQTT task. The watchdog is fed only while frames reach detection or while the
+/// pipeline is idle by design (a file that has ended): a stalled camera or a jammed stage
+/// stops the pings, and systemd restarts the service.
+async fn supervise(
+    notifier: &systemd::Notifier,
+    shared: &Shared,
+    conn: &ConnState,
+    stages: &mut Stages,
+    mqtt_task: &mut tokio::task::JoinHandle<Result<()>>,
+) -> Result<Outcome> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    notifier.notify("READY=1");
+    let wd = systemd::watchdog_interval();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_progress = shared.stats.progress.load(Ordering::Relaxed);
+    let mut last_ping = std::time::Instant::now();
+    let mut last_status = std::time::Instant::now() - Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(Outcome::Signal); }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(Outcome::Signal); }
+            r = &mut *mqtt_task => {
+                let why = match r {
+                    Ok(Ok(())) => "the MQTT task ended unexpectedly".to_string(),
+                    Ok(Err(e)) => format!("the MQTT task failed: {e:#}"),
+                    Err(e) => format!("the MQTT task panicked: {e}"),
+                };
+                tracing::error!("{why}: shutting down (exit 70; systemd restarts the service)");
+                return Ok(Outcome::Fault(why));
+            }
+            _ = tick.tick() => {
+                if let Some(why) = stages.check(shared) {
+                    tracing::error!("{why}: shutting down (exit 70; systemd restarts the service)");
+                    return Ok(Outcome::Fault(why));
+                }
+                let progress = shared.stats.progress.load(Ordering::Relaxed);
+                let advanced = progress != last_progress;
+                last_progress = progress;
+                if let Some(iv) = wd {
+                    // Ping only on real progress since the last tick, or while idle by design.
+                    if (advanced || shared.legitimately_idle()) && last_ping.elapsed() >= iv {
+                        notifier.notify("WATCHDOG=1");
+                        last_ping = std::time::Instant::now();
+                    }
+                }
+                if notifier.enabled() && last_status.elapsed() >= Duration::from_secs(1) {
+                    last_status = std::time::Instant::now();
+                    let st = &shared.stats;
+                    notifier.notify(&format!(
+                        "STATUS=source {} frames {} processed {} mqtt {}",
+                        shared.source_state().as_str(),
+                        st.captured.load(Ordering::Relaxed),
+                        st.processed.load(Ordering::Relaxed),
+                        if conn.connected.load(Ordering::Relaxed) { "connected" } else { "disconnected" }
+                    ));
+                }
+                if shared.finishing() && stages.finished("detect") {
+                    tracing::info!("source finished: shutting down");
+                    return Ok(Outcome::Finished);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &'static str, f: impl FnOnce() + Send + 'static) -> Stage {
+        Stage::new(name, std::thread::spawn(f))
+    }
+
+    fn settle(stages: &Stages) {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(5)
+            && stages.0.iter().filter(|s| s.finished()).count() == 0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_panicked_stage_is_a_fault_naming_it() {
+        let shared = Shared::new();
+        let hold = Arc::new(std::sync::Barrier::new(2));
+        let h2 = hold.clone();
+        let mut stages = Stages(vec![
+            stage("capture", move || {
+                h2.wait();
+            }),
+            stage("detect", || panic!("index out of bounds: the len is 3")),
+        ]);
+        settle(&stages);
+        let why = stages.check(&shared).expect("a fault");
+        assert!(
+            why.contains("detect") && why.contains("index out of bounds"),
+            "{why}"
+        );
+        hold.wait();
+    }
+
+    #[test]
+    fn a_stage_that_returns_while_running_is_a_fault() {
+        let shared = Shared::new();
+        let mut stages = Stages(vec![stage("capture", || {})]);
+        settle(&stages);
+        let why = stages.check(&shared).expect("a fault");
+        assert!(why.contains("capture stage stopped unexpectedly"), "{why}");
+    }
+
+    #[test]
+    fn stages_ending_while_finishing_are_no_fault_but_panics_are() {
+        let shared = Shared::new();
+        shared.finish.store(true, Ordering::SeqCst);
+        let hold = Arc::new(std::sync::Barrier::new(2));
+        let h2 = hold.clone();
+        let mut stages = Stages(vec![
+            stage("capture", move || {
+                h2.wait();
+            }),
+            stage("detect", || {}),
+        ]);
+        settle(&stages);
+        assert_eq!(
+            stages.check(&shared),
+            None,
+            "draining stages end in any order"
+        );
+        hold.wait();
+        let mut stages = Stages(vec![stage("publish", || panic!("boom"))]);
+        settle(&stages);
+        let why = stages
+            .check(&shared)
+            .expect("a panic is a fault even while finishing");
+        assert!(why.contains("publish stage panicked: boom"), "{why}");
+        // Once stopping, nothing is a fault.
+        let shared = Shared::new();
+        shared.stop.store(true, Ordering::SeqCst);
+        let mut stages = Stages(vec![stage("capture", || {})]);
+        settle(&stages);
+        assert_eq!(stages.check(&shared), None);
+    }
 }

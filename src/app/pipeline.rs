@@ -12,18 +12,24 @@ use serde_json::json;
 
 use super::latest::LatestSender;
 use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
-use crate::capture::{Frame, FrameSource, Read};
+use crate::backoff::Backoff;
+use crate::capture::{Frame, FrameSource, Read, READ_WAIT};
 use crate::config::Config;
 use crate::postprocess::tracker::{Object, Tracker};
 use crate::publish::mqtt::ConnState;
 use crate::publish::time::rfc3339;
-use crate::publish::{Message, Outbox};
+use crate::publish::{topic_level, Message, Outbox};
+use crate::telemetry::worth_logging;
 
 /// Shared run state of the stage threads.
 pub struct Shared {
     pub stop: AtomicBool,
-    /// Set by the capture thread when a finite source has ended.
+    /// Set by the capture thread when a finite source has ended (or `pipeline.max_frames`
+    /// was reached).
     pub source_done: AtomicBool,
+    /// Set with `source_done` when the daemon should drain the pipeline and exit
+    /// (`pipeline.exit_on_eof`, `pipeline.max_frames`); without it the daemon stays up idle.
+    pub finish: AtomicBool,
     pub stats: Stats,
 }
 
@@ -32,11 +38,65 @@ impl Shared {
         Arc::new(Shared {
             stop: AtomicBool::new(false),
             source_done: AtomicBool::new(false),
+            finish: AtomicBool::new(false),
             stats: Stats::default(),
         })
     }
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+    pub fn finishing(&self) -> bool {
+        self.finish.load(Ordering::SeqCst)
+    }
+    pub fn source_state(&self) -> SourceState {
+        SourceState::from_u8(self.stats.source_state.load(Ordering::Relaxed))
+    }
+    fn set_source_state(&self, s: SourceState) {
+        self.stats.source_state.store(s as u8, Ordering::Relaxed);
+    }
+    /// Whether the pipeline has nothing to do by design (the watchdog is fed meanwhile):
+    /// a file source that has ended.
+    pub fn legitimately_idle(&self) -> bool {
+        self.source_done.load(Ordering::SeqCst)
+    }
+}
+
+/// Where the source stands, for `stats` and the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SourceState {
+    Opening = 0,
+    Streaming = 1,
+    /// Opening failed or the source failed: waiting to reopen.
+    Reconnecting = 2,
+    /// No frame within `source.stall_timeout_s`: waiting to reopen.
+    Stalled = 3,
+    /// A file source ended.
+    Ended = 4,
+    /// A file source ended short of its end.
+    Truncated = 5,
+}
+
+impl SourceState {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => SourceState::Streaming,
+            2 => SourceState::Reconnecting,
+            3 => SourceState::Stalled,
+            4 => SourceState::Ended,
+            5 => SourceState::Truncated,
+            _ => SourceState::Opening,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Opening => "opening",
+            SourceState::Streaming => "streaming",
+            SourceState::Reconnecting => "reconnecting",
+            SourceState::Stalled => "stalled",
+            SourceState::Ended => "ended",
+            SourceState::Truncated => "truncated",
+        }
     }
 }
 
@@ -52,8 +112,11 @@ fn nap(shared: &Shared, d: Duration) {
     }
 }
 
-/// The capture thread: opens the source (again, with back-off, after errors),
-/// paces file sources at `source.fps`, and hands frames on.
+/// The capture thread: opens the source (again, with back-off and jitter, after errors and
+/// stalls), paces file sources at `source.fps`, and hands frames on. A source silent for
+/// `source.stall_timeout_s` is reopened; the back-off starts again from its floor only once
+/// a reopened source has delivered a frame. At the end of a file it stays (idle, holding the
+/// pipeline open) unless the daemon should finish.
 pub fn capture_loop(
     cfg: &Config,
     mut source: Box<dyn FrameSource>,
@@ -61,30 +124,59 @@ pub fn capture_loop(
     shared: &Shared,
 ) {
     let s = &cfg.source;
+    let st = &shared.stats;
     let period = if s.fps > 0.0 {
         Some(Duration::from_secs_f64(1.0 / s.fps))
     } else {
         None
     };
-    let min_backoff = Duration::from_secs_f64(s.backoff_min_s);
-    let max_backoff = Duration::from_secs_f64(s.backoff_max_s);
-    let mut backoff = min_backoff;
+    let stall = Duration::from_secs_f64(s.stall_timeout_s);
+    let mut backoff = Backoff::from_secs(s.backoff_min_s, s.backoff_max_s);
     let mut seq = 0u64;
     let mut opened = false;
+    let mut ever_opened = false;
+    // A frame arrived since the source was (re)opened.
+    let mut delivering = false;
+    // Since when a read has found nothing (None while frames flow).
+    let mut silent_since: Option<Instant> = None;
     let mut next_due = Instant::now();
+    // Give up on the source: note it, wait (waking at stop), reopen.
+    let retry = |backoff: &mut Backoff,
+                 state: SourceState,
+                 what: &str,
+                 e: &dyn std::fmt::Display| {
+        shared.set_source_state(state);
+        let n = st.source_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        let wait = backoff.next_wait();
+        if worth_logging(n) {
+            tracing::warn!(source = %source_name(cfg), "{what}: {e}; retrying in {:.1} s", wait.as_secs_f64());
+        }
+        nap(shared, wait);
+    };
     while !shared.stopping() {
         if !opened {
-            match source.open() {
+            shared.set_source_state(SourceState::Opening);
+            if ever_opened {
+                st.reopens.fetch_add(1, Ordering::Relaxed);
+            }
+            match source.open(&shared.stop) {
                 Ok(()) => {
                     tracing::info!(source = %source.describe(), "source opened");
                     opened = true;
-                    backoff = min_backoff;
+                    ever_opened = true;
+                    delivering = false;
+                    silent_since = None;
                 }
                 Err(e) => {
-                    shared.stats.source_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(source = %source.describe(), "cannot open source: {e:#}; retrying in {backoff:?}");
-                    nap(shared, backoff);
-                    backoff = (backoff * 2).min(max_backoff);
+                    if shared.stopping() {
+                        break;
+                    }
+                    retry(
+                        &mut backoff,
+                        SourceState::Reconnecting,
+                        "cannot open the source",
+                        &format!("{e:#}"),
+                    );
                     continue;
                 }
             }
@@ -96,10 +188,16 @@ pub fn capture_loop(
             }
             next_due = next_due.max(now - p) + p;
         }
-        match source.read() {
+        match source.read(READ_WAIT) {
             Ok(Read::Frame(image)) => {
+                if !delivering {
+                    delivering = true;
+                    backoff.reset();
+                    shared.set_source_state(SourceState::Streaming);
+                }
+                silent_since = None;
                 seq += 1;
-                shared.stats.captured.fetch_add(1, Ordering::Relaxed);
+                st.captured.fetch_add(1, Ordering::Relaxed);
                 let frame = Frame {
                     seq,
                     ts: Instant::now(),
@@ -107,32 +205,76 @@ pub fn capture_loop(
                     image,
                 };
                 out.send(frame);
-                shared
-                    .stats
-                    .capture_queue
-                    .store(out.len() as u64, Ordering::Relaxed);
+                st.capture_queue.store(out.len() as u64, Ordering::Relaxed);
                 if cfg.pipeline.max_frames > 0 && seq >= cfg.pipeline.max_frames {
                     tracing::info!(frames = seq, "pipeline.max_frames reached");
                     shared.source_done.store(true, Ordering::SeqCst);
+                    shared.finish.store(true, Ordering::SeqCst);
                     break;
                 }
             }
-            Ok(Read::Eof) => {
-                tracing::info!(source = %source.describe(), frames = seq, "source ended");
+            Ok(Read::Pending) => {
+                let since = *silent_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stall {
+                    st.stalls.fetch_add(1, Ordering::Relaxed);
+                    opened = false;
+                    retry(
+                        &mut backoff,
+                        SourceState::Stalled,
+                        "stalled",
+                        &format!("no frame for {:.1} s", since.elapsed().as_secs_f64()),
+                    );
+                }
+            }
+            Ok(Read::Skipped(e)) => {
+                // The source is alive; one of its items is not usable.
+                silent_since = None;
+                let n = st.skipped_items.fetch_add(1, Ordering::Relaxed) + 1;
+                st.source_errors.fetch_add(1, Ordering::Relaxed);
+                if worth_logging(n) {
+                    tracing::warn!(source = %source.describe(), skipped = n, "skipping an unusable frame: {e:#}");
+                }
+            }
+            Ok(end @ (Read::Eof | Read::Truncated(_))) => {
+                if let Read::Truncated(why) = &end {
+                    st.source_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.set_source_state(SourceState::Truncated);
+                    tracing::warn!(source = %source.describe(), frames = seq, "source ended early: {why}");
+                } else {
+                    shared.set_source_state(SourceState::Ended);
+                    tracing::info!(source = %source.describe(), frames = seq, "source ended");
+                }
                 shared.source_done.store(true, Ordering::SeqCst);
+                if cfg.pipeline.exit_on_eof {
+                    shared.finish.store(true, Ordering::SeqCst);
+                } else {
+                    // Stay up, idle, holding the pipeline open until told to stop.
+                    while !shared.stopping() {
+                        nap(shared, Duration::from_millis(200));
+                    }
+                }
                 break;
             }
             Err(e) => {
-                shared.stats.source_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(source = %source.describe(), "source failed: {e:#}; reopening in {backoff:?}");
                 opened = false;
-                nap(shared, backoff);
-                backoff = (backoff * 2).min(max_backoff);
+                retry(
+                    &mut backoff,
+                    SourceState::Reconnecting,
+                    "source failed",
+                    &format!("{e:#}"),
+                );
             }
         }
-        shared.stats.cpu_capture.set(thread_cpu_seconds());
+        st.cpu_capture.set(thread_cpu_seconds());
     }
-    shared.stats.cpu_capture.set(thread_cpu_seconds());
+    st.cpu_capture.set(thread_cpu_seconds());
+    // Dropping the source here ends its child processes and threads.
+    drop(source);
+}
+
+/// The configured source, for logs.
+fn source_name(cfg: &Config) -> String {
+    format!("{:?} {}", cfg.source.kind, cfg.source.uri).to_lowercase()
 }
 
 /// A processed frame on its way to the publisher.
@@ -217,19 +359,18 @@ pub fn detect_loop(
     let mut last_run: Option<Instant> = None;
     let mut objects = Vec::new();
     loop {
-        shared.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
         let frame = match input.recv_timeout(Duration::from_millis(100)) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => {
-                if shared.stopping()
-                    || (shared.source_done.load(Ordering::SeqCst) && input.is_empty())
-                {
+                if shared.stopping() || (shared.finishing() && input.is_empty()) {
                     break;
                 }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        // Real progress: a frame reached detection (the watchdog's signal).
+        shared.stats.progress.fetch_add(1, Ordering::Relaxed);
         if let (Some(gap), Some(last)) = (min_gap, last_run) {
             if frame.ts.duration_since(last) < gap {
                 shared.stats.skipped_rate.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +448,24 @@ pub fn publish_loop(
         conn.remember(&m);
         outbox.push(m);
     };
+    let mut announced_end = false;
     loop {
+        // A file source that ended leaves the daemon up but idle: say so to subscribers
+        // (Home Assistant marks the entities unavailable) instead of staying "online".
+        if !announced_end && shared.legitimately_idle() && !shared.finishing() {
+            announced_end = true;
+            tracing::info!(
+                state = shared.source_state().as_str(),
+                "the source has ended: availability offline; the daemon stays up until stopped \
+                 (pipeline.exit_on_eof = true ends it instead)"
+            );
+            conn.offline.store(true, Ordering::SeqCst);
+            send(
+                format!("{}/availability", ctx.base),
+                b"offline".to_vec(),
+                true,
+            );
+        }
         let r = input.recv_timeout(Duration::from_millis(100));
         match r {
             Ok(p) => {
@@ -333,7 +491,7 @@ pub fn publish_loop(
                 for (label, n) in &now {
                     if counts.get(label) != Some(n) {
                         send(
-                            format!("{}/counts/{label}", ctx.base),
+                            format!("{}/counts/{}", ctx.base, topic_level(label)),
                             n.to_string().into_bytes(),
                             true,
                         );
@@ -381,6 +539,12 @@ pub fn publish_loop(
                     "source": st.source_errors.load(Ordering::Relaxed),
                     "detect": st.detect_errors.load(Ordering::Relaxed),
                 },
+                "source": {
+                    "state": shared.source_state().as_str(),
+                    "stalls": st.stalls.load(Ordering::Relaxed),
+                    "reopens": st.reopens.load(Ordering::Relaxed),
+                    "skipped": st.skipped_items.load(Ordering::Relaxed),
+                },
                 "inference_ms": {"p50": r3(p50), "p95": r3(p95)},
                 "latency_ms": {"p50": r3(l50), "p95": r3(l95)},
                 "queues": {
@@ -392,6 +556,7 @@ pub fn publish_loop(
                     "connected": conn.connected.load(Ordering::Relaxed),
                     "connects": conn.connects.load(Ordering::Relaxed),
                     "dropped": outbox.dropped(),
+                    "invalid": outbox.invalid(),
                 },
                 "cpu_seconds": {
                     "capture": r3(st.cpu_capture.get()),

@@ -54,17 +54,24 @@ pub fn thread_cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Resident set size of this process in bytes.
+/// Resident set size of this process in bytes, from `VmRSS` in `/proc/self/status` (in kB,
+/// whatever the page size: 4 KiB on a Pi 4, 16 KiB on a Pi 5's kernel).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+    std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
+        .as_deref()
+        .and_then(parse_vm_rss)
         .unwrap_or(0)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut f = line["VmRSS:".len()..].split_whitespace();
+    let n: u64 = f.next()?.parse().ok()?;
+    match f.next() {
+        Some("kB") | None => Some(n * 1024),
+        _ => None,
+    }
 }
 
 /// The board's CPU temperature in °C, where it exposes one.
@@ -105,8 +112,17 @@ pub struct Stats {
     pub cpu_capture: StageCpu,
     pub cpu_detect: StageCpu,
     pub cpu_publish: StageCpu,
-    /// Bumped by the detection thread each loop: the watchdog's liveness signal.
-    pub heartbeat: AtomicU64,
+    /// Bumped by the detection thread for each frame it receives: the watchdog's signal of
+    /// real progress.
+    pub progress: AtomicU64,
+    /// `SourceState` of the capture thread.
+    pub source_state: std::sync::atomic::AtomicU8,
+    /// Times the source went silent for `source.stall_timeout_s`.
+    pub stalls: AtomicU64,
+    /// Times the source was opened again (after an error or a stall).
+    pub reopens: AtomicU64,
+    /// Unusable items skipped (an empty or corrupt image).
+    pub skipped_items: AtomicU64,
     pub capture_queue: AtomicU64,
     pub result_queue: AtomicU64,
 }
@@ -127,7 +143,11 @@ impl Default for Stats {
             cpu_capture: StageCpu::default(),
             cpu_detect: StageCpu::default(),
             cpu_publish: StageCpu::default(),
-            heartbeat: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
+            source_state: std::sync::atomic::AtomicU8::new(0),
+            stalls: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
+            skipped_items: AtomicU64::new(0),
             capture_queue: AtomicU64::new(0),
             result_queue: AtomicU64::new(0),
         }
@@ -147,6 +167,30 @@ mod tests {
         }
         let (p50, p95) = w.percentiles().unwrap();
         assert_eq!((p50, p95), (950.0, 994.0));
+    }
+
+    #[test]
+    fn rss_counts_kilobytes_not_pages() {
+        let status = "Name:\tedgecam\nVmHWM:\t  9000 kB\nVmRSS:\t   51200 kB\nThreads:\t4\n";
+        assert_eq!(parse_vm_rss(status), Some(51200 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        // The live figure agrees with statm times the system's own page size, whatever it is.
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let page = std::process::Command::new("getconf")
+            .arg("PAGESIZE")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if let Some(page) = page {
+            let rss = rss_bytes() as f64;
+            let want = (pages * page) as f64;
+            assert!(
+                (rss - want).abs() / want < 0.2,
+                "VmRSS {rss} vs statm {want}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! Stage: capture. Frame sources behind one trait, and the capture thread that
-//! paces them, reconnects with back-off, and hands frames on (latest wins).
+//! Stage: capture. Frame sources behind one trait; the capture thread
+//! (`app::pipeline::capture_loop`) paces them, notices stalls, reopens them with back-off and
+//! jitter, and hands frames on (latest wins).
 
 pub mod mjpeg;
 pub mod sources;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use image::RgbImage;
@@ -24,17 +26,31 @@ pub struct Frame {
 }
 
 /// What a source returns for one read.
+#[derive(Debug)]
 pub enum Read {
     Frame(RgbImage),
+    /// No frame within the wait: call again. The capture thread counts the time since the
+    /// last frame and reopens a source that stays silent beyond `source.stall_timeout_s`.
+    Pending,
+    /// One item of the source could not be used (an empty or corrupt image or frame); the
+    /// source goes on with the next one.
+    Skipped(anyhow::Error),
     /// A finite source ended (file without looping).
     Eof,
+    /// A finite source ended before its end: a file cut short, a decoder that gave up.
+    Truncated(String),
 }
 
-/// A source of RGB frames. `open` may be called again after an error or EOF
-/// (reconnect); `read` blocks until a frame is available.
+/// How long a read may wait for a frame before it returns [`Read::Pending`]: the capture
+/// thread sees the stop flag and the stall clock at least this often.
+pub const READ_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A source of RGB frames. `open` may be called again after an error, a stall or EOF
+/// (reconnect); `read` waits at most `wait` for a frame.
 pub trait FrameSource: Send {
-    fn open(&mut self) -> Result<()>;
-    fn read(&mut self) -> Result<Read>;
+    /// Open (or reopen) the source. Long steps (probing a stream) give up once `stop` is set.
+    fn open(&mut self, stop: &AtomicBool) -> Result<()>;
+    fn read(&mut self, wait: Duration) -> Result<Read>;
     /// A short description for logs and stats.
     fn describe(&self) -> String;
     /// Whether the source paces itself in real time (cameras, live streams);

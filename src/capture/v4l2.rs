@@ -3,8 +3,8 @@
 //!
 //! nokhwa's camera handle is not `Send`, so each opened camera lives on its
 //! own thread that pushes decoded frames into a small channel; `read` waits on
-//! that channel with the stall timeout. A camera that disappears or stalls
-//! shows up as an error, and the capture thread reopens it with back-off
+//! that channel for at most the capture thread's wait. A camera that disappears shows up as
+//! an error and one that stalls as silence; the capture thread reopens either with back-off
 //! (which retires the old camera thread).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +138,7 @@ fn camera_thread(
 }
 
 impl FrameSource for V4l2 {
-    fn open(&mut self) -> Result<()> {
+    fn open(&mut self, stop_all: &AtomicBool) -> Result<()> {
         self.retire();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = bounded(2);
@@ -147,12 +147,17 @@ impl FrameSource for V4l2 {
         std::thread::Builder::new()
             .name("edgecam-camera".into())
             .spawn(move || camera_thread(p, tx, rtx, s))?;
-        match rrx.recv_timeout(self.stall.max(Duration::from_secs(5))) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                stop.store(true, Ordering::SeqCst);
-                bail!("camera {}: no answer while opening", self.p.uri);
+        let limit = std::time::Instant::now() + self.stall.max(Duration::from_secs(5));
+        loop {
+            match rrx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout)
+                    if !stop_all.load(Ordering::SeqCst) && std::time::Instant::now() < limit => {}
+                Err(_) => {
+                    stop.store(true, Ordering::SeqCst);
+                    bail!("camera {}: no answer while opening", self.p.uri);
+                }
             }
         }
         self.stop = stop;
@@ -160,25 +165,19 @@ impl FrameSource for V4l2 {
         Ok(())
     }
 
-    fn read(&mut self) -> Result<Read> {
+    fn read(&mut self, wait: Duration) -> Result<Read> {
         let rx = self
             .frames
             .as_ref()
             .ok_or_else(|| anyhow!("camera is not open"))?;
-        match rx.recv_timeout(self.stall) {
+        match rx.recv_timeout(wait) {
             Ok(Ok(img)) => Ok(Read::Frame(img)),
             Ok(Err(e)) => {
                 self.retire();
                 Err(e)
             }
-            Err(RecvTimeoutError::Timeout) => {
-                self.retire();
-                bail!(
-                    "camera {}: stalled, no frame for {:?}",
-                    self.p.uri,
-                    self.stall
-                )
-            }
+            // The capture thread counts the silence and reopens a stalled camera.
+            Err(RecvTimeoutError::Timeout) => Ok(Read::Pending),
             Err(RecvTimeoutError::Disconnected) => {
                 self.retire();
                 bail!("camera {}: stream ended", self.p.uri)

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
@@ -387,11 +388,11 @@ struct OneImage {
 }
 
 impl FrameSource for OneImage {
-    fn open(&mut self) -> Result<()> {
+    fn open(&mut self, _stop: &AtomicBool) -> Result<()> {
         self.done = false;
         Ok(())
     }
-    fn read(&mut self) -> Result<Read> {
+    fn read(&mut self, _wait: Duration) -> Result<Read> {
         if self.done {
             return Ok(Read::Eof);
         }
@@ -406,6 +407,21 @@ impl FrameSource for OneImage {
         format!("image {}", self.path.display())
     }
 }
+
+/// An ffmpeg source of `uri` at its own size, giving up after 30 s without a frame.
+fn ffmpeg_config(uri: &str) -> crate::config::SourceConfig {
+    crate::config::SourceConfig {
+        kind: crate::config::SourceKind::Ffmpeg,
+        uri: uri.to_string(),
+        fps: 0.0,
+        looping: false,
+        stall_timeout_s: SILENCE.as_secs_f64(),
+        ..Default::default()
+    }
+}
+
+/// How long `evaluate` waits for a frame before it gives up on the source.
+const SILENCE: Duration = Duration::from_secs(30);
 
 /// Open `--source`: a directory of images, an MJPEG clip (`.mjpeg`/`.mjpg`),
 /// an image file, or anything else ffmpeg reads (video files, streams).
@@ -425,13 +441,14 @@ pub fn open_source(s: &str) -> Result<Box<dyn FrameSource>> {
             done: false,
         })
     } else if is_video_file(p) || s.contains("://") {
-        Box::new(Ffmpeg::new(s, 0, 0, 0.0, false))
+        Box::new(Ffmpeg::new(&ffmpeg_config(s)))
     } else if !p.exists() {
         bail!("--source {s}: no such file or directory");
     } else {
-        Box::new(Ffmpeg::new(s, 0, 0, 0.0, false))
+        Box::new(Ffmpeg::new(&ffmpeg_config(s)))
     };
-    src.open().with_context(|| format!("--source {s}"))?;
+    src.open(&AtomicBool::new(false))
+        .with_context(|| format!("--source {s}"))?;
     Ok(src)
 }
 
@@ -447,11 +464,23 @@ pub fn run(
     let every = ev.opts.every.max(1) as u64;
     let mut seq = 0u64;
     let t0 = Instant::now();
+    let mut silent = Instant::now();
     loop {
-        let img = match src.read()? {
+        let img = match src.read(crate::capture::READ_WAIT)? {
             Read::Frame(i) => i,
+            Read::Pending if silent.elapsed() < SILENCE => continue,
+            Read::Pending => bail!("--source {source}: no frame for {SILENCE:?}"),
+            Read::Skipped(e) => {
+                tracing::warn!("--source {source}: skipping an unusable frame: {e:#}");
+                continue;
+            }
             Read::Eof => break,
+            Read::Truncated(why) => {
+                tracing::warn!("--source {source} ended early: {why}");
+                break;
+            }
         };
+        silent = Instant::now();
         seq += 1;
         if !(seq - 1).is_multiple_of(every) {
             continue;

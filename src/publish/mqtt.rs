@@ -1,5 +1,6 @@
 //! The MQTT connection (rumqttc) on the tokio side: connects, re-connects with
-//! exponential back-off and jitter, re-publishes retained state after every
+//! exponential back-off and jitter (failures logged at warn, rate-limited, with their cause:
+//! auth, TLS, DNS, refused), re-publishes retained state after every
 //! (re)connect, drains the [`Outbox`] only while connected, and publishes
 //! `offline` (also registered as the last will) on clean shutdown.
 
@@ -13,6 +14,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport}
 use tokio::sync::watch;
 
 use super::outbox::{Message, Outbox};
+use crate::backoff::Backoff;
 
 /// Connection settings resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -35,6 +37,11 @@ pub struct Settings {
 #[derive(Default)]
 pub struct ConnState {
     pub connected: AtomicBool,
+    /// Announce `offline` instead of `online` on (re)connect: the daemon is up but has
+    /// nothing to report (its file source ended).
+    pub offline: AtomicBool,
+    /// Failed connection attempts since start.
+    pub failures: AtomicU64,
     pub connects: AtomicU64,
     pub published: AtomicU64,
     /// Latest retained message per topic, re-sent after each reconnect.
@@ -61,7 +68,10 @@ fn qos(q: u8) -> QoS {
     }
 }
 
-fn tls_transport(ca_file: Option<&std::path::Path>) -> Result<Transport> {
+/// The TLS transport: the CA file's certificates (or the system's) as roots. Errors name
+/// `mqtt.ca_file`; the daemon builds it before it starts, so a bad file is a configuration
+/// error at start rather than a connection that never comes.
+pub fn tls_transport(ca_file: Option<&std::path::Path>) -> Result<Transport> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -74,6 +84,9 @@ fn tls_transport(ca_file: Option<&std::path::Path>) -> Result<Transport> {
             .add(c)
             .with_context(|| format!("mqtt.ca_file: bad certificate in {}", path.display()))?;
     }
+    if roots.is_empty() {
+        anyhow::bail!("mqtt.ca_file: no certificate in {}", path.display());
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -85,24 +98,138 @@ fn tls_transport(ca_file: Option<&std::path::Path>) -> Result<Transport> {
     ))
 }
 
-fn jitter(d: Duration) -> Duration {
-    // Up to +25 % jitter from the clock's low bits: enough to de-synchronise
-    // a fleet of cameras reconnecting to one broker.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    d + d.mul_f64((nanos % 1000) as f64 / 4000.0)
+/// Why a connection attempt failed, in the words a user acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The broker refused the user name or password, or the client is not authorised.
+    Auth,
+    /// The TLS handshake failed: a wrong CA, a name mismatch, or TLS against a plain port.
+    Tls,
+    /// The broker's host name does not resolve.
+    Dns,
+    /// Nothing listens on the port, or a firewall rejects it.
+    Refused,
+    /// No answer in time.
+    Timeout,
+    /// The broker refused the connection for another reason, or the link broke.
+    Other,
 }
 
-/// Run the connection until `shutdown` turns true; then publish `offline`
-/// and disconnect (bounded by a short timeout).
-pub async fn run(
-    s: Settings,
-    outbox: Arc<Outbox>,
-    state: Arc<ConnState>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Auth => "auth",
+            Cause::Tls => "TLS",
+            Cause::Dns => "DNS",
+            Cause::Refused => "refused",
+            Cause::Timeout => "timeout",
+            Cause::Other => "other",
+        }
+    }
+    /// What to check, for the log line.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Cause::Auth => {
+                "check mqtt.username and the password (mqtt.password, mqtt.password_file)"
+            }
+            Cause::Tls => "check mqtt.tls, mqtt.ca_file and that the port speaks TLS",
+            Cause::Dns => "check mqtt.host: the name does not resolve",
+            Cause::Refused => "check mqtt.host and mqtt.port: nothing accepts connections there",
+            Cause::Timeout => "the broker did not answer in time",
+            Cause::Other => "",
+        }
+    }
+}
+
+fn io_cause(e: &std::io::Error) -> Cause {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => return Cause::Refused,
+        K::TimedOut => return Cause::Timeout,
+        _ => {}
+    }
+    let text = e.to_string().to_lowercase();
+    if text.contains("lookup address")
+        || text.contains("name or service not known")
+        || text.contains("name resolution")
+        || text.contains("no address associated")
+    {
+        Cause::Dns
+    } else {
+        Cause::Other
+    }
+}
+
+/// Classify a failed connection attempt.
+pub fn classify(e: &rumqttc::ConnectionError) -> Cause {
+    use rumqttc::{ConnectReturnCode as R, ConnectionError as E};
+    match e {
+        E::ConnectionRefused(R::BadUserNamePassword | R::NotAuthorized) => Cause::Auth,
+        E::ConnectionRefused(_) => Cause::Other,
+        E::Tls(t) => match t {
+            rumqttc::TlsError::Io(io) if io_cause(io) != Cause::Other => io_cause(io),
+            _ => Cause::Tls,
+        },
+        E::Io(io) => io_cause(io),
+        E::NetworkTimeout | E::FlushTimeout => Cause::Timeout,
+        _ => Cause::Other,
+    }
+}
+
+/// Rate-limited warnings about failed connection attempts: the first failure of a cause at
+/// once, then at most one line a minute while the cause stays the same, with the count.
+struct FailureLog {
+    last: Option<(Cause, std::time::Instant)>,
+    quiet: u64,
+}
+
+impl FailureLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn new() -> Self {
+        FailureLog {
+            last: None,
+            quiet: 0,
+        }
+    }
+
+    fn failed(&mut self, s: &Settings, cause: Cause, e: &rumqttc::ConnectionError, lost: bool) {
+        let now = std::time::Instant::now();
+        let due = match self.last {
+            Some((c, t)) => c != cause || now.duration_since(t) >= Self::EVERY,
+            None => true,
+        };
+        if !due {
+            self.quiet += 1;
+            return;
+        }
+        let hint = cause.hint();
+        let what = if lost {
+            "MQTT connection lost"
+        } else {
+            "MQTT connection failed"
+        };
+        tracing::warn!(
+            host = %s.host,
+            port = s.port,
+            cause = cause.as_str(),
+            repeated = self.quiet,
+            "{what} ({}): {e}{}{hint}",
+            cause.as_str(),
+            if hint.is_empty() { "" } else { "; " },
+        );
+        self.last = Some((cause, now));
+        self.quiet = 0;
+    }
+
+    fn connected(&mut self) {
+        self.last = None;
+        self.quiet = 0;
+    }
+}
+
+/// `s` as rumqttc options (last will, credentials, TLS).
+fn options(s: &Settings) -> Result<MqttOptions> {
     let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
     opts.set_keep_alive(s.keep_alive);
     opts.set_clean_session(true);
@@ -119,8 +246,44 @@ pub async fn run(
     if s.tls {
         opts.set_transport(tls_transport(s.ca_file.as_deref())?);
     }
+    Ok(opts)
+}
+
+/// Connect once and disconnect (`check-config --connect`): `Ok` on the broker's CONNACK,
+/// else the cause and the error.
+pub async fn probe(s: &Settings, timeout: Duration) -> Result<(), (Cause, String)> {
+    let mut opts = options(s).map_err(|e| (Cause::Tls, format!("{e:#}")))?;
+    // Not the daemon's client id (a running daemon would be kicked off) and no last will.
+    opts.set_client_id(format!("{}-check-{}", s.client_id, std::process::id()));
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                return Ok(());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err((classify(&e), e.to_string())),
+            Err(_) => return Err((Cause::Timeout, format!("no answer within {timeout:?}"))),
+        }
+    }
+}
+
+/// Run the connection until `shutdown` turns true; then publish `offline`
+/// and disconnect (bounded by a short timeout).
+pub async fn run(
+    s: Settings,
+    outbox: Arc<Outbox>,
+    state: Arc<ConnState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let opts = options(&s)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    let mut backoff = s.backoff_min;
+    let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
+    let mut failures = FailureLog::new();
 
     loop {
         tokio::select! {
@@ -130,13 +293,15 @@ pub async fn run(
             }
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = s.backoff_min;
+                    backoff.reset();
+                    failures.connected();
                     state.connected.store(true, Ordering::SeqCst);
                     let n = state.connects.fetch_add(1, Ordering::SeqCst) + 1;
                     tracing::info!(host = %s.host, port = s.port, connects = n, "MQTT connected");
+                    let now = if state.offline.load(Ordering::SeqCst) { "offline" } else { "online" };
                     let online = Message {
                         topic: s.availability_topic.clone(),
-                        payload: b"online".to_vec(),
+                        payload: now.as_bytes().to_vec(),
                         retain: true,
                         qos: 1,
                     };
@@ -156,13 +321,10 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if state.connected.swap(false, Ordering::SeqCst) {
-                        tracing::warn!("MQTT connection lost: {e}");
-                    } else {
-                        tracing::debug!("MQTT connect failed: {e}");
-                    }
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(s.backoff_max);
+                    let lost = state.connected.swap(false, Ordering::SeqCst);
+                    state.failures.fetch_add(1, Ordering::Relaxed);
+                    failures.failed(&s, classify(&e), &e, lost);
+                    let wait = backoff.next_wait();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => { if *shutdown.borrow() { break; } }

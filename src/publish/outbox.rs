@@ -21,6 +21,7 @@ pub struct Outbox {
     cap: usize,
     dropped: AtomicU64,
     pushed: AtomicU64,
+    invalid: AtomicU64,
     pub(crate) notify: Notify,
 }
 
@@ -31,6 +32,7 @@ impl Outbox {
             cap: cap.max(1),
             dropped: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
             notify: Notify::new(),
         }
     }
@@ -40,8 +42,17 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue a message, dropping the oldest one if the buffer is full.
+    /// Queue a message, dropping the oldest one if the buffer is full. A message whose
+    /// topic no broker accepts is refused here, counted and logged: queued, it would block
+    /// every message behind it.
     pub fn push(&self, m: Message) {
+        if !super::valid_publish_topic(&m.topic) {
+            let n = self.invalid.fetch_add(1, Ordering::Relaxed) + 1;
+            if crate::telemetry::worth_logging(n) {
+                tracing::warn!(topic = ?m.topic, refused = n, "not publishing: the topic is not a valid MQTT topic");
+            }
+            return;
+        }
         {
             let mut q = self.lock();
             if q.len() >= self.cap {
@@ -81,6 +92,11 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Messages refused for an invalid topic.
+    pub fn invalid(&self) -> u64 {
+        self.invalid.load(Ordering::Relaxed)
+    }
+
     pub fn pushed(&self) -> u64 {
         self.pushed.load(Ordering::Relaxed)
     }
@@ -113,5 +129,22 @@ mod tests {
         o.unpop(m(6));
         assert_eq!(o.len(), 3, "unpop never exceeds the bound");
         assert_eq!(o.dropped(), 8);
+    }
+
+    #[test]
+    fn an_invalid_topic_never_blocks_the_queue() {
+        let o = Outbox::new(10);
+        o.push(m(1));
+        for bad in ["t/+", "t/#", "", "t/\0"] {
+            o.push(Message {
+                topic: bad.into(),
+                ..m(0)
+            });
+        }
+        o.push(m(2));
+        assert_eq!(o.invalid(), 4);
+        assert_eq!(o.pop().unwrap().topic, "t/1");
+        assert_eq!(o.pop().unwrap().topic, "t/2");
+        assert!(o.pop().is_none());
     }
 }
