@@ -114,7 +114,8 @@ fn nap(shared: &Shared, d: Duration) {
 
 /// The capture thread: opens the source (again, with back-off and jitter, after errors and
 /// stalls), paces file sources at `source.fps`, and hands frames on. A source silent for
-/// `source.stall_timeout_s` is reopened; the back-off starts again from its floor only once
+/// `source.stall_timeout_s` is reopened (a reopened one has [`FIRST_FRAME_GRACE`] more for
+/// its first frame); the back-off starts again from its floor only once
 /// a reopened source has delivered a frame. At the end of a file it stays (idle, holding the
 /// pipeline open) unless the daemon should finish.
 pub fn capture_loop(
@@ -215,7 +216,14 @@ pub fn capture_loop(
             }
             Ok(Read::Pending) => {
                 let since = *silent_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= stall {
+                // A freshly opened source may take longer for its first frame (a stream
+                // decoder probes its input first); after that, silence is a stall.
+                let limit = if delivering {
+                    stall
+                } else {
+                    stall + FIRST_FRAME_GRACE
+                };
+                if since.elapsed() >= limit {
                     st.stalls.fetch_add(1, Ordering::Relaxed);
                     opened = false;
                     retry(
@@ -271,6 +279,10 @@ pub fn capture_loop(
     // Dropping the source here ends its child processes and threads.
     drop(source);
 }
+
+/// How much longer than `source.stall_timeout_s` a (re)opened source may take for its first
+/// frame: ffmpeg probes a stream (up to 5 s of it by default) before it decodes.
+pub const FIRST_FRAME_GRACE: Duration = Duration::from_secs(10);
 
 /// The configured source, for logs.
 fn source_name(cfg: &Config) -> String {

@@ -315,9 +315,10 @@ impl Ffmpeg {
         .any(|p| self.uri.starts_with(p))
     }
 
-    /// ffmpeg's network I/O timeout in microseconds: the stall timeout.
+    /// ffmpeg's network I/O timeout in microseconds: twice the stall timeout, so that the
+    /// capture thread's own stall detection acts first and ffmpeg's is the backstop.
     fn rw_timeout(&self) -> String {
-        (self.stall.as_micros().max(1)).to_string()
+        ((self.stall * 2).as_micros().max(1)).to_string()
     }
 
     /// The stream's native size and declared frame count, from ffprobe; gives up after
@@ -468,7 +469,12 @@ fn log_stderr(err: std::process::ChildStderr, uri: String, last: Arc<Mutex<Strin
 impl FrameSource for Ffmpeg {
     fn open(&mut self, stop: &AtomicBool) -> Result<()> {
         self.running = None;
-        let (pw, ph, declared) = if self.is_stream() && self.width > 0 && self.height > 0 {
+        // Probe for the size when it is not configured, and for the declared frame count of
+        // a regular file; never a stream or a pipe whose size is known (probing would eat
+        // its first frames, or wait on it).
+        let sized = self.width > 0 && self.height > 0;
+        let regular = !self.is_stream() && Path::new(&self.uri).is_file();
+        let (pw, ph, declared) = if sized && !regular {
             (self.width, self.height, None)
         } else {
             self.probe(stop)?

@@ -1,0 +1,381 @@
+//! Helpers shared by the tests that run the real `edgecam` binary against a real `mosquitto`
+//! on a free loopback port: the broker, a reconnecting subscriber, waiting for messages,
+//! spawning and stopping the daemon. Each test binary uses a part of them.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh, empty directory for one test.
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgecam-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A `mosquitto` process on 127.0.0.1:`port`.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+    conf: PathBuf,
+}
+
+impl Broker {
+    /// Anonymous access.
+    pub fn start(port: u16, dir: &Path) -> Broker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        Self::spawn(port, conf)
+    }
+    /// Only `user` with `password`.
+    pub fn with_password(port: u16, dir: &Path, user: &str, password: &str) -> Broker {
+        let pw = dir.join("mosquitto.passwd");
+        let ok = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(&pw)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd (package mosquitto)");
+        assert!(ok.success());
+        let conf = dir.join("mosquitto-auth.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+                pw.display()
+            ),
+        )
+        .unwrap();
+        Self::spawn(port, conf)
+    }
+    fn spawn(port: u16, conf: PathBuf) -> Broker {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("mosquitto is needed (scripts/test installs it)");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, port, conf }
+    }
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(self.port, self.conf.clone());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Received (topic, payload, time).
+pub type Msg = (String, String, Instant);
+
+/// A subscriber that reconnects by itself and forwards every message.
+pub fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
+    let (tx, rx) = mpsc::channel();
+    let filter = filter.to_string();
+    std::thread::spawn(move || {
+        let mut opts = MqttOptions::new(format!("test-sub-{}", free_port()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut conn) = Client::new(opts, 100);
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe(&filter, QoS::AtMostOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let body = String::from_utf8_lossy(&p.payload).into_owned();
+                    if tx.send((p.topic.clone(), body, Instant::now())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    rx
+}
+
+/// Wait until `pred` holds for a received message; returns everything received meanwhile.
+pub fn wait_for(
+    rx: &mpsc::Receiver<Msg>,
+    all: &mut Vec<Msg>,
+    timeout: Duration,
+    pred: impl Fn(&Msg) -> bool,
+) -> bool {
+    let end = Instant::now() + timeout;
+    if all.iter().any(&pred) {
+        return true;
+    }
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(m) => {
+                let hit = pred(&m);
+                all.push(m);
+                if hit {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Everything received for `wait`.
+pub fn collect(rx: &mpsc::Receiver<Msg>, all: &mut Vec<Msg>, wait: Duration) {
+    let end = Instant::now() + wait;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(m) => all.push(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Payloads on `topic`, parsed as JSON.
+pub fn json_on(all: &[Msg], topic: &str) -> Vec<serde_json::Value> {
+    all.iter()
+        .filter(|m| m.0 == topic)
+        .filter_map(|m| serde_json::from_str(&m.1).ok())
+        .collect()
+}
+
+/// A daemon configuration on the bundled clip and int8 model, `extra` appended (later keys of
+/// a section given again in `extra` are an error: use [`set_key`] to change one).
+pub fn write_config(dir: &Path, port: u16, device: &str, extra: &str) -> PathBuf {
+    let p = dir.join("edgecam.toml");
+    let r = root();
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[source]
+kind = "mjpeg"
+uri = "{clip}"
+fps = 10.0
+loop = true
+
+[detector]
+model = "{model}"
+labels = "{labels}"
+score_threshold = 0.3
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+device_id = "{device}"
+qos = 1
+stats_interval_s = 1.0
+
+[tracker]
+update_every = 2
+{extra}
+"#,
+            clip = r.join("tests/data/vtest_10s.mjpeg").display(),
+            model = r.join("models/ssd_mobilenetv2_oidv4_int8.tflite").display(),
+            labels = r.join("models/oidv4_labelmap.txt").display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Set `key = value` in `[section]` of the TOML file at `p` (replacing the key if present).
+pub fn set_key(p: &Path, section: &str, key: &str, value: &str) {
+    let text = std::fs::read_to_string(p).unwrap();
+    let mut out = Vec::new();
+    let mut in_section = false;
+    let mut done = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if in_section && !done {
+                out.push(format!("{key} = {value}"));
+                done = true;
+            }
+            in_section = t == format!("[{section}]");
+        } else if in_section && t.split('=').next().map(str::trim) == Some(key) {
+            out.push(format!("{key} = {value}"));
+            done = true;
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    if !done {
+        if !in_section {
+            out.push(format!("[{section}]"));
+        }
+        out.push(format!("{key} = {value}"));
+    }
+    std::fs::write(p, out.join("\n") + "\n").unwrap();
+}
+
+pub fn daemon(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// A daemon whose log lines (stderr) are collected, with extra environment variables.
+pub struct Logged {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Logged {
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Logged {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecam"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("  | {line}");
+                l2.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Logged { child, log }
+    }
+    /// Log lines containing every one of `words`.
+    pub fn lines_with(&self, words: &[&str]) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| words.iter().all(|w| l.contains(w)))
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+    /// Wait until a log line contains every one of `words`; when it was logged.
+    pub fn wait_line(&self, words: &[&str], timeout: Duration) -> Option<Instant> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some((t, _)) = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| words.iter().all(|w| l.contains(w)))
+            {
+                return Some(*t);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+/// Wait for `child` to exit, at most `limit`: its status and how long it took.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<(ExitStatus, Duration)> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some((s, t0.elapsed()));
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The process ids of `pid`'s children (all its threads'), from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .map(|state| state != "Z" && state != "X")
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
