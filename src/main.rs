@@ -540,7 +540,9 @@ fn check_config(path: Option<&Path>, connect: bool) -> Result<()> {
     src.open(&stop)
         .with_context(|| format!("source: {}", src.describe()))
         .map_err(unavailable)?;
-    let stall = std::time::Duration::from_secs_f64(cfg.source.stall_timeout_s);
+    // As the daemon allows a freshly opened source for its first frame.
+    let stall = std::time::Duration::from_secs_f64(cfg.source.stall_timeout_s)
+        + edgecam::app::pipeline::FIRST_FRAME_GRACE;
     let t0 = std::time::Instant::now();
     loop {
         use edgecam::capture::Read;
@@ -561,7 +563,7 @@ fn check_config(path: Option<&Path>, connect: bool) -> Result<()> {
             Read::Pending if t0.elapsed() < stall => {}
             Read::Pending => {
                 return Err(unavailable(anyhow::anyhow!(
-                    "source: {} opened but sent no frame within source.stall_timeout_s ({stall:?})",
+                    "source: {} opened but sent no frame within {stall:?} (source.stall_timeout_s + 10 s)",
                     src.describe()
                 )))
             }

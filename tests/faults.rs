@@ -767,8 +767,11 @@ fn scenario_file_end() -> Row {
     Row {
         fault: "non-looping file ends (no exit_on_eof)",
         detected: Some(ended.duration_since(t0)),
-        recovered: Some(offline_at.duration_since(t0)),
-        lost: "none; availability offline, stats go on".into(),
+        recovered: None,
+        lost: format!(
+            "none; `availability` offline {:.1} s after the end, stats and watchdog go on",
+            offline_at.saturating_duration_since(ended).as_secs_f64()
+        ),
     }
 }
 
@@ -831,7 +834,7 @@ fn scenario_truncated_files() -> Row {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Row {
-        fault: "file source cut short (MJPEG mid-frame; AVI cut in half)",
+        fault: "file source cut short (MJPEG mid-frame; AVI cut in half); detected = exit",
         detected: Some(took),
         recovered: None,
         lost: "exit 65 (EX_DATAERR) with exit_on_eof; state `truncated` otherwise".into(),
@@ -970,7 +973,7 @@ fn scenario_config_limits() -> Row {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Row {
-        fault: "config values beyond their limits (file and environment), missing CA file",
+        fault: "config values beyond their limits (file and environment), missing CA file; detected = exit",
         detected: Some(slowest),
         recovered: None,
         lost: "exit 78 naming the key; systemd does not restart (RestartPreventExitStatus=78)"

@@ -388,7 +388,8 @@ impl Ffmpeg {
         } else {
             format!(": {last}")
         };
-        if self.is_stream() {
+        if self.is_stream() || self.looping {
+            // A stream, or a looping file, has no end: this is a failure (reopen).
             bail!("ffmpeg {} ended ({status:?}){why}", self.uri);
         }
         let clean = status.map(|s| s.success()).unwrap_or(false);
