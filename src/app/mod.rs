@@ -1,7 +1,6 @@
 //! The daemon: wires the stage threads, the MQTT connection, signals and the
 //! systemd watchdog together. tokio runs only the I/O side.
 
-pub mod broker;
 pub mod latest;
 pub mod pipeline;
 pub mod stats;
@@ -17,7 +16,7 @@ use crate::capture::{sources, Frame};
 use crate::config::Config;
 use crate::postprocess::tracker::Object;
 use crate::publish::mqtt::{self, ConnState};
-use crate::publish::{homeassistant, Outbox};
+use crate::publish::{Outbox, Publisher};
 use pipeline::{Infer, Processed, PublishCtx, Shared};
 
 /// The int8 detector behind the detect stage.
@@ -50,7 +49,7 @@ impl EngineInfer {
     pub fn start_shadow(
         &mut self,
         cfg: &Config,
-        out: crate::drift::shadow::ShadowOutput,
+        out: Publisher,
     ) -> Result<std::thread::JoinHandle<()>> {
         let (feed, handle) = crate::drift::shadow::start(cfg, &self.det, out)?;
         self.shadow = Some(feed);
@@ -102,7 +101,7 @@ pub fn mqtt_settings(cfg: &Config) -> mqtt::Settings {
         password: cfg.mqtt.password.clone(),
         tls: cfg.mqtt.tls,
         ca_file: cfg.mqtt.ca_file.clone(),
-        availability_topic: format!("{base}/availability"),
+        availability_topic: Publisher::availability_topic(&base),
         backoff_min: Duration::from_secs_f64(cfg.mqtt.backoff_min_s),
         backoff_max: Duration::from_secs_f64(cfg.mqtt.backoff_max_s),
         echo: cfg.mqtt.echo,
@@ -154,11 +153,10 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
 }
 
 /// Publish what subscribers need before the first frame: Home Assistant discovery.
-fn announce(cfg: &Config, infer: &EngineInfer, conn: &ConnState) {
+fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
     if !cfg.homeassistant.enabled {
         return;
     }
-    let (base, device_id) = (cfg.base_topic(), cfg.device_id());
     let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
         infer
             .labels()
@@ -168,21 +166,12 @@ fn announce(cfg: &Config, infer: &EngineInfer, conn: &ConnState) {
     } else {
         cfg.homeassistant.labels.clone()
     };
-    for m in homeassistant::discovery(
+    publisher.discovery(
         &cfg.homeassistant.discovery_prefix,
-        &base,
-        &device_id,
+        &cfg.device_id(),
         &labels,
-    ) {
-        conn.remember(&m);
-    }
-    if cfg.shadow.enabled {
-        for m in
-            homeassistant::drift_discovery(&cfg.homeassistant.discovery_prefix, &base, &device_id)
-        {
-            conn.remember(&m);
-        }
-    }
+        cfg.shadow.enabled,
+    );
 }
 
 /// A stage thread the supervisor watches.
@@ -288,7 +277,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
 
     // First-run mode: no broker configured → embedded broker on loopback.
     let _broker = if cfg.mqtt.host.is_empty() {
-        let b = broker::Embedded::start()
+        let b = crate::publish::broker::Embedded::start()
             .context("starting the embedded MQTT broker")
             .map_err(|e| anyhow::Error::new(crate::exit::Failure::Unavailable(e)))?;
         tracing::info!(
@@ -302,22 +291,20 @@ pub fn run(mut cfg: Config) -> Result<()> {
         None
     };
 
-    let base = cfg.base_topic();
     let settings = mqtt_settings(&cfg);
     let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
     let conn = Arc::new(ConnState::default());
-    announce(&cfg, &infer, &conn);
+    let publisher = Publisher::new(
+        cfg.base_topic(),
+        cfg.mqtt.qos,
+        cfg.mqtt.retain,
+        outbox.clone(),
+        conn.clone(),
+    );
+    announce(&cfg, &infer, &publisher);
     let shadow_thread = if cfg.shadow.enabled {
         let h = infer
-            .start_shadow(
-                &cfg,
-                crate::drift::shadow::ShadowOutput {
-                    outbox: outbox.clone(),
-                    conn: conn.clone(),
-                    base: base.clone(),
-                    qos: cfg.mqtt.qos,
-                },
-            )
+            .start_shadow(&cfg, publisher.clone())
             .map_err(crate::exit::config)?;
         tracing::info!(
             every_n = cfg.shadow.every_n,
@@ -331,11 +318,8 @@ pub fn run(mut cfg: Config) -> Result<()> {
 
     let shared = Shared::new();
     let ctx = PublishCtx {
-        base: base.clone(),
         model: infer.name(),
         kernels: path.to_string(),
-        qos: cfg.mqtt.qos,
-        retain_detections: cfg.mqtt.retain,
         stats_interval: Duration::from_secs_f64(cfg.mqtt.stats_interval_s),
     };
     let (frame_tx, frame_rx) = latest::latest::<Frame>(1, shared.stats.dropped_capture.clone());
@@ -358,10 +342,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
         let detect = std::thread::Builder::new()
             .name("edgecam-detect".into())
             .spawn(move || pipeline::detect_loop(&c2, &mut infer, frame_rx, res_tx, &s2))?;
-        let (c3, s3, o3, k3) = (cfg.clone(), shared.clone(), outbox.clone(), conn.clone());
+        let (c3, s3) = (cfg.clone(), shared.clone());
         let publish = std::thread::Builder::new()
             .name("edgecam-publish".into())
-            .spawn(move || pipeline::publish_loop(&c3, &ctx, res_rx, &o3, &k3, &s3))?;
+            .spawn(move || pipeline::publish_loop(&c3, &ctx, res_rx, &publisher, &s3))?;
         let mut v = vec![
             Stage::new("capture", capture),
             Stage::new("detect", detect),

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use serde_json::json;
 
 use super::latest::LatestSender;
 use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
@@ -16,9 +15,7 @@ use crate::backoff::Backoff;
 use crate::capture::{Frame, FrameSource, Read, READ_WAIT};
 use crate::config::Config;
 use crate::postprocess::tracker::{Object, Tracker};
-use crate::publish::mqtt::ConnState;
-use crate::publish::time::rfc3339;
-use crate::publish::{topic_level, Message, Outbox};
+use crate::publish::{FrameReport, Publisher, StatsFigures};
 use crate::telemetry::worth_logging;
 
 /// Shared run state of the stage threads.
@@ -422,23 +419,61 @@ pub fn detect_loop(
     shared.stats.cpu_detect.set(thread_cpu_seconds());
 }
 
-/// What the publisher needs to know to build messages.
+/// What the publish stage needs beside its [`Publisher`].
 pub struct PublishCtx {
-    pub base: String,
+    /// The int8 model's name, for `detections`.
     pub model: String,
+    /// The kernel path, for `stats`.
     pub kernels: String,
-    pub qos: u8,
-    pub retain_detections: bool,
     pub stats_interval: Duration,
 }
 
-/// The publish thread: tracking, counts, events, stats → outbox.
+/// The pipeline's figures for `stats`: frame rates over the last `dt` seconds (since the
+/// counts `last_captured` and `last_processed`).
+fn stats_figures(
+    shared: &Shared,
+    kernels: &str,
+    dt: f64,
+    last_captured: u64,
+    last_processed: u64,
+) -> StatsFigures {
+    let st = &shared.stats;
+    let cap = st.captured.load(Ordering::Relaxed);
+    let pro = st.processed.load(Ordering::Relaxed);
+    StatsFigures {
+        capture_fps: (cap - last_captured) as f64 / dt,
+        processed_fps: (pro - last_processed) as f64 / dt,
+        captured: cap,
+        processed: pro,
+        dropped_capture: st.dropped_capture.load(Ordering::Relaxed),
+        dropped_rate_cap: st.skipped_rate.load(Ordering::Relaxed),
+        dropped_results: st.dropped_results.load(Ordering::Relaxed),
+        source_errors: st.source_errors.load(Ordering::Relaxed),
+        detect_errors: st.detect_errors.load(Ordering::Relaxed),
+        source_state: shared.source_state().as_str(),
+        stalls: st.stalls.load(Ordering::Relaxed),
+        reopens: st.reopens.load(Ordering::Relaxed),
+        skipped: st.skipped_items.load(Ordering::Relaxed),
+        inference_ms: st.inference_ms.percentiles().unwrap_or((0.0, 0.0)),
+        latency_ms: st.latency_ms.percentiles().unwrap_or((0.0, 0.0)),
+        capture_queue: st.capture_queue.load(Ordering::Relaxed),
+        result_queue: st.result_queue.load(Ordering::Relaxed),
+        cpu_capture: st.cpu_capture.get(),
+        cpu_detect: st.cpu_detect.get(),
+        cpu_publish: st.cpu_publish.get(),
+        rss_bytes: rss_bytes(),
+        kernels: kernels.to_string(),
+        cpu_temp_c: cpu_temperature(),
+        uptime_s: st.started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The publish thread: tracking, counts, events, stats → the [`Publisher`].
 pub fn publish_loop(
     cfg: &Config,
     ctx: &PublishCtx,
     input: Receiver<Processed>,
-    outbox: &Outbox,
-    conn: &ConnState,
+    publisher: &Publisher,
     shared: &Shared,
 ) {
     let mut tracker = Tracker::new(
@@ -450,16 +485,6 @@ pub fn publish_loop(
     let mut last_stats = Instant::now();
     let mut last_captured = 0u64;
     let mut last_processed = 0u64;
-    let send = |topic: String, payload: Vec<u8>, retain: bool| {
-        let m = Message {
-            topic,
-            payload,
-            retain,
-            qos: ctx.qos,
-        };
-        conn.remember(&m);
-        outbox.push(m);
-    };
     let mut announced_end = false;
     loop {
         // A file source that ended leaves the daemon up but idle: say so to subscribers
@@ -471,53 +496,30 @@ pub fn publish_loop(
                 "the source has ended: availability offline; the daemon stays up until stopped \
                  (pipeline.exit_on_eof = true ends it instead)"
             );
-            conn.offline.store(true, Ordering::SeqCst);
-            send(
-                format!("{}/availability", ctx.base),
-                b"offline".to_vec(),
-                true,
-            );
+            publisher.availability_offline_at_end();
         }
         let r = input.recv_timeout(Duration::from_millis(100));
         match r {
             Ok(p) => {
-                let msg = json!({
-                    "seq": p.seq,
-                    "timestamp": rfc3339(p.wall),
-                    "frame": {"width": p.width, "height": p.height},
-                    "model": ctx.model,
-                    "inference_ms": (p.inference_ms * 1000.0).round() / 1000.0,
-                    "objects": p.objects,
+                publisher.detections(&FrameReport {
+                    seq: p.seq,
+                    wall: p.wall,
+                    width: p.width,
+                    height: p.height,
+                    model: &ctx.model,
+                    inference_ms: p.inference_ms,
+                    objects: &p.objects,
                 });
-                send(
-                    format!("{}/detections", ctx.base),
-                    msg.to_string().into_bytes(),
-                    ctx.retain_detections,
-                );
                 // Counts, on change (including back to zero).
                 let mut now: BTreeMap<String, u64> =
                     counts.keys().map(|k| (k.clone(), 0)).collect();
                 for o in &p.objects {
                     *now.entry(o.label.clone()).or_default() += 1;
                 }
-                for (label, n) in &now {
-                    if counts.get(label) != Some(n) {
-                        send(
-                            format!("{}/counts/{}", ctx.base, topic_level(label)),
-                            n.to_string().into_bytes(),
-                            true,
-                        );
-                    }
-                }
+                publisher.counts_changed(&counts, &now);
                 counts = now;
                 for e in tracker.update(p.seq, &p.objects) {
-                    let mut v = serde_json::to_value(&e).unwrap_or_default();
-                    v["timestamp"] = json!(rfc3339(p.wall));
-                    send(
-                        format!("{}/events", ctx.base),
-                        v.to_string().into_bytes(),
-                        false,
-                    );
+                    publisher.event(&e, Some(p.wall));
                 }
                 shared
                     .stats
@@ -531,72 +533,14 @@ pub fn publish_loop(
         if last_stats.elapsed() >= ctx.stats_interval {
             let dt = last_stats.elapsed().as_secs_f64();
             last_stats = Instant::now();
-            let st = &shared.stats;
-            let cap = st.captured.load(Ordering::Relaxed);
-            let pro = st.processed.load(Ordering::Relaxed);
-            let (p50, p95) = st.inference_ms.percentiles().unwrap_or((0.0, 0.0));
-            let (l50, l95) = st.latency_ms.percentiles().unwrap_or((0.0, 0.0));
-            let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
-            let msg = json!({
-                "timestamp": rfc3339(SystemTime::now()),
-                "capture_fps": r3((cap - last_captured) as f64 / dt),
-                "processed_fps": r3((pro - last_processed) as f64 / dt),
-                "frames": {"captured": cap, "processed": pro},
-                "dropped_frames": {
-                    "capture": st.dropped_capture.load(Ordering::Relaxed),
-                    "rate_cap": st.skipped_rate.load(Ordering::Relaxed),
-                    "results": st.dropped_results.load(Ordering::Relaxed),
-                },
-                "errors": {
-                    "source": st.source_errors.load(Ordering::Relaxed),
-                    "detect": st.detect_errors.load(Ordering::Relaxed),
-                },
-                "source": {
-                    "state": shared.source_state().as_str(),
-                    "stalls": st.stalls.load(Ordering::Relaxed),
-                    "reopens": st.reopens.load(Ordering::Relaxed),
-                    "skipped": st.skipped_items.load(Ordering::Relaxed),
-                },
-                "inference_ms": {"p50": r3(p50), "p95": r3(p95)},
-                "latency_ms": {"p50": r3(l50), "p95": r3(l95)},
-                "queues": {
-                    "capture": st.capture_queue.load(Ordering::Relaxed),
-                    "results": st.result_queue.load(Ordering::Relaxed),
-                    "mqtt": outbox.len(),
-                },
-                "mqtt": {
-                    "connected": conn.connected.load(Ordering::Relaxed),
-                    "connects": conn.connects.load(Ordering::Relaxed),
-                    "dropped": outbox.dropped(),
-                    "invalid": outbox.invalid(),
-                },
-                "cpu_seconds": {
-                    "capture": r3(st.cpu_capture.get()),
-                    "detect": r3(st.cpu_detect.get()),
-                    "publish": r3(st.cpu_publish.get()),
-                },
-                "rss_bytes": rss_bytes(),
-                "kernels": ctx.kernels,
-                "cpu_temp_c": cpu_temperature(),
-                "uptime_s": r3(st.started.elapsed().as_secs_f64()),
-                "version": env!("CARGO_PKG_VERSION"),
-            });
-            last_captured = cap;
-            last_processed = pro;
-            send(
-                format!("{}/stats", ctx.base),
-                msg.to_string().into_bytes(),
-                false,
-            );
+            let figures = stats_figures(shared, &ctx.kernels, dt, last_captured, last_processed);
+            last_captured = figures.captured;
+            last_processed = figures.processed;
+            publisher.stats(&figures);
         }
     }
     // Shutdown: end live tracks so subscribers see every object leave.
     for e in tracker.finish() {
-        let v = serde_json::to_value(&e).unwrap_or_default();
-        send(
-            format!("{}/events", ctx.base),
-            v.to_string().into_bytes(),
-            false,
-        );
+        publisher.event(&e, None);
     }
 }

@@ -35,9 +35,7 @@ use super::{load_detector, output_indices, raw_outputs, Comparator};
 use crate::config::Config;
 use crate::detect::Detector;
 use crate::engine::InterpreterOptions;
-use crate::publish::mqtt::ConnState;
-use crate::publish::time::rfc3339;
-use crate::publish::{Message, Outbox};
+use crate::publish::{DriftFigures, Publisher};
 
 /// Counters shared by the detection thread and the shadow thread.
 #[derive(Default)]
@@ -126,14 +124,6 @@ impl ShadowFeed {
     }
 }
 
-/// Where the shadow publishes.
-pub struct ShadowOutput {
-    pub outbox: Arc<Outbox>,
-    pub conn: Arc<ConnState>,
-    pub base: String,
-    pub qos: u8,
-}
-
 /// Lower the calling thread's scheduling priority to `nice` (0..=19).
 pub fn lower_thread_priority(nice: i32) -> Result<()> {
     let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
@@ -172,7 +162,7 @@ struct Worker {
     cmp: Comparator,
     window: Window,
     store: Option<Store>,
-    out: ShadowOutput,
+    out: Publisher,
     state: Arc<State>,
     budget: f64,
     int8_name: String,
@@ -182,11 +172,12 @@ struct Worker {
 }
 
 /// Load the float model and start the shadow thread. `int8` is the daemon's
-/// detector (for its output layout). Returns the feed for the detection thread.
+/// detector (for its output layout); `out` publishes `<base>/drift`. Returns the feed for the
+/// detection thread.
 pub fn start(
     cfg: &Config,
     int8: &Detector,
-    out: ShadowOutput,
+    out: Publisher,
 ) -> Result<(ShadowFeed, JoinHandle<()>)> {
     let sh = &cfg.shadow;
     let model: PathBuf = sh
@@ -333,38 +324,29 @@ impl Worker {
         let compared = st.compared.fetch_add(1, Ordering::Relaxed) + 1;
         let uptime = self.state.epoch.elapsed().as_secs_f64().max(1e-9);
         let busy_s = (st.busy_us.load(Ordering::Relaxed) as f64 / 1e6) + t0.elapsed().as_secs_f64();
-        let msg = serde_json::json!({
-            "timestamp": rfc3339(job.wall),
-            "seq": job.seq,
-            "models": {"int8": self.int8_name, "float": self.float_name},
-            "score_threshold": self.cmp.score_threshold,
-            "window": {"size": self.window.size, "frames": self.window.items.len()},
-            "frames": {
-                "sampled": st.sampled.load(Ordering::Relaxed),
-                "compared": compared,
-                "skipped": st.skipped_busy.load(Ordering::Relaxed) + st.skipped_budget.load(Ordering::Relaxed),
-                "skipped_busy": st.skipped_busy.load(Ordering::Relaxed),
-                "skipped_budget": st.skipped_budget.load(Ordering::Relaxed),
-                "errors": st.errors.load(Ordering::Relaxed),
-            },
-            "frame": frame,
-            "metrics": pooled.to_json(),
-            "ewma": self.window.ewma.to_json(),
-            "alarm": self.window.alarm.to_json(),
-            "shadow": {
-                "inference_ms": round(float_ms),
-                "busy_percent": round(100.0 * busy_s / uptime),
-                "cpu_budget_percent": self.budget,
-            },
+        let skipped_busy = st.skipped_busy.load(Ordering::Relaxed);
+        let skipped_budget = st.skipped_budget.load(Ordering::Relaxed);
+        self.out.drift(&DriftFigures {
+            wall: job.wall,
+            seq: job.seq,
+            int8_model: &self.int8_name,
+            float_model: &self.float_name,
+            score_threshold: self.cmp.score_threshold,
+            window_size: self.window.size,
+            window_frames: self.window.items.len(),
+            sampled: st.sampled.load(Ordering::Relaxed),
+            compared,
+            skipped_busy,
+            skipped_budget,
+            errors: st.errors.load(Ordering::Relaxed),
+            frame,
+            metrics: pooled.to_json(),
+            ewma: self.window.ewma.to_json(),
+            alarm: self.window.alarm.to_json(),
+            inference_ms: round(float_ms),
+            busy_percent: round(100.0 * busy_s / uptime),
+            cpu_budget_percent: self.budget,
         });
-        let m = Message {
-            topic: format!("{}/drift", self.out.base),
-            payload: msg.to_string().into_bytes(),
-            retain: false,
-            qos: self.out.qos,
-        };
-        self.out.conn.remember(&m);
-        self.out.outbox.push(m);
         Ok(())
     }
 }

@@ -1,13 +1,19 @@
-//! Stage: publish. Messages for MQTT topics (`detections`, `counts/<label>`,
-//! `events`, `stats`, `availability`, Home Assistant discovery) and the
-//! connection that carries them. See docs/MQTT.md.
+//! Stage: publish. publish owns every topic and payload of docs/MQTT.md (`detections`,
+//! `counts/<label>`, `events`, `stats`, `availability`, `drift`, Home Assistant discovery):
+//! the [`Publisher`] handle builds them from plain figures handed over by the app and the
+//! shadow, and nothing else names a topic. Below it: the [`Outbox`] buffer, the connection
+//! that drains it ([`mqtt`]) and the embedded broker of first-run mode ([`broker`]).
+//! publish depends on neither `app` nor `drift`; they wire it and call it.
 
+pub mod broker;
 pub mod homeassistant;
 pub mod mqtt;
 pub mod outbox;
+pub mod publisher;
 pub mod time;
 
 pub use outbox::{Message, Outbox};
+pub use publisher::{DriftFigures, FrameReport, Publisher, StatsFigures};
 
 /// `s` as one level of an MQTT topic: the wildcards `+` and `#`, the level separator `/`,
 /// NUL and other control characters become `_` (a label such as "C++" or "#1" must not

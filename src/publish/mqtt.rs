@@ -2,7 +2,8 @@
 //! exponential back-off and jitter (failures logged at warn, rate-limited, with their cause:
 //! auth, TLS, DNS, refused), re-publishes retained state after every
 //! (re)connect, drains the [`Outbox`] only while connected, and publishes
-//! `offline` (also registered as the last will) on clean shutdown.
+//! `offline` (also registered as the last will) on clean shutdown. Topics and payloads come
+//! from [`super::publisher`]; `availability_topic` is [`super::Publisher::availability_topic`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport}
 use tokio::sync::watch;
 
 use super::outbox::{Message, Outbox};
+use super::publisher::{OFFLINE, ONLINE};
 use crate::backoff::Backoff;
 
 /// Connection settings resolved from the configuration.
@@ -33,7 +35,7 @@ pub struct Settings {
     pub echo: bool,
 }
 
-/// Connection state shared with the pipeline (for stats) and tests.
+/// Connection state shared with the [`super::Publisher`] (retained messages, `stats`) and tests.
 #[derive(Default)]
 pub struct ConnState {
     pub connected: AtomicBool,
@@ -236,7 +238,7 @@ fn options(s: &Settings) -> Result<MqttOptions> {
     opts.set_max_packet_size(1 << 20, 1 << 20);
     opts.set_last_will(LastWill::new(
         &s.availability_topic,
-        "offline",
+        OFFLINE,
         QoS::AtLeastOnce,
         true,
     ));
@@ -298,7 +300,7 @@ pub async fn run(
                     state.connected.store(true, Ordering::SeqCst);
                     let n = state.connects.fetch_add(1, Ordering::SeqCst) + 1;
                     tracing::info!(host = %s.host, port = s.port, connects = n, "MQTT connected");
-                    let now = if state.offline.load(Ordering::SeqCst) { "offline" } else { "online" };
+                    let now = if state.offline.load(Ordering::SeqCst) { OFFLINE } else { ONLINE };
                     let online = Message {
                         topic: s.availability_topic.clone(),
                         payload: now.as_bytes().to_vec(),
@@ -345,7 +347,7 @@ pub async fn run(
         drain(&s, &client, &outbox, &state);
         let off = Message {
             topic: s.availability_topic.clone(),
-            payload: b"offline".to_vec(),
+            payload: OFFLINE.as_bytes().to_vec(),
             retain: true,
             qos: 1,
         };
