@@ -46,7 +46,7 @@ pub fn discovery(
             json!({
                 "name": format!("{label} count"),
                 "unique_id": format!("edgecam_{device_id}_{slug}_count"),
-                "state_topic": format!("{base}/counts/{label}"),
+                "state_topic": format!("{base}/counts/{}", super::topic_level(label)),
                 "availability_topic": availability,
                 "state_class": "measurement",
                 "icon": "mdi:counter",
@@ -59,7 +59,7 @@ pub fn discovery(
             json!({
                 "name": format!("{label} present"),
                 "unique_id": format!("edgecam_{device_id}_{slug}_present"),
-                "state_topic": format!("{base}/counts/{label}"),
+                "state_topic": format!("{base}/counts/{}", super::topic_level(label)),
                 "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
                 "availability_topic": availability,
                 "device_class": "occupancy",
@@ -167,6 +167,15 @@ mod tests {
             m[1].topic,
             "homeassistant/binary_sensor/cam1/person_present/config"
         );
+    }
+
+    #[test]
+    fn a_label_with_wildcards_points_at_its_safe_topic() {
+        let m = discovery("homeassistant", "edgecam/cam1", "cam1", &["C++ #1".into()]);
+        for x in &m[..2] {
+            let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
+            assert_eq!(v["state_topic"], "edgecam/cam1/counts/C__ _1");
+        }
     }
 
     #[test]
