@@ -14,6 +14,7 @@ pub mod drift;
 pub mod engine;
 pub mod exit;
 pub mod npy;
+pub mod percentile;
 pub mod postprocess;
 pub mod preprocess;
 pub mod publish;

@@ -8,6 +8,7 @@ use edgecam::detect::model_desc::{Colour, ModelDesc};
 use edgecam::detect::{detections_json, Detector, DetectorConfig};
 use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use edgecam::npy::NpyArray;
+use edgecam::percentile::percentile_of_sorted;
 use edgecam::preprocess::{Preprocessor, ResizeMode};
 
 /// edgecam: int8 object detection on the edge, with live quantization-drift monitoring.
@@ -406,8 +407,8 @@ impl BenchRound<'_> {
             _ => None,
         };
         ms.sort_by(f64::total_cmp);
-        let median = ms[ms.len() / 2];
-        let p95 = ms[((ms.len() - 1) as f64 * 0.95).round() as usize];
+        let median = percentile_of_sorted(&ms, 0.5).context("no iterations")?;
+        let p95 = percentile_of_sorted(&ms, 0.95).context("no iterations")?;
         let (ops, runs) = it.profile();
         let per_run = |t: f64| t / runs.max(1) as f64;
         if json {

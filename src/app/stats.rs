@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::percentile::percentile_of_sorted;
+
 /// A bounded window of recent samples with percentiles.
 pub struct Window {
     samples: Mutex<VecDeque<f64>>,
@@ -25,16 +27,18 @@ impl Window {
         }
         s.push_back(v);
     }
-    /// (p50, p95) of the window, or None when empty.
+    /// (p50, p95) of the window (nearest rank, [`crate::percentile`]), or None
+    /// when empty.
     pub fn percentiles(&self) -> Option<(f64, f64)> {
-        let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        if s.is_empty() {
-            return None;
-        }
-        let mut v: Vec<f64> = s.iter().copied().collect();
+        let mut v: Vec<f64> = {
+            let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+            s.iter().copied().collect()
+        };
         v.sort_by(f64::total_cmp);
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.95)))
+        Some((
+            percentile_of_sorted(&v, 0.5)?,
+            percentile_of_sorted(&v, 0.95)?,
+        ))
     }
 }
 
@@ -165,8 +169,9 @@ mod tests {
         for i in 0..1000 {
             w.push(i as f64);
         }
+        // The last 100 samples, 900..=999; nearest rank: the 50th and 95th.
         let (p50, p95) = w.percentiles().unwrap();
-        assert_eq!((p50, p95), (950.0, 994.0));
+        assert_eq!((p50, p95), (949.0, 994.0));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! and the model description; `detect` turns an RGB frame into detections.
 //! The description ([`model_desc::ModelDesc`]) is a JSON file next to the model.
 
-pub mod anchors;
 pub mod model_desc;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use image::RgbImage;
 
 use crate::engine::tensor::TensorRef;
 use crate::engine::{tflite, DType, Interpreter, InterpreterOptions};
+use crate::postprocess::anchors;
 use crate::postprocess::{BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};
 use crate::preprocess::{FrameTransform, InputKind, Preprocessor, ResizeMode};
 use model_desc::{desc_path_for_model, load_labels, Colour, ModelDesc, ScoreFn};

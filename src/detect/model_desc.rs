@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use crate::postprocess::anchors::{AnchorDesc, AnchorKind};
+
 /// Memory layout of the input tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,35 +85,6 @@ pub struct BoxCoderDesc {
     pub x_scale: f32,
     pub h_scale: f32,
     pub w_scale: f32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnchorKind {
-    /// TF object detection API `multiple_grid_anchor_generator` via `ssd_anchor_generator`.
-    SsdMultipleGrid,
-}
-
-/// Parameters of the SSD anchor generator (see [`crate::detect::anchors`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnchorDesc {
-    pub kind: AnchorKind,
-    pub num_layers: usize,
-    pub min_scale: f32,
-    pub max_scale: f32,
-    /// Square feature map sizes, one per layer.
-    pub feature_maps: Vec<usize>,
-    pub aspect_ratios: Vec<f32>,
-    /// Layer 0 uses only (lowest_layer_min_scale, 1), (s0, 2), (s0, 0.5).
-    pub reduce_boxes_in_lowest_layer: bool,
-    pub lowest_layer_min_scale: f32,
-    /// Aspect ratio of the extra anchor at scale sqrt(s_i s_{i+1}); 0 or negative: none.
-    pub interpolated_scale_aspect_ratio: f32,
-    /// Anchor centre offset within a cell, in cells (0.5 = centre).
-    pub anchor_offset: f32,
-    /// Expected number of anchors (checked against the generator and the model).
-    pub num_anchors: usize,
 }
 
 /// The description of one detection model.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::percentile::percentile;
 use crate::postprocess::nms::iou;
 use crate::postprocess::Detection;
 
@@ -314,17 +315,6 @@ pub fn mean(v: &[f64]) -> Option<f64> {
     }
 }
 
-/// Nearest-rank percentile (`q` in 0..=1).
-pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let k = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    Some(s[k - 1])
-}
-
 /// Pseudo mean average precision of the int8 detections against the float
 /// ones over `frames`, at one IoU threshold: per class, the int8 detections of
 /// every frame ranked by score (each matching at most one unmatched float box
@@ -479,7 +469,5 @@ mod tests {
         assert!((e.rmse() - 0.1).abs() < 1e-6);
         let neg: Vec<f32> = f.iter().map(|v| -v).collect();
         assert!((Energy::of(&f, &neg).cosine() + 1.0).abs() < 1e-12);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.95), Some(4.0));
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.0));
     }
 }

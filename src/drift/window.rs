@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{bail, Result};
 
-use super::compare::{map_pair, mean, percentile, prf, round, Energy, FrameComparison};
+use super::compare::{map_pair, mean, prf, round, Energy, FrameComparison};
+use crate::percentile::percentile;
 use crate::postprocess::Detection;
 
 /// Metrics pooled over a set of comparisons (a window or a whole source).

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Result};
 
+use super::anchors::Anchor;
 use super::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
-use crate::detect::anchors::Anchor;
 use crate::preprocess::FrameTransform;
 
 /// Centre/size box coder scales (`ty, tx, th, tw` are divided by these).

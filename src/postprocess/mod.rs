@@ -1,7 +1,14 @@
-//! Stage: postprocess — raw SSD outputs → detections (box decoding against
-//! anchors, scores, per-class or class-agnostic NMS), the mapping back to
-//! source-frame pixels, and the IoU tracker behind the events topic.
+//! Stage: postprocess — raw SSD outputs → detections (anchor generation, box
+//! decoding against the anchors, scores, per-class or class-agnostic NMS), the
+//! mapping back to source-frame pixels, and the IoU tracker behind the events
+//! topic.
+//!
+//! Downstream of `detect` and `engine`, so it imports neither: `detect` uses
+//! this module (anchors, decoder), and the engine's
+//! `TFLite_Detection_PostProcess` operator uses the leaf [`nms`] module (the
+//! crate's one IoU and greedy NMS).
 
+pub mod anchors;
 pub mod boxes;
 pub mod nms;
 pub mod tracker;

@@ -1,13 +1,34 @@
-//! Greedy non-maximum suppression with TFLite's conventions:
-//! candidates are visited in decreasing score order (ties: lower index first,
-//! i.e. a stable sort), a candidate is suppressed when its IoU with an already
-//! kept box is strictly greater than the threshold, and a box with non-positive
-//! area has IoU 0 with everything.
+//! Box geometry and greedy non-maximum suppression: the one [`iou`] and the
+//! one greedy NMS of the crate, used by the SSD [`Decoder`](super::Decoder),
+//! the [tracker](super::tracker), the drift comparison and the engine's
+//! `TFLite_Detection_PostProcess` operator
+//! (`engine::ops::detection_postprocess`).
+//!
+//! Conventions are TFLite's reference kernel (`detection_postprocess.cc`), so
+//! the operator stays bit-exact with it:
+//! - [`iou`] is `ComputeIntersectionOverUnion`: areas first (a box with a
+//!   non-positive area has IoU 0 with everything), then the intersection
+//!   `max(ymax' - ymin', 0) * max(xmax' - xmin', 0)`, then
+//!   `inter / (area_a + area_b - inter)`, all in f32 in that order;
+//! - candidates are visited in decreasing score order, ties by lower box index
+//!   (what TFLite's stable sort of the index-ordered list gives), see
+//!   [`sort_candidates`];
+//! - a candidate is suppressed when its IoU with an already kept box is
+//!   strictly greater than the threshold.
+//!
+//! This module is a leaf: it imports nothing from the crate. The engine
+//! (`src/engine`) depends on it, and nothing under `postprocess` depends on the
+//! engine, so there is no import cycle; keep it that way (a test below checks
+//! that this file names no other crate module).
 
 /// Box corners `[ymin, xmin, ymax, xmax]`.
+///
+/// [`iou`] treats both axes alike, so it serves `[x1, y1, x2, y2]` pixel boxes
+/// (the tracker's) just as well, as long as both boxes use the same order.
 pub type BoxCorners = [f32; 4];
 
-/// Intersection over union of two corner boxes (0 if either has no area).
+/// Intersection over union of two corner boxes (0 if either has no area), with
+/// TFLite's arithmetic (see the module documentation).
 #[inline]
 pub fn iou(a: &BoxCorners, b: &BoxCorners) -> f32 {
     let area_a = (a[2] - a[0]) * (a[3] - a[1]);
@@ -27,7 +48,7 @@ pub struct Candidate {
     pub score: f32,
     /// Index of the box (anchor).
     pub index: u32,
-    /// Class id (model column).
+    /// Class id (model column; any constant when all candidates are of one class).
     pub class: u32,
 }
 
@@ -43,9 +64,12 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     });
 }
 
-/// Greedy NMS over `cands` (already sorted with [`sort_candidates`]).
-/// When `per_class`, only boxes of the same class suppress each other.
-/// Kept candidates are appended to `keep` in order, at most `max_keep`.
+/// Greedy NMS over `cands` (already sorted with [`sort_candidates`]), boxes
+/// looked up by [`Candidate::index`] in `boxes`: each candidate not yet
+/// suppressed is kept and suppresses every later one whose IoU with it is
+/// `> iou_threshold`. When `per_class`, only boxes of the same class suppress
+/// each other. Kept candidates are appended to `keep` in order, at most
+/// `max_keep` (TFLite's per-call limit: the walk stops there).
 /// `suppressed` is scratch (resized, not reallocated once large enough).
 pub fn greedy_nms(
     cands: &[Candidate],
@@ -134,5 +158,23 @@ mod tests {
         let (mut s, mut k) = (Vec::new(), Vec::new());
         greedy_nms(&cands, &boxes, t, false, 10, &mut s, &mut k);
         assert_eq!(k.len(), 2);
+    }
+
+    #[test]
+    fn this_module_is_a_leaf() {
+        // The engine imports this module; an import of another crate module
+        // here could close a cycle (see the module documentation).
+        let src = include_str!("nms.rs");
+        let code = src.split("#[cfg(test)]").next().unwrap();
+        for l in code.lines() {
+            let l = l.trim_start();
+            if l.starts_with("//") {
+                continue;
+            }
+            assert!(
+                !l.contains("crate::") && !l.contains("super::"),
+                "nms.rs must not import other crate modules: {l}"
+            );
+        }
     }
 }

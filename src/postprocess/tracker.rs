@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::nms::iou;
+
 /// One detected object in source-frame pixels.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Object {
@@ -48,20 +50,6 @@ struct Track {
     frames: u64,
     missed: u32,
     since_update: u32,
-}
-
-/// IoU of two [x1, y1, x2, y2] boxes.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
-    }
 }
 
 pub struct Tracker {
@@ -114,6 +102,7 @@ impl Tracker {
         for (ti, t) in self.tracks.iter().enumerate() {
             for (oi, o) in objects.iter().enumerate() {
                 if o.label == t.obj.label {
+                    // Pixel boxes [x1, y1, x2, y2]: `iou` treats both axes alike.
                     let v = iou(&t.obj.bbox, &o.bbox);
                     if v >= self.iou_threshold {
                         pairs.push((v, ti, oi));

@@ -29,14 +29,18 @@
 //!   entry first — TFLite's partial sort leaves that unspecified), truncated to
 //!   `max_detections`.
 //!
+//! IoU, the candidate order and the greedy suppression are the crate's one
+//! definition in [`crate::postprocess::nms`], which follows this kernel's
+//! reference arithmetic and tie-breaking (it is a leaf module, so the engine
+//! importing it makes no cycle).
+//!
 //! All scratch is allocated in `build`; `eval` does not allocate.
 
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{DetectionPostProcessOptions, Node};
 use crate::engine::tensor::{DType, TensorInfo, TensorRef};
-
-type Corners = [f32; 4];
+use crate::postprocess::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
 
 /// How to read a (possibly quantized) input as f32.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,11 +132,11 @@ pub struct DetectionPostProcess {
     anchors: Vec<f32>,
     box_enc: Vec<f32>,
     scores: Vec<f32>,
-    decoded: Vec<Corners>,
+    decoded: Vec<BoxCorners>,
     class_scores: Vec<f32>,
-    keep: Vec<u32>,
-    active: Vec<bool>,
-    selected: Vec<u32>,
+    cands: Vec<Candidate>,
+    suppressed: Vec<bool>,
+    selected: Vec<Candidate>,
     top_classes: Vec<u32>,
     max_scores: Vec<f32>,
     merged_idx: Vec<usize>,
@@ -288,8 +292,8 @@ impl DetectionPostProcess {
             },
             decoded: vec![[0.0; 4]; n],
             class_scores: vec![0.0; n],
-            keep: Vec::with_capacity(n),
-            active: Vec::with_capacity(n),
+            cands: Vec::with_capacity(n),
+            suppressed: Vec::with_capacity(n),
             selected: Vec::with_capacity(n),
             top_classes: vec![0; n * num_categories],
             max_scores: vec![0.0; n],
@@ -313,71 +317,48 @@ fn validate_anchors(a: &[f32]) -> OpResult<()> {
     Ok(())
 }
 
-fn iou(a: &Corners, b: &Corners) -> f32 {
-    let area_a = (a[2] - a[0]) * (a[3] - a[1]);
-    let area_b = (b[2] - b[0]) * (b[3] - b[1]);
-    if area_a <= 0.0 || area_b <= 0.0 {
-        return 0.0;
-    }
-    let ih = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iw = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ih * iw;
-    inter / (area_a + area_b - inter)
-}
-
 /// Scratch of single-class NMS.
 struct NmsScratch<'s> {
-    keep: &'s mut Vec<u32>,
-    active: &'s mut Vec<bool>,
-    selected: &'s mut Vec<u32>,
+    cands: &'s mut Vec<Candidate>,
+    suppressed: &'s mut Vec<bool>,
+    selected: &'s mut Vec<Candidate>,
 }
 
-/// TFLite's single-class NMS over `scores` (one per box); the kept box indices
-/// are left in `s.selected`, best first.
+/// TFLite's single-class NMS over `scores` (one per box): the boxes scoring
+/// `>= score_threshold`, in [`sort_candidates`] order (decreasing score, ties
+/// by lower index), through [`greedy_nms`] with no class distinction. The kept
+/// candidates are left in `s.selected`, best first.
 fn nms_single(
     scores: &[f32],
-    boxes: &[Corners],
+    boxes: &[BoxCorners],
     score_threshold: f32,
     iou_threshold: f32,
     limit: usize,
     s: &mut NmsScratch<'_>,
 ) {
-    s.keep.clear();
-    s.keep.extend(
+    s.cands.clear();
+    s.cands.extend(
         scores
             .iter()
             .enumerate()
             .filter(|(_, &v)| v >= score_threshold)
-            .map(|(i, _)| i as u32),
+            .map(|(i, &v)| Candidate {
+                score: v,
+                index: i as u32,
+                class: 0,
+            }),
     );
-    // Decreasing score, ties by index: the result of a stable sort of the
-    // ascending index list, without the allocation of a stable sort.
-    s.keep.sort_unstable_by(|&a, &b| {
-        scores[b as usize]
-            .total_cmp(&scores[a as usize])
-            .then(a.cmp(&b))
-    });
+    sort_candidates(s.cands);
     s.selected.clear();
-    s.active.clear();
-    s.active.resize(s.keep.len(), true);
-    let limit = limit.min(s.keep.len());
-    for i in 0..s.keep.len() {
-        if s.selected.len() >= limit {
-            break;
-        }
-        if !s.active[i] {
-            continue;
-        }
-        let bi = s.keep[i];
-        s.selected.push(bi);
-        s.active[i] = false;
-        let box_i = &boxes[bi as usize];
-        for j in i + 1..s.keep.len() {
-            if s.active[j] && iou(box_i, &boxes[s.keep[j] as usize]) > iou_threshold {
-                s.active[j] = false;
-            }
-        }
-    }
+    greedy_nms(
+        s.cands,
+        boxes,
+        iou_threshold,
+        false,
+        limit,
+        s.suppressed,
+        s.selected,
+    );
 }
 
 impl Kernel for DetectionPostProcess {
@@ -442,8 +423,8 @@ impl Kernel for DetectionPostProcess {
         out_scores.fill(0.0);
 
         let mut nms = NmsScratch {
-            keep: &mut self.keep,
-            active: &mut self.active,
+            cands: &mut self.cands,
+            suppressed: &mut self.suppressed,
             selected: &mut self.selected,
         };
         let ncwb = self.ncwb;
@@ -484,8 +465,8 @@ impl Kernel for DetectionPostProcess {
                 o.max_detections,
                 &mut nms,
             );
-            for (d, &sel) in nms.selected.iter().enumerate() {
-                let sel = sel as usize;
+            for (d, sel) in nms.selected.iter().enumerate() {
+                let sel = sel.index as usize;
                 let rs = &scores[sel * ncwb + off..sel * ncwb + off + nc];
                 for col in 0..k {
                     let slot = o.max_classes_per_detection * d + col;
@@ -511,9 +492,9 @@ impl Kernel for DetectionPostProcess {
                     o.detections_per_class,
                     &mut nms,
                 );
-                for &sel in nms.selected.iter() {
-                    self.merged_idx.push(sel as usize * ncwb + col + off);
-                    self.merged_score.push(self.class_scores[sel as usize]);
+                for sel in nms.selected.iter() {
+                    self.merged_idx.push(sel.index as usize * ncwb + col + off);
+                    self.merged_score.push(sel.score);
                 }
                 let total = self.merged_idx.len();
                 let keep_n = total.min(o.max_detections);

@@ -11,8 +11,38 @@
 //! Computed in f64, stored as f32.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
-use super::model_desc::AnchorDesc;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorKind {
+    /// TF object detection API `multiple_grid_anchor_generator` via `ssd_anchor_generator`.
+    SsdMultipleGrid,
+}
+
+/// Parameters of the SSD anchor generator (see [`generate`]): the `anchors`
+/// section of a model description (re-exported by `detect::model_desc`, whose
+/// `ModelDesc::validate` checks the ranges).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorDesc {
+    pub kind: AnchorKind,
+    pub num_layers: usize,
+    pub min_scale: f32,
+    pub max_scale: f32,
+    /// Square feature map sizes, one per layer.
+    pub feature_maps: Vec<usize>,
+    pub aspect_ratios: Vec<f32>,
+    /// Layer 0 uses only (lowest_layer_min_scale, 1), (s0, 2), (s0, 0.5).
+    pub reduce_boxes_in_lowest_layer: bool,
+    pub lowest_layer_min_scale: f32,
+    /// Aspect ratio of the extra anchor at scale sqrt(s_i s_{i+1}); 0 or negative: none.
+    pub interpolated_scale_aspect_ratio: f32,
+    /// Anchor centre offset within a cell, in cells (0.5 = centre).
+    pub anchor_offset: f32,
+    /// Expected number of anchors (checked against the generator and the model).
+    pub num_anchors: usize,
+}
 
 /// One anchor in centre/size form.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,12 +113,14 @@ pub fn generate(d: &AnchorDesc) -> Result<Vec<Anchor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::model_desc::ModelDesc;
 
+    /// The `anchors` section of the repository's model description.
     fn desc() -> AnchorDesc {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("models/ssd_mobilenetv2_oidv4.json");
-        ModelDesc::load(&p).unwrap().anchors
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        serde_json::from_value(v["anchors"].clone()).unwrap()
     }
 
     fn close(a: Anchor, b: [f64; 4]) {
