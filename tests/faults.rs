@@ -119,6 +119,22 @@ fn stop_within_3s(d: &mut Logged, children: &[u32]) -> Duration {
     took
 }
 
+/// (captured, processed) from the daemon's last log line.
+fn final_counts(d: &Logged) -> (usize, usize) {
+    let line = d
+        .lines_with(&["stopped", "captured=", "processed="])
+        .pop()
+        .expect("the daemon's final log line");
+    let field = |name: &str| -> usize {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    (field("captured"), field("processed"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // An HTTP multipart MJPEG server (what IP cameras serve) that can go silent mid-stream.
 
@@ -426,15 +442,21 @@ fn scenario_zero_byte_jpeg() -> Row {
     let mut all = vec![];
     collect(&rx, &mut all, Duration::from_millis(500));
     let dets = json_on(&all, &format!("{base}/detections"));
-    // Each good image exactly once (the bad one used to restart the directory forever).
-    assert_eq!(
-        dets.len(),
-        3,
-        "3 good images, 3 detections messages: {:?}",
-        dets.iter().map(|d| d["seq"].clone()).collect::<Vec<_>>()
-    );
+    // Each good image captured exactly once (the bad one used to restart the directory
+    // forever, replaying the images before it); detection may drop one on a busy machine
+    // (latest frame wins), never repeat one.
+    let (captured, processed) = final_counts(&d);
+    assert_eq!(captured, 3, "3 good images, each captured once");
     let seqs: Vec<u64> = dets.iter().filter_map(|d| d["seq"].as_u64()).collect();
-    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(
+        seqs.len(),
+        processed,
+        "one message per processed frame: {seqs:?}"
+    );
+    assert!(
+        !seqs.is_empty() && seqs.windows(2).all(|w| w[0] < w[1]) && seqs.iter().all(|&s| s <= 3),
+        "distinct frames 1..=3: {seqs:?}"
+    );
     let skipped = d.lines_with(&["skipping", "b.jpg"]);
     assert_eq!(skipped.len(), 1, "the bad file is logged once: {skipped:?}");
     let detected = d
@@ -489,13 +511,7 @@ fn scenario_wildcard_label() -> Row {
     assert!(people > 0, "the label itself is kept in payloads");
     // Every processed frame's message arrived (a busy machine may process fewer than the 40
     // captured: latest frame wins); a jammed outbox delivered only the first few.
-    let stopped = d.lines_with(&["stopped", "processed="]);
-    let processed: usize = stopped
-        .first()
-        .and_then(|l| l.split("processed=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("the final log line gives the processed count");
+    let (_, processed) = final_counts(&d);
     assert!(processed >= 5, "only {processed} frames processed");
     assert_eq!(
         dets.len(),
