@@ -1,0 +1,80 @@
+//! `edgecam evaluate`: an int8 model against its float version over a source (offline drift).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::drift::evaluate::{self, EvalOptions};
+
+// No doc comment here: the subcommand's help text is the `Cmd::Evaluate` variant's in `main.rs`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// The int8 .tflite model.
+    #[arg(long)]
+    pub int8: PathBuf,
+    /// Its float .tflite version, the reference.
+    #[arg(long)]
+    pub float: PathBuf,
+    /// A video file or stream (ffmpeg), a directory of images, an MJPEG clip or one image.
+    #[arg(long)]
+    pub source: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML page with plots here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Model description JSON (default: next to the int8 model).
+    #[arg(long)]
+    pub desc: Option<PathBuf>,
+    /// Label file (default: the description's `labels`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Compare every k-th frame of the source.
+    #[arg(long, default_value_t = 1)]
+    pub every: usize,
+    /// Stop after this many compared frames (0 = the whole source).
+    #[arg(long, default_value_t = 0)]
+    pub max_frames: usize,
+    /// Score threshold of the comparison (default: shadow.score_threshold's default).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Skip the per-layer view (saves memory).
+    #[arg(long)]
+    pub no_layers: bool,
+}
+
+/// Runs the comparison, logging each compared frame to standard error; writes the reports
+/// asked for and prints the summary table.
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    let mut o = EvalOptions::new(&args.int8, &args.float);
+    o.desc = args.desc.clone();
+    o.labels = args.labels.clone();
+    o.every = args.every.max(1);
+    o.max_frames = args.max_frames;
+    o.layers = !args.no_layers;
+    if let Some(t) = args.threshold {
+        anyhow::ensure!((0.0..=1.0).contains(&t), "--threshold must be in 0..1");
+        o.score_threshold = t;
+    }
+    let ev = evaluate::run(o, &args.source, |c, n| {
+        let (p, r, f) = c.prf();
+        eprintln!(
+            "frame {:>5} ({n} compared): F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
+            c.seq,
+            c.float.len(),
+            c.int8.len()
+        );
+    })?;
+    let report = ev.report();
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, crate::drift::html::render(&report))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    print!("{}", ev.summary_table());
+    Ok(())
+}
