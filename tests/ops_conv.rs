@@ -1,7 +1,7 @@
 //! CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D and MEAN
 //! through the `Interpreter`:
 //! - `oracle_fixtures`: every case of `tests/data/ops/conv_pool_fc_mean.json`
-//!   (outputs of TFLite's BUILTIN_REF kernels, made by `scripts/gen_ops_fixtures.py`),
+//!   (outputs of TFLite's BUILTIN_REF kernels, made by `scripts/gen_op_fixtures.py`),
 //!   bit-exact for int8/uint8, 1e-5 relative for float;
 //! - hand-worked cases and a naive float convolution compared with int8 results.
 
