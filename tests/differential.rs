@@ -18,40 +18,8 @@ use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
 use edgecam::engine::{tflite, Interpreter};
 use edgecam::npy::NpyArray;
 
-// ---------------------------------------------------------------- randomness
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform integer in [lo, hi].
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-    fn usize(&mut self, lo: usize, hi: usize) -> usize {
-        self.int(lo as i64, hi as i64) as usize
-    }
-    fn f32(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn bool(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.usize(0, v.len() - 1)]
-    }
-    /// Log-uniform scale.
-    fn scale(&mut self, lo: f32, hi: f32) -> f32 {
-        (self.f32(lo.ln(), hi.ln())).exp()
-    }
-}
+mod common;
+use common::Rng;
 
 // ---------------------------------------------------------------- graph builder
 
@@ -177,10 +145,10 @@ fn n_of(shape: &[usize]) -> usize {
 fn rand_data(r: &mut Rng, k: Kind, n: usize) -> Vec<u8> {
     match k {
         Kind::F32 => {
-            let v: Vec<f32> = (0..n).map(|_| r.f32(-3.0, 3.0)).collect();
+            let v: Vec<f32> = (0..n).map(|_| r.f32_in(-3.0, 3.0)).collect();
             bytemuck::cast_slice(&v).to_vec()
         }
-        Kind::I8 | Kind::U8 => (0..n).map(|_| r.next() as u8).collect(),
+        Kind::I8 | Kind::U8 => (0..n).map(|_| r.next_u64() as u8).collect(),
     }
 }
 
@@ -190,18 +158,18 @@ fn rand_quant(r: &mut Rng, k: Kind) -> Option<Quant> {
     match k {
         Kind::F32 => None,
         Kind::I8 => {
-            let zp = if r.int(0, 4) == 0 {
+            let zp = if r.range(0, 4) == 0 {
                 r.pick(&[-128, 127, 0])
             } else {
-                r.int(-128, 127)
+                r.range(-128, 127)
             };
             Some(Quant::per_tensor(scale, zp))
         }
         Kind::U8 => {
-            let zp = if r.int(0, 4) == 0 {
+            let zp = if r.range(0, 4) == 0 {
                 r.pick(&[0, 255, 128])
             } else {
-                r.int(0, 255)
+                r.range(0, 255)
             };
             Some(Quant::per_tensor(scale, zp))
         }
@@ -263,13 +231,13 @@ fn weights(
     let n = n_of(shape);
     match k {
         Kind::F32 => {
-            let v: Vec<f32> = (0..n).map(|_| r.f32(-1.0, 1.0)).collect();
+            let v: Vec<f32> = (0..n).map(|_| r.f32_in(-1.0, 1.0)).collect();
             (DType::F32, None, bytemuck::cast_slice(&v).to_vec(), vec![])
         }
         Kind::I8 => {
             let ch = shape[channel_axis];
             let scales: Vec<f32> = (0..ch).map(|_| r.scale(0.002, 0.05)).collect();
-            let v: Vec<i8> = (0..n).map(|_| r.int(-127, 127) as i8).collect();
+            let v: Vec<i8> = (0..n).map(|_| r.range(-127, 127) as i8).collect();
             let q = Quant {
                 scale: scales.clone(),
                 zero_point: vec![0; ch],
@@ -284,8 +252,8 @@ fn weights(
         }
         Kind::U8 => {
             let s = r.scale(0.002, 0.05);
-            let zp = r.int(0, 255);
-            let v: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
+            let zp = r.range(0, 255);
+            let v: Vec<u8> = (0..n).map(|_| r.next_u64() as u8).collect();
             (DType::U8, Some(Quant::per_tensor(s, zp)), v, vec![s])
         }
     }
@@ -294,14 +262,14 @@ fn weights(
 fn bias(r: &mut Rng, b: &mut B, k: Kind, n: usize, in_scale: f32, w_scales: &[f32]) -> usize {
     match k {
         Kind::F32 => {
-            let v: Vec<f32> = (0..n).map(|_| r.f32(-1.0, 1.0)).collect();
+            let v: Vec<f32> = (0..n).map(|_| r.f32_in(-1.0, 1.0)).collect();
             b.constant(DType::F32, &[n], None, bytemuck::cast_slice(&v))
         }
         _ => {
             let scales: Vec<f32> = (0..n)
                 .map(|c| in_scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
                 .collect();
-            let v: Vec<i32> = (0..n).map(|_| r.int(-3000, 3000) as i32).collect();
+            let v: Vec<i32> = (0..n).map(|_| r.range(-3000, 3000) as i32).collect();
             let q = Quant {
                 scale: scales,
                 zero_point: vec![0; n],
@@ -314,7 +282,7 @@ fn bias(r: &mut Rng, b: &mut B, k: Kind, n: usize, in_scale: f32, w_scales: &[f3
 
 /// An output scale that keeps a sum of `terms` products mostly in range.
 fn acc_scale(r: &mut Rng, in_scale: f32, w_scale: f32, terms: usize) -> f32 {
-    in_scale * w_scale * 128.0 * 100.0 * (terms as f32).sqrt() / 128.0 * r.f32(0.3, 3.0)
+    in_scale * w_scale * 128.0 * 100.0 * (terms as f32).sqrt() / 128.0 * r.f32_in(0.3, 3.0)
 }
 
 fn conv(r: &mut Rng, k: Kind, depthwise: bool) -> Option<Case> {
@@ -325,7 +293,7 @@ fn conv(r: &mut Rng, k: Kind, depthwise: bool) -> Option<Case> {
     let cout = if depthwise { cin * mult } else { r.usize(1, 8) };
     let (kh, kw) = (r.usize(1, 4), r.usize(1, 4));
     let (sh, sw) = (r.usize(1, 3), r.usize(1, 3));
-    let (dh, dw) = if r.int(0, 3) == 0 {
+    let (dh, dw) = if r.range(0, 3) == 0 {
         (r.usize(1, 2), r.usize(1, 2))
     } else {
         (1, 1)
@@ -423,7 +391,7 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
     };
     let wt = b.constant(wd, &[units, depth], wq, &wbytes);
     let in_scale = iq.as_ref().map(|q| q.scale0()).unwrap_or(1.0);
-    let bt = if r.int(0, 3) == 0 {
+    let bt = if r.range(0, 3) == 0 {
         None
     } else {
         Some(bias(r, &mut b, k, units, in_scale, &wscales))
@@ -453,9 +421,9 @@ fn broadcast_shapes(r: &mut Rng) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
     let full = rand_shape(r, rank, 5);
     let mut a = full.clone();
     let mut c = full.clone();
-    if r.int(0, 2) > 0 {
+    if r.range(0, 2) > 0 {
         for d in 0..rank {
-            match r.int(0, 3) {
+            match r.range(0, 3) {
                 0 => a[d] = 1,
                 1 => c[d] = 1,
                 _ => {}
@@ -463,7 +431,7 @@ fn broadcast_shapes(r: &mut Rng) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
         }
     }
     // Lower rank for one side sometimes.
-    if rank > 1 && r.int(0, 3) == 0 {
+    if rank > 1 && r.range(0, 3) == 0 {
         c.remove(0);
     }
     let out: Vec<usize> = {
@@ -632,20 +600,20 @@ fn strided_slice(r: &mut Rng, k: Kind) -> Option<Case> {
     for (d, &dim) in shape.iter().enumerate() {
         let dim_i = dim as i64;
         let stride = r.pick(&[1i64, 1, 2, 3, -1, -2]);
-        let mut bv = r.int(-dim_i, dim_i);
-        let mut ev = r.int(-dim_i - 1, dim_i + 1);
-        if r.int(0, 3) == 0 {
+        let mut bv = r.range(-dim_i, dim_i);
+        let mut ev = r.range(-dim_i - 1, dim_i + 1);
+        if r.range(0, 3) == 0 {
             bm |= 1 << d;
         }
-        if r.int(0, 3) == 0 {
+        if r.range(0, 3) == 0 {
             em |= 1 << d;
         }
-        let shrink = r.int(0, 5) == 0;
+        let shrink = r.range(0, 5) == 0;
         if shrink {
             sm |= 1 << d;
             bm &= !(1 << d);
             em &= !(1 << d);
-            bv = r.int(-dim_i, dim_i - 1);
+            bv = r.range(-dim_i, dim_i - 1);
             ev = bv + 1;
             begin.push(bv as i32);
             end.push(ev as i32);
@@ -749,7 +717,7 @@ fn pad(r: &mut Rng, k: Kind) -> Option<Case> {
     let rank = r.usize(1, 4);
     let shape = rand_shape(r, rank, 4);
     let (mut b, x, q) = unary_io(r, k, &shape);
-    let p: Vec<i32> = (0..rank * 2).map(|_| r.int(0, 2) as i32).collect();
+    let p: Vec<i32> = (0..rank * 2).map(|_| r.range(0, 2) as i32).collect();
     let pt = b.const_i32(&[rank, 2], &p);
     let out: Vec<usize> = (0..rank)
         .map(|d| shape[d] + (p[2 * d] + p[2 * d + 1]) as usize)
@@ -844,7 +812,7 @@ fn resize(r: &mut Rng, k: Kind, bilinear: bool) -> Option<Case> {
     let (oh, ow) = (r.usize(1, 12), r.usize(1, 12));
     let (mut b, x, q) = unary_io(r, k, &shape);
     let st = b.const_i32(&[2], &[oh as i32, ow as i32]);
-    let (align_corners, half_pixel_centers) = match r.int(0, 2) {
+    let (align_corners, half_pixel_centers) = match r.range(0, 2) {
         0 => (false, false),
         1 => (true, false),
         _ => (false, true),
@@ -899,7 +867,7 @@ fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
         "relu_n1_to_1" => Op::ReluN1To1,
         "hard_swish" => Op::HardSwish,
         _ => Op::LeakyRelu {
-            alpha: r.f32(0.01, 0.5),
+            alpha: r.f32_in(0.01, 0.5),
         },
     };
     let y = b.tensor(k.dtype(), &shape, oq);
@@ -936,7 +904,7 @@ fn dequantize_f16(r: &mut Rng) -> Option<Case> {
     let mut b = B::default();
     let n = n_of(&shape);
     let halfs: Vec<u16> = (0..n)
-        .map(|_| half::f16::from_f32(r.f32(-4.0, 4.0)).to_bits())
+        .map(|_| half::f16::from_f32(r.f32_in(-4.0, 4.0)).to_bits())
         .collect();
     let c = b.constant(DType::F16, &shape, None, bytemuck::cast_slice(&halfs));
     let d = b.tensor(DType::F32, &shape, None);
@@ -958,15 +926,15 @@ fn detection_postprocess(r: &mut Rng) -> Option<Case> {
     let n = r.usize(4, 60);
     let classes = r.usize(1, 5);
     let mut b = B::default();
-    let boxes: Vec<f32> = (0..n * 4).map(|_| r.f32(-1.0, 1.0)).collect();
-    let scores: Vec<f32> = (0..n * (classes + 1)).map(|_| r.f32(0.0, 1.0)).collect();
+    let boxes: Vec<f32> = (0..n * 4).map(|_| r.f32_in(-1.0, 1.0)).collect();
+    let scores: Vec<f32> = (0..n * (classes + 1)).map(|_| r.f32_in(0.0, 1.0)).collect();
     let anchors: Vec<f32> = (0..n)
         .flat_map(|_| {
             [
-                r.f32(0.1, 0.9),
-                r.f32(0.1, 0.9),
-                r.f32(0.05, 0.5),
-                r.f32(0.05, 0.5),
+                r.f32_in(0.1, 0.9),
+                r.f32_in(0.1, 0.9),
+                r.f32_in(0.05, 0.5),
+                r.f32_in(0.05, 0.5),
             ]
         })
         .collect();
@@ -995,8 +963,8 @@ fn detection_postprocess(r: &mut Rng) -> Option<Case> {
         max_classes_per_detection: per_det,
         detections_per_class: r.usize(1, 10),
         use_regular_nms: regular,
-        nms_score_threshold: r.f32(0.0, 0.6),
-        nms_iou_threshold: r.f32(0.3, 0.7),
+        nms_score_threshold: r.f32_in(0.0, 0.6),
+        nms_iou_threshold: r.f32_in(0.3, 0.7),
         num_classes: classes,
         y_scale: 10.0,
         x_scale: 10.0,
@@ -1194,7 +1162,7 @@ fn random_single_operator_models_match_tflite_reference() {
     let dir = std::env::temp_dir().join(format!("edgecam-diff-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     let mut cases: Vec<(String, PathBuf)> = vec![];
     for (gname, gen) in generators() {
         let mut made = 0;

@@ -9,18 +9,8 @@ use edgecam::engine::tensor::{DType, Quant, TensorInfo};
 use edgecam::engine::tflite::{load_bytes, write_model};
 use edgecam::engine::Interpreter;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 /// Same body as `fuzz/fuzz_targets/load.rs`.
 fn fuzz_one(data: &[u8]) -> bool {
@@ -111,14 +101,14 @@ fn mutate(rng: &mut Rng, seed: &[u8], hot: usize) -> Vec<u8> {
                         0 => rng.below(64) as u32,
                         1 => u32::MAX - rng.below(64) as u32,
                         2 => 0x8000_0000,
-                        _ => rng.next() as u32,
+                        _ => rng.next_u64() as u32,
                     };
                     b[p..p + 4].copy_from_slice(&v.to_le_bytes());
                 }
             }
             _ => {
                 let p = pos(rng, b.len());
-                b[p] = rng.next() as u8;
+                b[p] = rng.next_u64() as u8;
             }
         }
         if b.is_empty() {
@@ -151,7 +141,7 @@ fn mutated_models_never_panic() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4000);
-    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let mut rng = Rng::xorshift(0xdead_beef_cafe_f00d);
     for (name, seed, hot) in &seeds {
         let mut loaded = 0;
         for _ in 0..iters {

@@ -12,47 +12,26 @@ use edgecam::engine::kernels::scalar::conv::{self, ConvGeom};
 use edgecam::engine::kernels::scalar::quant::{multiply_by_quantized_multiplier, Requant};
 use edgecam::engine::kernels::{KernelPath, RequantCols};
 
-/// SplitMix64: a tiny deterministic generator, so failures reproduce.
-struct Rng(u64);
+mod common;
+use common::Rng;
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// int8 data in one of several regimes: uniform, all -128, all 127, only {-128, 127}.
+fn i8s_mode(rng: &mut Rng, n: usize, mode: u32) -> Vec<i8> {
+    match mode {
+        1 => vec![-128; n],
+        2 => vec![127; n],
+        3 => (0..n)
+            .map(|_| if rng.next_u64() & 1 == 0 { -128 } else { 127 })
+            .collect(),
+        4 => (0..n).map(|_| rng.range(-127, 127) as i8).collect(),
+        _ => rng.i8s(n),
     }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-    fn usize(&mut self, lo: usize, hi: usize) -> usize {
-        self.range(lo as i64, hi as i64) as usize
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.usize(0, xs.len() - 1)]
-    }
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.next_u64() as i8).collect()
-    }
-    /// int8 data in one of several regimes: uniform, all -128, all 127, only {-128, 127}.
-    fn i8s_mode(&mut self, n: usize, mode: u32) -> Vec<i8> {
-        match mode {
-            1 => vec![-128; n],
-            2 => vec![127; n],
-            3 => (0..n)
-                .map(|_| if self.next_u64() & 1 == 0 { -128 } else { 127 })
-                .collect(),
-            4 => (0..n).map(|_| self.range(-127, 127) as i8).collect(),
-            _ => self.i8s(n),
-        }
-    }
-    fn f32s(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| self.range(-1_000_000, 1_000_000) as f32 / 500_000.0)
-            .collect()
-    }
+}
+
+fn f32s(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| rng.range(-1_000_000, 1_000_000) as f32 / 500_000.0)
+        .collect()
 }
 
 /// The SIMD paths this CPU offers (the test passes trivially only if there are none, which
@@ -122,7 +101,7 @@ fn check_gemm(
 
 #[test]
 fn gemm_i8_matches_triple_loop_on_random_shapes() {
-    let mut rng = Rng(0x4B4E_454F_4E00_0001);
+    let mut rng = Rng::new(0x4B4E_454F_4E00_0001);
     let ms = [0, 1, 2, 3, 4, 5, 7, 8, 9, 11, 16, 17, 23];
     let ns = [0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 33];
     let ks = [
@@ -133,9 +112,10 @@ fn gemm_i8_matches_triple_loop_on_random_shapes() {
             let (m, n, k) = (rng.pick(&ms), rng.pick(&ns), rng.pick(&ks));
             let lda = k + rng.pick(&[0, 0, 1, 5, 16]);
             let mode = (case % 10) as u32;
-            let w = rng.i8s_mode(n * k, if mode < 5 { mode } else { 0 });
+            let w = i8s_mode(&mut rng, n * k, if mode < 5 { mode } else { 0 });
             let alen = if m == 0 { 0 } else { (m - 1) * lda + k };
-            let a = rng.i8s_mode(
+            let a = i8s_mode(
+                &mut rng,
                 alen,
                 if mode < 5 {
                     (mode + case as u32 / 10) % 5
@@ -159,7 +139,7 @@ fn gemm_i8_matches_triple_loop_on_random_shapes() {
 
 #[test]
 fn gemm_i8_large_k_and_extremes() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for path in simd_paths() {
         for &(m, n, k) in &[
             (9, 17, 1000),
@@ -169,12 +149,12 @@ fn gemm_i8_large_k_and_extremes() {
             (8, 8, 16),
         ] {
             for mode in 0..5 {
-                let w = rng.i8s_mode(n * k, mode);
-                let a = rng.i8s_mode(m * k, (mode + 1) % 5);
+                let w = i8s_mode(&mut rng, n * k, mode);
+                let a = i8s_mode(&mut rng, m * k, (mode + 1) % 5);
                 check_gemm(path, &w, n, k, &a, m, k, &format!("large k mode {mode}"));
                 // Same sign extremes on both sides: the i16 pair sums would overflow if two
                 // (-128)·(-128) products shared a lane.
-                let a = rng.i8s_mode(m * k, mode);
+                let a = i8s_mode(&mut rng, m * k, mode);
                 check_gemm(
                     path,
                     &w,
@@ -231,7 +211,7 @@ fn requant_ref(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32) -> i8 
 
 #[test]
 fn requant_i8_matches_scalar() {
-    let mut rng = Rng(0x5245_5155_414E_5400);
+    let mut rng = Rng::new(0x5245_5155_414E_5400);
     let special_acc = [
         i32::MIN,
         i32::MIN + 1,
@@ -424,13 +404,14 @@ fn split_rows(rng: &mut Rng, rows: usize) -> Vec<std::ops::Range<usize>> {
 
 #[test]
 fn depthwise_i8_matches_scalar_on_random_geometries() {
-    let mut rng = Rng(0x4457_4938_0000_0001);
+    let mut rng = Rng::new(0x4457_4938_0000_0001);
     for path in simd_paths() {
         for case in 0..250 {
             let DwCase { g, dm } = random_geom(&mut rng);
             let mode = (case % 7) as u32;
-            let input = rng.i8s_mode(g.input_len(), if mode < 5 { mode } else { 0 });
-            let filter = rng.i8s_mode(
+            let input = i8s_mode(&mut rng, g.input_len(), if mode < 5 { mode } else { 0 });
+            let filter = i8s_mode(
+                &mut rng,
                 g.filter_h * g.filter_w * g.out_c,
                 if mode < 5 { (mode + 2) % 5 } else { 0 },
             );
@@ -533,7 +514,7 @@ fn close(got: f32, want: f32, scale: f32) -> bool {
 
 #[test]
 fn gemm_f32_matches_reference_within_rounding() {
-    let mut rng = Rng(0x4633_3200);
+    let mut rng = Rng::new(0x4633_3200);
     let ms = [0, 1, 2, 3, 5, 7, 8, 9, 13, 16, 17];
     let ns = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 24];
     let ks = [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 144, 1001];
@@ -542,9 +523,9 @@ fn gemm_f32_matches_reference_within_rounding() {
             let (m, n, k) = (rng.pick(&ms), rng.pick(&ns), rng.pick(&ks));
             let lda = k + rng.pick(&[0, 0, 3]);
             let ldo = n + rng.pick(&[0, 2]);
-            let w = rng.f32s(n * k);
-            let a = rng.f32s(if m == 0 { 0 } else { (m - 1) * lda + k });
-            let bias = (case % 3 != 0).then(|| rng.f32s(n));
+            let w = f32s(&mut rng, n * k);
+            let a = f32s(&mut rng, if m == 0 { 0 } else { (m - 1) * lda + k });
+            let bias = (case % 3 != 0).then(|| f32s(&mut rng, n));
             let clamp = rng.pick(&[(f32::MIN, f32::MAX), (0.0, 6.0), (-1.0, 1.0)]);
             let packed = arm::pack_f32(path, &w, n, k);
             let mut out = vec![f32::NAN; m * ldo];
@@ -592,13 +573,13 @@ fn gemm_f32_matches_reference_within_rounding() {
 
 #[test]
 fn depthwise_f32_matches_scalar_within_rounding() {
-    let mut rng = Rng(0x4457_4633_32);
+    let mut rng = Rng::new(0x4457_4633_32);
     for path in simd_paths() {
         for case in 0..150 {
             let DwCase { g, dm } = random_geom(&mut rng);
-            let input = rng.f32s(g.input_len());
-            let filter = rng.f32s(g.filter_h * g.filter_w * g.out_c);
-            let bias = (case % 4 != 0).then(|| rng.f32s(g.out_c));
+            let input = f32s(&mut rng, g.input_len());
+            let filter = f32s(&mut rng, g.filter_h * g.filter_w * g.out_c);
+            let bias = (case % 4 != 0).then(|| f32s(&mut rng, g.out_c));
             let clamp = rng.pick(&[(f32::MIN, f32::MAX), (0.0, 6.0)]);
             let mut want = vec![0f32; g.output_len()];
             conv::depthwise_f32(&g, dm, &input, &filter, bias.as_deref(), clamp, &mut want);

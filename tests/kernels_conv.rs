@@ -22,39 +22,13 @@ use edgecam::engine::kernels::KernelPath;
 use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
 use edgecam::engine::{Interpreter, InterpreterOptions};
 
-struct Rng(u64);
+mod common;
+use common::Rng;
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
-    fn i8(&mut self) -> i8 {
-        match self.below(8) {
-            0 => -128,
-            1 => 127,
-            _ => self.next_u64() as i8,
-        }
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn f32(&mut self) -> f32 {
-        self.unit() * 2.0 - 1.0
-    }
-    fn zp(&mut self) -> i64 {
-        let r = (self.next_u64() as i8) as i64;
-        self.pick(&[-128, 127, 0, -1, r])
-    }
+/// A zero point: an extreme, 0, -1 or a random int8.
+fn zp(rng: &mut Rng) -> i64 {
+    let r = rng.i8() as i64;
+    rng.pick(&[-128, 127, 0, -1, r])
 }
 
 fn const_data(bytes: &[u8]) -> ConstData {
@@ -194,9 +168,9 @@ fn qcase(rng: &mut Rng, channels: usize, per_channel: bool) -> QCase {
         .collect();
     QCase {
         in_scale,
-        in_zp: rng.zp(),
+        in_zp: zp(rng),
         out_scale: 0.005 + rng.unit() * 0.2,
-        out_zp: rng.zp(),
+        out_zp: zp(rng),
         f_scales,
         act: rng.pick(&[Activation::None, Activation::Relu, Activation::Relu6]),
     }
@@ -284,16 +258,16 @@ fn check_f32(g: &Graph, input: &[f32], reference: &[f32], depth: usize, what: &s
 
 #[test]
 fn conv2d_int8_every_path_is_bit_exact() {
-    let mut rng = Rng(0xC0_4401);
+    let mut rng = Rng::new(0xC0_4401);
     for case in 0..120 {
         let in_c = rng.pick(&[1, 3, 4, 7, 8, 16, 17, 24, 33]);
         let out_c = rng.pick(&[1, 2, 5, 8, 16, 17, 31, 32, 40]);
         let (g, padding) = geom(&mut rng, in_c, out_c, false);
         let per_channel = rng.below(4) != 0;
         let c = qcase(&mut rng, out_c, per_channel);
-        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
+        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8_extreme()).collect();
         let filter: Vec<i8> = (0..out_c * g.filter_h * g.filter_w * in_c)
-            .map(|_| rng.i8())
+            .map(|_| rng.i8_extreme())
             .collect();
         let bias: Option<Vec<i32>> = (rng.below(5) != 0).then(|| {
             (0..out_c)
@@ -359,7 +333,7 @@ fn conv2d_int8_every_path_is_bit_exact() {
 
 #[test]
 fn depthwise_int8_every_path_is_bit_exact() {
-    let mut rng = Rng(0xD3_4402);
+    let mut rng = Rng::new(0xD3_4402);
     for case in 0..120 {
         let in_c = rng.pick(&[1, 3, 8, 15, 16, 17, 32, 33, 48]);
         let mult = rng.pick(&[1, 1, 1, 2, 3]);
@@ -373,7 +347,7 @@ fn depthwise_int8_every_path_is_bit_exact() {
 /// then), strides 1 and 2, dilations, both paddings; left shifts come from `qcase`.
 #[test]
 fn depthwise_int8_3x3_interior_every_path_is_bit_exact() {
-    let mut rng = Rng(0xD3_3303);
+    let mut rng = Rng::new(0xD3_3303);
     for case in 0..60 {
         let in_c = rng.pick(&[16, 32, 48, 64]);
         let stride = rng.pick(&[1, 2]);
@@ -433,10 +407,10 @@ fn depthwise_int8_case(
             // Multipliers above 1 for some channels: left shifts in the requantization.
             c.out_scale = 0.0002;
         }
-        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
+        let input: Vec<i8> = (0..g.input_len()).map(|_| rng.i8_extreme()).collect();
         let filter: Vec<i8> = (0..g.filter_h * g.filter_w * out_c)
             .map(|_| {
-                let w = rng.i8();
+                let w = rng.i8_extreme();
                 if no_min_weight {
                     w.max(-127)
                 } else {
@@ -517,15 +491,15 @@ fn depthwise_int8_case(
 
 #[test]
 fn fully_connected_int8_every_path_is_bit_exact() {
-    let mut rng = Rng(0xFC_4403);
+    let mut rng = Rng::new(0xFC_4403);
     for case in 0..80 {
         let batch = rng.pick(&[1, 1, 2, 3, 5, 9]);
         let depth = rng.pick(&[1, 3, 16, 17, 64, 100, 257]);
         let units = rng.pick(&[1, 2, 7, 16, 33, 100]);
         let per_channel = rng.below(2) == 0;
         let c = qcase(&mut rng, units, per_channel);
-        let input: Vec<i8> = (0..batch * depth).map(|_| rng.i8()).collect();
-        let w: Vec<i8> = (0..units * depth).map(|_| rng.i8()).collect();
+        let input: Vec<i8> = (0..batch * depth).map(|_| rng.i8_extreme()).collect();
+        let w: Vec<i8> = (0..units * depth).map(|_| rng.i8_extreme()).collect();
         let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
             (0..units)
                 .map(|_| (rng.next_u64() % 20_001) as i32 - 10_000)
@@ -591,7 +565,7 @@ fn fully_connected_int8_every_path_is_bit_exact() {
 
 #[test]
 fn conv_and_depthwise_f32_every_path_within_tolerance() {
-    let mut rng = Rng(0xF3_4404);
+    let mut rng = Rng::new(0xF3_4404);
     for case in 0..80 {
         let depthwise = rng.below(2) == 0;
         let in_c = rng.pick(&[1, 3, 8, 9, 16, 17, 24]);

@@ -6,26 +6,8 @@
 
 use edgecam::engine::kernels::{self, scalar, KernelPath};
 
-/// SplitMix64: a tiny deterministic generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn i8(&mut self) -> i8 {
-        self.next_u64() as i8
-    }
-
-    fn vec_i8(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.i8()).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 fn check(path: KernelPath, a: &[i8], b: &[i8], what: &str) {
     assert_eq!(
@@ -38,18 +20,18 @@ fn check(path: KernelPath, a: &[i8], b: &[i8], what: &str) {
 
 #[test]
 fn every_available_path_matches_scalar_on_random_lengths() {
-    let mut rng = Rng(0x00ED_6ECA_3000_0001);
+    let mut rng = Rng::new(0x00ED_6ECA_3000_0001);
     for path in KernelPath::available() {
         // Every length 0..300 covers empty input, short inputs and every tail after the
         // 16-lane body; a few rounds per length vary the data.
         for len in 0..300 {
             for round in 0..4 {
-                let (a, b) = (rng.vec_i8(len), rng.vec_i8(len));
+                let (a, b) = (rng.i8s(len), rng.i8s(len));
                 check(path, &a, &b, &format!("random round {round}"));
             }
         }
         // A long vector too.
-        let (a, b) = (rng.vec_i8(4099), rng.vec_i8(4099));
+        let (a, b) = (rng.i8s(4099), rng.i8s(4099));
         check(path, &a, &b, "long random");
     }
 }
@@ -59,7 +41,7 @@ fn every_available_path_matches_scalar_on_random_lengths() {
 /// operand bytes (so every table index, with its byte order).
 #[test]
 fn table_lookup_matches_scalar_on_every_path() {
-    let mut rng = Rng(0x7AB1_E000_0000_0002);
+    let mut rng = Rng::new(0x7AB1_E000_0000_0002);
     let lut: Box<[u8; 1 << 16]> = (0..1 << 16)
         .map(|_| rng.next_u64() as u8)
         .collect::<Vec<u8>>()
@@ -88,7 +70,7 @@ fn table_lookup_matches_scalar_on_every_path() {
 
 #[test]
 fn every_available_path_matches_scalar_on_extreme_values() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let cases: [(i8, i8); 4] = [(-128, -128), (127, 127), (-128, 127), (127, -128)];
     for path in KernelPath::available() {
         for len in (0..300).chain([1024, 4096 + 15]) {
@@ -107,10 +89,10 @@ fn every_available_path_matches_scalar_on_extreme_values() {
 
 #[test]
 fn unequal_lengths_use_the_common_prefix() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for path in KernelPath::available() {
         for (na, nb) in [(0, 5), (17, 3), (33, 48), (250, 299)] {
-            let (a, b) = (rng.vec_i8(na), rng.vec_i8(nb));
+            let (a, b) = (rng.i8s(na), rng.i8s(nb));
             let n = na.min(nb);
             assert_eq!(
                 kernels::dot_i8(path, &a, &b),

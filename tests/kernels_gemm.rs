@@ -9,69 +9,42 @@ use edgecam::engine::kernels::scalar::conv::ConvGeom;
 use edgecam::engine::kernels::scalar::quant::{quantize_multiplier, Requant};
 use edgecam::engine::kernels::{self, KernelPath};
 
-/// SplitMix64: deterministic, so failures reproduce.
-struct Rng(u64);
+mod common;
+use common::Rng;
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-    /// int8 with the extremes over-represented.
-    fn i8(&mut self) -> i8 {
-        match self.below(8) {
-            0 => -128,
-            1 => 127,
-            _ => self.next_u64() as i8,
-        }
-    }
-    fn vec_i8(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.i8()).collect()
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn vec_f32(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f32()).collect()
-    }
-    /// An output offset, now and then outside int8 (the NEON epilogues then take their
-    /// general variant).
-    fn out_offset(&mut self) -> i32 {
-        [
-            -128,
-            127,
-            0,
-            self.range(-128, 127) as i32,
-            self.range(-70_000, 70_000) as i32,
-        ][self.below(5)]
-    }
-    /// A quantized multiplier: real TFLite-like ones, plus raw extremes.
-    /// An activation range: the int8 range, a random one, or from the offset up.
-    fn act_range(&mut self, off: i32) -> (i32, i32) {
-        match self.below(3) {
-            0 => (-128, 127),
-            1 => (self.range(-128, 0) as i32, self.range(0, 127) as i32),
-            _ => (off.clamp(-128, 127), 127),
-        }
-    }
+/// An output offset, now and then outside int8 (the NEON epilogues then take their
+/// general variant).
+fn out_offset(rng: &mut Rng) -> i32 {
+    [
+        -128,
+        127,
+        0,
+        rng.range(-128, 127) as i32,
+        rng.range(-70_000, 70_000) as i32,
+    ][rng.below(5)]
+}
 
-    fn mult_shift(&mut self) -> (i32, i32) {
-        match self.below(6) {
-            0 => (i32::MIN + self.below(2) as i32, self.range(-31, 1) as i32),
-            1 => (i32::MAX, self.range(-31, 30) as i32),
-            2 => (self.next_u64() as i32, self.range(-31, 31) as i32),
-            _ => quantize_multiplier(10f64.powf(self.range(-60, 5) as f64 / 10.0)),
-        }
+/// An activation range: the int8 range, a random one, or from the offset up.
+fn act_range(rng: &mut Rng, off: i32) -> (i32, i32) {
+    match rng.below(3) {
+        0 => (-128, 127),
+        1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
+        _ => (off.clamp(-128, 127), 127),
     }
+}
+
+/// A quantized multiplier: real TFLite-like ones, plus raw extremes.
+fn mult_shift(rng: &mut Rng) -> (i32, i32) {
+    match rng.below(6) {
+        0 => (i32::MIN + rng.below(2) as i32, rng.range(-31, 1) as i32),
+        1 => (i32::MAX, rng.range(-31, 30) as i32),
+        2 => (rng.next_u64() as i32, rng.range(-31, 31) as i32),
+        _ => quantize_multiplier(10f64.powf(rng.range(-60, 5) as f64 / 10.0)),
+    }
+}
+
+fn f32s(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.f32()).collect()
 }
 
 fn paths() -> Vec<KernelPath> {
@@ -98,13 +71,13 @@ fn sizes(rng: &mut Rng) -> (usize, usize, usize) {
 
 #[test]
 fn gemm_i8_is_bit_exact_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0101);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0101);
     for case in 0..300 {
         let (m, n, k) = sizes(&mut rng);
         let lda = k + rng.below(3);
         let ldacc = n + rng.below(3);
-        let a = rng.vec_i8(m * lda + 1);
-        let w = rng.vec_i8(n * k);
+        let a = rng.i8s_extreme(m * lda + 1);
+        let w = rng.i8s_extreme(n * k);
         let mut want = vec![0x5555_5555i32; m * ldacc + 1];
         let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
         kernels::gemm_i8(&ps, &a, m, lda, &mut want, ldacc);
@@ -158,7 +131,7 @@ fn gemm_i8_all_extremes() {
 /// send the rows through the unfused kernels on baseline NEON.
 #[test]
 fn gemm_requant_i8_is_bit_exact_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0303);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0303);
     for case in 0..400 {
         // Now and then more rows than one x86 row block (AVX2 30, AVX-512 32), or a k longer
         // than one x86 panel chunk (AVX2 1024, AVX-512 2048), whose partial sums wait in the
@@ -185,11 +158,11 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
         };
         let lda = k + rng.below(3);
         let ldo = n + rng.below(3);
-        let a = rng.vec_i8(m * lda + 1);
+        let a = rng.i8s_extreme(m * lda + 1);
         let tflite_weights = rng.below(5) != 0;
         let w: Vec<i8> = (0..n * k)
             .map(|_| {
-                let v = rng.i8();
+                let v = rng.i8_extreme();
                 if tflite_weights {
                     v.max(-127)
                 } else {
@@ -212,13 +185,13 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
         let tflite_mults = rng.below(2) == 0;
         let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n)
             .map(|_| match rng.below(10) + usize::from(tflite_mults) {
-                0 => rng.mult_shift(),
+                0 => mult_shift(&mut rng),
                 1 => quantize_multiplier(0.5 + rng.below(1000) as f64 / 2000.0),
                 _ => quantize_multiplier(10f64.powf(-(rng.range(5, 40) as f64) / 10.0)),
             })
             .unzip();
-        let off = rng.out_offset();
-        let (amin, amax) = rng.act_range(off);
+        let off = out_offset(&mut rng);
+        let (amin, amax) = act_range(&mut rng, off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,
@@ -247,7 +220,7 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
 
 #[test]
 fn requant_i8_is_bit_exact_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0202);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0202);
     for case in 0..400 {
         let m = rng.below(6);
         let n = rng.below(45);
@@ -268,8 +241,8 @@ fn requant_i8_is_bit_exact_on_every_path() {
                 _ => rng.range(-100_000, 100_000) as i32,
             })
             .collect();
-        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| rng.mult_shift()).unzip();
-        let off = rng.out_offset();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| mult_shift(&mut rng)).unzip();
+        let off = out_offset(&mut rng);
         let (amin, amax) = match rng.below(4) {
             0 => (-128, 127),
             1 => (rng.range(-128, 0) as i32, rng.range(0, 127) as i32),
@@ -358,21 +331,22 @@ fn random_geom(rng: &mut Rng, mult: usize) -> ConvGeom {
 
 #[test]
 fn depthwise_i8_is_bit_exact_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0303);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0303);
     for case in 0..300 {
         let mult = [1, 1, 1, 2, 3][rng.below(5)];
         let g = random_geom(&mut rng, mult);
         if g.out_h == 0 || g.out_w == 0 {
             continue;
         }
-        let input = rng.vec_i8(g.input_len());
-        let filter = rng.vec_i8(g.filter_h * g.filter_w * g.out_c);
+        let input = rng.i8s_extreme(g.input_len());
+        let filter = rng.i8s_extreme(g.filter_h * g.filter_w * g.out_c);
         let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
             (0..g.out_c)
                 .map(|_| rng.range(-50_000, 50_000) as i32)
                 .collect()
         });
-        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..g.out_c).map(|_| rng.mult_shift()).unzip();
+        let (mults, shifts): (Vec<i32>, Vec<i32>) =
+            (0..g.out_c).map(|_| mult_shift(&mut rng)).unzip();
         let in_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
         let out_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
         let q = Requant {
@@ -443,14 +417,14 @@ fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
 
 #[test]
 fn gemm_f32_matches_scalar_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0404);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0404);
     for case in 0..200 {
         let (m, n, k) = sizes(&mut rng);
         let lda = k + rng.below(3);
         let ldo = n + rng.below(3);
-        let a = rng.vec_f32(m * lda + 1);
-        let w = rng.vec_f32(n * k);
-        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(n));
+        let a = f32s(&mut rng, m * lda + 1);
+        let w = f32s(&mut rng, n * k);
+        let bias = (rng.below(2) == 0).then(|| f32s(&mut rng, n));
         let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0), (-1.0, 1.0)][rng.below(3)];
         let run = |path: KernelPath| {
             let p = kernels::pack_f32(path, &w, n, k);
@@ -501,16 +475,16 @@ fn gemm_f32_matches_scalar_on_every_path() {
 
 #[test]
 fn depthwise_f32_matches_scalar_on_every_path() {
-    let mut rng = Rng(0xED6E_CA30_0000_0505);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0505);
     for case in 0..200 {
         let mult = [1, 1, 2][rng.below(3)];
         let g = random_geom(&mut rng, mult);
         if g.out_h == 0 || g.out_w == 0 {
             continue;
         }
-        let input = rng.vec_f32(g.input_len());
-        let filter = rng.vec_f32(g.filter_h * g.filter_w * g.out_c);
-        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(g.out_c));
+        let input = f32s(&mut rng, g.input_len());
+        let filter = f32s(&mut rng, g.filter_h * g.filter_w * g.out_c);
+        let bias = (rng.below(2) == 0).then(|| f32s(&mut rng, g.out_c));
         let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0)][rng.below(2)];
         let mut want = vec![0f32; g.output_len()];
         edgecam::engine::kernels::scalar::conv::depthwise_f32(
@@ -575,7 +549,7 @@ fn wide_geom(rng: &mut Rng) -> ConvGeom {
 
 #[test]
 fn depthwise_wide_channels_bit_exact() {
-    let mut rng = Rng(0xED6E_CA30_0000_0606);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0606);
     for case in 0..300 {
         let g = wide_geom(&mut rng);
         if g.out_h == 0 || g.out_w == 0 {
@@ -584,15 +558,15 @@ fn depthwise_wide_channels_bit_exact() {
         let rows = g.batch * g.out_h;
         let cut = rng.below(rows + 1);
         // int8: every path equals the reference loops.
-        let input = rng.vec_i8(g.input_len());
-        let filter = rng.vec_i8(g.filter_h * g.filter_w * g.out_c);
+        let input = rng.i8s_extreme(g.input_len());
+        let filter = rng.i8s_extreme(g.filter_h * g.filter_w * g.out_c);
         let bias: Option<Vec<i32>> = (rng.below(4) != 0).then(|| {
             (0..g.out_c)
                 .map(|_| rng.range(-50_000, 50_000) as i32)
                 .collect()
         });
         let (mults, shifts): (Vec<i32>, Vec<i32>) = if rng.below(2) == 0 {
-            (0..g.out_c).map(|_| rng.mult_shift()).unzip()
+            (0..g.out_c).map(|_| mult_shift(&mut rng)).unzip()
         } else {
             (0..g.out_c)
                 .map(|_| quantize_multiplier(10f64.powf(rng.range(-40, -5) as f64 / 10.0)))
@@ -637,9 +611,9 @@ fn depthwise_wide_channels_bit_exact() {
             assert_eq!(got, want, "case {case}: {path} {g:?} split at {cut}");
         }
         // float: every path keeps the scalar operation order, bit for bit.
-        let input = rng.vec_f32(g.input_len());
-        let filter = rng.vec_f32(g.filter_h * g.filter_w * g.out_c);
-        let bias = (rng.below(2) == 0).then(|| rng.vec_f32(g.out_c));
+        let input = f32s(&mut rng, g.input_len());
+        let filter = f32s(&mut rng, g.filter_h * g.filter_w * g.out_c);
+        let bias = (rng.below(2) == 0).then(|| f32s(&mut rng, g.out_c));
         let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0)][rng.below(2)];
         let run = |path: KernelPath| {
             let mut got = vec![f32::NAN; g.output_len()];
@@ -673,7 +647,7 @@ fn depthwise_wide_channels_bit_exact() {
 /// i32::MIN multiplier: the specialised vector variant), over extreme accumulators.
 #[test]
 fn requant_i8_right_shift_only_is_bit_exact() {
-    let mut rng = Rng(0xED6E_CA30_0000_0707);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0707);
     for case in 0..300 {
         let m = 1 + rng.below(5);
         let n = rng.below(70);
@@ -704,7 +678,7 @@ fn requant_i8_right_shift_only_is_bit_exact() {
             })
             .unzip();
         let off = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
-        let (amin, amax) = rng.act_range(off);
+        let (amin, amax) = act_range(&mut rng, off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,
@@ -736,7 +710,7 @@ fn requant_i8_right_shift_only_is_bit_exact() {
 /// epilogue alone (`requant_i8`) and through the fused GEMM's register tile.
 #[test]
 fn requant_i8_sweeps_are_bit_exact() {
-    let mut rng = Rng(0xED6E_CA30_0000_0808);
+    let mut rng = Rng::new(0xED6E_CA30_0000_0808);
     let (m, n) = (1usize << 14, 16usize);
     let half = (m / 2) as i32;
     let acc: Vec<i32> = (0..m * n).map(|v| (v / n) as i32 - half).collect();
@@ -771,7 +745,7 @@ fn requant_i8_sweeps_are_bit_exact() {
             })
             .collect();
         let off = [-128, 127, 0, 256, -256, 257, rng.range(-128, 127) as i32][rng.below(7)];
-        let (amin, amax) = rng.act_range(off);
+        let (amin, amax) = act_range(&mut rng, off);
         let rq = kernels::RequantCols {
             bias: &bias,
             multipliers: &mults,

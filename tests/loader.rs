@@ -8,6 +8,9 @@ use edgecam::engine::graph::{Graph, Op};
 use edgecam::engine::tflite::{load_bytes, load_file, write_model};
 use edgecam::engine::{DType, EngineError};
 
+mod common;
+use common::Rng;
+
 fn models_dir() -> PathBuf {
     std::env::var_os("EDGECAM_MODELS")
         .map(PathBuf::from)
@@ -245,20 +248,6 @@ fn real_models_round_trip_through_writer() {
     }
 }
 
-/// xorshift64*: deterministic mutations.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn small_model() -> Option<Vec<u8>> {
     model_path("face_detection_short_range_fp16").map(|p| std::fs::read(p).unwrap())
 }
@@ -279,7 +268,7 @@ fn flipped_bytes_never_panic() {
     let Some(bytes) = small_model() else { return };
     // The flatbuffer structure (vtables, offsets, tables) sits outside the big weight
     // buffers; bias the positions towards the first and last 16 KiB.
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut err) = (0, 0);
     for i in 0..3000 {
         let mut b = bytes.clone();

@@ -1,7 +1,7 @@
 //! CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D and MEAN
 //! through the `Interpreter`:
 //! - `oracle_fixtures`: every case of `tests/data/ops/conv_pool_fc_mean.json`
-//!   (outputs of TFLite's BUILTIN_REF kernels, made by `scripts/gen_ops_fixtures.py`),
+//!   (outputs of TFLite's BUILTIN_REF kernels, made by `scripts/gen_op_fixtures.py`),
 //!   bit-exact for int8/uint8, 1e-5 relative for float;
 //! - hand-worked cases and a naive float convolution compared with int8 results.
 
@@ -14,6 +14,9 @@ use edgecam::engine::graph::{
 use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
 use edgecam::engine::Interpreter;
 use serde_json::Value;
+
+mod common;
+use common::Rng;
 
 // ------------------------------------------------------------------ helpers
 
@@ -520,18 +523,6 @@ fn build_rejects_inconsistent_operands() {
 
 // ------------------------------------------------------------------ naive float references
 
-/// Tiny deterministic generator.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 /// Naive NHWC convolution (or depthwise with multiplier `mult` when `depthwise`),
 /// padding computed the TensorFlow way, written independently of the engine.
 #[allow(clippy::too_many_arguments)]
@@ -601,15 +592,15 @@ fn int8_vs_float(
     d: (usize, usize),
     seed: u64,
 ) {
-    let mut r = Lcg(seed);
+    let mut r = Rng::lcg(seed);
     let nx: usize = xs.iter().product();
     let nw: usize = ws.iter().product();
     let oc = if depthwise { ws[3] } else { ws[0] };
     let (in_s, in_zp) = (0.02f32, -128i32);
     let xq: Vec<i8> = (0..nx)
-        .map(|_| (((r.next() + 1.0) * 2.5 / in_s).round() as i32 + in_zp).clamp(-128, 127) as i8)
+        .map(|_| (((r.f32() + 1.0) * 2.5 / in_s).round() as i32 + in_zp).clamp(-128, 127) as i8)
         .collect();
-    let wf: Vec<f32> = (0..nw).map(|_| r.next()).collect();
+    let wf: Vec<f32> = (0..nw).map(|_| r.f32()).collect();
     let axis = if depthwise { 3 } else { 0 };
     let per_c = nw / oc;
     let scales: Vec<f32> = (0..oc).map(|o| 0.004 + 0.002 * o as f32).collect();
@@ -620,7 +611,7 @@ fn int8_vs_float(
         })
         .collect();
     let bq: Vec<i32> = (0..oc)
-        .map(|o| (r.next() * 0.3 / (in_s * scales[o])).round() as i32)
+        .map(|o| (r.f32() * 0.3 / (in_s * scales[o])).round() as i32)
         .collect();
     let xd: Vec<f32> = xq
         .iter()

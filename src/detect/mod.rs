@@ -6,7 +6,7 @@
 
 pub mod model_desc;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -314,14 +314,6 @@ pub fn detections_json(
         "inference_ms": inference_ms,
         "objects": objects,
     })
-}
-
-/// Convenience: the description path used for `model` (explicit or by convention).
-pub fn resolve_desc(model: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
-    match explicit {
-        Some(p) => Ok(p.to_path_buf()),
-        None => desc_path_for_model(model),
-    }
 }
 
 #[cfg(test)]

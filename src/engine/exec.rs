@@ -128,7 +128,6 @@ pub struct Interpreter {
     /// Arena byte range of each non-constant tensor.
     place: Vec<Option<Range<usize>>>,
     arena: Arena,
-    kernels: KernelPath,
     pool: Arc<ThreadPool>,
     /// Per-step accumulated time when profiling (preallocated; empty otherwise).
     step_time: Vec<Duration>,
@@ -366,7 +365,6 @@ impl Interpreter {
             steps,
             place,
             arena,
-            kernels: opts.kernels,
             pool,
             step_time,
             invocations: 0,
@@ -375,11 +373,6 @@ impl Interpreter {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
-    }
-
-    /// The kernel path the operators were built for.
-    pub fn kernel_path(&self) -> KernelPath {
-        self.kernels
     }
 
     /// Threads that run one inference (the caller included).
@@ -443,11 +436,6 @@ impl Interpreter {
         self.invocations = 0;
     }
 
-    /// Size of the activation arena in bytes.
-    pub fn arena_bytes(&self) -> usize {
-        self.arena.len
-    }
-
     pub fn input_count(&self) -> usize {
         self.graph.inputs.len()
     }
@@ -484,17 +472,6 @@ impl Interpreter {
                 self.graph.outputs.len()
             ))
         })
-    }
-
-    /// Index of the input with this signature or tensor name.
-    pub fn input_index(&self, name: &str) -> Result<usize> {
-        find_name(
-            &self.graph,
-            &self.graph.inputs,
-            &self.graph.input_names,
-            name,
-        )
-        .ok_or_else(|| EngineError::Usage(format!("no input named '{name}'")))
     }
 
     /// Index of the output with this signature or tensor name.

@@ -1,7 +1,13 @@
-//! Helpers shared by the tests that run the real `edgecam` binary against a real `mosquitto`
-//! on a free loopback port: the broker, a reconnecting subscriber, waiting for messages,
-//! spawning and stopping the daemon. Each test binary uses a part of them.
+//! Helpers shared by the tests: the deterministic random generator ([`Rng`]), and for the
+//! tests that run the real `edgecam` binary against a real `mosquitto` on a free loopback
+//! port, the broker, a reconnecting subscriber, waiting for messages, spawning and stopping
+//! the daemon. Each test binary uses a part of them.
 #![allow(dead_code)]
+
+mod rng;
+// Not every test binary uses it (the daemon tests do not).
+#[allow(unused_imports)]
+pub use rng::Rng;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
