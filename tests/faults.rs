@@ -38,6 +38,46 @@ fn secs(d: Option<Duration>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// A scenario's world: its own directory, a mosquitto on a free port, and a subscriber to
+/// the device's topics (connected before the daemon starts). The directory goes with it.
+struct World {
+    dir: PathBuf,
+    port: u16,
+    broker: Broker,
+    device: &'static str,
+    base: String,
+    rx: std::sync::mpsc::Receiver<Msg>,
+}
+
+impl World {
+    fn new(device: &'static str) -> World {
+        let dir = tmpdir(&format!("fault-{device}"));
+        let port = free_port();
+        let broker = Broker::start(port, &dir);
+        let base = format!("edgecam/{device}");
+        let rx = subscribe(port, &format!("{base}/#"));
+        std::thread::sleep(Duration::from_millis(300));
+        World {
+            dir,
+            port,
+            broker,
+            device,
+            base,
+            rx,
+        }
+    }
+    /// A daemon configuration for this world (see `common::write_config`).
+    fn config(&self, extra: &str) -> PathBuf {
+        write_config(&self.dir, self.port, self.device, extra)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The JPEG frames of the bundled clip.
 fn clip_frames() -> Vec<Vec<u8>> {
     let data = std::fs::read(root().join("tests/data/vtest_10s.mjpeg")).unwrap();
@@ -204,14 +244,11 @@ impl MjpegServer {
 }
 
 fn scenario_http_stream_stops_mid_stream() -> Row {
-    let dir = tmpdir("fault-http");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/fhttp";
-    let rx = subscribe(port, &format!("{base}/#"));
+    let w = World::new("fhttp");
+    let (base, rx) = (w.base.as_str(), &w.rx);
     let server = MjpegServer::start(10.0);
-    let notify = Notify::bind(&dir);
-    let cfg = write_config(&dir, port, "fhttp", "[pipeline]\nexit_on_eof = false\n");
+    let notify = Notify::bind(&w.dir);
+    let cfg = w.config("[pipeline]\nexit_on_eof = false\n");
     set_key(&cfg, "source", "kind", "\"ffmpeg\"");
     set_key(
         &cfg,
@@ -226,17 +263,16 @@ fn scenario_http_stream_stops_mid_stream() -> Row {
     set_key(&cfg, "source", "backoff_min_s", "0.3");
     set_key(&cfg, "source", "backoff_max_s", "1.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
-    std::thread::sleep(Duration::from_millis(300));
     let env = notify.env();
     let mut d = Logged::start(&cfg, &env_refs(&env));
     let mut all = vec![];
     let dets = format!("{base}/detections");
     // Streaming: detections flow and the watchdog is fed.
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == dets),
+        wait_for(rx, &mut all, Duration::from_secs(60), |m| m.0 == dets),
         "no detections from the HTTP stream"
     );
-    collect(&rx, &mut all, Duration::from_secs(2));
+    collect(rx, &mut all, Duration::from_secs(2));
     let n = all.iter().filter(|m| m.0 == dets).count();
     assert!(n >= 3, "only {n} detections messages while streaming");
     let before = Instant::now();
@@ -269,7 +305,7 @@ fn scenario_http_stream_stops_mid_stream() -> Row {
     // Frames again, from a reopened connection.
     all.retain(|m| m.2 < t1);
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(15), |m| m.0 == dets
+        wait_for(rx, &mut all, Duration::from_secs(15), |m| m.0 == dets
             && m.2 > t1),
         "detections did not resume after the stream came back"
     );
@@ -277,7 +313,7 @@ fn scenario_http_stream_stops_mid_stream() -> Row {
         .iter()
         .find(|m| m.0 == dets && m.2 > t1)
         .map(|m| m.2.duration_since(t0));
-    collect(&rx, &mut all, Duration::from_secs(2));
+    collect(rx, &mut all, Duration::from_secs(2));
     assert!(
         notify.pings_between(t1, Instant::now()) >= 1,
         "the watchdog is fed again once frames flow"
@@ -292,7 +328,6 @@ fn scenario_http_stream_stops_mid_stream() -> Row {
     assert!(server.connections.load(Ordering::SeqCst) >= 2);
     let lost = mqtt_lost(&stats);
     stop_within_3s(&mut d, &children);
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "HTTP MJPEG camera silent mid-stream for 4 s",
         detected: Some(detected),
@@ -315,12 +350,9 @@ fn http_stream_that_stops_mid_stream_is_detected_and_reopened() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_ffmpeg_stalled_pipe() -> Row {
-    let dir = tmpdir("fault-fifo");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/ffifo";
-    let rx = subscribe(port, &format!("{base}/#"));
-    let fifo = dir.join("camera.mjpeg");
+    let w = World::new("ffifo");
+    let (base, rx) = (w.base.as_str(), &w.rx);
+    let fifo = w.dir.join("camera.mjpeg");
     let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(ok.success());
     // The writer: frames at 50 fps while `flowing`, then silence with the pipe held open.
@@ -346,7 +378,7 @@ fn scenario_ffmpeg_stalled_pipe() -> Row {
             }
         }
     });
-    let cfg = write_config(&dir, port, "ffifo", "");
+    let cfg = w.config("");
     set_key(&cfg, "source", "kind", "\"ffmpeg\"");
     set_key(&cfg, "source", "uri", &format!("\"{}\"", fifo.display()));
     set_key(&cfg, "source", "loop", "false");
@@ -357,12 +389,11 @@ fn scenario_ffmpeg_stalled_pipe() -> Row {
     set_key(&cfg, "source", "backoff_min_s", "0.3");
     set_key(&cfg, "source", "backoff_max_s", "1.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
-    std::thread::sleep(Duration::from_millis(300));
     let mut d = Logged::start(&cfg, &[]);
     let mut all = vec![];
     let dets = format!("{base}/detections");
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == dets),
+        wait_for(rx, &mut all, Duration::from_secs(60), |m| m.0 == dets),
         "no detections from the pipe"
     );
     // The pipe goes silent (held open: ffmpeg's read blocks forever).
@@ -373,7 +404,7 @@ fn scenario_ffmpeg_stalled_pipe() -> Row {
         .expect("the stalled pipe is logged");
     let detected = seen.duration_since(t0);
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(5), |m| m.0
+        wait_for(rx, &mut all, Duration::from_secs(5), |m| m.0
             == format!("{base}/stats")
             && m.1.contains("\"stalls\":1")),
         "stats count the stall"
@@ -382,7 +413,7 @@ fn scenario_ffmpeg_stalled_pipe() -> Row {
     let t1 = Instant::now();
     flowing.store(true, Ordering::SeqCst);
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(15), |m| m.0 == dets
+        wait_for(rx, &mut all, Duration::from_secs(15), |m| m.0 == dets
             && m.2 > t1),
         "detections did not resume on the pipe"
     );
@@ -396,7 +427,6 @@ fn scenario_ffmpeg_stalled_pipe() -> Row {
     let children = children_of(d.child.id());
     assert!(!children.is_empty(), "ffmpeg runs as a child");
     let took = stop_within_3s(&mut d, &children);
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "ffmpeg source on a pipe that goes silent; SIGTERM during the stall",
         detected: Some(detected),
@@ -417,30 +447,26 @@ fn ffmpeg_on_a_stalled_pipe_is_detected_and_shutdown_is_prompt() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_zero_byte_jpeg() -> Row {
-    let dir = tmpdir("fault-jpeg");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/fjpeg";
-    let rx = subscribe(port, &format!("{base}/#"));
-    let images = dir.join("images");
+    let w = World::new("fjpeg");
+    let (base, rx) = (w.base.as_str(), &w.rx);
+    let images = w.dir.join("images");
     std::fs::create_dir_all(&images).unwrap();
     let data = root().join("tests/data");
     std::fs::copy(data.join("dog.jpg"), images.join("a.jpg")).unwrap();
     std::fs::write(images.join("b.jpg"), b"").unwrap();
     std::fs::copy(data.join("person.jpg"), images.join("c.jpg")).unwrap();
     std::fs::copy(data.join("horses.jpg"), images.join("d.jpg")).unwrap();
-    let cfg = write_config(&dir, port, "fjpeg", "[pipeline]\nexit_on_eof = true\n");
+    let cfg = w.config("[pipeline]\nexit_on_eof = true\n");
     set_key(&cfg, "source", "kind", "\"images\"");
     set_key(&cfg, "source", "uri", &format!("\"{}\"", images.display()));
     set_key(&cfg, "source", "loop", "false");
     set_key(&cfg, "source", "fps", "5.0");
-    std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let mut d = Logged::start(&cfg, &[]);
     let (status, _) = wait_exit(&mut d.child, Duration::from_secs(60)).expect("the run ends");
     assert!(status.success(), "{status:?}");
     let mut all = vec![];
-    collect(&rx, &mut all, Duration::from_millis(500));
+    collect(rx, &mut all, Duration::from_millis(500));
     let dets = json_on(&all, &format!("{base}/detections"));
     // Each good image captured exactly once (the bad one used to restart the directory
     // forever, replaying the images before it); detection may drop one on a busy machine
@@ -479,15 +505,12 @@ fn a_zero_byte_jpeg_is_skipped_and_every_other_image_processed_once() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_wildcard_label() -> Row {
-    let dir = tmpdir("fault-label");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/flabel";
-    let rx = subscribe(port, &format!("{base}/#"));
-    let labels = dir.join("labels.txt");
+    let w = World::new("flabel");
+    let (base, rx) = (w.base.as_str(), &w.rx);
+    let labels = w.dir.join("labels.txt");
     let text = std::fs::read_to_string(root().join("models/oidv4_labelmap.txt")).unwrap();
     std::fs::write(&labels, text.replace("Person", "Per+son#")).unwrap();
-    let cfg = write_config(&dir, port, "flabel", "[pipeline]\nmax_frames = 40\n");
+    let cfg = w.config("[pipeline]\nmax_frames = 40\n");
     set_key(
         &cfg,
         "detector",
@@ -496,12 +519,11 @@ fn scenario_wildcard_label() -> Row {
     );
     set_key(&cfg, "source", "fps", "20.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
-    std::thread::sleep(Duration::from_millis(300));
     let mut d = Logged::start(&cfg, &[]);
     let (status, _) = wait_exit(&mut d.child, Duration::from_secs(60)).expect("the run ends");
     assert!(status.success(), "{status:?}");
     let mut all = vec![];
-    collect(&rx, &mut all, Duration::from_millis(500));
+    collect(rx, &mut all, Duration::from_millis(500));
     let dets = json_on(&all, &format!("{base}/detections"));
     let people = dets
         .iter()
@@ -550,11 +572,10 @@ fn a_label_with_mqtt_wildcards_does_not_jam_the_output() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_broker_outage() -> Row {
-    let dir = tmpdir("fault-broker");
-    let port = free_port();
-    let mut broker = Broker::start(port, &dir);
-    let base = "edgecam/fbroker";
-    let cfg = write_config(&dir, port, "fbroker", "");
+    let mut w = World::new("fbroker");
+    let base = w.base.clone();
+    let base = base.as_str();
+    let cfg = w.config("");
     set_key(&cfg, "mqtt", "backoff_min_s", "0.2");
     set_key(&cfg, "mqtt", "backoff_max_s", "1.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
@@ -563,7 +584,7 @@ fn scenario_broker_outage() -> Row {
         .expect("connects");
     std::thread::sleep(Duration::from_secs(1));
     let t0 = Instant::now();
-    broker.kill();
+    w.broker.kill();
     let lost_at = d
         .wait_line(&["MQTT connection lost"], Duration::from_secs(10))
         .expect("the outage is logged at warn");
@@ -574,19 +595,18 @@ fn scenario_broker_outage() -> Row {
         !refused.is_empty() && refused.len() <= 2,
         "refusals logged once with their cause: {refused:?}"
     );
-    broker.restart();
-    let rx = subscribe(port, &format!("{base}/#"));
+    w.broker.restart();
+    let rx = &w.rx;
     let back = d
         .wait_line(&["MQTT connected", "connects=2"], Duration::from_secs(10))
         .expect("reconnects");
     let mut all = vec![];
-    assert!(wait_for(&rx, &mut all, Duration::from_secs(10), |m| m.0
+    assert!(wait_for(rx, &mut all, Duration::from_secs(10), |m| m.0
         == format!("{base}/stats")));
     let stats = last_stats(&all, base);
     let lost = mqtt_lost(&stats);
     assert_eq!(lost, 0, "the buffer held the outage: {stats}");
     stop_within_3s(&mut d, &[]);
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "broker down for 3 s",
         detected: Some(lost_at.duration_since(t0)),
@@ -697,12 +717,9 @@ fn mqtt_failures_are_warned_with_their_cause_rate_limited() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_dead_rtsp() -> Row {
-    let dir = tmpdir("fault-rtsp");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/frtsp";
-    let rx = subscribe(port, &format!("{base}/#"));
-    let cfg = write_config(&dir, port, "frtsp", "");
+    let w = World::new("frtsp");
+    let (base, rx) = (w.base.as_str(), &w.rx);
+    let cfg = w.config("");
     set_key(&cfg, "source", "kind", "\"ffmpeg\"");
     set_key(
         &cfg,
@@ -715,7 +732,6 @@ fn scenario_dead_rtsp() -> Row {
     set_key(&cfg, "source", "backoff_min_s", "0.1");
     set_key(&cfg, "source", "backoff_max_s", "2.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
-    std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let mut d = Logged::start(&cfg, &[]);
     let first = d
@@ -723,7 +739,7 @@ fn scenario_dead_rtsp() -> Row {
         .expect("the dead stream is logged");
     std::thread::sleep(Duration::from_secs(6));
     let mut all = vec![];
-    collect(&rx, &mut all, Duration::from_millis(800));
+    collect(rx, &mut all, Duration::from_millis(800));
     let stats = last_stats(&all, base);
     let reopens = stats["source"]["reopens"].as_u64().unwrap_or(u64::MAX);
     // Back-off 0.1, 0.2, 0.4, 0.8, 1.6, 2, 2 ... s (+25 % jitter): about 7 in 6 s. Each
@@ -735,7 +751,6 @@ fn scenario_dead_rtsp() -> Row {
     assert_eq!(stats["source"]["state"], "reconnecting", "{stats}");
     let children = children_of(d.child.id());
     stop_within_3s(&mut d, &children);
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "dead RTSP URL",
         detected: Some(first.duration_since(t0)),
@@ -753,17 +768,13 @@ fn a_dead_rtsp_url_is_retried_with_growing_back_off() {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_file_end() -> Row {
-    let dir = tmpdir("fault-eof");
-    let port = free_port();
-    let _broker = Broker::start(port, &dir);
-    let base = "edgecam/feof";
-    let rx = subscribe(port, &format!("{base}/#"));
-    let notify = Notify::bind(&dir);
-    let cfg = write_config(&dir, port, "feof", "");
+    let w = World::new("feof");
+    let (base, rx) = (w.base.as_str(), &w.rx);
+    let notify = Notify::bind(&w.dir);
+    let cfg = w.config("");
     set_key(&cfg, "source", "loop", "false");
     set_key(&cfg, "source", "fps", "50.0");
     set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
-    std::thread::sleep(Duration::from_millis(300));
     let env = notify.env();
     let t0 = Instant::now();
     let mut d = Logged::start(&cfg, &env_refs(&env));
@@ -773,7 +784,7 @@ fn scenario_file_end() -> Row {
     let mut all = vec![];
     let avail = format!("{base}/availability");
     assert!(
-        wait_for(&rx, &mut all, Duration::from_secs(5), |m| m.0 == avail
+        wait_for(rx, &mut all, Duration::from_secs(5), |m| m.0 == avail
             && m.1 == "offline"),
         "availability goes offline when the file ends"
     );
@@ -784,7 +795,7 @@ fn scenario_file_end() -> Row {
         .unwrap();
     // Still up: stats go on with the source's state; the watchdog is fed (idle by design).
     let t1 = Instant::now();
-    collect(&rx, &mut all, Duration::from_secs(2));
+    collect(rx, &mut all, Duration::from_secs(2));
     assert!(d.child.try_wait().unwrap().is_none(), "the daemon stays up");
     let stats = last_stats(&all, base);
     assert_eq!(stats["source"]["state"], "ended", "{stats}");
@@ -793,7 +804,6 @@ fn scenario_file_end() -> Row {
         "the watchdog is fed while idle at the end of a file"
     );
     stop_within_3s(&mut d, &[]);
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "non-looping file ends (no exit_on_eof)",
         detected: Some(ended.duration_since(t0)),
@@ -896,10 +906,9 @@ fn edgecam(args: &[&str], env: &[(&str, &str)]) -> (i32, String, Duration) {
 }
 
 fn scenario_config_limits() -> Row {
-    let dir = tmpdir("fault-config");
-    let port = free_port();
-    let broker = Broker::start(port, &dir);
-    let cfg = write_config(&dir, port, "fcfg", "");
+    let mut w = World::new("fcfg");
+    let dir = w.dir.clone();
+    let cfg = w.config("");
     let c = cfg.to_str().unwrap();
     let mut slowest = Duration::ZERO;
     // Values beyond their limits, from the file and from the environment: exit 78 naming the
@@ -991,7 +1000,7 @@ fn scenario_config_limits() -> Row {
         out.contains("source OK") && out.contains("broker OK"),
         "{out}"
     );
-    drop(broker);
+    w.broker.kill();
     let (code, out, _) = edgecam(&["check-config", "--connect", "--config", c], &[]);
     assert_eq!(code, 69, "{out}");
     assert!(out.contains("(refused)"), "{out}");
@@ -1001,7 +1010,6 @@ fn scenario_config_limits() -> Row {
         assert_eq!(code, 78, "{out}");
         assert!(out.contains("--config"), "{out}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Row {
         fault: "config values beyond their limits (file and environment), missing CA file; detected = exit",
         detected: Some(slowest),
