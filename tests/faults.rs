@@ -601,11 +601,17 @@ fn scenario_broker_outage() -> Row {
         .wait_line(&["MQTT connected", "connects=2"], Duration::from_secs(10))
         .expect("reconnects");
     let mut all = vec![];
+    // The first stats built after the reconnect (those buffered during the outage come first).
     assert!(wait_for(rx, &mut all, Duration::from_secs(10), |m| m.0
-        == format!("{base}/stats")));
+        == format!("{base}/stats")
+        && m.1.contains("\"connects\":2")));
     let stats = last_stats(&all, base);
     let lost = mqtt_lost(&stats);
     assert_eq!(lost, 0, "the buffer held the outage: {stats}");
+    assert!(
+        stats["mqtt"]["failures"].as_u64().unwrap_or(0) >= 1,
+        "stats count the failed attempts: {stats}"
+    );
     stop_within_3s(&mut d, &[]);
     Row {
         fault: "broker down for 3 s",

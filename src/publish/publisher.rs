@@ -237,6 +237,7 @@ impl Publisher {
             "mqtt": {
                 "connected": c.connected.load(Ordering::Relaxed),
                 "connects": c.connects.load(Ordering::Relaxed),
+                "failures": c.failures.load(Ordering::Relaxed),
                 "dropped": self.outbox.dropped(),
                 "invalid": self.outbox.invalid(),
             },
