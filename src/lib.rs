@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod calibrate;
 pub mod capture;
 pub mod cli;
 pub mod config;

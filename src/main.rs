@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use edgecam::cli::{
-    self, BenchArgs, CheckConfigArgs, DetectArgs, EvaluateArgs, InferArgs, PreprocessArgs, RunArgs,
+    self, BenchArgs, CalibrateArgs, CheckConfigArgs, DetectArgs, EvaluateArgs, InferArgs,
+    PreprocessArgs, RunArgs,
 };
 
 /// edgecam: int8 object detection on the edge, with live quantization-drift monitoring.
@@ -41,6 +42,10 @@ enum Cmd {
     /// Compare an int8 model with its float version over a source (quantization
     /// drift, offline): agreement F1, pseudo-mAP, raw-output SQNR, per-layer error.
     Evaluate(EvaluateArgs),
+    /// Calibrate a full-integer int8 model from a source's own frames: every range
+    /// method is scored against the float model on held-out frames and the best is
+    /// written, with a before/after table (F1, pseudo-mAP, per-layer SQNR).
+    Calibrate(CalibrateArgs),
     /// Preprocess an image exactly as `detect` does and write the float32
     /// NHWC tensor (normalised, before any quantisation) as .npy.
     Preprocess(PreprocessArgs),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Infer(a) => cli::infer::run(a),
         Cmd::Detect(a) => cli::detect::run(a),
         Cmd::Evaluate(a) => cli::evaluate::run(a),
+        Cmd::Calibrate(a) => cli::calibrate::run(a),
         Cmd::Preprocess(a) => cli::preprocess::run(a),
     };
     match r {

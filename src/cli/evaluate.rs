@@ -30,6 +30,9 @@ pub struct EvaluateArgs {
     /// Label file (default: the description's `labels`).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Skip this many frames of the source first (e.g. the part a model was calibrated on).
+    #[arg(long, default_value_t = 0)]
+    pub skip: u64,
     /// Compare every k-th frame of the source.
     #[arg(long, default_value_t = 1)]
     pub every: usize,
@@ -51,6 +54,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     o.desc = args.desc.clone();
     o.labels = args.labels.clone();
     o.every = args.every.max(1);
+    o.skip = args.skip;
     o.max_frames = args.max_frames;
     o.layers = !args.no_layers;
     if let Some(t) = args.threshold {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use crate::preprocess::ResizeMode;
 
 pub mod bench;
+pub mod calibrate;
 pub mod check_config;
 pub mod detect;
 pub mod evaluate;
@@ -19,6 +20,7 @@ pub mod preprocess;
 pub mod run;
 
 pub use bench::BenchArgs;
+pub use calibrate::CalibrateArgs;
 pub use check_config::CheckConfigArgs;
 pub use detect::DetectArgs;
 pub use evaluate::EvaluateArgs;

@@ -36,7 +36,9 @@ pub struct EvalOptions {
     pub alarm_threshold: f64,
     pub alarm_hysteresis: f64,
     pub alarm_min_frames: usize,
-    /// Compare every k-th frame of the source.
+    /// Skip this many frames of the source first.
+    pub skip: u64,
+    /// Compare every k-th frame of the source (counted after the skipped ones).
     pub every: usize,
     /// Stop after this many compared frames (0 = the whole source).
     pub max_frames: usize,
@@ -60,6 +62,7 @@ impl EvalOptions {
             alarm_threshold: d.alarm_threshold,
             alarm_hysteresis: d.alarm_hysteresis,
             alarm_min_frames: d.alarm_min_frames,
+            skip: 0,
             every: 1,
             max_frames: 0,
             layers: true,
@@ -276,6 +279,7 @@ impl Evaluator {
                 "rank_threshold": super::RANK_THRESHOLD,
                 "window": self.opts.window,
                 "every": self.opts.every,
+                "skip": self.opts.skip,
             },
             "summary": summary,
             "labels": labels,
@@ -482,7 +486,7 @@ pub fn run(
         };
         silent = Instant::now();
         seq += 1;
-        if !(seq - 1).is_multiple_of(every) {
+        if seq <= ev.opts.skip || !(seq - 1 - ev.opts.skip).is_multiple_of(every) {
             continue;
         }
         let n = ev.frames.len() + 1;

@@ -564,6 +564,12 @@ impl Interpreter {
             .flat_map(|(ni, _)| self.graph.nodes[*ni].outputs.iter().copied())
     }
 
+    /// Indices of the graph's nodes that run at inference time (the others
+    /// were folded into constants), in execution order.
+    pub fn executed_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps.iter().map(|(ni, _)| *ni)
+    }
+
     /// Run the model once.
     pub fn invoke(&mut self) -> Result<()> {
         let arena = self.arena.bytes_mut();

@@ -4,12 +4,16 @@
 //! - [`exec`]: the executor (constant folding, arena planning, the inference loop).
 //! - [`ops`]: operator semantics (shape checks, quantization parameters).
 //! - [`kernels`]: the arithmetic, grouped by instruction set behind one dispatch point.
+//! - [`quant`]: the quantization vocabulary (ranges → parameters, weights, biases).
+//! - [`quantizer`]: float model + calibration frames → full-integer int8 model.
 
 pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod kernels;
 pub mod ops;
+pub mod quant;
+pub mod quantizer;
 pub mod tensor;
 pub mod tflite;
 

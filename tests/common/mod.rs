@@ -4,6 +4,7 @@
 //! the daemon. Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod graph;
 mod rng;
 // Not every test binary uses it (the daemon tests do not).
 #[allow(unused_imports)]
