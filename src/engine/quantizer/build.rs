@@ -111,6 +111,30 @@ fn shared_inputs(node: &Node) -> Option<Vec<usize>> {
     })
 }
 
+/// A float32 tensor `name` made from the int8 tensor `q` by a new DEQUANTIZE node.
+fn dequantize(
+    tensors: &mut Vec<TensorInfo>,
+    nodes: &mut Vec<Node>,
+    q: usize,
+    name: String,
+    shape: Vec<usize>,
+) -> usize {
+    tensors.push(TensorInfo {
+        name,
+        dtype: DType::F32,
+        shape,
+        quant: None,
+        data: None,
+    });
+    let f = tensors.len() - 1;
+    nodes.push(Node {
+        op: Op::Dequantize,
+        inputs: vec![Some(q)],
+        outputs: vec![f],
+    });
+    f
+}
+
 /// The range a fused or standalone activation leaves its output in.
 fn activation_clamp(op: &Op) -> Option<(f32, f32)> {
     let act = match op {
@@ -461,21 +485,8 @@ pub fn quantize(
                         // int8 → float32 in front of the operator.
                         let q = map_act(t, &mut uf, &mut tensors, &mut tensor_map);
                         let info = &g.tensors[t];
-                        let f = push(
-                            &mut tensors,
-                            TensorInfo {
-                                name: format!("{}/dequantized", info.name),
-                                dtype: DType::F32,
-                                shape: info.shape.clone(),
-                                quant: None,
-                                data: None,
-                            },
-                        );
-                        nodes.push(Node {
-                            op: Op::Dequantize,
-                            inputs: vec![Some(q)],
-                            outputs: vec![f],
-                        });
+                        let name = format!("{}/dequantized", info.name);
+                        let f = dequantize(&mut tensors, &mut nodes, q, name, info.shape.clone());
                         new_in.push(Some(f));
                     } else if g.tensors[t].is_const() {
                         new_in.push(Some(keep_const(t, &mut tensors)));
@@ -560,22 +571,7 @@ pub fn quantize(
             let name = tensors[q].name.clone();
             let shape = tensors[q].shape.clone();
             tensors[q].name = format!("{name}/int8");
-            let f = push(
-                &mut tensors,
-                TensorInfo {
-                    name,
-                    dtype: DType::F32,
-                    shape,
-                    quant: None,
-                    data: None,
-                },
-            );
-            nodes.push(Node {
-                op: Op::Dequantize,
-                inputs: vec![Some(q)],
-                outputs: vec![f],
-            });
-            outputs.push(f);
+            outputs.push(dequantize(&mut tensors, &mut nodes, q, name, shape));
         } else {
             outputs.push(q);
         }
