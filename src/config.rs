@@ -20,6 +20,7 @@ pub struct Config {
     pub homeassistant: HomeAssistantConfig,
     pub tracker: TrackerConfig,
     pub shadow: ShadowConfig,
+    pub calibration: CalibrationConfig,
     pub pipeline: PipelineConfig,
 }
 
@@ -272,6 +273,67 @@ impl Default for ShadowConfig {
             store_max_frames: 50,
             store_max_bytes: 50_000_000,
             store_min_disagreement: 0.5,
+        }
+    }
+}
+
+/// What the daemon does with a calibrated candidate that beats the running model.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Promote {
+    /// Swap it in by itself.
+    Auto,
+    /// Wait for `promote` on `<base>/calibration/set`.
+    Manual,
+}
+
+/// On-device calibration (`[calibration]`): collect the camera's frames, re-quantize the int8
+/// model from the float one (`shadow.model`), A/B it against the running model and promote it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrationConfig {
+    pub enabled: bool,
+    /// Collected frames, candidates, promoted models and the history.
+    pub dir: PathBuf,
+    /// Calibration frames to collect (one in four more are collected and held out for the A/B).
+    pub frames: usize,
+    /// Seconds between two collected frames.
+    pub interval_s: f64,
+    /// A frame closer than this to the last kept one (mean absolute difference of 32×32
+    /// thumbnails, 0..255) is skipped.
+    pub min_difference: f64,
+    /// Disk bound of the collected frames, bytes.
+    pub max_bytes: u64,
+    /// Calibrate as soon as the frames are collected (false: wait for `start`).
+    pub auto_start: bool,
+    /// `auto` (score every method) or one of `minmax`, `percentile`, `mse`, `kl`.
+    pub method: String,
+    /// `auto` or `manual`.
+    pub promote: Promote,
+    /// A candidate must beat the running model by this much (mean of agreement F1 and
+    /// pseudo-mAP@0.5 against float on the held-out frames).
+    pub margin: f64,
+    /// CPU budget of the calibration thread in percent of one core (0 = no budget).
+    pub cpu_budget: f64,
+    /// Nice value of the calibration thread (0 = leave it alone, up to 19).
+    pub nice: i32,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            enabled: false,
+            dir: PathBuf::from("/var/lib/edgecam/calibration"),
+            frames: 200,
+            interval_s: 60.0,
+            min_difference: 2.0,
+            max_bytes: 200_000_000,
+            auto_start: true,
+            method: "auto".into(),
+            promote: Promote::Auto,
+            margin: 0.02,
+            cpu_budget: 50.0,
+            nice: 15,
         }
     }
 }
@@ -654,6 +716,42 @@ impl Config {
         if !(0.0..=1.0).contains(&sh.store_min_disagreement) {
             bad("shadow.store_min_disagreement", "must be in 0..1".into())?;
         }
+        let ca = &self.calibration;
+        if ca.enabled && sh.model.is_none() {
+            bad(
+                "calibration.enabled",
+                "needs shadow.model (the float model it quantizes)".into(),
+            )?;
+        }
+        at_most("calibration.frames", ca.frames as u64, 8, 10_000)?;
+        secs(
+            "calibration.interval_s",
+            ca.interval_s,
+            0.0,
+            24.0 * MAX_SECONDS,
+        )?;
+        if !(0.0..=255.0).contains(&ca.min_difference) {
+            bad("calibration.min_difference", "must be in 0..255".into())?;
+        }
+        at_most("calibration.max_bytes", ca.max_bytes, 1_000_000, 1 << 40)?;
+        if let Err(e) = crate::engine::quantizer::Method::parse_list(&ca.method) {
+            bad("calibration.method", e)?;
+        }
+        if !(ca.margin.is_finite() && (-1.0..=1.0).contains(&ca.margin)) {
+            bad("calibration.margin", "must be in -1..1".into())?;
+        }
+        if !(0.0..=100.0).contains(&ca.cpu_budget) {
+            bad(
+                "calibration.cpu_budget",
+                "must be in 0..100 (percent)".into(),
+            )?;
+        }
+        if !(0..=19).contains(&ca.nice) {
+            bad(
+                "calibration.nice",
+                format!("must be in 0..=19, got {}", ca.nice),
+            )?;
+        }
         Ok(())
     }
 
@@ -738,6 +836,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn calibration_keys_are_checked() {
+        for (text, key) in [
+            ("[calibration]\nenabled = true\n", "calibration.enabled"),
+            (
+                "[calibration]\nmethod = \"entropy\"\n",
+                "calibration.method",
+            ),
+            ("[calibration]\npromote = \"sometimes\"\n", "promote"),
+            ("[calibration]\nframes = 3\n", "calibration.frames"),
+            ("[calibration]\nmargin = 2.0\n", "calibration.margin"),
+            ("[calibration]\nnice = 20\n", "calibration.nice"),
+            ("[calibration]\ninterval = 5\n", "interval"),
+        ] {
+            let (dir, p) = write(text);
+            let e = Config::load_with_env(Some(&p), vec![])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let (dir, p) = write(
+            "[shadow]\nmodel = \"f.tflite\"\n[calibration]\nenabled = true\npromote = \"manual\"\nmethod = \"kl\"\n",
+        );
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert_eq!(c.calibration.promote, Promote::Manual);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Config values at and beyond their limits, from TOML and from the environment: the

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::calibrate::service;
 use crate::capture::{sources, Frame};
 use crate::config::Config;
 use crate::postprocess::tracker::Object;
@@ -22,11 +23,19 @@ use pipeline::{Infer, Processed, PublishCtx, Shared};
 /// The int8 detector behind the detect stage.
 pub struct EngineInfer {
     det: crate::detect::Detector,
+    /// How `det` was loaded: calibration loads the models it promotes the same way.
+    template: crate::detect::DetectorConfig,
+    model: Arc<str>,
     scratch: Vec<crate::postprocess::boxes::Detection>,
     shadow: Option<crate::drift::shadow::ShadowFeed>,
+    calibration: Option<service::CalibrationFeed>,
+    swaps: Option<crossbeam_channel::Receiver<service::Swap>>,
 }
 
 impl EngineInfer {
+    /// Load `detector.model`, or the model calibration promoted for it (see
+    /// [`service::startup_model`]); a promoted model that does not load is logged and the
+    /// configured one used.
     pub fn load(
         cfg: &Config,
         min_threshold: f32,
@@ -37,13 +46,68 @@ impl EngineInfer {
         dc.desc = cfg.detector.desc.clone();
         dc.labels = cfg.detector.labels.clone();
         dc.score_threshold = Some(min_threshold);
-        let det = crate::detect::Detector::from_config(&dc)
-            .with_context(|| format!("detector.model: loading {}", cfg.detector.model.display()))?;
+        let promoted = service::startup_model(cfg).and_then(|p| {
+            let mut d = dc.clone();
+            d.model = p.clone();
+            d.desc = Some(service::description_path(cfg).ok()?);
+            match crate::detect::Detector::from_config(&d) {
+                Ok(det) => {
+                    tracing::info!(model = %p.display(), "starting on the model calibration promoted");
+                    Some(det)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "calibration: the promoted model {} does not load ({e:#}); starting on detector.model",
+                        p.display()
+                    );
+                    None
+                }
+            }
+        });
+        let det = match promoted {
+            Some(d) => d,
+            None => crate::detect::Detector::from_config(&dc).with_context(|| {
+                format!("detector.model: loading {}", cfg.detector.model.display())
+            })?,
+        };
         Ok(EngineInfer {
+            model: det.name().into(),
             det,
+            template: dc,
             scratch: Vec::new(),
             shadow: None,
+            calibration: None,
+            swaps: None,
         })
+    }
+
+    /// Set up on-device calibration fed by this detector: the service (to run on its own
+    /// thread) and the sender for its commands.
+    pub fn start_calibration(
+        &mut self,
+        cfg: &Config,
+        out: Publisher,
+    ) -> Result<(service::Service, crossbeam_channel::Sender<mqtt::Incoming>)> {
+        let (svc, w) = service::Service::new(cfg, self.template.clone(), out)?;
+        self.calibration = Some(w.feed);
+        self.swaps = Some(w.swaps);
+        Ok((svc, w.commands))
+    }
+
+    /// Take a model calibration promoted (or rolled back to), between two frames.
+    fn take_swap(&mut self) {
+        let Some(s) = self.swaps.as_ref().and_then(|r| r.try_recv().ok()) else {
+            return;
+        };
+        let from = self.det.name().to_string();
+        self.det = s.detector;
+        self.model = self.det.name().into();
+        if let Some(feed) = self.shadow.as_mut() {
+            if let Err(e) = feed.retarget(&self.det) {
+                tracing::warn!("shadow: following the new model: {e:#}");
+            }
+        }
+        tracing::info!(model = %s.path.display(), from = %from, "detector swapped between two frames");
     }
     /// Start the float shadow model (its own thread) fed by this detector.
     pub fn start_shadow(
@@ -58,16 +122,17 @@ impl EngineInfer {
     pub fn labels(&self) -> Vec<String> {
         self.det.labels().to_vec()
     }
-    pub fn name(&self) -> String {
-        self.det.name().to_string()
-    }
 }
 
 impl Infer for EngineInfer {
     fn infer(&mut self, frame: &Frame, out: &mut Vec<Object>) -> Result<f64> {
+        self.take_swap();
         self.det.detect_into(&frame.image, &mut self.scratch)?;
         if let Some(feed) = self.shadow.as_mut() {
             feed.offer(frame.seq, frame.wall, &frame.image, &self.det);
+        }
+        if let Some(feed) = self.calibration.as_mut() {
+            feed.offer(frame.ts, &frame.image);
         }
         let t = self.det.transform();
         out.extend(self.scratch.iter().map(|d| Object {
@@ -77,6 +142,9 @@ impl Infer for EngineInfer {
             bbox: d.to_pixels(&t),
         }));
         Ok(self.det.inference_time().as_secs_f64() * 1000.0)
+    }
+    fn model(&self) -> Arc<str> {
+        self.model.clone()
     }
 }
 
@@ -105,6 +173,8 @@ pub fn mqtt_settings(cfg: &Config) -> mqtt::Settings {
         backoff_min: Duration::from_secs_f64(cfg.mqtt.backoff_min_s),
         backoff_max: Duration::from_secs_f64(cfg.mqtt.backoff_max_s),
         echo: cfg.mqtt.echo,
+        commands: Vec::new(),
+        inbox: None,
     }
 }
 
@@ -171,6 +241,7 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
         &cfg.device_id(),
         &labels,
         cfg.shadow.enabled,
+        cfg.calibration.enabled,
     );
 }
 
@@ -291,7 +362,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
         None
     };
 
-    let settings = mqtt_settings(&cfg);
+    let mut settings = mqtt_settings(&cfg);
     let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
     let conn = Arc::new(ConnState::default());
     let publisher = Publisher::new(
@@ -316,9 +387,21 @@ pub fn run(mut cfg: Config) -> Result<()> {
         None
     };
 
+    let calibration = if cfg.calibration.enabled {
+        let (svc, commands) = infer
+            .start_calibration(&cfg, publisher.clone())
+            .map_err(crate::exit::config)?;
+        settings
+            .commands
+            .push(Publisher::calibration_command_topic(&cfg.base_topic()));
+        settings.inbox = Some(commands);
+        Some(svc)
+    } else {
+        None
+    };
+
     let shared = Shared::new();
     let ctx = PublishCtx {
-        model: infer.name(),
         kernels: path.to_string(),
         stats_interval: Duration::from_secs_f64(cfg.mqtt.stats_interval_s),
     };
@@ -353,6 +436,13 @@ pub fn run(mut cfg: Config) -> Result<()> {
         ];
         if let Some(h) = shadow_thread {
             v.push(Stage::new("shadow", h));
+        }
+        if let Some(svc) = calibration {
+            let s5 = shared.clone();
+            let h = std::thread::Builder::new()
+                .name("edgecam-calib".into())
+                .spawn(move || svc.run(&s5.stop))?;
+            v.push(Stage::new("calibration", h));
         }
         Stages(v)
     };

@@ -294,6 +294,8 @@ pub struct Processed {
     pub width: u32,
     pub height: u32,
     pub inference_ms: f64,
+    /// The model that processed the frame (it changes when calibration promotes one).
+    pub model: Arc<str>,
     pub objects: Vec<Object>,
 }
 
@@ -349,6 +351,8 @@ impl Filter {
 pub trait Infer: Send {
     /// Detect objects in `frame`, boxes in its pixels; returns inference milliseconds.
     fn infer(&mut self, frame: &Frame, out: &mut Vec<Object>) -> Result<f64>;
+    /// The model's name, for `detections`.
+    fn model(&self) -> Arc<str>;
 }
 
 /// The detection thread.
@@ -402,6 +406,7 @@ pub fn detect_loop(
                     width: w,
                     height: h,
                     inference_ms: ms,
+                    model: infer.model(),
                     objects: kept,
                 });
                 shared
@@ -421,8 +426,6 @@ pub fn detect_loop(
 
 /// What the publish stage needs beside its [`Publisher`].
 pub struct PublishCtx {
-    /// The int8 model's name, for `detections`.
-    pub model: String,
     /// The kernel path, for `stats`.
     pub kernels: String,
     pub stats_interval: Duration,
@@ -506,7 +509,7 @@ pub fn publish_loop(
                     wall: p.wall,
                     width: p.width,
                     height: p.height,
-                    model: &ctx.model,
+                    model: &p.model,
                     inference_ms: p.inference_ms,
                     objects: &p.objects,
                 });

@@ -41,12 +41,14 @@ pub struct Selection {
     pub duplicates: u64,
 }
 
-fn thumb(img: &RgbImage) -> Vec<u8> {
+/// A 32×32 grey thumbnail, for duplicate checks.
+pub fn thumb(img: &RgbImage) -> Vec<u8> {
     let g = image::imageops::grayscale(img);
     image::imageops::resize(&g, THUMB, THUMB, FilterType::Triangle).into_raw()
 }
 
-fn mad(a: &[u8], b: &[u8]) -> f64 {
+/// Mean absolute difference of two thumbnails (0..255).
+pub fn mad(a: &[u8], b: &[u8]) -> f64 {
     let s: u64 = a
         .iter()
         .zip(b)

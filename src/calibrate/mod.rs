@@ -13,6 +13,7 @@
 //!    held-out frames: F1, pseudo-mAP, per-layer SQNR.
 
 pub mod frames;
+pub mod service;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,9 @@ impl Candidate {
 pub struct Outcome {
     pub candidates: Vec<Candidate>,
     pub chosen: usize,
+    /// The shipped model (`before`, when there is a baseline) and the written one (`after`)
+    /// against float on the held-out frames.
+    pub compared: Vec<(String, Pooled)>,
     pub report: serde_json::Value,
     pub table: String,
 }
@@ -198,7 +202,15 @@ fn score(
     Ok(Pooled::of(cs.iter()))
 }
 
-/// Run the whole calibration; `step` reports progress.
+/// Stop early when asked to (the daemon's shutdown).
+fn check(stop: &AtomicBool) -> Result<()> {
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("calibration interrupted");
+    }
+    Ok(())
+}
+
+/// Run the whole calibration; `step` reports progress. `stop` interrupts it between steps.
 pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) -> Result<Outcome> {
     let t0 = Instant::now();
     let s = setup(o)?;
@@ -245,6 +257,7 @@ pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) 
     let mut float_ms = 0.0;
     for (k, (_, img)) in calib.iter().enumerate() {
         step(Step::Calibrating(k + 1, calib.len()));
+        check(stop)?;
         fdet.detect_into(img, &mut dets)?;
         float_ms += fdet.inference_time().as_secs_f64() * 1e3;
         cal.observe(fdet.interpreter(), bias_frames.binary_search(&k).is_ok())
@@ -298,6 +311,7 @@ pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) 
     let mut cands: Vec<Candidate> = Vec::new();
     for &m in &o.methods {
         step(Step::Scoring(m.name()));
+        check(stop)?;
         let q = build(m, None)?;
         let p = score(&q.graph, &s, &held, &float_raw, &mut cmp)?;
         cands.push(Candidate {
@@ -314,6 +328,7 @@ pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) 
         for &i in order.iter().take(2) {
             let m = cands[i].method;
             step(Step::Scoring(&format!("{}+bias", m.name())));
+            check(stop)?;
             // The weight-error part first, then the heads' remaining error measured
             // on the bias-correction frames.
             let q = build(m, Some(HashMap::new()))?;
@@ -359,6 +374,7 @@ pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) 
     models.push(("after".into(), o.out.clone()));
     for (name, path) in &models {
         step(Step::Comparing(name));
+        check(stop)?;
         let mut eo = EvalOptions::new(path, &o.float);
         eo.desc = Some(s.desc_path.clone());
         eo.labels = o.labels.clone();
@@ -399,6 +415,10 @@ pub fn run(o: &CalibrateOptions, stop: &AtomicBool, mut step: impl FnMut(Step)) 
     );
     let table = table(o, &cands, chosen, &compared);
     Ok(Outcome {
+        compared: compared
+            .iter()
+            .map(|(n, ev)| (n.clone(), ev.summary()))
+            .collect(),
         candidates: cands,
         chosen,
         report,

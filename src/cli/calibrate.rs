@@ -65,12 +65,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     if o.frames < 4 {
         bail!("--frames must be at least 4");
     }
-    o.methods = match a.method.as_str() {
-        "auto" => Method::ALL.to_vec(),
-        m => vec![Method::parse(m).with_context(|| {
-            format!("--method {m}: expected auto, minmax, percentile, mse or kl")
-        })?],
-    };
+    o.methods = Method::parse_list(&a.method).map_err(|e| anyhow::anyhow!("--method {e}"))?;
     o.bias_correction = !a.no_bias_correction;
     o.baseline = a
         .baseline

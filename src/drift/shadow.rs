@@ -66,6 +66,8 @@ struct Job {
     wall: SystemTime,
     image: RgbImage,
     int8: [Vec<f32>; 2],
+    /// The int8 model that produced `int8` (it changes when calibration promotes one).
+    int8_model: String,
 }
 
 /// The detection thread's end: decides which frames the shadow sees.
@@ -107,6 +109,7 @@ impl ShadowFeed {
             wall,
             image: image.clone(),
             int8,
+            int8_model: det.name().to_string(),
         };
         match self.tx.try_send(job) {
             Ok(()) => {
@@ -121,6 +124,13 @@ impl ShadowFeed {
 
     pub fn stats(&self) -> &ShadowStats {
         &self.state.stats
+    }
+
+    /// Follow a new int8 detector (a promoted model): its output tensors may sit elsewhere.
+    /// Its outputs were checked against the float model's when it was calibrated from it.
+    pub fn retarget(&mut self, det: &Detector) -> Result<()> {
+        self.idx = output_indices(det)?;
+        Ok(())
     }
 }
 
@@ -165,7 +175,6 @@ struct Worker {
     out: Publisher,
     state: Arc<State>,
     budget: f64,
-    int8_name: String,
     float_name: String,
     float_raw: [Vec<f32>; 2],
     scratch: Vec<crate::postprocess::Detection>,
@@ -234,7 +243,6 @@ pub fn start(
     });
     let cmp = Comparator::new(&float, sh.score_threshold)?;
     let worker = Worker {
-        int8_name: int8.name().to_string(),
         float_name: float.name().to_string(),
         float,
         idx,
@@ -329,7 +337,7 @@ impl Worker {
         self.out.drift(&DriftFigures {
             wall: job.wall,
             seq: job.seq,
-            int8_model: &self.int8_name,
+            int8_model: &job.int8_model,
             float_model: &self.float_name,
             score_threshold: self.cmp.score_threshold,
             window_size: self.window.size,

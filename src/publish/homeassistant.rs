@@ -150,6 +150,76 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
     ]
 }
 
+/// Discovery configs (retained) of the calibration entities: its state (with the before/after
+/// figures as attributes), the candidate's gain, and one button per command of
+/// `<base>/calibration/set`.
+pub fn calibration_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
+    let device = json!({
+        "identifiers": [format!("edgecam_{device_id}")],
+        "name": format!("edgecam {device_id}"),
+        "model": "edgecam",
+        "manufacturer": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let availability = format!("{base}/availability");
+    let state = format!("{base}/calibration");
+    let msg = |component: &str, id: &str, cfg: serde_json::Value| Message {
+        topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
+        payload: cfg.to_string().into_bytes(),
+        retain: true,
+        qos: 1,
+    };
+    let mut out = vec![
+        msg(
+            "sensor",
+            "calibration",
+            json!({
+                "name": "Calibration",
+                "unique_id": format!("edgecam_{device_id}_calibration"),
+                "state_topic": state,
+                "value_template": "{{ value_json.state }}",
+                "json_attributes_topic": state,
+                "availability_topic": availability,
+                "icon": "mdi:tune-vertical",
+                "device": device,
+            }),
+        ),
+        msg(
+            "sensor",
+            "calibration_gain",
+            json!({
+                "name": "Calibration gain",
+                "unique_id": format!("edgecam_{device_id}_calibration_gain"),
+                "state_topic": state,
+                "value_template": "{{ value_json.gain if value_json.gain is defined and value_json.gain is not none else '' }}",
+                "availability_topic": availability,
+                "icon": "mdi:chart-line",
+                "device": device,
+            }),
+        ),
+    ];
+    for (cmd, name, icon) in [
+        ("start", "Calibrate", "mdi:play"),
+        ("promote", "Promote calibrated model", "mdi:check-decagram"),
+        ("rollback", "Roll back model", "mdi:undo"),
+    ] {
+        out.push(msg(
+            "button",
+            &format!("calibration_{cmd}"),
+            json!({
+                "name": name,
+                "unique_id": format!("edgecam_{device_id}_calibration_{cmd}"),
+                "command_topic": format!("{state}/set"),
+                "payload_press": cmd,
+                "availability_topic": availability,
+                "icon": icon,
+                "device": device,
+            }),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +260,23 @@ mod tests {
             assert_eq!(v["state_topic"], "edgecam/cam1/drift");
             assert!(x.retain);
         }
+    }
+
+    #[test]
+    fn calibration_buttons_press_the_command_words() {
+        let m = calibration_discovery("homeassistant", "edgecam/cam1", "cam1");
+        let presses: Vec<String> = m
+            .iter()
+            .filter(|x| x.topic.contains("/button/"))
+            .map(|x| {
+                let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
+                assert_eq!(v["command_topic"], "edgecam/cam1/calibration/set");
+                v["payload_press"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(presses, ["start", "promote", "rollback"]);
+        let v: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
+        assert_eq!(v["state_topic"], "edgecam/cam1/calibration");
+        assert!(m.iter().all(|x| x.retain));
     }
 }

@@ -33,6 +33,17 @@ pub struct Settings {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub echo: bool,
+    /// Command topics to subscribe to (again after every reconnect); what arrives on them
+    /// goes to `inbox`.
+    pub commands: Vec<String>,
+    pub inbox: Option<crossbeam_channel::Sender<Incoming>>,
+}
+
+/// A message received on one of [`Settings::commands`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
 }
 
 /// Connection state shared with the [`super::Publisher`] (retained messages, `stats`) and tests.
@@ -319,8 +330,14 @@ pub async fn run(
                             echo(&s, &m);
                         }
                     }
+                    for t in &s.commands {
+                        if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                            tracing::warn!(topic = %t, "MQTT: cannot subscribe: {e}");
+                        }
+                    }
                     outbox.notify.notify_one();
                 }
+                Ok(Event::Incoming(Packet::Publish(p))) => deliver(&s, &p),
                 Ok(_) => {}
                 Err(e) => {
                     let lost = state.connected.swap(false, Ordering::SeqCst);
@@ -363,6 +380,26 @@ pub async fn run(
         state.connected.store(false, Ordering::SeqCst);
     }
     Ok(())
+}
+
+/// Hand a received message to the inbox. Retained messages are refused: a command left
+/// retained on the broker would run again after every reconnect. A full inbox drops it.
+fn deliver(s: &Settings, p: &rumqttc::Publish) {
+    let Some(inbox) = &s.inbox else { return };
+    if !s.commands.contains(&p.topic) {
+        return;
+    }
+    if p.retain {
+        tracing::warn!(topic = %p.topic, "MQTT: ignoring a retained command (publish commands without retain)");
+        return;
+    }
+    let m = Incoming {
+        topic: p.topic.clone(),
+        payload: p.payload.to_vec(),
+    };
+    if inbox.try_send(m).is_err() {
+        tracing::warn!(topic = %p.topic, "MQTT: command dropped (the previous ones are still pending)");
+    }
 }
 
 fn echo(s: &Settings, m: &Message) {

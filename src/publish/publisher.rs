@@ -298,18 +298,39 @@ impl Publisher {
     /// Home Assistant discovery configs (retained, QoS 1) for `labels`, and for the drift
     /// entities when `drift`: remembered only, so that the connection publishes them after
     /// every (re)connect, before anything else is drained.
+    /// `calibration`: the on-device calibration's state (retained; built by
+    /// [`crate::calibrate::service`]).
+    pub fn calibration(&self, state: &serde_json::Value) {
+        self.send(
+            self.topic("calibration"),
+            state.to_string().into_bytes(),
+            true,
+        );
+    }
+
+    /// The command topic of the on-device calibration.
+    pub fn calibration_command_topic(base: &str) -> String {
+        format!("{base}/calibration/set")
+    }
+
     pub fn discovery(
         &self,
         discovery_prefix: &str,
         device_id: &str,
         labels: &[String],
         drift: bool,
+        calibration: bool,
     ) {
         for m in homeassistant::discovery(discovery_prefix, &self.base, device_id, labels) {
             self.conn.remember(&m);
         }
         if drift {
             for m in homeassistant::drift_discovery(discovery_prefix, &self.base, device_id) {
+                self.conn.remember(&m);
+            }
+        }
+        if calibration {
+            for m in homeassistant::calibration_discovery(discovery_prefix, &self.base, device_id) {
                 self.conn.remember(&m);
             }
         }
@@ -456,7 +477,7 @@ mod tests {
     #[test]
     fn discovery_is_remembered_not_queued() {
         let (p, o, conn) = publisher(false);
-        p.discovery("homeassistant", "cam1", &["Person".into()], true);
+        p.discovery("homeassistant", "cam1", &["Person".into()], true, false);
         assert!(o.is_empty());
         assert_eq!(conn.retained.lock().unwrap().len(), 3 + 4);
     }

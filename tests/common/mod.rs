@@ -146,6 +146,24 @@ pub fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
     rx
 }
 
+/// Publish one message (QoS 1, not retained unless `retain`) and wait until it has left.
+pub fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
+    let mut opts = MqttOptions::new(format!("test-pub-{}", free_port()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(opts, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+        .unwrap();
+    for ev in conn.iter() {
+        match ev {
+            Ok(Event::Incoming(Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("publishing to {topic}: {e}"),
+        }
+    }
+    let _ = client.disconnect();
+}
+
 /// Wait until `pred` holds for a received message; returns everything received meanwhile.
 pub fn wait_for(
     rx: &mpsc::Receiver<Msg>,

@@ -39,6 +39,16 @@ impl Method {
         Method::ALL.into_iter().find(|m| m.name() == s)
     }
 
+    /// `auto` (every method) or one method's name.
+    pub fn parse_list(s: &str) -> Result<Vec<Method>, String> {
+        match s {
+            "auto" => Ok(Method::ALL.to_vec()),
+            m => Method::parse(m)
+                .map(|m| vec![m])
+                .ok_or_else(|| format!("{m:?}: expected auto, minmax, percentile, mse or kl")),
+        }
+    }
+
     /// The range of one tensor.
     pub fn range(&self, s: &TensorStats) -> (f32, f32) {
         if s.is_empty() {
