@@ -240,8 +240,8 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
         &cfg.homeassistant.discovery_prefix,
         &cfg.device_id(),
         &labels,
-        cfg.shadow.enabled,
-        cfg.calibration.enabled,
+        cfg.shadow.enabled && infer.det.desc().is_some(),
+        cfg.calibration.enabled && infer.det.desc().is_some(),
     );
 }
 
@@ -373,7 +373,17 @@ pub fn run(mut cfg: Config) -> Result<()> {
         conn.clone(),
     );
     announce(&cfg, &infer, &publisher);
-    let shadow_thread = if cfg.shadow.enabled {
+    // Drift and calibration compare raw outputs: a model ending in
+    // TFLite_Detection_PostProcess has none. Say so; detection runs on.
+    let raw = infer.det.desc().is_some();
+    if !raw && (cfg.shadow.enabled || cfg.calibration.enabled) {
+        tracing::warn!(
+            model = %cfg.detector.model.display(),
+            "the model ends in TFLite_Detection_PostProcess, so it has no raw outputs to compare \
+             with a float model: the shadow (drift) and calibration are off for it"
+        );
+    }
+    let shadow_thread = if cfg.shadow.enabled && raw {
         let h = infer
             .start_shadow(&cfg, publisher.clone())
             .map_err(crate::exit::config)?;
@@ -387,7 +397,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
         None
     };
 
-    let calibration = if cfg.calibration.enabled {
+    let calibration = if cfg.calibration.enabled && raw {
         let (svc, commands) = infer
             .start_calibration(&cfg, publisher.clone())
             .map_err(crate::exit::config)?;

@@ -17,7 +17,8 @@ pub struct DetectArgs {
     /// Label file (default: the description's `labels`).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Model description JSON (default: `<base>.json` next to the model, then `models/<base>.json`).
+    /// Model description JSON (default: `<base>.json` next to the model, then `models/<base>.json`;
+    /// none for a model ending in TFLite_Detection_PostProcess).
     #[arg(long)]
     pub desc: Option<PathBuf>,
     /// Score threshold (default: the description's).

@@ -108,23 +108,117 @@ impl DetectorConfig {
     }
 }
 
+/// How a detector's outputs become detections.
+enum Head {
+    /// Raw SSD outputs (box encodings, class logits) decoded with the description's anchors.
+    Raw {
+        desc: Box<ModelDesc>,
+        decoder: Box<Decoder>,
+        boxes_out: usize,
+        scores_out: usize,
+    },
+    /// The graph ends in TFLite_Detection_PostProcess: boxes `[1, M, 4]` (ymin, xmin, ymax,
+    /// xmax, normalised), classes `[1, M]`, scores `[1, M]` and the count `[1]`.
+    PostProcess {
+        outs: [usize; 4],
+        labels: Vec<String>,
+        score_threshold: f32,
+    },
+}
+
 /// A ready-to-run SSD detector.
 pub struct Detector {
     interp: Interpreter,
-    desc: ModelDesc,
+    head: Head,
     name: String,
     pre: Preprocessor,
     input_kind: InputKind,
-    decoder: Decoder,
-    boxes_out: usize,
-    scores_out: usize,
     transform: FrameTransform,
     inference: Duration,
+}
+
+/// The graph outputs written by a TFLite_Detection_PostProcess node, in its order (boxes,
+/// classes, scores, count), when all four are graph outputs: the model describes itself.
+pub fn postprocess_outputs(g: &crate::engine::Graph) -> Option<[usize; 4]> {
+    let node = g.nodes.iter().find(|n| {
+        matches!(n.op, crate::engine::graph::Op::DetectionPostProcess(_)) && n.outputs.len() == 4
+    })?;
+    let mut outs = [0usize; 4];
+    for (k, t) in node.outputs.iter().enumerate() {
+        outs[k] = g.outputs.iter().position(|o| o == t)?;
+    }
+    Some(outs)
+}
+
+/// How a model's first input maps pixels when no description says: a uint8 input takes the
+/// pixels as they are (its quantization holds the normalisation), an int8 input the pixels
+/// minus 128, a float input `(p − 127.5) / 127.5` (the common [-1, 1] of SSD exports).
+fn input_from_tensor(
+    info: &crate::engine::TensorInfo,
+) -> Result<(usize, usize, [f32; 3], [f32; 3])> {
+    let s = &info.shape;
+    if s.len() != 4 || s[0] != 1 || s[3] != 3 {
+        bail!(
+            "model input '{}' has shape {:?}, expected [1, height, width, 3]",
+            info.name,
+            s
+        );
+    }
+    let q = info.quant.as_ref().filter(|q| q.is_per_tensor());
+    let (mean, std) = match (info.dtype, q) {
+        (DType::U8, Some(q)) => (q.zp0() as f32, 1.0 / q.scale0()),
+        (DType::I8, Some(q)) => (q.zp0() as f32 + 128.0, 1.0 / q.scale0()),
+        (DType::F32, _) => (127.5, 127.5),
+        (d, _) => bail!(
+            "model input '{}' of type {} needs quantization parameters",
+            info.name,
+            d.name()
+        ),
+    };
+    Ok((s[2], s[1], [mean; 3], [std; 3]))
 }
 
 impl Detector {
     /// Load the model, its description and labels.
     pub fn from_config(cfg: &DetectorConfig) -> Result<Self> {
+        let name = cfg
+            .model
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string();
+        if cfg.desc.is_none() {
+            let graph = tflite::load_file(&cfg.model)
+                .with_context(|| format!("loading {}", cfg.model.display()))?;
+            if postprocess_outputs(&graph).is_some() {
+                let labels = match &cfg.labels {
+                    Some(p) => load_labels(p)?,
+                    None => Vec::new(),
+                };
+                let interp = Interpreter::with_options(graph, &cfg.engine)?;
+                let d = Self::with_postprocess(
+                    interp,
+                    labels,
+                    name,
+                    cfg.resize,
+                    cfg.score_threshold.unwrap_or(0.5),
+                )
+                .with_context(|| {
+                    format!(
+                        "{} with labels {}",
+                        cfg.model.display(),
+                        cfg.labels
+                            .as_deref()
+                            .map_or("(none)".into(), |p| p.display().to_string())
+                    )
+                })?;
+                tracing::info!(
+                    model = %cfg.model.display(),
+                    "the model ends in TFLite_Detection_PostProcess: no description needed"
+                );
+                return Ok(d);
+            }
+        }
         let desc_path = match &cfg.desc {
             Some(p) => p.clone(),
             None => desc_path_for_model(&cfg.model)?,
@@ -141,13 +235,60 @@ impl Detector {
         let graph = tflite::load_file(&cfg.model)
             .with_context(|| format!("loading {}", cfg.model.display()))?;
         let interp = Interpreter::with_options(graph, &cfg.engine)?;
-        let name = cfg
-            .model
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model")
-            .to_string();
-        Self::new(interp, desc, labels, name, cfg.resize)
+        Self::new(interp, desc, labels, name, cfg.resize).with_context(|| {
+            format!(
+                "{} with the description {}",
+                cfg.model.display(),
+                desc_path.display()
+            )
+        })
+    }
+
+    /// Wrap an interpreter whose graph ends in TFLite_Detection_PostProcess: input size and
+    /// normalisation come from the input tensor, detections from the operator's outputs.
+    /// `labels` (may be empty: class numbers then) must cover the operator's classes.
+    pub fn with_postprocess(
+        interp: Interpreter,
+        labels: Vec<String>,
+        name: String,
+        resize: ResizeMode,
+        score_threshold: f32,
+    ) -> Result<Self> {
+        let outs = postprocess_outputs(interp.graph())
+            .ok_or_else(|| anyhow!("the model does not end in TFLite_Detection_PostProcess"))?;
+        let classes = interp
+            .graph()
+            .nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                crate::engine::graph::Op::DetectionPostProcess(o) => Some(o.num_classes),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if !labels.is_empty() && labels.len() < classes {
+            bail!(
+                "the labels name {} classes, the model's TFLite_Detection_PostProcess has {classes}",
+                labels.len()
+            );
+        }
+        let info = interp.input_info(0)?.clone();
+        let (w, h, mean, std) = input_from_tensor(&info)?;
+        let input_kind = input_kind(&info)?;
+        let pre = Preprocessor::new(w, h, mean, std, false, resize)?;
+        let transform = pre.transform();
+        Ok(Detector {
+            interp,
+            head: Head::PostProcess {
+                outs,
+                labels,
+                score_threshold,
+            },
+            name,
+            pre,
+            input_kind,
+            transform,
+            inference: Duration::ZERO,
+        })
     }
 
     /// Wrap a prepared interpreter; checks it against the description.
@@ -170,23 +311,7 @@ impl Detector {
                 i.width
             );
         }
-        let input_kind = match info.dtype {
-            DType::F32 => InputKind::F32,
-            DType::I8 | DType::U8 => {
-                let q = info
-                    .quant
-                    .as_ref()
-                    .filter(|q| q.is_per_tensor())
-                    .ok_or_else(|| anyhow!("quantized input without per-tensor parameters"))?;
-                let (scale, zero_point) = (q.scale0(), q.zp0());
-                if info.dtype == DType::I8 {
-                    InputKind::I8 { scale, zero_point }
-                } else {
-                    InputKind::U8 { scale, zero_point }
-                }
-            }
-            d => bail!("unsupported model input type {}", d.name()),
-        };
+        let input_kind = input_kind(info)?;
         let find = |r: &model_desc::OutputRef| -> Result<usize> {
             match interp.output_index(&r.name) {
                 Ok(k) => Ok(k),
@@ -220,28 +345,38 @@ impl Detector {
         let transform = pre.transform();
         Ok(Detector {
             interp,
-            desc,
+            head: Head::Raw {
+                desc: Box::new(desc),
+                decoder: Box::new(decoder),
+                boxes_out,
+                scores_out,
+            },
             name,
             pre,
             input_kind,
-            decoder,
-            boxes_out,
-            scores_out,
             transform,
             inference: Duration::ZERO,
         })
     }
 
     pub fn labels(&self) -> &[String] {
-        self.decoder.labels()
+        match &self.head {
+            Head::Raw { decoder, .. } => decoder.labels(),
+            Head::PostProcess { labels, .. } => labels,
+        }
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn desc(&self) -> &ModelDesc {
-        &self.desc
+    /// The description of a raw-output model (`None`: the model ends in
+    /// TFLite_Detection_PostProcess and has no raw outputs).
+    pub fn desc(&self) -> Option<&ModelDesc> {
+        match &self.head {
+            Head::Raw { desc, .. } => Some(desc),
+            Head::PostProcess { .. } => None,
+        }
     }
 
     pub fn interpreter(&self) -> &Interpreter {
@@ -259,7 +394,12 @@ impl Detector {
     }
 
     pub fn set_score_threshold(&mut self, t: f32) {
-        self.decoder.set_score_threshold(t);
+        match &mut self.head {
+            Head::Raw { decoder, .. } => decoder.set_score_threshold(t),
+            Head::PostProcess {
+                score_threshold, ..
+            } => *score_threshold = t,
+        }
     }
 
     /// Preprocess `img`, run the model and decode its outputs.
@@ -277,11 +417,75 @@ impl Detector {
         let t0 = Instant::now();
         self.interp.invoke()?;
         self.inference = t0.elapsed();
-        let b = self.interp.output(self.boxes_out)?;
-        let s = self.interp.output(self.scores_out)?;
-        self.decoder
-            .decode_into(raw_output(&b)?, raw_output(&s)?, out)
+        match &mut self.head {
+            Head::Raw {
+                decoder,
+                boxes_out,
+                scores_out,
+                ..
+            } => {
+                let b = self.interp.output(*boxes_out)?;
+                let s = self.interp.output(*scores_out)?;
+                decoder.decode_into(raw_output(&b)?, raw_output(&s)?, out)
+            }
+            Head::PostProcess {
+                outs,
+                labels,
+                score_threshold,
+            } => {
+                out.clear();
+                let f = |k: usize| -> Result<&[f32]> {
+                    let t = self.interp.output(outs[k])?;
+                    t.f32().map_err(|e| anyhow!(e.0))
+                };
+                let (boxes, classes, scores) = (f(0)?, f(1)?, f(2)?);
+                let count = f(3)?.first().copied().unwrap_or(0.0);
+                let n = (count.max(0.0) as usize)
+                    .min(scores.len())
+                    .min(boxes.len() / 4);
+                for i in 0..n {
+                    // (A NaN score is no detection.)
+                    if scores[i].is_nan() || scores[i] < *score_threshold {
+                        continue;
+                    }
+                    let c = classes[i].max(0.0) as usize;
+                    let label = match labels.get(c) {
+                        Some(l) if !l.is_empty() => l.clone(),
+                        _ => c.to_string(),
+                    };
+                    let b = &boxes[4 * i..4 * i + 4];
+                    out.push(Detection {
+                        class_id: c,
+                        label,
+                        score: scores[i],
+                        bbox: [b[0], b[1], b[2], b[3]],
+                    });
+                }
+                Ok(())
+            }
+        }
     }
+}
+
+/// How the preprocessor fills a model's first input.
+fn input_kind(info: &crate::engine::TensorInfo) -> Result<InputKind> {
+    Ok(match info.dtype {
+        DType::F32 => InputKind::F32,
+        DType::I8 | DType::U8 => {
+            let q = info
+                .quant
+                .as_ref()
+                .filter(|q| q.is_per_tensor())
+                .ok_or_else(|| anyhow!("quantized input without per-tensor parameters"))?;
+            let (scale, zero_point) = (q.scale0(), q.zp0());
+            if info.dtype == DType::I8 {
+                InputKind::I8 { scale, zero_point }
+            } else {
+                InputKind::U8 { scale, zero_point }
+            }
+        }
+        d => bail!("unsupported model input type {}", d.name()),
+    })
 }
 
 /// The `edgecam detect` JSON record of one image: boxes in image pixels

@@ -234,10 +234,40 @@ pub fn desc_path_for_model(model: &Path) -> Result<PathBuf> {
     )
 }
 
-/// Read a label file: one label per line, trailing empty lines dropped.
+/// Read a label file: one label per line (line i = class i), or Coral's `id  name` lines
+/// (ids in any order, with gaps, which stay empty labels). Trailing empty lines are dropped.
 pub fn load_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading labels {}", path.display()))?;
+    parse_labels(&text).with_context(|| format!("labels {}", path.display()))
+}
+
+/// [`load_labels`] on text.
+pub fn parse_labels(text: &str) -> Result<Vec<String>> {
+    // `id<white space>name` on every non-empty line: the id format.
+    let ids: Option<Vec<(usize, &str)>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (id, name) = l.split_once(|c: char| c.is_whitespace())?;
+            Some((id.parse::<usize>().ok()?, name.trim()))
+        })
+        .collect();
+    if let Some(ids) = ids.filter(|v| !v.is_empty()) {
+        let max = ids.iter().map(|x| x.0).max().unwrap_or(0);
+        if max >= 100_000 {
+            bail!("class id {max} is too large");
+        }
+        let mut labels = vec![String::new(); max + 1];
+        for (id, name) in ids {
+            if !labels[id].is_empty() {
+                bail!("class id {id} appears twice");
+            }
+            labels[id] = name.to_string();
+        }
+        return Ok(labels);
+    }
     let mut labels: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
     while labels.last().is_some_and(|l| l.is_empty()) {
         labels.pop();
@@ -248,6 +278,28 @@ pub fn load_labels(path: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_in_both_formats() {
+        assert_eq!(
+            parse_labels("???\nPerson\nCar\n\n").unwrap(),
+            ["???", "Person", "Car"]
+        );
+        let l = load_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/coco_labels.txt"))
+            .unwrap();
+        assert_eq!(l.len(), 90);
+        assert_eq!(l.iter().filter(|x| !x.is_empty()).count(), 80);
+        assert_eq!(l[0], "person");
+        assert_eq!(l[2], "car");
+        assert_eq!(l[12], "stop sign");
+        assert_eq!(l[11], "", "a gap stays empty");
+        assert!(parse_labels("1 a\n1 b\n")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        // A plain file whose labels merely start with digits stays plain.
+        assert_eq!(parse_labels("3d printer\n2 wheeler\n").unwrap().len(), 2);
+    }
 
     fn repo_desc() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ssd_mobilenetv2_oidv4.json")

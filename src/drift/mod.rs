@@ -61,10 +61,22 @@ pub fn load_detector(
     Detector::new(interp, d, labels, name, ResizeMode::Stretch)
 }
 
+/// The description of a raw-output detector: drift compares raw outputs, which a model
+/// ending in TFLite_Detection_PostProcess does not have.
+pub fn raw_desc(det: &Detector) -> Result<&crate::detect::model_desc::ModelDesc> {
+    det.desc().ok_or_else(|| {
+        anyhow!(
+            "{} ends in TFLite_Detection_PostProcess: it has no raw outputs to compare with a \
+             float model (drift needs a raw-output model and its description)",
+            det.name()
+        )
+    })
+}
+
 /// Graph output indices of the box and class tensors of a detector.
 pub fn output_indices(det: &Detector) -> Result<[usize; 2]> {
     let it = det.interpreter();
-    let o = &det.desc().outputs;
+    let o = &raw_desc(det)?.outputs;
     let find = |r: &crate::detect::model_desc::OutputRef| -> Result<usize> {
         match it.output_index(&r.name) {
             Ok(k) => Ok(k),
@@ -94,8 +106,9 @@ pub struct Comparator {
 impl Comparator {
     /// `det` supplies the description and labels (either model of the pair).
     pub fn new(det: &Detector, score_threshold: f32) -> Result<Self> {
-        let decoder = decoder_for(det.desc(), det.labels().to_vec())?;
-        let o = &det.desc().outputs;
+        let desc = raw_desc(det)?;
+        let decoder = decoder_for(desc, det.labels().to_vec())?;
+        let o = &desc.outputs;
         Ok(Comparator {
             decoder,
             score_threshold,

@@ -446,6 +446,8 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
         }
     }
 
+    size_postprocess_outputs(&nodes, &mut tensors);
+
     Ok(Graph {
         bytes,
         tensors,
@@ -456,6 +458,33 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
         output_names,
         description,
     })
+}
+
+/// TFLite sizes the outputs of TFLite_Detection_PostProcess when it prepares the graph, and
+/// files often declare them with empty shapes (Coral's and the TF Object Detection API's
+/// exports): give an output declared empty (shape `[]` or a zero dimension) the shape the
+/// operator writes, `[1, M, 4]` boxes, `[1, M]` classes and scores, `[1]` count, `M = max_detections ×
+/// max_classes_per_detection`. A declared non-empty shape stays (the operator checks it).
+fn size_postprocess_outputs(nodes: &[Node], tensors: &mut [TensorInfo]) {
+    for node in nodes {
+        let Op::DetectionPostProcess(o) = &node.op else {
+            continue;
+        };
+        let Some(m) = o
+            .max_detections
+            .checked_mul(o.max_classes_per_detection)
+            .filter(|&m| (m as u64) * 4 <= MAX_ELEMENTS)
+        else {
+            continue;
+        };
+        let shapes: [&[usize]; 4] = [&[1, m, 4], &[1, m], &[1, m], &[1]];
+        for (&t, shape) in node.outputs.iter().zip(shapes) {
+            let info = &mut tensors[t];
+            if info.data.is_none() && (info.shape.is_empty() || info.shape.contains(&0)) {
+                info.shape = shape.to_vec();
+            }
+        }
+    }
 }
 
 fn load_tensor(

@@ -1,0 +1,221 @@
+//! Stock detectors that describe themselves: Coral's uint8 SSD-MobileNetV2 COCO, ending in
+//! TFLite_Detection_PostProcess with its outputs declared with empty shapes, runs with no
+//! description file, matches TFLite's reference kernels on real photos on every kernel path,
+//! gives COCO labels from Coral's `id  name` label file, and runs in the daemon (whose shadow
+//! says it cannot compare such a model, and keeps detecting).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use edgecam::detect::{Detector, DetectorConfig};
+use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
+use edgecam::npy::NpyArray;
+
+mod common;
+use common::*;
+
+fn coral() -> (PathBuf, PathBuf) {
+    let m = root().join("models");
+    (
+        m.join("ssd_mobilenet_v2_coco_quant_postprocess.tflite"),
+        m.join("coco_labels.txt"),
+    )
+}
+
+fn python() -> PathBuf {
+    std::env::var("EDGECAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv/bin/python"))
+}
+
+/// TFLite's reference kernels on `model` with one input: every output as npy.
+fn tflite_reference(dir: &Path, model: &Path, input: &NpyArray) -> Vec<NpyArray> {
+    let case = dir.join("case");
+    std::fs::create_dir_all(&case).unwrap();
+    std::fs::copy(model, case.join("model.tflite")).unwrap();
+    input.write(&case.join("in_0.npy")).unwrap();
+    let st = Command::new(python())
+        .arg(root().join("scripts/oracle.py"))
+        .arg(dir)
+        .status()
+        .expect("running the reference oracle (scripts/test makes .venv)");
+    assert!(st.success());
+    assert!(
+        !case.join("ref_error.txt").exists(),
+        "{:?}",
+        std::fs::read_to_string(case.join("ref_error.txt"))
+    );
+    (0..4)
+        .map(|k| NpyArray::read(&case.join(format!("ref_{k}.npy"))).unwrap())
+        .collect()
+}
+
+#[test]
+fn postprocess_outputs_declared_empty_are_sized_at_load() {
+    let (model, _) = coral();
+    let g = tflite::load_file(&model).unwrap();
+    let shapes: Vec<Vec<usize>> = g
+        .outputs
+        .iter()
+        .map(|&t| g.tensors[t].shape.clone())
+        .collect();
+    assert_eq!(shapes, [vec![1, 20, 4], vec![1, 20], vec![1, 20], vec![1]]);
+    assert_eq!(edgecam::detect::postprocess_outputs(&g), Some([0, 1, 2, 3]));
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "uint8 runs on the scalar kernels: seconds per image under qemu"
+)]
+fn coral_ssd_needs_no_description_and_matches_tflite_on_every_path() {
+    let (model, labels) = coral();
+    let dir = tmpdir("coral");
+    let photos = ["dog.jpg", "person.jpg"];
+    let want: [&[&str]; 2] = [&["dog", "bicycle", "car"], &["person", "horse"]];
+    let mut paths: Vec<(KernelPath, usize)> =
+        KernelPath::available().iter().map(|&p| (p, 1)).collect();
+    paths.push((*KernelPath::available().last().unwrap(), 2));
+    for (photo, want) in photos.iter().zip(want) {
+        let img = image::open(root().join("tests/data").join(photo))
+            .unwrap()
+            .to_rgb8();
+        // The detector: no description, COCO labels from Coral's file (ids with gaps).
+        let mut c = DetectorConfig::new(&model);
+        c.labels = Some(labels.clone());
+        c.score_threshold = Some(0.5);
+        let mut det = Detector::from_config(&c).unwrap();
+        assert!(det.desc().is_none());
+        let found = det.detect(&img).unwrap();
+        let names: Vec<&str> = found.iter().map(|d| d.label.as_str()).collect();
+        for w in want {
+            assert!(names.contains(w), "{photo}: {names:?} lacks {w}");
+        }
+        for d in &found {
+            assert!(d.score >= 0.5 && d.class_id < 90, "{d:?}");
+        }
+        // The engine against TFLite's reference kernels on the same input: the photo's
+        // pixels at 300×300 (uint8 input, scale 1/128, zero point 128: pixels go in as they are).
+        let small = image::imageops::resize(&img, 300, 300, image::imageops::FilterType::Triangle);
+        let x = NpyArray {
+            dtype: DType::U8,
+            shape: vec![1, 300, 300, 3],
+            data: small.into_raw(),
+        };
+        let r = tflite_reference(&dir, &model, &x);
+        for &(path, threads) in &paths {
+            let opts = InterpreterOptions {
+                kernels: path,
+                threads,
+                ..Default::default()
+            };
+            let mut it =
+                Interpreter::with_options(tflite::load_file(&model).unwrap(), &opts).unwrap();
+            it.input_bytes_mut(0).unwrap().copy_from_slice(&x.data);
+            it.invoke().unwrap();
+            for (k, want) in r.iter().enumerate() {
+                let ours = it.output(k).unwrap();
+                let a: &[f32] = ours.f32().unwrap();
+                let b: Vec<f32> = bytemuck::pod_collect_to_vec(&want.data);
+                assert_eq!(a.len(), b.len(), "{photo} {path}: output {k} size");
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * y.abs() + 1e-6,
+                        "{photo} {path} x{threads}: output {k}[{i}] ours {x}, TFLite {y}"
+                    );
+                }
+            }
+            let count = it.output(3).unwrap().f32().unwrap()[0];
+            assert!(count >= 1.0, "{photo}: nothing detected");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_label_file_too_short_for_the_model_is_an_error_naming_both() {
+    let (model, _) = coral();
+    let dir = tmpdir("coral-labels");
+    let short = dir.join("ten_labels.txt");
+    std::fs::write(
+        &short,
+        (0..10).map(|i| format!("c{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let mut c = DetectorConfig::new(&model);
+    c.labels = Some(short.clone());
+    let e = format!("{:#}", Detector::from_config(&c).err().expect("an error"));
+    assert!(
+        e.contains("ssd_mobilenet_v2_coco_quant_postprocess.tflite")
+            && e.contains("ten_labels.txt")
+            && e.contains("10 classes")
+            && e.contains("90"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
+fn the_daemon_runs_the_coral_model_with_coco_labels() {
+    let dir = tmpdir("coral-daemon");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let base = "edgecam/coral";
+    let rx = subscribe(port, &format!("{base}/#"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (model, labels) = coral();
+    let r = root();
+    let extra = format!(
+        r#"
+[shadow]
+enabled = true
+model = "{float}"
+"#,
+        float = r.join("models/ssd_mobilenetv2_oidv4_fp32.tflite").display(),
+    );
+    let cfg = write_config(&dir, port, "coral", &extra);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
+                .display()
+                .to_string(),
+            &model.display().to_string(),
+        )
+        .replace(
+            &r.join("models/oidv4_labelmap.txt").display().to_string(),
+            &labels.display().to_string(),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Logged::start(&cfg, &[]);
+    let mut all = vec![];
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0
+            == format!("{base}/detections")
+            && m.1.contains("\"person\"")),
+        "no detections of a person"
+    );
+    let det = json_on(&all, &format!("{base}/detections"));
+    assert!(det
+        .iter()
+        .all(|v| v["model"] == "ssd_mobilenet_v2_coco_quant_postprocess"));
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+        == format!("{base}/counts/person")));
+    assert!(
+        d.wait_line(
+            &["TFLite_Detection_PostProcess", "shadow"],
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "the log does not say why the shadow is off"
+    );
+    assert!(!all.iter().any(|m| m.0 == format!("{base}/drift")));
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
