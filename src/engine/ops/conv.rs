@@ -571,6 +571,23 @@ fn build_conv_q<T: QElem>(
             )?));
         }
     }
+    if T::DTYPE == DType::U8 && q.multipliers.windows(2).all(|m| m[0] == m[1]) {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.u8(), |t| t.i32())? {
+            let (src, m, k) = gemm_shape(&g);
+            return Ok(Box::new(conv_fast::GemmU8::new(
+                src,
+                m,
+                k,
+                g.out_c,
+                g.input_len(),
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )?));
+        }
+    }
     Ok(Box::new(ConvQ::<T> {
         g,
         filter_len: filter.num_elements(),

@@ -7,8 +7,16 @@
 //! folded into the bias and the GEMM runs on raw int8 activations; im2col pads
 //! padded taps with the input zero point, whose contribution cancels exactly.
 //! Integer sums are exact in any order, so the results are bit-identical to the
-//! scalar reference kernels. uint8 models and run-time filters keep the scalar
-//! kernels of `conv.rs` / `depthwise.rs` / `fully_connected.rs`.
+//! scalar reference kernels. Run-time filters keep the scalar kernels of `conv.rs` /
+//! `depthwise.rs` / `fully_connected.rs`.
+//!
+//! uint8 (legacy asymmetric, with a filter zero point) runs on the same int8 GEMM: with
+//! `X = x − 128`, `W = w − 128` (int8), `ZX = zx − 128`, `ZW = zw − 128`,
+//! `Σ (x − zx)(w − zw) = Σ X·W − ZW·Σ X − ZX·Σ W + K·ZX·ZW`: the GEMM gives `Σ X·W`, the
+//! per-channel constants are folded into the bias, and `ZW·Σ X` is a per-row correction
+//! from the row sums of the (im2col) input. Requantizing in the int8 domain with the output
+//! zero point and clamp shifted by −128 gives the uint8 result minus 128. Exact integer
+//! arithmetic again, so bit-identical to TFLite's uint8 reference kernels.
 //!
 //! Threading: the output rows (pixels for a GEMM, image rows for depthwise) are cut
 //! into tasks; each task writes its own disjoint rows and uses its worker's
@@ -455,6 +463,304 @@ impl Kernel for GemmI8 {
                 for t in 0..this.tasks {
                     let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
                     task(t, &mut out[r], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ScratchU8 {
+    cols: Vec<i8>,
+    acc: Vec<i32>,
+}
+
+/// uint8 GEMM-based convolution / fully connected on the int8 kernels (see the module
+/// documentation for the arithmetic).
+pub(super) struct GemmU8 {
+    src: ASource,
+    m: usize,
+    k: usize,
+    n: usize,
+    packed: PackedI8,
+    /// bias − ZX·ΣW + K·ZX·ZW, per output channel.
+    bias: Vec<i32>,
+    /// ZW = zw − 128.
+    zw: i32,
+    /// The requantization in the int8 domain (output offset and clamp shifted by −128).
+    q: QParams,
+    /// ZX = zx − 128: the im2col padding.
+    in_zp: i8,
+    /// The input shifted to int8, made once per run.
+    input: Vec<i8>,
+    path: KernelPath,
+    pool: Option<Arc<ThreadPool>>,
+    task_rows: usize,
+    tasks: usize,
+    scratch: PerWorker<ScratchU8>,
+}
+
+/// A uint8 value as the int8 value 128 below it (the same bits with the top one flipped).
+#[inline(always)]
+fn shift_u8(v: u8) -> i8 {
+    (v ^ 0x80) as i8
+}
+
+impl GemmU8 {
+    /// `w` is the constant `n x k` uint8 weight matrix, `q` the uint8 operator's parameters
+    /// (`q.filter_offset` = −zw, one multiplier for every channel).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        src: ASource,
+        m: usize,
+        k: usize,
+        n: usize,
+        input_len: usize,
+        w: &[u8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> OpResult<Self> {
+        let zx = -q.input_offset - 128;
+        let zw = -q.filter_offset - 128;
+        let in_zp = i8::try_from(zx).map_err(|_| "input zero point out of range")?;
+        i8::try_from(zw).map_err(|_| "filter zero point out of range")?;
+        let wi: Vec<i8> = w.iter().map(|&v| shift_u8(v)).collect();
+        let packed = kernels::pack_i8(path, &wi, n, k);
+        let kzz = (k as i32).wrapping_mul(zx).wrapping_mul(zw);
+        let folded: Vec<i32> = (0..n)
+            .map(|j| {
+                let sum = wi[j * k..(j + 1) * k]
+                    .iter()
+                    .fold(0i32, |s, &v| s.wrapping_add(v as i32));
+                bias.map_or(0, |b| b[j])
+                    .wrapping_sub(zx.wrapping_mul(sum))
+                    .wrapping_add(kzz)
+            })
+            .collect();
+        let q = QParams {
+            output_offset: q.output_offset - 128,
+            act_min: q.act_min - 128,
+            act_max: q.act_max - 128,
+            ..q
+        };
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let im2col = matches!(src, ASource::Im2col(_));
+        let (task_rows, tasks) = task_rows(
+            m,
+            threads,
+            kernels::gemm_i8_tile_rows(path),
+            Split::int8(n, k, im2col),
+        );
+        let scratch = PerWorker::new(threads, || ScratchU8 {
+            cols: vec![
+                0;
+                if im2col {
+                    task_rows.min(ACC_ROWS) * k + RUN
+                } else {
+                    0
+                }
+            ],
+            acc: vec![0; task_rows.min(ACC_ROWS) * n],
+        });
+        Ok(GemmU8 {
+            src,
+            m,
+            k,
+            n,
+            packed,
+            bias: folded,
+            zw,
+            q,
+            in_zp,
+            input: vec![0; input_len],
+            path,
+            pool,
+            task_rows,
+            tasks,
+            scratch,
+        })
+    }
+}
+
+impl Kernel for GemmU8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let input = in_slice(io, 0, self.input.len(), |t| t.u8())?;
+        for (d, &s) in self.input.iter_mut().zip(input) {
+            *d = shift_u8(s);
+        }
+        let out = out_slice(io, self.m * self.n, |t| t.u8())?;
+        let this = &*self;
+        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let q = &this.q;
+        let rq = kernels::RequantCols {
+            bias: &this.bias,
+            multipliers: &q.multipliers,
+            shifts: &q.shifts,
+            output_offset: q.output_offset,
+            act_min: q.act_min,
+            act_max: q.act_max,
+        };
+        let task = |t: usize, chunk: &mut [u8], w: usize| {
+            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let mut s = this.scratch.get(w);
+            let ScratchU8 { cols, acc } = &mut *s;
+            let mut r = rows.start;
+            while r < rows.end {
+                let rr = (rows.end - r).min(ACC_ROWS);
+                let a: &[i8] = match this.src {
+                    ASource::Direct => &this.input[r * k..(r + rr) * k],
+                    ASource::Im2col(g) => {
+                        im2col(
+                            &g,
+                            &this.input,
+                            r..r + rr,
+                            this.in_zp,
+                            &mut cols[..rr * k + RUN],
+                        );
+                        &cols[..rr * k]
+                    }
+                };
+                kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
+                for (row, acc) in a.chunks_exact(k).zip(acc.chunks_exact_mut(n)) {
+                    let sum = row.iter().fold(0i32, |s, &v| s + v as i32);
+                    let fix = this.zw.wrapping_mul(sum);
+                    for v in acc.iter_mut() {
+                        *v = v.wrapping_sub(fix);
+                    }
+                }
+                let o = &mut chunk[(r - rows.start) * n..(r - rows.start + rr) * n];
+                kernels::requant_i8(
+                    this.path,
+                    &acc[..rr * n],
+                    rr,
+                    n,
+                    n,
+                    &rq,
+                    bytemuck::cast_slice_mut(o),
+                    n,
+                );
+                for v in o.iter_mut() {
+                    *v ^= 0x80;
+                }
+                r += rr;
+            }
+        };
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(
+                out,
+                this.tasks,
+                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+                &task,
+            ),
+            None => {
+                for t in 0..this.tasks {
+                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
+                    task(t, &mut out[r], 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// uint8 depthwise convolution (depth multiplier 1), threaded by output rows: the
+/// accumulation in [`kernels::scalar::conv::depthwise_acc_u8_row`] (channel-innermost, it
+/// vectorizes), the requantization on the path's int8 kernel (shifted by −128 as in
+/// [`GemmU8`]).
+pub(super) struct DepthwiseU8 {
+    g: ConvGeom,
+    /// The filter minus its zero point, `[fh][fw][c]`.
+    w: Vec<i32>,
+    bias: Vec<i32>,
+    q: QParams,
+    path: KernelPath,
+    pool: Option<Arc<ThreadPool>>,
+    tasks: usize,
+    acc: PerWorker<Vec<i32>>,
+}
+
+impl DepthwiseU8 {
+    pub(super) fn new(
+        g: ConvGeom,
+        filter: &[u8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let w = filter.iter().map(|&v| v as i32 + q.filter_offset).collect();
+        let q = QParams {
+            output_offset: q.output_offset - 128,
+            act_min: q.act_min - 128,
+            act_max: q.act_max - 128,
+            ..q
+        };
+        let row = g.out_w * g.out_c;
+        DepthwiseU8 {
+            w,
+            bias: bias.map_or_else(|| vec![0; g.out_c], <[i32]>::to_vec),
+            q,
+            path,
+            tasks: depthwise_tasks(&g, threads),
+            acc: PerWorker::new(threads, || vec![0; row]),
+            pool,
+            g,
+        }
+    }
+}
+
+impl Kernel for DepthwiseU8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.u8())?;
+        let out = out_slice(io, g.output_len(), |t| t.u8())?;
+        let this = &*self;
+        let q = &this.q;
+        let rq = kernels::RequantCols {
+            bias: &this.bias,
+            multipliers: &q.multipliers,
+            shifts: &q.shifts,
+            output_offset: q.output_offset,
+            act_min: q.act_min,
+            act_max: q.act_max,
+        };
+        let row = g.out_w * g.out_c;
+        let task = |t: usize, chunk: &mut [u8], w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            let mut acc = this.acc.get(w);
+            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
+                kernels::scalar::conv::depthwise_acc_u8_row(
+                    &sub,
+                    &input[ir.clone()],
+                    &this.w,
+                    q.input_offset,
+                    oy,
+                    &mut acc,
+                );
+                kernels::requant_i8(
+                    this.path,
+                    &acc,
+                    g.out_w,
+                    g.out_c,
+                    g.out_c,
+                    &rq,
+                    bytemuck::cast_slice_mut(o),
+                    g.out_c,
+                );
+                for v in o.iter_mut() {
+                    *v ^= 0x80;
+                }
+            }
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        match run_pool(&this.pool) {
+            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
+            None => {
+                for t in 0..this.tasks {
+                    task(t, &mut out[bounds(t)], 0);
                 }
             }
         }

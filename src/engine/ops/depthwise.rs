@@ -170,6 +170,18 @@ fn build_q<T: QElem>(
             )));
         }
     }
+    if T::DTYPE == DType::U8 && mult == 1 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.u8(), |t| t.i32())? {
+            return Ok(Box::new(conv_fast::DepthwiseU8::new(
+                g,
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )));
+        }
+    }
     Ok(Box::new(DepthwiseQ::<T> {
         g,
         mult,

@@ -209,3 +209,41 @@ pub fn depthwise_q<T: QType>(
         }
     }
 }
+
+/// int32 accumulators of output row `oy` of a uint8 depthwise convolution with depth
+/// multiplier 1 (`g.batch` = 1): `acc[ox * c + ch] = Σ_taps (x + in_off) · w[tap][ch]`, with
+/// `w` the filter minus its zero point as i32 (`[fh][fw][c]`). Taps outside the input are
+/// skipped, as TFLite's reference kernel does. Channels are the inner loop, over
+/// contiguous slices, so that it vectorizes on every target.
+pub fn depthwise_acc_u8_row(
+    g: &ConvGeom,
+    input: &[u8],
+    w: &[i32],
+    in_off: i32,
+    oy: usize,
+    acc: &mut [i32],
+) {
+    let c = g.in_c;
+    assert_eq!(g.out_c, c, "depthwise_acc_u8_row: depth multiplier 1 only");
+    assert!(
+        acc.len() >= g.out_w * c,
+        "depthwise_acc_u8_row: acc too short"
+    );
+    assert!(w.len() >= g.filter_h * g.filter_w * c);
+    for ox in 0..g.out_w {
+        let a = &mut acc[ox * c..(ox + 1) * c];
+        a.fill(0);
+        for fy in 0..g.filter_h {
+            let Some(iy) = g.in_y(oy, fy) else { continue };
+            for fx in 0..g.filter_w {
+                let Some(ix) = g.in_x(ox, fx) else { continue };
+                let s = (iy * g.in_w + ix) * c;
+                let x = &input[s..s + c];
+                let wt = &w[(fy * g.filter_w + fx) * c..][..c];
+                for ((a, &x), &w) in a.iter_mut().zip(x).zip(wt) {
+                    *a += (x as i32 + in_off) * w;
+                }
+            }
+        }
+    }
+}
