@@ -75,10 +75,53 @@ impl Default for SourceConfig {
     }
 }
 
+/// How the detector's outputs are read (`detector.model_type`, like Frigate's).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    /// A description file → `ssd`; a graph ending in TFLite_Detection_PostProcess →
+    /// `ssd_postprocess`; one `[1, N, 5 + C]` / `[1, 4 + C, N]` output → `yolov5` / `yolov8`.
+    #[default]
+    Auto,
+    /// Raw SSD outputs decoded with the description's anchors.
+    Ssd,
+    /// The graph ends in TFLite_Detection_PostProcess.
+    SsdPostprocess,
+    /// `[1, N, 5 + C]`: centre/size box, objectness, class scores.
+    Yolov5,
+    /// `[1, 4 + C, N]` (v8, v11): centre/size box, class scores.
+    Yolov8,
+}
+
+impl ModelType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelType::Auto => "auto",
+            ModelType::Ssd => "ssd",
+            ModelType::SsdPostprocess => "ssd_postprocess",
+            ModelType::Yolov5 => "yolov5",
+            ModelType::Yolov8 => "yolov8",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ModelType> {
+        [
+            ModelType::Auto,
+            ModelType::Ssd,
+            ModelType::SsdPostprocess,
+            ModelType::Yolov5,
+            ModelType::Yolov8,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
     pub model: PathBuf,
+    /// `auto`, `ssd`, `ssd_postprocess`, `yolov5` or `yolov8`.
+    pub model_type: ModelType,
     pub labels: Option<PathBuf>,
     /// Model description (anchors, box coder); default: next to the model.
     pub desc: Option<PathBuf>,
@@ -106,6 +149,7 @@ impl Default for DetectorConfig {
             model: PathBuf::from(
                 "/usr/local/share/edgecam/models/ssd_mobilenetv2_oidv4_int8.tflite",
             ),
+            model_type: ModelType::Auto,
             labels: None,
             desc: None,
             threads: 2,

@@ -31,6 +31,7 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
             "--model",
             "--labels",
             "--desc",
+            "--model-type",
             "--threshold",
             "--letterbox",
             "--threads",

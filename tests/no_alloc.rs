@@ -55,17 +55,25 @@ fn invoke_does_not_allocate() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut failures = Vec::new();
     let emulated = cfg!(target_arch = "aarch64");
+    // The bundled SSD's variants, and Coral's uint8 SSD ("coral").
     let variants: &[&str] = if emulated {
-        &["int8", "fp32"]
+        &["int8", "fp32", "coral"]
     } else {
-        &["int8", "fp32", "fp16"]
+        &["int8", "fp32", "fp16", "coral"]
     };
     let best = KernelPath::best();
     for variant in variants {
-        let model = root.join(format!("models/ssd_mobilenetv2_oidv4_{variant}.tflite"));
+        let model = if *variant == "coral" {
+            root.join("models/ssd_mobilenet_v2_coco_quant_postprocess.tflite")
+        } else {
+            root.join(format!("models/ssd_mobilenetv2_oidv4_{variant}.tflite"))
+        };
         for path in KernelPath::available() {
             // Under qemu: int8 on every NEON path; float (one kernel for all of them) on the best.
-            if emulated && (path == KernelPath::Scalar || (*variant != "int8" && path != best)) {
+            if emulated
+                && (path == KernelPath::Scalar
+                    || (!matches!(*variant, "int8" | "coral") && path != best))
+            {
                 continue;
             }
             for threads in [1, 2] {

@@ -45,6 +45,7 @@ impl EngineInfer {
         dc.engine = engine.clone();
         dc.desc = cfg.detector.desc.clone();
         dc.labels = cfg.detector.labels.clone();
+        dc.model_type = cfg.detector.model_type;
         dc.score_threshold = Some(min_threshold);
         let promoted = service::startup_model(cfg).and_then(|p| {
             let mut d = dc.clone();
@@ -373,14 +374,16 @@ pub fn run(mut cfg: Config) -> Result<()> {
         conn.clone(),
     );
     announce(&cfg, &infer, &publisher);
-    // Drift and calibration compare raw outputs: a model ending in
-    // TFLite_Detection_PostProcess has none. Say so; detection runs on.
+    // Drift and calibration compare raw SSD outputs (with a description): a model ending in
+    // TFLite_Detection_PostProcess or a YOLO model has none. Say so; detection runs on.
     let raw = infer.det.desc().is_some();
     if !raw && (cfg.shadow.enabled || cfg.calibration.enabled) {
         tracing::warn!(
             model = %cfg.detector.model.display(),
-            "the model ends in TFLite_Detection_PostProcess, so it has no raw outputs to compare \
-             with a float model: the shadow (drift) and calibration are off for it"
+            model_type = infer.det.model_type().name(),
+            "the model has no raw SSD outputs to compare with a float model (it ends in \
+             TFLite_Detection_PostProcess or is a YOLO model): the shadow (drift) and \
+             calibration are off for it"
         );
     }
     let shadow_thread = if cfg.shadow.enabled && raw {

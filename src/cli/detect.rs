@@ -21,6 +21,9 @@ pub struct DetectArgs {
     /// none for a model ending in TFLite_Detection_PostProcess).
     #[arg(long)]
     pub desc: Option<PathBuf>,
+    /// How the outputs are read: auto, ssd, ssd_postprocess, yolov5 or yolov8.
+    #[arg(long, default_value = "auto", value_parser = parse_model_type)]
+    pub model_type: crate::config::ModelType,
     /// Score threshold (default: the description's).
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -35,6 +38,11 @@ pub struct DetectArgs {
     pub images: Vec<PathBuf>,
 }
 
+fn parse_model_type(s: &str) -> Result<crate::config::ModelType, String> {
+    crate::config::ModelType::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected auto, ssd, ssd_postprocess, yolov5 or yolov8"))
+}
+
 /// Detects objects in every image and prints one JSON line per image.
 pub fn run(args: &DetectArgs) -> Result<()> {
     let cfg = DetectorConfig {
@@ -44,6 +52,7 @@ pub fn run(args: &DetectArgs) -> Result<()> {
         resize: resize_mode(args.letterbox),
         score_threshold: args.threshold,
         engine: InterpreterOptions::resolve("auto", args.threads, &[])?,
+        model_type: args.model_type,
     };
     let mut det = Detector::from_config(&cfg)?;
     let mut found = Vec::new();

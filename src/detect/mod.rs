@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
 
+pub use crate::config::ModelType;
 use crate::engine::tensor::TensorRef;
 use crate::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use crate::postprocess::anchors;
+use crate::postprocess::yolo::{YoloDecoder, YoloLayout, YoloParams};
 use crate::postprocess::{BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};
 use crate::preprocess::{FrameTransform, InputKind, Preprocessor, ResizeMode};
 use model_desc::{desc_path_for_model, load_labels, Colour, ModelDesc, ScoreFn};
@@ -93,6 +95,8 @@ pub struct DetectorConfig {
     pub score_threshold: Option<f32>,
     /// Engine options (kernel path, threads, pinning).
     pub engine: InterpreterOptions,
+    /// How the outputs are read (`auto`: see [`Detector::from_config`]).
+    pub model_type: ModelType,
 }
 
 impl DetectorConfig {
@@ -104,6 +108,7 @@ impl DetectorConfig {
             resize: ResizeMode::Stretch,
             score_threshold: None,
             engine: InterpreterOptions::default(),
+            model_type: ModelType::Auto,
         }
     }
 }
@@ -123,6 +128,11 @@ enum Head {
         outs: [usize; 4],
         labels: Vec<String>,
         score_threshold: f32,
+    },
+    /// One YOLO output tensor, decoded with class-aware NMS outside the graph.
+    Yolo {
+        out: usize,
+        decoder: Box<YoloDecoder>,
     },
 }
 
@@ -150,11 +160,13 @@ pub fn postprocess_outputs(g: &crate::engine::Graph) -> Option<[usize; 4]> {
     Some(outs)
 }
 
-/// How a model's first input maps pixels when no description says: a uint8 input takes the
-/// pixels as they are (its quantization holds the normalisation), an int8 input the pixels
-/// minus 128, a float input `(p − 127.5) / 127.5` (the common [-1, 1] of SSD exports).
+/// How a model's first input maps pixels when no description says. SSD: a uint8 input takes
+/// the pixels as they are (its quantization holds the normalisation), an int8 input the pixels
+/// minus 128, a float input `(p − 127.5) / 127.5` (the common [-1, 1] of SSD exports). YOLO
+/// (`unit`): `p / 255` whatever the type (a quantized input quantizes that).
 fn input_from_tensor(
     info: &crate::engine::TensorInfo,
+    unit: bool,
 ) -> Result<(usize, usize, [f32; 3], [f32; 3])> {
     let s = &info.shape;
     if s.len() != 4 || s[0] != 1 || s[3] != 3 {
@@ -165,6 +177,16 @@ fn input_from_tensor(
         );
     }
     let q = info.quant.as_ref().filter(|q| q.is_per_tensor());
+    if unit {
+        if info.dtype != DType::F32 && q.is_none() {
+            bail!(
+                "model input '{}' of type {} needs quantization parameters",
+                info.name,
+                info.dtype.name()
+            );
+        }
+        return Ok((s[2], s[1], [0.0; 3], [255.0; 3]));
+    }
     let (mean, std) = match (info.dtype, q) {
         (DType::U8, Some(q)) => (q.zp0() as f32, 1.0 / q.scale0()),
         (DType::I8, Some(q)) => (q.zp0() as f32 + 128.0, 1.0 / q.scale0()),
@@ -187,60 +209,148 @@ impl Detector {
             .and_then(|s| s.to_str())
             .unwrap_or("model")
             .to_string();
-        if cfg.desc.is_none() {
-            let graph = tflite::load_file(&cfg.model)
-                .with_context(|| format!("loading {}", cfg.model.display()))?;
-            if postprocess_outputs(&graph).is_some() {
+        let graph = tflite::load_file(&cfg.model)
+            .with_context(|| format!("loading {}", cfg.model.display()))?;
+        let labels_path = || {
+            cfg.labels
+                .as_deref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        };
+        let kind = match cfg.model_type {
+            ModelType::Auto => {
+                let (kind, why) = auto_model_type(cfg, &graph)?;
+                if kind != ModelType::Ssd {
+                    tracing::info!(
+                        model = %cfg.model.display(),
+                        model_type = kind.name(),
+                        "model_type auto: {why}"
+                    );
+                }
+                kind
+            }
+            k => k,
+        };
+        match kind {
+            ModelType::SsdPostprocess => {
                 let labels = match &cfg.labels {
                     Some(p) => load_labels(p)?,
                     None => Vec::new(),
                 };
                 let interp = Interpreter::with_options(graph, &cfg.engine)?;
-                let d = Self::with_postprocess(
+                Self::with_postprocess(
                     interp,
                     labels,
                     name,
                     cfg.resize,
                     cfg.score_threshold.unwrap_or(0.5),
                 )
-                .with_context(|| {
+                .with_context(|| format!("{} with labels {}", cfg.model.display(), labels_path()))
+            }
+            ModelType::Yolov5 | ModelType::Yolov8 => {
+                let labels = match &cfg.labels {
+                    Some(p) => load_labels(p)?,
+                    None => Vec::new(),
+                };
+                let layout = if kind == ModelType::Yolov5 {
+                    YoloLayout::V5
+                } else {
+                    YoloLayout::V8
+                };
+                let interp = Interpreter::with_options(graph, &cfg.engine)?;
+                Self::with_yolo(
+                    interp,
+                    layout,
+                    labels,
+                    name,
+                    cfg.resize,
+                    cfg.score_threshold.unwrap_or(0.25),
+                )
+                .with_context(|| format!("{} with labels {}", cfg.model.display(), labels_path()))
+            }
+            ModelType::Ssd | ModelType::Auto => {
+                let desc_path = match &cfg.desc {
+                    Some(p) => p.clone(),
+                    None => desc_path_for_model(&cfg.model)?,
+                };
+                let mut desc = ModelDesc::load(&desc_path)?;
+                if let Some(t) = cfg.score_threshold {
+                    desc.score_threshold = t;
+                }
+                let labels = match (&cfg.labels, desc.labels_path(&desc_path)) {
+                    (Some(p), _) => load_labels(p)?,
+                    (None, Some(p)) => load_labels(&p)?,
+                    (None, None) => Vec::new(),
+                };
+                let interp = Interpreter::with_options(graph, &cfg.engine)?;
+                Self::new(interp, desc, labels, name, cfg.resize).with_context(|| {
                     format!(
-                        "{} with labels {}",
+                        "{} with the description {}",
                         cfg.model.display(),
-                        cfg.labels
-                            .as_deref()
-                            .map_or("(none)".into(), |p| p.display().to_string())
+                        desc_path.display()
                     )
-                })?;
-                tracing::info!(
-                    model = %cfg.model.display(),
-                    "the model ends in TFLite_Detection_PostProcess: no description needed"
-                );
-                return Ok(d);
+                })
             }
         }
-        let desc_path = match &cfg.desc {
-            Some(p) => p.clone(),
-            None => desc_path_for_model(&cfg.model)?,
-        };
-        let mut desc = ModelDesc::load(&desc_path)?;
-        if let Some(t) = cfg.score_threshold {
-            desc.score_threshold = t;
+    }
+
+    /// Wrap an interpreter whose graph ends in one YOLO output (`layout`): input size from the
+    /// input tensor, pixels scaled to 0..1.
+    pub fn with_yolo(
+        interp: Interpreter,
+        layout: YoloLayout,
+        labels: Vec<String>,
+        name: String,
+        resize: ResizeMode,
+        score_threshold: f32,
+    ) -> Result<Self> {
+        let out = (0..interp.output_count())
+            .find(|&k| {
+                interp
+                    .output_info(k)
+                    .is_ok_and(|i| layout.dims(&i.shape).is_ok())
+            })
+            .ok_or_else(|| {
+                let shapes: Vec<Vec<usize>> = (0..interp.output_count())
+                    .filter_map(|k| interp.output_info(k).ok().map(|i| i.shape.clone()))
+                    .collect();
+                anyhow!("no output has the shape of a {layout:?} YOLO output (outputs {shapes:?})")
+            })?;
+        let (boxes, classes) = layout.dims(&interp.output_info(out)?.shape)?;
+        if !labels.is_empty() && labels.len() < classes {
+            bail!(
+                "the labels name {} classes, the model's YOLO output has {classes}",
+                labels.len()
+            );
         }
-        let labels = match (&cfg.labels, desc.labels_path(&desc_path)) {
-            (Some(p), _) => load_labels(p)?,
-            (None, Some(p)) => load_labels(&p)?,
-            (None, None) => Vec::new(),
-        };
-        let graph = tflite::load_file(&cfg.model)
-            .with_context(|| format!("loading {}", cfg.model.display()))?;
-        let interp = Interpreter::with_options(graph, &cfg.engine)?;
-        Self::new(interp, desc, labels, name, cfg.resize).with_context(|| {
-            format!(
-                "{} with the description {}",
-                cfg.model.display(),
-                desc_path.display()
-            )
+        let info = interp.input_info(0)?.clone();
+        let (w, h, mean, std) = input_from_tensor(&info, true)?;
+        let input_kind = input_kind(&info)?;
+        let pre = Preprocessor::new(w, h, mean, std, false, resize)?;
+        let transform = pre.transform();
+        let decoder = YoloDecoder::new(
+            YoloParams {
+                layout,
+                boxes,
+                classes,
+                input_w: w,
+                input_h: h,
+                score_threshold,
+                iou_threshold: 0.45,
+                max_detections: 100,
+            },
+            labels,
+        );
+        Ok(Detector {
+            interp,
+            head: Head::Yolo {
+                out,
+                decoder: Box::new(decoder),
+            },
+            name,
+            pre,
+            input_kind,
+            transform,
+            inference: Duration::ZERO,
         })
     }
 
@@ -272,7 +382,7 @@ impl Detector {
             );
         }
         let info = interp.input_info(0)?.clone();
-        let (w, h, mean, std) = input_from_tensor(&info)?;
+        let (w, h, mean, std) = input_from_tensor(&info, false)?;
         let input_kind = input_kind(&info)?;
         let pre = Preprocessor::new(w, h, mean, std, false, resize)?;
         let transform = pre.transform();
@@ -363,6 +473,19 @@ impl Detector {
         match &self.head {
             Head::Raw { decoder, .. } => decoder.labels(),
             Head::PostProcess { labels, .. } => labels,
+            Head::Yolo { decoder, .. } => decoder.labels(),
+        }
+    }
+
+    /// How this detector reads its outputs.
+    pub fn model_type(&self) -> ModelType {
+        match &self.head {
+            Head::Raw { .. } => ModelType::Ssd,
+            Head::PostProcess { .. } => ModelType::SsdPostprocess,
+            Head::Yolo { decoder, .. } => match decoder.params().layout {
+                YoloLayout::V5 => ModelType::Yolov5,
+                YoloLayout::V8 => ModelType::Yolov8,
+            },
         }
     }
 
@@ -375,7 +498,7 @@ impl Detector {
     pub fn desc(&self) -> Option<&ModelDesc> {
         match &self.head {
             Head::Raw { desc, .. } => Some(desc),
-            Head::PostProcess { .. } => None,
+            Head::PostProcess { .. } | Head::Yolo { .. } => None,
         }
     }
 
@@ -399,6 +522,7 @@ impl Detector {
             Head::PostProcess {
                 score_threshold, ..
             } => *score_threshold = t,
+            Head::Yolo { decoder, .. } => decoder.set_score_threshold(t),
         }
     }
 
@@ -463,8 +587,62 @@ impl Detector {
                 }
                 Ok(())
             }
+            Head::Yolo { out: o, decoder } => {
+                let t = self.interp.output(*o)?;
+                decoder.decode_into(raw_output(&t)?, out)
+            }
         }
     }
+}
+
+/// `auto`: what `cfg`'s model is, and why.
+fn auto_model_type(
+    cfg: &DetectorConfig,
+    graph: &crate::engine::Graph,
+) -> Result<(ModelType, String)> {
+    if cfg.desc.is_some() {
+        return Ok((ModelType::Ssd, "a description was given".into()));
+    }
+    if postprocess_outputs(graph).is_some() {
+        return Ok((
+            ModelType::SsdPostprocess,
+            "the graph ends in TFLite_Detection_PostProcess".into(),
+        ));
+    }
+    if desc_path_for_model(&cfg.model).is_ok() {
+        return Ok((ModelType::Ssd, "a description file is next to it".into()));
+    }
+    let shapes: Vec<&[usize]> = graph
+        .outputs
+        .iter()
+        .map(|&t| graph.tensors[t].shape.as_slice())
+        .collect();
+    if let [shape] = shapes[..] {
+        match YoloLayout::guess(shape) {
+            Some(YoloLayout::V5) => {
+                return Ok((
+                    ModelType::Yolov5,
+                    format!("one output {shape:?} = [1, boxes, 5 + classes]"),
+                ))
+            }
+            Some(YoloLayout::V8) => {
+                return Ok((
+                    ModelType::Yolov8,
+                    format!("one output {shape:?} = [1, 4 + classes, boxes]"),
+                ))
+            }
+            None => {}
+        }
+    }
+    bail!(
+        "cannot tell how to read {}: no description file ({}), no TFLite_Detection_PostProcess, \
+         and its outputs {shapes:?} are not one YOLO output; pass --desc or set \
+         detector.model_type",
+        cfg.model.display(),
+        desc_path_for_model(&cfg.model)
+            .err()
+            .map_or(String::new(), |e| e.to_string())
+    )
 }
 
 /// How the preprocessor fills a model's first input.

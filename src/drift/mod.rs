@@ -66,9 +66,10 @@ pub fn load_detector(
 pub fn raw_desc(det: &Detector) -> Result<&crate::detect::model_desc::ModelDesc> {
     det.desc().ok_or_else(|| {
         anyhow!(
-            "{} ends in TFLite_Detection_PostProcess: it has no raw outputs to compare with a \
-             float model (drift needs a raw-output model and its description)",
-            det.name()
+            "{} is a {} model: it has no raw SSD outputs to compare with a float model (drift \
+             needs a raw-output SSD and its description)",
+            det.name(),
+            det.model_type().name()
         )
     })
 }

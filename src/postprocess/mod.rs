@@ -12,5 +12,6 @@ pub mod anchors;
 pub mod boxes;
 pub mod nms;
 pub mod tracker;
+pub mod yolo;
 
 pub use boxes::{bbox_to_pixels, BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};

@@ -624,7 +624,7 @@ impl Kernel for GemmU8 {
                 };
                 kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
                 for (row, acc) in a.chunks_exact(k).zip(acc.chunks_exact_mut(n)) {
-                    let sum = row.iter().fold(0i32, |s, &v| s + v as i32);
+                    let sum = row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
                     let fix = this.zw.wrapping_mul(sum);
                     for v in acc.iter_mut() {
                         *v = v.wrapping_sub(fix);

@@ -230,18 +230,28 @@ pub fn depthwise_acc_u8_row(
         "depthwise_acc_u8_row: acc too short"
     );
     assert!(w.len() >= g.filter_h * g.filter_w * c);
-    for ox in 0..g.out_w {
-        let a = &mut acc[ox * c..(ox + 1) * c];
-        a.fill(0);
-        for fy in 0..g.filter_h {
-            let Some(iy) = g.in_y(oy, fy) else { continue };
-            for fx in 0..g.filter_w {
-                let Some(ix) = g.in_x(ox, fx) else { continue };
-                let s = (iy * g.in_w + ix) * c;
-                let x = &input[s..s + c];
-                let wt = &w[(fy * g.filter_w + fx) * c..][..c];
+    acc[..g.out_w * c].fill(0);
+    for fy in 0..g.filter_h {
+        let Some(iy) = g.in_y(oy, fy) else { continue };
+        let row = &input[iy * g.in_w * c..(iy + 1) * g.in_w * c];
+        for fx in 0..g.filter_w {
+            let wt = &w[(fy * g.filter_w + fx) * c..][..c];
+            // The output columns whose tap fx is inside the input: ox0..ox1.
+            let off = fx * g.dilation_w;
+            let ox0 = g.pad_left.saturating_sub(off).div_ceil(g.stride_w);
+            let ox1 = if g.in_w + g.pad_left > off {
+                ((g.in_w + g.pad_left - off - 1) / g.stride_w + 1).min(g.out_w)
+            } else {
+                0
+            };
+            for ox in ox0..ox1.max(ox0) {
+                let ix = ox * g.stride_w + off - g.pad_left;
+                let x = &row[ix * c..(ix + 1) * c];
+                let a = &mut acc[ox * c..(ox + 1) * c];
+                // Wrapping: no overflow check in the loop, so that it vectorizes in every
+                // profile (|x + in_off| ≤ 255 and |w| ≤ 255: no tap sum comes near 2³¹).
                 for ((a, &x), &w) in a.iter_mut().zip(x).zip(wt) {
-                    *a += (x as i32 + in_off) * w;
+                    *a = a.wrapping_add((x as i32).wrapping_add(in_off).wrapping_mul(w));
                 }
             }
         }
