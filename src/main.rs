@@ -39,8 +39,9 @@ enum Cmd {
     Infer(InferArgs),
     /// Detect objects in images; prints one JSON line per image.
     Detect(DetectArgs),
-    /// Compare an int8 model with its float version over a source (quantization
-    /// drift, offline): agreement F1, pseudo-mAP, raw-output SQNR, per-layer error.
+    /// Compare an int8 model (or several int8 candidates, side by side) with its float
+    /// version over a source (quantization drift, offline): agreement F1, pseudo-mAP,
+    /// raw-output SQNR, per-layer error.
     Evaluate(EvaluateArgs),
     /// Calibrate a full-integer int8 model from a source's own frames: every range
     /// method is scored against the float model on held-out frames and the best is

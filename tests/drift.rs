@@ -3,7 +3,8 @@
 //! defaults); a deliberately damaged int8 model (one mid-network convolution's
 //! weight scales rewritten) raises the alarm within a few sampled frames and
 //! the per-layer view points at the damaged layer; and `edgecam evaluate`
-//! writes its JSON and HTML reports.
+//! writes its JSON and HTML reports, for one int8 model or several candidates
+//! side by side.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -217,6 +218,129 @@ fn evaluate_writes_json_and_html_reports() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.matches("<svg").count() >= 4);
+    assert!(!page.contains("<script"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `edgecam evaluate` runs the command line with `args` (plus `--float`, `--desc`,
+/// `--source`, the sampling and `--json`); returns stdout and the JSON report.
+fn evaluate_cli(dir: &Path, tag: &str, int8: &[&Path]) -> (String, serde_json::Value) {
+    let json = dir.join(format!("{tag}.json"));
+    let html = dir.join(format!("{tag}.html"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecam"));
+    cmd.arg("evaluate");
+    for m in int8 {
+        cmd.arg("--int8").arg(m);
+    }
+    let out = cmd
+        .arg("--float")
+        .arg(model("fp32"))
+        .arg("--desc")
+        .arg(root().join("models/ssd_mobilenetv2_oidv4.json"))
+        .arg("--source")
+        .arg(clip())
+        .args(["--every", "25", "--max-frames", "3", "--no-layers"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), r)
+}
+
+/// Two int8 candidates, the shipped model and a damaged copy, in one run: the report
+/// has both with their own figures, the first's equal a single-model run's on the same
+/// frames, the table has a row per candidate and the page shows them side by side.
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary; built, not run, under qemu"
+)]
+fn evaluate_compares_several_int8_candidates_in_one_report() {
+    let dir = tmpdir("candidates");
+    let (bad, _) = damage_conv(
+        &dir,
+        "FeatureExtractor/MobilenetV2/expanded_conv_6/expand/",
+        8.0,
+    );
+    let good = model("int8");
+    let (single_out, single) = evaluate_cli(&dir, "single", &[&good]);
+    let (table, many) = evaluate_cli(&dir, "many", &[&good, &bad]);
+
+    // One model: today's report, no candidates array.
+    assert!(single.get("candidates").is_none());
+    assert_eq!(single["summary"]["frames"], 3);
+    assert!(single_out.contains("agreement F1"), "{single_out}");
+
+    let c = many["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(many["float"], model("fp32").display().to_string());
+    assert_eq!(c[0]["int8"], good.display().to_string());
+    assert_eq!(c[1]["int8"], bad.display().to_string());
+    assert_eq!(c[0]["name"], "ssd_mobilenetv2_oidv4_int8.tflite");
+    assert_eq!(c[1]["name"], "damaged_int8.tflite");
+    // The first candidate is exactly the single-model run: same frames, same figures
+    // (all but the inference times).
+    let untimed = |r: &serde_json::Value| {
+        let mut s = r["summary"].clone();
+        s.as_object_mut().unwrap().remove("inference_ms").unwrap();
+        s
+    };
+    assert_eq!(untimed(&c[0]), untimed(&single));
+    for k in ["frames", "labels", "settings", "int8", "float", "source"] {
+        assert_eq!(c[0][k], single[k], "{k}");
+    }
+    // Same frames for both, different figures: the damaged model agrees far less.
+    let seqs = |r: &serde_json::Value| -> Vec<u64> {
+        r["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&c[0]), vec![1, 26, 51]);
+    assert_eq!(seqs(&c[1]), seqs(&c[0]));
+    let f1 = |r: &serde_json::Value| r["summary"]["f1"].as_f64().unwrap();
+    assert!(f1(&c[0]) > 0.6, "shipped F1 {}", f1(&c[0]));
+    assert!(
+        f1(&c[1]) < f1(&c[0]) - 0.3,
+        "damaged F1 {} vs shipped {}",
+        f1(&c[1]),
+        f1(&c[0])
+    );
+    assert_ne!(c[0]["summary"]["sqnr_db"], c[1]["summary"]["sqnr_db"]);
+
+    // The table: a header and one row per candidate with its F1.
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.starts_with("  ") && l.split_whitespace().next().unwrap().ends_with(".tflite")
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(table.contains("pseudo-mAP@[.5:.95]") && table.contains("min out SQNR"));
+    for (row, cand) in rows.iter().zip(c) {
+        assert!(row.contains(cand["name"].as_str().unwrap()), "{row}");
+        assert!(row.contains(&format!("{:.4}", f1(cand))), "{row}");
+    }
+    // The page: both candidates in one summary table, then each one's sections.
+    let page = std::fs::read_to_string(dir.join("many.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<h1>Quantization drift: 2 int8 candidates</h1>"));
+    assert!(page.contains("<th title=\""), "candidates as columns");
+    for cand in c {
+        let name = cand["name"].as_str().unwrap();
+        assert_eq!(page.matches(&format!("<h2>{name}</h2>")).count(), 1);
+        assert!(page.contains(&format!("<td>{:.4}</td>", f1(cand))));
+    }
     assert!(!page.contains("<script"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,4 +1,5 @@
-//! `edgecam evaluate`: an int8 model against its float version over a source (offline drift).
+//! `edgecam evaluate`: an int8 model, or several int8 candidates, against the float
+//! version over a source (offline drift).
 
 use std::path::PathBuf;
 
@@ -9,9 +10,10 @@ use crate::drift::evaluate::{self, EvalOptions};
 // No doc comment here: the subcommand's help text is the `Cmd::Evaluate` variant's in `main.rs`.
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
-    /// The int8 .tflite model.
-    #[arg(long)]
-    pub int8: PathBuf,
+    /// The int8 .tflite model; repeat it (`--int8 a.tflite --int8 b.tflite`) to compare
+    /// several candidates against the same float model over the same frames, in one report.
+    #[arg(long, required = true)]
+    pub int8: Vec<PathBuf>,
     /// Its float .tflite version, the reference.
     #[arg(long)]
     pub float: PathBuf,
@@ -48,37 +50,61 @@ pub struct EvaluateArgs {
 }
 
 /// Runs the comparison, logging each compared frame to standard error; writes the reports
-/// asked for and prints the summary table.
+/// asked for and prints the summary table. With one `--int8` the reports are the
+/// single-model ones; with several, one report with a `candidates` array and a table
+/// with a row per candidate.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
-    let mut o = EvalOptions::new(&args.int8, &args.float);
-    o.desc = args.desc.clone();
-    o.labels = args.labels.clone();
-    o.every = args.every.max(1);
-    o.skip = args.skip;
-    o.max_frames = args.max_frames;
-    o.layers = !args.no_layers;
-    if let Some(t) = args.threshold {
-        anyhow::ensure!((0.0..=1.0).contains(&t), "--threshold must be in 0..1");
-        o.score_threshold = t;
+    let mut opts = Vec::new();
+    for int8 in &args.int8 {
+        let mut o = EvalOptions::new(int8, &args.float);
+        o.desc = args.desc.clone();
+        o.labels = args.labels.clone();
+        o.every = args.every.max(1);
+        o.skip = args.skip;
+        o.max_frames = args.max_frames;
+        o.layers = !args.no_layers;
+        if let Some(t) = args.threshold {
+            anyhow::ensure!((0.0..=1.0).contains(&t), "--threshold must be in 0..1");
+            o.score_threshold = t;
+        }
+        opts.push(o);
     }
-    let ev = evaluate::run(o, &args.source, |c, n| {
+    let several = args.int8.len() > 1;
+    let evs = evaluate::run_many(opts, &args.source, |k, c, n| {
         let (p, r, f) = c.prf();
+        let who = if several {
+            format!("{}: ", args.int8[k].display())
+        } else {
+            String::new()
+        };
         eprintln!(
-            "frame {:>5} ({n} compared): F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
+            "{who}frame {:>5} ({n} compared): F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
             c.seq,
             c.float.len(),
             c.int8.len()
         );
     })?;
-    let report = ev.report();
+    let report = if several {
+        evaluate::report_many(&evs)
+    } else {
+        evs[0].report()
+    };
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.html {
-        std::fs::write(p, crate::drift::html::render(&report))
-            .with_context(|| format!("writing {}", p.display()))?;
+        let page = if several {
+            crate::drift::html::render_many(&report)
+        } else {
+            crate::drift::html::render(&report)
+        };
+        std::fs::write(p, page).with_context(|| format!("writing {}", p.display()))?;
     }
-    print!("{}", ev.summary_table());
+    if several {
+        print!("{}", evaluate::candidates_table(&evs));
+    } else {
+        print!("{}", evs[0].summary_table());
+    }
     Ok(())
 }

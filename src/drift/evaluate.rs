@@ -462,11 +462,32 @@ pub fn run(
     source: &str,
     mut progress: impl FnMut(&FrameComparison, usize),
 ) -> Result<Evaluator> {
+    let mut evs = run_many(vec![opts], source, |_, c, n| progress(c, n))?;
+    Ok(evs.pop().expect("one evaluator"))
+}
+
+/// Several int8 candidates against the same float model over one pass of a
+/// source: one [`Evaluator`] per candidate, each fed the same frames as they
+/// are read (the source is read once, no frame is kept). The frames compared
+/// (`skip`, `every`, `max_frames`) are those of the first options.
+/// `progress` sees the candidate's index, its comparison and the number of
+/// frames compared so far.
+pub fn run_many(
+    opts: Vec<EvalOptions>,
+    source: &str,
+    mut progress: impl FnMut(usize, &FrameComparison, usize),
+) -> Result<Vec<Evaluator>> {
+    let first = opts.first().context("no int8 model to evaluate")?;
+    let (skip, every, max_frames) = (first.skip, first.every.max(1) as u64, first.max_frames);
     let mut src = open_source(source)?;
-    let mut ev = Evaluator::new(opts)?;
-    ev.source = source.to_string();
-    let every = ev.opts.every.max(1) as u64;
+    let mut evs = Vec::with_capacity(opts.len());
+    for o in opts {
+        let mut ev = Evaluator::new(o)?;
+        ev.source = source.to_string();
+        evs.push(ev);
+    }
     let mut seq = 0u64;
+    let mut compared = 0usize;
     let t0 = Instant::now();
     let mut silent = Instant::now();
     loop {
@@ -486,19 +507,106 @@ pub fn run(
         };
         silent = Instant::now();
         seq += 1;
-        if seq <= ev.opts.skip || !(seq - 1 - ev.opts.skip).is_multiple_of(every) {
+        if seq <= skip || !(seq - 1 - skip).is_multiple_of(every) {
             continue;
         }
-        let n = ev.frames.len() + 1;
-        let c = ev.push(seq, &img)?;
-        progress(c, n);
-        if ev.opts.max_frames > 0 && ev.frames.len() >= ev.opts.max_frames {
+        compared += 1;
+        for (k, ev) in evs.iter_mut().enumerate() {
+            let c = ev.push(seq, &img)?;
+            progress(k, c, compared);
+        }
+        if max_frames > 0 && compared >= max_frames {
             break;
         }
     }
-    if ev.frames.is_empty() {
+    if compared == 0 {
         bail!("--source {source}: no frames");
     }
     tracing::debug!(secs = t0.elapsed().as_secs_f64(), "evaluation done");
-    Ok(ev)
+    Ok(evs)
+}
+
+/// Short names of the candidates for tables: their file names, or their paths
+/// where two file names are the same.
+pub fn candidate_names(evs: &[Evaluator]) -> Vec<String> {
+    let file = |e: &Evaluator| {
+        e.opts
+            .int8
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| e.opts.int8.display().to_string())
+    };
+    let files: Vec<String> = evs.iter().map(file).collect();
+    evs.iter()
+        .zip(&files)
+        .map(|(e, f)| {
+            if files.iter().filter(|g| *g == f).count() > 1 {
+                e.opts.int8.display().to_string()
+            } else {
+                f.clone()
+            }
+        })
+        .collect()
+}
+
+/// The JSON report of several candidates: the float model, the source, and a
+/// `candidates` array of [`Evaluator::report`]s, each with its `name`.
+pub fn report_many(evs: &[Evaluator]) -> serde_json::Value {
+    let names = candidate_names(evs);
+    let candidates: Vec<serde_json::Value> = evs
+        .iter()
+        .zip(names)
+        .map(|(e, n)| {
+            let mut r = e.report();
+            r["name"] = n.into();
+            r
+        })
+        .collect();
+    serde_json::json!({
+        "float": evs.first().map(|e| e.opts.float.display().to_string()),
+        "source": evs.first().map(|e| e.source.clone()),
+        "candidates": candidates,
+    })
+}
+
+/// One row per candidate: F1, precision, recall, pseudo-mAP@0.5,
+/// pseudo-mAP@[.5:.95] and the lowest raw-output SQNR.
+pub fn candidates_table(evs: &[Evaluator]) -> String {
+    let names = candidate_names(evs);
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(0).max(9);
+    let mut t = String::new();
+    if let Some(e) = evs.first() {
+        t.push_str(&format!(
+            "{} int8 candidates against {} on {} ({} frames compared):\n",
+            evs.len(),
+            e.opts.float.display(),
+            e.source,
+            e.frames.len()
+        ));
+    }
+    t.push_str(&format!(
+        "  {:<w$}  {:>7}  {:>9}  {:>7}  {:>14}  {:>19}  {:>17}\n",
+        "candidate",
+        "F1",
+        "precision",
+        "recall",
+        "pseudo-mAP@0.5",
+        "pseudo-mAP@[.5:.95]",
+        "min out SQNR (dB)"
+    ));
+    for (e, n) in evs.iter().zip(&names) {
+        let s = e.summary();
+        let sqnr = s
+            .outputs
+            .iter()
+            .map(|(_, e)| e.sqnr_db())
+            .min_by(|a, b| a.total_cmp(b))
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or("-".into());
+        t.push_str(&format!(
+            "  {n:<w$}  {:>7.4}  {:>9.4}  {:>7.4}  {:>14.4}  {:>19.4}  {sqnr:>17}\n",
+            s.f1, s.precision, s.recall, s.map50, s.map50_95
+        ));
+    }
+    t
 }

@@ -169,10 +169,15 @@ fn bar_chart(title: &str, items: &[(String, f64)], lo: f64, hi: f64, colour: &st
 }
 
 /// Render the report (as produced by `Evaluator::report`).
+const HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>edgecam drift report</title><style>body{font-family:sans-serif;max-width:800px;margin:1em auto;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td.l,th.l{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:4px}.alarm{color:#b00;font-weight:bold}</style></head><body>\n";
+
+fn f4(v: &Value) -> String {
+    num(v).map(|x| format!("{x:.4}")).unwrap_or("-".into())
+}
+
+/// The page of a single-model report ([`super::evaluate::Evaluator::report`]).
 pub fn render(r: &Value) -> String {
-    let sum = &r["summary"];
-    let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>edgecam drift report</title><style>body{font-family:sans-serif;max-width:800px;margin:1em auto;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td.l,th.l{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:4px}.alarm{color:#b00;font-weight:bold}</style></head><body>\n");
+    let mut h = String::from(HEAD);
     let _ = writeln!(
         h,
         "<h1>Quantization drift</h1><p><b>int8</b> {}<br><b>float</b> {}<br><b>source</b> {}</p>",
@@ -180,7 +185,117 @@ pub fn render(r: &Value) -> String {
         esc(r["float"].as_str().unwrap_or("")),
         esc(r["source"].as_str().unwrap_or(""))
     );
-    let f = |v: &Value| num(v).map(|x| format!("{x:.4}")).unwrap_or("-".into());
+    details(r, &mut h);
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The page of a report of several candidates
+/// ([`super::evaluate::report_many`]): a table with a column per candidate,
+/// their agreement over time in one chart, then each candidate's own sections.
+pub fn render_many(r: &Value) -> String {
+    let cands = r["candidates"].as_array().cloned().unwrap_or_default();
+    let name = |c: &Value| c["name"].as_str().unwrap_or("").to_string();
+    let mut h = String::from(HEAD);
+    let _ = writeln!(
+        h,
+        "<h1>Quantization drift: {} int8 candidates</h1><p><b>float</b> {}<br><b>source</b> {}</p>",
+        cands.len(),
+        esc(r["float"].as_str().unwrap_or("")),
+        esc(r["source"].as_str().unwrap_or(""))
+    );
+    h.push_str("<table><tr><th class=l>metric</th>");
+    for c in &cands {
+        let _ = write!(
+            h,
+            "<th title=\"{}\">{}</th>",
+            esc(c["int8"].as_str().unwrap_or("")),
+            esc(&name(c))
+        );
+    }
+    h.push_str("</tr>");
+    let rows = [
+        "frames compared",
+        "agreement F1",
+        "precision",
+        "recall",
+        "pseudo-mAP@0.5",
+        "pseudo-mAP@[.5:.95]",
+        "min raw-output SQNR (dB)",
+        "alarm",
+    ];
+    for k in rows {
+        let _ = write!(h, "<tr><td class=l>{k}</td>");
+        for c in &cands {
+            let _ = write!(h, "<td>{}</td>", esc(&summary_cell(k, &c["summary"])));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>\n");
+    if let Some(first) = cands.first() {
+        let xs: Vec<f64> = first["frames"]
+            .as_array()
+            .map(|v| v.iter().map(|f| num(&f["seq"]).unwrap_or(0.0)).collect())
+            .unwrap_or_default();
+        let names: Vec<String> = cands.iter().map(name).collect();
+        let series: Vec<(&str, Vec<Option<f64>>)> = cands
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| {
+                let ys = c["frames"]
+                    .as_array()
+                    .map(|v| v.iter().map(|f| num(&f["window_f1"])).collect())
+                    .unwrap_or_default();
+                (n.as_str(), ys)
+            })
+            .collect();
+        h.push_str(&line_chart(
+            "F1 window over time per candidate (x: frame number)",
+            &xs,
+            &series,
+            0.0,
+            1.0,
+        ));
+    }
+    for c in &cands {
+        let _ = writeln!(
+            h,
+            "<h2>{}</h2><p><b>int8</b> {}</p>",
+            esc(&name(c)),
+            esc(c["int8"].as_str().unwrap_or(""))
+        );
+        details(c, &mut h);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// One cell of [`render_many`]'s summary table: `row` of a candidate's `summary`.
+fn summary_cell(row: &str, sum: &Value) -> String {
+    match row {
+        "frames compared" => sum["frames"].to_string(),
+        "agreement F1" => f4(&sum["f1"]),
+        "precision" => f4(&sum["precision"]),
+        "recall" => f4(&sum["recall"]),
+        "pseudo-mAP@0.5" => f4(&sum["map50"]),
+        "pseudo-mAP@[.5:.95]" => f4(&sum["map50_95"]),
+        "min raw-output SQNR (dB)" => sum["sqnr_db"]
+            .as_object()
+            .and_then(|m| m.values().filter_map(num).min_by(|a, b| a.total_cmp(b)))
+            .map_or("-".into(), |v| format!("{v:.4}")),
+        "alarm" => match sum["alarm"]["first_fired_after_frames"].as_u64() {
+            Some(k) => format!("fired after {k} frames"),
+            None => "not fired".into(),
+        },
+        _ => "-".into(),
+    }
+}
+
+/// A single-model report's sections: summary table, charts over time,
+/// per-label and per-layer views.
+fn details(r: &Value, h: &mut String) {
+    let sum = &r["summary"];
+    let f = f4;
     h.push_str("<table><tr><th class=l>metric</th><th>value</th></tr>");
     for (k, v) in [
         ("frames compared", sum["frames"].to_string()),
@@ -347,8 +462,6 @@ pub fn render(r: &Value) -> String {
         }
         h.push_str("</table>\n");
     }
-    h.push_str("</body></html>\n");
-    h
 }
 
 #[cfg(test)]

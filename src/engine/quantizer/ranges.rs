@@ -135,20 +135,33 @@ fn mse(s: &TensorStats) -> (f32, f32) {
 }
 
 /// Entropy calibration, asymmetric: both ends of the seen range shrink by the
-/// same factor; for each window the reference distribution is the histogram
-/// clipped to it (what lies outside piled on its end bins), the candidate is
-/// the window merged into 256 levels and spread back evenly over its
-/// non-empty bins; the window with the least KL divergence wins.
+/// same factor (a one-sided tensor, `min ≥ 0`, keeps its lower end); for each
+/// window the reference distribution is the histogram clipped to it (what lies
+/// outside piled on its end bins), the candidate is the window quantized as
+/// the int8 model will quantize it and spread back evenly over the non-empty
+/// bins of each level; the window with the least KL divergence wins.
+///
+/// The levels are those of the window's own int8 grid (255 steps, zero exactly
+/// on a level, as the zero point makes it), not equal runs of bins: the bin at
+/// `[0, w)` holds ReLU's exact zeros, often half the tensor, which the int8
+/// model represents exactly, so it is a level of its own in every window.
+/// Grouping bins by index instead put that spike alone in its level only for
+/// windows under 512 bins and spread it over two bins above, a cost so large
+/// that every ReLU6 tensor was clipped near 4 (two thirds of its range) and
+/// the detector lost every detection.
 fn kl(s: &TensorStats) -> (f32, f32) {
     let top = s.bins.len() - 1;
-    let bin_of = |v: f32| -> usize {
-        (((v - s.edge(0)) / s.bin_width()).floor().max(0.0) as usize).min(top)
-    };
+    let w = s.bin_width();
+    let bin_of = |v: f32| -> usize { (((v - s.edge(0)) / w).floor().max(0.0) as usize).min(top) };
     let (b0, b1) = (bin_of(s.min), bin_of(s.max));
+    // Fewer bins than levels: the histogram cannot tell the windows apart.
     if b1 - b0 < 256 {
         return (s.min, s.max);
     }
+    let zero_bin = bin_of(0.0);
     let mut best = (f64::INFINITY, s.min, s.max);
+    let mut p = Vec::with_capacity(s.bins.len());
+    let mut q = Vec::with_capacity(s.bins.len());
     for k in 0..=100 {
         let a = 0.97f32.powi(k);
         let (lo, hi) = (s.min * a, s.max * a);
@@ -157,20 +170,41 @@ fn kl(s: &TensorStats) -> (f32, f32) {
         if width < 256 {
             break;
         }
-        let mut p: Vec<f64> = s.bins[bl..=bh].iter().map(|&n| n as f64).collect();
+        p.clear();
+        p.extend(s.bins[bl..=bh].iter().map(|&n| n as f64));
         p[0] += s.bins[..bl].iter().sum::<u64>() as f64;
         p[width - 1] += s.bins[bh + 1..].iter().sum::<u64>() as f64;
-        let inside = &s.bins[bl..=bh];
-        let mut q = vec![0f64; width];
-        for g in 0..256 {
-            let (x, y) = (g * width / 256, ((g + 1) * width / 256).min(width));
-            let sum: u64 = inside[x..y].iter().sum();
-            let nz = inside[x..y].iter().filter(|&&n| n > 0).count();
-            for j in x..y {
-                if inside[j] > 0 {
-                    q[j] = sum as f64 / nz as f64;
+        // The window's int8 grid: the level of a bin is that of its centre.
+        let (glo, ghi) = (lo.min(0.0), hi.max(0.0));
+        let step = (ghi - glo) / 255.0;
+        let zp = (-glo / step).round();
+        let level = |j: usize| -> i64 {
+            if j == zero_bin {
+                -1
+            } else {
+                ((s.edge(j) + 0.5 * w) / step + zp)
+                    .round()
+                    .clamp(0.0, 255.0) as i64
+            }
+        };
+        q.clear();
+        q.resize(width, 0.0);
+        let mut x = bl;
+        while x <= bh {
+            let l = level(x);
+            let mut y = x + 1;
+            while y <= bh && level(y) == l && l >= 0 {
+                y += 1;
+            }
+            let run = &s.bins[x..y];
+            let sum: u64 = run.iter().sum();
+            let nz = run.iter().filter(|&&n| n > 0).count();
+            for (j, &n) in run.iter().enumerate() {
+                if n > 0 {
+                    q[x - bl + j] = sum as f64 / nz as f64;
                 }
             }
+            x = y;
         }
         let ps: f64 = p.iter().sum();
         let qs: f64 = q.iter().sum();
@@ -178,11 +212,11 @@ fn kl(s: &TensorStats) -> (f32, f32) {
             continue;
         }
         let mut d = 0.0;
-        for j in 0..width {
-            if p[j] > 0.0 {
-                let pj = p[j] / ps;
+        for (&pj, &qj) in p.iter().zip(&q) {
+            if pj > 0.0 {
+                let pj = pj / ps;
                 // Smoothing: a reference bin the candidate left empty costs, but finitely.
-                let qj = (q[j] / qs).max(1e-9);
+                let qj = (qj / qs).max(1e-9);
                 d += pj * (pj / qj).ln();
             }
         }
@@ -234,5 +268,35 @@ mod tests {
         let (lo, hi) = Method::Mse.range(&s);
         assert!(hi < s.max, "{lo} {hi} of {}", s.max);
         assert!(quant_error(&s, lo, hi) < quant_error(&s, s.min, s.max));
+    }
+
+    /// A ReLU6 output: half its values exactly 0 (the ReLU), a smooth body over
+    /// `(0, 6)`, and a few percent saturated at exactly 6.
+    fn relu6() -> TensorStats {
+        let mut s = TensorStats::default();
+        let n = 40000;
+        let mut v = vec![0.0f32; n];
+        for (i, x) in v.iter_mut().enumerate().skip(n / 2) {
+            let u = (i - n / 2) as f32 / (n / 2) as f32;
+            *x = (-(1.0 - u).ln() * 2.0).min(6.0);
+        }
+        s.add(&v);
+        s
+    }
+
+    #[test]
+    fn kl_keeps_the_saturated_top_of_a_relu6_tensor() {
+        let s = relu6();
+        assert_eq!((s.min, s.max), (0.0, 6.0));
+        let sat = s.bins[s.bins.len() * 7 / 8];
+        assert!(
+            sat as f64 > 0.02 * s.count as f64,
+            "{sat} at 6 of {}",
+            s.count
+        );
+        let (lo, hi) = Method::Kl.range(&s);
+        assert_eq!(lo, 0.0);
+        // Clipping at 4 maps every value over 4 to 4: the saturated values lose a third.
+        assert!(hi > 5.5, "kl clipped a ReLU6 tensor to [{lo}, {hi}]");
     }
 }
