@@ -1,6 +1,7 @@
 //! The daemon: wires the stage threads, the MQTT connection, signals and the
 //! systemd watchdog together. tokio runs only the I/O side.
 
+pub mod control;
 pub mod latest;
 pub mod pipeline;
 pub mod stats;
@@ -147,6 +148,9 @@ impl Infer for EngineInfer {
     fn model(&self) -> Arc<str> {
         self.model.clone()
     }
+    fn set_score_threshold(&mut self, t: f32) {
+        self.det.set_score_threshold(t);
+    }
 }
 
 /// How long shutdown may take in all, child processes included (systemd's
@@ -175,7 +179,12 @@ pub fn mqtt_settings(cfg: &Config) -> mqtt::Settings {
         backoff_max: Duration::from_secs_f64(cfg.mqtt.backoff_max_s),
         echo: cfg.mqtt.echo,
         commands: Vec::new(),
-        inbox: None,
+        birth_topic: cfg.homeassistant.enabled.then(|| {
+            format!(
+                "{}/status",
+                cfg.homeassistant.discovery_prefix.trim_end_matches('/')
+            )
+        }),
     }
 }
 
@@ -404,16 +413,24 @@ pub fn run(mut cfg: Config) -> Result<()> {
         let (svc, commands) = infer
             .start_calibration(&cfg, publisher.clone())
             .map_err(crate::exit::config)?;
-        settings
-            .commands
-            .push(Publisher::calibration_command_topic(&cfg.base_topic()));
-        settings.inbox = Some(commands);
+        settings.commands.push((
+            Publisher::calibration_command_topic(&cfg.base_topic()),
+            commands,
+        ));
         Some(svc)
     } else {
         None
     };
 
+    let (control_tx, control_rx) = crossbeam_channel::bounded(8);
+    let control = control::Control::new(&cfg.base_topic(), control_rx, publisher.clone());
+    for t in control.topics() {
+        settings.commands.push((t, control_tx.clone()));
+    }
+
     let shared = Shared::new();
+    shared.set_threshold(cfg.detector.score_threshold);
+    control.announce(&shared);
     let ctx = PublishCtx {
         kernels: path.to_string(),
         stats_interval: Duration::from_secs_f64(cfg.mqtt.stats_interval_s),
@@ -465,6 +482,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
         &notifier,
         &shared,
         &conn,
+        &control,
         &mut stages,
         &mut mqtt_task,
     ))?;
@@ -531,6 +549,7 @@ async fn supervise(
     notifier: &systemd::Notifier,
     shared: &Shared,
     conn: &ConnState,
+    control: &control::Control,
     stages: &mut Stages,
     mqtt_task: &mut tokio::task::JoinHandle<Result<()>>,
 ) -> Result<Outcome> {
@@ -557,6 +576,7 @@ async fn supervise(
                 return Ok(Outcome::Fault(why));
             }
             _ = tick.tick() => {
+                control.poll(shared);
                 if let Some(why) = stages.check(shared) {
                     tracing::error!("{why}: shutting down (exit 70; systemd restarts the service)");
                     return Ok(Outcome::Fault(why));

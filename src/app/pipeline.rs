@@ -28,6 +28,10 @@ pub struct Shared {
     /// (`pipeline.exit_on_eof`, `pipeline.max_frames`); without it the daemon stays up idle.
     pub finish: AtomicBool,
     pub stats: Stats,
+    /// Detection switched on (`<base>/detect/set`).
+    pub detect_enabled: AtomicBool,
+    /// The default score threshold's bits (`<base>/threshold/set`; NaN: the configured one).
+    threshold: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -37,7 +41,16 @@ impl Shared {
             source_done: AtomicBool::new(false),
             finish: AtomicBool::new(false),
             stats: Stats::default(),
+            detect_enabled: AtomicBool::new(true),
+            threshold: std::sync::atomic::AtomicU32::new(f32::NAN.to_bits()),
         })
+    }
+    /// The default score threshold set over MQTT (NaN: none, the configured one holds).
+    pub fn threshold(&self) -> f32 {
+        f32::from_bits(self.threshold.load(Ordering::Relaxed))
+    }
+    pub fn set_threshold(&self, t: f32) {
+        self.threshold.store(t.to_bits(), Ordering::Relaxed);
     }
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
@@ -351,6 +364,8 @@ impl Filter {
 pub trait Infer: Send {
     /// Detect objects in `frame`, boxes in its pixels; returns inference milliseconds.
     fn infer(&mut self, frame: &Frame, out: &mut Vec<Object>) -> Result<f64>;
+    /// The lowest score the decoder keeps.
+    fn set_score_threshold(&mut self, t: f32);
     /// The model's name, for `detections`.
     fn model(&self) -> Arc<str>;
 }
@@ -363,7 +378,9 @@ pub fn detect_loop(
     out: LatestSender<Processed>,
     shared: &Shared,
 ) {
-    let filter = Filter::from_config(cfg);
+    let mut filter = Filter::from_config(cfg);
+    // The threshold applied last (NaN: the configured one).
+    let mut applied = f32::NAN;
     let min_gap = if cfg.detector.max_fps > 0.0 {
         Some(Duration::from_secs_f64(1.0 / cfg.detector.max_fps))
     } else {
@@ -384,6 +401,19 @@ pub fn detect_loop(
         };
         // Real progress: a frame reached detection (the watchdog's signal).
         shared.stats.progress.fetch_add(1, Ordering::Relaxed);
+        if !shared.detect_enabled.load(Ordering::Relaxed) {
+            shared
+                .stats
+                .skipped_disabled
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let t = shared.threshold();
+        if !t.is_nan() && t.to_bits() != applied.to_bits() {
+            filter.default_threshold = t;
+            infer.set_score_threshold(filter.min_threshold());
+            applied = t;
+        }
         if let (Some(gap), Some(last)) = (min_gap, last_run) {
             if frame.ts.duration_since(last) < gap {
                 shared.stats.skipped_rate.fetch_add(1, Ordering::Relaxed);
@@ -489,7 +519,19 @@ pub fn publish_loop(
     let mut last_captured = 0u64;
     let mut last_processed = 0u64;
     let mut announced_end = false;
+    let mut detecting = true;
     loop {
+        // Detection switched off: every live object leaves, every count goes to 0.
+        let on = shared.detect_enabled.load(Ordering::Relaxed);
+        if detecting && !on {
+            for e in tracker.finish() {
+                publisher.event(&e, Some(SystemTime::now()));
+            }
+            let zeros: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();
+            publisher.counts_changed(&counts, &zeros);
+            counts = zeros;
+        }
+        detecting = on;
         // A file source that ended leaves the daemon up but idle: say so to subscribers
         // (Home Assistant marks the entities unavailable) instead of staying "online".
         if !announced_end && shared.legitimately_idle() && !shared.finishing() {

@@ -105,6 +105,8 @@ pub struct Stats {
     pub dropped_capture: Arc<AtomicU64>,
     /// Frames skipped by the detection rate cap.
     pub skipped_rate: AtomicU64,
+    /// Frames not detected while detection is switched off (`<base>/detect/set`).
+    pub skipped_disabled: AtomicU64,
     /// Results evicted between detection and publishing.
     pub dropped_results: Arc<AtomicU64>,
     pub processed: AtomicU64,
@@ -138,6 +140,7 @@ impl Default for Stats {
             captured: AtomicU64::new(0),
             dropped_capture: Arc::new(AtomicU64::new(0)),
             skipped_rate: AtomicU64::new(0),
+            skipped_disabled: AtomicU64::new(0),
             dropped_results: Arc::new(AtomicU64::new(0)),
             processed: AtomicU64::new(0),
             source_errors: AtomicU64::new(0),

@@ -220,6 +220,60 @@ pub fn calibration_discovery(discovery_prefix: &str, base: &str, device_id: &str
     out
 }
 
+/// Discovery configs (retained) of the controls: a `switch` for detection and a `number` for
+/// the default score threshold, both commanding and reading back their topics.
+pub fn control_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
+    let device = json!({
+        "identifiers": [format!("edgecam_{device_id}")],
+        "name": format!("edgecam {device_id}"),
+        "model": "edgecam",
+        "manufacturer": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let availability = format!("{base}/availability");
+    let msg = |component: &str, id: &str, cfg: serde_json::Value| Message {
+        topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
+        payload: cfg.to_string().into_bytes(),
+        retain: true,
+        qos: 1,
+    };
+    vec![
+        msg(
+            "switch",
+            "detect",
+            json!({
+                "name": "Detect",
+                "unique_id": format!("edgecam_{device_id}_detect"),
+                "command_topic": format!("{base}/detect/set"),
+                "state_topic": format!("{base}/detect/state"),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "availability_topic": availability,
+                "icon": "mdi:motion-sensor",
+                "device": device,
+            }),
+        ),
+        msg(
+            "number",
+            "threshold",
+            json!({
+                "name": "Score threshold",
+                "unique_id": format!("edgecam_{device_id}_threshold"),
+                "command_topic": format!("{base}/threshold/set"),
+                "state_topic": format!("{base}/threshold/state"),
+                "min": 0.05,
+                "max": 1.0,
+                "step": 0.05,
+                "mode": "slider",
+                "entity_category": "config",
+                "availability_topic": availability,
+                "icon": "mdi:tune",
+                "device": device,
+            }),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

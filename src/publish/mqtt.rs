@@ -33,10 +33,12 @@ pub struct Settings {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub echo: bool,
-    /// Command topics to subscribe to (again after every reconnect); what arrives on them
-    /// goes to `inbox`.
-    pub commands: Vec<String>,
-    pub inbox: Option<crossbeam_channel::Sender<Incoming>>,
+    /// Command topics to subscribe to (again after every reconnect), each with the channel
+    /// what arrives on it goes to.
+    pub commands: Vec<(String, crossbeam_channel::Sender<Incoming>)>,
+    /// Home Assistant's birth topic (`<discovery_prefix>/status`): on `online` every retained
+    /// message (discovery included) is published again, as after a reconnect.
+    pub birth_topic: Option<String>,
 }
 
 /// A message received on one of [`Settings::commands`].
@@ -330,12 +332,29 @@ pub async fn run(
                             echo(&s, &m);
                         }
                     }
-                    for t in &s.commands {
+                    for t in s.commands.iter().map(|c| &c.0).chain(&s.birth_topic) {
                         if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                             tracing::warn!(topic = %t, "MQTT: cannot subscribe: {e}");
                         }
                     }
                     outbox.notify.notify_one();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if s.birth_topic.as_deref() == Some(p.topic.as_str()) => {
+                    if &p.payload[..] == b"online" {
+                        tracing::info!(topic = %p.topic, "Home Assistant is online: publishing discovery and state again");
+                        let restore: Vec<Message> = state
+                            .retained
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .values()
+                            .cloned()
+                            .collect();
+                        for m in restore {
+                            if client.try_publish(&m.topic, qos(m.qos), m.retain, m.payload.clone()).is_ok() {
+                                echo(&s, &m);
+                            }
+                        }
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => deliver(&s, &p),
                 Ok(_) => {}
@@ -385,10 +404,9 @@ pub async fn run(
 /// Hand a received message to the inbox. Retained messages are refused: a command left
 /// retained on the broker would run again after every reconnect. A full inbox drops it.
 fn deliver(s: &Settings, p: &rumqttc::Publish) {
-    let Some(inbox) = &s.inbox else { return };
-    if !s.commands.contains(&p.topic) {
+    let Some((_, inbox)) = s.commands.iter().find(|c| c.0 == p.topic) else {
         return;
-    }
+    };
     if p.retain {
         tracing::warn!(topic = %p.topic, "MQTT: ignoring a retained command (publish commands without retain)");
         return;

@@ -308,6 +308,29 @@ impl Publisher {
         );
     }
 
+    /// `detect/state`: `ON` / `OFF` (retained).
+    pub fn detect_state(&self, on: bool) {
+        let v: &[u8] = if on { b"ON" } else { b"OFF" };
+        self.send(self.topic("detect/state"), v.to_vec(), true);
+    }
+
+    /// `threshold/state`: the default score threshold (retained).
+    pub fn threshold_state(&self, t: f32) {
+        self.send(
+            self.topic("threshold/state"),
+            format!("{}", r3(t as f64)).into_bytes(),
+            true,
+        );
+    }
+
+    pub fn detect_command_topic(base: &str) -> String {
+        format!("{base}/detect/set")
+    }
+
+    pub fn threshold_command_topic(base: &str) -> String {
+        format!("{base}/threshold/set")
+    }
+
     /// The command topic of the on-device calibration.
     pub fn calibration_command_topic(base: &str) -> String {
         format!("{base}/calibration/set")
@@ -333,6 +356,9 @@ impl Publisher {
             for m in homeassistant::calibration_discovery(discovery_prefix, &self.base, device_id) {
                 self.conn.remember(&m);
             }
+        }
+        for m in homeassistant::control_discovery(discovery_prefix, &self.base, device_id) {
+            self.conn.remember(&m);
         }
     }
 }
@@ -479,6 +505,6 @@ mod tests {
         let (p, o, conn) = publisher(false);
         p.discovery("homeassistant", "cam1", &["Person".into()], true, false);
         assert!(o.is_empty());
-        assert_eq!(conn.retained.lock().unwrap().len(), 3 + 4);
+        assert_eq!(conn.retained.lock().unwrap().len(), 3 + 4 + 2);
     }
 }
