@@ -48,6 +48,18 @@ fn threshold_detect_switch_and_birth_message() {
     assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
         == det_topic
         && m.1.contains("\"Person\"")));
+    // Every count starts at 0, before the first detection (a retained count of an earlier
+    // run must not linger).
+    let first_det = all.iter().position(|m| m.0 == det_topic).unwrap();
+    for label in ["Car", "Person", "Boot"] {
+        let zero = all
+            .iter()
+            .position(|m| m.0 == format!("{base}/counts/{label}") && m.1 == "0");
+        assert!(
+            zero.is_some_and(|z| z < first_det),
+            "counts/{label} is not 0 before the first detection"
+        );
+    }
     let low: Vec<f64> = json_on(&all, &det_topic)
         .iter()
         .flat_map(|v| v["objects"].as_array().cloned().unwrap_or_default())
@@ -177,6 +189,25 @@ fn threshold_detect_switch_and_birth_message() {
         wait_for(&ha, &mut again, Duration::from_secs(10), |m| m.0
             == "homeassistant/switch/ctl/detect/config"),
         "no discovery after the birth message"
+    );
+    // A clean stop leaves every count at 0.
+    let mut d = d;
+    let people = |all: &[Msg]| {
+        all.iter()
+            .filter(|m| m.0 == format!("{base}/counts/Person"))
+            .map(|m| m.1.clone())
+            .next_back()
+    };
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(20), |m| m.0
+        == format!("{base}/counts/Person")
+        && m.1 != "0"));
+    sigterm(&d.child);
+    assert!(wait_exit(&mut d.child, Duration::from_secs(10)).is_some());
+    collect(&rx, &mut all, Duration::from_millis(500));
+    assert_eq!(
+        people(&all).as_deref(),
+        Some("0"),
+        "counts/Person after a clean stop"
     );
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);

@@ -207,7 +207,8 @@ model = "{float}"
         .iter()
         .all(|v| v["model"] == "ssd_mobilenet_v2_coco_quant_postprocess"));
     assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
-        == format!("{base}/counts/person")));
+        == format!("{base}/counts/person")
+        && m.1 != "0"));
     assert!(
         d.wait_line(
             &["TFLite_Detection_PostProcess", "shadow"],

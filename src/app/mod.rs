@@ -232,17 +232,23 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
     })
 }
 
-/// Publish what subscribers need before the first frame: Home Assistant discovery.
+/// Publish what subscribers need before the first frame: a count of 0 for every label (a
+/// retained count left by an earlier run must not keep a presence sensor on) and Home
+/// Assistant discovery.
 fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
+    let model_labels: Vec<String> = infer
+        .labels()
+        .into_iter()
+        .filter(|l| !l.is_empty() && l != "???" && l != "background")
+        .collect();
+    for l in &model_labels {
+        publisher.count(l, 0);
+    }
     if !cfg.homeassistant.enabled {
         return;
     }
     let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
-        infer
-            .labels()
-            .into_iter()
-            .filter(|l| !l.is_empty() && l != "???" && l != "background")
-            .collect()
+        model_labels
     } else {
         cfg.homeassistant.labels.clone()
     };
@@ -358,12 +364,16 @@ pub fn run(mut cfg: Config) -> Result<()> {
 
     // First-run mode: no broker configured → embedded broker on loopback.
     let _broker = if cfg.mqtt.host.is_empty() {
-        let b = crate::publish::broker::Embedded::start()
+        // mqtt.port (1883 by default) when it is free, else any free port.
+        let b = crate::publish::broker::Embedded::start_on(&[cfg.mqtt.port, 0])
             .context("starting the embedded MQTT broker")
             .map_err(|e| anyhow::Error::new(crate::exit::Failure::Unavailable(e)))?;
         tracing::info!(
             port = b.port(),
-            "no mqtt.host configured: embedded broker on 127.0.0.1"
+            "no mqtt.host configured: embedded broker on 127.0.0.1; watch it with \
+             mosquitto_sub -h 127.0.0.1 -p {} -t '{}/#' -v",
+            b.port(),
+            cfg.base_topic()
         );
         cfg.mqtt.host = "127.0.0.1".into();
         cfg.mqtt.port = b.port();

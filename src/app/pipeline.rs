@@ -584,8 +584,10 @@ pub fn publish_loop(
             publisher.stats(&figures);
         }
     }
-    // Shutdown: end live tracks so subscribers see every object leave.
+    // Shutdown: end live tracks so subscribers see every object leave, and every count is 0.
     for e in tracker.finish() {
         publisher.event(&e, None);
     }
+    let zeros: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();
+    publisher.counts_changed(&counts, &zeros);
 }

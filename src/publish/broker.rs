@@ -35,10 +35,12 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Start on 127.0.0.1 with a free port.
-    pub fn start() -> Result<Self> {
-        let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
+    /// Start on 127.0.0.1 on the first of `ports` that can be bound (0: any free port).
+    pub fn start_on(ports: &[u16]) -> Result<Self> {
+        let std_listener = ports
+            .iter()
+            .find_map(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .with_context(|| format!("binding 127.0.0.1 on any of the ports {ports:?}"))?;
         std_listener.set_nonblocking(true)?;
         let port = std_listener.local_addr()?.port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -333,6 +335,28 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn takes_the_first_port_it_can_bind() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = busy.local_addr().unwrap().port();
+        let b = Embedded::start_on(&[taken, 0]).unwrap();
+        assert_ne!(b.port(), taken, "a busy port is skipped");
+        let free = b.port();
+        drop(b);
+        // The stopped broker's listener closes within moments.
+        let again = (0..100)
+            .find_map(|_| {
+                let r = Embedded::start_on(&[free]).ok();
+                if r.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r
+            })
+            .expect("the freed port is taken again");
+        assert_eq!(again.port(), free);
+        assert!(Embedded::start_on(&[taken]).is_err(), "no port: an error");
+    }
 
     #[test]
     fn wildcards() {
