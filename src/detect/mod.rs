@@ -573,10 +573,7 @@ impl Detector {
                         continue;
                     }
                     let c = classes[i].max(0.0) as usize;
-                    let label = match labels.get(c) {
-                        Some(l) if !l.is_empty() => l.clone(),
-                        _ => c.to_string(),
-                    };
+                    let label = crate::postprocess::boxes::label_of(labels, c);
                     let b = &boxes[4 * i..4 * i + 4];
                     out.push(Detection {
                         class_id: c,

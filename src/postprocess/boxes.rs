@@ -126,6 +126,15 @@ pub fn bbox_to_pixels(b: &[f32; 4], t: &FrameTransform) -> [f32; 4] {
     [x1, y1, x2, y2]
 }
 
+/// The label of class `c`: its line of the label file, or its number where the file is short
+/// or has a gap there.
+pub fn label_of(labels: &[String], c: usize) -> String {
+    match labels.get(c) {
+        Some(l) if !l.is_empty() => l.clone(),
+        _ => c.to_string(),
+    }
+}
+
 /// Decodes raw SSD outputs into detections. Holds the anchors and all scratch
 /// buffers; after the first frame `decode` allocates only the label strings
 /// of the returned detections.
@@ -184,9 +193,9 @@ impl Decoder {
         &self.labels
     }
 
-    /// Label of class column `c` (its number if the label file is short).
+    /// Label of class column `c` (see [`label_of`]).
     pub fn label(&self, c: usize) -> String {
-        self.labels.get(c).cloned().unwrap_or_else(|| c.to_string())
+        label_of(&self.labels, c)
     }
 
     /// Decode box encodings `[N, 4]` and class outputs `[N, C]` (flattened,

@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Result};
 
-use super::boxes::{Detection, RawOutput};
+use super::boxes::{label_of, Detection, RawOutput};
 use super::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
 
 /// A coordinate above this means the model writes pixels.
@@ -180,10 +180,7 @@ impl YoloDecoder {
             let class = c.class as usize;
             out.push(Detection {
                 class_id: class,
-                label: match self.labels.get(class) {
-                    Some(l) if !l.is_empty() => l.clone(),
-                    _ => class.to_string(),
-                },
+                label: label_of(&self.labels, class),
                 score: c.score,
                 bbox: self.boxes[c.index as usize],
             });

@@ -5,6 +5,33 @@ use serde_json::json;
 
 use super::outbox::Message;
 
+/// The device every entity belongs to.
+fn device(device_id: &str) -> serde_json::Value {
+    json!({
+        "identifiers": [format!("edgecam_{device_id}")],
+        "name": format!("edgecam {device_id}"),
+        "model": "edgecam",
+        "manufacturer": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The retained discovery config of one entity.
+fn config(
+    discovery_prefix: &str,
+    component: &str,
+    device_id: &str,
+    id: &str,
+    cfg: serde_json::Value,
+) -> Message {
+    Message {
+        topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
+        payload: cfg.to_string().into_bytes(),
+        retain: true,
+        qos: 1,
+    }
+}
+
 /// Discovery configs (retained) for `labels`.
 pub fn discovery(
     discovery_prefix: &str,
@@ -12,22 +39,17 @@ pub fn discovery(
     device_id: &str,
     labels: &[String],
 ) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [format!("edgecam_{device_id}")],
-        "name": format!("edgecam {device_id}"),
-        "model": "edgecam",
-        "manufacturer": "edgecam",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    });
+    let device = device(device_id);
     let availability = format!("{base}/availability");
     let mut out = Vec::new();
     let mut push = |component: &str, object_id: &str, cfg: serde_json::Value| {
-        out.push(Message {
-            topic: format!("{discovery_prefix}/{component}/{device_id}/{object_id}/config"),
-            payload: cfg.to_string().into_bytes(),
-            retain: true,
-            qos: 1,
-        });
+        out.push(config(
+            discovery_prefix,
+            component,
+            device_id,
+            object_id,
+            cfg,
+        ));
     };
     for label in labels {
         let slug: String = label
@@ -87,13 +109,7 @@ pub fn discovery(
 /// Discovery configs (retained) of the drift entities: F1, pseudo-mAP@0.5 and
 /// the lowest raw-output SQNR of the window, and the drift alarm.
 pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [format!("edgecam_{device_id}")],
-        "name": format!("edgecam {device_id}"),
-        "model": "edgecam",
-        "manufacturer": "edgecam",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    });
+    let device = device(device_id);
     let availability = format!("{base}/availability");
     let state = format!("{base}/drift");
     let sensor = |id: &str, name: &str, tpl: &str, unit: Option<&str>| {
@@ -110,12 +126,7 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
         if let Some(u) = unit {
             cfg["unit_of_measurement"] = u.into();
         }
-        Message {
-            topic: format!("{discovery_prefix}/sensor/{device_id}/{id}/config"),
-            payload: cfg.to_string().into_bytes(),
-            retain: true,
-            qos: 1,
-        }
+        config(discovery_prefix, "sensor", device_id, id, cfg)
     };
     vec![
         sensor("drift_f1", "Drift F1", "{{ value_json.metrics.f1 }}", None),
@@ -131,9 +142,12 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
             "{{ value_json.metrics.sqnr_db_min }}",
             Some("dB"),
         ),
-        Message {
-            topic: format!("{discovery_prefix}/binary_sensor/{device_id}/drift_alarm/config"),
-            payload: json!({
+        config(
+            discovery_prefix,
+            "binary_sensor",
+            device_id,
+            "drift_alarm",
+            json!({
                 "name": "Drift alarm",
                 "unique_id": format!("edgecam_{device_id}_drift_alarm"),
                 "state_topic": state,
@@ -141,12 +155,8 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
                 "device_class": "problem",
                 "availability_topic": availability,
                 "device": device,
-            })
-            .to_string()
-            .into_bytes(),
-            retain: true,
-            qos: 1,
-        },
+            }),
+        ),
     ]
 }
 
@@ -154,20 +164,11 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
 /// figures as attributes), the candidate's gain, and one button per command of
 /// `<base>/calibration/set`.
 pub fn calibration_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [format!("edgecam_{device_id}")],
-        "name": format!("edgecam {device_id}"),
-        "model": "edgecam",
-        "manufacturer": "edgecam",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    });
+    let device = device(device_id);
     let availability = format!("{base}/availability");
     let state = format!("{base}/calibration");
-    let msg = |component: &str, id: &str, cfg: serde_json::Value| Message {
-        topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
-        payload: cfg.to_string().into_bytes(),
-        retain: true,
-        qos: 1,
+    let msg = |component: &str, id: &str, cfg: serde_json::Value| {
+        config(discovery_prefix, component, device_id, id, cfg)
     };
     let mut out = vec![
         msg(
@@ -223,19 +224,10 @@ pub fn calibration_discovery(discovery_prefix: &str, base: &str, device_id: &str
 /// Discovery configs (retained) of the controls: a `switch` for detection and a `number` for
 /// the default score threshold, both commanding and reading back their topics.
 pub fn control_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [format!("edgecam_{device_id}")],
-        "name": format!("edgecam {device_id}"),
-        "model": "edgecam",
-        "manufacturer": "edgecam",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    });
+    let device = device(device_id);
     let availability = format!("{base}/availability");
-    let msg = |component: &str, id: &str, cfg: serde_json::Value| Message {
-        topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
-        payload: cfg.to_string().into_bytes(),
-        retain: true,
-        qos: 1,
+    let msg = |component: &str, id: &str, cfg: serde_json::Value| {
+        config(discovery_prefix, component, device_id, id, cfg)
     };
     vec![
         msg(

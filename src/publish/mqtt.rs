@@ -320,18 +320,7 @@ pub async fn run(
                         retain: true,
                         qos: 1,
                     };
-                    let restore: Vec<Message> = state
-                        .retained
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .values()
-                        .cloned()
-                        .collect();
-                    for m in std::iter::once(online).chain(restore) {
-                        if client.try_publish(&m.topic, qos(m.qos), m.retain, m.payload.clone()).is_ok() {
-                            echo(&s, &m);
-                        }
-                    }
+                    publish_now(&s, &client, std::iter::once(online).chain(retained(&state)));
                     for t in s.commands.iter().map(|c| &c.0).chain(&s.birth_topic) {
                         if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                             tracing::warn!(topic = %t, "MQTT: cannot subscribe: {e}");
@@ -342,18 +331,7 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::Publish(p))) if s.birth_topic.as_deref() == Some(p.topic.as_str()) => {
                     if &p.payload[..] == b"online" {
                         tracing::info!(topic = %p.topic, "Home Assistant is online: publishing discovery and state again");
-                        let restore: Vec<Message> = state
-                            .retained
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .values()
-                            .cloned()
-                            .collect();
-                        for m in restore {
-                            if client.try_publish(&m.topic, qos(m.qos), m.retain, m.payload.clone()).is_ok() {
-                                echo(&s, &m);
-                            }
-                        }
+                        publish_now(&s, &client, retained(&state));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => deliver(&s, &p),
@@ -399,6 +377,30 @@ pub async fn run(
         state.connected.store(false, Ordering::SeqCst);
     }
     Ok(())
+}
+
+/// Every retained message remembered, to publish again (after a reconnect, on Home
+/// Assistant's birth message).
+fn retained(state: &ConnState) -> Vec<Message> {
+    state
+        .retained
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect()
+}
+
+/// Hand `msgs` to the client at once (ahead of the outbox).
+fn publish_now(s: &Settings, client: &AsyncClient, msgs: impl IntoIterator<Item = Message>) {
+    for m in msgs {
+        if client
+            .try_publish(&m.topic, qos(m.qos), m.retain, m.payload.clone())
+            .is_ok()
+        {
+            echo(s, &m);
+        }
+    }
 }
 
 /// Hand a received message to the inbox. Retained messages are refused: a command left

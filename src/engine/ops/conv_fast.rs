@@ -129,6 +129,25 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
     pool.as_deref()
 }
 
+/// Run `task` over `tasks` disjoint chunks of `out` (`bounds(t)`) on the pool, or one after
+/// another on this thread without one. `task` gets the task, its chunk and the worker index.
+fn run_tasks<T: Send>(
+    pool: &Option<Arc<ThreadPool>>,
+    out: &mut [T],
+    tasks: usize,
+    bounds: &(dyn Fn(usize) -> Range<usize> + Sync),
+    task: &(dyn Fn(usize, &mut [T], usize) + Sync),
+) {
+    match run_pool(pool) {
+        Some(pool) => pool.run_chunks(out, tasks, bounds, task),
+        None => {
+            for t in 0..tasks {
+                task(t, &mut out[bounds(t)], 0);
+            }
+        }
+    }
+}
+
 /// Elements a short run of im2col is copied with at once (see [`im2col`]).
 const RUN: usize = kernels::scalar::copy::RUN;
 /// Filter heights up to which [`im2col`] copies the short rows of interior pixels from a
@@ -452,20 +471,13 @@ impl Kernel for GemmI8 {
                 r += rr;
             }
         };
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(
-                out,
-                this.tasks,
-                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
-                &task,
-            ),
-            None => {
-                for t in 0..this.tasks {
-                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
-                    task(t, &mut out[r], 0);
-                }
-            }
-        }
+        run_tasks(
+            &this.pool,
+            out,
+            this.tasks,
+            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            &task,
+        );
         Ok(())
     }
 }
@@ -647,20 +659,13 @@ impl Kernel for GemmU8 {
                 r += rr;
             }
         };
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(
-                out,
-                this.tasks,
-                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
-                &task,
-            ),
-            None => {
-                for t in 0..this.tasks {
-                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
-                    task(t, &mut out[r], 0);
-                }
-            }
-        }
+        run_tasks(
+            &this.pool,
+            out,
+            this.tasks,
+            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            &task,
+        );
         Ok(())
     }
 }
@@ -756,14 +761,7 @@ impl Kernel for DepthwiseU8 {
             }
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
-            None => {
-                for t in 0..this.tasks {
-                    task(t, &mut out[bounds(t)], 0);
-                }
-            }
-        }
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
         Ok(())
     }
 }
@@ -970,20 +968,13 @@ impl Kernel for GemmF32 {
                 n,
             );
         };
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(
-                out,
-                this.tasks,
-                &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
-                &task,
-            ),
-            None => {
-                for t in 0..this.tasks {
-                    let r = t * tr * n..((t + 1) * tr).min(this.m) * n;
-                    task(t, &mut out[r], 0);
-                }
-            }
-        }
+        run_tasks(
+            &this.pool,
+            out,
+            this.tasks,
+            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            &task,
+        );
         Ok(())
     }
 }
@@ -1086,14 +1077,7 @@ impl Kernel for DepthwiseI8 {
             );
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
-            None => {
-                for t in 0..this.tasks {
-                    task(t, &mut out[bounds(t)], 0);
-                }
-            }
-        }
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
         Ok(())
     }
 }
@@ -1156,14 +1140,7 @@ impl Kernel for DepthwiseF32 {
             );
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        match run_pool(&this.pool) {
-            Some(pool) => pool.run_chunks(out, this.tasks, &bounds, &task),
-            None => {
-                for t in 0..this.tasks {
-                    task(t, &mut out[bounds(t)], 0);
-                }
-            }
-        }
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
         Ok(())
     }
 }
