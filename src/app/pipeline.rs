@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use image::RgbImage;
 
 use super::latest::LatestSender;
 use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
@@ -15,7 +16,8 @@ use crate::backoff::Backoff;
 use crate::capture::{Frame, FrameSource, Read, READ_WAIT};
 use crate::config::Config;
 use crate::postprocess::tracker::{Object, Tracker};
-use crate::publish::{FrameReport, Publisher, StatsFigures};
+use crate::publish::{FrameReport, Publisher, SnapshotFigures, StatsFigures, MAX_SNAPSHOT_BYTES};
+use crate::snapshot::Snapshots;
 use crate::telemetry::worth_logging;
 
 /// Shared run state of the stage threads.
@@ -297,6 +299,8 @@ pub struct Processed {
     /// The model that processed the frame (it changes when calibration promotes one).
     pub model: Arc<str>,
     pub objects: Vec<Object>,
+    /// The frame itself, with `snapshots.enabled` only (moved, not copied).
+    pub image: Option<Arc<RgbImage>>,
 }
 
 /// Filters of the configuration applied to decoded detections.
@@ -399,6 +403,7 @@ pub fn detect_loop(
                 let (w, h) = frame.image.dimensions();
                 let kept: Vec<Object> =
                     objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
+                let image = cfg.snapshots.enabled.then(|| Arc::new(frame.image));
                 out.send(Processed {
                     seq: frame.seq,
                     ts: frame.ts,
@@ -408,6 +413,7 @@ pub fn detect_loop(
                     inference_ms: ms,
                     model: infer.model(),
                     objects: kept,
+                    image,
                 });
                 shared
                     .stats
@@ -439,6 +445,7 @@ fn stats_figures(
     dt: f64,
     last_captured: u64,
     last_processed: u64,
+    snapshots: Option<&Snapshots>,
 ) -> StatsFigures {
     let st = &shared.stats;
     let cap = st.captured.load(Ordering::Relaxed);
@@ -467,11 +474,21 @@ fn stats_figures(
         rss_bytes: rss_bytes(),
         kernels: kernels.to_string(),
         cpu_temp_c: cpu_temperature(),
+        snapshots: snapshots.map(|s| {
+            let c = s.counters();
+            SnapshotFigures {
+                published: c.published,
+                shrunk: c.shrunk,
+                failed: c.failed,
+            }
+        }),
         uptime_s: st.started.elapsed().as_secs_f64(),
     }
 }
 
-/// The publish thread: tracking, counts, events, stats → the [`Publisher`].
+/// The publish thread: tracking, counts, events, snapshots, stats → the [`Publisher`].
+/// Snapshots of a frame are published before its events (a subscriber that fetches the
+/// retained snapshot on `new` finds that object's).
 pub fn publish_loop(
     cfg: &Config,
     ctx: &PublishCtx,
@@ -484,6 +501,10 @@ pub fn publish_loop(
         cfg.tracker.max_missed,
         cfg.tracker.update_every,
     );
+    let mut snapshots = cfg
+        .snapshots
+        .enabled
+        .then(|| Snapshots::new(&cfg.snapshots, MAX_SNAPSHOT_BYTES));
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_stats = Instant::now();
     let mut last_captured = 0u64;
@@ -521,8 +542,15 @@ pub fn publish_loop(
                 }
                 publisher.counts_changed(&counts, &now);
                 counts = now;
-                for e in tracker.update(p.seq, &p.objects) {
-                    publisher.event(&e, Some(p.wall));
+                let events = tracker.update(p.seq, &p.objects);
+                if let (Some(s), Some(image)) = (snapshots.as_mut(), &p.image) {
+                    let shots = s.frame(p.ts, image, &p.objects, tracker.assigned(), &events);
+                    for shot in shots {
+                        publisher.snapshot(&shot.label, &shot.jpeg);
+                    }
+                }
+                for e in &events {
+                    publisher.event(e, Some(p.wall));
                 }
                 shared
                     .stats
@@ -536,14 +564,25 @@ pub fn publish_loop(
         if last_stats.elapsed() >= ctx.stats_interval {
             let dt = last_stats.elapsed().as_secs_f64();
             last_stats = Instant::now();
-            let figures = stats_figures(shared, &ctx.kernels, dt, last_captured, last_processed);
+            let figures = stats_figures(
+                shared,
+                &ctx.kernels,
+                dt,
+                last_captured,
+                last_processed,
+                snapshots.as_ref(),
+            );
             last_captured = figures.captured;
             last_processed = figures.processed;
             publisher.stats(&figures);
         }
     }
-    // Shutdown: end live tracks so subscribers see every object leave.
+    // Shutdown: end live tracks so subscribers see every object leave (with its best
+    // snapshot).
     for e in tracker.finish() {
+        if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.id)) {
+            publisher.snapshot(&shot.label, &shot.jpeg);
+        }
         publisher.event(&e, None);
     }
 }
