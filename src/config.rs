@@ -21,6 +21,7 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub shadow: ShadowConfig,
     pub calibration: CalibrationConfig,
+    pub snapshots: SnapshotConfig,
     pub pipeline: PipelineConfig,
 }
 
@@ -382,6 +383,38 @@ impl Default for CalibrationConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Publish a JPEG per tracked object on `<base>/<label>/snapshot`.
+    pub enabled: bool,
+    /// The object's box with a margin around it instead of the whole frame.
+    pub crop: bool,
+    /// Draw the object's box.
+    pub draw_box: bool,
+    /// Largest size of the JPEG in pixels (scaled down keeping the aspect ratio, never up).
+    pub max_width: u32,
+    pub max_height: u32,
+    /// JPEG quality, 1..=100.
+    pub quality: u32,
+    /// Least seconds between two snapshots of one object for a better-scoring frame.
+    pub min_interval_s: f64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            enabled: false,
+            crop: false,
+            draw_box: true,
+            max_width: 640,
+            max_height: 480,
+            quality: 70,
+            min_interval_s: 2.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -419,6 +452,9 @@ pub fn hostname() -> String {
 /// Longest back-off, stall timeout or interval a key may ask for: one hour (a day for
 /// `mqtt.stats_interval_s`). Beyond, a typo such as `1e300` would overflow a `Duration`.
 pub const MAX_SECONDS: f64 = 3600.0;
+
+/// Largest `snapshots.max_width` / `snapshots.max_height`.
+pub const MAX_SNAPSHOT_SIDE: u32 = 4096;
 
 /// The name of the systemd credential (`LoadCredential=mqtt_password:...`) that holds the
 /// MQTT password when neither `mqtt.password` nor `mqtt.password_file` is set.
@@ -796,6 +832,26 @@ impl Config {
                 format!("must be in 0..=19, got {}", ca.nice),
             )?;
         }
+        let sn = &self.snapshots;
+        at_most(
+            "snapshots.max_width",
+            sn.max_width.into(),
+            16,
+            MAX_SNAPSHOT_SIDE.into(),
+        )?;
+        at_most(
+            "snapshots.max_height",
+            sn.max_height.into(),
+            16,
+            MAX_SNAPSHOT_SIDE.into(),
+        )?;
+        at_most("snapshots.quality", sn.quality.into(), 1, 100)?;
+        secs(
+            "snapshots.min_interval_s",
+            sn.min_interval_s,
+            0.0,
+            MAX_SECONDS,
+        )?;
         Ok(())
     }
 
@@ -908,6 +964,52 @@ mod tests {
         );
         let c = Config::load_with_env(Some(&p), vec![]).unwrap();
         assert_eq!(c.calibration.promote, Promote::Manual);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn snapshot_keys_are_checked() {
+        for (text, key) in [
+            ("[snapshots]\nmax_width = 8\n", "snapshots.max_width"),
+            ("[snapshots]\nmax_width = 5000\n", "snapshots.max_width"),
+            ("[snapshots]\nmax_height = 0\n", "snapshots.max_height"),
+            ("[snapshots]\nquality = 0\n", "snapshots.quality"),
+            ("[snapshots]\nquality = 101\n", "snapshots.quality"),
+            (
+                "[snapshots]\nmin_interval_s = -1.0\n",
+                "snapshots.min_interval_s",
+            ),
+            (
+                "[snapshots]\nmin_interval_s = nan\n",
+                "snapshots.min_interval_s",
+            ),
+            (
+                "[snapshots]\nmin_interval_s = 1e300\n",
+                "snapshots.min_interval_s",
+            ),
+            ("[snapshots]\ncropped = true\n", "cropped"),
+        ] {
+            let (dir, p) = write(text);
+            let e = Config::load_with_env(Some(&p), vec![])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let env = vec![("EDGECAM__SNAPSHOTS__QUALITY".to_string(), "0".to_string())];
+        let e = Config::load_with_env(None, env).unwrap_err().to_string();
+        assert!(e.contains("snapshots.quality"), "{e}");
+        let (dir, p) = write(
+            "[snapshots]\nenabled = true\ncrop = true\ndraw_box = false\nmax_width = 4096\nmax_height = 16\nquality = 100\nmin_interval_s = 0.0\n",
+        );
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert!(c.snapshots.enabled && c.snapshots.crop && !c.snapshots.draw_box);
+        assert_eq!((c.snapshots.max_width, c.snapshots.max_height), (4096, 16));
+        let env = vec![(
+            "EDGECAM__SNAPSHOTS__ENABLED".to_string(),
+            "true".to_string(),
+        )];
+        assert!(Config::load_with_env(None, env).unwrap().snapshots.enabled);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -20,4 +20,5 @@ pub mod percentile;
 pub mod postprocess;
 pub mod preprocess;
 pub mod publish;
+pub mod snapshot;
 pub mod telemetry;

@@ -129,6 +129,178 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     target_arch = "aarch64",
     ignore = "runs x86 mosquitto; built, not run, under qemu"
 )]
+fn event_snapshots_reach_mqtt_as_jpegs_with_the_box_drawn() {
+    let dir = tmpdir("snap");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let rx = subscribe_bytes(port, "edgecam/snap/#");
+    let ha = subscribe(port, "homeassistant/image/snap/+/config");
+    std::thread::sleep(Duration::from_millis(300));
+    let extra = r#"
+[homeassistant]
+enabled = true
+labels = ["Person", "Car"]
+
+[snapshots]
+enabled = true
+max_width = 320
+max_height = 320
+quality = 60
+min_interval_s = 0.5
+"#;
+    let cfg = write_config(&dir, port, "snap", extra);
+    // Logged: killed when the test fails, never left behind.
+    let mut d = Logged::start(&cfg, &[]);
+    let base = "edgecam/snap";
+    let snap_topic = format!("{base}/Person/snapshot");
+    let is_new_person = |m: &BinMsg| {
+        m.0 == format!("{base}/events")
+            && serde_json::from_slice::<serde_json::Value>(&m.1)
+                .map(|v| v["type"] == "new" && v["label"] == "Person")
+                .unwrap_or(false)
+    };
+    let mut all: Vec<BinMsg> = vec![];
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(120), is_new_person),
+        "no new Person event arrived"
+    );
+    // The snapshot of a new object goes out before its event.
+    let at = all.iter().position(is_new_person).unwrap();
+    let new: serde_json::Value = serde_json::from_slice(&all[at].1).unwrap();
+    let since_events = all[..at]
+        .iter()
+        .rposition(|m| m.0 == format!("{base}/events"))
+        .map_or(0, |i| i + 1);
+    let shots: Vec<image::RgbImage> = all[since_events..at]
+        .iter()
+        .filter(|m| m.0 == snap_topic)
+        .map(|m| {
+            image::load_from_memory(&m.1)
+                .expect("the payload is a JPEG")
+                .to_rgb8()
+        })
+        .collect();
+    assert!(!shots.is_empty(), "no snapshot before the new event");
+    // The clip (384 × 288), scaled down to fit 320 × 320 keeping its aspect ratio.
+    let clip: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/vtest_10s.json")).unwrap(),
+    )
+    .unwrap();
+    let (cw, ch) = (
+        clip["width"].as_f64().unwrap(),
+        clip["height"].as_f64().unwrap(),
+    );
+    assert!(cw > 320.0 && cw > ch, "the clip is {cw} × {ch}");
+    let k = 320.0 / cw;
+    let size = (320, (ch * k).round() as u32);
+    for s in &shots {
+        assert_eq!(s.dimensions(), size);
+    }
+    // The new object's box is drawn (red) along its left edge, at the scaled position.
+    let b: Vec<f64> = new["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let x = ((b[0] * k).floor() as u32).min(319);
+    let (y1, y2) = (
+        ((b[1] * k).ceil() as u32 + 2).min(size.1 - 1),
+        ((b[3] * k).floor() as u32)
+            .saturating_sub(2)
+            .min(size.1 - 1),
+    );
+    let red_share = |s: &image::RgbImage| {
+        let red = (y1..=y2.max(y1))
+            .filter(|&y| {
+                let p = s.get_pixel(x, y);
+                p[0] > 150 && p[1] < 120 && p[2] < 120
+            })
+            .count();
+        red as f64 / (y2.max(y1) - y1 + 1) as f64
+    };
+    let best = shots.iter().map(red_share).fold(0.0, f64::max);
+    assert!(
+        best > 0.6,
+        "the box {b:?} is not drawn at x = {x} (red share {best})"
+    );
+
+    // Retained: a subscriber that comes later gets the latest snapshot at once.
+    let late = subscribe_bytes(port, &snap_topic);
+    let mut got = vec![];
+    assert!(wait_for(&late, &mut got, Duration::from_secs(10), |m| m.2
+        && image::load_from_memory(&m.1).is_ok()));
+
+    // Home Assistant: an image entity per label, showing the snapshot topic.
+    let mut disc = vec![];
+    let person = "homeassistant/image/snap/person_snapshot/config";
+    assert!(wait_for(&ha, &mut disc, Duration::from_secs(10), |m| m.0 == person));
+    let c: serde_json::Value =
+        serde_json::from_str(&disc.iter().find(|m| m.0 == person).unwrap().1).unwrap();
+    assert_eq!(c["image_topic"], snap_topic);
+    assert_eq!(c["content_type"], "image/jpeg");
+    assert_eq!(c["availability_topic"], format!("{base}/availability"));
+    assert!(wait_for(&ha, &mut disc, Duration::from_secs(10), |m| m.0
+        == "homeassistant/image/snap/car_snapshot/config"));
+
+    // stats counts them.
+    let stats_with_snapshots = |m: &BinMsg| {
+        m.0 == format!("{base}/stats")
+            && serde_json::from_slice::<serde_json::Value>(&m.1)
+                .map(|v| v["snapshots"]["published"].as_u64() >= Some(1))
+                .unwrap_or(false)
+    };
+    assert!(wait_for(
+        &rx,
+        &mut all,
+        Duration::from_secs(10),
+        stats_with_snapshots
+    ));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&all.iter().rfind(|m| stats_with_snapshots(m)).unwrap().1).unwrap();
+    assert_eq!(stats["snapshots"]["failed"], 0, "{stats}");
+
+    // At shutdown every live object ends with its best snapshot, before its end event.
+    let before = all.len();
+    sigterm(&d.child);
+    assert!(wait_for(&rx, &mut all, Duration::from_secs(10), |m| m.0
+        == format!("{base}/availability")
+        && m.1 == b"offline"));
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        d.lines_with(&["no snapshot"]).is_empty(),
+        "every snapshot was made"
+    );
+    // The end events of shutdown carry no timestamp; each follows its object's snapshot.
+    let mut ends = 0;
+    for i in before..all.len() {
+        let m = &all[i];
+        let Ok(e) = serde_json::from_slice::<serde_json::Value>(&m.1) else {
+            continue;
+        };
+        if m.0 != format!("{base}/events") || e["type"] != "end" || !e["timestamp"].is_null() {
+            continue;
+        }
+        ends += 1;
+        let label = e["label"].as_str().unwrap();
+        let prev = &all[i - 1];
+        assert_eq!(prev.0, format!("{base}/{label}/snapshot"), "before {e}");
+        let img = image::load_from_memory(&prev.1).unwrap();
+        assert_eq!((img.width(), img.height()), size);
+    }
+    assert!(
+        ends >= 1,
+        "no object was live at shutdown (the clip loops with people in view)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
 fn survives_broker_restart_and_delivers_buffered_messages() {
     let dir = tmpdir("restart");
     let port = free_port();

@@ -18,7 +18,7 @@ use crate::capture::{sources, Frame};
 use crate::config::Config;
 use crate::postprocess::tracker::Object;
 use crate::publish::mqtt::{self, ConnState};
-use crate::publish::{Outbox, Publisher};
+use crate::publish::{Entities, Outbox, Publisher};
 use pipeline::{Infer, Processed, PublishCtx, Shared};
 
 /// The int8 detector behind the detect stage.
@@ -256,8 +256,11 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
         &cfg.homeassistant.discovery_prefix,
         &cfg.device_id(),
         &labels,
-        cfg.shadow.enabled && infer.det.desc().is_some(),
-        cfg.calibration.enabled && infer.det.desc().is_some(),
+        Entities {
+            drift: cfg.shadow.enabled && infer.det.desc().is_some(),
+            calibration: cfg.calibration.enabled && infer.det.desc().is_some(),
+            snapshots: cfg.snapshots.enabled,
+        },
     );
 }
 

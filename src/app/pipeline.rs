@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use image::RgbImage;
 
 use super::latest::LatestSender;
 use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
@@ -15,7 +16,8 @@ use crate::backoff::Backoff;
 use crate::capture::{Frame, FrameSource, Read, READ_WAIT};
 use crate::config::Config;
 use crate::postprocess::tracker::{Object, Tracker};
-use crate::publish::{FrameReport, Publisher, StatsFigures};
+use crate::publish::{FrameReport, Publisher, SnapshotFigures, StatsFigures, MAX_SNAPSHOT_BYTES};
+use crate::snapshot::Snapshots;
 use crate::telemetry::worth_logging;
 
 /// Shared run state of the stage threads.
@@ -310,6 +312,8 @@ pub struct Processed {
     /// The model that processed the frame (it changes when calibration promotes one).
     pub model: Arc<str>,
     pub objects: Vec<Object>,
+    /// The frame itself, with `snapshots.enabled` only (moved, not copied).
+    pub image: Option<Arc<RgbImage>>,
 }
 
 /// Filters of the configuration applied to decoded detections.
@@ -429,6 +433,7 @@ pub fn detect_loop(
                 let (w, h) = frame.image.dimensions();
                 let kept: Vec<Object> =
                     objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
+                let image = cfg.snapshots.enabled.then(|| Arc::new(frame.image));
                 out.send(Processed {
                     seq: frame.seq,
                     ts: frame.ts,
@@ -438,6 +443,7 @@ pub fn detect_loop(
                     inference_ms: ms,
                     model: infer.model(),
                     objects: kept,
+                    image,
                 });
                 shared
                     .stats
@@ -469,6 +475,7 @@ fn stats_figures(
     dt: f64,
     last_captured: u64,
     last_processed: u64,
+    snapshots: Option<&Snapshots>,
 ) -> StatsFigures {
     let st = &shared.stats;
     let cap = st.captured.load(Ordering::Relaxed);
@@ -497,11 +504,21 @@ fn stats_figures(
         rss_bytes: rss_bytes(),
         kernels: kernels.to_string(),
         cpu_temp_c: cpu_temperature(),
+        snapshots: snapshots.map(|s| {
+            let c = s.counters();
+            SnapshotFigures {
+                published: c.published,
+                shrunk: c.shrunk,
+                failed: c.failed,
+            }
+        }),
         uptime_s: st.started.elapsed().as_secs_f64(),
     }
 }
 
-/// The publish thread: tracking, counts, events, stats → the [`Publisher`].
+/// The publish thread: tracking, counts, events, snapshots, stats → the [`Publisher`].
+/// Snapshots of a frame are published before its events (a subscriber that fetches the
+/// retained snapshot on `new` finds that object's).
 pub fn publish_loop(
     cfg: &Config,
     ctx: &PublishCtx,
@@ -514,6 +531,10 @@ pub fn publish_loop(
         cfg.tracker.max_missed,
         cfg.tracker.update_every,
     );
+    let mut snapshots = cfg
+        .snapshots
+        .enabled
+        .then(|| Snapshots::new(&cfg.snapshots, MAX_SNAPSHOT_BYTES));
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_stats = Instant::now();
     let mut last_captured = 0u64;
@@ -525,6 +546,9 @@ pub fn publish_loop(
         let on = shared.detect_enabled.load(Ordering::Relaxed);
         if detecting && !on {
             for e in tracker.finish() {
+                if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.id)) {
+                    publisher.snapshot(&shot.label, &shot.jpeg);
+                }
                 publisher.event(&e, Some(SystemTime::now()));
             }
             let zeros: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();
@@ -563,8 +587,15 @@ pub fn publish_loop(
                 }
                 publisher.counts_changed(&counts, &now);
                 counts = now;
-                for e in tracker.update(p.seq, &p.objects) {
-                    publisher.event(&e, Some(p.wall));
+                let events = tracker.update(p.seq, &p.objects);
+                if let (Some(s), Some(image)) = (snapshots.as_mut(), &p.image) {
+                    let shots = s.frame(p.ts, image, &p.objects, tracker.assigned(), &events);
+                    for shot in shots {
+                        publisher.snapshot(&shot.label, &shot.jpeg);
+                    }
+                }
+                for e in &events {
+                    publisher.event(e, Some(p.wall));
                 }
                 shared
                     .stats
@@ -578,14 +609,25 @@ pub fn publish_loop(
         if last_stats.elapsed() >= ctx.stats_interval {
             let dt = last_stats.elapsed().as_secs_f64();
             last_stats = Instant::now();
-            let figures = stats_figures(shared, &ctx.kernels, dt, last_captured, last_processed);
+            let figures = stats_figures(
+                shared,
+                &ctx.kernels,
+                dt,
+                last_captured,
+                last_processed,
+                snapshots.as_ref(),
+            );
             last_captured = figures.captured;
             last_processed = figures.processed;
             publisher.stats(&figures);
         }
     }
-    // Shutdown: end live tracks so subscribers see every object leave, and every count is 0.
+    // Shutdown: end live tracks so subscribers see every object leave (with its best
+    // snapshot), and every count is 0.
     for e in tracker.finish() {
+        if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.id)) {
+            publisher.snapshot(&shot.label, &shot.jpeg);
+        }
         publisher.event(&e, None);
     }
     let zeros: BTreeMap<String, u64> = counts.keys().map(|k| (k.clone(), 0)).collect();

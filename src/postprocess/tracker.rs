@@ -58,6 +58,8 @@ pub struct Tracker {
     update_every: u32,
     next_id: u64,
     tracks: Vec<Track>,
+    /// (track id, object index) of every object of the latest [`Tracker::update`].
+    assigned: Vec<(u64, usize)>,
 }
 
 impl Tracker {
@@ -68,6 +70,7 @@ impl Tracker {
             update_every: update_every.max(1),
             next_id: 1,
             tracks: Vec::new(),
+            assigned: Vec::new(),
         }
     }
 
@@ -78,6 +81,12 @@ impl Tracker {
 
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
+    }
+
+    /// The track of each object of the latest [`Tracker::update`]: (track id, index into its
+    /// `objects`), for matched objects and new tracks alike.
+    pub fn assigned(&self) -> &[(u64, usize)] {
+        &self.assigned
     }
 
     fn event(t: &Track, kind: EventKind) -> Event {
@@ -97,6 +106,7 @@ impl Tracker {
     /// Feed one processed frame; returns the events it causes.
     pub fn update(&mut self, seq: u64, objects: &[Object]) -> Vec<Event> {
         let mut events = Vec::new();
+        self.assigned.clear();
         // Greedy matching by IoU, same label only, best pairs first.
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, t) in self.tracks.iter().enumerate() {
@@ -120,6 +130,7 @@ impl Tracker {
             track_used[ti] = true;
             obj_used[oi] = true;
             let t = &mut self.tracks[ti];
+            self.assigned.push((t.id, oi));
             t.obj = objects[oi].clone();
             t.top_score = t.top_score.max(t.obj.score);
             t.last_seq = seq;
@@ -161,6 +172,7 @@ impl Tracker {
                 since_update: 0,
             };
             self.next_id += 1;
+            self.assigned.push((t.id, oi));
             events.push(Self::event(&t, EventKind::New));
             self.tracks.push(t);
         }
@@ -169,6 +181,7 @@ impl Tracker {
 
     /// End every live track (shutdown).
     pub fn finish(&mut self) -> Vec<Event> {
+        self.assigned.clear();
         self.tracks
             .drain(..)
             .map(|t| Self::event(&t, EventKind::End))
@@ -209,6 +222,19 @@ mod tests {
         let e = t.update(6, &[]);
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].kind, e[0].id, e[0].last_seq), (EventKind::End, id, 3));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn assigned_names_the_track_of_each_object() {
+        let mut t = Tracker::new(0.3, 0, 1);
+        let e = t.update(1, &[obj("Person", 0.0)]);
+        let id = e[0].id;
+        assert_eq!(t.assigned(), [(id, 0)]);
+        t.update(2, &[obj("Car", 500.0), obj("Person", 5.0)]);
+        assert_eq!(t.assigned(), [(id, 1), (id + 1, 0)], "matched, then new");
+        t.update(3, &[]);
+        assert!(t.assigned().is_empty());
         assert!(t.is_empty());
     }
 

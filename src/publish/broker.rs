@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 /// Largest packet accepted (bounded memory per client).
-const MAX_PACKET: usize = 1 << 20;
+const MAX_PACKET: usize = super::MAX_PACKET;
 /// Outgoing messages queued per subscriber before new ones are dropped.
 const CLIENT_QUEUE: usize = 256;
 

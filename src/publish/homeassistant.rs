@@ -1,5 +1,5 @@
 //! Home Assistant MQTT discovery: per-label count sensors and presence binary
-//! sensors, and an inference-time sensor, all tied to one device.
+//! sensors (and snapshot images), and an inference-time sensor, all tied to one device.
 
 use serde_json::json;
 
@@ -32,6 +32,53 @@ fn config(
     }
 }
 
+/// `label` as part of an entity's object id: lower-case ASCII letters and digits, `_` for
+/// anything else.
+fn slug(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Discovery configs (retained) of the snapshot `image` entities, one per label: the JPEG of
+/// `<base>/<label>/snapshot`.
+pub fn snapshot_discovery(
+    discovery_prefix: &str,
+    base: &str,
+    device_id: &str,
+    labels: &[String],
+) -> Vec<Message> {
+    let device = device(device_id);
+    let availability = format!("{base}/availability");
+    labels
+        .iter()
+        .map(|label| {
+            let slug = slug(label);
+            config(
+                discovery_prefix,
+                "image",
+                device_id,
+                &format!("{slug}_snapshot"),
+                json!({
+                    "name": format!("{label} snapshot"),
+                    "unique_id": format!("edgecam_{device_id}_{slug}_snapshot"),
+                    "image_topic": super::Publisher::snapshot_topic(base, label),
+                    "content_type": "image/jpeg",
+                    "availability_topic": availability,
+                    "device": device,
+                }),
+            )
+        })
+        .collect()
+}
+
 /// Discovery configs (retained) for `labels`.
 pub fn discovery(
     discovery_prefix: &str,
@@ -52,16 +99,7 @@ pub fn discovery(
         ));
     };
     for label in labels {
-        let slug: String = label
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let slug = slug(label);
         push(
             "sensor",
             &format!("{slug}_count"),
@@ -292,6 +330,31 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
             assert_eq!(v["state_topic"], "edgecam/cam1/counts/C__ _1");
         }
+    }
+
+    #[test]
+    fn snapshot_images_read_the_snapshot_topic() {
+        let m = snapshot_discovery(
+            "homeassistant",
+            "edgecam/cam1",
+            "cam1",
+            &["Person".into(), "C++".into()],
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0].topic,
+            "homeassistant/image/cam1/person_snapshot/config"
+        );
+        assert!(m[0].retain && m[0].qos == 1);
+        let c: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
+        assert_eq!(c["image_topic"], "edgecam/cam1/Person/snapshot");
+        assert_eq!(c["content_type"], "image/jpeg");
+        assert_eq!(c["unique_id"], "edgecam_cam1_person_snapshot");
+        assert_eq!(c["availability_topic"], "edgecam/cam1/availability");
+        assert_eq!(c["device"]["identifiers"][0], "edgecam_cam1");
+        let c: serde_json::Value = serde_json::from_slice(&m[1].payload).unwrap();
+        assert_eq!(m[1].topic, "homeassistant/image/cam1/c___snapshot/config");
+        assert_eq!(c["image_topic"], "edgecam/cam1/C__/snapshot");
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub struct ConnState {
 impl ConnState {
     /// Remember a retained message so that it is restored after a reconnect.
     pub fn remember(&self, m: &Message) {
-        if m.retain {
+        // One too large for a packet would fail every reconnect ([`super::MAX_PACKET`]).
+        if m.retain && super::fits_packet(&m.topic, m.payload.len()) {
             self.retained
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -248,7 +249,7 @@ fn options(s: &Settings) -> Result<MqttOptions> {
     let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
     opts.set_keep_alive(s.keep_alive);
     opts.set_clean_session(true);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_max_packet_size(super::MAX_PACKET, super::MAX_PACKET);
     opts.set_last_will(LastWill::new(
         &s.availability_topic,
         OFFLINE,
@@ -424,7 +425,11 @@ fn deliver(s: &Settings, p: &rumqttc::Publish) {
 
 fn echo(s: &Settings, m: &Message) {
     if s.echo {
-        println!("{} {}", m.topic, String::from_utf8_lossy(&m.payload));
+        match std::str::from_utf8(&m.payload) {
+            Ok(text) => println!("{} {text}", m.topic),
+            // A snapshot: not for a terminal.
+            Err(_) => println!("{} <{} bytes>", m.topic, m.payload.len()),
+        }
     }
 }
 

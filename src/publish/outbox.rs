@@ -43,23 +43,51 @@ impl Outbox {
     }
 
     /// Queue a message, dropping the oldest one if the buffer is full. A message whose
-    /// topic no broker accepts is refused here, counted and logged: queued, it would block
-    /// every message behind it.
+    /// topic no broker accepts, or too large for one packet ([`super::MAX_PACKET`]), is
+    /// refused here, counted and logged: queued, it would block every message behind it (or
+    /// break the connection).
     pub fn push(&self, m: Message) {
-        if !super::valid_publish_topic(&m.topic) {
-            let n = self.invalid.fetch_add(1, Ordering::Relaxed) + 1;
-            if crate::telemetry::worth_logging(n) {
-                tracing::warn!(topic = ?m.topic, refused = n, "not publishing: the topic is not a valid MQTT topic");
-            }
+        self.push_inner(m, false);
+    }
+
+    /// As [`Outbox::push`], for a retained state whose newer value supersedes the older: a
+    /// message of the same topic still queued is replaced in place (and counted as dropped),
+    /// so that such a topic holds at most one place in the buffer (snapshots).
+    pub fn push_latest(&self, m: Message) {
+        self.push_inner(m, true);
+    }
+
+    fn refuse(&self, m: &Message) -> bool {
+        let why = if !super::valid_publish_topic(&m.topic) {
+            "the topic is not a valid MQTT topic"
+        } else if !super::fits_packet(&m.topic, m.payload.len()) {
+            "the message is larger than an MQTT packet may be (1 MiB)"
+        } else {
+            return false;
+        };
+        let n = self.invalid.fetch_add(1, Ordering::Relaxed) + 1;
+        if crate::telemetry::worth_logging(n) {
+            tracing::warn!(topic = ?m.topic, bytes = m.payload.len(), refused = n, "not publishing: {why}");
+        }
+        true
+    }
+
+    fn push_inner(&self, m: Message, replace: bool) {
+        if self.refuse(&m) {
             return;
         }
         {
             let mut q = self.lock();
-            if q.len() >= self.cap {
-                q.pop_front();
+            if let Some(old) = q.iter_mut().rev().find(|o| replace && o.topic == m.topic) {
+                *old = m;
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                if q.len() >= self.cap {
+                    q.pop_front();
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                q.push_back(m);
             }
-            q.push_back(m);
         }
         self.pushed.fetch_add(1, Ordering::Relaxed);
         self.notify.notify_one();
@@ -146,5 +174,38 @@ mod tests {
         assert_eq!(o.pop().unwrap().topic, "t/1");
         assert_eq!(o.pop().unwrap().topic, "t/2");
         assert!(o.pop().is_none());
+    }
+
+    #[test]
+    fn too_large_messages_are_refused_and_latest_replaces() {
+        let o = Outbox::new(10);
+        o.push(Message {
+            payload: vec![0; super::super::MAX_PACKET],
+            ..m(1)
+        });
+        assert_eq!((o.len(), o.invalid()), (0, 1));
+        let snap = |b: u8| Message {
+            topic: "t/Person/snapshot".into(),
+            payload: vec![b; 1000],
+            retain: true,
+            qos: 0,
+        };
+        o.push(m(1));
+        o.push_latest(snap(1));
+        o.push(m(2));
+        o.push_latest(snap(2));
+        o.push_latest(snap(3));
+        assert_eq!(o.len(), 3, "one snapshot queued");
+        assert_eq!(o.dropped(), 2);
+        assert_eq!(o.pop().unwrap().topic, "t/1");
+        assert_eq!(
+            o.pop().unwrap().payload,
+            vec![3; 1000],
+            "the latest, in the first's place"
+        );
+        assert_eq!(o.pop().unwrap().topic, "t/2");
+        // Once sent, the next one queues again.
+        o.push_latest(snap(4));
+        assert_eq!(o.len(), 1);
     }
 }

@@ -82,7 +82,30 @@ pub struct StatsFigures {
     pub rss_bytes: u64,
     pub kernels: String,
     pub cpu_temp_c: Option<f64>,
+    /// With `snapshots.enabled`: snapshots (published, shrunk to fit, failed).
+    pub snapshots: Option<SnapshotFigures>,
     pub uptime_s: f64,
+}
+
+/// The snapshots made so far, for `stats.snapshots`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotFigures {
+    pub published: u64,
+    /// Made smaller than configured to fit one MQTT message.
+    pub shrunk: u64,
+    /// Could not be made.
+    pub failed: u64,
+}
+
+/// The optional entity groups of Home Assistant discovery, beside the per-label sensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entities {
+    /// Drift sensors and alarm (`shadow.enabled`).
+    pub drift: bool,
+    /// Calibration state and buttons (`calibration.enabled`).
+    pub calibration: bool,
+    /// An `image` per label (`snapshots.enabled`).
+    pub snapshots: bool,
 }
 
 /// One shadow comparison, for `drift`. The sub-objects `frame`, `metrics`, `ewma` and
@@ -155,6 +178,32 @@ impl Publisher {
         };
         self.conn.remember(&m);
         self.outbox.push(m);
+    }
+
+    /// The `<label>/snapshot` topic (the label made safe as one topic level, as in
+    /// `counts/<label>`).
+    pub fn snapshot_topic(base: &str, label: &str) -> String {
+        format!("{base}/{}/snapshot", topic_level(label))
+    }
+
+    /// `<label>/snapshot` (retained): a JPEG of an object of `label`, the raw bytes as the
+    /// payload. While the broker is away a snapshot still queued for the same label is
+    /// replaced (the outbox then holds at most one per label: the latest is what the
+    /// retained topic shows anyway); one too large for a packet is refused and counted
+    /// (`mqtt.invalid`).
+    pub fn snapshot(&self, label: &str, jpeg: &[u8]) {
+        let m = Message {
+            topic: Self::snapshot_topic(&self.base, label),
+            payload: jpeg.to_vec(),
+            retain: true,
+            qos: self.qos,
+        };
+        self.conn.remember(&m);
+        if self.conn.connected.load(Ordering::SeqCst) {
+            self.outbox.push(m);
+        } else {
+            self.outbox.push_latest(m);
+        }
     }
 
     /// `detections`: one message per processed frame (retained as `mqtt.retain` says).
@@ -252,6 +301,14 @@ impl Publisher {
             "uptime_s": r3(f.uptime_s),
             "version": env!("CARGO_PKG_VERSION"),
         });
+        let mut msg = msg;
+        if let Some(sn) = &f.snapshots {
+            msg["snapshots"] = json!({
+                "published": sn.published,
+                "shrunk": sn.shrunk,
+                "failed": sn.failed,
+            });
+        }
         self.send(self.topic("stats"), msg.to_string().into_bytes(), false);
     }
 
@@ -295,9 +352,6 @@ impl Publisher {
         self.send(self.topic("drift"), msg.to_string().into_bytes(), false);
     }
 
-    /// Home Assistant discovery configs (retained, QoS 1) for `labels`, and for the drift
-    /// entities when `drift`: remembered only, so that the connection publishes them after
-    /// every (re)connect, before anything else is drained.
     /// `calibration`: the on-device calibration's state (retained; built by
     /// [`crate::calibrate::service`]).
     pub fn calibration(&self, state: &serde_json::Value) {
@@ -336,17 +390,29 @@ impl Publisher {
         format!("{base}/calibration/set")
     }
 
+    /// Home Assistant discovery configs (retained, QoS 1) for `labels`, and for the entity
+    /// groups of `extra`: remembered only, so that the connection publishes them after
+    /// every (re)connect, before anything else is drained.
     pub fn discovery(
         &self,
         discovery_prefix: &str,
         device_id: &str,
         labels: &[String],
-        drift: bool,
-        calibration: bool,
+        extra: Entities,
     ) {
         for m in homeassistant::discovery(discovery_prefix, &self.base, device_id, labels) {
             self.conn.remember(&m);
         }
+        if extra.snapshots {
+            for m in
+                homeassistant::snapshot_discovery(discovery_prefix, &self.base, device_id, labels)
+            {
+                self.conn.remember(&m);
+            }
+        }
+        let Entities {
+            drift, calibration, ..
+        } = extra;
         if drift {
             for m in homeassistant::drift_discovery(discovery_prefix, &self.base, device_id) {
                 self.conn.remember(&m);
@@ -503,8 +569,82 @@ mod tests {
     #[test]
     fn discovery_is_remembered_not_queued() {
         let (p, o, conn) = publisher(false);
-        p.discovery("homeassistant", "cam1", &["Person".into()], true, false);
+        p.discovery(
+            "homeassistant",
+            "cam1",
+            &["Person".into()],
+            Entities {
+                drift: true,
+                ..Default::default()
+            },
+        );
         assert!(o.is_empty());
+        // Labels (3), drift (4), controls (2).
         assert_eq!(conn.retained.lock().unwrap().len(), 3 + 4 + 2);
+        p.discovery(
+            "homeassistant",
+            "cam1",
+            &["Person".into(), "Car".into()],
+            Entities {
+                snapshots: true,
+                ..Default::default()
+            },
+        );
+        let kept = conn.retained.lock().unwrap();
+        assert!(kept.contains_key("homeassistant/image/cam1/person_snapshot/config"));
+        assert!(kept.contains_key("homeassistant/image/cam1/car_snapshot/config"));
+    }
+
+    #[test]
+    fn snapshots_are_raw_retained_and_one_per_label_waits() {
+        let (p, o, conn) = publisher(false);
+        let jpeg = [0xff, 0xd8, 0x00, 0x80, 0xff, 0xd9];
+        p.snapshot("Person", &jpeg);
+        p.snapshot("C++", &jpeg);
+        p.snapshot("Person", &[0xff, 0xd8, 0xff, 0xd9]);
+        let m = drain(&o);
+        assert_eq!(
+            m.len(),
+            2,
+            "away: the newer Person snapshot replaced the queued one"
+        );
+        assert_eq!(m[0].topic, "edgecam/cam1/Person/snapshot");
+        assert_eq!(m[0].payload, [0xff, 0xd8, 0xff, 0xd9]);
+        assert!(m[0].retain && m[0].qos == 1);
+        assert_eq!(m[1].topic, "edgecam/cam1/C__/snapshot");
+        assert_eq!(m[1].payload, jpeg, "bytes as they are");
+        // Connected, every snapshot goes out in turn.
+        conn.connected.store(true, Ordering::SeqCst);
+        p.snapshot("Person", &jpeg);
+        p.snapshot("Person", &jpeg);
+        assert_eq!(drain(&o).len(), 2);
+        assert!(conn
+            .retained
+            .lock()
+            .unwrap()
+            .contains_key("edgecam/cam1/Person/snapshot"));
+        // Too large for one packet: neither queued nor remembered, counted.
+        p.snapshot("Dog", &vec![0; crate::publish::MAX_PACKET]);
+        assert!(o.is_empty());
+        assert_eq!(o.invalid(), 1);
+        assert!(!conn
+            .retained
+            .lock()
+            .unwrap()
+            .contains_key("edgecam/cam1/Dog/snapshot"));
+        // stats.snapshots only when there are snapshots.
+        p.stats(&StatsFigures::default());
+        p.stats(&StatsFigures {
+            snapshots: Some(SnapshotFigures {
+                published: 3,
+                shrunk: 1,
+                failed: 0,
+            }),
+            ..Default::default()
+        });
+        let m = drain(&o);
+        assert!(json(&m[0]).get("snapshots").is_none());
+        assert_eq!(json(&m[1])["snapshots"]["published"], 3);
+        assert_eq!(json(&m[1])["snapshots"]["shrunk"], 1);
     }
 }

@@ -122,10 +122,43 @@ pub type Msg = (String, String, Instant);
 /// A subscriber that reconnects by itself and forwards every message.
 pub fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
     let (tx, rx) = mpsc::channel();
+    subscribe_with(port, filter, move |p| {
+        let body = String::from_utf8_lossy(&p.payload).into_owned();
+        tx.send((p.topic.clone(), body, Instant::now())).is_ok()
+    });
+    rx
+}
+
+/// Received (topic, payload bytes as they came, retain flag, time): for binary payloads.
+pub type BinMsg = (String, Vec<u8>, bool, Instant);
+
+/// As [`subscribe`], keeping payloads byte for byte (snapshots are JPEGs) and the retain flag.
+pub fn subscribe_bytes(port: u16, filter: &str) -> mpsc::Receiver<BinMsg> {
+    let (tx, rx) = mpsc::channel();
+    subscribe_with(port, filter, move |p| {
+        tx.send((
+            p.topic.clone(),
+            p.payload.to_vec(),
+            p.retain,
+            Instant::now(),
+        ))
+        .is_ok()
+    });
+    rx
+}
+
+/// A subscriber thread that hands every PUBLISH to `forward` until it returns false.
+fn subscribe_with(
+    port: u16,
+    filter: &str,
+    forward: impl Fn(&rumqttc::Publish) -> bool + Send + 'static,
+) {
     let filter = filter.to_string();
     std::thread::spawn(move || {
         let mut opts = MqttOptions::new(format!("test-sub-{}", free_port()), "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
+        // As large as the daemon sends (snapshots; rumqttc's default is 10 KiB).
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = Client::new(opts, 100);
         for ev in conn.iter() {
             match ev {
@@ -133,8 +166,7 @@ pub fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
                     let _ = client.subscribe(&filter, QoS::AtMostOnce);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let body = String::from_utf8_lossy(&p.payload).into_owned();
-                    if tx.send((p.topic.clone(), body, Instant::now())).is_err() {
+                    if !forward(&p) {
                         return;
                     }
                 }
@@ -143,7 +175,6 @@ pub fn subscribe(port: u16, filter: &str) -> mpsc::Receiver<Msg> {
             }
         }
     });
-    rx
 }
 
 /// Publish one message (QoS 1, not retained unless `retain`) and wait until it has left.
@@ -165,11 +196,11 @@ pub fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
 }
 
 /// Wait until `pred` holds for a received message; returns everything received meanwhile.
-pub fn wait_for(
-    rx: &mpsc::Receiver<Msg>,
-    all: &mut Vec<Msg>,
+pub fn wait_for<M>(
+    rx: &mpsc::Receiver<M>,
+    all: &mut Vec<M>,
     timeout: Duration,
-    pred: impl Fn(&Msg) -> bool,
+    pred: impl Fn(&M) -> bool,
 ) -> bool {
     let end = Instant::now() + timeout;
     if all.iter().any(&pred) {
