@@ -938,9 +938,21 @@ mod tests {
         assert!(e.contains("does not exist"), "{e}");
     }
 
+    /// Each configuration text fails to load with an error naming its key.
+    fn assert_rejected(cases: &[(&str, &str)]) {
+        for (text, key) in cases {
+            let (dir, p) = write(text);
+            let e = Config::load_with_env(Some(&p), vec![])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     #[test]
     fn calibration_keys_are_checked() {
-        for (text, key) in [
+        assert_rejected(&[
             ("[calibration]\nenabled = true\n", "calibration.enabled"),
             (
                 "[calibration]\nmethod = \"entropy\"\n",
@@ -951,14 +963,7 @@ mod tests {
             ("[calibration]\nmargin = 2.0\n", "calibration.margin"),
             ("[calibration]\nnice = 20\n", "calibration.nice"),
             ("[calibration]\ninterval = 5\n", "interval"),
-        ] {
-            let (dir, p) = write(text);
-            let e = Config::load_with_env(Some(&p), vec![])
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(key), "{text}: {e}");
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        ]);
         let (dir, p) = write(
             "[shadow]\nmodel = \"f.tflite\"\n[calibration]\nenabled = true\npromote = \"manual\"\nmethod = \"kl\"\n",
         );
@@ -969,7 +974,7 @@ mod tests {
 
     #[test]
     fn snapshot_keys_are_checked() {
-        for (text, key) in [
+        assert_rejected(&[
             ("[snapshots]\nmax_width = 8\n", "snapshots.max_width"),
             ("[snapshots]\nmax_width = 5000\n", "snapshots.max_width"),
             ("[snapshots]\nmax_height = 0\n", "snapshots.max_height"),
@@ -988,14 +993,7 @@ mod tests {
                 "snapshots.min_interval_s",
             ),
             ("[snapshots]\ncropped = true\n", "cropped"),
-        ] {
-            let (dir, p) = write(text);
-            let e = Config::load_with_env(Some(&p), vec![])
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(key), "{text}: {e}");
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        ]);
         let env = vec![("EDGECAM__SNAPSHOTS__QUALITY".to_string(), "0".to_string())];
         let e = Config::load_with_env(None, env).unwrap_err().to_string();
         assert!(e.contains("snapshots.quality"), "{e}");
