@@ -345,6 +345,26 @@ cpu_budget = 50.0
         "manual mode does not swap by itself: {ready}"
     );
     let candidate = ready["candidate"].as_str().unwrap().to_string();
+    // A restart keeps the candidate waiting.
+    let mut d = d;
+    sigterm(&d.child);
+    assert!(wait_exit(&mut d.child, Duration::from_secs(10)).is_some());
+    drop(d);
+    let d = Logged::start(&cfg, &[]);
+    let mut fresh = vec![];
+    assert!(
+        wait_for(&rx, &mut fresh, Duration::from_secs(60), |m| m.0 == topic),
+        "no calibration state after the restart"
+    );
+    let again = json_on(&fresh, &topic).pop().unwrap();
+    all.extend(fresh);
+    assert_eq!(again["state"], "ready", "{again}");
+    assert_eq!(
+        again["candidate"].as_str(),
+        Some(candidate.as_str()),
+        "{again}"
+    );
+    assert_eq!(again["after"], ready["after"], "{again}");
     let mark = all.len();
     collect(&rx, &mut all, Duration::from_secs(1));
     assert!(models_after(&all, base, mark).iter().all(|m| m == SHIPPED));
@@ -357,6 +377,17 @@ cpu_budget = 50.0
             == format!("{base}/detections")
             && m.1.contains(&candidate)),
         "no detections under {candidate}"
+    );
+    // The promoted state keeps the A/B figures (retained, for whoever subscribes later).
+    let promoted = json_on(&all, &topic).pop().unwrap();
+    assert_eq!(promoted["state"], "promoted", "{promoted}");
+    assert!(
+        promoted["gain"].is_number() && promoted["candidate"].is_null(),
+        "{promoted}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cal.join("candidates")).unwrap().count(),
+        0
     );
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);

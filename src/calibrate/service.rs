@@ -131,6 +131,9 @@ pub struct History {
     /// The state shown after a restart when the cycle is done.
     #[serde(default)]
     pub last_state: String,
+    /// The candidate not promoted (yet): `ready`, or `rejected` but promotable on purpose.
+    #[serde(default)]
+    pub candidate: Option<CandidateModel>,
     pub entries: Vec<HistoryEntry>,
 }
 
@@ -248,13 +251,14 @@ impl State {
     }
 }
 
-/// The calibrated candidate and its A/B figures.
-#[derive(Clone, Debug)]
-struct CandidateModel {
-    path: PathBuf,
-    method: String,
-    before: Option<(f64, f64)>,
-    after: (f64, f64),
+/// The calibrated candidate and its A/B figures: (F1, pseudo-mAP@0.5) of the running model
+/// (`before`) and of the candidate (`after`) against float on the held-out frames.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CandidateModel {
+    pub path: PathBuf,
+    pub method: String,
+    pub before: Option<(f64, f64)>,
+    pub after: (f64, f64),
 }
 
 impl CandidateModel {
@@ -372,6 +376,16 @@ impl Service {
             s.history.cycle_done = false;
         }
         s.rescan()?;
+        // The candidate left by the last run, if its file is still there; any other file in
+        // the candidates directory is a leftover.
+        s.candidate = s.history.candidate.clone().filter(|c| c.path.is_file());
+        if let Ok(rd) = std::fs::read_dir(&s.candidates_dir) {
+            for e in rd.flatten() {
+                if s.candidate.as_ref().map(|c| c.path.as_path()) != Some(e.path().as_path()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         if s.history.cycle_done {
             s.state = State::parse(&s.history.last_state).unwrap_or(State::Promoted);
             s.message = "cycle done: send start to collect again".into();
@@ -445,11 +459,16 @@ impl Service {
         if self.state == State::Calibrating || self.state == State::Evaluating {
             v["progress"] = json!(round(self.progress));
         }
-        if let Some(c) = &self.candidate {
-            v["candidate"] = json!(model_name(&c.path));
-            for (k, x) in c.figures().as_object().into_iter().flatten() {
-                v[k] = x.clone();
+        // The figures of the candidate, else of the last promotion or rejection.
+        let figures = match &self.candidate {
+            Some(c) => {
+                v["candidate"] = json!(model_name(&c.path));
+                Some(c.figures())
             }
+            None => self.history.entries.last().and_then(|e| e.figures.clone()),
+        };
+        for (k, x) in figures.iter().flat_map(|f| f.as_object()).flatten() {
+            v[k] = x.clone();
         }
         if !self.message.is_empty() {
             v["message"] = json!(self.message);
@@ -588,6 +607,7 @@ impl Service {
     }
 
     fn save_history(&mut self) {
+        self.history.candidate = self.candidate.clone();
         if let Err(e) = self.history.save(&self.cfg.dir) {
             tracing::error!("calibration: {e:#}");
             self.message = format!("{e:#}");
@@ -758,13 +778,11 @@ impl Service {
             gain = c.gain(),
             "calibration: promoted"
         );
-        self.candidate = Some(CandidateModel { path: dest, ..c });
+        // The promoted model is no longer a candidate (its figures stay in the history).
+        self.candidate = None;
         self.prune_models();
         let msg = format!("now running {}", model_name(&self.active()));
         self.finish_cycle(State::Promoted, msg);
-        // The promoted model is no longer a candidate.
-        self.candidate = None;
-        self.publish();
     }
 
     fn rollback(&mut self) {
@@ -784,7 +802,9 @@ impl Service {
         self.history.active = (prev != self.configured).then(|| prev.clone());
         self.history.record("rolled_back", &prev, None);
         tracing::info!(model = %prev.display(), from = %cur.display(), "calibration: rolled back");
-        self.candidate = None;
+        if let Some(c) = self.candidate.take() {
+            let _ = std::fs::remove_file(c.path);
+        }
         let msg = format!("now running {}", model_name(&prev));
         self.finish_cycle(State::RolledBack, msg);
     }
