@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Derive the dynamic-range, weight-only and 16x8 variants of the bundled SSD with ai-edge-quantizer.
+
+    quant_models.py FP32_MODEL IMAGES_DIR OUT_DIR
+
+Writes into OUT_DIR (recipes of ai-edge-quantizer 0.10.0):
+  ssd_mobilenetv2_oidv4_dynamic.tflite        dynamic_wi8_afp32         (int8 weights, float activations
+                                                                         quantized on the fly)
+  ssd_mobilenetv2_oidv4_dynamic_legacy.tflite dynamic_legacy_wi8_afp32  (the converter's legacy hybrid form)
+  ssd_mobilenetv2_oidv4_weight_only.tflite    weight_only_wi8_afp32     (int8 weights, DEQUANTIZE to float)
+  ssd_mobilenetv2_oidv4_int16.tflite          static_wi8_ai16           (16x8: int16 activations, int8 weights),
+                                              calibrated on every *.jpg of IMAGES_DIR scaled to 300x300, [-1, 1]
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+from ai_edge_quantizer import quantizer, recipe
+
+src, images, out = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out, exist_ok=True)
+
+
+def load(path):
+    a = np.asarray(Image.open(path).convert("RGB").resize((300, 300), Image.BILINEAR), np.float32)
+    return (a / 127.5 - 1.0)[None]
+
+
+def write(name, rec, calibrate=False):
+    qt = quantizer.Quantizer(src)
+    qt.load_quantization_recipe(rec)
+    if calibrate:
+        frames = [load(p) for p in sorted(glob.glob(os.path.join(images, "*.jpg")))]
+        assert frames, f"no *.jpg in {images}"
+        res = qt.calibrate({"serving_default": [{"normalized_input_image_tensor": x} for x in frames]})
+        q = qt.quantize(res)
+    else:
+        q = qt.quantize()
+    dst = os.path.join(out, name)
+    q.export_model(dst, overwrite=True)
+    print("wrote", dst)
+
+
+write("ssd_mobilenetv2_oidv4_dynamic.tflite", recipe.dynamic_wi8_afp32())
+write("ssd_mobilenetv2_oidv4_dynamic_legacy.tflite", recipe.dynamic_legacy_wi8_afp32())
+write("ssd_mobilenetv2_oidv4_weight_only.tflite", recipe.weight_only_wi8_afp32())
+write("ssd_mobilenetv2_oidv4_int16.tflite", recipe.static_wi8_ai16(), calibrate=True)
