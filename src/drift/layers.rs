@@ -48,7 +48,12 @@ impl LayerStat {
         self.energy.sqnr_db()
     }
     /// RMSE in units of the int8 tensor's quantization step (ideal rounding: ~0.29).
+    /// RMSE in quantization steps of the tensor (NaN, `null` in JSON, for a float tensor of
+    /// a dynamic-range model).
     pub fn rmse_scaled(&self) -> f64 {
+        if self.scale == 0.0 {
+            return f64::NAN;
+        }
         self.energy.rmse() / self.scale as f64
     }
     pub fn to_json(&self) -> serde_json::Value {
@@ -85,11 +90,17 @@ impl LayerMap {
         let mut pairs = Vec::new();
         for t in ig.inputs.iter().copied().chain(int8.executed_outputs()) {
             let info = &it[t];
-            if !matches!(info.dtype, DType::I8 | DType::U8) {
-                continue;
-            }
-            let Some(q) = info.quant.as_ref().filter(|q| q.is_per_tensor()) else {
-                continue;
+            // Quantized tensors, and the float activations of dynamic-range models (their
+            // error is what the on-the-fly quantization inside the operators left).
+            let (scale, zero_point) = match info.dtype {
+                DType::I8 | DType::U8 | DType::I16 => {
+                    match info.quant.as_ref().filter(|q| q.is_per_tensor()) {
+                        Some(q) => (q.scale0(), q.zp0()),
+                        None => continue,
+                    }
+                }
+                DType::F32 => (0.0, 0),
+                _ => continue,
             };
             let name = info.name.as_str();
             let f = by_name
@@ -104,8 +115,8 @@ impl LayerMap {
                 float: f,
                 name: info.name.clone(),
                 op: producer.get(&t).copied().unwrap_or("INPUT").to_string(),
-                scale: q.scale0(),
-                zero_point: q.zp0(),
+                scale,
+                zero_point,
             });
         }
         LayerMap { pairs }
@@ -147,6 +158,13 @@ impl LayerMap {
             scratch.clear();
             let (sc, zp) = (p.scale, p.zero_point);
             match q.dtype() {
+                DType::F32 => scratch.extend_from_slice(q.f32().map_err(|e| anyhow!(e.0))?),
+                DType::I16 => scratch.extend(
+                    q.i16()
+                        .map_err(|e| anyhow!(e.0))?
+                        .iter()
+                        .map(|&v| (v as i32 - zp) as f32 * sc),
+                ),
                 DType::I8 => scratch.extend(
                     q.i8()
                         .map_err(|e| anyhow!(e.0))?
