@@ -198,11 +198,11 @@ impl ModelDesc {
     }
 }
 
-/// The model's base name: `foo` for `foo_int8.tflite`, `foo_fp32.tflite`,
-/// `foo_fp16.tflite` and `foo.tflite`.
+/// The model's base name: `foo` for `foo_int8.tflite`, `foo_int16.tflite`,
+/// `foo_fp32.tflite`, `foo_fp16.tflite` and `foo.tflite`.
 pub fn model_base_name(model: &Path) -> Option<String> {
     let stem = model.file_stem()?.to_str()?;
-    for suffix in ["_int8", "_fp32", "_fp16"] {
+    for suffix in ["_int8", "_int16", "_fp32", "_fp16"] {
         if let Some(base) = stem.strip_suffix(suffix) {
             if !base.is_empty() {
                 return Some(base.to_string());
@@ -351,6 +351,7 @@ mod tests {
     fn base_name_convention() {
         for m in [
             "x/ssd_mobilenetv2_oidv4_int8.tflite",
+            "x/ssd_mobilenetv2_oidv4_int16.tflite",
             "x/ssd_mobilenetv2_oidv4_fp32.tflite",
             "x/ssd_mobilenetv2_oidv4_fp16.tflite",
             "x/ssd_mobilenetv2_oidv4.tflite",
