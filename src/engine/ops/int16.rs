@@ -214,7 +214,7 @@ pub(super) fn build_add(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Ker
     }
     for z in [z1, z2, zo] {
         op_ensure!(
-            I16_RANGE.min <= z && z <= I16_RANGE.max,
+            (I16_RANGE.min..=I16_RANGE.max).contains(&z),
             "zero point {z} out of the int16 range"
         );
     }

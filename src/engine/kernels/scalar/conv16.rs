@@ -162,7 +162,7 @@ mod tests {
         // Multipliers near 1 saturate the Q15 mantissa at 0x7FFF.
         assert_eq!(
             multiply_by_quantized_multiplier_i64(1 << 20, i32::MAX, 0),
-            ((1i64 << 20) * 0x7FFF + (1 << 14) >> 15) as i32
+            (((1i64 << 20) * 0x7FFF + (1 << 14)) >> 15) as i32
         );
     }
 
