@@ -14,6 +14,7 @@ use edgecam::npy::NpyArray;
 use edgecam::postprocess::Detection;
 
 mod common;
+use common::graph::B;
 use common::*;
 
 fn models() -> PathBuf {
@@ -258,4 +259,166 @@ fn edgecam_detect_runs_the_int16_model_with_its_bundled_description() {
         .map(|o| o["label"].as_str().unwrap())
         .collect();
     assert!(labels.contains(&"Person"), "{v}");
+}
+
+/// Output size along one dimension (TFLite's rules).
+fn out_size(
+    same: bool,
+    input: usize,
+    filter: usize,
+    stride: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let eff = (filter - 1) * dilation + 1;
+    if same {
+        Some(input.div_ceil(stride))
+    } else if input < eff {
+        None
+    } else {
+        Some((input - eff + stride) / stride)
+    }
+}
+
+/// One random 16x8 CONV_2D or DEPTHWISE_CONV_2D as a `.tflite` model and its input.
+fn random_conv16(r: &mut Rng, depthwise: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    use edgecam::engine::graph::{Activation, Conv2DOptions, DepthwiseConv2DOptions, Op, Padding};
+    use edgecam::engine::tensor::Quant;
+    let n = r.usize(1, 2);
+    let (h, w) = (r.usize(1, 12), r.usize(1, 12));
+    // Now and then more than 256 input channels: several int32 blocks per dot product.
+    let cin = if r.range(0, 6) == 0 {
+        r.usize(250, 300)
+    } else {
+        r.usize(1, 24)
+    };
+    let mult = if depthwise && r.range(0, 4) == 0 {
+        2
+    } else {
+        1
+    };
+    let cout = if depthwise {
+        cin * mult
+    } else {
+        r.usize(1, 20)
+    };
+    let (kh, kw) = (r.usize(1, 5), r.usize(1, 5));
+    let (sh, sw) = (r.usize(1, 3), r.usize(1, 3));
+    let (dh, dw) = (r.usize(1, 2), r.usize(1, 2));
+    let same = r.bool();
+    let (oh, ow) = (
+        out_size(same, h, kh, sh, dh)?,
+        out_size(same, w, kw, sw, dw)?,
+    );
+    let in_scale = r.f32_in(1e-4, 1e-3);
+    let mut b = B::default();
+    let xs: Vec<i16> = (0..n * h * w * cin).map(|_| r.next_u64() as i16).collect();
+    let x = b.input(
+        DType::I16,
+        &[n, h, w, cin],
+        Some(Quant::per_tensor(in_scale, 0)),
+        bytemuck::cast_slice(&xs).to_vec(),
+    );
+    let wshape = if depthwise {
+        vec![1, kh, kw, cout]
+    } else {
+        vec![cout, kh, kw, cin]
+    };
+    let wn: usize = wshape.iter().product();
+    let ws: Vec<i8> = (0..wn).map(|_| r.next_u64() as i8).collect();
+    let scales: Vec<f32> = (0..cout).map(|_| r.f32_in(0.002, 0.05)).collect();
+    let axis = if depthwise { 3 } else { 0 };
+    let wt = b.constant(
+        DType::I8,
+        &wshape,
+        Some(Quant {
+            scale: scales.clone(),
+            zero_point: vec![0; cout],
+            axis,
+        }),
+        bytemuck::cast_slice(&ws),
+    );
+    let bias: Vec<i64> = (0..cout).map(|_| r.range(-1 << 24, 1 << 24)).collect();
+    let bt = b.constant(
+        DType::I64,
+        &[cout],
+        Some(Quant {
+            scale: scales.iter().map(|s| s * in_scale).collect(),
+            zero_point: vec![0; cout],
+            axis: 0,
+        }),
+        bytemuck::cast_slice(&bias),
+    );
+    let terms = (kh * kw * if depthwise { 1 } else { cin }) as f32;
+    let out_scale = in_scale * 0.02 * 128.0 * terms.sqrt() * r.f32_in(0.2, 3.0);
+    let y = b.tensor(
+        DType::I16,
+        &[n, oh, ow, cout],
+        Some(Quant::per_tensor(out_scale, 0)),
+    );
+    let padding = if same { Padding::Same } else { Padding::Valid };
+    let activation = [Activation::None, Activation::Relu, Activation::Relu6][r.usize(0, 2)];
+    let op = if depthwise {
+        Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+            padding,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            depth_multiplier: mult,
+            activation,
+        })
+    } else {
+        Op::Conv2D(Conv2DOptions {
+            padding,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            activation,
+        })
+    };
+    b.op(op, vec![Some(x), Some(wt), Some(bt)], vec![y]);
+    let (g, feeds) = b.finish(&[y]);
+    Some((tflite::writer::write_model(&g), feeds[0].data.clone()))
+}
+
+fn run_model(model: &[u8], input: &[u8], kernels: KernelPath, threads: usize) -> Vec<u8> {
+    let opts = InterpreterOptions {
+        kernels,
+        threads,
+        ..Default::default()
+    };
+    let mut it = Interpreter::with_options(tflite::load_bytes(model).unwrap(), &opts).unwrap();
+    it.input_bytes_mut(0).unwrap().copy_from_slice(input);
+    it.invoke().unwrap();
+    it.output(0).unwrap().bytes.to_vec()
+}
+
+#[test]
+fn fast_16x8_kernels_match_the_scalar_oracle_on_every_path() {
+    let mut r = Rng::new(0x1608);
+    let mut configs: Vec<(KernelPath, usize)> = vec![];
+    for &p in &KernelPath::available() {
+        configs.push((p, 1));
+        configs.push((p, 3));
+    }
+    let (mut cases, mut compared) = (0, 0usize);
+    while cases < 80 {
+        let depthwise = cases % 2 == 1;
+        let Some((model, input)) = random_conv16(&mut r, depthwise) else {
+            continue;
+        };
+        cases += 1;
+        let want = run_model(&model, &input, KernelPath::Scalar, 1);
+        for &(path, threads) in &configs {
+            let got = run_model(&model, &input, path, threads);
+            assert!(
+                got == want,
+                "case {cases} ({}) on {path} x{threads} differs from the scalar oracle",
+                if depthwise { "depthwise" } else { "conv" }
+            );
+            compared += got.len() / 2;
+        }
+    }
+    println!("fast 16x8 kernels: {cases} cases, {compared} values equal to the scalar oracle");
 }

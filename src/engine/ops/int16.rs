@@ -4,14 +4,19 @@
 //! path), QUANTIZE to / from int16 and DEQUANTIZE from int16. The data-movement
 //! operators are generic over the element size and need nothing here.
 
+use std::sync::Arc;
+
 use super::conv::{
-    bias_info, check_dtype, conv_qparams, in_slice, out_slice, MultiplierRule, QParams,
+    bias_info, check_dtype, const_weights, conv_qparams, in_slice, out_slice, MultiplierRule,
+    QParams,
 };
 use super::elementwise::Broadcast;
 use super::quantize::{qparams, same_shape};
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
+use crate::engine::kernels::conv16 as fast16;
+use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::activation::{dequantize, quantize_f32, QRange};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::conv16::{
@@ -21,6 +26,7 @@ use crate::engine::kernels::scalar::elementwise::{add_q, AddSubParams};
 use crate::engine::kernels::scalar::quant::{
     activation_range_quantized, quantize_multiplier, QType,
 };
+use crate::engine::kernels::KernelPath;
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -102,16 +108,72 @@ fn qparams_16x8(
 
 struct Conv16 {
     g: ConvGeom,
-    /// 0: regular convolution; otherwise the depth multiplier of a depthwise one.
+    /// `None`: regular convolution; otherwise the depth multiplier of a depthwise one.
     depthwise: Option<usize>,
     filter_len: usize,
     has_bias: bool,
     q: QParams,
+    /// The fast kernels' state when the weights are constant and the path is not scalar.
+    fast: Option<Fast16>,
+}
+
+/// Constant weights widened to int16, the constant bias, the kernel path, the pool and
+/// per-worker scratch of the fast 16x8 kernels.
+struct Fast16 {
+    w: Vec<i16>,
+    bias: Option<Vec<i64>>,
+    path: KernelPath,
+    pool: Option<Arc<ThreadPool>>,
+    scratch: PerWorker<(Vec<i16>, Vec<i32>)>,
+}
+
+impl Conv16 {
+    /// The fast kernels, output rows cut over the pool.
+    fn eval_fast(&self, f: &Fast16, input: &[i16], out: &mut [i16]) {
+        let g = self.g;
+        let rq = Requant16 {
+            multipliers: &self.q.multipliers,
+            shifts: &self.q.shifts,
+            act_min: self.q.act_min,
+            act_max: self.q.act_max,
+        };
+        let rows = g.batch * g.out_h;
+        let row_len = g.out_w * g.out_c;
+        let run = |r: std::ops::Range<usize>, o: &mut [i16], w: usize| {
+            let mut s = f.scratch.get(w);
+            let (col, acc) = &mut *s;
+            let bias = f.bias.as_deref();
+            if self.depthwise.is_some() {
+                fast16::depthwise_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, acc);
+            } else {
+                fast16::conv_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, col);
+            }
+        };
+        match &f.pool {
+            Some(pool) if pool.threads() > 1 && rows > 1 => {
+                let tasks = (2 * pool.threads()).min(rows);
+                let bounds = |t: usize| {
+                    let r = split_range(rows, tasks, t);
+                    r.start * row_len..r.end * row_len
+                };
+                pool.run_chunks(out, tasks, &bounds, &|t, o, w| {
+                    run(split_range(rows, tasks, t), o, w)
+                });
+            }
+            _ => run(0..rows, out, 0),
+        }
+    }
 }
 
 impl Kernel for Conv16 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let g = self.g;
+        if let Some(f) = &self.fast {
+            let input = in_slice(io, 0, g.input_len(), |t| t.i16())?;
+            let out = out_slice(io, g.output_len(), |t| t.i16())?;
+            self.eval_fast(f, input, out);
+            return Ok(());
+        }
         let input = in_slice(io, 0, g.input_len(), |t| t.i16())?;
         let filter = in_slice(io, 1, self.filter_len, |t| t.i8())?;
         let bias = if self.has_bias {
@@ -148,6 +210,7 @@ pub(super) fn build_conv(
         filter_len: ctx.input(node, 1)?.num_elements(),
         has_bias,
         q,
+        fast: fast16_state(ctx, node, has_bias)?,
     }))
 }
 
@@ -160,12 +223,37 @@ pub(super) fn build_depthwise(
     act: Activation,
 ) -> OpResult<Box<dyn Kernel>> {
     let (q, has_bias) = qparams_16x8(ctx, node, g.out_c, 3, act)?;
+    let fast = if mult == 1 && g.filter_h * g.filter_w <= fast16::DEPTHWISE_MAX_TAPS {
+        fast16_state(ctx, node, has_bias)?
+    } else {
+        None
+    };
     Ok(Box::new(Conv16 {
         g,
         depthwise: Some(mult),
         filter_len: ctx.input(node, 1)?.num_elements(),
         has_bias,
         q,
+        fast,
+    }))
+}
+
+/// The fast kernels' state, when the path is not the scalar reference and the
+/// filter (and bias) are constants.
+fn fast16_state(ctx: &BuildCtx<'_>, node: &Node, has_bias: bool) -> OpResult<Option<Fast16>> {
+    if ctx.kernels == KernelPath::Scalar {
+        return Ok(None);
+    }
+    let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i64())? else {
+        return Ok(None);
+    };
+    let threads = ctx.pool.as_ref().map_or(1, |p| p.threads());
+    Ok(Some(Fast16 {
+        w: w.iter().map(|&v| v as i16).collect(),
+        bias: bias.map(|b| b.to_vec()),
+        path: ctx.kernels,
+        pool: ctx.pool.clone(),
+        scratch: PerWorker::new(threads, || (Vec::new(), Vec::new())),
     }))
 }
 
