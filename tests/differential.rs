@@ -182,7 +182,9 @@ fn bias(r: &mut Rng, b: &mut B, k: Kind, n: usize, in_scale: f32, w_scales: &[f3
             b.constant(DType::F32, &[n], None, bytemuck::cast_slice(&v))
         }
         Kind::I16 => {
-            let scales: Vec<f32> = w_scales.iter().map(|s| in_scale * s).collect();
+            let scales: Vec<f32> = (0..n)
+                .map(|c| in_scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+                .collect();
             let v: Vec<i64> = (0..n).map(|_| r.range(-800_000, 800_000)).collect();
             let q = Quant {
                 scale: scales,
@@ -308,7 +310,7 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
     // unless per-channel is declared; use per-tensor for int8 here.
     let (wd, wq, wbytes, mut wscales) = weights(r, k, &[units, depth], 0);
     let wq = match (k, wq) {
-        (Kind::I8, Some(_)) => {
+        (Kind::I8 | Kind::I16, Some(_)) if k == Kind::I8 || r.bool() => {
             let s = wscales[0];
             wscales = vec![s];
             Some(Quant::per_tensor(s, 0))
@@ -1026,6 +1028,7 @@ fn int16_generators(v: &mut Vec<(String, Generator)>) {
     let k = Kind::I16;
     v.push(("conv_i16".into(), Box::new(move |r| conv(r, k, false))));
     v.push(("depthwise_i16".into(), Box::new(move |r| conv(r, k, true))));
+    v.push(("fc_i16".into(), Box::new(move |r| fully_connected(r, k))));
     v.push(("add_i16".into(), Box::new(move |r| binary(r, k, "add"))));
     v.push(("concat_i16".into(), Box::new(move |r| concat(r, k))));
     for w in ["reshape", "squeeze", "transpose"] {

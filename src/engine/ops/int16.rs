@@ -76,6 +76,7 @@ fn qparams_16x8(
     channels: usize,
     axis: usize,
     act: Activation,
+    rule: MultiplierRule,
 ) -> OpResult<(QParams, bool)> {
     let input = ctx.input(node, 0)?;
     let filter = ctx.input(node, 1)?;
@@ -91,15 +92,10 @@ fn qparams_16x8(
         ),
         _ => bias_info(ctx, node, DType::I64, channels)?.is_some(),
     };
-    let q = conv_qparams::<i16>(
-        input,
-        filter,
-        output,
-        channels,
-        axis,
-        act,
-        MultiplierRule::PerChannelDouble,
-    )?;
+    let q = conv_qparams::<i16>(input, filter, output, channels, axis, act, rule)?;
+    if q.filter_offset != 0 {
+        op_bail!("filter '{}' must have zero point 0", filter.name);
+    }
     if let Some(s) = q.shifts.iter().find(|&&s| !(-31..=7).contains(&s)) {
         op_bail!("effective output multiplier exponent {s} is outside -31..=7");
     }
@@ -113,6 +109,8 @@ struct Conv16 {
     filter_len: usize,
     has_bias: bool,
     q: QParams,
+    /// FULLY_CONNECTED (a 1×1 convolution requantized with single rounding).
+    fully_connected: bool,
     /// The fast kernels' state when the weights are constant and the path is not scalar.
     fast: Option<Fast16>,
 }
@@ -136,6 +134,7 @@ impl Conv16 {
             shifts: &self.q.shifts,
             act_min: self.q.act_min,
             act_max: self.q.act_max,
+            single_rounding: self.fully_connected,
         };
         let rows = g.batch * g.out_h;
         let row_len = g.out_w * g.out_c;
@@ -186,6 +185,7 @@ impl Kernel for Conv16 {
             shifts: &self.q.shifts,
             act_min: self.q.act_min,
             act_max: self.q.act_max,
+            single_rounding: self.fully_connected,
         };
         let out = out_slice(io, g.output_len(), |t| t.i16())?;
         match self.depthwise {
@@ -203,13 +203,14 @@ pub(super) fn build_conv(
     g: ConvGeom,
     act: Activation,
 ) -> OpResult<Box<dyn Kernel>> {
-    let (q, has_bias) = qparams_16x8(ctx, node, g.out_c, 0, act)?;
+    let (q, has_bias) = qparams_16x8(ctx, node, g.out_c, 0, act, MultiplierRule::PerChannelDouble)?;
     Ok(Box::new(Conv16 {
         g,
         depthwise: None,
         filter_len: ctx.input(node, 1)?.num_elements(),
         has_bias,
         q,
+        fully_connected: false,
         fast: fast16_state(ctx, node, has_bias)?,
     }))
 }
@@ -222,7 +223,7 @@ pub(super) fn build_depthwise(
     mult: usize,
     act: Activation,
 ) -> OpResult<Box<dyn Kernel>> {
-    let (q, has_bias) = qparams_16x8(ctx, node, g.out_c, 3, act)?;
+    let (q, has_bias) = qparams_16x8(ctx, node, g.out_c, 3, act, MultiplierRule::PerChannelDouble)?;
     let fast = if mult == 1 && g.filter_h * g.filter_w <= fast16::DEPTHWISE_MAX_TAPS {
         fast16_state(ctx, node, has_bias)?
     } else {
@@ -234,7 +235,48 @@ pub(super) fn build_depthwise(
         filter_len: ctx.input(node, 1)?.num_elements(),
         has_bias,
         q,
+        fully_connected: false,
         fast,
+    }))
+}
+
+/// FULLY_CONNECTED with an int16 input (shapes already checked): a 1×1 convolution
+/// over `batch` pixels of `depth` channels, requantized as TFLite's reference
+/// kernel does (double-precision multipliers, single rounding).
+pub(super) fn build_fully_connected(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    batch: usize,
+    depth: usize,
+    units: usize,
+    act: Activation,
+) -> OpResult<Box<dyn Kernel>> {
+    let (q, has_bias) = qparams_16x8(ctx, node, units, 0, act, MultiplierRule::PerChannelDouble)?;
+    let g = ConvGeom {
+        batch,
+        in_h: 1,
+        in_w: 1,
+        in_c: depth,
+        out_h: 1,
+        out_w: 1,
+        out_c: units,
+        filter_h: 1,
+        filter_w: 1,
+        stride_h: 1,
+        stride_w: 1,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: 0,
+        pad_left: 0,
+    };
+    Ok(Box::new(Conv16 {
+        g,
+        depthwise: None,
+        filter_len: units * depth,
+        has_bias,
+        q,
+        fully_connected: true,
+        fast: fast16_state(ctx, node, has_bias)?,
     }))
 }
 

@@ -22,6 +22,17 @@ pub fn multiply_by_quantized_multiplier_i64(x: i64, multiplier: i32, shift: i32)
     (x.wrapping_mul(reduced).wrapping_add(round) >> total_shift) as i32
 }
 
+/// `x · multiplier · 2^(shift − 31)` rounded half up in one step, with the full Q31
+/// multiplier: what TFLite's reference FULLY_CONNECTED 16x8 computes (measured
+/// against ai-edge-litert's BUILTIN_REF kernels: the convolutions' reduced Q15
+/// multiplier does not reproduce it). `shift` must be in `-31..=7`.
+#[inline(always)]
+pub fn multiply_by_quantized_multiplier_i64_single(x: i64, multiplier: i32, shift: i32) -> i32 {
+    let total_shift = (31 - shift) as u32;
+    let round = 1i128 << (total_shift - 1);
+    ((x as i128 * multiplier as i128 + round) >> total_shift) as i32
+}
+
 /// Per-channel requantization of a 16x8 operator.
 #[derive(Clone, Copy, Debug)]
 pub struct Requant16<'a> {
@@ -29,13 +40,20 @@ pub struct Requant16<'a> {
     pub shifts: &'a [i32],
     pub act_min: i32,
     pub act_max: i32,
+    /// FULLY_CONNECTED's single-rounding multiply instead of the convolutions' one.
+    pub single_rounding: bool,
 }
 
 impl Requant16<'_> {
     /// Finish the accumulator of output channel `c` (bias already added).
     #[inline(always)]
     pub fn finish(&self, acc: i64, c: usize) -> i16 {
-        let v = multiply_by_quantized_multiplier_i64(acc, self.multipliers[c], self.shifts[c]);
+        let (m, s) = (self.multipliers[c], self.shifts[c]);
+        let v = if self.single_rounding {
+            multiply_by_quantized_multiplier_i64_single(acc, m, s)
+        } else {
+            multiply_by_quantized_multiplier_i64(acc, m, s)
+        };
         v.clamp(self.act_min, self.act_max) as i16
     }
 }
