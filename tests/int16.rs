@@ -422,3 +422,59 @@ fn fast_16x8_kernels_match_the_scalar_oracle_on_every_path() {
     }
     println!("fast 16x8 kernels: {cases} cases, {compared} values equal to the scalar oracle");
 }
+
+#[test]
+fn malformed_16x8_operators_are_refused_with_a_clear_error() {
+    use edgecam::engine::graph::{Activation, Conv2DOptions, Op, Padding};
+    use edgecam::engine::tensor::Quant;
+    // (what is wrong, input zero point, bias type, filter type, expected words)
+    let cases = [
+        ("int32 bias", 0, DType::I32, DType::I8, "int64"),
+        ("asymmetric input", 5, DType::I64, DType::I8, "zero point"),
+        ("int16 filter", 0, DType::I64, DType::I16, "filter"),
+    ];
+    for (what, zp, bias_t, filter_t, words) in cases {
+        let mut b = B::default();
+        let x = b.input(
+            DType::I16,
+            &[1, 4, 4, 2],
+            Some(Quant::per_tensor(1e-3, zp)),
+            vec![0; 64],
+        );
+        let wt = b.constant(
+            filter_t,
+            &[3, 1, 1, 2],
+            Some(Quant::per_tensor(0.01, 0)),
+            &vec![1u8; 6 * filter_t.size()],
+        );
+        let bt = b.constant(
+            bias_t,
+            &[3],
+            Some(Quant::per_tensor(1e-5, 0)),
+            &vec![0u8; 3 * bias_t.size()],
+        );
+        let y = b.tensor(DType::I16, &[1, 4, 4, 3], Some(Quant::per_tensor(1e-3, 0)));
+        b.op(
+            Op::Conv2D(Conv2DOptions {
+                padding: Padding::Same,
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: 1,
+                dilation_w: 1,
+                activation: Activation::None,
+            }),
+            vec![Some(x), Some(wt), Some(bt)],
+            vec![y],
+        );
+        let (g, _) = b.finish(&[y]);
+        let bytes = tflite::writer::write_model(&g);
+        let err = match tflite::load_bytes(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
+        {
+            Ok(()) => panic!("{what}: accepted"),
+            Err(e) => e,
+        };
+        assert!(err.contains(words), "{what}: {err}");
+    }
+}
