@@ -6,6 +6,8 @@ Usage: oracle.py CASES_DIR
 Every sub-directory of CASES_DIR that holds `model.tflite` and `in_<k>.npy`
 files is run once with ai-edge-litert's BUILTIN_REF op resolver (TFLite's
 portable reference kernels); each output k is written as `ref_<k>.npy`.
+`EDGECAM_ORACLE_RESOLVER=BUILTIN` runs TFLite's optimized builtin kernels instead
+(without XNNPACK), to measure how far they are from the reference themselves.
 A case the interpreter rejects gets `ref_error.txt` with the message instead,
 so one bad case never hides the others. Used by the differential tests.
 """
@@ -19,7 +21,9 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 def run_case(d):
     it = Interpreter(
         model_path=os.path.join(d, "model.tflite"),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_op_resolver_type=getattr(
+            OpResolverType, os.environ.get("EDGECAM_ORACLE_RESOLVER", "BUILTIN_REF")
+        ),
     )
     it.allocate_tensors()
     for k, det in enumerate(it.get_input_details()):

@@ -336,12 +336,134 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
         Op::FullyConnected {
             activation: rand_act(r),
             keep_num_dims: false,
+            asymmetric_quantize_inputs: false,
         },
         vec![Some(x), Some(wt), bt],
         vec![y],
     );
     let (g, f) = b.finish(&[y]);
     Some((format!("fully_connected_{}", k.name()), g, f))
+}
+
+/// Dynamic-range ("hybrid") operators: float input and output, int8 weights with zero point 0
+/// (per channel with differing scales, per channel with one repeated scale, or per tensor),
+/// float bias. Inputs are sometimes all positive (ReLU outputs: the zero point at -128).
+fn hybrid(r: &mut Rng, which: &str) -> Option<Case> {
+    let mut b = B::default();
+    let lo = if r.bool() { 0.0 } else { -r.f32_in(0.5, 4.0) };
+    let hi = r.f32_in(0.5, 6.0);
+    let floats = |r: &mut Rng, n: usize| -> Vec<u8> {
+        let v: Vec<f32> = (0..n).map(|_| r.f32_in(lo, hi)).collect();
+        bytemuck::cast_slice(&v).to_vec()
+    };
+    // 0: per channel, 1: per channel with one repeated scale, 2: per tensor. TFLite's hybrid
+    // depthwise kernel indexes the scales by channel, so it needs per-channel weights.
+    let mode = r.range(0, if which == "depthwise" { 1 } else { 2 });
+    let wquant = |r: &mut Rng, ch: usize, axis: usize| -> Quant {
+        match mode {
+            0 => Quant {
+                scale: (0..ch).map(|_| r.scale(0.002, 0.05)).collect(),
+                zero_point: vec![0; ch],
+                axis,
+            },
+            1 => Quant {
+                scale: vec![r.scale(0.002, 0.05); ch],
+                zero_point: vec![0; ch],
+                axis,
+            },
+            _ => Quant::per_tensor(r.scale(0.002, 0.05), 0),
+        }
+    };
+    let int8s = |r: &mut Rng, n: usize| -> Vec<u8> {
+        (0..n).map(|_| r.range(-127, 127) as i8 as u8).collect()
+    };
+    let act = rand_act(r);
+    let y;
+    match which {
+        "fc" => {
+            let (batch, depth, units) = (r.usize(1, 4), r.usize(1, 40), r.usize(1, 12));
+            let x = b.input(DType::F32, &[batch, depth], None, floats(r, batch * depth));
+            let wq = wquant(r, units, 0);
+            let wt = b.constant(
+                DType::I8,
+                &[units, depth],
+                Some(wq),
+                &int8s(r, units * depth),
+            );
+            let bias: Vec<f32> = (0..units).map(|_| r.f32_in(-1.0, 1.0)).collect();
+            let bt = b.constant(DType::F32, &[units], None, bytemuck::cast_slice(&bias));
+            y = b.tensor(DType::F32, &[batch, units], None);
+            b.op(
+                Op::FullyConnected {
+                    activation: act,
+                    keep_num_dims: false,
+                    asymmetric_quantize_inputs: r.bool(),
+                },
+                vec![Some(x), Some(wt), if r.bool() { Some(bt) } else { None }],
+                vec![y],
+            );
+        }
+        _ => {
+            let depthwise = which == "depthwise";
+            let n = r.usize(1, 2);
+            let (h, w) = (r.usize(1, 12), r.usize(1, 12));
+            let cin = r.usize(1, 8);
+            let mult = if depthwise { r.usize(1, 2) } else { 1 };
+            let cout = if depthwise {
+                cin * mult
+            } else {
+                r.usize(1, 12)
+            };
+            let (kh, kw) = (r.usize(1, 3), r.usize(1, 3));
+            let (sh, sw) = (r.usize(1, 2), r.usize(1, 2));
+            let padding = if r.bool() {
+                Padding::Same
+            } else {
+                Padding::Valid
+            };
+            let oh = out_size(padding, h, kh, sh, 1)?;
+            let ow = out_size(padding, w, kw, sw, 1)?;
+            let x = b.input(
+                DType::F32,
+                &[n, h, w, cin],
+                None,
+                floats(r, n * h * w * cin),
+            );
+            let wshape = if depthwise {
+                vec![1, kh, kw, cout]
+            } else {
+                vec![cout, kh, kw, cin]
+            };
+            let wq = wquant(r, cout, if depthwise { 3 } else { 0 });
+            let wt = b.constant(DType::I8, &wshape, Some(wq), &int8s(r, n_of(&wshape)));
+            let bias: Vec<f32> = (0..cout).map(|_| r.f32_in(-1.0, 1.0)).collect();
+            let bt = b.constant(DType::F32, &[cout], None, bytemuck::cast_slice(&bias));
+            y = b.tensor(DType::F32, &[n, oh, ow, cout], None);
+            let op = if depthwise {
+                Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+                    padding,
+                    stride_h: sh,
+                    stride_w: sw,
+                    dilation_h: 1,
+                    dilation_w: 1,
+                    depth_multiplier: mult,
+                    activation: act,
+                })
+            } else {
+                Op::Conv2D(Conv2DOptions {
+                    padding,
+                    stride_h: sh,
+                    stride_w: sw,
+                    dilation_h: 1,
+                    dilation_w: 1,
+                    activation: act,
+                })
+            };
+            b.op(op, vec![Some(x), Some(wt), Some(bt)], vec![y]);
+        }
+    }
+    let (g, f) = b.finish(&[y]);
+    Some((format!("{which}_hybrid_w{mode}"), g, f))
 }
 
 fn broadcast_shapes(r: &mut Rng) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
@@ -1015,6 +1137,9 @@ fn generators() -> Vec<(String, Generator)> {
     }
     int16_generators(&mut v);
     v.push(("dequantize_f16".into(), Box::new(dequantize_f16)));
+    for w in ["conv", "depthwise", "fc"] {
+        v.push((format!("{w}_hybrid"), Box::new(move |r| hybrid(r, w))));
+    }
     v.push((
         "detection_postprocess".into(),
         Box::new(detection_postprocess),

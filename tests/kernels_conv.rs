@@ -553,6 +553,7 @@ fn fully_connected_int8_every_path_is_bit_exact() {
         let op = Op::FullyConnected {
             activation: c.act,
             keep_num_dims: false,
+            asymmetric_quantize_inputs: false,
         };
         check_i8(
             &one_op(op, tensors, inputs),

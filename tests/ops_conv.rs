@@ -191,6 +191,7 @@ fn op_of(name: &str, o: &Value) -> Op {
         "FULLY_CONNECTED" => Op::FullyConnected {
             activation: act_of(&o["activation"]),
             keep_num_dims: o["keep_num_dims"].as_bool().unwrap(),
+            asymmetric_quantize_inputs: false,
         },
         "MAX_POOL_2D" | "AVERAGE_POOL_2D" => {
             let p = Pool2DOptions {
@@ -391,6 +392,7 @@ fn fc_u8_filter_zero_point_by_hand() {
         Op::FullyConnected {
             activation: Activation::None,
             keep_num_dims: false,
+            asymmetric_quantize_inputs: false,
         },
         vec![
             info("x", DType::U8, &[1, 2], q(0.5, 128)),

@@ -2,7 +2,8 @@
 //! file (input normalisation, output roles, box coder, anchors, thresholds).
 //!
 //! The description lives next to the model as JSON. For `foo_int8.tflite`,
-//! `foo_fp32.tflite`, `foo_fp16.tflite` (or plain `foo.tflite`) it is `foo.json`;
+//! `foo_fp32.tflite`, `foo_fp16.tflite`, the other quantization schemes (`foo_int16`,
+//! `foo_dynamic`, `foo_dynamic_legacy`, `foo_weight_only`) or plain `foo.tflite` it is `foo.json`;
 //! see [`desc_path_for_model`]. Unknown keys are an error.
 
 use std::path::{Path, PathBuf};
@@ -198,11 +199,20 @@ impl ModelDesc {
     }
 }
 
-/// The model's base name: `foo` for `foo_int8.tflite`, `foo_int16.tflite`,
-/// `foo_fp32.tflite`, `foo_fp16.tflite` and `foo.tflite`.
+/// The model's base name: `foo` for `foo_int8.tflite`, `foo_fp32.tflite`, `foo_fp16.tflite`,
+/// the other schemes' `foo_int16`, `foo_dynamic`, `foo_dynamic_legacy`, `foo_weight_only`, and
+/// `foo.tflite`.
 pub fn model_base_name(model: &Path) -> Option<String> {
     let stem = model.file_stem()?.to_str()?;
-    for suffix in ["_int8", "_int16", "_fp32", "_fp16"] {
+    for suffix in [
+        "_int8",
+        "_fp32",
+        "_fp16",
+        "_int16",
+        "_dynamic",
+        "_dynamic_legacy",
+        "_weight_only",
+    ] {
         if let Some(base) = stem.strip_suffix(suffix) {
             if !base.is_empty() {
                 return Some(base.to_string());
@@ -351,9 +361,12 @@ mod tests {
     fn base_name_convention() {
         for m in [
             "x/ssd_mobilenetv2_oidv4_int8.tflite",
-            "x/ssd_mobilenetv2_oidv4_int16.tflite",
             "x/ssd_mobilenetv2_oidv4_fp32.tflite",
             "x/ssd_mobilenetv2_oidv4_fp16.tflite",
+            "x/ssd_mobilenetv2_oidv4_int16.tflite",
+            "x/ssd_mobilenetv2_oidv4_dynamic.tflite",
+            "x/ssd_mobilenetv2_oidv4_dynamic_legacy.tflite",
+            "x/ssd_mobilenetv2_oidv4_weight_only.tflite",
             "x/ssd_mobilenetv2_oidv4.tflite",
         ] {
             assert_eq!(

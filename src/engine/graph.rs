@@ -93,6 +93,9 @@ pub enum Op {
     FullyConnected {
         activation: Activation,
         keep_num_dims: bool,
+        /// Dynamic-range (float input, int8 weights) only: quantize each input row
+        /// asymmetrically (with a zero point) instead of symmetrically.
+        asymmetric_quantize_inputs: bool,
     },
     Add {
         activation: Activation,

@@ -405,7 +405,7 @@ pub(super) fn const_weights<'a, W, B>(
 
 /// The GEMM of a convolution: the left-hand source, rows `m` and depth `k`.
 /// 1x1 stride-1 unpadded convolutions read the input directly.
-fn gemm_shape(g: &ConvGeom) -> (conv_fast::ASource, usize, usize) {
+pub(super) fn gemm_shape(g: &ConvGeom) -> (conv_fast::ASource, usize, usize) {
     let m = g.batch * g.out_h * g.out_w;
     let k = g.filter_h * g.filter_w * g.in_c;
     let direct = g.filter_h == 1
@@ -505,6 +505,16 @@ pub(super) fn build_conv2d(
     }
     let filter_len = filter.num_elements();
     match input.dtype {
+        DType::F32 if filter.dtype == DType::I8 => {
+            if g.dilation_h != 1 || g.dilation_w != 1 {
+                return Err(
+                    "dilated dynamic-range CONV_2D is not supported (TFLite's hybrid kernel ignores the dilation)"
+                        .into(),
+                );
+            }
+            let clamp = float_clamp(o.activation)?;
+            super::hybrid::build(ctx, node, super::hybrid::HybridOp::Conv(g), clamp)
+        }
         DType::F32 => {
             check_dtype(filter, DType::F32, "filter")?;
             check_dtype(output, DType::F32, "output")?;

@@ -41,7 +41,7 @@ const MAX_TASK_ROWS: usize = 512;
 const IM2COL_TASK_ELEMS: usize = 1 << 16;
 const MIN_IM2COL_ROWS: usize = 64;
 /// Rows per int8 GEMM + requantization step within a task.
-const ACC_ROWS: usize = 32;
+pub(super) const ACC_ROWS: usize = 32;
 
 /// Where a GEMM's left-hand matrix comes from.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +54,7 @@ pub(super) enum ASource {
 
 /// How a GEMM is cut into tasks on several threads (see [`task_rows`]).
 #[derive(Clone, Copy, Debug)]
-struct Split {
+pub(super) struct Split {
     /// Rows per task at most.
     max_rows: usize,
     /// Tasks a thread, claimed as they come, for the load balance.
@@ -67,7 +67,7 @@ impl Split {
     /// int8: up to [`MAX_TASK_ROWS`] rows (an im2col task's buffer at most
     /// [`IM2COL_TASK_ELEMS`] values), [`WANT_TASKS`] tasks a thread, one a thread where the
     /// packed weights (`n * k` bytes) are [`HEAVY_WEIGHTS`] or more.
-    fn int8(n: usize, k: usize, im2col: bool) -> Split {
+    pub(super) fn int8(n: usize, k: usize, im2col: bool) -> Split {
         let max_rows = if im2col {
             (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
         } else {
@@ -97,7 +97,7 @@ impl Split {
 
 /// Task split of a GEMM of `m` rows over `threads`: (rows per task, tasks). Tasks take
 /// whole register tiles of `tile` rows.
-fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
+pub(super) fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
@@ -131,7 +131,7 @@ fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
 
 /// Run `task` over `tasks` disjoint chunks of `out` (`bounds(t)`) on the pool, or one after
 /// another on this thread without one. `task` gets the task, its chunk and the worker index.
-fn run_tasks<T: Send>(
+pub(super) fn run_tasks<T: Send>(
     pool: &Option<Arc<ThreadPool>>,
     out: &mut [T],
     tasks: usize,
@@ -149,7 +149,7 @@ fn run_tasks<T: Send>(
 }
 
 /// Elements a short run of im2col is copied with at once (see [`im2col`]).
-const RUN: usize = kernels::scalar::copy::RUN;
+pub(super) const RUN: usize = kernels::scalar::copy::RUN;
 /// Filter heights up to which [`im2col`] copies the short rows of interior pixels from a
 /// table of row starts.
 const SHORT_ROWS: usize = 8;
@@ -161,7 +161,13 @@ const SHORT_ROWS: usize = 8;
 /// convolution) is copied as exactly `RUN` elements when both sides have room, so
 /// the copy has a fixed length. The extra elements land after the run, on places
 /// written later (rows are filled in order) or in `dst`'s slack past `pixels.len() * k`.
-fn im2col<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
+pub(super) fn im2col<T: Copy>(
+    g: &ConvGeom,
+    input: &[T],
+    pixels: Range<usize>,
+    pad: T,
+    dst: &mut [T],
+) {
     if g.dilation_w != 1 {
         im2col_dilated(g, input, pixels, pad, dst);
         return;
@@ -671,7 +677,7 @@ impl Kernel for GemmU8 {
 }
 
 /// uint8 depthwise convolution (depth multiplier 1), threaded by output rows: the
-/// accumulation in [`kernels::scalar::conv::depthwise_acc_u8_row`] (channel-innermost, it
+/// accumulation in [`kernels::scalar::conv::depthwise_acc_row`] (channel-innermost, it
 /// vectorizes), the requantization on the path's int8 kernel (shifted by −128 as in
 /// [`GemmU8`]).
 pub(super) struct DepthwiseU8 {
@@ -737,7 +743,7 @@ impl Kernel for DepthwiseU8 {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                kernels::scalar::conv::depthwise_acc_u8_row(
+                kernels::scalar::conv::depthwise_acc_row(
                     &sub,
                     &input[ir.clone()],
                     &this.w,
@@ -980,7 +986,7 @@ impl Kernel for GemmF32 {
 }
 
 /// Depthwise row tasks: (batch, output rows) per task.
-fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
+pub(super) fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
     let per_batch = if threads <= 1 {
         1
     } else {
@@ -992,7 +998,11 @@ fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
 /// The geometry, input range and output range of task `t`: output rows `oy0..oy1`
 /// of batch `b` as a stand-alone one-image depthwise problem (same arithmetic:
 /// the leading padding and input rows are shifted together).
-fn depthwise_sub(g: &ConvGeom, tasks: usize, t: usize) -> (ConvGeom, Range<usize>, Range<usize>) {
+pub(super) fn depthwise_sub(
+    g: &ConvGeom,
+    tasks: usize,
+    t: usize,
+) -> (ConvGeom, Range<usize>, Range<usize>) {
     let per_batch = tasks / g.batch;
     let b = t / per_batch;
     let r = split_range(g.out_h, per_batch, t % per_batch);

@@ -106,6 +106,15 @@ pub(super) fn build_depthwise(
         (o.dilation_h, o.dilation_w),
     )?;
     match input.dtype {
+        DType::F32 if filter.dtype == DType::I8 => {
+            let clamp = float_clamp(o.activation)?;
+            super::hybrid::build(
+                ctx,
+                node,
+                super::hybrid::HybridOp::Depthwise(g, mult),
+                clamp,
+            )
+        }
         DType::F32 => {
             check_dtype(filter, DType::F32, "filter")?;
             check_dtype(output, DType::F32, "output")?;

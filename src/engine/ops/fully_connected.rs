@@ -78,6 +78,7 @@ pub(super) fn build_fully_connected(
     node: &Node,
     activation: Activation,
     keep_num_dims: bool,
+    asymmetric_quantize_inputs: bool,
 ) -> OpResult<Box<dyn Kernel>> {
     let input = ctx.input(node, 0)?;
     let weights = ctx.input(node, 1)?;
@@ -132,6 +133,15 @@ pub(super) fn build_fully_connected(
         units,
     };
     match input.dtype {
+        DType::F32 if weights.dtype == DType::I8 => {
+            let op = super::hybrid::HybridOp::Fc {
+                rows: batch,
+                depth,
+                units,
+                asymmetric: asymmetric_quantize_inputs,
+            };
+            super::hybrid::build(ctx, node, op, float_clamp(activation)?)
+        }
         DType::F32 => {
             check_dtype(weights, DType::F32, "weights")?;
             check_dtype(output, DType::F32, "output")?;

@@ -27,6 +27,7 @@ mod conv;
 mod conv_fast;
 mod depthwise;
 mod fully_connected;
+mod hybrid;
 mod int16;
 mod pool;
 mod reduce;
@@ -134,7 +135,14 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
         Op::FullyConnected {
             activation,
             keep_num_dims,
-        } => fully_connected::build_fully_connected(ctx, node, *activation, *keep_num_dims),
+            asymmetric_quantize_inputs,
+        } => fully_connected::build_fully_connected(
+            ctx,
+            node,
+            *activation,
+            *keep_num_dims,
+            *asymmetric_quantize_inputs,
+        ),
         Op::MaxPool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Max),
         Op::AveragePool2D(o) => pool::build_pool(ctx, node, o, pool::PoolKind::Average),
         Op::Mean { keep_dims } => reduce::build_mean(ctx, node, *keep_dims),

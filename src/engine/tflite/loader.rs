@@ -852,11 +852,13 @@ fn load_node(
                 Op::FullyConnected {
                     activation: activation(get!(o, fused_activation_function)),
                     keep_num_dims: get!(o, keep_num_dims),
+                    asymmetric_quantize_inputs: get!(o, asymmetric_quantize_inputs),
                 }
             }
             None => Op::FullyConnected {
                 activation: Activation::None,
                 keep_num_dims: false,
+                asymmetric_quantize_inputs: false,
             },
         },
         code::ADD => Op::Add {

@@ -178,11 +178,12 @@ fn builtin_options(op: &Op) -> Option<fb::BuiltinOptions> {
         Op::FullyConnected {
             activation,
             keep_num_dims,
+            asymmetric_quantize_inputs,
         } => B::FullyConnectedOptions(Box::new(fb::FullyConnectedOptions {
             fused_activation_function: act(*activation),
             weights_format: 0,
             keep_num_dims: *keep_num_dims,
-            asymmetric_quantize_inputs: false,
+            asymmetric_quantize_inputs: *asymmetric_quantize_inputs,
         })),
         Op::Add { activation } => B::AddOptions(Box::new(fb::AddOptions {
             fused_activation_function: act(*activation),

@@ -210,25 +210,22 @@ pub fn depthwise_q<T: QType>(
     }
 }
 
-/// int32 accumulators of output row `oy` of a uint8 depthwise convolution with depth
+/// int32 accumulators of output row `oy` of a uint8 (or int8) depthwise convolution with depth
 /// multiplier 1 (`g.batch` = 1): `acc[ox * c + ch] = Σ_taps (x + in_off) · w[tap][ch]`, with
 /// `w` the filter minus its zero point as i32 (`[fh][fw][c]`). Taps outside the input are
 /// skipped, as TFLite's reference kernel does. Channels are the inner loop, over
 /// contiguous slices, so that it vectorizes on every target.
-pub fn depthwise_acc_u8_row(
+pub fn depthwise_acc_row<T: Copy + Into<i32>>(
     g: &ConvGeom,
-    input: &[u8],
+    input: &[T],
     w: &[i32],
     in_off: i32,
     oy: usize,
     acc: &mut [i32],
 ) {
     let c = g.in_c;
-    assert_eq!(g.out_c, c, "depthwise_acc_u8_row: depth multiplier 1 only");
-    assert!(
-        acc.len() >= g.out_w * c,
-        "depthwise_acc_u8_row: acc too short"
-    );
+    assert_eq!(g.out_c, c, "depthwise_acc_row: depth multiplier 1 only");
+    assert!(acc.len() >= g.out_w * c, "depthwise_acc_row: acc too short");
     assert!(w.len() >= g.filter_h * g.filter_w * c);
     acc[..g.out_w * c].fill(0);
     for fy in 0..g.filter_h {
@@ -251,7 +248,7 @@ pub fn depthwise_acc_u8_row(
                 // Wrapping: no overflow check in the loop, so that it vectorizes in every
                 // profile (|x + in_off| ≤ 255 and |w| ≤ 255: no tap sum comes near 2³¹).
                 for ((a, &x), &w) in a.iter_mut().zip(x).zip(wt) {
-                    *a = a.wrapping_add((x as i32).wrapping_add(in_off).wrapping_mul(w));
+                    *a = a.wrapping_add(x.into().wrapping_add(in_off).wrapping_mul(w));
                 }
             }
         }

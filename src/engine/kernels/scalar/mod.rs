@@ -7,6 +7,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod fc;
 pub mod gemm;
+pub mod hybrid;
 pub mod pool;
 pub mod quant;
 pub mod reduce;

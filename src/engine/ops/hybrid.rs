@@ -1,0 +1,511 @@
+//! Dynamic-range ("hybrid") CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: float input and
+//! output, int8 weights (per tensor or per channel, zero point 0), float bias. What TFLite's
+//! converter writes by default (`Optimize.DEFAULT` without a representative dataset) and
+//! ai-edge-quantizer's `dynamic_wi8_afp32`. TFLite's semantics, chosen at prepare time:
+//!
+//! | operator | input quantization | epilogue |
+//! |---|---|---|
+//! | CONV_2D, weight scales not all equal | asymmetric, per batch | `(acc · ws[j]) · s` |
+//! | CONV_2D, one weight scale | symmetric, per batch | `acc · (s · ws)` |
+//! | DEPTHWISE_CONV_2D | asymmetric, per batch | `acc · (ws[j] · s)` |
+//! | FULLY_CONNECTED | per row; asymmetric with `asymmetric_quantize_inputs` | `acc · (s · ws[j])` |
+//!
+//! then `+ bias[j]` and the fused activation's clamp (see `kernels::scalar::hybrid`).
+//!
+//! With constant weights the int32 sums run on the int8 GEMM of the dispatch point: the input
+//! is quantized once per run into a preallocated buffer, im2col pads with the zero point (so a
+//! padded tap adds `w · 0`, as TFLite's skipped taps do), and `Σ w·(x − zp) = Σ w·x − zp·Σ w`
+//! with the weights' row sums computed at build time. Integer sums are exact in any order, so
+//! every path gives the oracle's sums, and the shared epilogue gives the same floats.
+//! Depthwise (multiplier 1) accumulates rows channel-innermost, which vectorizes. Anything
+//! else (run-time weights, batches of several images, other multipliers) runs the reference
+//! loops.
+
+use std::sync::Arc;
+
+use super::conv::{in_slice, out_slice};
+use super::conv_fast::{self, im2col, run_tasks, task_rows, ASource, Split, ACC_ROWS, RUN};
+use super::{BuildCtx, Kernel, OpIo};
+use crate::engine::error::OpResult;
+use crate::engine::graph::Node;
+use crate::engine::kernels::pool::{PerWorker, ThreadPool};
+use crate::engine::kernels::scalar::conv::{depthwise_acc_row, ConvGeom};
+use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue};
+use crate::engine::kernels::{self, KernelPath, PackedI8};
+use crate::engine::tensor::{DType, TensorInfo};
+
+/// What kind of hybrid operator.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum HybridOp {
+    Conv(ConvGeom),
+    Depthwise(ConvGeom, usize),
+    /// `rows` of `depth` inputs, `units` outputs; asymmetric input quantization or not.
+    Fc {
+        rows: usize,
+        depth: usize,
+        units: usize,
+        asymmetric: bool,
+    },
+}
+
+impl HybridOp {
+    fn input_len(&self) -> usize {
+        match self {
+            HybridOp::Conv(g) | HybridOp::Depthwise(g, _) => g.input_len(),
+            HybridOp::Fc { rows, depth, .. } => rows * depth,
+        }
+    }
+    fn output_len(&self) -> usize {
+        match self {
+            HybridOp::Conv(g) | HybridOp::Depthwise(g, _) => g.output_len(),
+            HybridOp::Fc { rows, units, .. } => rows * units,
+        }
+    }
+    fn channels(&self) -> usize {
+        match self {
+            HybridOp::Conv(g) | HybridOp::Depthwise(g, _) => g.out_c,
+            HybridOp::Fc { units, .. } => *units,
+        }
+    }
+    /// Groups quantized on their own (batches, or FC rows) and the input values of each.
+    fn groups(&self) -> (usize, usize) {
+        match self {
+            HybridOp::Conv(g) | HybridOp::Depthwise(g, _) => (g.batch, g.input_len() / g.batch),
+            HybridOp::Fc { rows, depth, .. } => (*rows, *depth),
+        }
+    }
+}
+
+/// The per-channel weight scales of a hybrid operator (one scale repeated when per tensor),
+/// its input quantization (asymmetric or not) and its epilogue.
+struct Scheme {
+    scales: Vec<f32>,
+    asymmetric: bool,
+    epilogue: Epilogue,
+}
+
+fn scheme(op: &HybridOp, filter: &TensorInfo, axis: usize) -> OpResult<Scheme> {
+    let n = op.channels();
+    let q = filter.quant.as_ref().ok_or_else(|| {
+        format!(
+            "filter '{}' is int8 without quantization parameters (a dynamic-range filter needs its scales)",
+            filter.name
+        )
+    })?;
+    if q.zero_point.iter().any(|&z| z != 0) {
+        return Err(format!(
+            "filter '{}': dynamic-range weights must have zero point 0",
+            filter.name
+        )
+        .into());
+    }
+    let scales = match q.scale.len() {
+        1 => vec![q.scale[0]; n],
+        l if l == n && q.axis == axis => q.scale.clone(),
+        l => {
+            return Err(format!(
+                "filter '{}' has {l} scales on axis {}, expected 1 or {n} on axis {axis}",
+                filter.name, q.axis
+            )
+            .into())
+        }
+    };
+    if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(format!("filter '{}' has an invalid scale {s}", filter.name).into());
+    }
+    let per_channel = scales.windows(2).any(|w| w[0] != w[1]);
+    let (asymmetric, epilogue) = match op {
+        HybridOp::Conv(_) if per_channel => (true, Epilogue::ConvPerChannel),
+        HybridOp::Conv(_) => (false, Epilogue::Combined),
+        HybridOp::Depthwise(..) => (true, Epilogue::Combined),
+        HybridOp::Fc { asymmetric, .. } => (*asymmetric, Epilogue::Combined),
+    };
+    Ok(Scheme {
+        scales,
+        asymmetric,
+        epilogue,
+    })
+}
+
+/// Input quantization state of one run: the int8 input and each group's scale and zero point.
+struct Quantized {
+    xq: Vec<i8>,
+    scale: Vec<f32>,
+    zp: Vec<i32>,
+}
+
+impl Quantized {
+    fn new(op: &HybridOp) -> Self {
+        let (groups, _) = op.groups();
+        Quantized {
+            // RUN slack: the GEMM may read a last partial k chunk in place.
+            xq: vec![0; op.input_len() + RUN],
+            scale: vec![1.0; groups],
+            zp: vec![0; groups],
+        }
+    }
+
+    fn run(&mut self, op: &HybridOp, asymmetric: bool, input: &[f32]) {
+        let (groups, len) = op.groups();
+        for g in 0..groups {
+            let x = &input[g * len..(g + 1) * len];
+            let q = &mut self.xq[g * len..(g + 1) * len];
+            if asymmetric {
+                (self.scale[g], self.zp[g]) = hy::quantize_asymmetric(x, q);
+            } else {
+                self.scale[g] = hy::quantize_symmetric(x, q);
+                self.zp[g] = 0;
+            }
+        }
+    }
+}
+
+/// Prepare a hybrid operator (input 0 float32, input 1 int8): checks the types and the
+/// quantization, and picks the fast kernel where it applies.
+pub(super) fn build(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    op: HybridOp,
+    clamp: (f32, f32),
+) -> OpResult<Box<dyn Kernel>> {
+    let filter = ctx.input(node, 1)?;
+    let output = ctx.output(node, 0)?;
+    if output.dtype != DType::F32 {
+        return Err(format!(
+            "output '{}' is {}, expected float32 (dynamic-range operator)",
+            output.name,
+            output.dtype.name()
+        )
+        .into());
+    }
+    let axis = match op {
+        HybridOp::Depthwise(..) => 3,
+        _ => 0,
+    };
+    let s = scheme(&op, filter, axis)?;
+    let n = op.channels();
+    let has_bias = super::conv::bias_info(ctx, node, DType::F32, n)?.is_some();
+    let consts = super::conv::const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.f32())?;
+    let Some((w, bias)) = consts else {
+        return Ok(Box::new(HybridRef {
+            q: Quantized::new(&op),
+            acc: vec![0; op.output_len()],
+            op,
+            s,
+            has_bias,
+            clamp,
+        }));
+    };
+    let bias = bias.map_or_else(|| vec![0.0; n], <[f32]>::to_vec);
+    match op {
+        HybridOp::Conv(g) if g.batch == 1 => {
+            let (src, m, k) = super::conv::gemm_shape(&g);
+            Ok(Box::new(HybridGemm::new(
+                op,
+                src,
+                (m, k, n),
+                w,
+                bias,
+                s,
+                clamp,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )))
+        }
+        HybridOp::Fc { rows, depth, .. } => Ok(Box::new(HybridGemm::new(
+            op,
+            ASource::Direct,
+            (rows, depth, n),
+            w,
+            bias,
+            s,
+            clamp,
+            ctx.kernels,
+            ctx.pool.clone(),
+        ))),
+        HybridOp::Depthwise(g, 1) if g.batch == 1 => Ok(Box::new(HybridDepthwise::new(
+            g,
+            w,
+            bias,
+            s,
+            clamp,
+            ctx.pool.clone(),
+        ))),
+        _ => Ok(Box::new(HybridRef {
+            q: Quantized::new(&op),
+            acc: vec![0; op.output_len()],
+            op,
+            s,
+            has_bias,
+            clamp,
+        })),
+    }
+}
+
+/// The reference loops, weights read at run time.
+struct HybridRef {
+    op: HybridOp,
+    s: Scheme,
+    has_bias: bool,
+    clamp: (f32, f32),
+    q: Quantized,
+    acc: Vec<i32>,
+}
+
+impl Kernel for HybridRef {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let op = self.op;
+        let n = op.channels();
+        let input = in_slice(io, 0, op.input_len(), |t| t.f32())?;
+        self.q.run(&op, self.s.asymmetric, input);
+        let q = &self.q;
+        let bias = if self.has_bias {
+            in_slice(io, 2, n, |t| t.f32())?.to_vec()
+        } else {
+            vec![0.0; n]
+        };
+        let rows_per_group = match op {
+            HybridOp::Conv(g) => {
+                let w = in_slice(io, 1, n * g.filter_h * g.filter_w * g.in_c, |t| t.i8())?;
+                hy::conv_acc(&g, &q.xq, &q.zp, w, &mut self.acc);
+                g.out_h * g.out_w
+            }
+            HybridOp::Depthwise(g, mult) => {
+                let w = in_slice(io, 1, g.filter_h * g.filter_w * n, |t| t.i8())?;
+                hy::depthwise_acc(&g, mult, &q.xq, &q.zp, w, &mut self.acc);
+                g.out_h * g.out_w
+            }
+            HybridOp::Fc {
+                rows, depth, units, ..
+            } => {
+                let w = in_slice(io, 1, units * depth, |t| t.i8())?;
+                hy::fc_acc(rows, depth, units, &q.xq, &q.zp, w, &mut self.acc);
+                1
+            }
+        };
+        let out = out_slice(io, op.output_len(), |t| t.f32())?;
+        for (r, (a, o)) in self
+            .acc
+            .chunks_exact(n)
+            .zip(out.chunks_exact_mut(n))
+            .enumerate()
+        {
+            let g = r / rows_per_group;
+            self.s
+                .epilogue
+                .row(a, &self.s.scales, q.scale[g], &bias, self.clamp, o);
+        }
+        Ok(())
+    }
+}
+
+struct Scratch {
+    cols: Vec<i8>,
+    acc: Vec<i32>,
+}
+
+/// Hybrid convolution (one image) or fully connected on the int8 GEMM.
+struct HybridGemm {
+    op: HybridOp,
+    src: ASource,
+    m: usize,
+    k: usize,
+    n: usize,
+    packed: PackedI8,
+    /// Σ_k w[j][k] per output channel.
+    rowsum: Vec<i32>,
+    bias: Vec<f32>,
+    s: Scheme,
+    clamp: (f32, f32),
+    q: Quantized,
+    /// GEMM rows of one quantization group (all of them for one image; 1 for FC).
+    rows_per_group: usize,
+    pool: Option<Arc<ThreadPool>>,
+    task_rows: usize,
+    tasks: usize,
+    scratch: PerWorker<Scratch>,
+}
+
+impl HybridGemm {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        op: HybridOp,
+        src: ASource,
+        (m, k, n): (usize, usize, usize),
+        w: &[i8],
+        bias: Vec<f32>,
+        s: Scheme,
+        clamp: (f32, f32),
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let packed = kernels::pack_i8(path, w, n, k);
+        let rowsum = (0..n)
+            .map(|j| {
+                w[j * k..(j + 1) * k]
+                    .iter()
+                    .fold(0i32, |s, &v| s.wrapping_add(v as i32))
+            })
+            .collect();
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let im2col = matches!(src, ASource::Im2col(_));
+        let (task_rows, tasks) = task_rows(
+            m,
+            threads,
+            kernels::gemm_i8_tile_rows(path),
+            Split::int8(n, k, im2col),
+        );
+        let block = task_rows.min(ACC_ROWS);
+        let scratch = PerWorker::new(threads, || Scratch {
+            cols: vec![0; if im2col { block * k + RUN } else { 0 }],
+            acc: vec![0; block * n],
+        });
+        let rows_per_group = match op {
+            HybridOp::Fc { .. } => 1,
+            _ => m,
+        };
+        HybridGemm {
+            q: Quantized::new(&op),
+            op,
+            src,
+            m,
+            k,
+            n,
+            packed,
+            rowsum,
+            bias,
+            s,
+            clamp,
+            rows_per_group,
+            pool,
+            task_rows,
+            tasks,
+            scratch,
+        }
+    }
+}
+
+impl Kernel for HybridGemm {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let input = in_slice(io, 0, self.op.input_len(), |t| t.f32())?;
+        self.q.run(&self.op, self.s.asymmetric, input);
+        let out = out_slice(io, self.m * self.n, |t| t.f32())?;
+        let this = &*self;
+        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let q = &this.q;
+        let task = |t: usize, chunk: &mut [f32], w: usize| {
+            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let mut s = this.scratch.get(w);
+            let Scratch { cols, acc } = &mut *s;
+            let mut r = rows.start;
+            while r < rows.end {
+                let rr = (rows.end - r).min(ACC_ROWS);
+                let a: &[i8] = match this.src {
+                    ASource::Direct => &q.xq[r * k..(r + rr) * k],
+                    ASource::Im2col(g) => {
+                        // One image: one zero point pads every tap.
+                        im2col(
+                            &g,
+                            &q.xq,
+                            r..r + rr,
+                            q.zp[0] as i8,
+                            &mut cols[..rr * k + RUN],
+                        );
+                        &cols[..rr * k]
+                    }
+                };
+                kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
+                for (i, a) in acc[..rr * n].chunks_exact_mut(n).enumerate() {
+                    let row = r + i;
+                    let g = row / this.rows_per_group;
+                    let zp = q.zp[g];
+                    if zp != 0 {
+                        for (v, &rs) in a.iter_mut().zip(&this.rowsum) {
+                            *v = v.wrapping_sub(zp.wrapping_mul(rs));
+                        }
+                    }
+                    let o = &mut chunk[(row - rows.start) * n..][..n];
+                    this.s
+                        .epilogue
+                        .row(a, &this.s.scales, q.scale[g], &this.bias, this.clamp, o);
+                }
+                r += rr;
+            }
+        };
+        run_tasks(
+            &this.pool,
+            out,
+            this.tasks,
+            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            &task,
+        );
+        Ok(())
+    }
+}
+
+/// Hybrid depthwise convolution, one image, multiplier 1, threaded by output rows.
+struct HybridDepthwise {
+    g: ConvGeom,
+    /// The filter as i32, `[fh][fw][c]`.
+    w: Vec<i32>,
+    bias: Vec<f32>,
+    s: Scheme,
+    clamp: (f32, f32),
+    q: Quantized,
+    pool: Option<Arc<ThreadPool>>,
+    tasks: usize,
+    acc: PerWorker<Vec<i32>>,
+}
+
+impl HybridDepthwise {
+    fn new(
+        g: ConvGeom,
+        w: &[i8],
+        bias: Vec<f32>,
+        s: Scheme,
+        clamp: (f32, f32),
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let row = g.out_w * g.out_c;
+        HybridDepthwise {
+            w: w.iter().map(|&v| v as i32).collect(),
+            bias,
+            s,
+            clamp,
+            q: Quantized::new(&HybridOp::Depthwise(g, 1)),
+            tasks: conv_fast::depthwise_tasks(&g, threads),
+            acc: PerWorker::new(threads, || vec![0; row]),
+            pool,
+            g,
+        }
+    }
+}
+
+impl Kernel for HybridDepthwise {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
+        self.q
+            .run(&HybridOp::Depthwise(g, 1), self.s.asymmetric, input);
+        let out = out_slice(io, g.output_len(), |t| t.f32())?;
+        let this = &*self;
+        let q = &this.q;
+        let row = g.out_w * g.out_c;
+        let task = |t: usize, chunk: &mut [f32], w: usize| {
+            let (sub, ir, _) = conv_fast::depthwise_sub(&g, this.tasks, t);
+            let mut acc = this.acc.get(w);
+            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
+                depthwise_acc_row(&sub, &q.xq[ir.clone()], &this.w, -q.zp[0], oy, &mut acc);
+                for (a, o) in acc.chunks_exact(g.out_c).zip(o.chunks_exact_mut(g.out_c)) {
+                    this.s
+                        .epilogue
+                        .row(a, &this.s.scales, q.scale[0], &this.bias, this.clamp, o);
+                }
+            }
+        };
+        let bounds = |t: usize| conv_fast::depthwise_sub(&g, this.tasks, t).2;
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
+        Ok(())
+    }
+}
