@@ -29,6 +29,8 @@ enum Kind {
     F32,
     I8,
     U8,
+    /// 16x8: int16 activations (zero point 0), int8 weights, int64 biases.
+    I16,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::F32 => DType::F32,
             Kind::I8 => DType::I8,
             Kind::U8 => DType::U8,
+            Kind::I16 => DType::I16,
         }
     }
     fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Kind {
             Kind::F32 => "f32",
             Kind::I8 => "i8",
             Kind::U8 => "u8",
+            Kind::I16 => "i16",
         }
     }
 }
@@ -59,6 +63,7 @@ fn rand_data(r: &mut Rng, k: Kind, n: usize) -> Vec<u8> {
             bytemuck::cast_slice(&v).to_vec()
         }
         Kind::I8 | Kind::U8 => (0..n).map(|_| r.next_u64() as u8).collect(),
+        Kind::I16 => (0..2 * n).map(|_| r.next_u64() as u8).collect(),
     }
 }
 
@@ -83,6 +88,7 @@ fn rand_quant(r: &mut Rng, k: Kind) -> Option<Quant> {
             };
             Some(Quant::per_tensor(scale, zp))
         }
+        Kind::I16 => Some(Quant::per_tensor(scale / 256.0, 0)),
     }
 }
 
@@ -144,7 +150,7 @@ fn weights(
             let v: Vec<f32> = (0..n).map(|_| r.f32_in(-1.0, 1.0)).collect();
             (DType::F32, None, bytemuck::cast_slice(&v).to_vec(), vec![])
         }
-        Kind::I8 => {
+        Kind::I8 | Kind::I16 => {
             let ch = shape[channel_axis];
             let scales: Vec<f32> = (0..ch).map(|_| r.scale(0.002, 0.05)).collect();
             let v: Vec<i8> = (0..n).map(|_| r.range(-127, 127) as i8).collect();
@@ -174,6 +180,18 @@ fn bias(r: &mut Rng, b: &mut B, k: Kind, n: usize, in_scale: f32, w_scales: &[f3
         Kind::F32 => {
             let v: Vec<f32> = (0..n).map(|_| r.f32_in(-1.0, 1.0)).collect();
             b.constant(DType::F32, &[n], None, bytemuck::cast_slice(&v))
+        }
+        Kind::I16 => {
+            let scales: Vec<f32> = (0..n)
+                .map(|c| in_scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+                .collect();
+            let v: Vec<i64> = (0..n).map(|_| r.range(-800_000, 800_000)).collect();
+            let q = Quant {
+                scale: scales,
+                zero_point: vec![0; n],
+                axis: 0,
+            };
+            b.constant(DType::I64, &[n], Some(q), bytemuck::cast_slice(&v))
         }
         _ => {
             let scales: Vec<f32> = (0..n)
@@ -292,7 +310,7 @@ fn fully_connected(r: &mut Rng, k: Kind) -> Option<Case> {
     // unless per-channel is declared; use per-tensor for int8 here.
     let (wd, wq, wbytes, mut wscales) = weights(r, k, &[units, depth], 0);
     let wq = match (k, wq) {
-        (Kind::I8, Some(_)) => {
+        (Kind::I8 | Kind::I16, Some(_)) if k == Kind::I8 || r.bool() => {
             let s = wscales[0];
             wscales = vec![s];
             Some(Quant::per_tensor(s, 0))
@@ -1117,6 +1135,7 @@ fn generators() -> Vec<(String, Generator)> {
             Box::new(move |r| dequantize(r, a)),
         ));
     }
+    int16_generators(&mut v);
     v.push(("dequantize_f16".into(), Box::new(dequantize_f16)));
     for w in ["conv", "depthwise", "fc"] {
         v.push((format!("{w}_hybrid"), Box::new(move |r| hybrid(r, w))));
@@ -1126,6 +1145,32 @@ fn generators() -> Vec<(String, Generator)> {
         Box::new(detection_postprocess),
     ));
     v
+}
+
+/// The 16x8 variants (int16 activations): the operators a `static_wi8_ai16`
+/// quantized model uses, and the QUANTIZE / DEQUANTIZE joins of mixed graphs.
+fn int16_generators(v: &mut Vec<(String, Generator)>) {
+    let k = Kind::I16;
+    v.push(("conv_i16".into(), Box::new(move |r| conv(r, k, false))));
+    v.push(("depthwise_i16".into(), Box::new(move |r| conv(r, k, true))));
+    v.push(("fc_i16".into(), Box::new(move |r| fully_connected(r, k))));
+    v.push(("add_i16".into(), Box::new(move |r| binary(r, k, "add"))));
+    v.push(("concat_i16".into(), Box::new(move |r| concat(r, k))));
+    for w in ["reshape", "squeeze", "transpose"] {
+        v.push((format!("{w}_i16"), Box::new(move |r| reshape_like(r, k, w))));
+    }
+    for (a, c) in [
+        (Kind::F32, Kind::I16),
+        (Kind::I16, Kind::I16),
+        (Kind::I16, Kind::I8),
+        (Kind::I8, Kind::I16),
+    ] {
+        v.push((
+            format!("quantize_{}_{}", a.name(), c.name()),
+            Box::new(move |r| quantize(r, a, c)),
+        ));
+    }
+    v.push(("dequantize_i16".into(), Box::new(move |r| dequantize(r, k))));
 }
 
 // ---------------------------------------------------------------- running

@@ -50,6 +50,14 @@ pub fn raw_output<'a>(t: &TensorRef<'a>) -> Result<RawOutput<'a>> {
                 zero_point,
             }
         }
+        DType::I16 => {
+            let (scale, zero_point) = q()?;
+            RawOutput::I16 {
+                data: t.i16().map_err(|e| anyhow!(e.0))?,
+                scale,
+                zero_point,
+            }
+        }
         d => bail!("output '{}' has unsupported type {}", t.info.name, d.name()),
     })
 }
@@ -190,7 +198,7 @@ fn input_from_tensor(
     let (mean, std) = match (info.dtype, q) {
         (DType::U8, Some(q)) => (q.zp0() as f32, 1.0 / q.scale0()),
         (DType::I8, Some(q)) => (q.zp0() as f32 + 128.0, 1.0 / q.scale0()),
-        (DType::F32, _) => (127.5, 127.5),
+        (DType::F32, _) | (DType::I16, Some(_)) => (127.5, 127.5),
         (d, _) => bail!(
             "model input '{}' of type {} needs quantization parameters",
             info.name,
@@ -646,14 +654,16 @@ fn auto_model_type(
 fn input_kind(info: &crate::engine::TensorInfo) -> Result<InputKind> {
     Ok(match info.dtype {
         DType::F32 => InputKind::F32,
-        DType::I8 | DType::U8 => {
+        DType::I8 | DType::U8 | DType::I16 => {
             let q = info
                 .quant
                 .as_ref()
                 .filter(|q| q.is_per_tensor())
                 .ok_or_else(|| anyhow!("quantized input without per-tensor parameters"))?;
             let (scale, zero_point) = (q.scale0(), q.zp0());
-            if info.dtype == DType::I8 {
+            if info.dtype == DType::I16 {
+                InputKind::I16 { scale, zero_point }
+            } else if info.dtype == DType::I8 {
                 InputKind::I8 { scale, zero_point }
             } else {
                 InputKind::U8 { scale, zero_point }

@@ -42,6 +42,11 @@ pub enum RawOutput<'a> {
         scale: f32,
         zero_point: i32,
     },
+    I16 {
+        data: &'a [i16],
+        scale: f32,
+        zero_point: i32,
+    },
 }
 
 impl RawOutput<'_> {
@@ -50,6 +55,7 @@ impl RawOutput<'_> {
             RawOutput::F32(d) => d.len(),
             RawOutput::I8 { data, .. } => data.len(),
             RawOutput::U8 { data, .. } => data.len(),
+            RawOutput::I16 { data, .. } => data.len(),
         }
     }
 
@@ -64,6 +70,11 @@ impl RawOutput<'_> {
                 zero_point,
             } => out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale)),
             RawOutput::U8 {
+                data,
+                scale,
+                zero_point,
+            } => out.extend(data.iter().map(|&q| (q as i32 - zero_point) as f32 * scale)),
+            RawOutput::I16 {
                 data,
                 scale,
                 zero_point,

@@ -45,8 +45,19 @@ pub enum ResizeMode {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum InputKind {
     F32,
-    I8 { scale: f32, zero_point: i32 },
-    U8 { scale: f32, zero_point: i32 },
+    I8 {
+        scale: f32,
+        zero_point: i32,
+    },
+    U8 {
+        scale: f32,
+        zero_point: i32,
+    },
+    /// int16 (16x8 quantized models): the normalised value quantized to int16.
+    I16 {
+        scale: f32,
+        zero_point: i32,
+    },
 }
 
 /// The geometric transform from source pixels to model input pixels:
@@ -307,6 +318,28 @@ impl Preprocessor {
         Ok(self.transform)
     }
 
+    /// Preprocess into an int16 tensor buffer with the given quantisation.
+    pub fn to_i16(
+        &mut self,
+        img: &RgbImage,
+        scale: f32,
+        zero_point: i32,
+        out: &mut [i16],
+    ) -> Result<FrameTransform> {
+        if out.len() != self.len() {
+            bail!(
+                "output buffer has {} elements, need {}",
+                out.len(),
+                self.len()
+            );
+        }
+        check_quant(scale)?;
+        self.run(img, |i, v| {
+            out[i] = quantize(v, scale, zero_point, i16::MIN as i32, i16::MAX as i32) as i16
+        })?;
+        Ok(self.transform)
+    }
+
     /// Preprocess into a uint8 tensor buffer with the given quantisation.
     pub fn to_u8(
         &mut self,
@@ -347,6 +380,12 @@ impl Preprocessor {
                 self.to_i8(img, scale, zero_point, bytemuck::cast_slice_mut(out))
             }
             InputKind::U8 { scale, zero_point } => self.to_u8(img, scale, zero_point, out),
+            InputKind::I16 { scale, zero_point } => {
+                let Ok(o) = bytemuck::try_cast_slice_mut::<u8, i16>(out) else {
+                    bail!("int16 input buffer is misaligned or of odd length");
+                };
+                self.to_i16(img, scale, zero_point, o)
+            }
         }
     }
 }

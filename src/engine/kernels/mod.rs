@@ -191,6 +191,7 @@ pub fn lut2_u8(path: KernelPath, lut: &[u8; 1 << 16], a: &[u8], b: &[u8], out: &
 // bit-exact with the scalar oracle for int8 (integer sums are exact in any order);
 // float paths agree within rounding.
 
+pub mod conv16;
 pub mod pool;
 pub(crate) mod scratch;
 

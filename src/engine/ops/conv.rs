@@ -546,6 +546,7 @@ pub(super) fn build_conv2d(
             build_conv_q::<i8>(ctx, node, g, o.activation, MultiplierRule::PerChannelDouble)
         }
         DType::U8 => build_conv_q::<u8>(ctx, node, g, o.activation, MultiplierRule::Legacy),
+        DType::I16 => super::int16::build_conv(ctx, node, g, o.activation),
         d => Err(format!("input type {} is not supported", d.name()).into()),
     }
 }

@@ -147,6 +147,7 @@ pub(super) fn build_depthwise(
             MultiplierRule::PerChannelDouble,
         ),
         DType::U8 => build_q::<u8>(ctx, node, g, mult, o.activation, MultiplierRule::Legacy),
+        DType::I16 => super::int16::build_depthwise(ctx, node, g, mult, o.activation),
         d => Err(format!("input type {} is not supported", d.name()).into()),
     }
 }

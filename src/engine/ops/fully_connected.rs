@@ -169,6 +169,9 @@ pub(super) fn build_fully_connected(
         }
         DType::I8 => build_q::<i8>(ctx, node, d, activation),
         DType::U8 => build_q::<u8>(ctx, node, d, activation),
+        DType::I16 => {
+            super::int16::build_fully_connected(ctx, node, batch, depth, units, activation)
+        }
         t => Err(format!("input type {} is not supported", t.name()).into()),
     }
 }

@@ -28,6 +28,7 @@ mod conv_fast;
 mod depthwise;
 mod fully_connected;
 mod hybrid;
+mod int16;
 mod pool;
 mod reduce;
 
@@ -104,6 +105,7 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
     match &node.op {
         Op::DetectionPostProcess(o) => detection_postprocess::build(ctx, node, o),
         // --- element-wise, activation, data-movement, resize, quantization ops ---
+        Op::Add { .. } if int16::touches_i16(ctx, node) => int16::build_add(ctx, node),
         Op::Add { .. } | Op::Sub { .. } | Op::Mul { .. } => elementwise::build_binary(ctx, node),
         Op::Logistic
         | Op::Tanh
@@ -122,7 +124,9 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
             shape::build_concat(ctx, node, *axis, *activation)
         }
         Op::ResizeBilinear(_) | Op::ResizeNearestNeighbor(_) => resize::build_resize(ctx, node),
+        Op::Quantize if int16::touches_i16(ctx, node) => int16::build_quantize(ctx, node),
         Op::Quantize => quantize::build_quantize(ctx, node),
+        Op::Dequantize if int16::touches_i16(ctx, node) => int16::build_dequantize(ctx, node),
         Op::Dequantize => quantize::build_dequantize(ctx, node),
         // --- end of element-wise/activation/data-movement ops ---
         // --- conv / pool / FC / MEAN family (ops/conv.rs ... ops/reduce.rs)

@@ -631,6 +631,14 @@ pub(crate) fn build_concat(
                     }))
                 }
             }
+            DType::I16 => {
+                // TFLite copies int16 inputs unscaled; it requires zero points 0.
+                op_ensure!(
+                    qparams(x)?.1 == 0 && qparams(y)?.1 == 0,
+                    "int16 CONCATENATION needs zero points 0 (input {i})"
+                );
+                None
+            }
             _ => None,
         });
     }

@@ -49,7 +49,23 @@ impl AddSubParams {
         act_min: i32,
         act_max: i32,
     ) -> Result<Self, String> {
-        let left_shift = 20;
+        Self::with_left_shift(20, s1, z1, s2, z2, so, zo, act_min, act_max)
+    }
+
+    /// The same preparation with another left shift (15: TFLite's general-scale
+    /// int16 ADD/SUB).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_left_shift(
+        left_shift: i32,
+        s1: f32,
+        z1: i32,
+        s2: f32,
+        z2: i32,
+        so: f32,
+        zo: i32,
+        act_min: i32,
+        act_max: i32,
+    ) -> Result<Self, String> {
         let twice_max = 2.0 * (s1.max(s2) as f64);
         let (in1_mult, in1_shift) = quantize_multiplier_smaller_than_one(s1 as f64 / twice_max)?;
         let (in2_mult, in2_shift) = quantize_multiplier_smaller_than_one(s2 as f64 / twice_max)?;

@@ -2,6 +2,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod conv16;
 pub mod copy;
 pub mod elementwise;
 pub mod fc;

@@ -1,0 +1,480 @@
+//! The 16x8 quantized SSD (`models/ssd_mobilenetv2_oidv4_int16.tflite`: int16
+//! activations, int8 per-channel weights, int64 biases; ai-edge-quantizer's
+//! `static_wi8_ai16` recipe) on real photos: bit-exact with TFLite's reference
+//! kernels on every kernel path, and the detector built on it finds what the
+//! float model finds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgecam::detect::{Detector, DetectorConfig};
+use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
+use edgecam::npy::NpyArray;
+use edgecam::postprocess::Detection;
+
+mod common;
+use common::graph::B;
+use common::*;
+
+fn models() -> PathBuf {
+    root().join("models")
+}
+
+fn python() -> PathBuf {
+    std::env::var("EDGECAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv/bin/python"))
+}
+
+/// The shared photos (`../shared/media/images`), or the test copies when that
+/// checkout is absent.
+fn photos() -> Vec<PathBuf> {
+    let shared = root().join("../shared/media/images");
+    let dir = if shared.is_dir() {
+        shared
+    } else {
+        root().join("tests/data")
+    };
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no photos in {}", dir.display());
+    v
+}
+
+/// The model input of a photo: resized to 300×300, mapped to [-1, 1], quantized
+/// to int16 with the model's input scale (zero point 0), round half away from zero.
+fn int16_input(photo: &Path, scale: f32) -> NpyArray {
+    let img = image::open(photo).unwrap().to_rgb8();
+    let small = image::imageops::resize(&img, 300, 300, image::imageops::FilterType::Triangle);
+    let q: Vec<i16> = small
+        .into_raw()
+        .iter()
+        .map(|&p| {
+            let v = (p as f32 - 127.5) / 127.5;
+            (v / scale).round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    NpyArray {
+        dtype: DType::I16,
+        shape: vec![1, 300, 300, 3],
+        data: bytemuck::cast_slice(&q).to_vec(),
+    }
+}
+
+/// TFLite's reference kernels (`scripts/oracle.py`, BUILTIN_REF) on every input:
+/// the outputs of each, as npy.
+fn tflite_reference(dir: &Path, model: &Path, inputs: &[NpyArray]) -> Vec<Vec<NpyArray>> {
+    for (i, x) in inputs.iter().enumerate() {
+        let case = dir.join(format!("case{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        std::fs::copy(model, case.join("model.tflite")).unwrap();
+        x.write(&case.join("in_0.npy")).unwrap();
+    }
+    let st = Command::new(python())
+        .arg(root().join("scripts/oracle.py"))
+        .arg(dir)
+        .status()
+        .expect("running the reference oracle (scripts/test makes .venv)");
+    assert!(st.success());
+    (0..inputs.len())
+        .map(|i| {
+            let case = dir.join(format!("case{i}"));
+            assert!(
+                !case.join("ref_error.txt").exists(),
+                "{:?}",
+                std::fs::read_to_string(case.join("ref_error.txt"))
+            );
+            (0..2)
+                .map(|k| NpyArray::read(&case.join(format!("ref_{k}.npy"))).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "a whole 16x8 SSD per photo and path takes minutes under qemu"
+)]
+fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
+    let model = models().join("ssd_mobilenetv2_oidv4_int16.tflite");
+    let g = tflite::load_file(&model).unwrap();
+    let input = &g.tensors[g.inputs[0]];
+    assert_eq!(input.dtype, DType::I16);
+    assert_eq!(input.shape, [1, 300, 300, 3]);
+    let q = input.quant.as_ref().unwrap();
+    assert_eq!(q.zp0(), 0);
+    let photos = photos();
+    let inputs: Vec<NpyArray> = photos.iter().map(|p| int16_input(p, q.scale0())).collect();
+    let dir = tmpdir("int16-ssd");
+    let refs = tflite_reference(&dir, &model, &inputs);
+
+    let mut paths: Vec<(KernelPath, usize)> =
+        KernelPath::available().iter().map(|&p| (p, 1)).collect();
+    paths.push((*KernelPath::available().last().unwrap(), 2));
+    let (mut compared, mut max_dev, mut differing) = (0usize, 0i32, 0usize);
+    for &(path, threads) in &paths {
+        let opts = InterpreterOptions {
+            kernels: path,
+            threads,
+            ..Default::default()
+        };
+        let mut it = Interpreter::with_options(tflite::load_file(&model).unwrap(), &opts).unwrap();
+        for ((photo, x), want) in photos.iter().zip(&inputs).zip(&refs) {
+            it.input_bytes_mut(0).unwrap().copy_from_slice(&x.data);
+            it.invoke().unwrap();
+            for (k, want) in want.iter().enumerate() {
+                let ours = it.output(k).unwrap();
+                assert_eq!(want.dtype, DType::I16);
+                assert_eq!(ours.shape(), &want.shape[..], "{photo:?} output {k}");
+                let a = ours.i16().unwrap();
+                let b: Vec<i16> = bytemuck::pod_collect_to_vec(&want.data);
+                assert_eq!(a.len(), b.len());
+                for (x, y) in a.iter().zip(&b) {
+                    let d = (*x as i32 - *y as i32).abs();
+                    max_dev = max_dev.max(d);
+                    differing += usize::from(d != 0);
+                }
+                compared += a.len();
+            }
+        }
+        println!("{path} x{threads}: {} photos", photos.len());
+    }
+    println!(
+        "int16 SSD vs TFLite reference: {compared} values compared over {} photos and {} paths, \
+         {differing} differ, max deviation {max_dev}",
+        photos.len(),
+        paths.len()
+    );
+    assert_eq!(
+        (differing, max_dev),
+        (0, 0),
+        "the engine differs from TFLite's reference kernels"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn detect(model: &str, photo: &Path, threshold: f32) -> Vec<Detection> {
+    let mut c = DetectorConfig::new(models().join(model));
+    c.score_threshold = Some(threshold);
+    let mut det = Detector::from_config(&c).unwrap();
+    assert!(det.desc().is_some(), "{model}: the bundled description");
+    let img = image::open(photo).unwrap().to_rgb8();
+    det.detect(&img).unwrap()
+}
+
+fn iou(a: &Detection, b: &Detection) -> f32 {
+    let (a, b) = (a.bbox, b.bbox);
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "two whole SSDs per photo take minutes under qemu"
+)]
+fn int16_detector_finds_what_the_float_model_finds() {
+    let same = |a: &Detection, b: &Detection| a.class_id == b.class_id && iou(a, b) >= 0.5;
+    let (mut float_total, mut float_found) = (0, 0);
+    for photo in photos() {
+        let float = detect("ssd_mobilenetv2_oidv4_fp32.tflite", &photo, 0.5);
+        let float_low = detect("ssd_mobilenetv2_oidv4_fp32.tflite", &photo, 0.3);
+        let int16 = detect("ssd_mobilenetv2_oidv4_int16.tflite", &photo, 0.5);
+        let int16_low = detect("ssd_mobilenetv2_oidv4_int16.tflite", &photo, 0.3);
+        println!("{photo:?}\n  fp32  {float:?}\n  int16 {int16_low:?}");
+        // Nothing the float model does not see: every int16 detection is a float one
+        // (same label, same place) at a slightly lower threshold.
+        for d in &int16 {
+            assert!(d.score >= 0.5 && d.score <= 1.0, "{d:?}");
+            assert!(
+                float_low.iter().any(|f| same(d, f)),
+                "{photo:?}: the int16 model finds {d:?}, the float model does not: {float_low:?}"
+            );
+        }
+        // And much of what the float model sees. Not all: the 16x8 model (bit-exact with
+        // TFLite, see above) scores both dogs of the shared photos below 0.3.
+        float_total += float.len();
+        float_found += float
+            .iter()
+            .filter(|f| int16_low.iter().any(|d| same(d, f)))
+            .count();
+    }
+    println!("int16 finds {float_found} of the {float_total} float detections");
+    assert!(float_total >= 3, "too few float detections to compare");
+    assert!(
+        float_found * 2 >= float_total,
+        "the int16 model finds only {float_found} of the {float_total} float detections"
+    );
+    // person.jpg: a person, as the float model says.
+    let person = photos()
+        .into_iter()
+        .find(|p| p.ends_with("person.jpg"))
+        .unwrap();
+    let float = detect("ssd_mobilenetv2_oidv4_fp32.tflite", &person, 0.5);
+    let found = detect("ssd_mobilenetv2_oidv4_int16.tflite", &person, 0.5);
+    assert!(float.iter().any(|d| d.label == "Person"), "{float:?}");
+    assert!(
+        found.iter().any(|d| d.label == "Person"),
+        "person.jpg: {found:?}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "a whole 16x8 SSD takes a minute under qemu"
+)]
+fn edgecam_detect_runs_the_int16_model_with_its_bundled_description() {
+    let person = photos()
+        .into_iter()
+        .find(|p| p.ends_with("person.jpg"))
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .arg("detect")
+        .arg("--model")
+        .arg(models().join("ssd_mobilenetv2_oidv4_int16.tflite"))
+        .arg(&person)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "ssd_mobilenetv2_oidv4_int16");
+    let labels: Vec<&str> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"Person"), "{v}");
+}
+
+/// Output size along one dimension (TFLite's rules).
+fn out_size(
+    same: bool,
+    input: usize,
+    filter: usize,
+    stride: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let eff = (filter - 1) * dilation + 1;
+    if same {
+        Some(input.div_ceil(stride))
+    } else if input < eff {
+        None
+    } else {
+        Some((input - eff + stride) / stride)
+    }
+}
+
+/// One random 16x8 CONV_2D or DEPTHWISE_CONV_2D as a `.tflite` model and its input.
+fn random_conv16(r: &mut Rng, depthwise: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    use edgecam::engine::graph::{Activation, Conv2DOptions, DepthwiseConv2DOptions, Op, Padding};
+    use edgecam::engine::tensor::Quant;
+    let n = r.usize(1, 2);
+    let (h, w) = (r.usize(1, 12), r.usize(1, 12));
+    // Now and then more than 256 input channels: several int32 blocks per dot product.
+    let cin = if r.range(0, 6) == 0 {
+        r.usize(250, 300)
+    } else {
+        r.usize(1, 24)
+    };
+    let mult = if depthwise && r.range(0, 4) == 0 {
+        2
+    } else {
+        1
+    };
+    let cout = if depthwise {
+        cin * mult
+    } else {
+        r.usize(1, 20)
+    };
+    let (kh, kw) = (r.usize(1, 5), r.usize(1, 5));
+    let (sh, sw) = (r.usize(1, 3), r.usize(1, 3));
+    let (dh, dw) = (r.usize(1, 2), r.usize(1, 2));
+    let same = r.bool();
+    let (oh, ow) = (
+        out_size(same, h, kh, sh, dh)?,
+        out_size(same, w, kw, sw, dw)?,
+    );
+    let in_scale = r.f32_in(1e-4, 1e-3);
+    let mut b = B::default();
+    let xs: Vec<i16> = (0..n * h * w * cin).map(|_| r.next_u64() as i16).collect();
+    let x = b.input(
+        DType::I16,
+        &[n, h, w, cin],
+        Some(Quant::per_tensor(in_scale, 0)),
+        bytemuck::cast_slice(&xs).to_vec(),
+    );
+    let wshape = if depthwise {
+        vec![1, kh, kw, cout]
+    } else {
+        vec![cout, kh, kw, cin]
+    };
+    let wn: usize = wshape.iter().product();
+    let ws: Vec<i8> = (0..wn).map(|_| r.next_u64() as i8).collect();
+    let scales: Vec<f32> = (0..cout).map(|_| r.f32_in(0.002, 0.05)).collect();
+    let axis = if depthwise { 3 } else { 0 };
+    let wt = b.constant(
+        DType::I8,
+        &wshape,
+        Some(Quant {
+            scale: scales.clone(),
+            zero_point: vec![0; cout],
+            axis,
+        }),
+        bytemuck::cast_slice(&ws),
+    );
+    let bias: Vec<i64> = (0..cout).map(|_| r.range(-1 << 24, 1 << 24)).collect();
+    let bt = b.constant(
+        DType::I64,
+        &[cout],
+        Some(Quant {
+            scale: scales.iter().map(|s| s * in_scale).collect(),
+            zero_point: vec![0; cout],
+            axis: 0,
+        }),
+        bytemuck::cast_slice(&bias),
+    );
+    let terms = (kh * kw * if depthwise { 1 } else { cin }) as f32;
+    let out_scale = in_scale * 0.02 * 128.0 * terms.sqrt() * r.f32_in(0.2, 3.0);
+    let y = b.tensor(
+        DType::I16,
+        &[n, oh, ow, cout],
+        Some(Quant::per_tensor(out_scale, 0)),
+    );
+    let padding = if same { Padding::Same } else { Padding::Valid };
+    let activation = [Activation::None, Activation::Relu, Activation::Relu6][r.usize(0, 2)];
+    let op = if depthwise {
+        Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+            padding,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            depth_multiplier: mult,
+            activation,
+        })
+    } else {
+        Op::Conv2D(Conv2DOptions {
+            padding,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            activation,
+        })
+    };
+    b.op(op, vec![Some(x), Some(wt), Some(bt)], vec![y]);
+    let (g, feeds) = b.finish(&[y]);
+    Some((tflite::writer::write_model(&g), feeds[0].data.clone()))
+}
+
+fn run_model(model: &[u8], input: &[u8], kernels: KernelPath, threads: usize) -> Vec<u8> {
+    let opts = InterpreterOptions {
+        kernels,
+        threads,
+        ..Default::default()
+    };
+    let mut it = Interpreter::with_options(tflite::load_bytes(model).unwrap(), &opts).unwrap();
+    it.input_bytes_mut(0).unwrap().copy_from_slice(input);
+    it.invoke().unwrap();
+    it.output(0).unwrap().bytes.to_vec()
+}
+
+#[test]
+fn fast_16x8_kernels_match_the_scalar_oracle_on_every_path() {
+    let mut r = Rng::new(0x1608);
+    let mut configs: Vec<(KernelPath, usize)> = vec![];
+    for &p in &KernelPath::available() {
+        configs.push((p, 1));
+        configs.push((p, 3));
+    }
+    let (mut cases, mut compared) = (0, 0usize);
+    while cases < 80 {
+        let depthwise = cases % 2 == 1;
+        let Some((model, input)) = random_conv16(&mut r, depthwise) else {
+            continue;
+        };
+        cases += 1;
+        let want = run_model(&model, &input, KernelPath::Scalar, 1);
+        for &(path, threads) in &configs {
+            let got = run_model(&model, &input, path, threads);
+            assert!(
+                got == want,
+                "case {cases} ({}) on {path} x{threads} differs from the scalar oracle",
+                if depthwise { "depthwise" } else { "conv" }
+            );
+            compared += got.len() / 2;
+        }
+    }
+    println!("fast 16x8 kernels: {cases} cases, {compared} values equal to the scalar oracle");
+}
+
+#[test]
+fn malformed_16x8_operators_are_refused_with_a_clear_error() {
+    use edgecam::engine::graph::{Activation, Conv2DOptions, Op, Padding};
+    use edgecam::engine::tensor::Quant;
+    // (what is wrong, input zero point, bias type, filter type, expected words)
+    let cases = [
+        ("int32 bias", 0, DType::I32, DType::I8, "int64"),
+        ("asymmetric input", 5, DType::I64, DType::I8, "zero point"),
+        ("int16 filter", 0, DType::I64, DType::I16, "filter"),
+    ];
+    for (what, zp, bias_t, filter_t, words) in cases {
+        let mut b = B::default();
+        let x = b.input(
+            DType::I16,
+            &[1, 4, 4, 2],
+            Some(Quant::per_tensor(1e-3, zp)),
+            vec![0; 64],
+        );
+        let wt = b.constant(
+            filter_t,
+            &[3, 1, 1, 2],
+            Some(Quant::per_tensor(0.01, 0)),
+            &vec![1u8; 6 * filter_t.size()],
+        );
+        let bt = b.constant(
+            bias_t,
+            &[3],
+            Some(Quant::per_tensor(1e-5, 0)),
+            &vec![0u8; 3 * bias_t.size()],
+        );
+        let y = b.tensor(DType::I16, &[1, 4, 4, 3], Some(Quant::per_tensor(1e-3, 0)));
+        b.op(
+            Op::Conv2D(Conv2DOptions {
+                padding: Padding::Same,
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: 1,
+                dilation_w: 1,
+                activation: Activation::None,
+            }),
+            vec![Some(x), Some(wt), Some(bt)],
+            vec![y],
+        );
+        let (g, _) = b.finish(&[y]);
+        let bytes = tflite::writer::write_model(&g);
+        let err = match tflite::load_bytes(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
+        {
+            Ok(()) => panic!("{what}: accepted"),
+            Err(e) => e,
+        };
+        assert!(err.contains(words), "{what}: {err}");
+    }
+}
