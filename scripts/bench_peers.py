@@ -41,8 +41,9 @@ def fixed_input(shape, dtype):
     k = np.arange(n, dtype=np.int64)
     if dtype == np.float32:
         return (((k * 7) % 255).astype(np.float32) / np.float32(127.5) - np.float32(1.0)).reshape(shape)
-    if np.dtype(dtype).itemsize != 1:
-        raise SystemExit(f"bench-peers: unsupported input type {dtype}")
+    # Other types: the bytes k*7 % 251 viewed as the type (edgecam bench fills the bytes).
+    size = np.dtype(dtype).itemsize
+    k = np.arange(n * size, dtype=np.int64)
     return ((k * 7) % 251).astype(np.uint8).view(dtype).reshape(shape)
 
 
@@ -214,6 +215,9 @@ def main():
                     help="untimed invocations per engine per round for at least this long (the core's "
                          "clock and the scheduler's thread placement settle after an idle pause)")
     ap.add_argument("--engines", default="edgecam,tflite,ort", help="subset of edgecam,tflite,ort")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=MODEL",
+                    help="another quantization of the SSD (e.g. dynamic=..., int16=...), timed for edgecam "
+                         "and TFLite (no ONNX conversion)")
     ap.add_argument("--markdown", metavar="FILE", help="also write the Markdown report to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write the raw results to FILE")
     ap.add_argument("--repo", default=".", help="repository (for the git revision in the report)")
@@ -233,14 +237,17 @@ def main():
           "thread count, interleaved")
 
     results = {}  # (threads, engine, precision) -> {"median", "p95", "rounds": [...], "error"}
+    extra = dict(e.split("=", 1) for e in a.extra)
+    a.precisions = ["int8", "fp32"] + list(extra)
     for n in threads_list:
         engines = []
-        for prec in ("int8", "fp32"):
-            tfl = a.int8 if prec == "int8" else a.fp32
-            onx = a.onnx_int8 if prec == "int8" else a.onnx_fp32
+        for prec in a.precisions:
+            tfl = {"int8": a.int8, "fp32": a.fp32}.get(prec) or extra[prec]
+            onx = {"int8": a.onnx_int8, "fp32": a.onnx_fp32}.get(prec)
             specs = [("edgecam", lambda t=tfl: Edgecam(a.edgecam, t, n)),
-                     ("tflite", lambda t=tfl: TFLite(t, n)),
-                     ("ort", lambda o=onx: Ort(o, n))]
+                     ("tflite", lambda t=tfl: TFLite(t, n))]
+            if onx:
+                specs.append(("ort", lambda o=onx: Ort(o, n)))
             for kind, make in specs:
                 if kind not in engines_on:
                     continue
@@ -323,7 +330,7 @@ def render(results, threads_list, info, a):
         rule += "---:|"
     lines += [head, rule]
     notes = []
-    for prec in ("int8", "fp32"):
+    for prec in a.precisions:
         for e in ("edgecam", "tflite", "ort"):
             if not any((n, e, prec) in results for n in threads_list):
                 continue
