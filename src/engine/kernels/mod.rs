@@ -192,6 +192,7 @@ pub fn lut2_u8(path: KernelPath, lut: &[u8; 1 << 16], a: &[u8], b: &[u8], out: &
 // float paths agree within rounding.
 
 pub mod conv16;
+pub mod hybrid;
 pub mod pool;
 pub(crate) mod scratch;
 

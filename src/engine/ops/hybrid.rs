@@ -29,7 +29,7 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
 use crate::engine::kernels::pool::{PerWorker, ThreadPool};
-use crate::engine::kernels::scalar::conv::{depthwise_acc_row, ConvGeom};
+use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue};
 use crate::engine::kernels::{self, KernelPath, PackedI8};
 use crate::engine::tensor::{DType, TensorInfo};
@@ -145,17 +145,12 @@ impl Quantized {
         }
     }
 
-    fn run(&mut self, op: &HybridOp, asymmetric: bool, input: &[f32]) {
+    fn run(&mut self, path: KernelPath, op: &HybridOp, asymmetric: bool, input: &[f32]) {
         let (groups, len) = op.groups();
         for g in 0..groups {
             let x = &input[g * len..(g + 1) * len];
             let q = &mut self.xq[g * len..(g + 1) * len];
-            if asymmetric {
-                (self.scale[g], self.zp[g]) = hy::quantize_asymmetric(x, q);
-            } else {
-                self.scale[g] = hy::quantize_symmetric(x, q);
-                self.zp[g] = 0;
-            }
+            (self.scale[g], self.zp[g]) = kernels::hybrid::quantize(path, asymmetric, x, q);
         }
     }
 }
@@ -229,6 +224,7 @@ pub(super) fn build(
             bias,
             s,
             clamp,
+            ctx.kernels,
             ctx.pool.clone(),
         ))),
         _ => Ok(Box::new(HybridRef {
@@ -257,7 +253,8 @@ impl Kernel for HybridRef {
         let op = self.op;
         let n = op.channels();
         let input = in_slice(io, 0, op.input_len(), |t| t.f32())?;
-        self.q.run(&op, self.s.asymmetric, input);
+        self.q
+            .run(KernelPath::Scalar, &op, self.s.asymmetric, input);
         let q = &self.q;
         let bias = if self.has_bias {
             in_slice(io, 2, n, |t| t.f32())?.to_vec()
@@ -320,6 +317,7 @@ struct HybridGemm {
     q: Quantized,
     /// GEMM rows of one quantization group (all of them for one image; 1 for FC).
     rows_per_group: usize,
+    path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
     task_rows: usize,
     tasks: usize,
@@ -377,6 +375,7 @@ impl HybridGemm {
             s,
             clamp,
             rows_per_group,
+            path,
             pool,
             task_rows,
             tasks,
@@ -388,7 +387,7 @@ impl HybridGemm {
 impl Kernel for HybridGemm {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let input = in_slice(io, 0, self.op.input_len(), |t| t.f32())?;
-        self.q.run(&self.op, self.s.asymmetric, input);
+        self.q.run(self.path, &self.op, self.s.asymmetric, input);
         let out = out_slice(io, self.m * self.n, |t| t.f32())?;
         let this = &*self;
         let (k, n, tr) = (this.k, this.n, this.task_rows);
@@ -415,19 +414,36 @@ impl Kernel for HybridGemm {
                     }
                 };
                 kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
-                for (i, a) in acc[..rr * n].chunks_exact_mut(n).enumerate() {
-                    let row = r + i;
-                    let g = row / this.rows_per_group;
+                // Runs of rows in one quantization group (all of them for a convolution).
+                let mut i = 0;
+                while i < rr {
+                    let g = (r + i) / this.rows_per_group;
+                    let run = ((g + 1) * this.rows_per_group - (r + i)).min(rr - i);
+                    let a = &mut acc[i * n..(i + run) * n];
                     let zp = q.zp[g];
                     if zp != 0 {
-                        for (v, &rs) in a.iter_mut().zip(&this.rowsum) {
-                            *v = v.wrapping_sub(zp.wrapping_mul(rs));
+                        for row in a.chunks_exact_mut(n) {
+                            for (v, &rs) in row.iter_mut().zip(&this.rowsum) {
+                                *v = v.wrapping_sub(zp.wrapping_mul(rs));
+                            }
                         }
                     }
-                    let o = &mut chunk[(row - rows.start) * n..][..n];
-                    this.s
-                        .epilogue
-                        .row(a, &this.s.scales, q.scale[g], &this.bias, this.clamp, o);
+                    let at = (r + i - rows.start) * n;
+                    let ep = kernels::hybrid::EpilogueArgs {
+                        epilogue: this.s.epilogue,
+                        weight_scales: &this.s.scales,
+                        input_scale: q.scale[g],
+                        bias: &this.bias,
+                        clamp: this.clamp,
+                    };
+                    kernels::hybrid::epilogue_rows(
+                        this.path,
+                        a,
+                        n,
+                        &ep,
+                        &mut chunk[at..at + run * n],
+                    );
+                    i += run;
                 }
                 r += rr;
             }
@@ -452,6 +468,7 @@ struct HybridDepthwise {
     s: Scheme,
     clamp: (f32, f32),
     q: Quantized,
+    path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
     tasks: usize,
     acc: PerWorker<Vec<i32>>,
@@ -464,6 +481,7 @@ impl HybridDepthwise {
         bias: Vec<f32>,
         s: Scheme,
         clamp: (f32, f32),
+        path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
         let threads = pool.as_ref().map_or(1, |p| p.threads());
@@ -476,6 +494,7 @@ impl HybridDepthwise {
             q: Quantized::new(&HybridOp::Depthwise(g, 1)),
             tasks: conv_fast::depthwise_tasks(&g, threads),
             acc: PerWorker::new(threads, || vec![0; row]),
+            path,
             pool,
             g,
         }
@@ -486,8 +505,12 @@ impl Kernel for HybridDepthwise {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let g = self.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
-        self.q
-            .run(&HybridOp::Depthwise(g, 1), self.s.asymmetric, input);
+        self.q.run(
+            self.path,
+            &HybridOp::Depthwise(g, 1),
+            self.s.asymmetric,
+            input,
+        );
         let out = out_slice(io, g.output_len(), |t| t.f32())?;
         let this = &*self;
         let q = &this.q;
@@ -495,13 +518,25 @@ impl Kernel for HybridDepthwise {
         let task = |t: usize, chunk: &mut [f32], w: usize| {
             let (sub, ir, _) = conv_fast::depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
+            let ep = kernels::hybrid::EpilogueArgs {
+                epilogue: this.s.epilogue,
+                weight_scales: &this.s.scales,
+                input_scale: q.scale[0],
+                bias: &this.bias,
+                clamp: this.clamp,
+            };
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                depthwise_acc_row(&sub, &q.xq[ir.clone()], &this.w, -q.zp[0], oy, &mut acc);
-                for (a, o) in acc.chunks_exact(g.out_c).zip(o.chunks_exact_mut(g.out_c)) {
-                    this.s
-                        .epilogue
-                        .row(a, &this.s.scales, q.scale[0], &this.bias, this.clamp, o);
-                }
+                kernels::hybrid::depthwise_row(
+                    this.path,
+                    &sub,
+                    &q.xq[ir.clone()],
+                    &this.w,
+                    -q.zp[0],
+                    oy,
+                    &mut acc,
+                    &ep,
+                    o,
+                );
             }
         };
         let bounds = |t: usize| conv_fast::depthwise_sub(&g, this.tasks, t).2;

@@ -215,6 +215,7 @@ pub fn depthwise_q<T: QType>(
 /// `w` the filter minus its zero point as i32 (`[fh][fw][c]`). Taps outside the input are
 /// skipped, as TFLite's reference kernel does. Channels are the inner loop, over
 /// contiguous slices, so that it vectorizes on every target.
+#[inline(always)]
 pub fn depthwise_acc_row<T: Copy + Into<i32>>(
     g: &ConvGeom,
     input: &[T],

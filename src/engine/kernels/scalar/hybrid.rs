@@ -15,19 +15,63 @@
 
 use super::conv::ConvGeom;
 
+/// Lanes of [`min_max`]: independent running minima and maxima that the compiler keeps in one
+/// vector register each.
+const LANES: usize = 8;
+
+/// The smallest and largest of `values` (±infinity when empty; NaNs are skipped).
+#[inline(always)]
+pub fn min_max(values: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            // Compare-and-select (not `f32::min`, whose NaN rule keeps it scalar): vectorizes.
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    for &v in tail {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+    }
+    let lo = lo
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    let hi = hi
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    (lo, hi)
+}
+
+/// `x` rounded half away from zero, as an integer (saturating), as C's `round` does.
+#[inline(always)]
+fn round_away(x: f32) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Baseline x86_64 has no rounding instruction (`f32::round` is a libm call): add ±½
+        // in f64, exact for every f32, and truncate.
+        let x = x as f64;
+        (x + 0.5f64.copysign(x)) as i32
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        x.round() as i32
+    }
+}
+
 /// TFLite's `AsymmetricQuantizeFloats`: quantize `values` into `out` (same length); returns
 /// (scale, zero point). An all-zero range gives scale 1, zero point 0 and zeros.
+#[inline(always)]
 pub fn quantize_asymmetric(values: &[f32], out: &mut [i8]) -> (f32, i32) {
     assert_eq!(
         values.len(),
         out.len(),
         "quantize_asymmetric: lengths differ"
     );
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = min_max(values);
     let rmin = lo.min(0.0);
     let rmax = hi.max(0.0);
     if values.is_empty() || rmin == rmax {
@@ -61,24 +105,21 @@ pub fn quantize_asymmetric(values: &[f32], out: &mut [i8]) -> (f32, i32) {
     // `round(zp + x · inv)` differs on camera pixels (p/127.5 − 1 lands on exact halves) and
     // on values a few ulps from a half.
     for (o, &v) in out.iter_mut().zip(values) {
-        *o = ((v * inv).round() as i32 + offset).clamp(-128, 127) as i8;
+        *o = round_away(v * inv).saturating_add(offset).clamp(-128, 127) as i8;
     }
     (scale, offset)
 }
 
 /// TFLite's `SymmetricQuantizeFloats`: quantize `values` into `out` on `±127`; returns the
 /// scale. An all-zero input gives scale 1 and zeros.
+#[inline(always)]
 pub fn quantize_symmetric(values: &[f32], out: &mut [i8]) -> f32 {
     assert_eq!(
         values.len(),
         out.len(),
         "quantize_symmetric: lengths differ"
     );
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = min_max(values);
     let range = if values.is_empty() {
         0.0
     } else {
@@ -90,7 +131,7 @@ pub fn quantize_symmetric(values: &[f32], out: &mut [i8]) -> f32 {
     }
     let inv = 127.0f32 / range;
     for (o, &v) in out.iter_mut().zip(values) {
-        *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        *o = round_away(v * inv).clamp(-127, 127) as i8;
     }
     range / 127.0
 }
@@ -108,7 +149,7 @@ pub enum Epilogue {
 impl Epilogue {
     /// Output row of `acc` (one value per channel) into `out`.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn row(
         self,
         acc: &[i32],
@@ -236,6 +277,28 @@ mod tests {
         assert_eq!(zp, -128);
         let (s, zp) = quantize_asymmetric(&[0.0; 3], &mut q[..3]);
         assert_eq!((s, zp, &q[..3]), (1.0, 0, &[0i8, 0, 0][..]));
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero_and_min_max_skips_nothing() {
+        for (x, want) in [
+            (0.5f32, 1),
+            (-0.5, -1),
+            (1.5, 2),
+            (-2.5, -3),
+            (0.49999997, 0),
+            (-0.49999997, 0),
+            (8388607.5, 8388608),
+            (1e10, i32::MAX),
+            (-1e10, i32::MIN),
+        ] {
+            assert_eq!(round_away(x), want, "{x}");
+            assert_eq!(round_away(x), x.round() as i32, "{x}");
+        }
+        let v: Vec<f32> = (0..37).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let (lo, hi) = min_max(&v);
+        assert_eq!((lo, hi), (-50.0, 50.0));
+        assert_eq!(min_max(&[3.0]), (3.0, 3.0));
     }
 
     #[test]
