@@ -478,3 +478,149 @@ fn malformed_16x8_operators_are_refused_with_a_clear_error() {
         assert!(err.contains(words), "{what}: {err}");
     }
 }
+
+/// A mixed graph, as a quantizer keeping only its most sensitive tensors in int16 writes it:
+/// float input → QUANTIZE int8 → int8 CONV_2D → QUANTIZE int16 → 16x8 CONV_2D → QUANTIZE int8
+/// → DEQUANTIZE, on a crop of a real photo, is bit-exact with TFLite's reference kernels on
+/// every kernel path.
+#[test]
+fn a_graph_mixing_int8_and_int16_joined_by_quantize_matches_tflite() {
+    use edgecam::engine::graph::{Activation, Conv2DOptions, Op, Padding};
+    use edgecam::engine::tensor::Quant;
+    let mut r = Rng::new(0x16_08);
+    let (h, w, c1, c2) = (24usize, 24usize, 8usize, 12usize);
+    let img = image::open(photos()[0].clone()).unwrap().to_rgb8();
+    let crop = image::imageops::crop_imm(&img, 40, 40, w as u32, h as u32).to_image();
+    let x: Vec<f32> = crop
+        .into_raw()
+        .iter()
+        .map(|&p| p as f32 / 127.5 - 1.0)
+        .collect();
+    let mut b = B::default();
+    let xin = b.input(
+        DType::F32,
+        &[1, h, w, 3],
+        None,
+        bytemuck::cast_slice(&x).to_vec(),
+    );
+    let s8 = 1.0 / 128.0;
+    let x8 = b.tensor(DType::I8, &[1, h, w, 3], Some(Quant::per_tensor(s8, 0)));
+    b.op(Op::Quantize, vec![Some(xin)], vec![x8]);
+    #[allow(clippy::too_many_arguments)]
+    let conv =
+        |b: &mut B, r: &mut Rng, cin: usize, cout: usize, k: usize, in_scale: f32, bias64: bool| {
+            let ws: Vec<f32> = (0..cout).map(|_| r.scale(0.004, 0.03)).collect();
+            let wv: Vec<u8> = (0..cout * k * k * cin)
+                .map(|_| r.range(-127, 127) as i8 as u8)
+                .collect();
+            let wt = b.constant(
+                DType::I8,
+                &[cout, k, k, cin],
+                Some(Quant {
+                    scale: ws.clone(),
+                    zero_point: vec![0; cout],
+                    axis: 0,
+                }),
+                &wv,
+            );
+            let bq = Quant {
+                scale: ws.iter().map(|s| s * in_scale).collect(),
+                zero_point: vec![0; cout],
+                axis: 0,
+            };
+            let bt = if bias64 {
+                let v: Vec<i64> = (0..cout).map(|_| r.range(-200_000, 200_000)).collect();
+                b.constant(DType::I64, &[cout], Some(bq), bytemuck::cast_slice(&v))
+            } else {
+                let v: Vec<i32> = (0..cout).map(|_| r.range(-2000, 2000) as i32).collect();
+                b.constant(DType::I32, &[cout], Some(bq), bytemuck::cast_slice(&v))
+            };
+            (wt, bt)
+        };
+    let opts = |act| {
+        Op::Conv2D(Conv2DOptions {
+            padding: Padding::Same,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            activation: act,
+        })
+    };
+    // int8 convolution, ReLU.
+    let (wt, bt) = conv(&mut b, &mut r, 3, c1, 3, s8, false);
+    let y8_scale = 0.02;
+    let y8 = b.tensor(
+        DType::I8,
+        &[1, h, w, c1],
+        Some(Quant::per_tensor(y8_scale, -128)),
+    );
+    b.op(
+        opts(Activation::Relu),
+        vec![Some(x8), Some(wt), Some(bt)],
+        vec![y8],
+    );
+    // To int16 (symmetric), then a 16x8 convolution without activation.
+    let s16 = y8_scale * 256.0 / 32768.0;
+    let y16 = b.tensor(DType::I16, &[1, h, w, c1], Some(Quant::per_tensor(s16, 0)));
+    b.op(Op::Quantize, vec![Some(y8)], vec![y16]);
+    let (wt, bt) = conv(&mut b, &mut r, c1, c2, 3, s16, true);
+    let z16 = b.tensor(
+        DType::I16,
+        &[1, h, w, c2],
+        Some(Quant::per_tensor(1.0 / 2048.0, 0)),
+    );
+    b.op(
+        opts(Activation::None),
+        vec![Some(y16), Some(wt), Some(bt)],
+        vec![z16],
+    );
+    // Back to int8 and out as float.
+    let z8 = b.tensor(DType::I8, &[1, h, w, c2], Some(Quant::per_tensor(0.06, 3)));
+    b.op(Op::Quantize, vec![Some(z16)], vec![z8]);
+    let out = b.tensor(DType::F32, &[1, h, w, c2], None);
+    b.op(Op::Dequantize, vec![Some(z8)], vec![out]);
+    let (g, feeds) = b.finish(&[out]);
+    let bytes = tflite::writer::write_model(&g);
+    let dir = tmpdir("int16-mixed");
+    let model = dir.join("mixed.tflite");
+    std::fs::write(&model, &bytes).unwrap();
+    let case = dir.join("ref/case");
+    std::fs::create_dir_all(&case).unwrap();
+    std::fs::copy(&model, case.join("model.tflite")).unwrap();
+    feeds[0].write(&case.join("in_0.npy")).unwrap();
+    let st = Command::new(python())
+        .arg(root().join("scripts/oracle.py"))
+        .arg(dir.join("ref"))
+        .status()
+        .expect("running the reference oracle");
+    assert!(st.success());
+    assert!(
+        !case.join("ref_error.txt").exists(),
+        "{:?}",
+        std::fs::read_to_string(case.join("ref_error.txt"))
+    );
+    let want = NpyArray::read(&case.join("ref_0.npy")).unwrap();
+    let want: Vec<f32> = bytemuck::pod_collect_to_vec(&want.data);
+    // Not a constant output: the int8 values span a range.
+    let distinct: std::collections::BTreeSet<u32> = want.iter().map(|v| v.to_bits()).collect();
+    assert!(distinct.len() > 20, "{} distinct outputs", distinct.len());
+    for path in KernelPath::available() {
+        for threads in [1, 2] {
+            let opts = InterpreterOptions {
+                kernels: path,
+                threads,
+                ..Default::default()
+            };
+            let mut it =
+                Interpreter::with_options(tflite::load_bytes(&bytes).unwrap(), &opts).unwrap();
+            it.input_bytes_mut(0)
+                .unwrap()
+                .copy_from_slice(&feeds[0].data);
+            it.invoke().unwrap();
+            let got = it.output(0).unwrap().f32().unwrap().to_vec();
+            assert_eq!(got, want, "{path} x{threads}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
