@@ -105,7 +105,7 @@ pub fn quantize_asymmetric(values: &[f32], out: &mut [i8]) -> (f32, i32) {
     // `round(zp + x · inv)` differs on camera pixels (p/127.5 − 1 lands on exact halves) and
     // on values a few ulps from a half.
     for (o, &v) in out.iter_mut().zip(values) {
-        *o = round_away(v * inv).saturating_add(offset).clamp(-128, 127) as i8;
+        *o = (round_away(v * inv).clamp(-256, 256) + offset).clamp(-128, 127) as i8;
     }
     (scale, offset)
 }
