@@ -200,22 +200,9 @@ fn build_q<T: QElem>(
         return Err("per-channel weights are only supported for int8".into());
     }
     let q = conv_qparams::<T>(input, weights, output, d.units, 0, act, rule)?;
-    if T::DTYPE == DType::I8 && q.filter_offset == 0 {
-        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
-            return Ok(Box::new(conv_fast::GemmI8::new(
-                conv_fast::ASource::Direct,
-                d.batch,
-                d.depth,
-                d.units,
-                d.batch * d.depth,
-                w,
-                bias,
-                q,
-                ctx.kernels,
-                ctx.pool.clone(),
-            )?));
-        }
-    }
+    // TFLite's reference FULLY_CONNECTED requantizes with a single rounding
+    // (`fc_q`), which the int8 GEMM fast path (the convolutions' double rounding)
+    // does not do; quantized FC therefore always runs the scalar kernel.
     Ok(Box::new(FcQ::<T> {
         d,
         has_bias,

@@ -33,7 +33,8 @@ pub fn fc_f32(
 }
 
 /// Quantized fully connected (int8 per-tensor or per-channel, uint8 per-tensor).
-/// `q.multipliers`/`q.shifts` have `units` entries.
+/// `q.multipliers`/`q.shifts` have `units` entries. Requantized with one rounding
+/// ([`Requant::finish_single`]), as TFLite's reference FULLY_CONNECTED does.
 #[allow(clippy::too_many_arguments)]
 pub fn fc_q<T: QType>(
     batch: usize,
@@ -57,7 +58,7 @@ pub fn fc_q<T: QType>(
             if let Some(bias) = bias {
                 acc = acc.wrapping_add(bias[o]);
             }
-            output[b * units + o] = T::from_i32(q.finish(acc, o));
+            output[b * units + o] = T::from_i32(q.finish_single(acc, o));
         }
     }
 }

@@ -78,6 +78,17 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     rounding_divide_by_pot(srdhm(x.wrapping_mul(1i32 << left), multiplier), right)
 }
 
+/// TFLite's single-rounding MultiplyByQuantizedMultiplier: the exact product
+/// `x * multiplier` rounded once (half up) by `31 - shift` bits. TFLite's
+/// reference FULLY_CONNECTED (int8 / uint8) requantizes this way; the
+/// convolutions use the double-rounding [`multiply_by_quantized_multiplier`].
+#[inline(always)]
+pub fn multiply_by_quantized_multiplier_single(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let total_shift = (31 - shift) as u32;
+    let round = 1i64 << (total_shift - 1);
+    ((x as i64 * multiplier as i64 + round) >> total_shift) as i32
+}
+
 /// TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp.
 #[inline(always)]
 pub fn multiply_by_quantized_multiplier_smaller_than_one(
@@ -189,6 +200,15 @@ impl Requant<'_> {
             .wrapping_add(self.output_offset);
         v.clamp(self.act_min, self.act_max)
     }
+
+    /// [`Self::finish`] with the single-rounding multiply of TFLite's
+    /// FULLY_CONNECTED ([`multiply_by_quantized_multiplier_single`]).
+    #[inline(always)]
+    pub fn finish_single(&self, acc: i32, c: usize) -> i32 {
+        let v = multiply_by_quantized_multiplier_single(acc, self.multipliers[c], self.shifts[c])
+            .wrapping_add(self.output_offset);
+        v.clamp(self.act_min, self.act_max)
+    }
 }
 
 /// Effective output multiplier of a per-channel (int8) convolution, as TFLite's
@@ -242,6 +262,10 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier(-3, m, s), -1);
         assert_eq!(multiply_by_quantized_multiplier(-5, m, s), -2);
         assert_eq!(multiply_by_quantized_multiplier(1000, m, s), 500);
+        // Single rounding rounds the exact product half up: -2.5 -> -2, 2.5 -> 3.
+        assert_eq!(multiply_by_quantized_multiplier_single(-5, m, s), -2);
+        assert_eq!(multiply_by_quantized_multiplier_single(5, m, s), 3);
+        assert_eq!(multiply_by_quantized_multiplier_single(1000, m, s), 500);
     }
 
     #[test]
