@@ -915,7 +915,7 @@ fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
     // Output quantization: fixed by TFLite for logistic/tanh/softmax.
     let oq = match (which, k) {
         (_, Kind::F32) => None,
-        ("logistic" | "tanh", Kind::I16) => Some(Quant::per_tensor(1.0 / 32768.0, 0)),
+        ("logistic" | "tanh" | "softmax", Kind::I16) => Some(Quant::per_tensor(1.0 / 32768.0, 0)),
         ("logistic" | "softmax", Kind::I8) => Some(Quant::per_tensor(1.0 / 256.0, -128)),
         ("logistic" | "softmax", Kind::U8) => Some(Quant::per_tensor(1.0 / 256.0, 0)),
         ("tanh", Kind::I8) => Some(Quant::per_tensor(1.0 / 128.0, 0)),
@@ -1161,7 +1161,7 @@ fn generators() -> Vec<(String, Generator)> {
         Box::new(detection_postprocess),
     ));
     // Last, so that adding them left the other variants' random cases unchanged.
-    for w in ["logistic", "tanh"] {
+    for w in ["logistic", "tanh", "softmax"] {
         v.push((
             format!("{w}_i16"),
             Box::new(move |r| activation(r, Kind::I16, w)),

@@ -9,7 +9,7 @@ use crate::engine::graph::{Node, Op};
 use crate::engine::kernels::scalar::activation::{
     float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
     logistic_i16, logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, tanh_i16,
-    HardSwishParams, Lut16Params, QRange, Requant,
+    HardSwishParams, Lut16Params, QRange, Requant, Softmax16,
 };
 use crate::engine::kernels::scalar::quant::quantize_value;
 use crate::engine::tensor::{DType, TensorInfo};
@@ -238,7 +238,41 @@ pub(crate) fn build_softmax(
                 range: ro,
             }))
         }
+        DType::I16 => {
+            let (si, zi) = qparams(x)?;
+            let (so, zo) = qparams(y)?;
+            op_ensure!(
+                zi == 0 && zo == 0 && (so * 32768.0 - 1.0).abs() <= 0.001,
+                "int16 SOFTMAX needs zero points 0 and output scale 1/32768 \
+                 (input zero point {zi}, output scale {so}, zero point {zo})"
+            );
+            Ok(Box::new(SoftmaxI16 {
+                p: Softmax16::new(si, beta),
+                depth,
+            }))
+        }
         d => op_bail!("SOFTMAX on {} is not supported", d.name()),
+    }
+}
+
+/// int16 SOFTMAX (16x8 models): TFLite's exp and reciprocal tables.
+struct SoftmaxI16 {
+    p: Softmax16,
+    depth: usize,
+}
+
+impl Kernel for SoftmaxI16 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.i16()?;
+        let y = io.outputs.get_mut(0).ok_or("missing output 0")?.i16()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        for (xr, yr) in x
+            .chunks_exact(self.depth)
+            .zip(y.chunks_exact_mut(self.depth))
+        {
+            self.p.row(xr, yr);
+        }
+        Ok(())
     }
 }
 

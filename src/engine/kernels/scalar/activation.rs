@@ -392,6 +392,91 @@ pub fn tanh_i16(p: &Lut16Params, x: i16) -> i16 {
     (r >> 8) as i16
 }
 
+// ---------------------------------------------------------------- int16 SOFTMAX
+
+/// A 513-entry int16 table of `f` on `[input_min, input_max]` with output
+/// range [-1, 1], TFLite's `gen_lut` in double: samples biased by half the error
+/// of linear interpolation at each segment's midpoint.
+pub fn lut_populate_i16(input_min: f64, input_max: f64, f: impl Fn(f64) -> f64) -> [i16; 513] {
+    let step = (input_max - input_min) / 512.0;
+    let half_step = step / 2.0;
+    let inv = 65536.0f64 / 2.0;
+    let clamp = |v: f64| v.clamp(i16::MIN as f64, i16::MAX as f64) as i16;
+    let mut lut = [0i16; 513];
+    for (i, o) in lut.iter_mut().take(512).enumerate() {
+        let at = input_min + i as f64 * step;
+        let val = f(at);
+        let val_mid = f(at + half_step);
+        let val_next = f(input_min + (i + 1) as f64 * step);
+        let sample = (val * inv).round();
+        let mid_interp = ((val_next * inv + (val * inv).round()) / 2.0).round();
+        let mid_val = (val_mid * inv).round();
+        let bias = ((mid_interp - mid_val) / 2.0).round();
+        *o = clamp(sample - bias);
+    }
+    lut[512] = clamp((f(input_max) * inv).round());
+    lut
+}
+
+/// Interpolated lookup of a 513-entry table (TFLite's int16 `lut_lookup`).
+#[inline]
+pub fn lut_lookup_i16(v: i16, lut: &[i16; 513]) -> i16 {
+    let index = (256 + (v as i32 >> 7)) as usize;
+    let offset = (v & 0x7f) as i32;
+    let base = lut[index] as i32;
+    let slope = (lut[index + 1] as i32 - base) as i16 as i32;
+    (base + ((slope * offset + 64) >> 7)) as i16
+}
+
+/// The two tables and the input rescaling of an int16 SOFTMAX.
+pub struct Softmax16 {
+    exp_lut: [i16; 513],
+    recip_lut: [i16; 513],
+    multiplier: i32,
+    shift: i32,
+}
+
+impl Softmax16 {
+    /// TFLite's Prepare: `exp` on [-10, 0], `1 / (1 + x)` on [0, 1], and the
+    /// input differences rescaled so that -65535 is -10.
+    pub fn new(in_scale: f32, beta: f32) -> Self {
+        let (multiplier, shift) =
+            quantize_multiplier(in_scale as f64 * beta as f64 / (10.0 / 65535.0));
+        Self {
+            exp_lut: lut_populate_i16(-10.0, 0.0, f64::exp),
+            recip_lut: lut_populate_i16(0.0, 1.0, |x| 1.0 / (1.0 + x)),
+            multiplier,
+            shift,
+        }
+    }
+
+    /// One row (the last axis), output in Q0.15.
+    pub fn row(&self, x: &[i16], y: &mut [i16]) {
+        let max = x.iter().copied().max().unwrap_or(0) as i32;
+        let mut sum = 0i32;
+        for (o, &v) in y.iter_mut().zip(x) {
+            let d = multiply_by_quantized_multiplier(v as i32 - max, self.multiplier, self.shift);
+            let d = d.saturating_add(32767).clamp(-32768, 32767) as i16;
+            *o = lut_lookup_i16(d, &self.exp_lut);
+            sum = sum.wrapping_add(*o as i32);
+        }
+        let headroom_plus_one = (sum as u32).leading_zeros().clamp(1, 31);
+        let shifted = (((sum as i64) << (headroom_plus_one - 1)) + (1 << 13)) >> 14;
+        let sym = (shifted - (1 << 15) - (1 << 16)).clamp(-32768, 32767) as i16;
+        let recip = lut_lookup_i16(sym, &self.recip_lut) as i64;
+        let right_shift = 31 - headroom_plus_one;
+        let round = if right_shift > 0 {
+            1i64 << (right_shift - 1)
+        } else {
+            0
+        };
+        for o in y.iter_mut() {
+            let r = (*o as i64 * recip + round) >> right_shift;
+            *o = r.clamp(0, 32767) as i16;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,11 +525,16 @@ mod tests {
             }
         );
         assert_eq!(tanh_i16(&t, 0), 0);
-        // Saturation and symmetry.
-        assert_eq!(logistic_i16(&p, i16::MAX), 32767);
-        assert_eq!(logistic_i16(&p, i16::MIN), 0);
-        assert_eq!(tanh_i16(&t, i16::MAX), 32767);
-        assert_eq!(tanh_i16(&t, i16::MIN), -32768);
+        // sigmoid(8) at the top of the table's own range; saturation beyond it.
+        assert_eq!(logistic_i16(&p, i16::MAX), 32757);
+        let (ps, ts) = (
+            Lut16Params::new(0.001, false),
+            Lut16Params::new(0.001, true),
+        );
+        assert_eq!(logistic_i16(&ps, i16::MAX), 32767);
+        assert_eq!(logistic_i16(&ps, i16::MIN), 1);
+        assert_eq!(tanh_i16(&ts, i16::MAX), 32767);
+        assert_eq!(tanh_i16(&ts, i16::MIN), -32767);
         // A general scale tracks the float functions within a few steps.
         let g = Lut16Params::new(0.000_37, false);
         let gt = Lut16Params::new(0.000_37, true);
