@@ -903,10 +903,26 @@ fn resize(r: &mut Rng, k: Kind, bilinear: bool) -> Option<Case> {
 fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
     let rank = r.usize(1, 4);
     let shape = rand_shape(r, rank, 6);
-    let (mut b, x, _) = unary_io(r, k, &shape);
+    let lut16 = k == Kind::I16 && matches!(which, "logistic" | "tanh");
+    let (mut b, x, _) = if lut16 {
+        // int16 LOGISTIC / TANH: the power-of-two scales TFLite takes directly
+        // (2^-12, and 2^-11 for tanh), other powers of two and general scales.
+        let scale = match r.range(0, 3) {
+            0 => 2f32.powi(r.range(-15, -8) as i32),
+            1 => r.pick(&[1.0 / 4096.0, 1.0 / 2048.0]),
+            _ => r.scale(0.00002, 0.002),
+        };
+        let mut b = B::default();
+        let q = Some(Quant::per_tensor(scale, 0));
+        let x = b.input(k.dtype(), &shape, q.clone(), rand_data(r, k, n_of(&shape)));
+        (b, x, q)
+    } else {
+        unary_io(r, k, &shape)
+    };
     // Output quantization: fixed by TFLite for logistic/tanh/softmax.
     let oq = match (which, k) {
         (_, Kind::F32) => None,
+        ("logistic" | "tanh" | "softmax", Kind::I16) => Some(Quant::per_tensor(1.0 / 32768.0, 0)),
         ("logistic" | "softmax", Kind::I8) => Some(Quant::per_tensor(1.0 / 256.0, -128)),
         ("logistic" | "softmax", Kind::U8) => Some(Quant::per_tensor(1.0 / 256.0, 0)),
         ("tanh", Kind::I8) => Some(Quant::per_tensor(1.0 / 128.0, 0)),
@@ -1151,6 +1167,13 @@ fn generators() -> Vec<(String, Generator)> {
         "detection_postprocess".into(),
         Box::new(detection_postprocess),
     ));
+    // Last, so that adding them left the other variants' random cases unchanged.
+    for w in ["logistic", "tanh", "softmax"] {
+        v.push((
+            format!("{w}_i16"),
+            Box::new(move |r| activation(r, Kind::I16, w)),
+        ));
+    }
     v
 }
 

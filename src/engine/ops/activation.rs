@@ -8,14 +8,14 @@ use crate::engine::error::OpResult;
 use crate::engine::graph::{Node, Op};
 use crate::engine::kernels::scalar::activation::{
     float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
-    logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, HardSwishParams, QRange,
-    Requant,
+    logistic_i16, logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, tanh_i16,
+    HardSwishParams, Lut16Params, QRange, Requant, Softmax16,
 };
 use crate::engine::kernels::scalar::quant::quantize_value;
-use crate::engine::tensor::DType;
+use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::quantize::{lut_kernel, q8, same_shape};
+use super::quantize::{lut_kernel, q8, qparams, same_shape};
 use super::{BuildCtx, Kernel, OpIo};
 
 #[derive(Clone, Copy)]
@@ -81,6 +81,9 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
         };
         return Ok(Box::new(FloatUnary(f)));
     }
+    if x.dtype == DType::I16 && matches!(op, Op::Logistic | Op::Tanh) {
+        return build_lut16(x, y, matches!(op, Op::Tanh));
+    }
     if !matches!(x.dtype, DType::I8 | DType::U8) {
         op_bail!("{} on {} is not supported", op.name(), x.dtype.name());
     }
@@ -128,6 +131,49 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
         }
         _ => op_bail!("not an element-wise activation"),
     }
+}
+
+/// int16 LOGISTIC / TANH (16x8 models): TFLite's interpolated sigmoid table.
+struct Lut16 {
+    p: Lut16Params,
+    tanh: bool,
+}
+
+impl Kernel for Lut16 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.i16()?;
+        let y = io.outputs.get_mut(0).ok_or("missing output 0")?.i16()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        let f = if self.tanh { tanh_i16 } else { logistic_i16 };
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = f(&self.p, v);
+        }
+        Ok(())
+    }
+}
+
+/// TFLite's Prepare of int16 LOGISTIC / TANH: zero points 0, output scale 1/32768.
+fn build_lut16(x: &TensorInfo, y: &TensorInfo, tanh: bool) -> OpResult<Box<dyn Kernel>> {
+    let name = if tanh { "TANH" } else { "LOGISTIC" };
+    let (si, zi) = qparams(x)?;
+    let (so, zo) = qparams(y)?;
+    op_ensure!(
+        zi == 0 && zo == 0,
+        "int16 {name} needs zero points 0 (input {zi}, output {zo})"
+    );
+    op_ensure!(
+        si.is_finite() && si > 0.0,
+        "int16 {name} input scale {si} is not positive"
+    );
+    let l = so.ln() / 2.0f32.ln();
+    op_ensure!(
+        (l - l.round()).abs() < 1e-3 && l.round() == -15.0,
+        "int16 {name} output must have scale 1/32768 (got {so})"
+    );
+    Ok(Box::new(Lut16 {
+        p: Lut16Params::new(si, tanh),
+        tanh,
+    }))
 }
 
 /// Float SOFTMAX along the last axis.
@@ -192,7 +238,41 @@ pub(crate) fn build_softmax(
                 range: ro,
             }))
         }
+        DType::I16 => {
+            let (si, zi) = qparams(x)?;
+            let (so, zo) = qparams(y)?;
+            op_ensure!(
+                zi == 0 && zo == 0 && (so * 32768.0 - 1.0).abs() <= 0.001,
+                "int16 SOFTMAX needs zero points 0 and output scale 1/32768 \
+                 (input zero point {zi}, output scale {so}, zero point {zo})"
+            );
+            Ok(Box::new(SoftmaxI16 {
+                p: Softmax16::new(si, beta),
+                depth,
+            }))
+        }
         d => op_bail!("SOFTMAX on {} is not supported", d.name()),
+    }
+}
+
+/// int16 SOFTMAX (16x8 models): TFLite's exp and reciprocal tables.
+struct SoftmaxI16 {
+    p: Softmax16,
+    depth: usize,
+}
+
+impl Kernel for SoftmaxI16 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.i16()?;
+        let y = io.outputs.get_mut(0).ok_or("missing output 0")?.i16()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        for (xr, yr) in x
+            .chunks_exact(self.depth)
+            .zip(y.chunks_exact_mut(self.depth))
+        {
+            self.p.row(xr, yr);
+        }
+        Ok(())
     }
 }
 
