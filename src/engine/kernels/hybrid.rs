@@ -64,6 +64,21 @@ pub struct EpilogueArgs<'a> {
     pub clamp: (f32, f32),
 }
 
+impl EpilogueArgs<'_> {
+    /// One row of int32 sums (one per channel) into floats.
+    #[inline(always)]
+    pub fn row(&self, acc: &[i32], out: &mut [f32]) {
+        self.epilogue.row(
+            acc,
+            self.weight_scales,
+            self.input_scale,
+            self.bias,
+            self.clamp,
+            out,
+        );
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn body_depthwise_row(
@@ -78,8 +93,7 @@ fn body_depthwise_row(
 ) {
     depthwise_acc_row(g, xq, w, in_off, oy, acc);
     for (a, o) in acc.chunks_exact(g.out_c).zip(out.chunks_exact_mut(g.out_c)) {
-        ep.epilogue
-            .row(a, ep.weight_scales, ep.input_scale, ep.bias, ep.clamp, o);
+        ep.row(a, o);
     }
 }
 
@@ -121,8 +135,7 @@ unsafe fn epilogue_rows_avx2(acc: &[i32], n: usize, ep: &EpilogueArgs<'_>, out: 
 #[inline(always)]
 fn body_epilogue_rows(acc: &[i32], n: usize, ep: &EpilogueArgs<'_>, out: &mut [f32]) {
     for (a, o) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        ep.epilogue
-            .row(a, ep.weight_scales, ep.input_scale, ep.bias, ep.clamp, o);
+        ep.row(a, o);
     }
 }
 

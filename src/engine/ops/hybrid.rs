@@ -84,6 +84,24 @@ struct Scheme {
     epilogue: Epilogue,
 }
 
+impl Scheme {
+    /// The epilogue of a group quantized with `input_scale`.
+    fn epilogue_args<'a>(
+        &'a self,
+        input_scale: f32,
+        bias: &'a [f32],
+        clamp: (f32, f32),
+    ) -> kernels::hybrid::EpilogueArgs<'a> {
+        kernels::hybrid::EpilogueArgs {
+            epilogue: self.epilogue,
+            weight_scales: &self.scales,
+            input_scale,
+            bias,
+            clamp,
+        }
+    }
+}
+
 fn scheme(op: &HybridOp, filter: &TensorInfo, axis: usize) -> OpResult<Scheme> {
     let n = op.channels();
     let q = filter.quant.as_ref().ok_or_else(|| {
@@ -429,13 +447,7 @@ impl Kernel for HybridGemm {
                         }
                     }
                     let at = (r + i - rows.start) * n;
-                    let ep = kernels::hybrid::EpilogueArgs {
-                        epilogue: this.s.epilogue,
-                        weight_scales: &this.s.scales,
-                        input_scale: q.scale[g],
-                        bias: &this.bias,
-                        clamp: this.clamp,
-                    };
+                    let ep = this.s.epilogue_args(q.scale[g], &this.bias, this.clamp);
                     kernels::hybrid::epilogue_rows(
                         this.path,
                         a,
@@ -518,13 +530,7 @@ impl Kernel for HybridDepthwise {
         let task = |t: usize, chunk: &mut [f32], w: usize| {
             let (sub, ir, _) = conv_fast::depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
-            let ep = kernels::hybrid::EpilogueArgs {
-                epilogue: this.s.epilogue,
-                weight_scales: &this.s.scales,
-                input_scale: q.scale[0],
-                bias: &this.bias,
-                clamp: this.clamp,
-            };
+            let ep = this.s.epilogue_args(q.scale[0], &this.bias, this.clamp);
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
                 kernels::hybrid::depthwise_row(
                     this.path,
