@@ -188,6 +188,8 @@ pub struct MqttConfig {
     pub ca_file: Option<PathBuf>,
     /// Messages kept while the broker is away (oldest dropped beyond this).
     pub buffer: usize,
+    /// ... and at most this many megabytes of them (snapshots are large).
+    pub buffer_mb: f64,
     /// Reconnect back-off bounds in seconds (doubled per failure, with jitter).
     pub backoff_min_s: f64,
     pub backoff_max_s: f64,
@@ -216,6 +218,7 @@ impl Default for MqttConfig {
             tls: false,
             ca_file: None,
             buffer: 1000,
+            buffer_mb: 32.0,
             backoff_min_s: 0.25,
             backoff_max_s: 30.0,
             stats_interval_s: 10.0,
@@ -708,6 +711,12 @@ impl Config {
             )?;
         }
         let m = &self.mqtt;
+        if !(m.buffer_mb.is_finite() && (1.0..=4096.0).contains(&m.buffer_mb)) {
+            bad(
+                "mqtt.buffer_mb",
+                format!("must be in 1..=4096, got {}", m.buffer_mb),
+            )?;
+        }
         if m.qos > 2 {
             bad("mqtt.qos", format!("must be 0, 1 or 2, got {}", m.qos))?;
         }

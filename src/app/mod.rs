@@ -443,7 +443,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
     };
 
     let mut settings = mqtt_settings(&cfg);
-    let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
+    let outbox = Arc::new(Outbox::with_max_bytes(
+        cfg.mqtt.buffer,
+        (cfg.mqtt.buffer_mb * 1024.0 * 1024.0) as usize,
+    ));
     let conn = Arc::new(ConnState::default());
     let publisher = Publisher::new(
         cfg.base_topic(),
