@@ -247,50 +247,8 @@ impl Default for HomeAssistantConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// IoU needed to continue a track.
-    pub iou: f32,
-    /// Processed frames a track may be unseen before it ends.
-    pub max_missed: u32,
-    /// Minimum processed frames between `update` events of one track.
-    pub update_every: u32,
-    /// False-positive gate: frames an object must be seen in before its `new` event...
-    pub min_frames: u32,
-    /// ... and the median of its latest scores (up to 10) must reach this.
-    pub min_score: f32,
-    /// `update` goes out when the top score improves or the box moves: IoU with the box of
-    /// the object's previous event below this.
-    pub update_iou: f32,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        let d = crate::postprocess::tracker::Settings::default();
-        TrackerConfig {
-            iou: d.iou,
-            max_missed: d.max_missed,
-            update_every: d.update_every,
-            min_frames: d.min_frames,
-            min_score: d.min_score,
-            update_iou: d.update_iou,
-        }
-    }
-}
-
-impl TrackerConfig {
-    pub fn settings(&self) -> crate::postprocess::tracker::Settings {
-        crate::postprocess::tracker::Settings {
-            iou: self.iou,
-            max_missed: self.max_missed,
-            update_every: self.update_every,
-            min_frames: self.min_frames,
-            min_score: self.min_score,
-            update_iou: self.update_iou,
-        }
-    }
-}
+/// `[tracker]`: the tracker's settings, as they are.
+pub type TrackerConfig = crate::postprocess::tracker::Settings;
 
 /// The shape of `<base>/events`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
