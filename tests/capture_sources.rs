@@ -10,7 +10,8 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -389,6 +390,193 @@ fn http_errors_are_clear() {
     let port = free_port();
     let e = open_err(&format!("http://127.0.0.1:{port}/cam.mjpg"));
     assert!(e.contains("connecting") && e.contains("refused"), "{e}");
+}
+
+/// A live camera: the clip's frames at `fps` in a loop, with Content-Length, until `silent`
+/// (connection held open, nothing sent). Counts connections and connections the client closed.
+struct LiveServer {
+    port: u16,
+    silent: Arc<AtomicBool>,
+    connections: Arc<AtomicU64>,
+    closed_by_client: Arc<AtomicU64>,
+}
+
+impl LiveServer {
+    fn start(fps: f64) -> LiveServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicU64::new(0));
+        let closed_by_client = Arc::new(AtomicU64::new(0));
+        let frames = Arc::new(clip_frames());
+        let (s2, c2, x2) = (
+            silent.clone(),
+            connections.clone(),
+            closed_by_client.clone(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                c2.fetch_add(1, Ordering::SeqCst);
+                let (silent, frames, closed) = (s2.clone(), frames.clone(), x2.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if conn.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let hdr = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n";
+                    if conn.write_all(hdr.as_bytes()).is_err() {
+                        return;
+                    }
+                    conn.set_nonblocking(true).unwrap();
+                    let mut i = 0;
+                    loop {
+                        // The client closing its end shows as EOF on a read.
+                        if matches!(conn.read(&mut b), Ok(0)) {
+                            closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        if silent.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        }
+                        let f = &frames[i % frames.len()];
+                        i += 1;
+                        let part = format!(
+                            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                            f.len()
+                        );
+                        conn.set_nonblocking(false).unwrap();
+                        let ok = conn.write_all(part.as_bytes()).is_ok()
+                            && conn.write_all(f).is_ok()
+                            && conn.write_all(b"\r\n").is_ok();
+                        conn.set_nonblocking(true).unwrap();
+                        if !ok {
+                            closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_secs_f64(1.0 / fps));
+                    }
+                });
+            }
+        });
+        LiveServer {
+            port,
+            silent,
+            connections,
+            closed_by_client,
+        }
+    }
+}
+
+#[test]
+fn a_silent_http_camera_is_pending_not_blocking_and_close_hangs_up() {
+    let server = LiveServer::start(20.0);
+    let mut src = sources::from_config(&mjpeg_config(&format!(
+        "http://127.0.0.1:{}/video",
+        server.port
+    )))
+    .unwrap();
+    src.open(&no_stop()).unwrap();
+    let got = drain(src.as_mut(), 5, Duration::from_secs(10));
+    assert_eq!(got.frames.len(), 5);
+    assert!(got.frames.iter().all(|f| f.dimensions() == (384, 288)));
+    server.silent.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = drain(src.as_mut(), 100, Duration::from_millis(300));
+    // Silence: every read returns within its wait, with nothing.
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let r = src.read(Duration::from_millis(100)).unwrap();
+        assert!(matches!(r, Read::Pending), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_millis(300));
+    }
+    // Reopening (after a stall) hangs up the old connection and makes a new one.
+    src.open(&no_stop()).unwrap();
+    server.silent.store(false, Ordering::SeqCst);
+    let got = drain(src.as_mut(), 3, Duration::from_secs(10));
+    assert_eq!(got.frames.len(), 3);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    let t0 = Instant::now();
+    while server.closed_by_client.load(Ordering::SeqCst) < 1 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.closed_by_client.load(Ordering::SeqCst), 1);
+    drop(src);
+    let t0 = Instant::now();
+    while server.closed_by_client.load(Ordering::SeqCst) < 2 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.closed_by_client.load(Ordering::SeqCst), 2);
+}
+
+/// The daemon on an HTTP camera through `kind = "mjpeg"`: detections, a stall when the camera
+/// goes silent, a reconnect, detections again.
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto")]
+fn the_daemon_reads_an_http_camera_and_reconnects_after_a_stall() {
+    let dir = tmpdir("cap-http-daemon");
+    let server = LiveServer::start(10.0);
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let base = "edgecam/caphttp";
+    let rx = subscribe(port, &format!("{base}/#"));
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg = write_config(&dir, port, "caphttp", "");
+    set_key(
+        &cfg,
+        "source",
+        "uri",
+        &format!("\"http://127.0.0.1:{}/video\"", server.port),
+    );
+    set_key(&cfg, "source", "loop", "false");
+    set_key(&cfg, "source", "fps", "5.0");
+    set_key(&cfg, "source", "stall_timeout_s", "1.0");
+    set_key(&cfg, "source", "backoff_min_s", "0.3");
+    set_key(&cfg, "source", "backoff_max_s", "1.0");
+    set_key(&cfg, "mqtt", "stats_interval_s", "0.5");
+    let mut d = Logged::start(&cfg, &[]);
+    let mut all = vec![];
+    let dets = format!("{base}/detections");
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0 == dets),
+        "no detections from the HTTP camera"
+    );
+    server.silent.store(true, Ordering::SeqCst);
+    assert!(
+        d.wait_line(&["stalled"], Duration::from_secs(10)).is_some(),
+        "the silence is a stall"
+    );
+    let t1 = Instant::now();
+    server.silent.store(false, Ordering::SeqCst);
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(20), |m| m.0 == dets
+            && m.2 > t1),
+        "detections did not resume"
+    );
+    collect(&rx, &mut all, Duration::from_secs(1));
+    let last = json_on(&all, &format!("{base}/stats")).pop().unwrap();
+    assert!(
+        last["source"]["stalls"].as_u64().unwrap_or(0) >= 1,
+        "{last}"
+    );
+    assert!(
+        last["source"]["reopens"].as_u64().unwrap_or(0) >= 1,
+        "{last}"
+    );
+    assert_eq!(last["source"]["state"], "streaming", "{last}");
+    assert!(server.connections.load(Ordering::SeqCst) >= 2);
+    sigterm(&d.child);
+    let (status, took) = wait_exit(&mut d.child, Duration::from_secs(10)).expect("exits");
+    assert!(
+        status.success() && took < Duration::from_secs(3),
+        "{status} {took:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -187,6 +187,15 @@ impl MjpegFile {
 
 impl FrameSource for MjpegFile {
     fn open(&mut self, _stop: &AtomicBool) -> Result<()> {
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            // Reading it whole would wait forever on a FIFO: pipes are MjpegStream's, chosen
+            // at start-up.
+            bail!(
+                "source.uri: {} is not a regular file (a pipe made after start-up is read once \
+                 edgecam restarts)",
+                self.path.display()
+            );
+        }
         let data = std::fs::read(&self.path)
             .with_context(|| format!("source.uri: reading {}", self.path.display()))?;
         let base = data.as_ptr() as usize;
@@ -315,6 +324,8 @@ struct Running {
     /// A chunk that followed the newest frame (live sources read ahead to the newest).
     next: Option<Chunk>,
     stderr: Tail,
+    /// The thread reading the child's stderr.
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
     count: u64,
 }
 
@@ -335,6 +346,7 @@ impl Running {
             frames: rx,
             next: None,
             stderr: Tail::default(),
+            stderr_thread: None,
             count: 0,
         };
         (out, run)
@@ -368,7 +380,7 @@ impl Running {
         let (tx, mut run) = Running::channel(2, live);
         run.child = Some(child);
         let (name, tail, what) = (program.to_string(), run.stderr.clone(), what.to_string());
-        std::thread::Builder::new()
+        let log = std::thread::Builder::new()
             .name("edgecam-capture".into())
             .spawn(move || pump(out, tx))
             .and_then(|_| {
@@ -377,6 +389,7 @@ impl Running {
                     .spawn(move || log_stderr(err, name, what, tail, warn))
             })
             .with_context(|| format!("starting the {program} reader thread"))?;
+        run.stderr_thread = Some(log);
         Ok(run)
     }
 
@@ -406,21 +419,30 @@ impl Running {
     }
 
     /// Reap the child (killing it if it has not exited within a moment): its exit status.
+    /// Its last stderr lines are in [`Running::stderr`] once this returns (waiting a moment
+    /// for the stderr thread to read them: the child's stdout may close first).
     fn finish(mut self) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + Duration::from_millis(500);
-        loop {
+        let status = loop {
             match child.try_wait() {
-                Ok(Some(s)) => return Some(s),
+                Ok(Some(s)) => break Some(s),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 _ => {
                     let _ = child.kill();
-                    return child.wait().ok();
+                    break child.wait().ok();
                 }
             }
+        };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        if let Some(t) = &self.stderr_thread {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
+        status
     }
 }
 
