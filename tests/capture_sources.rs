@@ -123,13 +123,14 @@ echo "[0:00:00.100] [1] INFO Camera camera_manager.cpp:327 libcamera v0.3.2 (fak
 if [ -e "$d/unplugged" ]; then
   echo "ERROR: *** no cameras available ***" >&2; exit 1
 fi
-ffmpeg -nostdin -loglevel error -re -framerate 10 -f mjpeg -i '{clip}' -t {secs} \
+{ffmpeg} -nostdin -loglevel error -re -framerate 10 -f mjpeg -i '{clip}' -t {secs} \
   -vf "scale=$w:$h$flip" -r "$fps" -q:v 5 -f mjpeg - || exit 9
 echo "ERROR: *** camera disconnected (fake) ***" >&2
 exit 1
 "#,
         dir = dir.display(),
         clip = root().join(CLIP).display(),
+        ffmpeg = ffmpeg_path().display(),
     );
     std::fs::write(&script, text).unwrap();
     let ok = Command::new("chmod")
@@ -139,6 +140,14 @@ exit 1
         .unwrap();
     assert!(ok.success());
     script
+}
+
+/// ffmpeg's absolute path, so that the fake camera app runs with a PATH of its own.
+fn ffmpeg_path() -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("ffmpeg"))
+        .find(|p| p.is_file())
+        .expect("ffmpeg on PATH")
 }
 
 fn libcamera_config(command: &Path) -> SourceConfig {
@@ -239,6 +248,53 @@ fn libcamera_runs_the_camera_app_splits_its_mjpeg_and_reopens_when_it_dies() {
     cfg2.command = dir.join("bin/nonexistent").display().to_string();
     let e = format!("{:#}", Libcamera::new(&cfg2).open(&no_stop()).unwrap_err());
     assert!(e.contains("nonexistent"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check-config` with `kind = "libcamera"` and no `command`: with only `libcamera-vid` on
+/// PATH (older Raspberry Pi OS) that is what runs; with neither, the error says what to
+/// install (exit 69, the source is unavailable).
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "runs an x86 ffmpeg")]
+fn without_rpicam_vid_libcamera_vid_is_used_and_without_both_the_error_says_so() {
+    let dir = tmpdir("cap-libcamera-vid");
+    fake_rpicam(&dir, "libcamera-vid", 3.0);
+    let cfg = write_config(&dir, free_port(), "caplcv", "");
+    set_key(&cfg, "source", "kind", "\"libcamera\"");
+    set_key(&cfg, "source", "uri", "\"\"");
+    set_key(&cfg, "source", "width", "384");
+    set_key(&cfg, "source", "height", "288");
+    let check = |path: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = check(&dir.join("bin"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("source OK: libcamera camera 0 delivered a 384x288 frame"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(dir.join("args"))
+        .unwrap()
+        .starts_with("-t 0 -n --codec mjpeg"));
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, out) = check(&empty);
+    assert_eq!(code, 69, "{out}");
+    assert!(
+        out.contains("neither rpicam-vid nor libcamera-vid is on PATH"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
