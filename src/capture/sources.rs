@@ -254,6 +254,12 @@ enum Chunk {
     Failed(std::io::Error),
 }
 
+/// "exit status: 1", "signal: 9 (SIGKILL)", or "not reaped".
+fn status_text(s: Option<std::process::ExitStatus>) -> String {
+    s.map(|s| s.to_string())
+        .unwrap_or_else(|| "not reaped".into())
+}
+
 /// How many of a child's last stderr lines are kept for the error message, and how long each.
 const STDERR_LINES: usize = 5;
 const STDERR_LINE_CHARS: usize = 300;
@@ -581,18 +587,20 @@ impl Ffmpeg {
             // Not one frame: ffmpeg refused its arguments or its input (a bad input_args or
             // hwaccel_args, an unreadable file). An error, retried with back-off.
             bail!(
-                "ffmpeg {} exited ({status:?}) before its first frame{why}",
-                self.uri
+                "ffmpeg {} exited ({}) before its first frame{why}",
+                self.uri,
+                status_text(status)
             );
         }
         if self.is_stream() || self.looping {
             // A stream, or a looping file, has no end: this is a failure (reopen).
-            bail!("ffmpeg {} ended ({status:?}){why}", self.uri);
+            bail!("ffmpeg {} ended ({}){why}", self.uri, status_text(status));
         }
         if !clean {
             return Ok(Read::Truncated(format!(
-                "ffmpeg {} failed after {count} frames ({status:?}){why}",
-                self.uri
+                "ffmpeg {} failed after {count} frames ({}){why}",
+                self.uri,
+                status_text(status)
             )));
         }
         if partial > 0 {
@@ -1074,9 +1082,7 @@ impl FrameSource for Libcamera {
                 let status = run.finish();
                 bail!(
                     "{what} ended ({}) after {count} frames{}",
-                    status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "killed".into()),
+                    status_text(status),
                     tail.suffix()
                 )
             }
