@@ -889,8 +889,34 @@ impl MjpegStream {
     }
 }
 
+/// [`super::http::open`] in a helper thread, giving up once `stop` is set: an unanswered
+/// connect or response head must not hold up shutdown (the thread ends by its own timeouts).
+fn http_open(
+    url: &super::http::Url,
+    timeout: Duration,
+    read_timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<super::http::Stream> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let u = url.clone();
+    std::thread::Builder::new()
+        .name("edgecam-http-open".into())
+        .spawn(move || {
+            let _ = tx.send(super::http::open(&u, timeout, read_timeout));
+        })
+        .context("starting the HTTP connect thread")?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => return r,
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::SeqCst) => {}
+            Err(RecvTimeoutError::Timeout) => bail!("{url}: stopped while connecting"),
+            Err(RecvTimeoutError::Disconnected) => bail!("{url}: the connect thread died"),
+        }
+    }
+}
+
 impl FrameSource for MjpegStream {
-    fn open(&mut self, _stop: &AtomicBool) -> Result<()> {
+    fn open(&mut self, stop: &AtomicBool) -> Result<()> {
         self.running = None;
         let (tx, mut run) = Running::channel(4, self.is_http());
         let input: OpenInput = match self.input.clone() {
@@ -909,7 +935,7 @@ impl FrameSource for MjpegStream {
                 // Connect and read the head here, so a refused connection, a wrong status
                 // or content type is an open error (logged, retried with back-off).
                 let timeout = self.stall.max(Duration::from_secs(1));
-                let st = super::http::open(&url, timeout, self.stall * 2)?;
+                let st = http_open(&url, timeout, self.stall * 2, stop)?;
                 run.socket = Some(st.socket);
                 let reader = match st.kind {
                     super::http::Body::Multipart(b) => MjpegReader::multipart(st.body, &b),
