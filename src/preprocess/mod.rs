@@ -296,13 +296,15 @@ impl Preprocessor {
         Ok(self.transform)
     }
 
-    /// Preprocess into an int8 tensor buffer with the given quantisation.
-    pub fn to_i8(
+    /// Preprocess into a quantized tensor buffer: each value `round(v / scale) + zero_point`
+    /// (half away from zero), clamped to `lo..=hi` and stored with `store`.
+    fn quantize_into<T>(
         &mut self,
         img: &RgbImage,
-        scale: f32,
-        zero_point: i32,
-        out: &mut [i8],
+        (scale, zero_point): (f32, i32),
+        (lo, hi): (i32, i32),
+        out: &mut [T],
+        store: impl Fn(i32) -> T,
     ) -> Result<FrameTransform> {
         if out.len() != self.len() {
             bail!(
@@ -313,9 +315,20 @@ impl Preprocessor {
         }
         check_quant(scale)?;
         self.run(img, |i, v| {
-            out[i] = quantize(v, scale, zero_point, -128, 127) as i8
+            out[i] = store(quantize(v, scale, zero_point, lo, hi))
         })?;
         Ok(self.transform)
+    }
+
+    /// Preprocess into an int8 tensor buffer with the given quantisation.
+    pub fn to_i8(
+        &mut self,
+        img: &RgbImage,
+        scale: f32,
+        zero_point: i32,
+        out: &mut [i8],
+    ) -> Result<FrameTransform> {
+        self.quantize_into(img, (scale, zero_point), (-128, 127), out, |q| q as i8)
     }
 
     /// Preprocess into an int16 tensor buffer with the given quantisation.
@@ -326,18 +339,8 @@ impl Preprocessor {
         zero_point: i32,
         out: &mut [i16],
     ) -> Result<FrameTransform> {
-        if out.len() != self.len() {
-            bail!(
-                "output buffer has {} elements, need {}",
-                out.len(),
-                self.len()
-            );
-        }
-        check_quant(scale)?;
-        self.run(img, |i, v| {
-            out[i] = quantize(v, scale, zero_point, i16::MIN as i32, i16::MAX as i32) as i16
-        })?;
-        Ok(self.transform)
+        let range = (i16::MIN as i32, i16::MAX as i32);
+        self.quantize_into(img, (scale, zero_point), range, out, |q| q as i16)
     }
 
     /// Preprocess into a uint8 tensor buffer with the given quantisation.
@@ -348,18 +351,7 @@ impl Preprocessor {
         zero_point: i32,
         out: &mut [u8],
     ) -> Result<FrameTransform> {
-        if out.len() != self.len() {
-            bail!(
-                "output buffer has {} elements, need {}",
-                out.len(),
-                self.len()
-            );
-        }
-        check_quant(scale)?;
-        self.run(img, |i, v| {
-            out[i] = quantize(v, scale, zero_point, 0, 255) as u8
-        })?;
-        Ok(self.transform)
+        self.quantize_into(img, (scale, zero_point), (0, 255), out, |q| q as u8)
     }
 
     /// Preprocess into raw tensor bytes of the given kind (e.g. an interpreter input).
