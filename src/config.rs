@@ -162,9 +162,7 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            model: PathBuf::from(
-                "/usr/local/share/edgecam/models/ssd_mobilenetv2_oidv4_int8.tflite",
-            ),
+            model: PathBuf::from("/usr/share/edgecam/models/ssd_mobilenetv2_oidv4_int8.tflite"),
             model_type: ModelType::Auto,
             labels: None,
             desc: None,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use edgecam::cli::{
     self, BenchArgs, CalibrateArgs, CheckConfigArgs, DetectArgs, EvaluateArgs, InferArgs,
@@ -50,6 +50,41 @@ enum Cmd {
     /// Preprocess an image exactly as `detect` does and write the float32
     /// NHWC tensor (normalised, before any quantisation) as .npy.
     Preprocess(PreprocessArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell (the
+    /// Debian package installs them; scripts/package writes them from this).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages, edgecam.1 and one edgecam-<subcommand>.1 per subcommand, into a
+    /// directory (the Debian package installs them; scripts/package writes them from this).
+    #[command(hide = true)]
+    Manpages {
+        /// The directory (created if missing).
+        dir: std::path::PathBuf,
+    },
+}
+
+/// The command line as clap sees it, with the options of every subcommand: what completions
+/// and man pages are generated from.
+fn command() -> clap::Command {
+    Cli::command()
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    clap_complete::generate(shell, &mut command(), "edgecam", &mut std::io::stdout());
+    Ok(())
+}
+
+fn manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Hidden subcommands (these two) get no page of their own.
+    let cmd = command();
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -64,6 +99,8 @@ fn main() -> ExitCode {
         Cmd::Evaluate(a) => cli::evaluate::run(a),
         Cmd::Calibrate(a) => cli::calibrate::run(a),
         Cmd::Preprocess(a) => cli::preprocess::run(a),
+        Cmd::Completions { shell } => completions(*shell),
+        Cmd::Manpages { dir } => manpages(dir),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,3 +186,50 @@ fn every_argument_has_a_description() {
         }
     }
 }
+
+/// The hidden packaging subcommands: `completions SHELL` prints a script that knows every
+/// subcommand and flag; `manpages DIR` writes edgecam.1 and a page per visible subcommand
+/// (scripts/package runs both; scripts/test-package checks what the package installs).
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary; built, not run, under qemu"
+)]
+fn completions_and_man_pages_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = help(&["completions", shell]);
+        for (sub, args) in SUBCOMMANDS {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+            for a in args.iter().filter(|a| a.starts_with("--")) {
+                let flag = if shell == "fish" {
+                    a.trim_start_matches('-')
+                } else {
+                    a
+                };
+                assert!(script.contains(flag), "{shell} completion lacks {sub} {a}");
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("edgecam-man-{}", std::process::id()));
+    help(&["manpages", dir.to_str().unwrap()]);
+    let main = std::fs::read_to_string(dir.join("edgecam.1")).unwrap();
+    assert!(main.contains(".TH edgecam 1"), "{main}");
+    for (sub, args) in SUBCOMMANDS {
+        let page = std::fs::read_to_string(dir.join(format!("edgecam-{sub}.1")))
+            .unwrap_or_else(|e| panic!("edgecam-{sub}.1: {e}"));
+        // roff escapes dashes: edgecam-check-config is edgecam\-check\-config, --model \-\-model.
+        let roff = |s: &str| s.replace('-', "\\-");
+        assert!(
+            main.contains(&roff(&format!("edgecam-{sub}"))),
+            "edgecam.1 does not list {sub}"
+        );
+        for a in args.iter().filter(|a| a.starts_with("--")) {
+            let roff = roff(a);
+            assert!(page.contains(&roff), "edgecam-{sub}.1 lacks {a}");
+        }
+    }
+    // The hidden subcommands get no page of their own.
+    let pages = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(pages, SUBCOMMANDS.len() + 1, "pages in {}", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+}
