@@ -130,6 +130,17 @@ fn threshold_detect_switch_and_birth_message() {
         )
         .is_empty()));
 
+    // A reported object (past the tracker's false-positive gate: `new`) is in view.
+    let events_topic = format!("{base}/events");
+    let mut fresh = vec![];
+    assert!(
+        wait_for(&rx, &mut fresh, Duration::from_secs(20), |m| {
+            m.0 == events_topic && m.1.contains("\"type\":\"new\"")
+        }),
+        "no object reported at 0.3"
+    );
+    all.extend(fresh);
+
     // Detection off: objects end, counts go to 0, no detections.
     let mark = all.len();
     publish(port, &format!("{base}/detect/set"), "OFF", false);
