@@ -698,3 +698,74 @@ fn a_bad_bind_address_is_a_configuration_error() {
     drop(taken);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary and the float model; built, not run, under qemu"
+)]
+fn metrics_carry_the_drift_figures_with_the_shadow_on() {
+    let dir = tmpdir("http-drift");
+    let hport = free_port();
+    let r = root();
+    let extra = format!(
+        r#"
+[shadow]
+enabled = true
+model = "{float}"
+every_n = 1
+cpu_budget = 0.0
+
+[http]
+enabled = true
+bind = "127.0.0.1:{hport}"
+"#,
+        float = r.join("models/ssd_mobilenetv2_oidv4_fp32.tflite").display(),
+    );
+    let cfg = write_config(&dir, free_port(), "drift", &extra);
+    set_key(
+        &cfg,
+        "detector",
+        "desc",
+        &format!(
+            "\"{}\"",
+            r.join("models/ssd_mobilenetv2_oidv4.json").display()
+        ),
+    );
+    let d = Logged::start(&cfg, &[]);
+    let compared = |r: &Resp| {
+        let (s, _) = parse_metrics(&r.text());
+        value(&s, "edgecam_drift_frames_compared_total", &[]).is_some_and(|v| v >= 2.0)
+    };
+    let m =
+        poll(hport, "/metrics", Duration::from_secs(120), compared).expect("the endpoint answers");
+    assert!(compared(&m), "no comparison counted: {}", m.text());
+    let (s, types) = parse_metrics(&m.text());
+    assert_eq!(
+        types
+            .get("edgecam_drift_frames_compared_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+    let sampled = value(&s, "edgecam_drift_frames_sampled_total", &[]).unwrap();
+    let compared_n = value(&s, "edgecam_drift_frames_compared_total", &[]).unwrap();
+    assert!(sampled >= compared_n, "{sampled} {compared_n}");
+    for reason in ["busy", "budget"] {
+        assert!(value(
+            &s,
+            "edgecam_drift_frames_skipped_total",
+            &[("reason", reason)]
+        )
+        .is_some());
+    }
+    // The shipped int8 model agrees with its float model: an F1 in (0.5, 1], the alarm off.
+    let f1 = value(&s, "edgecam_drift_window", &[("metric", "f1")]).expect("window f1");
+    assert!(f1 > 0.5 && f1 <= 1.0, "f1 {f1}");
+    let sqnr = value(&s, "edgecam_drift_window", &[("metric", "sqnr_db_min")]).unwrap();
+    assert!(sqnr > 5.0, "sqnr {sqnr}");
+    assert!(value(&s, "edgecam_drift_window_frames", &[]).unwrap() >= 2.0);
+    assert_eq!(value(&s, "edgecam_drift_alarm", &[]), Some(0.0));
+    assert!(value(&s, "edgecam_drift_ewma", &[("metric", "f1")]).is_some());
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
