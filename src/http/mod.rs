@@ -317,7 +317,7 @@ impl Http {
                 let mut part = Vec::with_capacity(jpeg.len() + 100);
                 part.extend_from_slice(
                     format!(
-                        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Edgecam-Seq: {seq}\r\n\r\n",
                         jpeg.len()
                     )
                     .as_bytes(),
@@ -391,5 +391,165 @@ pub async fn serve(http: Arc<Http>, listener: std::net::TcpListener) {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::pipeline::Shared;
+    use crate::publish::mqtt::ConnState;
+    use crate::publish::Outbox;
+
+    fn server(cfg: HttpConfig) -> (Arc<Http>, LatestSlot, Arc<Shared>, watch::Sender<bool>) {
+        let slot = LatestSlot::default();
+        let shared = Shared::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sources = metrics::Sources::new(
+            shared.clone(),
+            Arc::new(ConnState::default()),
+            Arc::new(Outbox::new(4)),
+            None,
+        );
+        let h = Arc::new(Http::new(cfg, slot.clone(), sources, stop_rx));
+        (h, slot, shared, stop_tx)
+    }
+
+    fn offer(slot: &LatestSlot, seq: u64) {
+        let img = RgbImage::from_pixel(64, 48, image::Rgb([seq as u8, 90, 160]));
+        let o = Object {
+            label: "Person".into(),
+            class_id: 1,
+            score: 0.9,
+            bbox: [8.0, 8.0, 40.0, 40.0],
+        };
+        slot.offer(seq, SystemTime::now(), Arc::new(img), &[o]);
+    }
+
+    /// The frame number of a stream part.
+    fn seq_of(part: &[u8]) -> u64 {
+        let head = String::from_utf8_lossy(&part[..part.len().min(200)]).into_owned();
+        let v = head
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Edgecam-Seq: "))
+            .unwrap();
+        v.trim().parse().unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_slow_stream_client_gets_the_latest_frame_not_a_backlog() {
+        runtime().block_on(async {
+            let cfg = HttpConfig {
+                stream_fps: 60.0,
+                ..HttpConfig::default()
+            };
+            let (h, slot, _shared, stop) = server(cfg);
+            offer(&slot, 1);
+            let r = h.clone().stream();
+            assert_eq!(r.status(), StatusCode::OK);
+            let Body::Stream(mut rx) = r.into_body() else {
+                panic!("not a stream")
+            };
+            let first = rx.recv().await.unwrap();
+            assert_eq!(seq_of(&first), 1);
+            assert!(first.starts_with(b"--edgecamframe\r\nContent-Type: image/jpeg\r\n"));
+            let jpeg_at = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let img = image::load_from_memory(&first[jpeg_at..first.len() - 2]).unwrap();
+            assert_eq!((img.width(), img.height()), (64, 48));
+            // 200 frames while the client reads nothing.
+            for seq in 2..=200 {
+                offer(&slot, seq);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // At most the part waiting and the one being sent, then the latest frame.
+            let mut got = vec![];
+            while got.last() != Some(&200) {
+                let p = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                    .await
+                    .expect("the latest frame comes")
+                    .unwrap();
+                got.push(seq_of(&p));
+            }
+            assert!(got.len() <= 3, "a backlog: {got:?}");
+            // Nothing more without a new frame.
+            let more = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+            assert!(more.is_err(), "the same frame twice");
+            // At stop, the stream ends.
+            stop.send(true).unwrap();
+            let end = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+            assert_eq!(end.ok().map(|p| p.is_none()), Some(true));
+        });
+    }
+
+    #[test]
+    fn stream_clients_are_limited_and_their_places_freed() {
+        runtime().block_on(async {
+            let cfg = HttpConfig {
+                max_stream_clients: 1,
+                ..HttpConfig::default()
+            };
+            let (h, slot, _shared, _stop) = server(cfg);
+            offer(&slot, 1);
+            let a = h.clone().stream();
+            assert_eq!(a.status(), StatusCode::OK);
+            assert_eq!(h.stream_clients(), 1);
+            assert_eq!(h.clone().stream().status(), StatusCode::SERVICE_UNAVAILABLE);
+            // The client goes away: its place is free again.
+            drop(a);
+            let t0 = std::time::Instant::now();
+            while h.stream_clients() > 0 && t0.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(h.clone().stream().status(), StatusCode::OK);
+        });
+    }
+
+    #[test]
+    fn health_follows_the_frames() {
+        let cfg = HttpConfig {
+            unhealthy_after_s: 0.05,
+            ..HttpConfig::default()
+        };
+        let (h, _slot, shared, _stop) = server(cfg);
+        assert_eq!(h.health(), Ok(()), "at start, within the limit");
+        std::thread::sleep(Duration::from_millis(80));
+        let e = h.health().unwrap_err();
+        assert!(e.starts_with("no frame since start"), "{e}");
+        shared.stats.note_progress();
+        assert_eq!(h.health(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        let e = h.health().unwrap_err();
+        assert!(
+            e.starts_with("no frame for 0.") && e.ends_with("(source opening)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_encode_serves_every_client_of_a_frame() {
+        runtime().block_on(async {
+            let (h, slot, _shared, _stop) = server(HttpConfig::default());
+            offer(&slot, 7);
+            let f = slot.get().unwrap();
+            let a = h.jpeg(f.clone()).await.unwrap();
+            let b = h.jpeg(f).await.unwrap();
+            // The same bytes, not a second encode of them.
+            assert_eq!(a.as_ptr(), b.as_ptr());
+            offer(&slot, 8);
+            let c = h.jpeg(slot.get().unwrap()).await.unwrap();
+            assert_ne!(a.as_ptr(), c.as_ptr());
+            // The box is drawn on the frame.
+            let img = image::load_from_memory(&c).unwrap().to_rgb8();
+            let p = img.get_pixel(8, 24);
+            assert!(p[0] > 200 && p[1] < 90, "{p:?}");
+        });
     }
 }
