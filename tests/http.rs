@@ -287,6 +287,11 @@ unhealthy_after_s = 5.0
         );
         let det: serde_json::Value =
             serde_json::from_str(&all.iter().find(|m| is_seq(m)).unwrap().1).unwrap();
+        assert_eq!(
+            det["timestamp"].as_str(),
+            Some(r.headers["x-edgecam-timestamp"].as_str()),
+            "the capture time of frame {seq}"
+        );
         // The widest person: its box's left edge is drawn (red) at the scaled position.
         let Some(b) = det["objects"]
             .as_array()

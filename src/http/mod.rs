@@ -246,12 +246,17 @@ impl Http {
                 let Some(f) = self.latest.get() else {
                     return text(StatusCode::SERVICE_UNAVAILABLE, "no frame yet\n");
                 };
-                let seq = f.seq;
+                let (seq, wall) = (f.seq, f.wall);
                 match self.jpeg(f).await {
                     Ok(j) => {
                         let mut r = respond(StatusCode::OK, "image/jpeg", j);
+                        let h = r.headers_mut();
                         if let Ok(v) = hyper::header::HeaderValue::from_str(&seq.to_string()) {
-                            r.headers_mut().insert("x-edgecam-seq", v);
+                            h.insert("x-edgecam-seq", v);
+                        }
+                        let ts = crate::publish::time::rfc3339(wall);
+                        if let Ok(v) = hyper::header::HeaderValue::from_str(&ts) {
+                            h.insert("x-edgecam-timestamp", v);
                         }
                         r
                     }
@@ -515,20 +520,20 @@ mod tests {
     #[test]
     fn health_follows_the_frames() {
         let cfg = HttpConfig {
-            unhealthy_after_s: 0.05,
+            unhealthy_after_s: 0.5,
             ..HttpConfig::default()
         };
         let (h, _slot, shared, _stop) = server(cfg);
         assert_eq!(h.health(), Ok(()), "at start, within the limit");
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(600));
         let e = h.health().unwrap_err();
         assert!(e.starts_with("no frame since start"), "{e}");
         shared.stats.note_progress();
         assert_eq!(h.health(), Ok(()));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(600));
         let e = h.health().unwrap_err();
         assert!(
-            e.starts_with("no frame for 0.") && e.ends_with("(source opening)"),
+            e.starts_with("no frame for ") && e.ends_with(" s (source opening)"),
             "{e}"
         );
     }
