@@ -189,6 +189,8 @@ pub struct MqttConfig {
     pub ca_file: Option<PathBuf>,
     /// Messages kept while the broker is away (oldest dropped beyond this).
     pub buffer: usize,
+    /// ... and at most this many megabytes of them (snapshots are large).
+    pub buffer_mb: f64,
     /// Reconnect back-off bounds in seconds (doubled per failure, with jitter).
     pub backoff_min_s: f64,
     pub backoff_max_s: f64,
@@ -196,6 +198,8 @@ pub struct MqttConfig {
     pub stats_interval_s: f64,
     /// Print every published message to stdout (first-run mode turns this on).
     pub echo: bool,
+    /// `edgecam` or `frigate` (Frigate's `{type, before, after}` events).
+    pub events_format: EventsFormat,
 }
 
 impl Default for MqttConfig {
@@ -215,10 +219,12 @@ impl Default for MqttConfig {
             tls: false,
             ca_file: None,
             buffer: 1000,
+            buffer_mb: 32.0,
             backoff_min_s: 0.25,
             backoff_max_s: 30.0,
             stats_interval_s: 10.0,
             echo: false,
+            events_format: EventsFormat::Edgecam,
         }
     }
 }
@@ -251,16 +257,51 @@ pub struct TrackerConfig {
     pub max_missed: u32,
     /// Minimum processed frames between `update` events of one track.
     pub update_every: u32,
+    /// False-positive gate: frames an object must be seen in before its `new` event...
+    pub min_frames: u32,
+    /// ... and the median of its latest scores (up to 10) must reach this.
+    pub min_score: f32,
+    /// `update` goes out when the top score improves or the box moves: IoU with the box of
+    /// the object's previous event below this.
+    pub update_iou: f32,
 }
 
 impl Default for TrackerConfig {
     fn default() -> Self {
+        let d = crate::postprocess::tracker::Settings::default();
         TrackerConfig {
-            iou: 0.3,
-            max_missed: 5,
-            update_every: 5,
+            iou: d.iou,
+            max_missed: d.max_missed,
+            update_every: d.update_every,
+            min_frames: d.min_frames,
+            min_score: d.min_score,
+            update_iou: d.update_iou,
         }
     }
+}
+
+impl TrackerConfig {
+    pub fn settings(&self) -> crate::postprocess::tracker::Settings {
+        crate::postprocess::tracker::Settings {
+            iou: self.iou,
+            max_missed: self.max_missed,
+            update_every: self.update_every,
+            min_frames: self.min_frames,
+            min_score: self.min_score,
+            update_iou: self.update_iou,
+        }
+    }
+}
+
+/// The shape of `<base>/events`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsFormat {
+    /// edgecam's own: the event's fields at the top level (docs/MQTT.md).
+    #[default]
+    Edgecam,
+    /// Frigate's `{type, before, after}`, for blueprints and Node-RED flows made for Frigate.
+    Frigate,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -706,6 +747,12 @@ impl Config {
             )?;
         }
         let m = &self.mqtt;
+        if !(m.buffer_mb.is_finite() && (1.0..=4096.0).contains(&m.buffer_mb)) {
+            bad(
+                "mqtt.buffer_mb",
+                format!("must be in 1..=4096, got {}", m.buffer_mb),
+            )?;
+        }
         if m.qos > 2 {
             bad("mqtt.qos", format!("must be 0, 1 or 2, got {}", m.qos))?;
         }
@@ -789,6 +836,18 @@ impl Config {
             0,
             100_000,
         )?;
+        at_most(
+            "tracker.min_frames",
+            self.tracker.min_frames.into(),
+            1,
+            100_000,
+        )?;
+        if !(0.0..=1.0).contains(&self.tracker.min_score) {
+            bad("tracker.min_score", "must be in 0..1".into())?;
+        }
+        if !(0.0..=1.0).contains(&self.tracker.update_iou) {
+            bad("tracker.update_iou", "must be in 0..1".into())?;
+        }
         let sh = &self.shadow;
         if sh.enabled && sh.model.is_none() {
             bad("shadow.model", "required when shadow.enabled = true".into())?;

@@ -27,7 +27,7 @@ fn threshold_detect_switch_and_birth_message() {
         &dir,
         port,
         "ctl",
-        "\n[homeassistant]\nenabled = true\nlabels = [\"Person\"]\n",
+        "\n[homeassistant]\nenabled = true\nlabels = [\"person\"]\n",
     );
     let d = Logged::start(&cfg, &[]);
     let mut all = vec![];
@@ -47,11 +47,11 @@ fn threshold_detect_switch_and_birth_message() {
     let det_topic = format!("{base}/detections");
     assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
         == det_topic
-        && m.1.contains("\"Person\"")));
+        && m.1.contains("\"person\"")));
     // Every count starts at 0, before the first detection (a retained count of an earlier
     // run must not linger).
     let first_det = all.iter().position(|m| m.0 == det_topic).unwrap();
-    for label in ["Car", "Person", "Boot"] {
+    for label in ["car", "person", "boot"] {
         let zero = all
             .iter()
             .position(|m| m.0 == format!("{base}/counts/{label}") && m.1 == "0");
@@ -123,7 +123,7 @@ fn threshold_detect_switch_and_birth_message() {
     let low_again = now();
     assert!(wait_for(&rx, &mut all, Duration::from_secs(20), |m| m.0
         == det_topic
-        && m.1.contains("\"Person\"")
+        && m.1.contains("\"person\"")
         && !captured_after(
             &[serde_json::from_str(&m.1).unwrap()],
             &low_again
@@ -144,7 +144,7 @@ fn threshold_detect_switch_and_birth_message() {
         &rx,
         &mut all,
         Duration::from_secs(10),
-        on(format!("{base}/counts/Person"), "0")
+        on(format!("{base}/counts/person"), "0")
     ));
     collect(&rx, &mut all, Duration::from_secs(2));
     assert!(
@@ -194,12 +194,12 @@ fn threshold_detect_switch_and_birth_message() {
     let mut d = d;
     let people = |all: &[Msg]| {
         all.iter()
-            .filter(|m| m.0 == format!("{base}/counts/Person"))
+            .filter(|m| m.0 == format!("{base}/counts/person"))
             .map(|m| m.1.clone())
             .next_back()
     };
     assert!(wait_for(&rx, &mut all, Duration::from_secs(20), |m| m.0
-        == format!("{base}/counts/Person")
+        == format!("{base}/counts/person")
         && m.1 != "0"));
     sigterm(&d.child);
     assert!(wait_exit(&mut d.child, Duration::from_secs(10)).is_some());
@@ -207,7 +207,7 @@ fn threshold_detect_switch_and_birth_message() {
     assert_eq!(
         people(&all).as_deref(),
         Some("0"),
-        "counts/Person after a clean stop"
+        "counts/person after a clean stop"
     );
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);

@@ -32,11 +32,11 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     assert!(
         wait_for(&rx, &mut all, Duration::from_secs(120), |m| m.0
             == format!("{base}/detections")
-            && m.1.contains("\"Person\"")),
+            && m.1.contains("\"person\"")),
         "no detections with a Person arrived"
     );
     assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
-        == format!("{base}/counts/Person")
+        == format!("{base}/counts/person")
         && m.1 != "0"));
     assert!(wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
         == format!("{base}/events")
@@ -47,7 +47,7 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     // Payload shapes.
     let det: serde_json::Value = serde_json::from_str(
         &all.iter()
-            .find(|m| m.0 == format!("{base}/detections") && m.1.contains("Person"))
+            .find(|m| m.0 == format!("{base}/detections") && m.1.contains("\"person\""))
             .unwrap()
             .1,
     )
@@ -78,7 +78,7 @@ fn clip_to_mqtt_end_to_end_and_clean_shutdown() {
     );
     let count: u64 = all
         .iter()
-        .find(|m| m.0 == format!("{base}/counts/Person") && m.1 != "0")
+        .find(|m| m.0 == format!("{base}/counts/person") && m.1 != "0")
         .unwrap()
         .1
         .parse()
@@ -152,11 +152,11 @@ min_interval_s = 0.5
     // Logged: killed when the test fails, never left behind.
     let mut d = Logged::start(&cfg, &[]);
     let base = "edgecam/snap";
-    let snap_topic = format!("{base}/Person/snapshot");
+    let snap_topic = format!("{base}/person/snapshot");
     let is_new_person = |m: &BinMsg| {
         m.0 == format!("{base}/events")
             && serde_json::from_slice::<serde_json::Value>(&m.1)
-                .map(|v| v["type"] == "new" && v["label"] == "Person")
+                .map(|v| v["type"] == "new" && v["label"] == "person")
                 .unwrap_or(false)
     };
     let mut all: Vec<BinMsg> = vec![];
@@ -458,6 +458,20 @@ fn bad_configs_are_rejected_naming_the_key() {
     let (ok, err) = check_config(&format!("{good}[detector.thresholds]\nPerson = 1.5\n"));
     assert!(!ok);
     assert!(err.contains("detector.thresholds.Person"), "{err}");
+
+    let (ok, err) = check_config(&format!("{good}labels_allow = [\"persn\"]\n"));
+    assert!(!ok);
+    assert!(
+        err.contains("detector.labels_allow") && err.contains("did you mean 'person'"),
+        "{err}"
+    );
+
+    let (ok, err) = check_config(&format!("{good}[homeassistant]\nlabels = [\"Kat\"]\n"));
+    assert!(!ok);
+    assert!(
+        err.contains("homeassistant.labels") && err.contains("did you mean 'cat'"),
+        "{err}"
+    );
 
     let (ok, err) = check_config(&format!("{good}[source]\nkind = \"webcam\"\n"));
     assert!(!ok);

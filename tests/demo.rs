@@ -55,7 +55,7 @@ fn readme_run_command_publishes_detections_and_drift_for_the_whole_clip() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|o| o["label"] == "Person")
+                .filter(|o| o["label"] == "person")
                 .count()
         })
         .sum();

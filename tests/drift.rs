@@ -394,3 +394,117 @@ fn dynamic_range_and_16x8_models_are_measured_against_float_layer_by_layer() {
     );
     assert!(dynamic.summary().f1 >= 0.8, "{}", dynamic.summary().f1);
 }
+
+/// `evaluate` shows frames done, rate and ETA on a log; Ctrl-C stops it after the current frame
+/// with a partial report of the frames compared (and exit status 130); `calibrate` interrupted
+/// writes no model, and a report that says where it stopped.
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary for seconds; built, not run, under qemu"
+)]
+fn ctrl_c_leaves_a_partial_report_and_progress_has_an_eta() {
+    use std::io::{BufRead, BufReader};
+    let dir = tmpdir("interrupt");
+    let json = dir.join("partial.json");
+    let sigint = |pid: u32| {
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .arg("evaluate")
+        .arg("--int8")
+        .arg(model("int8"))
+        .arg("--float")
+        .arg(model("fp32"))
+        .arg("--desc")
+        .arg(root().join("models/ssd_mobilenetv2_oidv4.json"))
+        .arg("--source")
+        .arg(clip())
+        .args(["--no-layers", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    // The clip has 100 frames: stop after the third is shown.
+    while lines.len() < 3 {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "evaluate ended early: {lines:?}"
+        );
+        if l.contains("frame") {
+            lines.push(l);
+        }
+    }
+    assert!(sigint(child.id()).success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest}");
+    assert!(
+        lines[0].starts_with("1/100 [") && lines[0].contains("ETA"),
+        "{lines:?}"
+    );
+    assert!(lines[2].starts_with("3/100 ["), "{lines:?}");
+    assert!(rest.contains("interrupted after"), "{rest}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["partial"], true);
+    let n = r["summary"]["frames"].as_u64().unwrap();
+    assert!((3..100).contains(&n), "{n} frames");
+    assert_eq!(r["frames"].as_array().unwrap().len() as u64, n);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(partial: interrupted)"), "{stdout}");
+
+    // calibrate: stopped while reading or calibrating, nothing written but the report.
+    let out_model = dir.join("never.tflite");
+    let cjson = dir.join("calib.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .arg("calibrate")
+        .arg("--float")
+        .arg(model("fp32"))
+        .arg("--source")
+        .arg(clip())
+        .arg("--out")
+        .arg(&out_model)
+        .args(["--frames", "40", "--method", "minmax", "--json"])
+        .arg(&cjson)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "calibrate ended early: {seen}"
+        );
+        seen.push_str(&l);
+        if l.contains("calibrating on") {
+            break;
+        }
+    }
+    assert!(sigint(child.id()).success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{seen}{rest}");
+    assert!(seen.contains("ETA"), "{seen}");
+    assert!(rest.contains("calibration interrupted"), "{rest}");
+    assert!(
+        !out_model.exists(),
+        "no model from an interrupted calibration"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&cjson).unwrap()).unwrap();
+    assert_eq!(r["partial"], true);
+    assert!(
+        r["interrupted_at"].as_str().is_some_and(|s| !s.is_empty()),
+        "{r}"
+    );
+}

@@ -543,7 +543,7 @@ fn scenario_wildcard_label() -> Row {
     );
     assert!(
         all.iter()
-            .any(|m| m.0 == format!("{base}/counts/Per_son_") && m.1 != "0"),
+            .any(|m| m.0 == format!("{base}/counts/per_son_") && m.1 != "0"),
         "the count is published under a safe topic"
     );
     assert!(

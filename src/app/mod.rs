@@ -142,7 +142,7 @@ impl Infer for EngineInfer {
         }
         let t = self.det.transform();
         out.extend(self.scratch.iter().map(|d| Object {
-            label: d.label.clone(),
+            label: crate::postprocess::labels::slug(&d.label),
             class_id: d.class_id,
             score: d.score,
             bbox: d.to_pixels(&t),
@@ -189,6 +189,12 @@ pub fn mqtt_settings(cfg: &Config) -> mqtt::Settings {
                 cfg.homeassistant.discovery_prefix.trim_end_matches('/')
             )
         }),
+        discovery_topics: cfg.homeassistant.enabled.then(|| {
+            format!(
+                "{}/+/{device_id}/+/config",
+                cfg.homeassistant.discovery_prefix.trim_end_matches('/')
+            )
+        }),
     }
 }
 
@@ -212,6 +218,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
     .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
     let filter = pipeline::Filter::from_config(cfg);
     let infer = EngineInfer::load(cfg, filter.min_threshold(), &engine)?;
+    tracked_labels(cfg, &infer.labels())?;
     if cfg.shadow.enabled {
         if let Some(m) = &cfg.shadow.model {
             let g = crate::engine::tflite::load_file(m)
@@ -236,26 +243,74 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
     })
 }
 
-/// Publish what subscribers need before the first frame: a count of 0 for every label (a
-/// retained count left by an earlier run must not keep a presence sensor on) and Home
-/// Assistant discovery.
-fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
-    let model_labels: Vec<String> = infer
-        .labels()
+/// The labels the daemon reports, as (slug, display name): the model's, narrowed by
+/// `detector.labels_allow` and `labels_deny`. Every label name of the configuration
+/// (`labels_allow`, `labels_deny`, `thresholds`, `homeassistant.labels`) must name one of the
+/// model's labels, by display name or slug: otherwise an error names the key and suggests the
+/// closest label. A model without a label map (class numbers) is not checked.
+pub fn tracked_labels(cfg: &Config, model_labels: &[String]) -> Result<Vec<(String, String)>> {
+    use crate::postprocess::labels;
+    let model = labels::of_model(model_labels);
+    let check = |key: &str, names: &mut dyn Iterator<Item = &String>| -> Result<Vec<String>> {
+        names
+            .map(|n| {
+                if model.is_empty() {
+                    return Ok(labels::slug(n));
+                }
+                labels::resolve(n, &model).map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid configuration: {key}: {e}; the labels are those of {}",
+                        cfg.detector
+                            .labels
+                            .as_deref()
+                            .unwrap_or(&cfg.detector.model)
+                            .display()
+                    )
+                })
+            })
+            .collect()
+    };
+    let d = &cfg.detector;
+    let allow = check("detector.labels_allow", &mut d.labels_allow.iter())?;
+    let deny = check("detector.labels_deny", &mut d.labels_deny.iter())?;
+    check("detector.thresholds", &mut d.thresholds.keys())?;
+    let ha = check("homeassistant.labels", &mut cfg.homeassistant.labels.iter())?;
+    let tracked: Vec<(String, String)> = model
         .into_iter()
-        .filter(|l| !l.is_empty() && l != "???" && l != "background")
+        .filter(|(s, _)| (allow.is_empty() || allow.contains(s)) && !deny.contains(s))
         .collect();
-    for l in &model_labels {
-        publisher.count(l, 0);
+    for s in &ha {
+        if !tracked.iter().any(|(t, _)| t == s) {
+            tracing::warn!(
+                label = %s,
+                "homeassistant.labels: '{s}' is not reported (detector.labels_allow / labels_deny): no entity for it"
+            );
+        }
+    }
+    Ok(tracked)
+}
+
+/// Publish what subscribers need before the first frame: a count of 0 for every reported
+/// label (a retained count left by an earlier run must not keep a presence sensor on) and
+/// Home Assistant discovery, for reported labels only.
+fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) -> Result<()> {
+    let tracked = tracked_labels(cfg, &infer.labels())?;
+    for (slug, _) in &tracked {
+        publisher.count(slug, 0);
     }
     if !cfg.homeassistant.enabled {
-        return;
+        return Ok(());
     }
-    let labels: Vec<String> = if cfg.homeassistant.labels.is_empty() {
-        model_labels
-    } else {
-        cfg.homeassistant.labels.clone()
-    };
+    let wanted: Vec<String> = cfg
+        .homeassistant
+        .labels
+        .iter()
+        .map(|l| crate::postprocess::labels::slug(l))
+        .collect();
+    let labels: Vec<(String, String)> = tracked
+        .into_iter()
+        .filter(|(s, _)| wanted.is_empty() || wanted.contains(s))
+        .collect();
     publisher.discovery(
         &cfg.homeassistant.discovery_prefix,
         &cfg.device_id(),
@@ -264,8 +319,10 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) {
             drift: cfg.shadow.enabled && infer.det.desc().is_some(),
             calibration: cfg.calibration.enabled && infer.det.desc().is_some(),
             snapshots: cfg.snapshots.enabled,
+            expire_after_s: (cfg.mqtt.stats_interval_s * 3.0).ceil().max(30.0) as u64,
         },
     );
+    Ok(())
 }
 
 /// A stage thread the supervisor watches.
@@ -408,7 +465,10 @@ pub fn run(mut cfg: Config) -> Result<()> {
     };
 
     let mut settings = mqtt_settings(&cfg);
-    let outbox = Arc::new(Outbox::new(cfg.mqtt.buffer));
+    let outbox = Arc::new(Outbox::with_max_bytes(
+        cfg.mqtt.buffer,
+        (cfg.mqtt.buffer_mb * 1024.0 * 1024.0) as usize,
+    ));
     let conn = Arc::new(ConnState::default());
     let publisher = Publisher::new(
         cfg.base_topic(),
@@ -416,8 +476,13 @@ pub fn run(mut cfg: Config) -> Result<()> {
         cfg.mqtt.retain,
         outbox.clone(),
         conn.clone(),
+    )
+    .with_events(
+        &cfg.device_id(),
+        cfg.mqtt.events_format,
+        cfg.snapshots.enabled,
     );
-    announce(&cfg, &infer, &publisher);
+    announce(&cfg, &infer, &publisher).map_err(crate::exit::config)?;
     // Drift and calibration compare raw SSD outputs (with a description): a model ending in
     // TFLite_Detection_PostProcess or a YOLO model has none. Say so; detection runs on.
     let raw = infer.det.desc().is_some();

@@ -15,6 +15,7 @@ use super::stats::{cpu_temperature, rss_bytes, thread_cpu_seconds, Stats};
 use crate::backoff::Backoff;
 use crate::capture::{Frame, FrameSource, Read, READ_WAIT};
 use crate::config::Config;
+use crate::postprocess::labels::slug;
 use crate::postprocess::tracker::{Object, Tracker};
 use crate::publish::{FrameReport, Publisher, SnapshotFigures, StatsFigures, MAX_SNAPSHOT_BYTES};
 use crate::snapshot::Snapshots;
@@ -330,9 +331,9 @@ impl Filter {
         let d = &cfg.detector;
         Filter {
             default_threshold: d.score_threshold,
-            thresholds: d.thresholds.clone(),
-            allow: d.labels_allow.clone(),
-            deny: d.labels_deny.clone(),
+            thresholds: d.thresholds.iter().map(|(k, v)| (slug(k), *v)).collect(),
+            allow: d.labels_allow.iter().map(|l| slug(l)).collect(),
+            deny: d.labels_deny.iter().map(|l| slug(l)).collect(),
             min_area: d.min_box_area,
         }
     }
@@ -531,11 +532,7 @@ pub fn publish_loop(
     publisher: &Publisher,
     shared: &Shared,
 ) {
-    let mut tracker = Tracker::new(
-        cfg.tracker.iou,
-        cfg.tracker.max_missed,
-        cfg.tracker.update_every,
-    );
+    let mut tracker = Tracker::new(cfg.tracker.settings());
     let mut snapshots = cfg
         .snapshots
         .enabled
@@ -551,7 +548,7 @@ pub fn publish_loop(
         let on = shared.detect_enabled.load(Ordering::Relaxed);
         if detecting && !on {
             for e in tracker.finish() {
-                if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.id)) {
+                if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.track)) {
                     publisher.snapshot(&shot.label, &shot.jpeg);
                 }
                 publisher.event(&e, Some(SystemTime::now()));
@@ -595,7 +592,11 @@ pub fn publish_loop(
                 if let (Some(slot), Some(image)) = (&ctx.latest, &p.image) {
                     slot.offer(p.seq, p.wall, image.clone(), &p.objects);
                 }
-                let events = tracker.update(p.seq, &p.objects);
+                let at = p
+                    .wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let events = tracker.update(p.seq, at, &p.objects);
                 if let (Some(s), Some(image)) = (snapshots.as_mut(), &p.image) {
                     let shots = s.frame(p.ts, image, &p.objects, tracker.assigned(), &events);
                     for shot in shots {
@@ -633,7 +634,7 @@ pub fn publish_loop(
     // Shutdown: end live tracks so subscribers see every object leave (with its best
     // snapshot), and every count is 0.
     for e in tracker.finish() {
-        if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.id)) {
+        if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.track)) {
             publisher.snapshot(&shot.label, &shot.jpeg);
         }
         publisher.event(&e, None);

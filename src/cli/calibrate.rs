@@ -1,11 +1,11 @@
 //! `edgecam calibrate`: a full-integer int8 model calibrated on a source's own frames.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 
+use super::progress::{self, Progress};
 use crate::calibrate::{self, frames::Span, CalibrateOptions, Step};
 use crate::engine::quantizer::Method;
 
@@ -78,28 +78,74 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     o.desc = a.desc.clone();
     o.labels = a.labels.clone();
     o.layers = !a.no_layers;
-    let tty = std::io::stderr().is_terminal();
-    let stop = AtomicBool::new(false);
-    let out = calibrate::run(&o, &stop, |s| {
-        let line = match s {
-            Step::Reading(n) if tty && n % 10 == 0 => format!("reading the source: {n} frames"),
-            Step::Reading(_) => return,
-            Step::Calibrating(k, n) if tty || k == n => {
-                format!("calibrating: {k}/{n} frames ({}%)", 100 * k / n.max(1))
+    let stop = progress::stop_on_signals();
+    let t0 = std::time::Instant::now();
+    let source_total =
+        progress::frames_taken(progress::source_frames(&a.source), a.skip, 1, a.limit);
+    // One bar per phase: reading (ETA over the source's frames), calibrating (over the
+    // frames kept); then one line per candidate.
+    let mut bar = Progress::new(source_total);
+    let mut phase = "";
+    let mut last = String::from("starting");
+    let result = calibrate::run(&o, &stop, |s| {
+        let (name, done, detail) = match s {
+            Step::Reading(n) => ("reading", n, "reading the source".to_string()),
+            Step::Calibrating(k, n) => {
+                if phase != "calibrating" {
+                    bar = Progress::new(Some(n as u64));
+                }
+                (
+                    "calibrating",
+                    k as u64,
+                    format!("calibrating on {n} frames"),
+                )
             }
-            Step::Calibrating(..) => return,
-            Step::Scoring(m) => format!("scoring candidate {m}"),
-            Step::Comparing(m) => format!("comparing {m} with the float model"),
+            Step::Scoring(m) => ("scoring", 0, format!("scoring candidate {m}")),
+            Step::Comparing(m) => (
+                "comparing",
+                0,
+                format!("comparing {m} with the float model"),
+            ),
         };
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
+        if phase != name && !phase.is_empty() {
+            bar.finish();
         }
-    })?;
-    if tty {
-        eprintln!();
-    }
+        phase = name;
+        last = format!("{detail} ({done})");
+        match s {
+            // Not every frame on a log: every 10th read, every 10 % calibrated.
+            Step::Reading(n) if !bar.tty() && n % 10 != 0 => {}
+            Step::Calibrating(k, n) if !bar.tty() && k != n && k % (n / 10).max(1) != 0 => {}
+            Step::Reading(_) | Step::Calibrating(..) => bar.show(done, &detail),
+            _ => eprintln!("{detail}"),
+        }
+    });
+    bar.finish();
+    let out = match result {
+        Ok(out) => out,
+        Err(e) if stop.load(Ordering::SeqCst) => {
+            // Interrupted: no model is written; the report says how far it got.
+            let report = serde_json::json!({
+                "partial": true,
+                "interrupted_at": last,
+                "elapsed_s": (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                "float": a.float.display().to_string(),
+                "source": a.source,
+                "out": null,
+            });
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            eprintln!(
+                "calibration interrupted while {last} after {:.1} s ({e:#}): {} not written",
+                t0.elapsed().as_secs_f64(),
+                a.out.display()
+            );
+            std::process::exit(progress::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_vec_pretty(&out.report)?)
             .with_context(|| format!("writing {}", p.display()))?;

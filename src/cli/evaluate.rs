@@ -49,11 +49,14 @@ pub struct EvaluateArgs {
     pub no_layers: bool,
 }
 
-/// Runs the comparison, logging each compared frame to standard error; writes the reports
-/// asked for and prints the summary table. With one `--int8` the reports are the
-/// single-model ones; with several, one report with a `candidates` array and a table
-/// with a row per candidate.
+/// Runs the comparison, showing progress (frames, rate, ETA, and each compared frame's
+/// figures) on standard error; writes the reports asked for and prints the summary table.
+/// With one `--int8` the reports are the single-model ones; with several, one report with a
+/// `candidates` array and a table with a row per candidate. Ctrl-C stops after the current
+/// frame: the reports and table then cover the frames compared (`"partial": true`), and the
+/// exit status is 130.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
+    let stop = super::progress::stop_on_signals();
     let mut opts = Vec::new();
     for int8 in &args.int8 {
         let mut o = EvalOptions::new(int8, &args.float);
@@ -70,20 +73,31 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         opts.push(o);
     }
     let several = args.int8.len() > 1;
-    let evs = evaluate::run_many(opts, &args.source, |k, c, n| {
+    let total = super::progress::frames_taken(
+        super::progress::source_frames(&args.source),
+        args.skip,
+        args.every.max(1) as u64,
+        args.max_frames as u64,
+    );
+    let bar = super::progress::Progress::new(total);
+    let evs = evaluate::run_many_until(opts, &args.source, &stop, |k, c, n| {
         let (p, r, f) = c.prf();
         let who = if several {
             format!("{}: ", args.int8[k].display())
         } else {
             String::new()
         };
-        eprintln!(
-            "{who}frame {:>5} ({n} compared): F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
-            c.seq,
-            c.float.len(),
-            c.int8.len()
+        bar.show(
+            n as u64,
+            &format!(
+                "{who}frame {:>5}: F1 {f:.3} (P {p:.3} R {r:.3}), float {} / int8 {} objects",
+                c.seq,
+                c.float.len(),
+                c.int8.len()
+            ),
         );
     })?;
+    bar.finish();
     let report = if several {
         evaluate::report_many(&evs)
     } else {
@@ -105,6 +119,15 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         print!("{}", evaluate::candidates_table(&evs));
     } else {
         print!("{}", evs[0].summary_table());
+    }
+    if evs[0].interrupted {
+        eprintln!(
+            "interrupted after {} compared frames: the report covers them",
+            evs[0].frames.len()
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(super::progress::INTERRUPTED);
     }
     Ok(())
 }

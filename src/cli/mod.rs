@@ -17,6 +17,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod infer;
 pub mod preprocess;
+pub mod progress;
 pub mod run;
 
 pub use bench::BenchArgs;

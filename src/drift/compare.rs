@@ -157,7 +157,9 @@ pub struct FrameComparison {
 fn label_counts(d: &[Detection]) -> BTreeMap<String, i64> {
     let mut m = BTreeMap::new();
     for x in d {
-        *m.entry(x.label.clone()).or_insert(0) += 1;
+        // Slugs, as labels are in every payload (`count_diff` of `drift`).
+        *m.entry(crate::postprocess::labels::slug(&x.label))
+            .or_insert(0) += 1;
     }
     m
 }
@@ -416,9 +418,9 @@ mod tests {
         assert!((c.mean_iou().unwrap() - 0.9).abs() < 1e-6);
         assert!((c.score_deltas[0] - 0.2).abs() < 1e-6);
         let d = c.count_diff();
-        assert_eq!(d["L1"], 1);
-        assert_eq!(d["L2"], -1);
-        assert_eq!(d["L3"], 1);
+        assert_eq!(d["l1"], 1);
+        assert_eq!(d["l2"], -1);
+        assert_eq!(d["l3"], 1);
     }
 
     #[test]

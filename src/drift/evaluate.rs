@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -99,6 +99,8 @@ pub struct Evaluator {
     dets: Vec<crate::postprocess::Detection>,
     ms: [f64; 2],
     pub source: String,
+    /// Stopped before the end of the source (Ctrl-C): the report covers the frames compared.
+    pub interrupted: bool,
 }
 
 impl Evaluator {
@@ -159,6 +161,7 @@ impl Evaluator {
             dets: Vec::new(),
             ms: [0.0; 2],
             source: String::new(),
+            interrupted: false,
         })
     }
 
@@ -273,6 +276,7 @@ impl Evaluator {
             "int8": self.opts.int8.display().to_string(),
             "float": self.opts.float.display().to_string(),
             "source": self.source,
+            "partial": self.interrupted,
             "settings": {
                 "score_threshold": self.opts.score_threshold,
                 "match_iou": super::compare::MATCH_IOU,
@@ -300,7 +304,12 @@ impl Evaluator {
             self.opts.float.display(),
             self.source
         ));
-        row(&mut t, "frames compared", s.frames.to_string());
+        let compared = if self.interrupted {
+            format!("{} (partial: interrupted)", s.frames)
+        } else {
+            s.frames.to_string()
+        };
+        row(&mut t, "frames compared", compared);
         row(&mut t, "agreement F1", format!("{:.4}", s.f1));
         row(
             &mut t,
@@ -475,6 +484,17 @@ pub fn run(
 pub fn run_many(
     opts: Vec<EvalOptions>,
     source: &str,
+    progress: impl FnMut(usize, &FrameComparison, usize),
+) -> Result<Vec<Evaluator>> {
+    run_many_until(opts, source, &AtomicBool::new(false), progress)
+}
+
+/// [`run_many`], stopping before the next frame once `stop` is raised: the evaluators then
+/// cover the frames compared so far and are marked [`Evaluator::interrupted`].
+pub fn run_many_until(
+    opts: Vec<EvalOptions>,
+    source: &str,
+    stop: &AtomicBool,
     mut progress: impl FnMut(usize, &FrameComparison, usize),
 ) -> Result<Vec<Evaluator>> {
     let first = opts.first().context("no int8 model to evaluate")?;
@@ -491,6 +511,12 @@ pub fn run_many(
     let t0 = Instant::now();
     let mut silent = Instant::now();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            for ev in &mut evs {
+                ev.interrupted = true;
+            }
+            break;
+        }
         let img = match src.read(crate::capture::READ_WAIT)? {
             Read::Frame(i) => i,
             Read::Pending if silent.elapsed() < SILENCE => continue,

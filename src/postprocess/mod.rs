@@ -10,6 +10,7 @@
 
 pub mod anchors;
 pub mod boxes;
+pub mod labels;
 pub mod nms;
 pub mod tracker;
 pub mod yolo;

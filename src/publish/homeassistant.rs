@@ -13,7 +13,43 @@ fn device(device_id: &str) -> serde_json::Value {
         "model": "edgecam",
         "manufacturer": "edgecam",
         "sw_version": env!("CARGO_PKG_VERSION"),
+        "hw_version": board_model(),
     })
+}
+
+/// What the board says it is: the device tree's model on a Raspberry Pi and other ARM boards
+/// ("Raspberry Pi 5 Model B Rev 1.0"), DMI's product name on a PC, else the architecture.
+pub fn board_model() -> &'static str {
+    static MODEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        [
+            "/proc/device-tree/model",
+            "/sys/firmware/devicetree/base/model",
+            "/sys/class/dmi/id/product_name",
+        ]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_string()
+        })
+        .find(|m| !m.is_empty() && m.len() <= 128)
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    })
+}
+
+/// Who made the discovery configs (Home Assistant's `origin`).
+fn origin() -> serde_json::Value {
+    let mut o = json!({
+        "name": "edgecam",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let url = env!("CARGO_PKG_REPOSITORY");
+    if !url.is_empty() {
+        o["support_url"] = url.into();
+    }
+    o
 }
 
 /// The retained discovery config of one entity.
@@ -22,8 +58,9 @@ fn config(
     component: &str,
     device_id: &str,
     id: &str,
-    cfg: serde_json::Value,
+    mut cfg: serde_json::Value,
 ) -> Message {
+    cfg["origin"] = origin();
     Message {
         topic: format!("{discovery_prefix}/{component}/{device_id}/{id}/config"),
         payload: cfg.to_string().into_bytes(),
@@ -32,35 +69,19 @@ fn config(
     }
 }
 
-/// `label` as part of an entity's object id: lower-case ASCII letters and digits, `_` for
-/// anything else.
-fn slug(label: &str) -> String {
-    label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Discovery configs (retained) of the snapshot `image` entities, one per label: the JPEG of
 /// `<base>/<label>/snapshot`.
 pub fn snapshot_discovery(
     discovery_prefix: &str,
     base: &str,
     device_id: &str,
-    labels: &[String],
+    labels: &[(String, String)],
 ) -> Vec<Message> {
     let device = device(device_id);
     let availability = format!("{base}/availability");
     labels
         .iter()
-        .map(|label| {
-            let slug = slug(label);
+        .map(|(slug, label)| {
             config(
                 discovery_prefix,
                 "image",
@@ -69,7 +90,7 @@ pub fn snapshot_discovery(
                 json!({
                     "name": format!("{label} snapshot"),
                     "unique_id": format!("edgecam_{device_id}_{slug}_snapshot"),
-                    "image_topic": super::Publisher::snapshot_topic(base, label),
+                    "image_topic": super::Publisher::snapshot_topic(base, slug),
                     "content_type": "image/jpeg",
                     "availability_topic": availability,
                     "device": device,
@@ -79,12 +100,14 @@ pub fn snapshot_discovery(
         .collect()
 }
 
-/// Discovery configs (retained) for `labels`.
+/// Discovery configs (retained) for `labels` (slug, display name), and the inference-time
+/// sensor, which expires after `expire_after_s` without a `stats` message.
 pub fn discovery(
     discovery_prefix: &str,
     base: &str,
     device_id: &str,
-    labels: &[String],
+    labels: &[(String, String)],
+    expire_after_s: u64,
 ) -> Vec<Message> {
     let device = device(device_id);
     let availability = format!("{base}/availability");
@@ -98,15 +121,14 @@ pub fn discovery(
             cfg,
         ));
     };
-    for label in labels {
-        let slug = slug(label);
+    for (slug, label) in labels {
         push(
             "sensor",
             &format!("{slug}_count"),
             json!({
                 "name": format!("{label} count"),
                 "unique_id": format!("edgecam_{device_id}_{slug}_count"),
-                "state_topic": format!("{base}/counts/{}", super::topic_level(label)),
+                "state_topic": format!("{base}/counts/{}", super::topic_level(slug)),
                 "availability_topic": availability,
                 "state_class": "measurement",
                 "icon": "mdi:counter",
@@ -119,7 +141,7 @@ pub fn discovery(
             json!({
                 "name": format!("{label} present"),
                 "unique_id": format!("edgecam_{device_id}_{slug}_present"),
-                "state_topic": format!("{base}/counts/{}", super::topic_level(label)),
+                "state_topic": format!("{base}/counts/{}", super::topic_level(slug)),
                 "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
                 "availability_topic": availability,
                 "device_class": "occupancy",
@@ -136,7 +158,10 @@ pub fn discovery(
             "state_topic": format!("{base}/stats"),
             "value_template": "{{ value_json.inference_ms.p50 }}",
             "unit_of_measurement": "ms",
+            "device_class": "duration",
             "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "expire_after": expire_after_s,
             "availability_topic": availability,
             "device": device,
         }),
@@ -157,6 +182,7 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
             "state_topic": state,
             "value_template": tpl,
             "state_class": "measurement",
+            "entity_category": "diagnostic",
             "availability_topic": availability,
             "icon": "mdi:chart-bell-curve",
             "device": device,
@@ -191,6 +217,7 @@ pub fn drift_discovery(discovery_prefix: &str, base: &str, device_id: &str) -> V
                 "state_topic": state,
                 "value_template": "{{ 'ON' if value_json.alarm.active else 'OFF' }}",
                 "device_class": "problem",
+                "entity_category": "diagnostic",
                 "availability_topic": availability,
                 "device": device,
             }),
@@ -310,11 +337,32 @@ mod tests {
 
     #[test]
     fn configs_point_at_our_topics() {
-        let m = discovery("homeassistant", "edgecam/cam1", "cam1", &["Person".into()]);
+        let m = discovery(
+            "homeassistant",
+            "edgecam/cam1",
+            "cam1",
+            &[("person".into(), "Person".into())],
+            30,
+        );
         assert_eq!(m.len(), 3);
         assert_eq!(m[0].topic, "homeassistant/sensor/cam1/person_count/config");
         let v: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
-        assert_eq!(v["state_topic"], "edgecam/cam1/counts/Person");
+        assert_eq!(v["state_topic"], "edgecam/cam1/counts/person");
+        assert_eq!(v["name"], "Person count", "the display name");
+        assert_eq!(v["origin"]["name"], "edgecam");
+        assert!(v["device"]["hw_version"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()));
+        let inf: serde_json::Value = serde_json::from_slice(&m[2].payload).unwrap();
+        assert_eq!(m[2].topic, "homeassistant/sensor/cam1/inference_ms/config");
+        assert_eq!(
+            (
+                &inf["device_class"],
+                &inf["entity_category"],
+                &inf["expire_after"]
+            ),
+            (&"duration".into(), &"diagnostic".into(), &30.into())
+        );
         assert_eq!(v["availability_topic"], "edgecam/cam1/availability");
         assert!(m.iter().all(|x| x.retain));
         assert_eq!(
@@ -325,10 +373,17 @@ mod tests {
 
     #[test]
     fn a_label_with_wildcards_points_at_its_safe_topic() {
-        let m = discovery("homeassistant", "edgecam/cam1", "cam1", &["C++ #1".into()]);
+        let l = crate::postprocess::labels::slug("C++ #1");
+        let m = discovery(
+            "homeassistant",
+            "edgecam/cam1",
+            "cam1",
+            &[(l, "C++ #1".into())],
+            30,
+        );
         for x in &m[..2] {
             let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
-            assert_eq!(v["state_topic"], "edgecam/cam1/counts/C__ _1");
+            assert_eq!(v["state_topic"], "edgecam/cam1/counts/c____1");
         }
     }
 
@@ -338,7 +393,10 @@ mod tests {
             "homeassistant",
             "edgecam/cam1",
             "cam1",
-            &["Person".into(), "C++".into()],
+            &[
+                ("person".into(), "Person".into()),
+                ("c__".into(), "C++".into()),
+            ],
         );
         assert_eq!(m.len(), 2);
         assert_eq!(
@@ -347,14 +405,15 @@ mod tests {
         );
         assert!(m[0].retain && m[0].qos == 1);
         let c: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
-        assert_eq!(c["image_topic"], "edgecam/cam1/Person/snapshot");
+        assert_eq!(c["image_topic"], "edgecam/cam1/person/snapshot");
+        assert_eq!(c["name"], "Person snapshot");
         assert_eq!(c["content_type"], "image/jpeg");
         assert_eq!(c["unique_id"], "edgecam_cam1_person_snapshot");
         assert_eq!(c["availability_topic"], "edgecam/cam1/availability");
         assert_eq!(c["device"]["identifiers"][0], "edgecam_cam1");
         let c: serde_json::Value = serde_json::from_slice(&m[1].payload).unwrap();
         assert_eq!(m[1].topic, "homeassistant/image/cam1/c___snapshot/config");
-        assert_eq!(c["image_topic"], "edgecam/cam1/C__/snapshot");
+        assert_eq!(c["image_topic"], "edgecam/cam1/c__/snapshot");
     }
 
     #[test]
@@ -367,6 +426,7 @@ mod tests {
         for x in &m {
             let v: serde_json::Value = serde_json::from_slice(&x.payload).unwrap();
             assert_eq!(v["state_topic"], "edgecam/cam1/drift");
+            assert_eq!(v["entity_category"], "diagnostic");
             assert!(x.retain);
         }
     }

@@ -39,6 +39,11 @@ pub struct Settings {
     /// Home Assistant's birth topic (`<discovery_prefix>/status`): on `online` every retained
     /// message (discovery included) is published again, as after a reconnect.
     pub birth_topic: Option<String>,
+    /// The filter of this device's Home Assistant discovery configs
+    /// (`<discovery_prefix>/+/<device_id>/+/config`): a retained config found there that the
+    /// daemon no longer publishes (a label no longer reported, a feature switched off) is
+    /// removed, so Home Assistant drops its entity.
+    pub discovery_topics: Option<String>,
 }
 
 /// A message received on one of [`Settings::commands`].
@@ -322,7 +327,7 @@ pub async fn run(
                         qos: 1,
                     };
                     publish_now(&s, &client, std::iter::once(online).chain(retained(&state)));
-                    for t in s.commands.iter().map(|c| &c.0).chain(&s.birth_topic) {
+                    for t in s.commands.iter().map(|c| &c.0).chain(&s.birth_topic).chain(&s.discovery_topics) {
                         if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                             tracing::warn!(topic = %t, "MQTT: cannot subscribe: {e}");
                         }
@@ -333,6 +338,12 @@ pub async fn run(
                     if &p.payload[..] == b"online" {
                         tracing::info!(topic = %p.topic, "Home Assistant is online: publishing discovery and state again");
                         publish_now(&s, &client, retained(&state));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if s.discovery_topics.as_deref().is_some_and(|f| topic_matches(f, &p.topic)) => {
+                    if let Some(gone) = stale_discovery(&state, &p) {
+                        tracing::info!(topic = %gone.topic, "Home Assistant: removing an entity no longer configured");
+                        publish_now(&s, &client, std::iter::once(gone));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => deliver(&s, &p),
@@ -392,6 +403,38 @@ fn retained(state: &ConnState) -> Vec<Message> {
         .collect()
 }
 
+/// Whether `topic` matches the subscription `filter` (`+` one level, `#` the rest).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut t = topic.split('/');
+    for f in filter.split('/') {
+        match (f, t.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(l)) if f == l => {}
+            _ => return false,
+        }
+    }
+    t.next().is_none()
+}
+
+/// A retained discovery config on the broker that the daemon does not publish (not among the
+/// remembered retained messages): the empty retained message that deletes it.
+fn stale_discovery(state: &ConnState, p: &rumqttc::Publish) -> Option<Message> {
+    if !p.retain || p.payload.is_empty() {
+        return None;
+    }
+    let kept = state.retained.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.contains_key(&p.topic) {
+        return None;
+    }
+    Some(Message {
+        topic: p.topic.clone(),
+        payload: Vec::new(),
+        retain: true,
+        qos: 1,
+    })
+}
+
 /// Hand `msgs` to the client at once (ahead of the outbox).
 fn publish_now(s: &Settings, client: &AsyncClient, msgs: impl IntoIterator<Item = Message>) {
     for m in msgs {
@@ -446,5 +489,74 @@ fn drain(s: &Settings, client: &AsyncClient, outbox: &Outbox, state: &ConnState)
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_as_the_broker_does() {
+        let f = "homeassistant/+/cam1/+/config";
+        assert!(topic_matches(
+            f,
+            "homeassistant/sensor/cam1/person_count/config"
+        ));
+        assert!(!topic_matches(
+            f,
+            "homeassistant/sensor/cam2/person_count/config"
+        ));
+        assert!(!topic_matches(f, "homeassistant/sensor/cam1/person_count"));
+        assert!(!topic_matches(f, "homeassistant/sensor/cam1/a/config/x"));
+        assert!(topic_matches("a/#", "a/b/c"));
+        assert!(topic_matches("a/b", "a/b"));
+    }
+
+    #[test]
+    fn only_retained_configs_the_daemon_no_longer_publishes_are_removed() {
+        let state = ConnState::default();
+        state.remember(&Message {
+            topic: "ha/sensor/cam1/person_count/config".into(),
+            payload: b"{}".to_vec(),
+            retain: true,
+            qos: 1,
+        });
+        let publish = |topic: &str, payload: &[u8], retain: bool| {
+            let mut p = rumqttc::Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+            p.retain = retain;
+            p
+        };
+        let gone = stale_discovery(
+            &state,
+            &publish("ha/sensor/cam1/dog_count/config", b"{}", true),
+        )
+        .expect("a config nobody publishes any more");
+        assert_eq!(gone.topic, "ha/sensor/cam1/dog_count/config");
+        assert!(gone.payload.is_empty() && gone.retain);
+        assert!(
+            stale_discovery(
+                &state,
+                &publish("ha/sensor/cam1/person_count/config", b"{}", true)
+            )
+            .is_none(),
+            "still published"
+        );
+        assert!(
+            stale_discovery(
+                &state,
+                &publish("ha/sensor/cam1/dog_count/config", b"", true)
+            )
+            .is_none(),
+            "already removed"
+        );
+        assert!(
+            stale_discovery(
+                &state,
+                &publish("ha/sensor/cam1/dog_count/config", b"{}", false)
+            )
+            .is_none(),
+            "a live message, not one left on the broker"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The bounded buffer between the pipeline and the MQTT connection. While the
-//! broker is away, messages wait here; beyond `cap` the oldest are dropped and
-//! counted. The pipeline never blocks on it.
+//! broker is away, messages wait here; beyond `cap` messages or `max_bytes` bytes (snapshots
+//! are large) the oldest are dropped and counted. The pipeline never blocks on it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +16,27 @@ pub struct Message {
     pub qos: u8,
 }
 
+impl Message {
+    /// What the message holds in memory, for the byte bound.
+    fn bytes(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+}
+
+/// The queue and the bytes its messages hold.
+#[derive(Default)]
+struct Queue {
+    q: VecDeque<Message>,
+    bytes: usize,
+}
+
+/// The default byte bound of [`Outbox::new`]: 32 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
+
 pub struct Outbox {
-    queue: Mutex<VecDeque<Message>>,
+    queue: Mutex<Queue>,
     cap: usize,
+    max_bytes: usize,
     dropped: AtomicU64,
     pushed: AtomicU64,
     invalid: AtomicU64,
@@ -26,10 +44,21 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// At most `cap` messages and [`DEFAULT_MAX_BYTES`].
     pub fn new(cap: usize) -> Self {
+        Self::with_max_bytes(cap, DEFAULT_MAX_BYTES)
+    }
+
+    /// At most `cap` messages and `max_bytes` bytes of topics and payloads (one message is
+    /// always kept, however large: a packet is at most 1 MiB).
+    pub fn with_max_bytes(cap: usize, max_bytes: usize) -> Self {
         Outbox {
-            queue: Mutex::new(VecDeque::with_capacity(cap.min(4096))),
+            queue: Mutex::new(Queue {
+                q: VecDeque::with_capacity(cap.min(4096)),
+                bytes: 0,
+            }),
             cap: cap.max(1),
+            max_bytes,
             dropped: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
@@ -37,7 +66,7 @@ impl Outbox {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding the lock cannot leave the deque inconsistent.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -77,16 +106,29 @@ impl Outbox {
             return;
         }
         {
-            let mut q = self.lock();
+            let mut guard = self.lock();
+            let Queue { q, bytes } = &mut *guard;
+            let size = m.bytes();
             if let Some(old) = q.iter_mut().rev().find(|o| replace && o.topic == m.topic) {
+                *bytes = *bytes - old.bytes() + size;
                 *old = m;
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             } else {
                 if q.len() >= self.cap {
-                    q.pop_front();
+                    if let Some(old) = q.pop_front() {
+                        *bytes -= old.bytes();
+                    }
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                *bytes += size;
                 q.push_back(m);
+            }
+            // The byte bound: oldest first, never the newest.
+            while *bytes > self.max_bytes && q.len() > 1 {
+                if let Some(old) = q.pop_front() {
+                    *bytes -= old.bytes();
+                }
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.pushed.fetch_add(1, Ordering::Relaxed);
@@ -94,26 +136,35 @@ impl Outbox {
     }
 
     pub fn pop(&self) -> Option<Message> {
-        self.lock().pop_front()
+        let mut g = self.lock();
+        let m = g.q.pop_front()?;
+        g.bytes -= m.bytes();
+        Some(m)
+    }
+
+    /// Bytes of the queued messages' topics and payloads.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Put a message back at the front (the connection could not take it).
     pub fn unpop(&self, m: Message) {
-        let mut q = self.lock();
-        if q.len() >= self.cap {
-            // Keep the bound: the message handed back is older than everything queued.
+        let mut g = self.lock();
+        if g.q.len() >= self.cap || (!g.q.is_empty() && g.bytes + m.bytes() > self.max_bytes) {
+            // Keep the bounds: the message handed back is older than everything queued.
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        q.push_front(m);
+        g.bytes += m.bytes();
+        g.q.push_front(m);
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().q.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().q.is_empty()
     }
 
     pub fn dropped(&self) -> u64 {
@@ -157,6 +208,44 @@ mod tests {
         o.unpop(m(6));
         assert_eq!(o.len(), 3, "unpop never exceeds the bound");
         assert_eq!(o.dropped(), 8);
+    }
+
+    #[test]
+    fn large_messages_are_bounded_by_bytes_too() {
+        let big = |i: usize| Message {
+            payload: vec![i as u8; 400_000],
+            ..m(i)
+        };
+        let o = Outbox::with_max_bytes(100, 1_000_000);
+        for i in 0..10 {
+            o.push(big(i));
+            assert!(o.bytes() <= 1_000_000, "{} bytes after {i}", o.bytes());
+        }
+        assert_eq!(o.len(), 2, "two of 400 kB fit in 1 MB");
+        assert_eq!(o.dropped(), 8);
+        assert_eq!(o.pop().unwrap().payload[0], 8, "the newest kept");
+        o.push(m(20));
+        assert_eq!(o.bytes(), 400_003 + 4, "topics and payloads");
+        o.unpop(big(7));
+        assert_eq!(
+            (o.len(), o.dropped()),
+            (3, 8),
+            "handed back within the bound"
+        );
+        o.unpop(big(6));
+        assert_eq!(
+            (o.len(), o.dropped()),
+            (3, 9),
+            "handed back past the bound: dropped"
+        );
+        while o.pop().is_some() {}
+        assert_eq!(o.bytes(), 0);
+        // One message larger than the bound still goes (alone).
+        let o = Outbox::with_max_bytes(10, 100);
+        o.push(big(1));
+        assert_eq!(o.len(), 1);
+        o.unpop(big(2));
+        assert_eq!(o.len(), 1);
     }
 
     #[test]

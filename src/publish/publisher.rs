@@ -19,6 +19,7 @@ use super::mqtt::ConnState;
 use super::outbox::{Message, Outbox};
 use super::time::rfc3339;
 use super::topic_level;
+use crate::config::EventsFormat;
 use crate::postprocess::tracker::{Event, Object};
 
 /// The `availability` payload while the daemon reports (after every (re)connect).
@@ -35,6 +36,11 @@ pub struct Publisher {
     retain_detections: bool,
     outbox: Arc<Outbox>,
     conn: Arc<ConnState>,
+    /// `camera` of events (the device id).
+    camera: Arc<str>,
+    events_format: EventsFormat,
+    /// Events say `has_snapshot` (Frigate's format).
+    snapshots: bool,
 }
 
 /// One processed frame, for `detections`.
@@ -106,6 +112,8 @@ pub struct Entities {
     pub calibration: bool,
     /// An `image` per label (`snapshots.enabled`).
     pub snapshots: bool,
+    /// Seconds without `stats` after which its sensors are unavailable.
+    pub expire_after_s: u64,
 }
 
 /// One shadow comparison, for `drift`. The sub-objects `frame`, `metrics`, `ewma` and
@@ -154,7 +162,18 @@ impl Publisher {
             retain_detections,
             outbox,
             conn,
+            camera: "".into(),
+            events_format: EventsFormat::Edgecam,
+            snapshots: false,
         }
+    }
+
+    /// Events name `camera`, take `format`, and say whether they have snapshots.
+    pub fn with_events(mut self, camera: &str, format: EventsFormat, snapshots: bool) -> Self {
+        self.camera = camera.into();
+        self.events_format = format;
+        self.snapshots = snapshots;
+        self
     }
 
     /// The `availability` topic under `base`. The connection ([`super::mqtt`]) publishes
@@ -243,14 +262,62 @@ impl Publisher {
         }
     }
 
-    /// `events`: a tracker event, with the capture time of its frame when there is one (the
-    /// `end` events at shutdown have none).
+    /// `events`: a tracker event, with `camera`, and the capture time of its frame when
+    /// there is one (the `end` events at shutdown have none). In Frigate's format:
+    /// `{type, before, after}`.
     pub fn event(&self, e: &Event, at: Option<SystemTime>) {
-        let mut v = serde_json::to_value(e).unwrap_or_default();
-        if let Some(t) = at {
-            v["timestamp"] = json!(rfc3339(t));
-        }
+        let v = match self.events_format {
+            EventsFormat::Edgecam => {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["camera"] = json!(&*self.camera);
+                if let Some(t) = at {
+                    v["timestamp"] = json!(rfc3339(t));
+                }
+                v
+            }
+            EventsFormat::Frigate => json!({
+                "type": e.kind,
+                "before": self.frigate_object(e.before.as_deref().unwrap_or(e)),
+                "after": self.frigate_object(e),
+            }),
+        };
         self.send(self.topic("events"), v.to_string().into_bytes(), false);
+    }
+
+    /// A tracked object as Frigate's `events` show it (`before` / `after`): the fields it
+    /// has, with the features edgecam lacks (zones, clips, sub-labels, attributes) empty.
+    fn frigate_object(&self, e: &Event) -> serde_json::Value {
+        let b = e.bbox.map(|v| v.round() as i64);
+        let (w, h) = ((b[2] - b[0]).max(0), (b[3] - b[1]).max(0));
+        let ratio = if h > 0 { w as f64 / h as f64 } else { 0.0 };
+        json!({
+            "id": e.id,
+            "camera": &*self.camera,
+            "frame_time": e.frame_time,
+            "snapshot": null,
+            "label": e.label,
+            "sub_label": null,
+            "top_score": e.top_score,
+            "false_positive": false,
+            "start_time": e.start_time,
+            "end_time": e.end_time,
+            "score": e.score,
+            "box": b,
+            "area": w * h,
+            "ratio": (ratio * 1e6).round() / 1e6,
+            "region": b,
+            "active": true,
+            "stationary": false,
+            "motionless_count": 0,
+            "position_changes": 0,
+            "current_zones": [],
+            "entered_zones": [],
+            "thumbnail": null,
+            "has_snapshot": self.snapshots,
+            "has_clip": false,
+            "attributes": {},
+            "current_attributes": [],
+        })
     }
 
     /// `stats`: the pipeline's figures with the MQTT side's own.
@@ -397,10 +464,16 @@ impl Publisher {
         &self,
         discovery_prefix: &str,
         device_id: &str,
-        labels: &[String],
+        labels: &[(String, String)],
         extra: Entities,
     ) {
-        for m in homeassistant::discovery(discovery_prefix, &self.base, device_id, labels) {
+        for m in homeassistant::discovery(
+            discovery_prefix,
+            &self.base,
+            device_id,
+            labels,
+            extra.expire_after_s,
+        ) {
             self.conn.remember(&m);
         }
         if extra.snapshots {
@@ -438,6 +511,68 @@ mod tests {
         let conn = Arc::new(ConnState::default());
         let p = Publisher::new("edgecam/cam1", 1, retain, outbox.clone(), conn.clone());
         (p, outbox, conn)
+    }
+
+    fn event() -> Event {
+        let mut e = Event {
+            kind: crate::postprocess::tracker::EventKind::End,
+            id: "1700000000.250000-abc123".into(),
+            track: 1,
+            label: "person".into(),
+            score: 0.5,
+            top_score: 0.75,
+            bbox: [10.2, 20.0, 60.0, 120.6],
+            start_time: 1_700_000_000.25,
+            end_time: Some(1_700_000_003.5),
+            frame_time: 1_700_000_003.5,
+            first_seq: 1,
+            last_seq: 2,
+            frames: 2,
+            before: None,
+        };
+        let mut before = e.clone();
+        before.kind = crate::postprocess::tracker::EventKind::Update;
+        before.score = 0.75;
+        before.end_time = None;
+        e.before = Some(Box::new(before));
+        e
+    }
+
+    #[test]
+    fn events_in_both_formats() {
+        let (p, o, _) = publisher(false);
+        let p = p.with_events("cam1", EventsFormat::Edgecam, false);
+        p.event(&event(), None);
+        let frigate = p.clone().with_events("cam1", EventsFormat::Frigate, true);
+        frigate.event(&event(), None);
+        let m = drain(&o);
+        assert!(m
+            .iter()
+            .all(|m| m.topic == "edgecam/cam1/events" && !m.retain));
+        let own = json(&m[0]);
+        assert_eq!(own["id"], "1700000000.250000-abc123");
+        assert_eq!(own["camera"], "cam1");
+        assert_eq!(own["type"], "end");
+        assert_eq!(own["label"], "person");
+        assert_eq!(own["start_time"], 1_700_000_000.25);
+        assert_eq!(own["end_time"], 1_700_000_003.5);
+        assert!(own.get("before").is_none() && own.get("track").is_none());
+        let f = json(&m[1]);
+        assert_eq!(f["type"], "end");
+        let (b, a) = (&f["before"], &f["after"]);
+        for v in [a, b] {
+            assert_eq!(v["id"], "1700000000.250000-abc123");
+            assert_eq!(v["camera"], "cam1");
+            assert_eq!(v["label"], "person");
+            assert_eq!(v["box"], json!([10, 20, 60, 121]));
+            assert_eq!(v["area"], 50 * 101);
+            assert_eq!(v["has_snapshot"], true);
+            assert_eq!(v["false_positive"], false);
+            assert!(v["sub_label"].is_null() && v["current_zones"] == json!([]));
+        }
+        assert_eq!((&a["score"], &b["score"]), (&json!(0.5), &json!(0.75)));
+        assert_eq!(a["end_time"], 1_700_000_003.5);
+        assert!(b["end_time"].is_null(), "before: still going");
     }
 
     fn drain(o: &Outbox) -> Vec<Message> {
@@ -491,17 +626,7 @@ mod tests {
     #[test]
     fn events_stats_availability_and_drift() {
         let (p, o, conn) = publisher(false);
-        let e = Event {
-            kind: crate::postprocess::tracker::EventKind::End,
-            id: 1,
-            label: "Person".into(),
-            score: 0.5,
-            top_score: 0.75,
-            bbox: [0.0; 4],
-            first_seq: 1,
-            last_seq: 2,
-            frames: 2,
-        };
+        let e = event();
         p.event(&e, Some(std::time::UNIX_EPOCH));
         p.event(&e, None);
         p.stats(&StatsFigures {
@@ -572,7 +697,7 @@ mod tests {
         p.discovery(
             "homeassistant",
             "cam1",
-            &["Person".into()],
+            &[("person".into(), "Person".into())],
             Entities {
                 drift: true,
                 ..Default::default()
@@ -584,7 +709,10 @@ mod tests {
         p.discovery(
             "homeassistant",
             "cam1",
-            &["Person".into(), "Car".into()],
+            &[
+                ("person".into(), "Person".into()),
+                ("car".into(), "Car".into()),
+            ],
             Entities {
                 snapshots: true,
                 ..Default::default()

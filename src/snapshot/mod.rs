@@ -138,7 +138,7 @@ impl Snapshots {
         let mut shots = Vec::new();
         // Ended tracks: their best frame, and nothing kept any more.
         for e in events.iter().filter(|e| e.kind == EventKind::End) {
-            shots.extend(self.end(e.id));
+            shots.extend(self.end(e.track));
         }
         for &(id, oi) in assigned {
             let Some(o) = objects.get(oi) else { continue };
@@ -240,13 +240,18 @@ mod tests {
     impl Run {
         fn new(min_interval_s: f64) -> Self {
             Run {
-                tracker: Tracker::new(0.3, 1, 1),
+                tracker: Tracker::new(crate::postprocess::tracker::Settings {
+                    max_missed: 1,
+                    update_every: 1,
+                    min_frames: 1,
+                    ..Default::default()
+                }),
                 snaps: Snapshots::new(&cfg(min_interval_s), 1 << 20),
                 t0: Instant::now(),
             }
         }
         fn frame(&mut self, seq: u64, at_s: f64, shade: u8, objects: &[Object]) -> Vec<Shot> {
-            let events = self.tracker.update(seq, objects);
+            let events = self.tracker.update(seq, seq as f64, objects);
             self.snaps.frame(
                 self.t0 + Duration::from_secs_f64(at_s),
                 &frame(shade),
@@ -311,7 +316,7 @@ mod tests {
             .tracker
             .finish()
             .iter()
-            .filter_map(|e| r.snaps.end(e.id))
+            .filter_map(|e| r.snaps.end(e.track))
             .collect();
         assert_eq!(ends.len(), 1);
         assert!(near(shade(&ends[0]), 90));
@@ -347,13 +352,18 @@ mod tests {
     #[test]
     fn a_snapshot_that_cannot_fit_is_counted_not_published() {
         let mut s = Snapshots::new(&cfg(0.0), 10);
-        let mut t = Tracker::new(0.3, 0, 1);
+        let mut t = Tracker::new(crate::postprocess::tracker::Settings {
+            max_missed: 0,
+            update_every: 1,
+            min_frames: 1,
+            ..Default::default()
+        });
         let objects = [person(0.6, 0.0)];
-        let ev = t.update(1, &objects);
+        let ev = t.update(1, 1.0, &objects);
         let shots = s.frame(Instant::now(), &frame(9), &objects, t.assigned(), &ev);
         assert!(shots.is_empty());
         assert_eq!(s.counters().failed, 1);
-        let ev = t.update(2, &[]);
+        let ev = t.update(2, 2.0, &[]);
         assert!(s
             .frame(Instant::now(), &frame(9), &[], t.assigned(), &ev)
             .is_empty());
