@@ -538,6 +538,13 @@ fn healthz_turns_unhealthy_when_the_frames_stop() {
         Some(100.0)
     );
     assert_eq!(value(&samples, "edgecam_mqtt_connected", &[]), Some(0.0));
+    // With no broker, what the daemon publishes waits in the outbox.
+    assert!(value(&samples, "edgecam_mqtt_outbox_messages", &[]).unwrap() > 0.0);
+    assert!(value(&samples, "edgecam_mqtt_outbox_bytes", &[]).unwrap() > 100.0);
+    assert_eq!(
+        value(&samples, "edgecam_mqtt_published_total", &[]),
+        Some(0.0)
+    );
     // It stays unhealthy.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(hport, "/healthz").unwrap().status, 503);

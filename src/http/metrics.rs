@@ -204,6 +204,16 @@ impl Sources {
             self.outbox.len() as f64,
         );
         o.gauge(
+            "edgecam_mqtt_outbox_bytes",
+            "Bytes (topics and payloads) waiting to be published.",
+            self.outbox.bytes() as f64,
+        );
+        o.counter(
+            "edgecam_mqtt_dropped_total",
+            "Messages dropped from the full outbox while the broker was away.",
+            self.outbox.dropped() as f64,
+        );
+        o.gauge(
             "edgecam_http_stream_clients",
             "Clients of /stream.mjpeg.",
             stream_clients as f64,
