@@ -34,14 +34,17 @@ pub enum SourceKind {
     Images,
     Mjpeg,
     Synthetic,
+    /// A Raspberry Pi camera through `rpicam-vid` (or `libcamera-vid`) writing MJPEG.
+    Libcamera,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    /// `v4l2`, `ffmpeg`, `images`, `mjpeg` or `synthetic`.
+    /// `v4l2`, `ffmpeg`, `images`, `mjpeg`, `libcamera` or `synthetic`.
     pub kind: SourceKind,
-    /// Device index or path (v4l2), file/URL (ffmpeg), directory (images), file (mjpeg).
+    /// Device index or path (v4l2), file/URL (ffmpeg), directory (images), file, pipe, `-`
+    /// or `http://` URL (mjpeg), camera index (libcamera).
     pub uri: String,
     /// Capture rate cap in frames per second (0 = as fast as the source gives).
     pub fps: f64,
@@ -58,6 +61,14 @@ pub struct SourceConfig {
     /// Reconnect back-off bounds in seconds.
     pub backoff_min_s: f64,
     pub backoff_max_s: f64,
+    /// libcamera: the program to run; empty = `rpicam-vid`, else `libcamera-vid`.
+    pub command: String,
+    /// libcamera: more arguments for the program, after edgecam's own.
+    pub extra_args: Vec<String>,
+    /// ffmpeg: input options, before `-i` (e.g. `["-re"]`, `["-ss", "5"]`).
+    pub input_args: Vec<String>,
+    /// ffmpeg: hardware decoding options, before `-i` (e.g. `["-hwaccel", "drm"]`).
+    pub hwaccel_args: Vec<String>,
 }
 
 impl Default for SourceConfig {
@@ -73,6 +84,10 @@ impl Default for SourceConfig {
             stall_timeout_s: 5.0,
             backoff_min_s: 0.5,
             backoff_max_s: 30.0,
+            command: String::new(),
+            extra_args: vec![],
+            input_args: vec![],
+            hwaccel_args: vec![],
         }
     }
 }
@@ -248,50 +263,8 @@ impl Default for HomeAssistantConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// IoU needed to continue a track.
-    pub iou: f32,
-    /// Processed frames a track may be unseen before it ends.
-    pub max_missed: u32,
-    /// Minimum processed frames between `update` events of one track.
-    pub update_every: u32,
-    /// False-positive gate: frames an object must be seen in before its `new` event...
-    pub min_frames: u32,
-    /// ... and the median of its latest scores (up to 10) must reach this.
-    pub min_score: f32,
-    /// `update` goes out when the top score improves or the box moves: IoU with the box of
-    /// the object's previous event below this.
-    pub update_iou: f32,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        let d = crate::postprocess::tracker::Settings::default();
-        TrackerConfig {
-            iou: d.iou,
-            max_missed: d.max_missed,
-            update_every: d.update_every,
-            min_frames: d.min_frames,
-            min_score: d.min_score,
-            update_iou: d.update_iou,
-        }
-    }
-}
-
-impl TrackerConfig {
-    pub fn settings(&self) -> crate::postprocess::tracker::Settings {
-        crate::postprocess::tracker::Settings {
-            iou: self.iou,
-            max_missed: self.max_missed,
-            update_every: self.update_every,
-            min_frames: self.min_frames,
-            min_score: self.min_score,
-            update_iou: self.update_iou,
-        }
-    }
-}
+/// `[tracker]`: the tracker's settings, as they are.
+pub type TrackerConfig = crate::postprocess::tracker::Settings;
 
 /// The shape of `<base>/events`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -674,6 +647,62 @@ impl Config {
         }
         if s.uri.contains('\0') {
             bad("source.uri", "must not contain a NUL character".into())?;
+        }
+        if s.kind == SourceKind::Libcamera && !s.uri.is_empty() && s.uri.parse::<u32>().is_err() {
+            bad(
+                "source.uri",
+                format!(
+                    "for source.kind = libcamera, a camera index (\"0\", \"1\") or empty, got '{}'",
+                    s.uri
+                ),
+            )?;
+        }
+        if s.kind == SourceKind::Mjpeg && s.uri.starts_with("https://") {
+            bad(
+                "source.uri",
+                "https:// is not supported by source.kind = mjpeg (use kind = ffmpeg)".into(),
+            )?;
+        }
+        for (key, kind, set) in [
+            (
+                "source.command",
+                SourceKind::Libcamera,
+                !s.command.is_empty(),
+            ),
+            (
+                "source.extra_args",
+                SourceKind::Libcamera,
+                !s.extra_args.is_empty(),
+            ),
+            (
+                "source.input_args",
+                SourceKind::Ffmpeg,
+                !s.input_args.is_empty(),
+            ),
+            (
+                "source.hwaccel_args",
+                SourceKind::Ffmpeg,
+                !s.hwaccel_args.is_empty(),
+            ),
+        ] {
+            if set && s.kind != kind {
+                bad(
+                    key,
+                    format!("only for source.kind = {kind:?}, not {:?}", s.kind).to_lowercase(),
+                )?;
+            }
+        }
+        for (key, args) in [
+            ("source.extra_args", &s.extra_args),
+            ("source.input_args", &s.input_args),
+            ("source.hwaccel_args", &s.hwaccel_args),
+        ] {
+            if args.iter().any(|a| a.is_empty() || a.contains('\0')) {
+                bad(key, "arguments must be non-empty, without NUL".into())?;
+            }
+        }
+        if s.command.contains('\0') {
+            bad("source.command", "must not contain a NUL character".into())?;
         }
         if !["mjpeg", "yuyv"].contains(&s.format.as_str()) {
             bad(
@@ -1176,6 +1205,55 @@ mod tests {
         assert_eq!(c.http.bind, "[::1]:0");
         assert_eq!(c.http.stream_fps, 2.5);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn capture_source_keys_are_checked() {
+        assert_rejected(&[
+            (
+                "[source]\nkind = \"libcamera\"\nuri = \"/dev/video0\"\n",
+                "source.uri",
+            ),
+            (
+                "[source]\nkind = \"mjpeg\"\nuri = \"https://cam/x\"\n",
+                "source.uri",
+            ),
+            (
+                "[source]\nkind = \"mjpeg\"\nuri = \"-\"\ninput_args = [\"-re\"]\n",
+                "source.input_args",
+            ),
+            (
+                "[source]\nkind = \"ffmpeg\"\nuri = \"a.avi\"\nextra_args = [\"-x\"]\n",
+                "source.extra_args",
+            ),
+            (
+                "[source]\nkind = \"v4l2\"\ncommand = \"rpicam-vid\"\n",
+                "source.command",
+            ),
+            (
+                "[source]\nkind = \"ffmpeg\"\nuri = \"a.avi\"\nhwaccel_args = [\"\"]\n",
+                "source.hwaccel_args",
+            ),
+            (
+                "[source]\nkind = \"ffmpeg\"\nuri = \"a.avi\"\ninput_args = \"-re\"\n",
+                "input_args",
+            ),
+        ]);
+        let (dir, p) = write(
+            "[source]\nkind = \"libcamera\"\nuri = \"1\"\ncommand = \"/opt/cam\"\nextra_args = [\"--hflip\", \"--awb\", \"indoor\"]\n",
+        );
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert_eq!(c.source.kind, SourceKind::Libcamera);
+        assert_eq!(c.source.extra_args, ["--hflip", "--awb", "indoor"]);
+        assert_eq!(c.source.command, "/opt/cam");
+        let (dir2, p) = write(
+            "[source]\nkind = \"ffmpeg\"\nuri = \"a.avi\"\ninput_args = [\"-ss\", \"5\"]\nhwaccel_args = [\"-hwaccel\", \"drm\"]\n",
+        );
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert_eq!(c.source.input_args, ["-ss", "5"]);
+        assert_eq!(c.source.hwaccel_args, ["-hwaccel", "drm"]);
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(dir2);
     }
 
     /// Config values at and beyond their limits, from TOML and from the environment: the

@@ -5,7 +5,6 @@
 //! threads, and the detector finds in them what the float model finds.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use edgecam::detect::{Detector, DetectorConfig};
 use edgecam::engine::kernels::KernelPath;
@@ -13,6 +12,7 @@ use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use edgecam::npy::NpyArray;
 
 mod common;
+use common::oracle::*;
 use common::*;
 
 fn model(name: &str) -> PathBuf {
@@ -21,19 +21,7 @@ fn model(name: &str) -> PathBuf {
         .join(format!("ssd_mobilenetv2_oidv4_{name}.tflite"))
 }
 
-fn python() -> PathBuf {
-    std::env::var("EDGECAM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
-}
-
-/// TFLite's reference kernels on `model` with one input: every output as npy.
-fn tflite_reference(dir: &Path, model: &Path, input: &NpyArray, outputs: usize) -> Vec<NpyArray> {
-    tflite_run(dir, model, input, outputs, "BUILTIN_REF")
-}
-
-/// TFLite with op resolver `resolver` (`BUILTIN_REF`: the reference kernels; `BUILTIN`: its
-/// optimized kernels).
+/// TFLite with op resolver `resolver` on `model` with one input.
 fn tflite_run(
     dir: &Path,
     model: &Path,
@@ -41,26 +29,9 @@ fn tflite_run(
     outputs: usize,
     resolver: &str,
 ) -> Vec<NpyArray> {
-    let case = dir.join("case");
-    let _ = std::fs::remove_dir_all(&case);
-    std::fs::create_dir_all(&case).unwrap();
-    std::fs::copy(model, case.join("model.tflite")).unwrap();
-    input.write(&case.join("in_0.npy")).unwrap();
-    let st = Command::new(python())
-        .env("EDGECAM_ORACLE_RESOLVER", resolver)
-        .arg(root().join("scripts/oracle.py"))
-        .arg(dir)
-        .status()
-        .expect("running the reference oracle (scripts/test makes .venv)");
-    assert!(st.success());
-    assert!(
-        !case.join("ref_error.txt").exists(),
-        "{:?}",
-        std::fs::read_to_string(case.join("ref_error.txt"))
-    );
-    (0..outputs)
-        .map(|k| NpyArray::read(&case.join(format!("ref_{k}.npy"))).unwrap())
-        .collect()
+    tflite_cases(dir, model, std::slice::from_ref(input), outputs, resolver)
+        .pop()
+        .unwrap()
 }
 
 /// The photo at 300×300, RGB mapped to [-1, 1]: the SSD's float input.

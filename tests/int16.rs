@@ -15,16 +15,11 @@ use edgecam::postprocess::Detection;
 
 mod common;
 use common::graph::B;
+use common::oracle::*;
 use common::*;
 
 fn models() -> PathBuf {
     root().join("models")
-}
-
-fn python() -> PathBuf {
-    std::env::var("EDGECAM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
 }
 
 /// The shared photos (`../shared/media/images`), or the test copies when that
@@ -66,36 +61,6 @@ fn int16_input(photo: &Path, scale: f32) -> NpyArray {
     }
 }
 
-/// TFLite's reference kernels (`scripts/oracle.py`, BUILTIN_REF) on every input:
-/// the outputs of each, as npy.
-fn tflite_reference(dir: &Path, model: &Path, inputs: &[NpyArray]) -> Vec<Vec<NpyArray>> {
-    for (i, x) in inputs.iter().enumerate() {
-        let case = dir.join(format!("case{i}"));
-        std::fs::create_dir_all(&case).unwrap();
-        std::fs::copy(model, case.join("model.tflite")).unwrap();
-        x.write(&case.join("in_0.npy")).unwrap();
-    }
-    let st = Command::new(python())
-        .arg(root().join("scripts/oracle.py"))
-        .arg(dir)
-        .status()
-        .expect("running the reference oracle (scripts/test makes .venv)");
-    assert!(st.success());
-    (0..inputs.len())
-        .map(|i| {
-            let case = dir.join(format!("case{i}"));
-            assert!(
-                !case.join("ref_error.txt").exists(),
-                "{:?}",
-                std::fs::read_to_string(case.join("ref_error.txt"))
-            );
-            (0..2)
-                .map(|k| NpyArray::read(&case.join(format!("ref_{k}.npy"))).unwrap())
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 #[cfg_attr(
     target_arch = "aarch64",
@@ -112,7 +77,7 @@ fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
     let photos = photos();
     let inputs: Vec<NpyArray> = photos.iter().map(|p| int16_input(p, q.scale0())).collect();
     let dir = tmpdir("int16-ssd");
-    let refs = tflite_reference(&dir, &model, &inputs);
+    let refs = tflite_cases(&dir, &model, &inputs, 2, "BUILTIN_REF");
 
     let mut paths: Vec<(KernelPath, usize)> =
         KernelPath::available().iter().map(|&p| (p, 1)).collect();
@@ -585,22 +550,9 @@ fn a_graph_mixing_int8_and_int16_joined_by_quantize_matches_tflite() {
     let dir = tmpdir("int16-mixed");
     let model = dir.join("mixed.tflite");
     std::fs::write(&model, &bytes).unwrap();
-    let case = dir.join("ref/case");
-    std::fs::create_dir_all(&case).unwrap();
-    std::fs::copy(&model, case.join("model.tflite")).unwrap();
-    feeds[0].write(&case.join("in_0.npy")).unwrap();
-    let st = Command::new(python())
-        .arg(root().join("scripts/oracle.py"))
-        .arg(dir.join("ref"))
-        .status()
-        .expect("running the reference oracle");
-    assert!(st.success());
-    assert!(
-        !case.join("ref_error.txt").exists(),
-        "{:?}",
-        std::fs::read_to_string(case.join("ref_error.txt"))
-    );
-    let want = NpyArray::read(&case.join("ref_0.npy")).unwrap();
+    let want = tflite_reference(&dir.join("ref"), &model, &feeds[0], 1)
+        .pop()
+        .unwrap();
     let want: Vec<f32> = bytemuck::pod_collect_to_vec(&want.data);
     // Not a constant output: the int8 values span a range.
     let distinct: std::collections::BTreeSet<u32> = want.iter().map(|v| v.to_bits()).collect();

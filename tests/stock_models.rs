@@ -4,8 +4,7 @@
 //! gives COCO labels from Coral's `id  name` label file, and runs in the daemon (whose shadow
 //! says it cannot compare such a model, and keeps detecting).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use edgecam::detect::{Detector, DetectorConfig};
@@ -14,6 +13,7 @@ use edgecam::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use edgecam::npy::NpyArray;
 
 mod common;
+use common::oracle::*;
 use common::*;
 
 fn coral() -> (PathBuf, PathBuf) {
@@ -22,34 +22,6 @@ fn coral() -> (PathBuf, PathBuf) {
         m.join("ssd_mobilenet_v2_coco_quant_postprocess.tflite"),
         m.join("coco_labels.txt"),
     )
-}
-
-fn python() -> PathBuf {
-    std::env::var("EDGECAM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv/bin/python"))
-}
-
-/// TFLite's reference kernels on `model` with one input: every output as npy.
-fn tflite_reference(dir: &Path, model: &Path, input: &NpyArray) -> Vec<NpyArray> {
-    let case = dir.join("case");
-    std::fs::create_dir_all(&case).unwrap();
-    std::fs::copy(model, case.join("model.tflite")).unwrap();
-    input.write(&case.join("in_0.npy")).unwrap();
-    let st = Command::new(python())
-        .arg(root().join("scripts/oracle.py"))
-        .arg(dir)
-        .status()
-        .expect("running the reference oracle (scripts/test makes .venv)");
-    assert!(st.success());
-    assert!(
-        !case.join("ref_error.txt").exists(),
-        "{:?}",
-        std::fs::read_to_string(case.join("ref_error.txt"))
-    );
-    (0..4)
-        .map(|k| NpyArray::read(&case.join(format!("ref_{k}.npy"))).unwrap())
-        .collect()
 }
 
 #[test]
@@ -105,7 +77,7 @@ fn coral_ssd_needs_no_description_and_matches_tflite_on_every_path() {
             shape: vec![1, 300, 300, 3],
             data: small.into_raw(),
         };
-        let r = tflite_reference(&dir, &model, &x);
+        let r = tflite_reference(&dir, &model, &x, 4);
         for &(path, threads) in &paths {
             let opts = InterpreterOptions {
                 kernels: path,

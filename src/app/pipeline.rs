@@ -532,7 +532,7 @@ pub fn publish_loop(
     publisher: &Publisher,
     shared: &Shared,
 ) {
-    let mut tracker = Tracker::new(cfg.tracker.settings());
+    let mut tracker = Tracker::new(cfg.tracker);
     let mut snapshots = cfg
         .snapshots
         .enabled

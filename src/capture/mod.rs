@@ -2,6 +2,7 @@
 //! (`app::pipeline::capture_loop`) paces them, notices stalls, reopens them with back-off and
 //! jitter, and hands frames on (latest wins).
 
+pub mod http;
 pub mod mjpeg;
 pub mod sources;
 #[cfg(feature = "v4l2")]

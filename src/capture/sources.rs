@@ -1,7 +1,9 @@
 //! The frame sources: V4L2 cameras (nokhwa), ffmpeg child processes (files,
 //! RTSP/HTTP), image directories, MJPEG clips and a synthetic test pattern.
 
+use std::collections::VecDeque;
 use std::io::Read as _;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::mjpeg::{MjpegReader, Piece, MAX_FRAME};
 use image::{Rgb, RgbImage};
 
 use super::{FrameSource, Read};
@@ -23,8 +27,10 @@ pub fn from_config(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>> {
             if cfg.height > 0 { cfg.height } else { 480 },
         )),
         SourceKind::Images => Box::new(ImageDir::new(PathBuf::from(&cfg.uri), cfg.looping)),
+        SourceKind::Mjpeg if MjpegStream::handles(&cfg.uri) => Box::new(MjpegStream::new(cfg)?),
         SourceKind::Mjpeg => Box::new(MjpegFile::new(PathBuf::from(&cfg.uri), cfg.looping)),
         SourceKind::Ffmpeg => Box::new(Ffmpeg::new(cfg)),
+        SourceKind::Libcamera => Box::new(Libcamera::new(cfg)),
         SourceKind::V4l2 => v4l2_source(cfg)?,
     })
 }
@@ -181,6 +187,15 @@ impl MjpegFile {
 
 impl FrameSource for MjpegFile {
     fn open(&mut self, _stop: &AtomicBool) -> Result<()> {
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            // Reading it whole would wait forever on a FIFO: pipes are MjpegStream's, chosen
+            // at start-up.
+            bail!(
+                "source.uri: {} is not a regular file (a pipe made after start-up is read once \
+                 edgecam restarts)",
+                self.path.display()
+            );
+        }
         let data = std::fs::read(&self.path)
             .with_context(|| format!("source.uri: reading {}", self.path.display()))?;
         let base = data.as_ptr() as usize;
@@ -227,49 +242,228 @@ impl FrameSource for MjpegFile {
     }
 }
 
-/// What the ffmpeg reader thread hands over.
+/// What a reader thread hands over.
 enum Chunk {
     Frame(Vec<u8>),
-    /// ffmpeg closed its output; `partial` bytes of a frame were left over.
+    /// An item of the stream that could not be used (an oversize frame); the stream goes on.
+    Skipped(String),
+    /// The input ended; `partial` bytes of a frame were left over.
     End {
         partial: usize,
     },
     Failed(std::io::Error),
 }
 
-/// A running ffmpeg child, the thread that reads its frames and the one that logs its stderr.
-struct Running {
-    child: Child,
-    frames: Receiver<Chunk>,
-    last_error: Arc<Mutex<String>>,
-    count: u64,
+/// "exit status: 1", "signal: 9 (SIGKILL)", or "not reaped".
+fn status_text(s: Option<std::process::ExitStatus>) -> String {
+    s.map(|s| s.to_string())
+        .unwrap_or_else(|| "not reaped".into())
 }
 
-impl Running {
-    /// Reap the child (killing it if it has not exited within a moment): its exit status.
-    fn finish(mut self) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_millis(500);
+/// How many of a child's last stderr lines are kept for the error message, and how long each.
+const STDERR_LINES: usize = 5;
+const STDERR_LINE_CHARS: usize = 300;
+
+/// The last lines a child wrote to stderr (bounded).
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        if let Ok(mut t) = self.0.lock() {
+            if t.len() == STDERR_LINES {
+                t.pop_front();
+            }
+            t.push_back(line.chars().take(STDERR_LINE_CHARS).collect());
+        }
+    }
+    /// `": line | line"`, or empty.
+    fn suffix(&self) -> String {
+        let lines = self.0.lock().map(|t| t.clone()).unwrap_or_default();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", Vec::from(lines).join(" | "))
+        }
+    }
+}
+
+/// The sending end of a reader thread.
+struct Out {
+    tx: Sender<Chunk>,
+    /// Live sources: when the channel is full the oldest chunk is dropped (latest wins)
+    /// rather than the reader waiting.
+    drop_oldest: Option<Receiver<Chunk>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Out {
+    /// Hand `c` on; false once the source is closed.
+    fn send(&self, mut c: Chunk) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Some(rx) = &self.drop_oldest else {
+            return self.tx.send(c).is_ok();
+        };
         loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => return Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
+            match self.tx.try_send(c) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) => {
+                    let _ = rx.try_recv();
+                    c = back;
                 }
-                _ => {
-                    let _ = self.child.kill();
-                    return self.child.wait().ok();
-                }
+                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
     }
 }
 
+/// A running input: the reader thread's channel, and what to stop when the source closes
+/// (a child process, a socket).
+struct Running {
+    child: Option<Child>,
+    /// Shut down on close, so that a read blocked on it returns.
+    socket: Option<TcpStream>,
+    closed: Arc<AtomicBool>,
+    frames: Receiver<Chunk>,
+    /// A chunk that followed the newest frame (live sources read ahead to the newest).
+    next: Option<Chunk>,
+    stderr: Tail,
+    /// The thread reading the child's stderr.
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
+    count: u64,
+}
+
+impl Running {
+    /// A channel for a reader thread: `cap` chunks; live inputs drop the oldest when full.
+    fn channel(cap: usize, live: bool) -> (Out, Running) {
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        let closed = Arc::new(AtomicBool::new(false));
+        let out = Out {
+            tx,
+            drop_oldest: live.then(|| rx.clone()),
+            closed: closed.clone(),
+        };
+        let run = Running {
+            child: None,
+            socket: None,
+            closed,
+            frames: rx,
+            next: None,
+            stderr: Tail::default(),
+            stderr_thread: None,
+            count: 0,
+        };
+        (out, run)
+    }
+
+    /// Start `cmd` with its stdout and stderr piped: `pump` runs on its stdout in a thread,
+    /// another keeps the tail of its stderr and logs its first lines (at warn when `warn`,
+    /// else at debug).
+    fn spawn(
+        mut cmd: Command,
+        program: &str,
+        what: &str,
+        live: bool,
+        warn: bool,
+        pump: impl FnOnce(ChildStdout, Out) + Send + 'static,
+    ) -> Result<Running> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {program} (is it installed, on PATH?)"))?;
+        let (out, err) = match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), Some(e)) => (o, e),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{program}: no output pipes");
+            }
+        };
+        let (tx, mut run) = Running::channel(2, live);
+        run.child = Some(child);
+        let (name, tail, what) = (program.to_string(), run.stderr.clone(), what.to_string());
+        let log = std::thread::Builder::new()
+            .name("edgecam-capture".into())
+            .spawn(move || pump(out, tx))
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("edgecam-capture-log".into())
+                    .spawn(move || log_stderr(err, name, what, tail, warn))
+            })
+            .with_context(|| format!("starting the {program} reader thread"))?;
+        run.stderr_thread = Some(log);
+        Ok(run)
+    }
+
+    /// The next chunk within `wait`. With `latest`, frames queued behind the first are
+    /// dropped for the newest (a live source delivers the present, not a backlog).
+    fn recv(&mut self, wait: Duration, latest: bool) -> Result<Chunk, RecvTimeoutError> {
+        let first = match self.next.take() {
+            Some(c) => c,
+            None => self.frames.recv_timeout(wait)?,
+        };
+        let Chunk::Frame(mut newest) = first else {
+            return Ok(first);
+        };
+        if latest {
+            loop {
+                match self.frames.try_recv() {
+                    Ok(Chunk::Frame(f)) => newest = f,
+                    Ok(other) => {
+                        self.next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(Chunk::Frame(newest))
+    }
+
+    /// Reap the child (killing it if it has not exited within a moment): its exit status.
+    /// Its last stderr lines are in [`Running::stderr`] once this returns (waiting a moment
+    /// for the stderr thread to read them: the child's stdout may close first).
+    fn finish(mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+            }
+        };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        if let Some(t) = &self.stderr_thread {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        status
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(s) = &self.socket {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -290,6 +484,9 @@ pub struct Ffmpeg {
     size: (u32, u32),
     /// The container's declared frame count (files), from ffprobe.
     declared: Option<u64>,
+    /// `source.hwaccel_args` and `source.input_args`, before `-i`.
+    hwaccel_args: Vec<String>,
+    input_args: Vec<String>,
 }
 
 impl Ffmpeg {
@@ -304,6 +501,8 @@ impl Ffmpeg {
             running: None,
             size: (0, 0),
             declared: None,
+            hwaccel_args: cfg.hwaccel_args.clone(),
+            input_args: cfg.input_args.clone(),
         }
     }
 
@@ -380,23 +579,28 @@ impl Ffmpeg {
         let Some(run) = self.running.take() else {
             bail!("ffmpeg is not running");
         };
-        let (count, last) = (run.count, run.last_error.clone());
+        let (count, tail) = (run.count, run.stderr.clone());
         let status = run.finish();
-        let last = last.lock().map(|s| s.clone()).unwrap_or_default();
-        let why = if last.is_empty() {
-            String::new()
-        } else {
-            format!(": {last}")
-        };
+        let why = tail.suffix();
+        let clean = status.map(|s| s.success()).unwrap_or(false);
+        if count == 0 && !clean {
+            // Not one frame: ffmpeg refused its arguments or its input (a bad input_args or
+            // hwaccel_args, an unreadable file). An error, retried with back-off.
+            bail!(
+                "ffmpeg {} exited ({}) before its first frame{why}",
+                self.uri,
+                status_text(status)
+            );
+        }
         if self.is_stream() || self.looping {
             // A stream, or a looping file, has no end: this is a failure (reopen).
-            bail!("ffmpeg {} ended ({status:?}){why}", self.uri);
+            bail!("ffmpeg {} ended ({}){why}", self.uri, status_text(status));
         }
-        let clean = status.map(|s| s.success()).unwrap_or(false);
         if !clean {
             return Ok(Read::Truncated(format!(
-                "ffmpeg {} failed after {count} frames ({status:?}){why}",
-                self.uri
+                "ffmpeg {} failed after {count} frames ({}){why}",
+                self.uri,
+                status_text(status)
             )));
         }
         if partial > 0 {
@@ -418,53 +622,125 @@ impl Ffmpeg {
     }
 }
 
-/// The reader thread: whole frames from ffmpeg's stdout into `tx` until the pipe ends or the
-/// source is closed (the receiver is gone).
-fn read_frames(mut out: ChildStdout, frame_bytes: usize, tx: crossbeam_channel::Sender<Chunk>) {
+/// The reader thread: whole frames from ffmpeg's stdout until the pipe ends or the source
+/// is closed.
+fn read_frames(mut out: ChildStdout, frame_bytes: usize, tx: Out) {
     loop {
         let mut buf = vec![0u8; frame_bytes];
         let mut filled = 0;
         while filled < frame_bytes {
             match out.read(&mut buf[filled..]) {
                 Ok(0) => {
-                    let _ = tx.send(Chunk::End { partial: filled });
+                    tx.send(Chunk::End { partial: filled });
                     return;
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let _ = tx.send(Chunk::Failed(e));
+                    tx.send(Chunk::Failed(e));
                     return;
                 }
             }
         }
-        if tx.send(Chunk::Frame(buf)).is_err() {
+        if !tx.send(Chunk::Frame(buf)) {
             return;
         }
     }
 }
 
-/// The stderr thread: ffmpeg's messages at warn (the first few of each run; a flood of
-/// decoder complaints must not fill the journal), the last one kept for the error message.
-fn log_stderr(err: std::process::ChildStderr, uri: String, last: Arc<Mutex<String>>) {
+/// The reader thread of a JPEG stream: frames split from `input` until it ends, fails or the
+/// source is closed. `input` is opened here, as opening a FIFO waits for its writer.
+fn pump_jpegs(input: impl FnOnce() -> std::io::Result<JpegReader>, tx: Out) {
+    let mut r = match input() {
+        Ok(r) => r,
+        Err(e) => {
+            tx.send(Chunk::Failed(e));
+            return;
+        }
+    };
+    loop {
+        let c = match r.next_piece() {
+            Ok(Piece::Frame(f)) => Chunk::Frame(f),
+            Ok(Piece::Oversize(n)) => Chunk::Skipped(format!(
+                "a frame of {n} bytes or more, beyond the {} MiB cap",
+                MAX_FRAME >> 20
+            )),
+            Ok(Piece::End { partial }) => {
+                tx.send(Chunk::End { partial });
+                return;
+            }
+            Err(e) => {
+                tx.send(Chunk::Failed(e));
+                return;
+            }
+        };
+        if !tx.send(c) {
+            return;
+        }
+    }
+}
+
+/// The stderr thread: the child's messages, the first few of each run logged (at warn for
+/// ffmpeg, which runs at `-loglevel error`; at debug for chatty camera apps; a flood must not
+/// fill the journal), the last few kept for the error message.
+fn log_stderr(
+    err: std::process::ChildStderr,
+    program: String,
+    uri: String,
+    tail: Tail,
+    warn: bool,
+) {
     use std::io::BufRead;
     let mut shown = 0u32;
-    for line in std::io::BufReader::new(err).lines() {
-        let Ok(line) = line else { break };
-        let line = line.trim().to_string();
+    let mut r = std::io::BufReader::new(err);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        // Lines are capped: a child that writes without newlines cannot grow memory.
+        match (&mut r).take(4096).read_until(b'\n', &mut raw) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim();
         if line.is_empty() {
             continue;
         }
         shown += 1;
         if shown <= 5 {
-            tracing::warn!(source = %uri, "ffmpeg: {line}");
-        } else if shown == 6 {
-            tracing::warn!(source = %uri, "ffmpeg: more messages follow (not logged)");
+            if warn {
+                tracing::warn!(source = %uri, "{program}: {line}");
+            } else {
+                tracing::debug!(source = %uri, "{program}: {line}");
+            }
+        } else if shown == 6 && warn {
+            tracing::warn!(source = %uri, "{program}: more messages follow (not logged)");
         }
-        if let Ok(mut l) = last.lock() {
-            *l = line;
-        }
+        tail.push(line);
     }
+}
+
+/// Decode a JPEG chunk for a JPEG source's `read`: `Ok(Err(partial))` when the input ended.
+fn jpeg_read(
+    run: &mut Running,
+    wait: Duration,
+    latest: bool,
+    what: &str,
+) -> Result<std::result::Result<Read, usize>> {
+    Ok(Ok(match run.recv(wait, latest) {
+        Ok(Chunk::Frame(bytes)) => {
+            run.count += 1;
+            match decode_image(&bytes, &format!("frame {} of {what}", run.count)) {
+                Ok(img) => Read::Frame(img),
+                Err(e) => Read::Skipped(e),
+            }
+        }
+        Ok(Chunk::Skipped(why)) => Read::Skipped(anyhow::anyhow!("{what}: {why}")),
+        Err(RecvTimeoutError::Timeout) => Read::Pending,
+        Ok(Chunk::End { partial }) => return Ok(Err(partial)),
+        Err(RecvTimeoutError::Disconnected) => return Ok(Err(0)),
+        Ok(Chunk::Failed(e)) => return Err(e).with_context(|| format!("reading {what}")),
+    }))
 }
 
 impl FrameSource for Ffmpeg {
@@ -503,6 +779,7 @@ impl FrameSource for Ffmpeg {
         } else if self.looping {
             cmd.args(["-stream_loop", "-1"]);
         }
+        cmd.args(&self.hwaccel_args).args(&self.input_args);
         cmd.arg("-i").arg(&self.uri);
         let mut vf = format!("scale={}:{}", size.0, size.1);
         if self.fps > 0.0 && self.is_stream() {
@@ -511,40 +788,15 @@ impl FrameSource for Ffmpeg {
         cmd.args([
             "-vf", &vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-an", "-",
         ]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("starting ffmpeg (install ffmpeg)")?;
-        let (out, err) = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => (o, e),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("ffmpeg: no output pipes");
-            }
-        };
         let frame_bytes = size.0 as usize * size.1 as usize * 3;
-        let (tx, rx) = crossbeam_channel::bounded(2);
-        let last_error = Arc::new(Mutex::new(String::new()));
-        let spawned = std::thread::Builder::new()
-            .name("edgecam-ffmpeg".into())
-            .spawn(move || read_frames(out, frame_bytes, tx))
-            .and_then(|_| {
-                let (uri, last) = (self.uri.clone(), last_error.clone());
-                std::thread::Builder::new()
-                    .name("edgecam-ffmpeg-log".into())
-                    .spawn(move || log_stderr(err, uri, last))
-            });
-        let running = Running {
-            child,
-            frames: rx,
-            last_error,
-            count: 0,
-        };
-        spawned.context("starting the ffmpeg reader thread")?;
+        let running = Running::spawn(cmd, "ffmpeg", &self.uri, false, true, move |out, tx| {
+            read_frames(out, frame_bytes, tx)
+        })?;
         self.running = Some(running);
         self.size = size;
-        self.declared = declared;
+        // Input options such as -ss or -t change how many frames come: the declared count no
+        // longer tells a truncated file.
+        self.declared = declared.filter(|_| self.input_args.is_empty());
         Ok(())
     }
     fn read(&mut self, wait: Duration) -> Result<Read> {
@@ -552,13 +804,14 @@ impl FrameSource for Ffmpeg {
         let Some(run) = self.running.as_mut() else {
             bail!("ffmpeg is not running");
         };
-        match run.frames.recv_timeout(wait) {
+        match run.recv(wait, false) {
             Ok(Chunk::Frame(buf)) => {
                 run.count += 1;
                 Ok(Read::Frame(
                     RgbImage::from_raw(w, h, buf).context("frame size")?,
                 ))
             }
+            Ok(Chunk::Skipped(why)) => Ok(Read::Skipped(anyhow::anyhow!("{why}"))),
             Err(RecvTimeoutError::Timeout) => Ok(Read::Pending),
             Ok(Chunk::End { partial }) => self.ended(partial),
             Err(RecvTimeoutError::Disconnected) => self.ended(0),
@@ -573,6 +826,308 @@ impl FrameSource for Ffmpeg {
     }
     fn live(&self) -> bool {
         self.is_stream()
+    }
+}
+
+/// A byte stream split into JPEG frames.
+type JpegReader = MjpegReader<Box<dyn std::io::Read + Send>>;
+/// Opens a stream's input, in its reader thread.
+type OpenInput = Box<dyn FnOnce() -> std::io::Result<JpegReader> + Send>;
+
+/// Where a Motion-JPEG stream comes from.
+#[derive(Clone, Debug)]
+enum StreamInput {
+    Stdin,
+    /// A FIFO (or another non-regular file): opened in the reader thread, as opening a FIFO
+    /// waits for its writer.
+    Pipe(PathBuf),
+    Http(super::http::Url),
+}
+
+/// A Motion-JPEG stream that is not a regular file: standard input (`-`), a FIFO, or an
+/// `http://` URL serving `multipart/x-mixed-replace` (IP cameras). A reader thread splits
+/// frames off as they arrive into a small channel, so a silent input shows up as a stall.
+/// Pipes are paced by the capture thread (the writer waits on the pipe); an HTTP stream
+/// cannot be made to wait, so its reader drops the oldest frames and a read takes the newest.
+/// An HTTP stream that ends or fails is reopened with back-off; a pipe ends like a file,
+/// unless `loop` is set on a FIFO (reopened for its next writer).
+pub struct MjpegStream {
+    uri: String,
+    input: StreamInput,
+    looping: bool,
+    stall: Duration,
+    running: Option<Running>,
+}
+
+impl MjpegStream {
+    /// Whether `uri` is for this source rather than [`MjpegFile`].
+    pub fn handles(uri: &str) -> bool {
+        uri == "-"
+            || uri.starts_with("http://")
+            || std::fs::metadata(uri).is_ok_and(|m| !m.is_file() && !m.is_dir())
+    }
+
+    pub fn new(cfg: &SourceConfig) -> Result<Self> {
+        let input = if cfg.uri == "-" {
+            StreamInput::Stdin
+        } else if cfg.uri.starts_with("http://") {
+            StreamInput::Http(super::http::Url::parse(&cfg.uri).context("source.uri")?)
+        } else {
+            StreamInput::Pipe(PathBuf::from(&cfg.uri))
+        };
+        Ok(MjpegStream {
+            uri: cfg.uri.clone(),
+            input,
+            looping: cfg.looping,
+            stall: Duration::from_secs_f64(cfg.stall_timeout_s),
+            running: None,
+        })
+    }
+
+    fn is_http(&self) -> bool {
+        matches!(self.input, StreamInput::Http(_))
+    }
+}
+
+/// [`super::http::open`] in a helper thread, giving up once `stop` is set: an unanswered
+/// connect or response head must not hold up shutdown (the thread ends by its own timeouts).
+fn http_open(
+    url: &super::http::Url,
+    timeout: Duration,
+    read_timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<super::http::Stream> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let u = url.clone();
+    std::thread::Builder::new()
+        .name("edgecam-http-open".into())
+        .spawn(move || {
+            let _ = tx.send(super::http::open(&u, timeout, read_timeout));
+        })
+        .context("starting the HTTP connect thread")?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => return r,
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::SeqCst) => {}
+            Err(RecvTimeoutError::Timeout) => bail!("{url}: stopped while connecting"),
+            Err(RecvTimeoutError::Disconnected) => bail!("{url}: the connect thread died"),
+        }
+    }
+}
+
+impl FrameSource for MjpegStream {
+    fn open(&mut self, stop: &AtomicBool) -> Result<()> {
+        self.running = None;
+        let (tx, mut run) = Running::channel(4, self.is_http());
+        let input: OpenInput = match self.input.clone() {
+            StreamInput::Stdin => Box::new(|| {
+                Ok(MjpegReader::new(
+                    Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>
+                ))
+            }),
+            StreamInput::Pipe(p) => Box::new(move || {
+                let f = std::fs::File::open(&p)?;
+                Ok(MjpegReader::new(
+                    Box::new(f) as Box<dyn std::io::Read + Send>
+                ))
+            }),
+            StreamInput::Http(url) => {
+                // Connect and read the head here, so a refused connection, a wrong status
+                // or content type is an open error (logged, retried with back-off).
+                let timeout = self.stall.max(Duration::from_secs(1));
+                let st = http_open(&url, timeout, self.stall * 2, stop)?;
+                run.socket = Some(st.socket);
+                let reader = match st.kind {
+                    super::http::Body::Multipart(b) => MjpegReader::multipart(st.body, &b),
+                    super::http::Body::Jpegs => MjpegReader::new(st.body),
+                };
+                Box::new(move || Ok(reader))
+            }
+        };
+        std::thread::Builder::new()
+            .name("edgecam-mjpeg".into())
+            .spawn(move || pump_jpegs(input, tx))
+            .context("starting the MJPEG reader thread")?;
+        self.running = Some(run);
+        Ok(())
+    }
+    fn read(&mut self, wait: Duration) -> Result<Read> {
+        let latest = self.is_http();
+        let Some(run) = self.running.as_mut() else {
+            bail!("{} is not open", self.uri);
+        };
+        let got = jpeg_read(run, wait, latest, &self.uri);
+        let partial = match got {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(partial)) => partial,
+            Err(e) => {
+                self.running = None;
+                return Err(e);
+            }
+        };
+        let count = self.running.take().map(|r| r.count).unwrap_or(0);
+        match &self.input {
+            StreamInput::Http(url) => bail!("{url}: the stream ended after {count} frames"),
+            StreamInput::Pipe(p) if self.looping => {
+                bail!("{}: the writer closed the pipe; reopening", p.display())
+            }
+            _ if partial > 0 => Ok(Read::Truncated(format!(
+                "{}: the last frame is cut off after {partial} bytes",
+                self.uri
+            ))),
+            _ => Ok(Read::Eof),
+        }
+    }
+    fn describe(&self) -> String {
+        match &self.input {
+            StreamInput::Stdin => "mjpeg standard input".into(),
+            StreamInput::Pipe(p) => format!("mjpeg pipe {}", p.display()),
+            StreamInput::Http(url) => format!("mjpeg {url}"),
+        }
+    }
+}
+
+/// The Raspberry Pi camera (libcamera; no V4L2 node on current Raspberry Pi OS) through
+/// `rpicam-vid` (or the older `libcamera-vid`, or `source.command`) writing MJPEG to its
+/// stdout, split by the same reader as MJPEG pipes. The camera app runs until it fails or the
+/// camera goes away; then the capture thread reopens it with back-off, and the error carries
+/// the app's last stderr lines. The app is killed when the source closes.
+pub struct Libcamera {
+    command: String,
+    camera: String,
+    width: u32,
+    height: u32,
+    fps: f64,
+    extra_args: Vec<String>,
+    running: Option<Running>,
+    /// The program of the last launch.
+    program: String,
+}
+
+impl Libcamera {
+    pub fn new(cfg: &SourceConfig) -> Self {
+        Libcamera {
+            command: cfg.command.clone(),
+            camera: cfg.uri.clone(),
+            width: cfg.width,
+            height: cfg.height,
+            fps: cfg.fps,
+            extra_args: cfg.extra_args.clone(),
+            running: None,
+            program: String::new(),
+        }
+    }
+
+    /// `source.command`, else `rpicam-vid`, else `libcamera-vid`, whichever is on PATH.
+    fn program(&self) -> Result<String> {
+        if !self.command.is_empty() {
+            return Ok(self.command.clone());
+        }
+        ["rpicam-vid", "libcamera-vid"]
+            .into_iter()
+            .find(|p| on_path(p))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "neither rpicam-vid nor libcamera-vid is on PATH (install rpicam-apps, or set source.command)"
+                )
+            })
+    }
+
+    /// The camera app's arguments: run forever, no preview, MJPEG to stdout.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = ["-t", "0", "-n", "--codec", "mjpeg", "--flush"]
+            .map(String::from)
+            .to_vec();
+        if self.width > 0 && self.height > 0 {
+            a.extend(["--width".into(), self.width.to_string()]);
+            a.extend(["--height".into(), self.height.to_string()]);
+        }
+        if self.fps > 0.0 {
+            a.extend(["--framerate".into(), self.fps.to_string()]);
+        }
+        if !self.camera.is_empty() {
+            a.extend(["--camera".into(), self.camera.clone()]);
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a.extend(["-o".into(), "-".into()]);
+        a
+    }
+}
+
+/// Whether an executable file `name` is in one of PATH's directories.
+fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+impl FrameSource for Libcamera {
+    fn open(&mut self, _stop: &AtomicBool) -> Result<()> {
+        self.running = None;
+        let program = self.program()?;
+        let mut cmd = Command::new(&program);
+        cmd.args(self.args());
+        let what = self.describe();
+        self.running = Some(Running::spawn(
+            cmd,
+            &program,
+            &what,
+            true,
+            false,
+            |out, tx| {
+                pump_jpegs(
+                    || {
+                        Ok(MjpegReader::new(
+                            Box::new(out) as Box<dyn std::io::Read + Send>
+                        ))
+                    },
+                    tx,
+                )
+            },
+        )?);
+        self.program = program;
+        Ok(())
+    }
+    fn read(&mut self, wait: Duration) -> Result<Read> {
+        let what = self.program.clone();
+        let Some(run) = self.running.as_mut() else {
+            bail!("{what} is not running");
+        };
+        match jpeg_read(run, wait, true, &what) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => {
+                let Some(run) = self.running.take() else {
+                    bail!("{what} is not running");
+                };
+                let (count, tail) = (run.count, run.stderr.clone());
+                let status = run.finish();
+                bail!(
+                    "{what} ended ({}) after {count} frames{}",
+                    status_text(status),
+                    tail.suffix()
+                )
+            }
+            Err(e) => {
+                self.running = None;
+                Err(e)
+            }
+        }
+    }
+    fn describe(&self) -> String {
+        let cam = if self.camera.is_empty() {
+            "0"
+        } else {
+            &self.camera
+        };
+        format!("libcamera camera {cam}")
+    }
+    fn live(&self) -> bool {
+        true
     }
 }
 

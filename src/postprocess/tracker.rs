@@ -58,7 +58,8 @@ pub struct Event {
 }
 
 /// When the tracker reports an object (`[tracker]` in the configuration).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// IoU needed to continue a track.
     pub iou: f32,
