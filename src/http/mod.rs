@@ -310,6 +310,12 @@ impl Http {
                     _ = tx.closed() => break,
                     r = stop.changed() => if r.is_err() { break } else { continue },
                 }
+                // The newest frame once the pacing wait is over.
+                let f = frames
+                    .borrow_and_update()
+                    .clone()
+                    .filter(|g| g.seq > f.seq)
+                    .unwrap_or(f);
                 let seq = f.seq;
                 let jpeg = match h.jpeg(f).await {
                     Ok(j) => j,
