@@ -23,6 +23,7 @@ pub struct Config {
     pub calibration: CalibrationConfig,
     pub snapshots: SnapshotConfig,
     pub pipeline: PipelineConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -423,6 +424,41 @@ impl Default for SnapshotConfig {
             max_height: 480,
             quality: 70,
             min_interval_s: 2.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `/latest.jpg`, `/stream.mjpeg`, `/metrics` and `/healthz` (see docs/HTTP.md).
+    pub enabled: bool,
+    /// Address and port to listen on, `IP:PORT` (`0.0.0.0:8080` for every interface).
+    pub bind: String,
+    /// JPEG quality of `/latest.jpg` and `/stream.mjpeg`, 1..=100.
+    pub quality: u32,
+    /// Largest size of the served frames in pixels (scaled down keeping the aspect ratio).
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Most frames per second sent to one `/stream.mjpeg` client.
+    pub stream_fps: f64,
+    /// Most `/stream.mjpeg` clients at once; more get 503.
+    pub max_stream_clients: u32,
+    /// `/healthz` answers 503 when no frame has reached detection for this long.
+    pub unhealthy_after_s: f64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: false,
+            bind: "127.0.0.1:8080".into(),
+            quality: 75,
+            max_width: 1280,
+            max_height: 720,
+            stream_fps: 5.0,
+            max_stream_clients: 4,
+            unhealthy_after_s: 10.0,
         }
     }
 }
@@ -938,6 +974,47 @@ impl Config {
             0.0,
             MAX_SECONDS,
         )?;
+        let h = &self.http;
+        if let Err(e) = h.bind.parse::<std::net::SocketAddr>() {
+            bad(
+                "http.bind",
+                format!(
+                    "must be IP:PORT such as 127.0.0.1:8080, got {:?} ({e})",
+                    h.bind
+                ),
+            )?;
+        }
+        at_most(
+            "http.max_width",
+            h.max_width.into(),
+            16,
+            MAX_SNAPSHOT_SIDE.into(),
+        )?;
+        at_most(
+            "http.max_height",
+            h.max_height.into(),
+            16,
+            MAX_SNAPSHOT_SIDE.into(),
+        )?;
+        at_most("http.quality", h.quality.into(), 1, 100)?;
+        at_most(
+            "http.max_stream_clients",
+            h.max_stream_clients.into(),
+            0,
+            64,
+        )?;
+        if !(h.stream_fps.is_finite() && h.stream_fps > 0.0 && h.stream_fps <= 60.0) {
+            bad(
+                "http.stream_fps",
+                format!("must be in (0, 60], got {}", h.stream_fps),
+            )?;
+        }
+        secs(
+            "http.unhealthy_after_s",
+            h.unhealthy_after_s,
+            0.5,
+            MAX_SECONDS,
+        )?;
         Ok(())
     }
 
@@ -1094,6 +1171,37 @@ mod tests {
             "true".to_string(),
         )];
         assert!(Config::load_with_env(None, env).unwrap().snapshots.enabled);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn http_keys_are_checked() {
+        assert_rejected(&[
+            ("[http]\nbind = \"localhost\"\n", "http.bind"),
+            ("[http]\nbind = \"127.0.0.1:99999\"\n", "http.bind"),
+            ("[http]\nbind = \"127.0.0.1\"\n", "http.bind"),
+            ("[http]\nquality = 0\n", "http.quality"),
+            ("[http]\nmax_width = 8\n", "http.max_width"),
+            ("[http]\nstream_fps = 0.0\n", "http.stream_fps"),
+            ("[http]\nstream_fps = nan\n", "http.stream_fps"),
+            (
+                "[http]\nmax_stream_clients = 65\n",
+                "http.max_stream_clients",
+            ),
+            (
+                "[http]\nunhealthy_after_s = 0.0\n",
+                "http.unhealthy_after_s",
+            ),
+            ("[http]\nport = 8080\n", "port"),
+        ]);
+        let c = Config::default();
+        assert!(!c.http.enabled, "off by default");
+        assert_eq!(c.http.bind, "127.0.0.1:8080");
+        let (dir, p) = write("[http]\nenabled = true\nbind = \"[::1]:0\"\nstream_fps = 2.5\n");
+        let c = Config::load_with_env(Some(&p), vec![]).unwrap();
+        assert!(c.http.enabled);
+        assert_eq!(c.http.bind, "[::1]:0");
+        assert_eq!(c.http.stream_fps, 2.5);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -7,7 +7,7 @@ pub mod code {
     /// Input data was bad: a file source that ended truncated.
     pub const DATAERR: u8 = 65;
     /// A service the configuration names is unavailable: the source or the broker
-    /// (`check-config`, `check-config --connect`).
+    /// (`check-config`, `check-config --connect`), or `http.bind`'s port is in use (`run`).
     pub const UNAVAILABLE: u8 = 69;
     /// An internal fault at run time: a pipeline stage or the MQTT task died.
     pub const SOFTWARE: u8 = 70;

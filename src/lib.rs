@@ -15,6 +15,7 @@ pub mod detect;
 pub mod drift;
 pub mod engine;
 pub mod exit;
+pub mod http;
 pub mod npy;
 pub mod percentile;
 pub mod postprocess;

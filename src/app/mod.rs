@@ -121,6 +121,10 @@ impl EngineInfer {
         self.shadow = Some(feed);
         Ok(handle)
     }
+    /// The running shadow's counters and figures (None without a shadow).
+    pub fn drift_monitor(&self) -> Option<crate::drift::shadow::DriftMonitor> {
+        self.shadow.as_ref().map(|f| f.monitor())
+    }
     pub fn labels(&self) -> Vec<String> {
         self.det.labels().to_vec()
     }
@@ -421,6 +425,24 @@ pub fn run(mut cfg: Config) -> Result<()> {
         source,
     } = prepare(&cfg).map_err(crate::exit::config)?;
     let path = engine.kernels;
+    // The HTTP endpoint's socket, before any thread starts: an address that cannot be used
+    // stops start-up naming http.bind (a port in use may free up: "unavailable", 69).
+    let http_listener = if cfg.http.enabled {
+        let l = crate::http::bind(&cfg.http).map_err(|e| {
+            let in_use = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+            });
+            if in_use {
+                anyhow::Error::new(crate::exit::Failure::Unavailable(e))
+            } else {
+                crate::exit::config(e)
+            }
+        })?;
+        Some(l)
+    } else {
+        None
+    };
 
     // First-run mode: no broker configured → embedded broker on loopback.
     let _broker = if cfg.mqtt.host.is_empty() {
@@ -509,9 +531,14 @@ pub fn run(mut cfg: Config) -> Result<()> {
     let shared = Shared::new();
     shared.set_threshold(cfg.detector.score_threshold);
     control.announce(&shared);
+    let latest_slot = http_listener
+        .is_some()
+        .then(crate::http::LatestSlot::default);
+    let drift_monitor = infer.drift_monitor();
     let ctx = PublishCtx {
         kernels: path.to_string(),
         stats_interval: Duration::from_secs_f64(cfg.mqtt.stats_interval_s),
+        latest: latest_slot.clone(),
     };
     let (frame_tx, frame_rx) = latest::latest::<Frame>(1, shared.stats.dropped_capture.clone());
     let (res_tx, res_rx) = latest::latest::<Processed>(8, shared.stats.dropped_results.clone());
@@ -523,6 +550,19 @@ pub fn run(mut cfg: Config) -> Result<()> {
         .context("starting the I/O runtime")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut mqtt_task = rt.spawn(mqtt::run(settings, outbox.clone(), conn.clone(), stop_rx));
+    if let (Some(listener), Some(slot)) = (http_listener, latest_slot) {
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(address = %a, "HTTP endpoint on http://{a}/ (/latest.jpg /stream.mjpeg /metrics /healthz)");
+        }
+        let sources = crate::http::metrics::Sources::new(
+            shared.clone(),
+            conn.clone(),
+            outbox.clone(),
+            drift_monitor,
+        );
+        let http = crate::http::Http::new(cfg.http.clone(), slot, sources, stop_tx.subscribe());
+        rt.spawn(crate::http::serve(Arc::new(http), listener));
+    }
 
     let mut stages = {
         let (c1, s1) = (cfg.clone(), shared.clone());

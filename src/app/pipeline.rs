@@ -313,7 +313,7 @@ pub struct Processed {
     /// The model that processed the frame (it changes when calibration promotes one).
     pub model: Arc<str>,
     pub objects: Vec<Object>,
-    /// The frame itself, with `snapshots.enabled` only (moved, not copied).
+    /// The frame itself, with `snapshots.enabled` or `http.enabled` only (moved, not copied).
     pub image: Option<Arc<RgbImage>>,
 }
 
@@ -405,7 +405,7 @@ pub fn detect_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         // Real progress: a frame reached detection (the watchdog's signal).
-        shared.stats.progress.fetch_add(1, Ordering::Relaxed);
+        shared.stats.note_progress();
         if !shared.detect_enabled.load(Ordering::Relaxed) {
             shared
                 .stats
@@ -430,11 +430,14 @@ pub fn detect_loop(
         match infer.infer(&frame, &mut objects) {
             Ok(ms) => {
                 shared.stats.inference_ms.push(ms);
+                shared.stats.inference_hist.observe_ms(ms);
                 shared.stats.processed.fetch_add(1, Ordering::Relaxed);
                 let (w, h) = frame.image.dimensions();
                 let kept: Vec<Object> =
                     objects.drain(..).filter(|o| filter.keep(o, w, h)).collect();
-                let image = cfg.snapshots.enabled.then(|| Arc::new(frame.image));
+                // Moved, not copied: snapshots and the HTTP endpoint keep an `Arc` of it.
+                let image =
+                    (cfg.snapshots.enabled || cfg.http.enabled).then(|| Arc::new(frame.image));
                 out.send(Processed {
                     seq: frame.seq,
                     ts: frame.ts,
@@ -466,6 +469,8 @@ pub struct PublishCtx {
     /// The kernel path, for `stats`.
     pub kernels: String,
     pub stats_interval: Duration,
+    /// Where the latest frame and its objects go for the HTTP endpoint (`http.enabled`).
+    pub latest: Option<crate::http::LatestSlot>,
 }
 
 /// The pipeline's figures for `stats`: frame rates over the last `dt` seconds (since the
@@ -584,6 +589,9 @@ pub fn publish_loop(
                 }
                 publisher.counts_changed(&counts, &now);
                 counts = now;
+                if let (Some(slot), Some(image)) = (&ctx.latest, &p.image) {
+                    slot.offer(p.seq, p.wall, image.clone(), &p.objects);
+                }
                 let at = p
                     .wall
                     .duration_since(std::time::UNIX_EPOCH)

@@ -84,6 +84,74 @@ pub fn cpu_temperature() -> Option<f64> {
     Some(s.trim().parse::<f64>().ok()? / 1000.0)
 }
 
+/// Upper bounds (seconds) of the inference-latency histogram's buckets (`/metrics`).
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A cumulative histogram of durations since start (Prometheus style): a count per bucket of
+/// [`LATENCY_BUCKETS_S`] (non-cumulative here; cumulated when read), the count and the sum.
+/// Lock-free: one relaxed add per field per sample.
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// A consistent-enough reading of a [`Histogram`]: cumulative bucket counts (the last one is
+/// `+Inf`, equal to `count`), the count and the sum in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramReading {
+    pub cumulative: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_s: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// One sample of `ms` milliseconds (negative or NaN counts as 0).
+    pub fn observe_ms(&self, ms: f64) {
+        let s = if ms.is_finite() {
+            ms.max(0.0) / 1000.0
+        } else {
+            0.0
+        };
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&le| s <= le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add((s * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The buckets cumulated, with `+Inf` (as `f64::INFINITY`) last. Read while samples
+    /// arrive, the count is taken first and every bucket is capped at it: buckets stay
+    /// monotonic and `+Inf` equals the count.
+    pub fn read(&self) -> HistogramReading {
+        let count = self.count.load(Ordering::Relaxed);
+        let sum_s = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let mut acc = 0u64;
+        let mut cumulative = Vec::with_capacity(LATENCY_BUCKETS_S.len() + 1);
+        for (b, &le) in self.buckets.iter().zip(LATENCY_BUCKETS_S.iter()) {
+            acc += b.load(Ordering::Relaxed);
+            cumulative.push((le, acc.min(count)));
+        }
+        cumulative.push((f64::INFINITY, count));
+        HistogramReading {
+            cumulative,
+            count,
+            sum_s,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct StageCpu {
     micros: AtomicU64,
@@ -113,6 +181,8 @@ pub struct Stats {
     pub source_errors: AtomicU64,
     pub detect_errors: AtomicU64,
     pub inference_ms: Window,
+    /// Every inference's duration since start, for `/metrics`.
+    pub inference_hist: Histogram,
     /// Capture → publish hand-off latency.
     pub latency_ms: Window,
     pub cpu_capture: StageCpu,
@@ -121,6 +191,8 @@ pub struct Stats {
     /// Bumped by the detection thread for each frame it receives: the watchdog's signal of
     /// real progress.
     pub progress: AtomicU64,
+    /// When `progress` was last bumped: microseconds after `started` (0: never).
+    pub last_progress_us: AtomicU64,
     /// `SourceState` of the capture thread.
     pub source_state: std::sync::atomic::AtomicU8,
     /// Times the source went silent for `source.stall_timeout_s`.
@@ -131,6 +203,24 @@ pub struct Stats {
     pub skipped_items: AtomicU64,
     pub capture_queue: AtomicU64,
     pub result_queue: AtomicU64,
+}
+
+impl Stats {
+    /// A frame reached detection now.
+    pub fn note_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+        let us = (self.started.elapsed().as_micros() as u64).max(1);
+        self.last_progress_us.store(us, Ordering::Relaxed);
+    }
+    /// How long since a frame last reached detection (None: none has yet).
+    pub fn since_progress(&self) -> Option<std::time::Duration> {
+        let us = self.last_progress_us.load(Ordering::Relaxed);
+        (us > 0).then(|| {
+            self.started
+                .elapsed()
+                .saturating_sub(std::time::Duration::from_micros(us))
+        })
+    }
 }
 
 impl Default for Stats {
@@ -146,11 +236,13 @@ impl Default for Stats {
             source_errors: AtomicU64::new(0),
             detect_errors: AtomicU64::new(0),
             inference_ms: Window::new(256),
+            inference_hist: Histogram::default(),
             latency_ms: Window::new(256),
             cpu_capture: StageCpu::default(),
             cpu_detect: StageCpu::default(),
             cpu_publish: StageCpu::default(),
             progress: AtomicU64::new(0),
+            last_progress_us: AtomicU64::new(0),
             source_state: std::sync::atomic::AtomicU8::new(0),
             stalls: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
@@ -175,6 +267,40 @@ mod tests {
         // The last 100 samples, 900..=999; nearest rank: the 50th and 95th.
         let (p50, p95) = w.percentiles().unwrap();
         assert_eq!((p50, p95), (949.0, 994.0));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        let h = Histogram::default();
+        let r = h.read();
+        assert_eq!(r.count, 0);
+        assert!(r.cumulative.iter().all(|&(_, n)| n == 0));
+        // 3 ms, 10 ms (on a bound: le is inclusive), 60 ms, 4 s (beyond every bound), NaN → 0.
+        for ms in [3.0, 10.0, 60.0, 4000.0, f64::NAN] {
+            h.observe_ms(ms);
+        }
+        let r = h.read();
+        assert_eq!(r.count, 5);
+        assert!((r.sum_s - 4.073).abs() < 1e-6, "{}", r.sum_s);
+        let at = |le: f64| r.cumulative.iter().find(|b| b.0 == le).unwrap().1;
+        assert_eq!(at(0.005), 2, "3 ms and the NaN");
+        assert_eq!(at(0.01), 3);
+        assert_eq!(at(0.05), 3);
+        assert_eq!(at(0.075), 4);
+        assert_eq!(at(2.5), 4);
+        assert_eq!(r.cumulative.last(), Some(&(f64::INFINITY, 5)));
+        assert!(r.cumulative.windows(2).all(|w| w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn progress_age() {
+        let s = Stats::default();
+        assert_eq!(s.since_progress(), None);
+        s.note_progress();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let age = s.since_progress().unwrap();
+        assert!(age >= std::time::Duration::from_millis(25), "{age:?}");
+        assert_eq!(s.progress.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -58,6 +58,62 @@ struct State {
     /// Earliest start of the next comparison, microseconds after `epoch`.
     next_ok_us: AtomicU64,
     stats: ShadowStats,
+    /// The window's figures after the latest comparison (None before the first).
+    latest: Mutex<Option<DriftLatest>>,
+}
+
+/// The drift figures after the latest comparison, for `/metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftLatest {
+    /// Comparisons in the window.
+    pub window_frames: usize,
+    /// Pooled over the window: `(name, value)`, names as in `<base>/drift`'s `metrics`.
+    pub window: Vec<(&'static str, f64)>,
+    /// The EWMA of the per-frame figures, `(name, value)` (SQNR per output left out).
+    pub ewma: Vec<(String, f64)>,
+    pub alarm_active: bool,
+    /// Times the alarm fired since start.
+    pub alarm_fired: u64,
+}
+
+/// Counters and latest figures of the running shadow, shared with the HTTP endpoint.
+#[derive(Clone)]
+pub struct DriftMonitor {
+    state: Arc<State>,
+}
+
+impl DriftMonitor {
+    pub fn stats(&self) -> &ShadowStats {
+        &self.state.stats
+    }
+    /// The figures after the latest comparison (None before the first).
+    pub fn latest(&self) -> Option<DriftLatest> {
+        self.state
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The figures of `pooled` that are numbers, with names.
+fn window_figures(p: &super::window::Pooled) -> Vec<(&'static str, f64)> {
+    let mut v = vec![
+        ("precision", p.precision),
+        ("recall", p.recall),
+        ("f1", p.f1),
+        ("map50", p.map50),
+        ("map50_95", p.map50_95),
+    ];
+    let opt = [
+        ("mean_iou", p.mean_iou),
+        ("class_flip_rate", p.class_flip_rate),
+        ("sqnr_db_min", p.sqnr_min()),
+        ("cosine_min", p.cosine_min()),
+    ];
+    v.extend(opt.into_iter().filter_map(|(k, x)| Some((k, x?))));
+    v.retain(|(_, x)| x.is_finite());
+    v
 }
 
 /// One sampled frame for the shadow.
@@ -124,6 +180,13 @@ impl ShadowFeed {
 
     pub fn stats(&self) -> &ShadowStats {
         &self.state.stats
+    }
+
+    /// A handle on the shadow's counters and latest figures (for `/metrics`).
+    pub fn monitor(&self) -> DriftMonitor {
+        DriftMonitor {
+            state: self.state.clone(),
+        }
     }
 
     /// Follow a new int8 detector (a promoted model): its output tensors may sit elsewhere.
@@ -240,6 +303,7 @@ pub fn start(
         epoch: Instant::now(),
         next_ok_us: AtomicU64::new(0),
         stats: ShadowStats::default(),
+        latest: Mutex::new(None),
     });
     let cmp = Comparator::new(&float, sh.score_threshold)?;
     let worker = Worker {
@@ -328,6 +392,21 @@ impl Worker {
             Some(false) => tracing::info!("quantization drift alarm cleared"),
             None => {}
         }
+        let latest = DriftLatest {
+            window_frames: self.window.items.len(),
+            window: window_figures(&pooled),
+            ewma: self
+                .window
+                .ewma
+                .values
+                .iter()
+                .filter(|(k, v)| !k.contains('/') && v.is_finite())
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            alarm_active: self.window.alarm.active,
+            alarm_fired: self.window.alarm.fired,
+        };
+        *self.state.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
         let st = &self.state.stats;
         let compared = st.compared.fetch_add(1, Ordering::Relaxed) + 1;
         let uptime = self.state.epoch.elapsed().as_secs_f64().max(1e-9);

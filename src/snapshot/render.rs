@@ -182,6 +182,37 @@ pub fn render(frame: &RgbImage, bbox: [f32; 4], look: &Look) -> Result<RgbImage>
     Ok(out)
 }
 
+/// The whole `frame` scaled down to fit `max_w` × `max_h` (keeping the aspect ratio, never
+/// up) with every box of `boxes` (pixels of `frame`) drawn: the HTTP endpoint's view.
+pub fn frame_with_boxes(
+    frame: &RgbImage,
+    boxes: &[[f32; 4]],
+    max_w: u32,
+    max_h: u32,
+) -> Result<RgbImage> {
+    let (w, h) = frame.dimensions();
+    if w == 0 || h == 0 {
+        bail!("empty frame");
+    }
+    let (nw, nh) = fit(w, h, max_w.max(1), max_h.max(1));
+    let mut out = if (nw, nh) == (w, h) {
+        frame.clone()
+    } else {
+        downscale(frame, nw, nh)
+    };
+    let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
+    let t = line_width(nw.max(nh));
+    for b in boxes {
+        draw_box(
+            &mut out,
+            [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy],
+            t,
+            BOX_COLOUR,
+        );
+    }
+    Ok(out)
+}
+
 /// `img` as a JPEG of `quality` (1..=100).
 pub fn encode(img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(img.as_raw().len() / 8);
@@ -246,6 +277,28 @@ mod tests {
 
     fn is_box(p: &Rgb<u8>) -> bool {
         *p == BOX_COLOUR
+    }
+
+    #[test]
+    fn every_box_is_drawn_on_the_scaled_frame() {
+        let f = frame(800, 600);
+        let out = frame_with_boxes(
+            &f,
+            &[[100.0, 100.0, 300.0, 500.0], [500.0, 50.0, 700.0, 250.0]],
+            400,
+            400,
+        )
+        .unwrap();
+        assert_eq!(out.dimensions(), (400, 300));
+        // Halved: the left edges at x = 50 and x = 250.
+        assert!((60..240).all(|y| is_box(out.get_pixel(50, y))));
+        assert!((30..120).all(|y| is_box(out.get_pixel(250, y))));
+        // Inside a box and outside both: the frame.
+        assert!(!is_box(out.get_pixel(100, 150)));
+        assert!(!is_box(out.get_pixel(350, 280)));
+        // No boxes, no downscale: the frame itself; an empty frame is an error.
+        assert_eq!(frame_with_boxes(&f, &[], 800, 600).unwrap(), f);
+        assert!(frame_with_boxes(&RgbImage::new(0, 0), &[], 64, 64).is_err());
     }
 
     #[test]
