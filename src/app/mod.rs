@@ -205,6 +205,8 @@ pub struct Prepared {
     pub engine: crate::engine::InterpreterOptions,
     pub infer: EngineInfer,
     pub source: Box<dyn crate::capture::FrameSource>,
+    /// The labels the daemon reports, as (slug, display name): [`tracked_labels`].
+    pub labels: Vec<(String, String)>,
 }
 
 /// Load the model (with its labels and description), build the source and check the TLS
@@ -218,7 +220,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
     .map_err(|e| anyhow::anyhow!("detector.kernels: {e}"))?;
     let filter = pipeline::Filter::from_config(cfg);
     let infer = EngineInfer::load(cfg, filter.min_threshold(), &engine)?;
-    tracked_labels(cfg, &infer.labels())?;
+    let labels = tracked_labels(cfg, &infer.labels())?;
     if cfg.shadow.enabled {
         if let Some(m) = &cfg.shadow.model {
             let g = crate::engine::tflite::load_file(m)
@@ -240,6 +242,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared> {
         engine,
         infer,
         source,
+        labels,
     })
 }
 
@@ -291,15 +294,19 @@ pub fn tracked_labels(cfg: &Config, model_labels: &[String]) -> Result<Vec<(Stri
 }
 
 /// Publish what subscribers need before the first frame: a count of 0 for every reported
-/// label (a retained count left by an earlier run must not keep a presence sensor on) and
-/// Home Assistant discovery, for reported labels only.
-fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) -> Result<()> {
-    let tracked = tracked_labels(cfg, &infer.labels())?;
-    for (slug, _) in &tracked {
+/// label of `tracked` (a retained count left by an earlier run must not keep a presence
+/// sensor on) and Home Assistant discovery, for reported labels only.
+fn announce(
+    cfg: &Config,
+    tracked: &[(String, String)],
+    infer: &EngineInfer,
+    publisher: &Publisher,
+) {
+    for (slug, _) in tracked {
         publisher.count(slug, 0);
     }
     if !cfg.homeassistant.enabled {
-        return Ok(());
+        return;
     }
     let wanted: Vec<String> = cfg
         .homeassistant
@@ -308,8 +315,9 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) -> Result<
         .map(|l| crate::postprocess::labels::slug(l))
         .collect();
     let labels: Vec<(String, String)> = tracked
-        .into_iter()
+        .iter()
         .filter(|(s, _)| wanted.is_empty() || wanted.contains(s))
+        .cloned()
         .collect();
     publisher.discovery(
         &cfg.homeassistant.discovery_prefix,
@@ -322,7 +330,6 @@ fn announce(cfg: &Config, infer: &EngineInfer, publisher: &Publisher) -> Result<
             expire_after_s: (cfg.mqtt.stats_interval_s * 3.0).ceil().max(30.0) as u64,
         },
     );
-    Ok(())
 }
 
 /// A stage thread the supervisor watches.
@@ -423,6 +430,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
         engine,
         mut infer,
         source,
+        labels,
     } = prepare(&cfg).map_err(crate::exit::config)?;
     let path = engine.kernels;
     // The HTTP endpoint's socket, before any thread starts: an address that cannot be used
@@ -482,7 +490,7 @@ pub fn run(mut cfg: Config) -> Result<()> {
         cfg.mqtt.events_format,
         cfg.snapshots.enabled,
     );
-    announce(&cfg, &infer, &publisher).map_err(crate::exit::config)?;
+    announce(&cfg, &labels, &infer, &publisher);
     // Drift and calibration compare raw SSD outputs (with a description): a model ending in
     // TFLite_Detection_PostProcess or a YOLO model has none. Say so; detection runs on.
     let raw = infer.det.desc().is_some();
