@@ -124,6 +124,7 @@ impl ThreadPool {
             let h = std::thread::Builder::new()
                 .name(format!("edgecam-infer-{w}"))
                 .spawn(move || {
+                    super::scratch::prewarm_thread();
                     if let Some(c) = core {
                         if let Err(e) = pin_current_thread(c) {
                             tracing::warn!(core = c, error = %e, "cannot pin inference thread");
@@ -133,6 +134,8 @@ impl ThreadPool {
                 })?;
             pool.handles.push(h);
         }
+        // The calling thread works too (the one that builds the pool usually invokes it).
+        super::scratch::prewarm_thread();
         Ok(pool)
     }
 

@@ -2,7 +2,11 @@
 //! per-channel constants): each kernel module declares thread-local `Vec`s and borrows one with
 //! [`reuse`] for the length of a call; it is handed back on drop, with its capacity, so after
 //! the first inference the interpreter's threads (the caller and the pool's workers) run every
-//! kernel without allocating. `tests/no_alloc.rs` checks that.
+//! kernel without allocating. A thread that has not run a kernel yet (a worker whose share
+//! another thread took during the first inferences) would still allocate on its first call:
+//! so every pool worker, and the thread that builds the pool, reserves each slot at start
+//! ([`prewarm_thread`]) for what the kernels need on detectors of this size. `tests/no_alloc.rs`
+//! checks that.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
@@ -49,4 +53,24 @@ impl<T: 'static> Drop for Reused<T> {
             }
         });
     }
+}
+
+/// Give `slot`'s vector of this thread room for at least `n` elements.
+#[allow(dead_code)] // not every target has slots
+pub(crate) fn reserve<T: 'static>(slot: &'static Slot<T>, n: usize) {
+    let _ = slot.try_with(|c| {
+        let mut v = c.borrow_mut();
+        if v.capacity() < n {
+            let len = v.len();
+            v.reserve(n - len);
+        }
+    });
+}
+
+/// Reserve every kernel slot of this thread (see the module comment).
+pub(crate) fn prewarm_thread() {
+    #[cfg(target_arch = "x86_64")]
+    super::x86_64::prewarm_scratch();
+    #[cfg(target_arch = "aarch64")]
+    super::aarch64::prewarm_scratch();
 }

@@ -21,6 +21,20 @@ use crate::engine::kernels::KernelPath;
 /// ([`dw3x3_edge`]); with fewer, building its tap pointers costs more than it saves.
 const EDGE_MIN_C: usize = 64;
 
+/// Reserve this thread's slots ([`crate::engine::kernels::scratch::prewarm_thread`]): per
+/// channel up to 4096 channels, 32 Ki weights, tap lists for filters up to 32x32.
+pub(crate) fn prewarm_scratch() {
+    use crate::engine::kernels::scratch::reserve;
+    for s in [&LEFT, &RIGHT, &BIAS] {
+        reserve(s, 4096);
+    }
+    reserve(&PAD, 4096);
+    reserve(&W16, 32 << 10);
+    reserve(&REL, 1024);
+    reserve(&TAPS, 1024);
+    reserve(&TAP_PTRS, 1024);
+}
+
 thread_local! {
     static LEFT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
     static RIGHT: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -16,6 +16,7 @@ use std::arch::asm;
 use super::KernelPath;
 
 mod depthwise;
+pub(crate) use depthwise::prewarm_scratch;
 mod elementwise;
 mod gemm_f32;
 mod gemm_i8;

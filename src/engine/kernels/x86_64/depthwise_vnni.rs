@@ -21,6 +21,11 @@ use crate::engine::kernels::scratch::reuse;
 /// Channels per block (one vector of 32 int16).
 const CB: usize = 32;
 
+/// Reserve this thread's zero-point row (see [`super::prewarm_scratch`]).
+pub(crate) fn prewarm_scratch() {
+    super::super::scratch::reserve(&ZP_ROW, 64 << 10);
+}
+
 thread_local! {
     static ZP_ROW: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -69,6 +69,14 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Reserve this thread's kernel slots ([`super::scratch::prewarm_thread`]): tap lists for
+/// filters up to 32x32, zero-point rows up to 64 KiB.
+pub(crate) fn prewarm_scratch() {
+    super::scratch::reserve(&DW_INNER, 1024);
+    super::scratch::reserve(&DW_EDGE, 1024);
+    depthwise_vnni::prewarm_scratch();
+}
+
 /// Columns per packed block.
 const NR: usize = 16;
 /// Rows per int8 register tile (a last partial tile uses 2 or 4 rows).
