@@ -11,6 +11,58 @@ use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
 
+/// An enum whose configuration value is one word of a fixed list: typed once at load, with an
+/// error that lists the words (`... expected one of a, b, c`), named by the `config` crate
+/// with its key.
+macro_rules! word_enum {
+    ($(#[$m:meta])* pub enum $name:ident {
+        $($(#[$vm:meta])* $var:ident = $word:literal),+ $(,)?
+    }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            pub const NAMES: &'static [&'static str] = &[$($word),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$var => $word),+ }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, String> {
+                match s {
+                    $($word => Ok($name::$var),)+
+                    _ => Err(format!(
+                        "unknown value '{s}', expected one of {}",
+                        Self::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -26,16 +78,25 @@ pub struct Config {
     pub http: HttpConfig,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    V4l2,
-    Ffmpeg,
-    Images,
-    Mjpeg,
-    Synthetic,
-    /// A Raspberry Pi camera through `rpicam-vid` (or `libcamera-vid`) writing MJPEG.
-    Libcamera,
+word_enum! {
+    /// `source.kind`.
+    pub enum SourceKind {
+        V4l2 = "v4l2",
+        Ffmpeg = "ffmpeg",
+        Images = "images",
+        Mjpeg = "mjpeg",
+        Synthetic = "synthetic",
+        /// A Raspberry Pi camera through `rpicam-vid` (or `libcamera-vid`) writing MJPEG.
+        Libcamera = "libcamera",
+    }
+}
+
+word_enum! {
+    /// `source.format`: the pixel format a V4L2 camera is asked for.
+    pub enum PixelFormat {
+        Mjpeg = "mjpeg",
+        Yuyv = "yuyv",
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -52,7 +113,7 @@ pub struct SourceConfig {
     pub width: u32,
     pub height: u32,
     /// v4l2 pixel format preference: `mjpeg` or `yuyv`.
-    pub format: String,
+    pub format: PixelFormat,
     /// Start again at the end of a file source (images, mjpeg, ffmpeg files).
     #[serde(rename = "loop")]
     pub looping: bool,
@@ -79,7 +140,7 @@ impl Default for SourceConfig {
             fps: 10.0,
             width: 0,
             height: 0,
-            format: "mjpeg".into(),
+            format: PixelFormat::Mjpeg,
             looping: false,
             stall_timeout_s: 5.0,
             backoff_min_s: 0.5,
@@ -92,44 +153,22 @@ impl Default for SourceConfig {
     }
 }
 
-/// How the detector's outputs are read (`detector.model_type`, like Frigate's).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelType {
-    /// A description file → `ssd`; a graph ending in TFLite_Detection_PostProcess →
-    /// `ssd_postprocess`; one `[1, N, 5 + C]` / `[1, 4 + C, N]` output → `yolov5` / `yolov8`.
-    #[default]
-    Auto,
-    /// Raw SSD outputs decoded with the description's anchors.
-    Ssd,
-    /// The graph ends in TFLite_Detection_PostProcess.
-    SsdPostprocess,
-    /// `[1, N, 5 + C]`: centre/size box, objectness, class scores.
-    Yolov5,
-    /// `[1, 4 + C, N]` (v8, v11): centre/size box, class scores.
-    Yolov8,
-}
-
-impl ModelType {
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelType::Auto => "auto",
-            ModelType::Ssd => "ssd",
-            ModelType::SsdPostprocess => "ssd_postprocess",
-            ModelType::Yolov5 => "yolov5",
-            ModelType::Yolov8 => "yolov8",
-        }
-    }
-    pub fn parse(s: &str) -> Option<ModelType> {
-        [
-            ModelType::Auto,
-            ModelType::Ssd,
-            ModelType::SsdPostprocess,
-            ModelType::Yolov5,
-            ModelType::Yolov8,
-        ]
-        .into_iter()
-        .find(|m| m.name() == s)
+word_enum! {
+    /// How the detector's outputs are read (`detector.model_type`, like Frigate's).
+    #[derive(Default)]
+    pub enum ModelType {
+        /// A description file → `ssd`; a graph ending in TFLite_Detection_PostProcess →
+        /// `ssd_postprocess`; one `[1, N, 5 + C]` / `[1, 4 + C, N]` output → `yolov5` / `yolov8`.
+        #[default]
+        Auto = "auto",
+        /// Raw SSD outputs decoded with the description's anchors.
+        Ssd = "ssd",
+        /// The graph ends in TFLite_Detection_PostProcess.
+        SsdPostprocess = "ssd_postprocess",
+        /// `[1, N, 5 + C]`: centre/size box, objectness, class scores.
+        Yolov5 = "yolov5",
+        /// `[1, 4 + C, N]` (v8, v11): centre/size box, class scores.
+        Yolov8 = "yolov8",
     }
 }
 
@@ -144,7 +183,7 @@ pub struct DetectorConfig {
     pub desc: Option<PathBuf>,
     pub threads: usize,
     /// `auto`, `scalar`, `neon`, `dotprod`, `i8mm`, `avx2` or `avx512` (EDGECAM_KERNELS overrides).
-    pub kernels: String,
+    pub kernels: crate::engine::KernelRequest,
     /// Worker cores to pin the engine's threads to (empty: no pinning).
     pub cores: Vec<usize>,
     pub score_threshold: f32,
@@ -168,7 +207,7 @@ impl Default for DetectorConfig {
             labels: None,
             desc: None,
             threads: 2,
-            kernels: "auto".into(),
+            kernels: crate::engine::KernelRequest::Auto,
             cores: vec![],
             score_threshold: 0.5,
             thresholds: BTreeMap::new(),
@@ -264,15 +303,38 @@ impl Default for HomeAssistantConfig {
 /// `[tracker]`: the tracker's settings, as they are.
 pub type TrackerConfig = crate::postprocess::tracker::Settings;
 
-/// The shape of `<base>/events`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EventsFormat {
-    /// edgecam's own: the event's fields at the top level (docs/MQTT.md).
-    #[default]
-    Edgecam,
-    /// Frigate's `{type, before, after}`, for blueprints and Node-RED flows made for Frigate.
-    Frigate,
+word_enum! {
+    /// The shape of `<base>/events`.
+    #[derive(Default)]
+    pub enum EventsFormat {
+        /// edgecam's own: the event's fields at the top level (docs/MQTT.md).
+        #[default]
+        Edgecam = "edgecam",
+        /// Frigate's `{type, before, after}`, for blueprints and Node-RED flows made for Frigate.
+        Frigate = "frigate",
+    }
+}
+
+word_enum! {
+    /// The window metric the shadow's alarm watches (`shadow.alarm_metric`).
+    pub enum AlarmMetric {
+        F1 = "f1",
+        Precision = "precision",
+        Recall = "recall",
+        Map50 = "map50",
+        Map50_95 = "map50_95",
+        SqnrDb = "sqnr_db",
+        Cosine = "cosine",
+        MeanIou = "mean_iou",
+        ClassFlipRate = "class_flip_rate",
+    }
+}
+
+impl AlarmMetric {
+    /// Whether larger values are better (everything except the flip rate).
+    pub fn higher_is_better(self) -> bool {
+        self != AlarmMetric::ClassFlipRate
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -296,7 +358,7 @@ pub struct ShadowConfig {
     pub ewma_alpha: f64,
     /// Window metric the alarm watches: f1, precision, recall, map50, map50_95,
     /// sqnr_db, cosine, mean_iou or class_flip_rate.
-    pub alarm_metric: String,
+    pub alarm_metric: AlarmMetric,
     /// The alarm fires when the metric falls below this (rises above it for class_flip_rate).
     pub alarm_threshold: f64,
     /// ... and clears once it is this far back on the good side.
@@ -323,7 +385,7 @@ impl Default for ShadowConfig {
             score_threshold: 0.5,
             window: 20,
             ewma_alpha: 0.2,
-            alarm_metric: "f1".into(),
+            alarm_metric: AlarmMetric::F1,
             alarm_threshold: 0.5,
             alarm_hysteresis: 0.1,
             alarm_min_frames: 3,
@@ -335,14 +397,14 @@ impl Default for ShadowConfig {
     }
 }
 
-/// What the daemon does with a calibrated candidate that beats the running model.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Promote {
-    /// Swap it in by itself.
-    Auto,
-    /// Wait for `promote` on `<base>/calibration/set`.
-    Manual,
+word_enum! {
+    /// What the daemon does with a calibrated candidate that beats the running model.
+    pub enum Promote {
+        /// Swap it in by itself.
+        Auto = "auto",
+        /// Wait for `promote` on `<base>/calibration/set`.
+        Manual = "manual",
+    }
 }
 
 /// On-device calibration (`[calibration]`): collect the camera's frames, re-quantize the int8
@@ -702,12 +764,6 @@ impl Config {
         if s.command.contains('\0') {
             bad("source.command", "must not contain a NUL character".into())?;
         }
-        if !["mjpeg", "yuyv"].contains(&s.format.as_str()) {
-            bad(
-                "source.format",
-                format!("must be mjpeg or yuyv, got '{}'", s.format),
-            )?;
-        }
         at_most("source.width", s.width.into(), 0, 16384)?;
         at_most("source.height", s.height.into(), 0, 16384)?;
         secs("source.backoff_min_s", s.backoff_min_s, 0.01, MAX_SECONDS)?;
@@ -729,19 +785,6 @@ impl Config {
             bad(
                 "detector.threads",
                 format!("must be 1..=64, got {}", d.threads),
-            )?;
-        }
-        if ![
-            "auto", "scalar", "neon", "dotprod", "i8mm", "avx2", "avx512",
-        ]
-        .contains(&d.kernels.as_str())
-        {
-            bad(
-                "detector.kernels",
-                format!(
-                    "must be auto, scalar, neon, dotprod, i8mm, avx2 or avx512, got '{}'",
-                    d.kernels
-                ),
             )?;
         }
         if d.cores.len() > 64 {
@@ -893,9 +936,6 @@ impl Config {
         at_most("shadow.window", sh.window as u64, 1, 100_000)?;
         if !(sh.ewma_alpha > 0.0 && sh.ewma_alpha <= 1.0) {
             bad("shadow.ewma_alpha", "must be in (0, 1]".into())?;
-        }
-        if let Err(e) = crate::drift::window::AlarmMetric::parse(&sh.alarm_metric) {
-            bad("shadow.alarm_metric", e.to_string())?;
         }
         if !sh.alarm_threshold.is_finite() {
             bad("shadow.alarm_threshold", "must be a number".into())?;
@@ -1256,6 +1296,77 @@ mod tests {
 
     /// Config values at and beyond their limits, from TOML and from the environment: the
     /// limit loads, the value beyond it is an error naming the key (never a panic later).
+    #[test]
+    fn word_values_are_typed_at_load() {
+        // (section, key, a good word, its typed value's name, a bad word, a word the error lists)
+        let cases: &[(&str, &str, &str, &str, &str)] = &[
+            ("source", "kind", "libcamera", "webcam", "synthetic"),
+            ("source", "format", "yuyv", "rgb", "mjpeg"),
+            ("detector", "kernels", "scalar", "avx9", "avx512"),
+            (
+                "detector",
+                "model_type",
+                "yolov8",
+                "yolo",
+                "ssd_postprocess",
+            ),
+            (
+                "shadow",
+                "alarm_metric",
+                "class_flip_rate",
+                "f2",
+                "map50_95",
+            ),
+            ("calibration", "promote", "manual", "later", "auto"),
+            ("mqtt", "events_format", "frigate", "x", "edgecam"),
+        ];
+        for &(section, key, good, bad, listed) in cases {
+            let name = format!("{section}.{key}");
+            let var = format!(
+                "EDGECAM__{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            );
+            let c = Config::load_with_env(None, vec![(var.clone(), good.to_string())])
+                .unwrap_or_else(|e| panic!("{var}={good} must load: {e:#}"));
+            let typed = match key {
+                "kind" => c.source.kind.to_string(),
+                "format" => c.source.format.to_string(),
+                "kernels" => c.detector.kernels.to_string(),
+                "model_type" => c.detector.model_type.to_string(),
+                "alarm_metric" => c.shadow.alarm_metric.to_string(),
+                "promote" => c.calibration.promote.to_string(),
+                _ => c.mqtt.events_format.to_string(),
+            };
+            assert_eq!(typed, good, "{name}");
+            for e in [
+                Config::load_with_env(None, vec![(var.clone(), bad.to_string())]).unwrap_err(),
+                {
+                    let (dir, p) = write(&format!("[{section}]\n{key} = \"{bad}\"\n"));
+                    let e = Config::load_with_env(Some(&p), vec![]).unwrap_err();
+                    let _ = std::fs::remove_dir_all(dir);
+                    e
+                },
+            ] {
+                let text = format!("{e:#}");
+                assert!(text.contains(&name), "{name} = {bad}: {text}");
+                assert!(text.contains(&format!("'{bad}'")), "{name} = {bad}: {text}");
+                assert!(text.contains(listed), "{name}: lists the words: {text}");
+                assert_eq!(crate::exit::status(&e), 78, "{name}: a configuration error");
+            }
+        }
+        assert_eq!(
+            AlarmMetric::ALL
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>(),
+            AlarmMetric::NAMES
+        );
+        assert!(
+            !AlarmMetric::ClassFlipRate.higher_is_better() && AlarmMetric::F1.higher_is_better()
+        );
+    }
+
     #[test]
     fn limits_from_toml_and_environment() {
         let cases: &[(&str, &str, &str, &str)] = &[

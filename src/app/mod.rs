@@ -213,7 +213,7 @@ pub struct Prepared {
 /// set-up: what `run` and `check-config` both need.
 pub fn prepare(cfg: &Config) -> Result<Prepared> {
     let engine = crate::engine::InterpreterOptions::resolve(
-        &cfg.detector.kernels,
+        cfg.detector.kernels,
         cfg.detector.threads,
         &cfg.detector.cores,
     )

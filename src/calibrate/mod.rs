@@ -31,7 +31,7 @@ use crate::drift::window::Pooled;
 use crate::drift::{output_indices, raw_outputs, Comparator};
 use crate::engine::quant::choose_qparams;
 use crate::engine::quantizer::{self, BuildOptions, Calibration, Method, Quantized};
-use crate::engine::{tflite, Graph, Interpreter, InterpreterOptions};
+use crate::engine::{tflite, Graph, Interpreter, InterpreterOptions, KernelRequest};
 use crate::preprocess::ResizeMode;
 
 /// Frames used for bias correction at most (a subset of the calibration frames).
@@ -169,7 +169,7 @@ fn setup(o: &CalibrateOptions) -> Result<Setup> {
 }
 
 fn detector(g: Graph, s: &Setup, name: &str, keep: bool) -> Result<Detector> {
-    let mut io = InterpreterOptions::resolve("auto", 1, &[])?;
+    let mut io = InterpreterOptions::resolve(KernelRequest::Auto, 1, &[])?;
     io.keep_intermediates = keep;
     let interp = Interpreter::with_options(g, &io)?;
     Detector::new(

@@ -453,7 +453,7 @@ impl Service {
             },
             "model": model_name(&self.active()),
             "rollback_to": self.history.previous.as_deref().map(model_name),
-            "promote": match self.cfg.promote { Promote::Auto => "auto", Promote::Manual => "manual" },
+            "promote": self.cfg.promote.name(),
             "margin": self.cfg.margin,
         });
         if self.state == State::Calibrating || self.state == State::Evaluating {

@@ -67,7 +67,7 @@ impl V4l2 {
                 } else {
                     30
                 },
-                format: if cfg.format == "yuyv" {
+                format: if cfg.format == crate::config::PixelFormat::Yuyv {
                     FrameFormat::YUYV
                 } else {
                     FrameFormat::MJPEG

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::engine::{tflite, DType, Interpreter, InterpreterOptions};
+use crate::engine::{tflite, DType, Interpreter, InterpreterOptions, KernelRequest};
 use crate::percentile::percentile_of_sorted;
 
 // No doc comment here: the subcommand's help text is the `Cmd::Bench` variant's in `main.rs`.
@@ -78,7 +78,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 ..Default::default()
             }
         }
-        None => InterpreterOptions::resolve("auto", threads, cores)?,
+        None => InterpreterOptions::resolve(KernelRequest::Auto, threads, cores)?,
     };
     opts.profile = profile;
     let path = opts.kernels;

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::{load_rgb, resize_mode};
 use crate::detect::{detections_json, Detector, DetectorConfig};
-use crate::engine::InterpreterOptions;
+use crate::engine::{InterpreterOptions, KernelRequest};
 
 // No doc comment here: the subcommand's help text is the `Cmd::Detect` variant's in `main.rs`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +40,6 @@ pub struct DetectArgs {
 
 fn parse_model_type(s: &str) -> Result<crate::config::ModelType, String> {
     crate::config::ModelType::parse(s)
-        .ok_or_else(|| format!("{s:?}: expected auto, ssd, ssd_postprocess, yolov5 or yolov8"))
 }
 
 /// Detects objects in every image and prints one JSON line per image.
@@ -51,7 +50,7 @@ pub fn run(args: &DetectArgs) -> Result<()> {
         labels: args.labels.clone(),
         resize: resize_mode(args.letterbox),
         score_threshold: args.threshold,
-        engine: InterpreterOptions::resolve("auto", args.threads, &[])?,
+        engine: InterpreterOptions::resolve(KernelRequest::Auto, args.threads, &[])?,
         model_type: args.model_type,
     };
     let mut det = Detector::from_config(&cfg)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::engine::{tflite, Interpreter, InterpreterOptions};
+use crate::engine::{tflite, Interpreter, InterpreterOptions, KernelRequest};
 use crate::npy::NpyArray;
 
 // No doc comment here: the subcommand's help text is the `Cmd::Infer` variant's in `main.rs`.
@@ -33,8 +33,10 @@ pub fn run(args: &InferArgs) -> Result<()> {
         out,
     } = args;
     let graph = tflite::load_file(model)?;
-    let mut it =
-        Interpreter::with_options(graph, &InterpreterOptions::resolve("auto", *threads, &[])?)?;
+    let mut it = Interpreter::with_options(
+        graph,
+        &InterpreterOptions::resolve(KernelRequest::Auto, *threads, &[])?,
+    )?;
     let x = NpyArray::read(input)?;
     let info = it.input_info(0)?.clone();
     if x.dtype != info.dtype || x.shape != info.shape {

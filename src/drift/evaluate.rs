@@ -20,7 +20,7 @@ use crate::capture::sources::{is_video_file, Ffmpeg, ImageDir, MjpegFile};
 use crate::capture::{FrameSource, Read};
 use crate::config::ShadowConfig;
 use crate::detect::Detector;
-use crate::engine::InterpreterOptions;
+use crate::engine::{InterpreterOptions, KernelRequest};
 
 /// What to compare and how.
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ impl EvalOptions {
             score_threshold: d.score_threshold,
             window: d.window,
             ewma_alpha: d.ewma_alpha,
-            alarm_metric: AlarmMetric::parse(&d.alarm_metric).unwrap_or(AlarmMetric::F1),
+            alarm_metric: d.alarm_metric,
             alarm_threshold: d.alarm_threshold,
             alarm_hysteresis: d.alarm_hysteresis,
             alarm_min_frames: d.alarm_min_frames,
@@ -106,7 +106,7 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(opts: EvalOptions) -> Result<Self> {
         // Kernel path from EDGECAM_KERNELS (default: the best this CPU has); one thread.
-        let mut io = InterpreterOptions::resolve("auto", 1, &[])?;
+        let mut io = InterpreterOptions::resolve(KernelRequest::Auto, 1, &[])?;
         io.keep_intermediates = opts.layers;
         let int8 = load_detector(
             &opts.int8,

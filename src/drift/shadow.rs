@@ -30,7 +30,7 @@ use image::RgbImage;
 
 use super::compare::round;
 use super::store::Store;
-use super::window::{Alarm, AlarmMetric, Window};
+use super::window::{Alarm, Window};
 use super::{load_detector, output_indices, raw_outputs, Comparator};
 use crate::config::Config;
 use crate::detect::Detector;
@@ -261,7 +261,7 @@ pub fn start(
         cfg.detector.desc.as_deref(),
         cfg.detector.labels.as_deref(),
         // The shadow's own engine: `shadow.threads` threads, the detector's kernel path.
-        &InterpreterOptions::resolve(&cfg.detector.kernels, sh.threads, &[])?,
+        &InterpreterOptions::resolve(cfg.detector.kernels, sh.threads, &[])?,
     )
     .with_context(|| format!("shadow.model: loading {}", model.display()))?;
     let fin = float.interpreter().input_info(0)?;
@@ -282,7 +282,7 @@ pub fn start(
             bail!("shadow.model: output shape {a:?} differs from the int8 model's {b:?}");
         }
     }
-    let metric = AlarmMetric::parse(&sh.alarm_metric).context("shadow.alarm_metric")?;
+    let metric = sh.alarm_metric;
     let alarm = Alarm::new(
         metric,
         sh.alarm_threshold,

@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use anyhow::{bail, Result};
-
 use super::compare::{map_pair, mean, prf, round, Energy, FrameComparison};
 use crate::percentile::percentile;
 use crate::postprocess::Detection;
@@ -189,60 +187,8 @@ impl Ewma {
     }
 }
 
-/// The metric an alarm watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AlarmMetric {
-    F1,
-    Precision,
-    Recall,
-    Map50,
-    Map50_95,
-    SqnrDb,
-    Cosine,
-    MeanIou,
-    ClassFlipRate,
-}
-
-impl AlarmMetric {
-    pub const NAMES: &'static [&'static str] = &[
-        "f1",
-        "precision",
-        "recall",
-        "map50",
-        "map50_95",
-        "sqnr_db",
-        "cosine",
-        "mean_iou",
-        "class_flip_rate",
-    ];
-
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "f1" => AlarmMetric::F1,
-            "precision" => AlarmMetric::Precision,
-            "recall" => AlarmMetric::Recall,
-            "map50" => AlarmMetric::Map50,
-            "map50_95" => AlarmMetric::Map50_95,
-            "sqnr_db" => AlarmMetric::SqnrDb,
-            "cosine" => AlarmMetric::Cosine,
-            "mean_iou" => AlarmMetric::MeanIou,
-            "class_flip_rate" => AlarmMetric::ClassFlipRate,
-            _ => bail!(
-                "unknown metric '{s}', expected one of {}",
-                Self::NAMES.join(", ")
-            ),
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// Whether larger values are better (everything except the flip rate).
-    pub fn higher_is_better(self) -> bool {
-        self != AlarmMetric::ClassFlipRate
-    }
-}
+/// The metric an alarm watches (typed at load, in the configuration).
+pub use crate::config::AlarmMetric;
 
 /// Threshold alarm with hysteresis: fires when the metric crosses
 /// `threshold` in the bad direction, clears once it is back past

@@ -78,13 +78,19 @@ impl InterpreterOptions {
     /// requested by `request` (`auto` or a path name); the `EDGECAM_KERNELS`
     /// environment variable, when set, overrides `request`. A path this CPU lacks
     /// is an error naming the available ones. The chosen path is logged.
-    pub fn resolve(request: &str, threads: usize, cores: &[usize]) -> Result<Self> {
+    pub fn resolve(request: KernelRequest, threads: usize, cores: &[usize]) -> Result<Self> {
         let (req, from) = match std::env::var("EDGECAM_KERNELS") {
-            Ok(v) if !v.trim().is_empty() => (v.trim().to_string(), "EDGECAM_KERNELS"),
-            _ => (request.to_string(), "configuration"),
+            Ok(v) if !v.trim().is_empty() => (
+                v.trim()
+                    .parse::<KernelRequest>()
+                    .map_err(|e| EngineError::Usage(format!("EDGECAM_KERNELS: {e}")))?,
+                "EDGECAM_KERNELS",
+            ),
+            _ => (request, "configuration"),
         };
-        let kernels =
-            KernelPath::resolve(&req).map_err(|e| EngineError::Usage(format!("{from}: {e}")))?;
+        let kernels = req
+            .resolve()
+            .map_err(|e| EngineError::Usage(format!("{from}: {e}")))?;
         tracing::info!(kernels = %kernels, requested = %req, threads, "engine kernel path");
         Ok(InterpreterOptions {
             kernels,
@@ -92,6 +98,51 @@ impl InterpreterOptions {
             cores: cores.to_vec(),
             ..Default::default()
         })
+    }
+}
+
+/// The kernel path asked for (`detector.kernels`, `EDGECAM_KERNELS`, `--kernels`): `auto`
+/// (the best this CPU supports) or one path by name, typed when the request is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelRequest {
+    #[default]
+    Auto,
+    Path(KernelPath),
+}
+
+impl KernelRequest {
+    /// The path to run: an error naming the available paths when this CPU lacks it.
+    pub fn resolve(self) -> std::result::Result<KernelPath, String> {
+        match self {
+            KernelRequest::Auto => Ok(KernelPath::best()),
+            KernelRequest::Path(p) => KernelPath::resolve(p.name()),
+        }
+    }
+}
+
+impl std::fmt::Display for KernelRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelRequest::Auto => f.write_str("auto"),
+            KernelRequest::Path(p) => f.write_str(p.name()),
+        }
+    }
+}
+
+impl std::str::FromStr for KernelRequest {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(KernelRequest::Auto),
+            _ => s.parse::<KernelPath>().map(KernelRequest::Path),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KernelRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

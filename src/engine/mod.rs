@@ -18,7 +18,7 @@ pub mod tensor;
 pub mod tflite;
 
 pub use error::{EngineError, Result};
-pub use exec::{Interpreter, InterpreterOptions, OpProfile};
+pub use exec::{Interpreter, InterpreterOptions, KernelRequest, OpProfile};
 pub use graph::Graph;
 /// The engine's own thread pool (it lives under `kernels/` with the other `unsafe` code).
 pub use kernels::pool;
