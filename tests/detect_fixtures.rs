@@ -135,7 +135,7 @@ fn person_image_yields_a_person() {
         assert!(p.score > 0.5);
         // person.jpg (640x424): the woman stands left of centre (x ~ 190..270
         // px), from the upper quarter of the frame down to near its bottom.
-        let [ymin, xmin, ymax, xmax] = p.bbox;
+        let [ymin, xmin, ymax, xmax] = *p.bbox;
         assert!(ymin < 0.3 && ymax > 0.8, "{tag}: {:?}", p.bbox);
         assert!(
             xmin > 0.2 && xmax < 0.55 && xmax - xmin > 0.08,
@@ -159,7 +159,7 @@ fn dog_image_yields_a_dog() {
         let p = best(&d, "Dog").unwrap_or_else(|| panic!("{tag}: no Dog in {d:?}"));
         assert!(p.score > 0.5);
         // dog.jpg (768x576): the dog sits in the lower left part of the frame.
-        let [ymin, xmin, ymax, xmax] = p.bbox;
+        let [ymin, xmin, ymax, xmax] = *p.bbox;
         assert!(
             ymin > 0.25 && ymax > 0.8 && xmin < 0.3 && xmax < 0.6,
             "{tag}: {:?}",

@@ -134,12 +134,7 @@ fn detect(model: &str, photo: &Path, threshold: f32) -> Vec<Detection> {
 }
 
 fn iou(a: &Detection, b: &Detection) -> f32 {
-    let (a, b) = (a.bbox, b.bbox);
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
+    a.bbox.iou(&b.bbox)
 }
 
 #[test]

@@ -587,7 +587,7 @@ impl Detector {
                         class_id: c,
                         label,
                         score: scores[i],
-                        bbox: [b[0], b[1], b[2], b[3]],
+                        bbox: crate::postprocess::NormBox([b[0], b[1], b[2], b[3]]),
                     });
                 }
                 Ok(())
@@ -725,7 +725,7 @@ mod tests {
             class_id: 4,
             label: "Person".into(),
             score: 0.75,
-            bbox: [0.25, 0.5, 0.75, 1.0],
+            bbox: crate::postprocess::NormBox([0.25, 0.5, 0.75, 1.0]),
         };
         let v = detections_json("a.jpg", 600, 400, "m", 1.5, &[d], &t);
         assert_eq!(v["image"], "a.jpg");

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::percentile::percentile;
-use crate::postprocess::nms::iou;
 use crate::postprocess::Detection;
 
 /// IoU needed for two boxes to count as the same object.
@@ -120,7 +119,7 @@ pub fn greedy_match(
             if used[t] || (class_aware && g.class_id != pred[p].class_id) {
                 continue;
             }
-            let v = iou(&pred[p].bbox, &g.bbox);
+            let v = pred[p].bbox.iou(&g.bbox);
             if v >= thr && best.is_none_or(|(_, b)| v > b) {
                 best = Some((t, v));
             }
@@ -392,7 +391,7 @@ mod tests {
             class_id: c,
             label: format!("L{c}"),
             score,
-            bbox: b,
+            bbox: crate::postprocess::NormBox(b),
         }
     }
 

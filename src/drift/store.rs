@@ -147,7 +147,7 @@ mod tests {
             class_id: 1,
             label: "Person".into(),
             score: 0.8,
-            bbox: [0.1, 0.1, 0.5, 0.5],
+            bbox: crate::postprocess::NormBox([0.1, 0.1, 0.5, 0.5]),
         };
         let agree = FrameComparison::new(1, vec![d.clone()], vec![d.clone()], 0.5, vec![]);
         assert!(s

@@ -302,7 +302,7 @@ mod tests {
             class_id: c,
             label: format!("L{c}"),
             score: 0.9,
-            bbox: [0.0, x, 0.4, x + 0.3],
+            bbox: crate::postprocess::NormBox([0.0, x, 0.4, x + 0.3]),
         };
         let truth = vec![d(1, 0.0), d(2, 0.5)];
         let pred = if agree {

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::HttpConfig;
 use crate::postprocess::tracker::Object;
+use crate::postprocess::PixelBox;
 use crate::snapshot::render;
 
 /// Most connections at once; more are closed at once.
@@ -42,7 +43,7 @@ pub struct Latest {
     pub seq: u64,
     pub wall: SystemTime,
     pub image: Arc<RgbImage>,
-    pub boxes: Vec<[f32; 4]>,
+    pub boxes: Vec<PixelBox>,
 }
 
 /// The publish thread's end of the hand-off: the latest frame replaces the previous one.
@@ -432,7 +433,7 @@ mod tests {
             label: "Person".into(),
             class_id: 1,
             score: 0.9,
-            bbox: [8.0, 8.0, 40.0, 40.0],
+            bbox: crate::postprocess::PixelBox([8.0, 8.0, 40.0, 40.0]),
         };
         slot.offer(seq, SystemTime::now(), Arc::new(img), &[o]);
     }

@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 
 use super::anchors::Anchor;
+use super::bbox::{NormBox, PixelBox};
 use super::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
 use crate::preprocess::FrameTransform;
 
@@ -119,22 +120,22 @@ pub struct Detection {
     pub label: String,
     pub score: f32,
     /// `[ymin, xmin, ymax, xmax]` in normalised model-input coordinates (not clamped).
-    pub bbox: [f32; 4],
+    pub bbox: NormBox,
 }
 
 impl Detection {
     /// The box in source-frame pixels `[x1, y1, x2, y2]`, undoing the resize or
     /// letterbox and clamping to the frame.
-    pub fn to_pixels(&self, t: &FrameTransform) -> [f32; 4] {
+    pub fn to_pixels(&self, t: &FrameTransform) -> PixelBox {
         bbox_to_pixels(&self.bbox, t)
     }
 }
 
 /// Map a normalised `[ymin, xmin, ymax, xmax]` to source pixels `[x1, y1, x2, y2]`.
-pub fn bbox_to_pixels(b: &[f32; 4], t: &FrameTransform) -> [f32; 4] {
+pub fn bbox_to_pixels(b: &NormBox, t: &FrameTransform) -> PixelBox {
     let (x1, y1) = t.to_source(b[1], b[0]);
     let (x2, y2) = t.to_source(b[3], b[2]);
-    [x1, y1, x2, y2]
+    PixelBox([x1, y1, x2, y2])
 }
 
 /// The label of class `c`: its line of the label file, or its number where the file is short
@@ -303,7 +304,7 @@ impl Decoder {
                 class_id: c,
                 label: self.labels.get(c).cloned().unwrap_or_else(|| c.to_string()),
                 score: k.score,
-                bbox: self.boxes[k.index as usize],
+                bbox: NormBox(self.boxes[k.index as usize]),
             });
         }
         Ok(())
@@ -426,7 +427,7 @@ mod tests {
             class_id: 1,
             label: "a".into(),
             score: 0.9,
-            bbox: [0.1, 0.2, 0.5, 1.2],
+            bbox: crate::postprocess::NormBox([0.1, 0.2, 0.5, 1.2]),
         };
         let px = d.to_pixels(&t);
         for (a, b) in px.iter().zip([120.0, 30.0, 600.0, 150.0]) {

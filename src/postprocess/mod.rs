@@ -9,10 +9,12 @@
 //! crate's one IoU and greedy NMS).
 
 pub mod anchors;
+pub mod bbox;
 pub mod boxes;
 pub mod labels;
 pub mod nms;
 pub mod tracker;
 pub mod yolo;
 
+pub use bbox::{NormBox, PixelBox};
 pub use boxes::{bbox_to_pixels, BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::nms::iou;
+use super::bbox::PixelBox;
 
 /// One detected object in source-frame pixels.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -13,7 +13,7 @@ pub struct Object {
     pub score: f32,
     /// [x1, y1, x2, y2] in source-frame pixels.
     #[serde(rename = "box")]
-    pub bbox: [f32; 4],
+    pub bbox: PixelBox,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -39,7 +39,7 @@ pub struct Event {
     pub score: f32,
     pub top_score: f32,
     #[serde(rename = "box")]
-    pub bbox: [f32; 4],
+    pub bbox: PixelBox,
     /// Capture time of the first frame the object was seen in.
     pub start_time: f64,
     /// Capture time of the last frame it was seen in; set on `end` only.
@@ -226,8 +226,7 @@ impl Tracker {
         for (ti, t) in self.tracks.iter().enumerate() {
             for (oi, o) in objects.iter().enumerate() {
                 if o.label == t.obj.label {
-                    // Pixel boxes [x1, y1, x2, y2]: `iou` treats both axes alike.
-                    let v = iou(&t.obj.bbox, &o.bbox);
+                    let v = t.obj.bbox.iou(&o.bbox);
                     if v >= st.iou {
                         pairs.push((v, ti, oi));
                     }
@@ -264,7 +263,7 @@ impl Tracker {
                 }
                 Some(last) => {
                     let better = t.top_score > last.top_score;
-                    let moved = iou(&last.bbox, &t.obj.bbox) < st.update_iou;
+                    let moved = last.bbox.iou(&t.obj.bbox) < st.update_iou;
                     if t.since_update >= st.update_every && (better || moved) {
                         t.since_update = 0;
                         events.push(Self::show(t, EventKind::Update));
@@ -350,7 +349,7 @@ mod tests {
             label: label.into(),
             class_id: 1,
             score,
-            bbox: [x, 10.0, x + 50.0, 110.0],
+            bbox: crate::postprocess::PixelBox([x, 10.0, x + 50.0, 110.0]),
         }
     }
 
@@ -488,6 +487,6 @@ mod tests {
         let news: Vec<_> = e.iter().filter(|e| e.kind == EventKind::New).collect();
         assert_eq!(news.len(), 2);
         assert_eq!(t.len(), 3);
-        assert!((iou(&obj("a", 0.0).bbox, &obj("a", 0.0).bbox) - 1.0).abs() < 1e-6);
+        assert!((obj("a", 0.0).bbox.iou(&obj("a", 0.0).bbox) - 1.0).abs() < 1e-6);
     }
 }

@@ -182,7 +182,7 @@ impl YoloDecoder {
                 class_id: class,
                 label: label_of(&self.labels, class),
                 score: c.score,
-                bbox: self.boxes[c.index as usize],
+                bbox: crate::postprocess::NormBox(self.boxes[c.index as usize]),
             });
         }
         Ok(())

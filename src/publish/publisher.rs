@@ -521,7 +521,7 @@ mod tests {
             label: "person".into(),
             score: 0.5,
             top_score: 0.75,
-            bbox: [10.2, 20.0, 60.0, 120.6],
+            bbox: crate::postprocess::PixelBox([10.2, 20.0, 60.0, 120.6]),
             start_time: 1_700_000_000.25,
             end_time: Some(1_700_000_003.5),
             frame_time: 1_700_000_003.5,
@@ -590,7 +590,7 @@ mod tests {
             label: "C++".into(),
             class_id: 3,
             score: 0.5,
-            bbox: [1.0, 2.0, 3.0, 4.0],
+            bbox: crate::postprocess::PixelBox([1.0, 2.0, 3.0, 4.0]),
         }];
         p.detections(&FrameReport {
             seq: 7,

@@ -23,6 +23,7 @@ use image::RgbImage;
 
 use crate::config::SnapshotConfig;
 use crate::postprocess::tracker::{Event, EventKind, Object};
+use crate::postprocess::PixelBox;
 use render::Look;
 
 /// One snapshot to publish.
@@ -53,7 +54,7 @@ struct Kept {
     /// When (capture time) the latest snapshot was made; `None` before the first.
     made_at: Option<Instant>,
     /// A better frame not published yet, with the object's box in it.
-    pending: Option<(Arc<RgbImage>, [f32; 4])>,
+    pending: Option<(Arc<RgbImage>, PixelBox)>,
 }
 
 /// The snapshot policy and its per-track state.
@@ -220,7 +221,7 @@ mod tests {
             label: "Person".into(),
             class_id: 1,
             score,
-            bbox: [x, 10.0, x + 40.0, 90.0],
+            bbox: PixelBox([x, 10.0, x + 40.0, 90.0]),
         }
     }
 

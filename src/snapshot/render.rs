@@ -10,6 +10,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::imageops;
 use image::{ExtendedColorType, Rgb, RgbImage};
 
+use crate::postprocess::PixelBox;
+
 /// How a snapshot is made (from `[snapshots]`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Look {
@@ -29,7 +31,7 @@ pub const BOX_COLOUR: Rgb<u8> = Rgb([255, 32, 32]);
 
 /// A box `[x1, y1, x2, y2]` ordered and clamped to a `w` × `h` image, in pixels (a value that
 /// is not a number counts as 0).
-fn clamp_box(b: [f32; 4], w: u32, h: u32) -> [f32; 4] {
+fn clamp_box(b: PixelBox, w: u32, h: u32) -> [f32; 4] {
     let f = |v: f32, hi: u32| {
         if v.is_finite() {
             v.clamp(0.0, hi as f32)
@@ -44,7 +46,7 @@ fn clamp_box(b: [f32; 4], w: u32, h: u32) -> [f32; 4] {
 
 /// The region `(x, y, width, height)` of a `w` × `h` frame that a cropped snapshot of `bbox`
 /// shows: the box with [`CROP_MARGIN`] around it, within the frame, at least 1 × 1.
-pub fn crop_region(w: u32, h: u32, bbox: [f32; 4]) -> (u32, u32, u32, u32) {
+pub fn crop_region(w: u32, h: u32, bbox: PixelBox) -> (u32, u32, u32, u32) {
     if w == 0 || h == 0 {
         return (0, 0, w, h);
     }
@@ -127,7 +129,7 @@ fn fill(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>) {
 
 /// The outline of `bbox` (pixels of `img`, clamped to it), `thickness` pixels wide, inside
 /// the box.
-pub fn draw_box(img: &mut RgbImage, bbox: [f32; 4], thickness: u32, c: Rgb<u8>) {
+pub fn draw_box(img: &mut RgbImage, bbox: PixelBox, thickness: u32, c: Rgb<u8>) {
     if img.width() == 0 || img.height() == 0 {
         return;
     }
@@ -148,7 +150,7 @@ pub fn line_width(side: u32) -> u32 {
 }
 
 /// The snapshot image of `bbox` in `frame` as `look` says (not encoded).
-pub fn render(frame: &RgbImage, bbox: [f32; 4], look: &Look) -> Result<RgbImage> {
+pub fn render(frame: &RgbImage, bbox: PixelBox, look: &Look) -> Result<RgbImage> {
     let (w, h) = frame.dimensions();
     if w == 0 || h == 0 {
         bail!("empty frame");
@@ -171,12 +173,12 @@ pub fn render(frame: &RgbImage, bbox: [f32; 4], look: &Look) -> Result<RgbImage>
     };
     if look.draw_box {
         let (sx, sy) = (nw as f32 / rw as f32, nh as f32 / rh as f32);
-        let b = [
+        let b = PixelBox([
             (bbox[0] - rx as f32) * sx,
             (bbox[1] - ry as f32) * sy,
             (bbox[2] - rx as f32) * sx,
             (bbox[3] - ry as f32) * sy,
-        ];
+        ]);
         draw_box(&mut out, b, line_width(nw.max(nh)), BOX_COLOUR);
     }
     Ok(out)
@@ -186,7 +188,7 @@ pub fn render(frame: &RgbImage, bbox: [f32; 4], look: &Look) -> Result<RgbImage>
 /// up) with every box of `boxes` (pixels of `frame`) drawn: the HTTP endpoint's view.
 pub fn frame_with_boxes(
     frame: &RgbImage,
-    boxes: &[[f32; 4]],
+    boxes: &[PixelBox],
     max_w: u32,
     max_h: u32,
 ) -> Result<RgbImage> {
@@ -205,7 +207,7 @@ pub fn frame_with_boxes(
     for b in boxes {
         draw_box(
             &mut out,
-            [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy],
+            PixelBox([b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]),
             t,
             BOX_COLOUR,
         );
@@ -234,7 +236,7 @@ pub struct Jpeg {
 
 /// The snapshot JPEG of `bbox` in `frame`, at most `max_bytes` long: when it is longer, the
 /// size limits are halved (down to 16 pixels) and it is made again, up to three times.
-pub fn jpeg(frame: &RgbImage, bbox: [f32; 4], look: &Look, max_bytes: usize) -> Result<Jpeg> {
+pub fn jpeg(frame: &RgbImage, bbox: PixelBox, look: &Look, max_bytes: usize) -> Result<Jpeg> {
     let mut l = *look;
     for attempt in 0..4 {
         let bytes = encode(&render(frame, bbox, &l)?, l.quality)?;
@@ -284,7 +286,10 @@ mod tests {
         let f = frame(800, 600);
         let out = frame_with_boxes(
             &f,
-            &[[100.0, 100.0, 300.0, 500.0], [500.0, 50.0, 700.0, 250.0]],
+            &[
+                PixelBox([100.0, 100.0, 300.0, 500.0]),
+                PixelBox([500.0, 50.0, 700.0, 250.0]),
+            ],
             400,
             400,
         )
@@ -346,7 +351,7 @@ mod tests {
     #[test]
     fn the_box_edge_is_drawn_and_the_inside_and_outside_are_not() {
         let mut img = RgbImage::new(100, 80);
-        draw_box(&mut img, [10.0, 20.0, 50.0, 60.0], 2, BOX_COLOUR);
+        draw_box(&mut img, PixelBox([10.0, 20.0, 50.0, 60.0]), 2, BOX_COLOUR);
         // The four edges, both pixels of the line.
         for (x, y) in [(10, 20), (11, 21), (30, 20), (30, 21), (30, 59), (30, 58)] {
             assert!(is_box(img.get_pixel(x, y)), "({x}, {y}) is not drawn");
@@ -380,6 +385,7 @@ mod tests {
             [1e30, 1e30, 1e30, 1e30],
             [99.5, 79.5, 99.9, 79.9],
         ] {
+            let b = PixelBox(b);
             let mut img = RgbImage::new(100, 80);
             draw_box(&mut img, b, 3, BOX_COLOUR);
             let f = frame(100, 80);
@@ -392,7 +398,12 @@ mod tests {
         }
         // A box that reaches past the frame is drawn along the frame's edge.
         let mut img = RgbImage::new(100, 80);
-        draw_box(&mut img, [-10.0, -10.0, 50.0, 200.0], 2, BOX_COLOUR);
+        draw_box(
+            &mut img,
+            PixelBox([-10.0, -10.0, 50.0, 200.0]),
+            2,
+            BOX_COLOUR,
+        );
         assert!(is_box(img.get_pixel(0, 40)));
         assert!(is_box(img.get_pixel(30, 0)));
         assert!(is_box(img.get_pixel(30, 79)));
@@ -400,15 +411,15 @@ mod tests {
         assert!(!is_box(img.get_pixel(30, 40)));
         // A 1 × 1 image takes any box.
         let mut one = RgbImage::new(1, 1);
-        draw_box(&mut one, [0.0, 0.0, 1.0, 1.0], 6, BOX_COLOUR);
+        draw_box(&mut one, PixelBox([0.0, 0.0, 1.0, 1.0]), 6, BOX_COLOUR);
         assert!(is_box(one.get_pixel(0, 0)));
-        assert!(render(&RgbImage::new(0, 0), [0.0; 4], &look()).is_err());
+        assert!(render(&RgbImage::new(0, 0), PixelBox([0.0; 4]), &look()).is_err());
     }
 
     #[test]
     fn whole_frame_snapshots_fit_the_limits_and_show_the_box_where_it_was() {
         let f = frame(1280, 720);
-        let out = render(&f, [320.0, 180.0, 640.0, 540.0], &look()).unwrap();
+        let out = render(&f, PixelBox([320.0, 180.0, 640.0, 540.0]), &look()).unwrap();
         assert_eq!(out.dimensions(), (640, 360));
         // Scaled by 1/2: the box's left edge is at x = 160, its top at y = 90.
         assert!(is_box(out.get_pixel(160, 200)));
@@ -419,7 +430,7 @@ mod tests {
         // Without drawing, no pixel is the box colour.
         let plain = render(
             &f,
-            [320.0, 180.0, 640.0, 540.0],
+            PixelBox([320.0, 180.0, 640.0, 540.0]),
             &Look {
                 draw_box: false,
                 ..look()
@@ -429,7 +440,7 @@ mod tests {
         assert!(!plain.pixels().any(is_box));
         // A frame smaller than the limits keeps its size.
         assert_eq!(
-            render(&frame(320, 240), [0.0; 4], &look())
+            render(&frame(320, 240), PixelBox([0.0; 4]), &look())
                 .unwrap()
                 .dimensions(),
             (320, 240)
@@ -441,14 +452,14 @@ mod tests {
         let f = frame(1280, 720);
         // A 100 × 200 box: margin 30 px each side → 160 × 260, within the limits.
         assert_eq!(
-            crop_region(1280, 720, [500.0, 300.0, 600.0, 500.0]),
+            crop_region(1280, 720, PixelBox([500.0, 300.0, 600.0, 500.0])),
             (470, 270, 160, 260)
         );
         let l = Look {
             crop: true,
             ..look()
         };
-        let out = render(&f, [500.0, 300.0, 600.0, 500.0], &l).unwrap();
+        let out = render(&f, PixelBox([500.0, 300.0, 600.0, 500.0]), &l).unwrap();
         assert_eq!(out.dimensions(), (160, 260));
         assert!(is_box(out.get_pixel(30, 100)), "left edge at the margin");
         assert!(is_box(out.get_pixel(129, 100)), "right edge");
@@ -457,11 +468,11 @@ mod tests {
         assert_eq!(out.get_pixel(5, 5), f.get_pixel(475, 275));
         // At the frame's corner the margin is cut off.
         assert_eq!(
-            crop_region(1280, 720, [0.0, 0.0, 100.0, 100.0]),
+            crop_region(1280, 720, PixelBox([0.0, 0.0, 100.0, 100.0])),
             (0, 0, 115, 115)
         );
         // A big box is scaled down to the limits.
-        let out = render(&f, [0.0, 0.0, 1280.0, 720.0], &l).unwrap();
+        let out = render(&f, PixelBox([0.0, 0.0, 1280.0, 720.0]), &l).unwrap();
         assert!(
             out.width() <= 640 && out.height() <= 480,
             "{:?}",
@@ -472,25 +483,31 @@ mod tests {
     #[test]
     fn jpegs_decode_at_the_rendered_size_and_shrink_to_fit() {
         let f = frame(1280, 720);
-        let j = jpeg(&f, [100.0, 100.0, 300.0, 400.0], &look(), 1 << 20).unwrap();
+        let j = jpeg(&f, PixelBox([100.0, 100.0, 300.0, 400.0]), &look(), 1 << 20).unwrap();
         assert!(!j.shrunk);
         assert_eq!(&j.bytes[..2], &[0xff, 0xd8], "a JPEG starts with SOI");
         let back = image::load_from_memory(&j.bytes).unwrap();
         assert_eq!((back.width(), back.height()), (640, 360));
         // Quality matters.
         let q = |quality| {
-            encode(&render(&f, [0.0; 4], &look()).unwrap(), quality)
+            encode(&render(&f, PixelBox([0.0; 4]), &look()).unwrap(), quality)
                 .unwrap()
                 .len()
         };
         assert!(q(95) > q(30), "{} {}", q(95), q(30));
         // Too many bytes: made smaller until it fits.
-        let small = jpeg(&f, [100.0, 100.0, 300.0, 400.0], &look(), j.bytes.len() / 2).unwrap();
+        let small = jpeg(
+            &f,
+            PixelBox([100.0, 100.0, 300.0, 400.0]),
+            &look(),
+            j.bytes.len() / 2,
+        )
+        .unwrap();
         assert!(small.shrunk);
         assert!(small.bytes.len() <= j.bytes.len() / 2);
         let back = image::load_from_memory(&small.bytes).unwrap();
         assert!(back.width() <= 320 && back.height() <= 180);
         // Never small enough: an error, not a panic.
-        assert!(jpeg(&f, [0.0; 4], &look(), 10).is_err());
+        assert!(jpeg(&f, PixelBox([0.0; 4]), &look(), 10).is_err());
     }
 }
