@@ -147,6 +147,59 @@ pub fn label_of(labels: &[String], c: usize) -> String {
     }
 }
 
+/// The candidates of one frame and greedy NMS's scratch, shared by the SSD and YOLO
+/// decoders: they push candidates (`index` into their box list), then [`Selector::select`]
+/// sorts them, runs NMS and appends the kept ones as detections.
+#[derive(Debug, Default)]
+pub(crate) struct Selector {
+    pub cands: Vec<Candidate>,
+    keep: Vec<Candidate>,
+    suppressed: Vec<bool>,
+}
+
+impl Selector {
+    pub fn new(boxes: usize, max_detections: usize) -> Self {
+        Selector {
+            cands: Vec::with_capacity(boxes),
+            keep: Vec::with_capacity(max_detections),
+            suppressed: Vec::with_capacity(boxes),
+        }
+    }
+
+    /// Sorts the candidates, keeps at most `max_detections` by greedy NMS (per class or
+    /// across classes) and appends them to `out`, labelled by [`label_of`].
+    pub fn select(
+        &mut self,
+        boxes: &[BoxCorners],
+        iou_threshold: f32,
+        per_class: bool,
+        max_detections: usize,
+        labels: &[String],
+        out: &mut Vec<Detection>,
+    ) {
+        sort_candidates(&mut self.cands);
+        self.keep.clear();
+        greedy_nms(
+            &self.cands,
+            boxes,
+            iou_threshold,
+            per_class,
+            max_detections,
+            &mut self.suppressed,
+            &mut self.keep,
+        );
+        for k in &self.keep {
+            let c = k.class as usize;
+            out.push(Detection {
+                class_id: c,
+                label: label_of(labels, c),
+                score: k.score,
+                bbox: NormBox(boxes[k.index as usize]),
+            });
+        }
+    }
+}
+
 /// Decodes raw SSD outputs into detections. Holds the anchors and all scratch
 /// buffers; after the first frame `decode` allocates only the label strings
 /// of the returned detections.
@@ -157,9 +210,7 @@ pub struct Decoder {
     boxes: Vec<BoxCorners>,
     deq_boxes: Vec<f32>,
     deq_scores: Vec<f32>,
-    cands: Vec<Candidate>,
-    keep: Vec<Candidate>,
-    suppressed: Vec<bool>,
+    sel: Selector,
 }
 
 impl Decoder {
@@ -180,9 +231,7 @@ impl Decoder {
             boxes: Vec::with_capacity(n),
             deq_boxes: Vec::with_capacity(n * 4),
             deq_scores: Vec::with_capacity(n * params.num_classes),
-            cands: Vec::with_capacity(n),
-            keep: Vec::with_capacity(params.max_detections.min(n)),
-            suppressed: Vec::with_capacity(n),
+            sel: Selector::new(n, params.max_detections.min(n)),
             anchors,
             params,
             labels,
@@ -255,7 +304,7 @@ impl Decoder {
         scores.dequantize_into(&mut self.deq_scores);
         let p = &self.params;
         self.boxes.clear();
-        self.cands.clear();
+        self.sel.cands.clear();
         for (i, (enc, a)) in self
             .deq_boxes
             .chunks_exact(4)
@@ -279,7 +328,7 @@ impl Decoder {
             }
             if let Some((c, s)) = best {
                 if s >= p.score_threshold {
-                    self.cands.push(Candidate {
+                    self.sel.cands.push(Candidate {
                         score: s,
                         index: i as u32,
                         class: c as u32,
@@ -287,26 +336,14 @@ impl Decoder {
                 }
             }
         }
-        sort_candidates(&mut self.cands);
-        self.keep.clear();
-        greedy_nms(
-            &self.cands,
+        self.sel.select(
             &self.boxes,
             p.iou_threshold,
             !p.class_agnostic,
             p.max_detections,
-            &mut self.suppressed,
-            &mut self.keep,
+            &self.labels,
+            out,
         );
-        for k in &self.keep {
-            let c = k.class as usize;
-            out.push(Detection {
-                class_id: c,
-                label: self.labels.get(c).cloned().unwrap_or_else(|| c.to_string()),
-                score: k.score,
-                bbox: NormBox(self.boxes[k.index as usize]),
-            });
-        }
         Ok(())
     }
 }

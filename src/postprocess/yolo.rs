@@ -14,8 +14,8 @@
 
 use anyhow::{bail, Result};
 
-use super::boxes::{label_of, Detection, RawOutput};
-use super::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
+use super::boxes::{Detection, RawOutput, Selector};
+use super::nms::{BoxCorners, Candidate};
 
 /// A coordinate above this means the model writes pixels.
 pub const PIXEL_COORDS: f32 = 2.0;
@@ -81,9 +81,7 @@ pub struct YoloDecoder {
     labels: Vec<String>,
     values: Vec<f32>,
     boxes: Vec<BoxCorners>,
-    cands: Vec<Candidate>,
-    suppressed: Vec<bool>,
-    keep: Vec<Candidate>,
+    sel: Selector,
 }
 
 impl YoloDecoder {
@@ -92,9 +90,7 @@ impl YoloDecoder {
             labels,
             values: Vec::with_capacity(params.boxes * (params.classes + 5)),
             boxes: Vec::with_capacity(params.boxes),
-            cands: Vec::with_capacity(params.boxes),
-            suppressed: Vec::with_capacity(params.boxes),
-            keep: Vec::with_capacity(params.max_detections),
+            sel: Selector::new(params.boxes, params.max_detections),
             params,
         }
     }
@@ -138,7 +134,7 @@ impl YoloDecoder {
         };
         let first_class = if p.layout == YoloLayout::V5 { 5 } else { 4 };
         self.boxes.clear();
-        self.cands.clear();
+        self.sel.cands.clear();
         for i in 0..p.boxes {
             let (cx, cy, w, h) = (at(i, 0) * sx, at(i, 1) * sy, at(i, 2) * sx, at(i, 3) * sy);
             self.boxes
@@ -157,34 +153,22 @@ impl YoloDecoder {
             };
             // (NaN fails this too.)
             if score >= p.score_threshold {
-                self.cands.push(Candidate {
+                self.sel.cands.push(Candidate {
                     score,
                     index: i as u32,
                     class: class as u32,
                 });
             }
         }
-        sort_candidates(&mut self.cands);
-        self.keep.clear();
-        greedy_nms(
-            &self.cands,
+        out.clear();
+        self.sel.select(
             &self.boxes,
             p.iou_threshold,
             true,
             p.max_detections,
-            &mut self.suppressed,
-            &mut self.keep,
+            &self.labels,
+            out,
         );
-        out.clear();
-        for c in &self.keep {
-            let class = c.class as usize;
-            out.push(Detection {
-                class_id: class,
-                label: label_of(&self.labels, class),
-                score: c.score,
-                bbox: crate::postprocess::NormBox(self.boxes[c.index as usize]),
-            });
-        }
         Ok(())
     }
 }
