@@ -1,47 +1,19 @@
-//! The executor: constant folding, arena planning and the inference loop.
+//! The executor: constant folding and the inference loop (the arena is planned by
+//! [`super::arena`]).
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::arena::{self, carve, Arena};
 use super::error::{EngineError, OpError, Result};
-use super::graph::{const_data_bytes, Graph};
-use super::kernels::pool::ThreadPool;
+use super::graph::{const_data_bytes, Graph, Node};
 use super::kernels::KernelPath;
 use super::ops::{self, Kernel, OpIo};
+use super::pool::ThreadPool;
 use super::tensor::{ConstData, DType, TensorInfo, TensorMut, TensorRef};
 use std::time::{Duration, Instant};
-
-/// Alignment of every tensor placed in the arena, in bytes (and of the arena itself: a
-/// 64-byte vector load at a tensor's start then stays within one cache line).
-const ARENA_ALIGN: usize = 64;
-
-/// The activation memory: `len` bytes starting at an [`ARENA_ALIGN`]-aligned address
-/// inside an 8-byte-aligned allocation.
-#[derive(Debug)]
-struct Arena {
-    words: Vec<u64>,
-    /// First byte of the aligned region.
-    start: usize,
-    len: usize,
-}
-
-impl Arena {
-    fn new(len: usize) -> Arena {
-        let words = vec![0u64; (len + ARENA_ALIGN).div_ceil(8)];
-        let start = (words.as_ptr() as usize).wrapping_neg() % ARENA_ALIGN;
-        Arena { words, start, len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u64, u8>(&self.words)[self.start..][..self.len]
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[self.start..][..self.len]
-    }
-}
 
 /// How the interpreter is built.
 #[derive(Clone, Debug)]
@@ -193,10 +165,6 @@ fn op_err(graph: &Graph, index: usize, e: OpError) -> EngineError {
     }
 }
 
-fn align_up(v: usize) -> usize {
-    v.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
-}
-
 impl Interpreter {
     pub fn new(graph: Graph) -> Result<Self> {
         Self::with_options(graph, &InterpreterOptions::default())
@@ -343,67 +311,18 @@ impl Interpreter {
             }
         }
 
-        // Lifetimes of arena tensors, in step units.
-        let nsteps = steps.len();
-        let mut first = vec![usize::MAX; nt];
-        let mut last = vec![0usize; nt];
-        for &i in &graph.inputs {
-            first[i] = 0;
-        }
-        for (s, (ni, _)) in steps.iter().enumerate() {
-            let node = &graph.nodes[*ni];
-            for &t in node.inputs.iter().flatten() {
-                if !tensors[t].is_const() {
-                    last[t] = last[t].max(s);
-                }
-            }
-            for &t in &node.outputs {
-                first[t] = first[t].min(s);
-                last[t] = last[t].max(s);
-            }
-        }
-        for &o in &graph.outputs {
-            last[o] = nsteps;
-        }
-        if opts.keep_intermediates {
-            for l in last.iter_mut() {
-                *l = nsteps;
-            }
-            for f in first.iter_mut() {
-                if *f != usize::MAX {
-                    *f = 0;
-                }
-            }
-        }
-
-        // Greedy placement, largest first, at the lowest offset that does not
-        // overlap a tensor whose lifetime intersects.
-        let mut order: Vec<usize> = (0..nt)
-            .filter(|&t| first[t] != usize::MAX && !tensors[t].is_const())
-            .collect();
-        order.sort_by_key(|&t| std::cmp::Reverse(tensors[t].byte_len()));
-        let mut place: Vec<Option<Range<usize>>> = vec![None; nt];
-        let mut placed: Vec<usize> = Vec::new();
-        let mut total = 0usize;
-        for &t in &order {
-            let size = align_up(tensors[t].byte_len().max(1));
-            let mut busy: Vec<Range<usize>> = placed
-                .iter()
-                .filter(|&&u| first[u] <= last[t] && first[t] <= last[u])
-                .filter_map(|&u| place[u].clone())
-                .collect();
-            busy.sort_by_key(|r| r.start);
-            let mut off = 0usize;
-            for r in &busy {
-                if off + size <= r.start {
-                    break;
-                }
-                off = off.max(align_up(r.end));
-            }
-            place[t] = Some(off..off + tensors[t].byte_len());
-            total = total.max(off + size);
-            placed.push(t);
-        }
+        // Lifetimes of arena tensors, in step units, and their places in the arena.
+        let step_nodes: Vec<&Node> = steps.iter().map(|(ni, _)| &graph.nodes[*ni]).collect();
+        let lives = arena::lifetimes(
+            nt,
+            &graph.inputs,
+            &graph.outputs,
+            &step_nodes,
+            |t| tensors[t].is_const(),
+            opts.keep_intermediates,
+        );
+        let sizes: Vec<usize> = tensors.iter().map(TensorInfo::byte_len).collect();
+        let arena::Plan { place, total } = arena::plan(&sizes, &lives);
         let arena = Arena::new(total);
         let step_time = if opts.profile {
             vec![Duration::ZERO; steps.len()]
@@ -694,48 +613,4 @@ fn find_name(graph: &Graph, idx: &[usize], sig: &[String], name: &str) -> Option
         return Some(p);
     }
     idx.iter().position(|&t| graph.tensors[t].name == name)
-}
-
-/// Split `arena` into the disjoint operand slices of one operator.
-/// `ranges` holds (byte range, k) with k >= 0 for input k and k < 0 for output -k-1.
-/// Inputs that name the same tensor share one slice. Overlap between distinct
-/// ranges is a planning bug and is reported, never undefined behaviour.
-fn carve<'a>(
-    arena: &'a mut [u8],
-    ranges: &mut [(Range<usize>, i32)],
-    ins: &mut [Option<&'a [u8]>],
-    outs: &mut [Option<&'a mut [u8]>],
-) -> std::result::Result<(), OpError> {
-    ranges.sort_by_key(|(r, k)| (r.start, r.end, *k));
-    let mut rest: &'a mut [u8] = arena;
-    let mut consumed = 0usize;
-    let mut prev: Option<(Range<usize>, &'a [u8])> = None;
-    for (r, k) in ranges.iter() {
-        if let Some((pr, ps)) = &prev {
-            if pr == r && *k >= 0 {
-                ins[*k as usize] = Some(*ps);
-                continue;
-            }
-        }
-        if r.start < consumed {
-            return Err("operands overlap in the arena".into());
-        }
-        let tail = std::mem::take(&mut rest);
-        let (_, tail) = tail.split_at_mut(r.start - consumed);
-        if r.len() > tail.len() {
-            return Err("operand beyond the arena".into());
-        }
-        let (piece, tail) = tail.split_at_mut(r.len());
-        rest = tail;
-        consumed = r.end;
-        if *k >= 0 {
-            let shared: &'a [u8] = piece;
-            ins[*k as usize] = Some(shared);
-            prev = Some((r.clone(), shared));
-        } else {
-            outs[(-*k - 1) as usize] = Some(piece);
-            prev = None;
-        }
-    }
-    Ok(())
 }

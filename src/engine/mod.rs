@@ -1,12 +1,14 @@
 //! The inference engine: loads TFLite flatbuffer models and runs them.
 //!
 //! - [`tflite`]: the flatbuffer loader (model file → [`graph::Graph`]).
-//! - [`exec`]: the executor (constant folding, arena planning, the inference loop).
+//! - [`exec`]: the executor (constant folding, the inference loop).
+//! - `arena`: the activation arena (tensor lifetimes, placement, per-operator slices).
 //! - [`ops`]: operator semantics (shape checks, quantization parameters).
 //! - [`kernels`]: the arithmetic, grouped by instruction set behind one dispatch point.
 //! - [`quant`]: the quantization vocabulary (ranges → parameters, weights, biases).
 //! - [`quantizer`]: float model + calibration frames → full-integer int8 model.
 
+mod arena;
 pub mod error;
 pub mod exec;
 pub mod graph;

@@ -15,7 +15,8 @@ use crate::engine::kernels::scalar::quant::quantize_value;
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::quantize::{lut_kernel, q8, qparams, same_shape};
+use super::common::{q8, qparams, same_shape};
+use super::quantize::lut_kernel;
 use super::{BuildCtx, Kernel, OpIo};
 
 #[derive(Clone, Copy)]

@@ -1,18 +1,25 @@
 //! Operator implementations. `build` turns a graph node into a prepared
 //! [`Kernel`]: every shape, type and quantization parameter is checked there,
 //! so that `eval` cannot index out of bounds.
+//!
+//! - `common.rs`: the helpers every operator uses (the [`BuildCtx`] / [`OpIo`]
+//!   accessors, typed slices, shape / type checks, window geometry, per-tensor
+//!   quantization parameters), all failing with the one [`OpError`](super::error::OpError).
+//! - `conv/`: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and their hybrid variants (GEMM
+//!   lowering, im2col, the task split across threads).
+//! - one file per other operator family; `int16.rs` holds every 16x8 variant.
 
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::kernels::pool::ThreadPool;
 use super::kernels::KernelPath;
+use super::pool::ThreadPool;
 
 pub mod detection_postprocess;
 
 use super::error::OpResult;
-use super::graph::{const_data_bytes, ModelBytes, Node, Op};
+use super::graph::{ModelBytes, Node, Op};
 use super::tensor::{TensorInfo, TensorMut, TensorRef};
 
 // Non-convolution operators (element-wise, activations, data movement, resize, quantization).
@@ -24,13 +31,11 @@ pub mod shape;
 // Window / matrix / reduction operators (CONV_2D, DEPTHWISE_CONV_2D,
 // FULLY_CONNECTED, pools, MEAN).
 mod conv;
-mod conv_fast;
-mod depthwise;
-mod fully_connected;
-mod hybrid;
 mod int16;
 mod pool;
 mod reduce;
+// The helpers every operator uses.
+mod common;
 
 /// What an operator may look at while it is prepared.
 pub struct BuildCtx<'a> {
@@ -42,57 +47,11 @@ pub struct BuildCtx<'a> {
     pub pool: Option<Arc<ThreadPool>>,
 }
 
-impl<'a> BuildCtx<'a> {
-    /// Info of tensor `t` (indices were validated by the loader).
-    pub fn info(&self, t: usize) -> OpResult<&'a TensorInfo> {
-        self.tensors
-            .get(t)
-            .ok_or_else(|| format!("tensor {t} out of range").into())
-    }
-    /// Constant data of tensor `t`, or `None` if it is computed at run time.
-    pub fn const_data(&self, t: usize) -> OpResult<Option<TensorRef<'a>>> {
-        let info = self.info(t)?;
-        match &info.data {
-            None => Ok(None),
-            Some(d) => {
-                let bytes = const_data_bytes(self.bytes, d).ok_or_else(|| {
-                    format!("tensor {t} '{}': constant data out of range", info.name)
-                })?;
-                Ok(Some(TensorRef { info, bytes }))
-            }
-        }
-    }
-    /// Input `i` of `node`, which must be present.
-    pub fn input(&self, node: &Node, i: usize) -> OpResult<&'a TensorInfo> {
-        match node.inputs.get(i) {
-            Some(Some(t)) => self.info(*t),
-            _ => Err(format!("missing input {i}").into()),
-        }
-    }
-    /// Output `i` of `node`.
-    pub fn output(&self, node: &Node, i: usize) -> OpResult<&'a TensorInfo> {
-        match node.outputs.get(i) {
-            Some(t) => self.info(*t),
-            _ => Err(format!("missing output {i}").into()),
-        }
-    }
-}
-
 /// Everything an operator sees while it runs.
 pub struct OpIo<'a> {
     /// Input operands in node order; `None` for an omitted optional operand.
     pub inputs: SmallVec<[Option<TensorRef<'a>>; 8]>,
     pub outputs: SmallVec<[TensorMut<'a>; 4]>,
-}
-
-impl<'a> OpIo<'a> {
-    /// Input `i`, which must be present.
-    pub fn input(&self, i: usize) -> OpResult<TensorRef<'a>> {
-        match self.inputs.get(i) {
-            Some(Some(t)) => Ok(*t),
-            _ => Err(format!("missing input {i}").into()),
-        }
-    }
 }
 
 /// A prepared operator.
@@ -129,14 +88,14 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
         Op::Dequantize if int16::touches_i16(ctx, node) => int16::build_dequantize(ctx, node),
         Op::Dequantize => quantize::build_dequantize(ctx, node),
         // --- end of element-wise/activation/data-movement ops ---
-        // --- conv / pool / FC / MEAN family (ops/conv.rs ... ops/reduce.rs)
+        // --- conv / pool / FC / MEAN family (ops/conv/, ops/pool.rs, ops/reduce.rs)
         Op::Conv2D(o) => conv::build_conv2d(ctx, node, o),
-        Op::DepthwiseConv2D(o) => depthwise::build_depthwise(ctx, node, o),
+        Op::DepthwiseConv2D(o) => conv::build_depthwise(ctx, node, o),
         Op::FullyConnected {
             activation,
             keep_num_dims,
             asymmetric_quantize_inputs,
-        } => fully_connected::build_fully_connected(
+        } => conv::build_fully_connected(
             ctx,
             node,
             *activation,

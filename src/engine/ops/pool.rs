@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::conv::{
+use super::common::{
     check_dtype, float_clamp, in_slice, out_slice, per_tensor_quant, window_geom, zero_point, QElem,
 };
 use super::{BuildCtx, Kernel, OpIo};

@@ -1,69 +1,16 @@
-//! QUANTIZE and DEQUANTIZE, plus the quantization helpers the other
-//! non-convolution operators share, and the generic 8-bit table kernel.
+//! QUANTIZE and DEQUANTIZE, and the generic 8-bit table kernel (the quantization
+//! helpers are in [`super::common`]).
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
 use crate::engine::kernels::scalar::activation::{
-    apply_lut, build_lut, dequantize, quantize_f32, QRange, Requant, I8_RANGE, U8_RANGE,
+    apply_lut, build_lut, dequantize, quantize_f32, QRange, Requant,
 };
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
+use super::common::{q8, qrange, same_shape};
 use super::{BuildCtx, Kernel, OpIo};
-
-/// Per-tensor (scale, zero point) of a quantized tensor.
-pub(crate) fn qparams(t: &TensorInfo) -> OpResult<(f32, i32)> {
-    let q = match &t.quant {
-        Some(q) => q,
-        None => op_bail!("tensor '{}' has no quantization parameters", t.name),
-    };
-    op_ensure!(
-        q.is_per_tensor() && q.zero_point.len() <= 1,
-        "tensor '{}': per-channel quantization is not supported here",
-        t.name
-    );
-    let s = q.scale0();
-    op_ensure!(
-        s.is_finite() && s > 0.0,
-        "tensor '{}': invalid scale {s}",
-        t.name
-    );
-    Ok((s, q.zp0()))
-}
-
-/// Storage range of an 8-bit quantized type.
-pub(crate) fn qrange(t: &TensorInfo) -> OpResult<QRange> {
-    match t.dtype {
-        DType::I8 => Ok(I8_RANGE),
-        DType::U8 => Ok(U8_RANGE),
-        d => op_bail!("tensor '{}': {} is not an 8-bit type", t.name, d.name()),
-    }
-}
-
-/// Quantization of an 8-bit tensor: (scale, zero point, range), zero point checked.
-pub(crate) fn q8(t: &TensorInfo) -> OpResult<(f32, i32, QRange)> {
-    let r = qrange(t)?;
-    let (s, z) = qparams(t)?;
-    op_ensure!(
-        (r.min..=r.max).contains(&z),
-        "tensor '{}': zero point {z} outside the {} range",
-        t.name,
-        t.dtype.name()
-    );
-    Ok((s, z, r))
-}
-
-pub(crate) fn same_shape(a: &TensorInfo, b: &TensorInfo) -> OpResult<()> {
-    op_ensure!(
-        a.shape == b.shape,
-        "shape mismatch: '{}' {:?} vs '{}' {:?}",
-        a.name,
-        a.shape,
-        b.name,
-        b.shape
-    );
-    Ok(())
-}
 
 /// An 8-bit → 8-bit element-wise operator evaluated through a 256-entry table.
 pub(crate) struct Lut8 {

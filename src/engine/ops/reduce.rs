@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use super::conv::{check_dtype, in_slice, out_slice, per_tensor_quant, zero_point, QElem};
+use super::common::{check_dtype, in_slice, out_slice, per_tensor_quant, zero_point, QElem};
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;

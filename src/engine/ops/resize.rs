@@ -9,7 +9,7 @@ use crate::engine::kernels::scalar::resize::{
 use crate::engine::tensor::DType;
 use crate::{op_bail, op_ensure};
 
-use super::quantize::q8;
+use super::common::q8;
 use super::{BuildCtx, Kernel, OpIo};
 
 struct Geometry {

@@ -10,7 +10,7 @@ use crate::engine::kernels::scalar::activation::build_lut;
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::quantize::{q8, qparams};
+use super::common::{q8, qparams};
 use super::{BuildCtx, Kernel, OpIo};
 
 /// Plain byte copy (RESHAPE, SQUEEZE).

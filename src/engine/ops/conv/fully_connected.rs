@@ -3,14 +3,16 @@
 
 use std::marker::PhantomData;
 
-use super::conv::{
-    bias_info, check_dtype, check_rank, const_weights, conv_qparams, float_clamp, in_slice,
-    out_slice, MultiplierRule, QElem, QParams,
-};
-use super::{conv_fast, BuildCtx, Kernel, OpIo};
+use super::gemm::{ASource, GemmF32};
+use super::hybrid;
+use super::params::{bias_info, const_weights, conv_qparams, MultiplierRule, QParams};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node};
 use crate::engine::kernels::scalar::fc::{fc_f32, fc_q};
+use crate::engine::ops::common::{
+    check_dtype, check_rank, float_clamp, in_slice, out_slice, QElem,
+};
+use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
 use crate::engine::tensor::DType;
 
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +75,7 @@ impl<T: QElem> Kernel for FcQ<T> {
     }
 }
 
-pub(super) fn build_fully_connected(
+pub(crate) fn build_fully_connected(
     ctx: &BuildCtx<'_>,
     node: &Node,
     activation: Activation,
@@ -134,13 +136,13 @@ pub(super) fn build_fully_connected(
     };
     match input.dtype {
         DType::F32 if weights.dtype == DType::I8 => {
-            let op = super::hybrid::HybridOp::Fc {
+            let op = hybrid::HybridOp::Fc {
                 rows: batch,
                 depth,
                 units,
                 asymmetric: asymmetric_quantize_inputs,
             };
-            super::hybrid::build(ctx, node, op, float_clamp(activation)?)
+            hybrid::build(ctx, node, op, float_clamp(activation)?)
         }
         DType::F32 => {
             check_dtype(weights, DType::F32, "weights")?;
@@ -148,8 +150,8 @@ pub(super) fn build_fully_connected(
             let has_bias = bias_info(ctx, node, DType::F32, units)?.is_some();
             let clamp = float_clamp(activation)?;
             if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
-                return Ok(Box::new(conv_fast::GemmF32::new(
-                    conv_fast::ASource::Direct,
+                return Ok(Box::new(GemmF32::new(
+                    ASource::Direct,
                     batch,
                     depth,
                     units,
@@ -169,9 +171,7 @@ pub(super) fn build_fully_connected(
         }
         DType::I8 => build_q::<i8>(ctx, node, d, activation),
         DType::U8 => build_q::<u8>(ctx, node, d, activation),
-        DType::I16 => {
-            super::int16::build_fully_connected(ctx, node, batch, depth, units, activation)
-        }
+        DType::I16 => int16::build_fully_connected(ctx, node, batch, depth, units, activation),
         t => Err(format!("input type {} is not supported", t.name()).into()),
     }
 }

@@ -23,15 +23,18 @@
 
 use std::sync::Arc;
 
-use super::conv::{in_slice, out_slice};
-use super::conv_fast::{self, im2col, run_tasks, task_rows, ASource, Split, ACC_ROWS, RUN};
-use super::{BuildCtx, Kernel, OpIo};
+use super::gemm::{gemm_shape, ASource, ACC_ROWS};
+use super::im2col::{im2col, RUN};
+use super::params::{bias_info, const_weights};
+use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks, task_rows, Split};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::pool::{PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue};
 use crate::engine::kernels::{self, KernelPath, PackedI8};
+use crate::engine::ops::common::{in_slice, out_slice};
+use crate::engine::ops::{BuildCtx, Kernel, OpIo};
+use crate::engine::pool::{PerWorker, ThreadPool};
 use crate::engine::tensor::{DType, TensorInfo};
 
 /// What kind of hybrid operator.
@@ -197,8 +200,8 @@ pub(super) fn build(
     };
     let s = scheme(&op, filter, axis)?;
     let n = op.channels();
-    let has_bias = super::conv::bias_info(ctx, node, DType::F32, n)?.is_some();
-    let consts = super::conv::const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.f32())?;
+    let has_bias = bias_info(ctx, node, DType::F32, n)?.is_some();
+    let consts = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.f32())?;
     let Some((w, bias)) = consts else {
         return Ok(Box::new(HybridRef {
             q: Quantized::new(&op),
@@ -212,7 +215,7 @@ pub(super) fn build(
     let bias = bias.map_or_else(|| vec![0.0; n], <[f32]>::to_vec);
     match op {
         HybridOp::Conv(g) if g.batch == 1 => {
-            let (src, m, k) = super::conv::gemm_shape(&g);
+            let (src, m, k) = gemm_shape(&g);
             Ok(Box::new(HybridGemm::new(
                 op,
                 src,
@@ -504,7 +507,7 @@ impl HybridDepthwise {
             s,
             clamp,
             q: Quantized::new(&HybridOp::Depthwise(g, 1)),
-            tasks: conv_fast::depthwise_tasks(&g, threads),
+            tasks: depthwise_tasks(&g, threads),
             acc: PerWorker::new(threads, || vec![0; row]),
             path,
             pool,
@@ -528,7 +531,7 @@ impl Kernel for HybridDepthwise {
         let q = &this.q;
         let row = g.out_w * g.out_c;
         let task = |t: usize, chunk: &mut [f32], w: usize| {
-            let (sub, ir, _) = conv_fast::depthwise_sub(&g, this.tasks, t);
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
             let ep = this.s.epilogue_args(q.scale[0], &this.bias, this.clamp);
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
@@ -545,7 +548,7 @@ impl Kernel for HybridDepthwise {
                 );
             }
         };
-        let bounds = |t: usize| conv_fast::depthwise_sub(&g, this.tasks, t).2;
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);
         Ok(())
     }

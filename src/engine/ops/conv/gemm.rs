@@ -1,5 +1,6 @@
-//! Fast CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED kernels on the dispatch point
-//! of [`crate::engine::kernels`], threaded over the interpreter's own pool.
+//! The GEMM lowering of CONV_2D and FULLY_CONNECTED on the dispatch point of
+//! [`crate::engine::kernels`], threaded over the interpreter's own pool (see
+//! [`super::tasks`]).
 //!
 //! Used when the filter is a constant tensor (packed once at build time) and, for
 //! int8, the filter zero point is 0 (TFLite's int8 spec): then
@@ -7,8 +8,8 @@
 //! folded into the bias and the GEMM runs on raw int8 activations; im2col pads
 //! padded taps with the input zero point, whose contribution cancels exactly.
 //! Integer sums are exact in any order, so the results are bit-identical to the
-//! scalar reference kernels. Run-time filters keep the scalar kernels of `conv.rs` /
-//! `depthwise.rs` / `fully_connected.rs`.
+//! scalar reference kernels. Run-time filters keep the scalar kernels of `conv/mod.rs` /
+//! `conv/depthwise.rs` / `conv/fully_connected.rs`.
 //!
 //! uint8 (legacy asymmetric, with a filter zero point) runs on the same int8 GEMM: with
 //! `X = x − 128`, `W = w − 128` (int8), `ZX = zx − 128`, `ZW = zw − 128`,
@@ -17,29 +18,19 @@
 //! from the row sums of the (im2col) input. Requantizing in the int8 domain with the output
 //! zero point and clamp shifted by −128 gives the uint8 result minus 128. Exact integer
 //! arithmetic again, so bit-identical to TFLite's uint8 reference kernels.
-//!
-//! Threading: the output rows (pixels for a GEMM, image rows for depthwise) are cut
-//! into tasks; each task writes its own disjoint rows and uses its worker's
-//! preallocated scratch (im2col rows, int32 accumulators). No allocation per run.
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use super::conv::{in_slice, out_slice, QParams};
-use super::{Kernel, OpIo};
+use super::im2col::{im2col, RUN};
+use super::params::QParams;
+use super::tasks::{run_pool, run_tasks, task_rows, Split};
 use crate::engine::error::OpResult;
-use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
+use crate::engine::ops::common::{in_slice, out_slice};
+use crate::engine::ops::{Kernel, OpIo};
+use crate::engine::pool::{split_range, PerWorker, ThreadPool};
 
-/// Rows (output pixels) per GEMM task at most (int8; float on one thread): long enough that
-/// the per-task costs (claiming a task, the GEMM's argument checks and per-block constants)
-/// stay small next to the work.
-const MAX_TASK_ROWS: usize = 512;
-/// An im2col task's buffer holds at most this many elements (or [`MIN_IM2COL_ROWS`] rows),
-/// so that it is still in cache when the GEMM reads it.
-const IM2COL_TASK_ELEMS: usize = 1 << 16;
-const MIN_IM2COL_ROWS: usize = 64;
 /// Rows per int8 GEMM + requantization step within a task.
 pub(super) const ACC_ROWS: usize = 32;
 
@@ -52,282 +43,25 @@ pub(super) enum ASource {
     Im2col(ConvGeom),
 }
 
-/// How a GEMM is cut into tasks on several threads (see [`task_rows`]).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Split {
-    /// Rows per task at most.
-    max_rows: usize,
-    /// Tasks a thread, claimed as they come, for the load balance.
-    per_thread: usize,
-    /// One task a thread instead: every task streams all the (large) weights.
-    heavy: bool,
-}
-
-impl Split {
-    /// int8: up to [`MAX_TASK_ROWS`] rows (an im2col task's buffer at most
-    /// [`IM2COL_TASK_ELEMS`] values), [`WANT_TASKS`] tasks a thread, one a thread where the
-    /// packed weights (`n * k` bytes) are [`HEAVY_WEIGHTS`] or more.
-    pub(super) fn int8(n: usize, k: usize, im2col: bool) -> Split {
-        let max_rows = if im2col {
-            (IM2COL_TASK_ELEMS / k.max(1)).clamp(MIN_IM2COL_ROWS, MAX_TASK_ROWS)
-        } else {
-            MAX_TASK_ROWS
-        };
-        Split {
-            max_rows,
-            per_thread: WANT_TASKS,
-            heavy: n * k >= HEAVY_WEIGHTS,
-        }
-    }
-
-    /// float: one thread takes tasks of up to [`MAX_TASK_ROWS`] rows, several threads tasks
-    /// of up to [`F32_TASK_ROWS`], 4 a thread (the int8 split measured no better for fp32).
-    fn f32(threads: usize) -> Split {
-        Split {
-            max_rows: if threads <= 1 {
-                MAX_TASK_ROWS
-            } else {
-                F32_TASK_ROWS
-            },
-            per_thread: 4,
-            heavy: false,
-        }
-    }
-}
-
-/// Task split of a GEMM of `m` rows over `threads`: (rows per task, tasks). Tasks take
-/// whole register tiles of `tile` rows.
-pub(super) fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
-    if m == 0 {
-        return (1, 0);
-    }
-    let threads = threads.max(1);
-    let want = match (threads, split.heavy) {
-        (1, _) => 1,
-        (t, true) => t,
-        (t, false) => t * split.per_thread,
+/// The GEMM of a convolution: the left-hand source, rows `m` and depth `k`.
+/// 1x1 stride-1 unpadded convolutions read the input directly.
+pub(super) fn gemm_shape(g: &ConvGeom) -> (ASource, usize, usize) {
+    let m = g.batch * g.out_h * g.out_w;
+    let k = g.filter_h * g.filter_w * g.in_c;
+    let direct = g.filter_h == 1
+        && g.filter_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.out_h == g.in_h
+        && g.out_w == g.in_w;
+    let src = if direct {
+        ASource::Direct
+    } else {
+        ASource::Im2col(*g)
     };
-    let max = (split.max_rows / tile * tile).max(tile);
-    let mut per = m.div_ceil(want);
-    if per > max {
-        // Shorter tasks, as many as a multiple of the threads.
-        let tasks = m.div_ceil(max).div_ceil(threads) * threads;
-        per = m.div_ceil(tasks);
-    }
-    let rows = per.div_ceil(tile).clamp(1, max / tile) * tile;
-    (rows, m.div_ceil(rows))
-}
-
-/// Tasks a thread of an int8 GEMM with small weights.
-const WANT_TASKS: usize = 8;
-/// Packed int8 weights of at least this many bytes make a GEMM split into one task a thread.
-const HEAVY_WEIGHTS: usize = 32 << 10;
-/// Rows per float GEMM task at most with several threads.
-const F32_TASK_ROWS: usize = 64;
-
-fn run_pool(pool: &Option<Arc<ThreadPool>>) -> Option<&ThreadPool> {
-    pool.as_deref()
-}
-
-/// Run `task` over `tasks` disjoint chunks of `out` (`bounds(t)`) on the pool, or one after
-/// another on this thread without one. `task` gets the task, its chunk and the worker index.
-pub(super) fn run_tasks<T: Send>(
-    pool: &Option<Arc<ThreadPool>>,
-    out: &mut [T],
-    tasks: usize,
-    bounds: &(dyn Fn(usize) -> Range<usize> + Sync),
-    task: &(dyn Fn(usize, &mut [T], usize) + Sync),
-) {
-    match run_pool(pool) {
-        Some(pool) => pool.run_chunks(out, tasks, bounds, task),
-        None => {
-            for t in 0..tasks {
-                task(t, &mut out[bounds(t)], 0);
-            }
-        }
-    }
-}
-
-/// Elements a short run of im2col is copied with at once (see [`im2col`]).
-pub(super) const RUN: usize = kernels::scalar::copy::RUN;
-/// Filter heights up to which [`im2col`] copies the short rows of interior pixels from a
-/// table of row starts.
-const SHORT_ROWS: usize = 8;
-
-/// Copy the im2col rows of output pixels `pixels` into `dst[..pixels.len() * k]`,
-/// filling padded taps with `pad`. With dilation 1 along the width, the valid taps
-/// of one filter row are one contiguous input run and are copied at once; a run of
-/// at most [`RUN`] elements (small channel counts, e.g. the RGB input of the first
-/// convolution) is copied as exactly `RUN` elements when both sides have room, so
-/// the copy has a fixed length. The extra elements land after the run, on places
-/// written later (rows are filled in order) or in `dst`'s slack past `pixels.len() * k`.
-pub(super) fn im2col<T: Copy>(
-    g: &ConvGeom,
-    input: &[T],
-    pixels: Range<usize>,
-    pad: T,
-    dst: &mut [T],
-) {
-    if g.dilation_w != 1 {
-        im2col_dilated(g, input, pixels, pad, dst);
-        return;
-    }
-    let ic = g.in_c;
-    let row_len = g.filter_w * ic;
-    let image = g.in_h * g.in_w * ic;
-    let mut d = 0;
-    let mut p = pixels.start;
-    while p < pixels.end {
-        // The pixels of one output row at a time.
-        let ox0 = p % g.out_w;
-        let oy = (p / g.out_w) % g.out_h;
-        let base = p / (g.out_w * g.out_h) * image;
-        let count = (g.out_w - ox0).min(pixels.end - p);
-        // Short filter rows (e.g. 3 pixels of RGB) of interior columns (every tap inside the
-        // input width): one fixed-length copy per filter row from the row starts in `srow`
-        // (`usize::MAX`: a padding row).
-        let mut srow = [usize::MAX; SHORT_ROWS];
-        let short = row_len <= RUN && g.filter_h <= SHORT_ROWS;
-        if short {
-            for (fy, r) in srow.iter_mut().enumerate().take(g.filter_h) {
-                if let Some(iy) = g.in_y(oy, fy) {
-                    *r = base + iy * g.in_w * ic;
-                }
-            }
-        }
-        let srow = &srow[..g.filter_h.min(SHORT_ROWS)];
-        // Interior columns (every tap inside the input width) of this row segment: one call of
-        // the fixed-size copy kernel for all of them.
-        let end = ox0 + count;
-        let (mut in_lo, mut in_hi) = (end, end);
-        if short && g.in_w + g.pad_left >= g.filter_w {
-            let lo = g.pad_left.div_ceil(g.stride_w).clamp(ox0, end);
-            let hi = ((g.in_w + g.pad_left - g.filter_w) / g.stride_w + 1).clamp(lo, end);
-            let fits = |r: usize| {
-                r + ((hi.max(1) - 1) * g.stride_w - g.pad_left) * ic + RUN <= input.len()
-            };
-            if lo < hi
-                && srow.iter().all(|&r| r == usize::MAX || fits(r))
-                && d + (hi - ox0) * g.filter_h * row_len + RUN <= dst.len()
-            {
-                (in_lo, in_hi) = (lo, hi);
-            }
-        }
-        let mut ox = ox0;
-        while ox < end {
-            let left = ox * g.stride_w;
-            if ox == in_lo {
-                let x = (left - g.pad_left) * ic;
-                let mut srcs = [usize::MAX; SHORT_ROWS];
-                for (s, &r) in srcs.iter_mut().zip(srow) {
-                    if r != usize::MAX {
-                        *s = r + x;
-                    }
-                }
-                let n = in_hi - in_lo;
-                let k = g.filter_h * row_len;
-                kernels::scalar::copy::short_rows(
-                    dst,
-                    d,
-                    k,
-                    row_len,
-                    input,
-                    &srcs[..srow.len()],
-                    g.stride_w * ic,
-                    n,
-                    pad,
-                );
-                d += n * k;
-                ox = in_hi;
-                continue;
-            }
-            ox += 1;
-            if short && left >= g.pad_left && left + g.filter_w <= g.in_w + g.pad_left {
-                let x = (left - g.pad_left) * ic;
-                for &r in srow {
-                    if r == usize::MAX {
-                        dst[d..d + row_len].fill(pad);
-                    } else {
-                        copy_run(dst, d, input, r + x, row_len);
-                    }
-                    d += row_len;
-                }
-                continue;
-            }
-            // Valid taps fx0..fx1 of every filter row read input columns x0 .. x0 + fx1 - fx0.
-            let fx0 = g.pad_left.saturating_sub(left).min(g.filter_w);
-            let fx1 = (g.in_w + g.pad_left).saturating_sub(left).min(g.filter_w);
-            let (lo, hi) = (fx0 * ic, fx1.max(fx0) * ic);
-            let x0 = (left + fx0).saturating_sub(g.pad_left);
-            for fy in 0..g.filter_h {
-                let at = d;
-                d += row_len;
-                let iy = match g.in_y(oy, fy) {
-                    Some(iy) if lo < hi => iy,
-                    _ => {
-                        dst[at..at + row_len].fill(pad);
-                        continue;
-                    }
-                };
-                let s = base + (iy * g.in_w + x0) * ic;
-                let run = hi - lo;
-                if lo > 0 {
-                    dst[at..at + lo].fill(pad);
-                }
-                copy_run(dst, at + lo, input, s, run);
-                if hi < row_len {
-                    dst[at + hi..at + row_len].fill(pad);
-                }
-            }
-        }
-        p += count;
-    }
-}
-
-/// `dst[at..at + len] = input[s..s + len]`; a run of at most [`RUN`] elements is copied as
-/// exactly `RUN` elements (a fixed-size copy, not a `memcpy` call) when both sides have room.
-#[inline(always)]
-fn copy_run<T: Copy>(dst: &mut [T], at: usize, input: &[T], s: usize, len: usize) {
-    if len <= RUN {
-        if let (Some(from), Some(to)) = (input.get(s..s + RUN), dst.get_mut(at..at + RUN)) {
-            if let (Ok(from), Ok(to)) = (<&[T; RUN]>::try_from(from), <&mut [T; RUN]>::try_from(to))
-            {
-                *to = *from;
-                return;
-            }
-        }
-    }
-    dst[at..at + len].copy_from_slice(&input[s..s + len]);
-}
-
-/// [`im2col`] with a dilated filter width: tap by tap.
-fn im2col_dilated<T: Copy>(g: &ConvGeom, input: &[T], pixels: Range<usize>, pad: T, dst: &mut [T]) {
-    let ic = g.in_c;
-    let row_len = g.filter_w * ic;
-    let mut d = 0;
-    for p in pixels {
-        let ox = p % g.out_w;
-        let oy = (p / g.out_w) % g.out_h;
-        let b = p / (g.out_w * g.out_h);
-        for fy in 0..g.filter_h {
-            let dst = &mut dst[d..d + row_len];
-            d += row_len;
-            let Some(iy) = g.in_y(oy, fy) else {
-                dst.fill(pad);
-                continue;
-            };
-            for fx in 0..g.filter_w {
-                let dst = &mut dst[fx * ic..(fx + 1) * ic];
-                match g.in_x(ox, fx) {
-                    Some(ix) => {
-                        let s = ((b * g.in_h + iy) * g.in_w + ix) * ic;
-                        dst.copy_from_slice(&input[s..s + ic]);
-                    }
-                    None => dst.fill(pad),
-                }
-            }
-        }
-    }
+    (src, m, k)
 }
 
 struct ScratchI8 {
@@ -676,102 +410,6 @@ impl Kernel for GemmU8 {
     }
 }
 
-/// uint8 depthwise convolution (depth multiplier 1), threaded by output rows: the
-/// accumulation in [`kernels::scalar::conv::depthwise_acc_row`] (channel-innermost, it
-/// vectorizes), the requantization on the path's int8 kernel (shifted by −128 as in
-/// [`GemmU8`]).
-pub(super) struct DepthwiseU8 {
-    g: ConvGeom,
-    /// The filter minus its zero point, `[fh][fw][c]`.
-    w: Vec<i32>,
-    bias: Vec<i32>,
-    q: QParams,
-    path: KernelPath,
-    pool: Option<Arc<ThreadPool>>,
-    tasks: usize,
-    acc: PerWorker<Vec<i32>>,
-}
-
-impl DepthwiseU8 {
-    pub(super) fn new(
-        g: ConvGeom,
-        filter: &[u8],
-        bias: Option<&[i32]>,
-        q: QParams,
-        path: KernelPath,
-        pool: Option<Arc<ThreadPool>>,
-    ) -> Self {
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let w = filter.iter().map(|&v| v as i32 + q.filter_offset).collect();
-        let q = QParams {
-            output_offset: q.output_offset - 128,
-            act_min: q.act_min - 128,
-            act_max: q.act_max - 128,
-            ..q
-        };
-        let row = g.out_w * g.out_c;
-        DepthwiseU8 {
-            w,
-            bias: bias.map_or_else(|| vec![0; g.out_c], <[i32]>::to_vec),
-            q,
-            path,
-            tasks: depthwise_tasks(&g, threads),
-            acc: PerWorker::new(threads, || vec![0; row]),
-            pool,
-            g,
-        }
-    }
-}
-
-impl Kernel for DepthwiseU8 {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
-        let g = self.g;
-        let input = in_slice(io, 0, g.input_len(), |t| t.u8())?;
-        let out = out_slice(io, g.output_len(), |t| t.u8())?;
-        let this = &*self;
-        let q = &this.q;
-        let rq = kernels::RequantCols {
-            bias: &this.bias,
-            multipliers: &q.multipliers,
-            shifts: &q.shifts,
-            output_offset: q.output_offset,
-            act_min: q.act_min,
-            act_max: q.act_max,
-        };
-        let row = g.out_w * g.out_c;
-        let task = |t: usize, chunk: &mut [u8], w: usize| {
-            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            let mut acc = this.acc.get(w);
-            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                kernels::scalar::conv::depthwise_acc_row(
-                    &sub,
-                    &input[ir.clone()],
-                    &this.w,
-                    q.input_offset,
-                    oy,
-                    &mut acc,
-                );
-                kernels::requant_i8(
-                    this.path,
-                    &acc,
-                    g.out_w,
-                    g.out_c,
-                    g.out_c,
-                    &rq,
-                    bytemuck::cast_slice_mut(o),
-                    g.out_c,
-                );
-                for v in o.iter_mut() {
-                    *v ^= 0x80;
-                }
-            }
-        };
-        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
-        Ok(())
-    }
-}
-
 /// float32 GEMM-based convolution / fully connected.
 pub(super) struct GemmF32 {
     src: ASource,
@@ -981,176 +619,6 @@ impl Kernel for GemmF32 {
             &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
             &task,
         );
-        Ok(())
-    }
-}
-
-/// Depthwise row tasks: (batch, output rows) per task.
-pub(super) fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
-    let per_batch = if threads <= 1 {
-        1
-    } else {
-        (threads * 4).min(g.out_h)
-    };
-    g.batch * per_batch.max(1)
-}
-
-/// The geometry, input range and output range of task `t`: output rows `oy0..oy1`
-/// of batch `b` as a stand-alone one-image depthwise problem (same arithmetic:
-/// the leading padding and input rows are shifted together).
-pub(super) fn depthwise_sub(
-    g: &ConvGeom,
-    tasks: usize,
-    t: usize,
-) -> (ConvGeom, Range<usize>, Range<usize>) {
-    let per_batch = tasks / g.batch;
-    let b = t / per_batch;
-    let r = split_range(g.out_h, per_batch, t % per_batch);
-    let top = r.start * g.stride_h;
-    let (skip, pad_top) = if top >= g.pad_top {
-        ((top - g.pad_top).min(g.in_h), 0)
-    } else {
-        (0, g.pad_top - top)
-    };
-    let sub = ConvGeom {
-        batch: 1,
-        in_h: g.in_h - skip,
-        out_h: r.len(),
-        pad_top,
-        ..*g
-    };
-    let row = g.in_w * g.in_c;
-    let in_start = (b * g.in_h + skip) * row;
-    let in_range = in_start..(b + 1) * g.in_h * row;
-    let orow = g.out_w * g.out_c;
-    let out_range = (b * g.out_h + r.start) * orow..(b * g.out_h + r.end) * orow;
-    (sub, in_range, out_range)
-}
-
-/// int8 depthwise convolution on the dispatch point, threaded by output rows.
-pub(super) struct DepthwiseI8 {
-    pub g: ConvGeom,
-    pub mult: usize,
-    pub filter: Vec<i8>,
-    pub bias: Option<Vec<i32>>,
-    pub q: QParams,
-    pub prep: kernels::DepthwisePrepI8,
-    pub pool: Option<Arc<ThreadPool>>,
-    pub tasks: usize,
-}
-
-impl DepthwiseI8 {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        g: ConvGeom,
-        mult: usize,
-        filter: &[i8],
-        bias: Option<&[i32]>,
-        q: QParams,
-        path: KernelPath,
-        pool: Option<Arc<ThreadPool>>,
-    ) -> Self {
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let prep = kernels::prepare_depthwise_i8(path, &g, mult, filter, bias, &q.view());
-        DepthwiseI8 {
-            g,
-            mult,
-            filter: filter.to_vec(),
-            bias: bias.map(<[i32]>::to_vec),
-            q,
-            prep,
-            pool,
-            tasks: depthwise_tasks(&g, threads),
-        }
-    }
-}
-
-impl Kernel for DepthwiseI8 {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
-        let g = self.g;
-        let input = in_slice(io, 0, g.input_len(), |t| t.i8())?;
-        let out = out_slice(io, g.output_len(), |t| t.i8())?;
-        let this = &*self;
-        let q = this.q.view();
-        let task = |t: usize, chunk: &mut [i8], _w: usize| {
-            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            kernels::depthwise_i8_prepared(
-                &this.prep,
-                &sub,
-                this.mult,
-                &input[ir],
-                &this.filter,
-                this.bias.as_deref(),
-                &q,
-                0..sub.out_h,
-                chunk,
-            );
-        };
-        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
-        Ok(())
-    }
-}
-
-/// float32 depthwise convolution on the dispatch point, threaded by output rows.
-pub(super) struct DepthwiseF32 {
-    pub g: ConvGeom,
-    pub mult: usize,
-    pub filter: Vec<f32>,
-    pub bias: Option<Vec<f32>>,
-    pub clamp: (f32, f32),
-    pub path: KernelPath,
-    pub pool: Option<Arc<ThreadPool>>,
-    pub tasks: usize,
-}
-
-impl DepthwiseF32 {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        g: ConvGeom,
-        mult: usize,
-        filter: &[f32],
-        bias: Option<&[f32]>,
-        clamp: (f32, f32),
-        path: KernelPath,
-        pool: Option<Arc<ThreadPool>>,
-    ) -> Self {
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        DepthwiseF32 {
-            g,
-            mult,
-            filter: filter.to_vec(),
-            bias: bias.map(<[f32]>::to_vec),
-            clamp,
-            path,
-            pool,
-            tasks: depthwise_tasks(&g, threads),
-        }
-    }
-}
-
-impl Kernel for DepthwiseF32 {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
-        let g = self.g;
-        let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
-        let out = out_slice(io, g.output_len(), |t| t.f32())?;
-        let this = &*self;
-        let task = |t: usize, chunk: &mut [f32], _w: usize| {
-            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            kernels::depthwise_f32(
-                this.path,
-                &sub,
-                this.mult,
-                &input[ir],
-                &this.filter,
-                this.bias.as_deref(),
-                this.clamp,
-                0..sub.out_h,
-                chunk,
-            );
-        };
-        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
         Ok(())
     }
 }

@@ -1,0 +1,432 @@
+//! DEPTHWISE_CONV_2D (any depth multiplier), float / int8 / uint8: the operator, its
+//! reference kernels (run-time filters) and its fast kernels on the dispatch point,
+//! threaded by output rows (see [`super::tasks::depthwise_sub`]).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::hybrid;
+use super::params::{bias_info, const_weights, conv_qparams, MultiplierRule, QParams};
+use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks};
+use crate::engine::error::OpResult;
+use crate::engine::graph::{Activation, DepthwiseConv2DOptions, Node};
+use crate::engine::kernels::scalar::conv::{depthwise_f32, depthwise_q, ConvGeom};
+use crate::engine::kernels::{self, KernelPath};
+use crate::engine::ops::common::{
+    check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem,
+};
+use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
+use crate::engine::pool::{PerWorker, ThreadPool};
+use crate::engine::tensor::DType;
+
+/// float32 depthwise convolution on the reference loops (run-time filters).
+struct DepthwiseRefF32 {
+    g: ConvGeom,
+    mult: usize,
+    has_bias: bool,
+    clamp: (f32, f32),
+}
+
+impl Kernel for DepthwiseRefF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
+        let filter = in_slice(io, 1, g.filter_h * g.filter_w * g.out_c, |t| t.f32())?;
+        let bias = if self.has_bias {
+            Some(in_slice(io, 2, g.out_c, |t| t.f32())?)
+        } else {
+            None
+        };
+        let out = out_slice(io, g.output_len(), |t| t.f32())?;
+        depthwise_f32(&g, self.mult, input, filter, bias, self.clamp, out);
+        Ok(())
+    }
+}
+
+/// Quantized depthwise convolution on the reference loops.
+struct DepthwiseQ<T> {
+    g: ConvGeom,
+    mult: usize,
+    has_bias: bool,
+    q: QParams,
+    _t: PhantomData<T>,
+}
+
+impl<T: QElem> Kernel for DepthwiseQ<T> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), T::view)?;
+        let filter = in_slice(io, 1, g.filter_h * g.filter_w * g.out_c, T::view)?;
+        let bias = if self.has_bias {
+            Some(in_slice(io, 2, g.out_c, |t| t.i32())?)
+        } else {
+            None
+        };
+        let out = out_slice(io, g.output_len(), T::view_mut)?;
+        depthwise_q(&g, self.mult, input, filter, bias, &self.q.view(), out);
+        Ok(())
+    }
+}
+
+pub(crate) fn build_depthwise(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    o: &DepthwiseConv2DOptions,
+) -> OpResult<Box<dyn Kernel>> {
+    let input = ctx.input(node, 0)?;
+    let filter = ctx.input(node, 1)?;
+    let output = ctx.output(node, 0)?;
+    check_rank(filter, 4, "filter")?;
+    check_rank(input, 4, "input")?;
+    if filter.shape[0] != 1 {
+        return Err(format!(
+            "filter '{}' has shape {:?}, expected [1, H, W, C*M]",
+            filter.name, filter.shape
+        )
+        .into());
+    }
+    let (fh, fw, out_c) = (filter.shape[1], filter.shape[2], filter.shape[3]);
+    let in_c = input.shape[3];
+    if in_c == 0 || out_c % in_c != 0 {
+        return Err(format!(
+            "filter '{}' has {out_c} channels, not a multiple of the {in_c} input channels",
+            filter.name
+        )
+        .into());
+    }
+    // TFLite's kernels derive the multiplier from the shapes; the option must agree
+    // when it is set.
+    let mult = out_c / in_c;
+    if o.depth_multiplier != 0 && o.depth_multiplier != mult {
+        return Err(format!(
+            "depth_multiplier option {} disagrees with the shapes (filter {out_c} channels / input {in_c})",
+            o.depth_multiplier
+        )
+        .into());
+    }
+    let g = window_geom(
+        input,
+        output,
+        out_c,
+        fh,
+        fw,
+        o.padding,
+        (o.stride_h, o.stride_w),
+        (o.dilation_h, o.dilation_w),
+    )?;
+    match input.dtype {
+        DType::F32 if filter.dtype == DType::I8 => {
+            let clamp = float_clamp(o.activation)?;
+            hybrid::build(ctx, node, hybrid::HybridOp::Depthwise(g, mult), clamp)
+        }
+        DType::F32 => {
+            check_dtype(filter, DType::F32, "filter")?;
+            check_dtype(output, DType::F32, "output")?;
+            let has_bias = bias_info(ctx, node, DType::F32, out_c)?.is_some();
+            let clamp = float_clamp(o.activation)?;
+            if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
+                return Ok(Box::new(DepthwiseF32::new(
+                    g,
+                    mult,
+                    w,
+                    bias,
+                    clamp,
+                    ctx.kernels,
+                    ctx.pool.clone(),
+                )));
+            }
+            Ok(Box::new(DepthwiseRefF32 {
+                g,
+                mult,
+                has_bias,
+                clamp: float_clamp(o.activation)?,
+            }))
+        }
+        DType::I8 => build_q::<i8>(
+            ctx,
+            node,
+            g,
+            mult,
+            o.activation,
+            MultiplierRule::PerChannelDouble,
+        ),
+        DType::U8 => build_q::<u8>(ctx, node, g, mult, o.activation, MultiplierRule::Legacy),
+        DType::I16 => int16::build_depthwise(ctx, node, g, mult, o.activation),
+        d => Err(format!("input type {} is not supported", d.name()).into()),
+    }
+}
+
+fn build_q<T: QElem>(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    g: ConvGeom,
+    mult: usize,
+    act: Activation,
+    rule: MultiplierRule,
+) -> OpResult<Box<dyn Kernel>> {
+    let input = ctx.input(node, 0)?;
+    let filter = ctx.input(node, 1)?;
+    let output = ctx.output(node, 0)?;
+    check_dtype(filter, T::DTYPE, "filter")?;
+    check_dtype(output, T::DTYPE, "output")?;
+    let has_bias = bias_info(ctx, node, DType::I32, g.out_c)?.is_some();
+    let q = conv_qparams::<T>(input, filter, output, g.out_c, 3, act, rule)?;
+    if T::DTYPE == DType::I8 && q.filter_offset == 0 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
+            return Ok(Box::new(DepthwiseI8::new(
+                g,
+                mult,
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )));
+        }
+    }
+    if T::DTYPE == DType::U8 && mult == 1 {
+        if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.u8(), |t| t.i32())? {
+            return Ok(Box::new(DepthwiseU8::new(
+                g,
+                w,
+                bias,
+                q,
+                ctx.kernels,
+                ctx.pool.clone(),
+            )));
+        }
+    }
+    Ok(Box::new(DepthwiseQ::<T> {
+        g,
+        mult,
+        has_bias,
+        q,
+        _t: PhantomData,
+    }))
+}
+
+// ---------------------------------------------------------------- fast kernels
+
+/// uint8 depthwise convolution (depth multiplier 1), threaded by output rows: the
+/// accumulation in [`kernels::scalar::conv::depthwise_acc_row`] (channel-innermost, it
+/// vectorizes), the requantization on the path's int8 kernel (shifted by −128 as in
+/// [`GemmU8`](super::gemm::GemmU8)).
+pub(super) struct DepthwiseU8 {
+    g: ConvGeom,
+    /// The filter minus its zero point, `[fh][fw][c]`.
+    w: Vec<i32>,
+    bias: Vec<i32>,
+    q: QParams,
+    path: KernelPath,
+    pool: Option<Arc<ThreadPool>>,
+    tasks: usize,
+    acc: PerWorker<Vec<i32>>,
+}
+
+impl DepthwiseU8 {
+    pub(super) fn new(
+        g: ConvGeom,
+        filter: &[u8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let w = filter.iter().map(|&v| v as i32 + q.filter_offset).collect();
+        let q = QParams {
+            output_offset: q.output_offset - 128,
+            act_min: q.act_min - 128,
+            act_max: q.act_max - 128,
+            ..q
+        };
+        let row = g.out_w * g.out_c;
+        DepthwiseU8 {
+            w,
+            bias: bias.map_or_else(|| vec![0; g.out_c], <[i32]>::to_vec),
+            q,
+            path,
+            tasks: depthwise_tasks(&g, threads),
+            acc: PerWorker::new(threads, || vec![0; row]),
+            pool,
+            g,
+        }
+    }
+}
+
+impl Kernel for DepthwiseU8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.u8())?;
+        let out = out_slice(io, g.output_len(), |t| t.u8())?;
+        let this = &*self;
+        let q = &this.q;
+        let rq = kernels::RequantCols {
+            bias: &this.bias,
+            multipliers: &q.multipliers,
+            shifts: &q.shifts,
+            output_offset: q.output_offset,
+            act_min: q.act_min,
+            act_max: q.act_max,
+        };
+        let row = g.out_w * g.out_c;
+        let task = |t: usize, chunk: &mut [u8], w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            let mut acc = this.acc.get(w);
+            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
+                kernels::scalar::conv::depthwise_acc_row(
+                    &sub,
+                    &input[ir.clone()],
+                    &this.w,
+                    q.input_offset,
+                    oy,
+                    &mut acc,
+                );
+                kernels::requant_i8(
+                    this.path,
+                    &acc,
+                    g.out_w,
+                    g.out_c,
+                    g.out_c,
+                    &rq,
+                    bytemuck::cast_slice_mut(o),
+                    g.out_c,
+                );
+                for v in o.iter_mut() {
+                    *v ^= 0x80;
+                }
+            }
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
+        Ok(())
+    }
+}
+
+/// int8 depthwise convolution on the dispatch point, threaded by output rows.
+pub(super) struct DepthwiseI8 {
+    pub g: ConvGeom,
+    pub mult: usize,
+    pub filter: Vec<i8>,
+    pub bias: Option<Vec<i32>>,
+    pub q: QParams,
+    pub prep: kernels::DepthwisePrepI8,
+    pub pool: Option<Arc<ThreadPool>>,
+    pub tasks: usize,
+}
+
+impl DepthwiseI8 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        g: ConvGeom,
+        mult: usize,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        q: QParams,
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        let prep = kernels::prepare_depthwise_i8(path, &g, mult, filter, bias, &q.view());
+        DepthwiseI8 {
+            g,
+            mult,
+            filter: filter.to_vec(),
+            bias: bias.map(<[i32]>::to_vec),
+            q,
+            prep,
+            pool,
+            tasks: depthwise_tasks(&g, threads),
+        }
+    }
+}
+
+impl Kernel for DepthwiseI8 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.i8())?;
+        let out = out_slice(io, g.output_len(), |t| t.i8())?;
+        let this = &*self;
+        let q = this.q.view();
+        let task = |t: usize, chunk: &mut [i8], _w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            kernels::depthwise_i8_prepared(
+                &this.prep,
+                &sub,
+                this.mult,
+                &input[ir],
+                &this.filter,
+                this.bias.as_deref(),
+                &q,
+                0..sub.out_h,
+                chunk,
+            );
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
+        Ok(())
+    }
+}
+
+/// float32 depthwise convolution on the dispatch point, threaded by output rows.
+pub(super) struct DepthwiseF32 {
+    pub g: ConvGeom,
+    pub mult: usize,
+    pub filter: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub clamp: (f32, f32),
+    pub path: KernelPath,
+    pub pool: Option<Arc<ThreadPool>>,
+    pub tasks: usize,
+}
+
+impl DepthwiseF32 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        g: ConvGeom,
+        mult: usize,
+        filter: &[f32],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+        path: KernelPath,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        DepthwiseF32 {
+            g,
+            mult,
+            filter: filter.to_vec(),
+            bias: bias.map(<[f32]>::to_vec),
+            clamp,
+            path,
+            pool,
+            tasks: depthwise_tasks(&g, threads),
+        }
+    }
+}
+
+impl Kernel for DepthwiseF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let g = self.g;
+        let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
+        let out = out_slice(io, g.output_len(), |t| t.f32())?;
+        let this = &*self;
+        let task = |t: usize, chunk: &mut [f32], _w: usize| {
+            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
+            kernels::depthwise_f32(
+                this.path,
+                &sub,
+                this.mult,
+                &input[ir],
+                &this.filter,
+                this.bias.as_deref(),
+                this.clamp,
+                0..sub.out_h,
+                chunk,
+            );
+        };
+        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
+        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
+        Ok(())
+    }
+}
