@@ -10,10 +10,11 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::mjpeg_server::{clip_frames, MjpegServer};
 use common::*;
 use edgecam::capture::sources::{self, Ffmpeg, Libcamera};
 use edgecam::capture::{FrameSource, Read};
@@ -21,15 +22,6 @@ use edgecam::config::{SourceConfig, SourceKind};
 use image::RgbImage;
 
 const CLIP: &str = "tests/data/vtest_10s.mjpeg";
-
-/// The JPEG frames of the bundled clip (384x288, 100 frames at 10 fps).
-fn clip_frames() -> Vec<Vec<u8>> {
-    let data = std::fs::read(root().join(CLIP)).unwrap();
-    edgecam::capture::mjpeg::split_mjpeg(&data)
-        .into_iter()
-        .map(|f| f.to_vec())
-        .collect()
-}
 
 fn decode(jpeg: &[u8]) -> RgbImage {
     image::load_from_memory(jpeg).unwrap().to_rgb8()
@@ -470,90 +462,9 @@ fn http_errors_are_clear() {
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 }
 
-/// A live camera: the clip's frames at `fps` in a loop, with Content-Length, until `silent`
-/// (connection held open, nothing sent). Counts connections and connections the client closed.
-struct LiveServer {
-    port: u16,
-    silent: Arc<AtomicBool>,
-    connections: Arc<AtomicU64>,
-    closed_by_client: Arc<AtomicU64>,
-}
-
-impl LiveServer {
-    fn start(fps: f64) -> LiveServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let silent = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicU64::new(0));
-        let closed_by_client = Arc::new(AtomicU64::new(0));
-        let frames = Arc::new(clip_frames());
-        let (s2, c2, x2) = (
-            silent.clone(),
-            connections.clone(),
-            closed_by_client.clone(),
-        );
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                c2.fetch_add(1, Ordering::SeqCst);
-                let (silent, frames, closed) = (s2.clone(), frames.clone(), x2.clone());
-                std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if conn.read(&mut b).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(b[0]);
-                    }
-                    let hdr = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n";
-                    if conn.write_all(hdr.as_bytes()).is_err() {
-                        return;
-                    }
-                    conn.set_nonblocking(true).unwrap();
-                    let mut i = 0;
-                    loop {
-                        // The client closing its end shows as EOF on a read.
-                        if matches!(conn.read(&mut b), Ok(0)) {
-                            closed.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        if silent.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(20));
-                            continue;
-                        }
-                        let f = &frames[i % frames.len()];
-                        i += 1;
-                        let part = format!(
-                            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                            f.len()
-                        );
-                        conn.set_nonblocking(false).unwrap();
-                        let ok = conn.write_all(part.as_bytes()).is_ok()
-                            && conn.write_all(f).is_ok()
-                            && conn.write_all(b"\r\n").is_ok();
-                        conn.set_nonblocking(true).unwrap();
-                        if !ok {
-                            closed.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_secs_f64(1.0 / fps));
-                    }
-                });
-            }
-        });
-        LiveServer {
-            port,
-            silent,
-            connections,
-            closed_by_client,
-        }
-    }
-}
-
 #[test]
 fn a_silent_http_camera_is_pending_not_blocking_and_close_hangs_up() {
-    let server = LiveServer::start(20.0);
+    let server = MjpegServer::start(20.0);
     let mut src = sources::from_config(&mjpeg_config(&format!(
         "http://127.0.0.1:{}/video",
         server.port
@@ -598,7 +509,7 @@ fn a_silent_http_camera_is_pending_not_blocking_and_close_hangs_up() {
 #[cfg_attr(target_arch = "aarch64", ignore = "runs x86 mosquitto")]
 fn the_daemon_reads_an_http_camera_and_reconnects_after_a_stall() {
     let dir = tmpdir("cap-http-daemon");
-    let server = LiveServer::start(10.0);
+    let server = MjpegServer::start(10.0);
     let port = free_port();
     let _broker = Broker::start(port, &dir);
     let base = "edgecam/caphttp";

@@ -11,15 +11,15 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
+use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::mjpeg_server::{clip_frames, MjpegServer};
 use common::*;
 
 /// One row of the fault table.
@@ -76,15 +76,6 @@ impl Drop for World {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The JPEG frames of the bundled clip.
-fn clip_frames() -> Vec<Vec<u8>> {
-    let data = std::fs::read(root().join("tests/data/vtest_10s.mjpeg")).unwrap();
-    edgecam::capture::mjpeg::split_mjpeg(&data)
-        .into_iter()
-        .map(|f| f.to_vec())
-        .collect()
 }
 
 /// Notifications sent to a fake systemd `NOTIFY_SOCKET`, with their arrival times.
@@ -173,74 +164,6 @@ fn final_counts(d: &Logged) -> (usize, usize) {
             .unwrap_or_else(|| panic!("no {name} in {line}"))
     };
     (field("captured"), field("processed"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// An HTTP multipart MJPEG server (what IP cameras serve) that can go silent mid-stream.
-
-struct MjpegServer {
-    port: u16,
-    silent: Arc<AtomicBool>,
-    connections: Arc<AtomicU64>,
-}
-
-impl MjpegServer {
-    fn start(fps: f64) -> MjpegServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let silent = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicU64::new(0));
-        let frames = Arc::new(clip_frames());
-        let (s2, c2) = (silent.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                c2.fetch_add(1, Ordering::SeqCst);
-                let (silent, frames) = (s2.clone(), frames.clone());
-                std::thread::spawn(move || {
-                    // Read the request head.
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                        if conn.read(&mut b).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(b[0]);
-                    }
-                    let hdr = "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\nCache-Control: no-cache\r\n\r\n";
-                    if conn.write_all(hdr.as_bytes()).is_err() {
-                        return;
-                    }
-                    let mut i = 0;
-                    loop {
-                        if silent.load(Ordering::SeqCst) {
-                            // Mid-stream silence: the connection stays open, nothing comes.
-                            std::thread::sleep(Duration::from_millis(20));
-                            continue;
-                        }
-                        let f = &frames[i % frames.len()];
-                        i += 1;
-                        let part = format!(
-                            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                            f.len()
-                        );
-                        if conn.write_all(part.as_bytes()).is_err()
-                            || conn.write_all(f).is_err()
-                            || conn.write_all(b"\r\n").is_err()
-                        {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_secs_f64(1.0 / fps));
-                    }
-                });
-            }
-        });
-        MjpegServer {
-            port,
-            silent,
-            connections,
-        }
-    }
 }
 
 fn scenario_http_stream_stops_mid_stream() -> Row {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod graph;
+pub mod mjpeg_server;
 pub mod oracle;
 mod rng;
 // Not every test binary uses it (the daemon tests do not).
