@@ -581,14 +581,6 @@ pub fn publish_loop(
                     inference_ms: p.inference_ms,
                     objects: &p.objects,
                 });
-                // Counts, on change (including back to zero).
-                let mut now: BTreeMap<String, u64> =
-                    counts.keys().map(|k| (k.clone(), 0)).collect();
-                for o in &p.objects {
-                    *now.entry(o.label.clone()).or_default() += 1;
-                }
-                publisher.counts_changed(&counts, &now);
-                counts = now;
                 if let (Some(slot), Some(image)) = (&ctx.latest, &p.image) {
                     slot.offer(p.seq, p.wall, image.clone(), &p.objects);
                 }
@@ -597,6 +589,15 @@ pub fn publish_loop(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
                 let events = tracker.update(p.seq, at, &p.objects);
+                // Counts of the objects past the tracker's false-positive gate, on change
+                // (including back to zero).
+                let mut now: BTreeMap<String, u64> =
+                    counts.keys().map(|k| (k.clone(), 0)).collect();
+                for label in tracker.reported_labels(&p.objects) {
+                    *now.entry(label.to_string()).or_default() += 1;
+                }
+                publisher.counts_changed(&counts, &now);
+                counts = now;
                 if let (Some(s), Some(image)) = (snapshots.as_mut(), &p.image) {
                     let shots = s.frame(p.ts, image, &p.objects, tracker.assigned(), &events);
                     for shot in shots {

@@ -170,6 +170,18 @@ impl Tracker {
         &self.assigned
     }
 
+    /// The label of each reported object of the latest [`Tracker::update`] of `objects`:
+    /// what `counts/<label>` counts (objects past the false-positive gate, as Frigate counts
+    /// true positives only).
+    pub fn reported_labels<'a>(
+        &'a self,
+        objects: &'a [Object],
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.assigned
+            .iter()
+            .filter_map(move |&(_, i)| objects.get(i).map(|o| o.label.as_str()))
+    }
+
     /// `<start_time>-<6 lower-case letters and digits>`: unique across restarts, as the
     /// random part is keyed per run.
     fn uid(&self, track: u64, start_time: f64) -> String {
@@ -420,6 +432,35 @@ mod tests {
         assert_eq!(e.len(), 1, "a better score");
         assert_eq!((e[0].score, e[0].top_score), (0.7, 0.7));
         assert!(t.update(11, 11.0, &[scored("car", 0.0, 0.65)]).is_empty());
+    }
+
+    #[test]
+    fn counts_follow_the_gate() {
+        let mut t = Tracker::new(Settings {
+            min_frames: 3,
+            max_missed: 0,
+            ..Settings::default()
+        });
+        fn labels(t: &Tracker, o: &[Object]) -> Vec<String> {
+            t.reported_labels(o).map(str::to_string).collect()
+        }
+        // A person stays; a dog flickers for two frames (a false positive) far from it.
+        let f = [obj("person", 0.0), obj("dog", 400.0)];
+        t.update(1, 1.0, &f);
+        assert!(labels(&t, &f).is_empty(), "nobody past the gate yet");
+        t.update(2, 2.0, &f);
+        assert!(labels(&t, &f).is_empty());
+        let f = [obj("person", 2.0)];
+        t.update(3, 3.0, &f);
+        assert_eq!(
+            labels(&t, &f),
+            ["person"],
+            "the person, from its third frame"
+        );
+        let f = [obj("dog", 400.0), obj("person", 4.0)];
+        t.update(4, 4.0, &f);
+        assert_eq!(labels(&t, &f), ["person"], "a new dog track starts over");
+        assert_eq!(t.false_positives(), 1);
     }
 
     #[test]
