@@ -7,9 +7,9 @@ use smallvec::SmallVec;
 
 use super::error::{EngineError, OpError, Result};
 use super::graph::{const_data_bytes, Graph};
-use super::kernels::pool::ThreadPool;
 use super::kernels::KernelPath;
 use super::ops::{self, Kernel, OpIo};
+use super::pool::ThreadPool;
 use super::tensor::{ConstData, DType, TensorInfo, TensorMut, TensorRef};
 use std::time::{Duration, Instant};
 

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use super::conv::{in_slice, out_slice, QParams};
 use super::{Kernel, OpIo};
 use crate::engine::error::OpResult;
-use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
+use crate::engine::pool::{split_range, PerWorker, ThreadPool};
 
 /// Rows (output pixels) per GEMM task at most (int8; float on one thread): long enough that
 /// the per-task costs (claiming a task, the GEMM's argument checks and per-block constants)

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
-use crate::engine::kernels::pool::{split_range, ThreadPool};
 use crate::engine::kernels::scalar::elementwise::{
     add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, MulParams,
 };
 use crate::engine::kernels::scalar::quant::{activation_range_f32, activation_range_quantized};
 use crate::engine::kernels::{self, KernelPath};
+use crate::engine::pool::{split_range, ThreadPool};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 

@@ -28,10 +28,10 @@ use super::conv_fast::{self, im2col, run_tasks, task_rows, ASource, Split, ACC_R
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::pool::{PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue};
 use crate::engine::kernels::{self, KernelPath, PackedI8};
+use crate::engine::pool::{PerWorker, ThreadPool};
 use crate::engine::tensor::{DType, TensorInfo};
 
 /// What kind of hybrid operator.

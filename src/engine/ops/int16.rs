@@ -16,7 +16,6 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::conv16 as fast16;
-use crate::engine::kernels::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::kernels::scalar::activation::{dequantize, quantize_f32, QRange};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::conv16::{
@@ -27,6 +26,7 @@ use crate::engine::kernels::scalar::quant::{
     activation_range_quantized, quantize_multiplier, QType,
 };
 use crate::engine::kernels::KernelPath;
+use crate::engine::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 

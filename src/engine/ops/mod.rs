@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::kernels::pool::ThreadPool;
 use super::kernels::KernelPath;
+use super::pool::ThreadPool;
 
 pub mod detection_postprocess;
 
