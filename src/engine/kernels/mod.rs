@@ -553,7 +553,14 @@ pub fn depthwise_i8(
         KernelPath::Avx2 | KernelPath::Avx512
             if x86_64::depthwise_i8_avx2::applies(depth_multiplier, q) =>
         {
-            x86_64::depthwise_i8_avx2::depthwise_i8(g, input, filter, bias, q, rows, out)
+            let op = x86_64::depthwise_i8_avx2::DwI8 {
+                g,
+                input,
+                filter,
+                bias,
+                q,
+            };
+            x86_64::depthwise_i8_avx2::depthwise_i8(&op, rows, out)
         }
         _ => {
             scalar::gemm::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
@@ -632,9 +639,14 @@ pub fn depthwise_i8_prepared(
             return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
         }
         if let Some(p) = &prep.avx2 {
-            return x86_64::depthwise_i8_avx2::depthwise_i8_prepared(
-                p, g, input, filter, bias, q, rows, out,
-            );
+            let op = x86_64::depthwise_i8_avx2::DwI8 {
+                g,
+                input,
+                filter,
+                bias,
+                q,
+            };
+            return x86_64::depthwise_i8_avx2::depthwise_i8_prepared(p, &op, rows, out);
         }
     }
     depthwise_i8(

@@ -69,17 +69,24 @@ pub fn applies(depth_multiplier: usize, q: &Requant<'_>) -> bool {
     depth_multiplier == 1 && q.filter_offset == 0 && (-255..=255).contains(&q.input_offset)
 }
 
+/// The operands of an int8 depthwise convolution with depth multiplier 1 (the dispatcher
+/// checked the slices against `g`).
+#[derive(Clone, Copy)]
+pub struct DwI8<'a> {
+    pub g: &'a ConvGeom,
+    pub input: &'a [i8],
+    pub filter: &'a [i8],
+    pub bias: Option<&'a [i32]>,
+    pub q: &'a Requant<'a>,
+}
+
 /// Depthwise int8, channel-vectorised (16 channels per step), for convolutions that
-/// [`applies`] accepts (the dispatcher checked it and the slices against `g`).
-pub fn depthwise_i8(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+/// [`applies`] accepts (the dispatcher checked it), over output rows `rows`; `out` is the
+/// whole output tensor.
+pub fn depthwise_i8(op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
+    let DwI8 {
+        g, filter, bias, q, ..
+    } = *op;
     assert!(
         g.out_c == g.in_c && applies(1, q),
         "depthwise_i8 (avx2): not a convolution this kernel handles"
@@ -95,10 +102,10 @@ pub fn depthwise_i8(
         // length against the geometry.
         let prep = unsafe { prepare_pairs(g, filter, bias, q) };
         // SAFETY: as above; `prep` was made for this geometry, filter, bias and q.
-        unsafe { depthwise_i8_pairs(g, input, filter, bias, q, &prep, rows, out) }
+        unsafe { depthwise_i8_pairs(op, &prep, rows, out) }
     } else {
         // SAFETY: as above.
-        unsafe { depthwise_i8_avx2(g, input, filter, bias, q, rows, out) }
+        unsafe { depthwise_i8_avx2(op, rows, out) }
     }
 }
 
@@ -148,17 +155,8 @@ pub fn prepare_depthwise_i8(
 
 /// [`depthwise_i8`] with constants from [`prepare_depthwise_i8`] (same filter, bias
 /// and `q`; the dispatcher checked the slices against `g`).
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_i8_prepared(
-    prep: &DwPrepI8,
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+pub fn depthwise_i8_prepared(prep: &DwPrepI8, op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
+    let g = op.g;
     let pairs = (g.filter_h * g.filter_w).div_ceil(2);
     assert!(
         prep.params.len() == g.in_c / 16
@@ -168,7 +166,7 @@ pub fn depthwise_i8_prepared(
     );
     // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
     // length against the geometry; prep matches its channels and taps (above).
-    unsafe { depthwise_i8_pairs(g, input, filter, bias, q, prep, rows, out) }
+    unsafe { depthwise_i8_pairs(op, prep, rows, out) }
 }
 
 /// Largest filter (taps) and channel count of the paired depthwise kernel.
@@ -184,24 +182,14 @@ const DW_WBUF: usize = 16 * 1024;
 /// ioff*sum_t w_t (exact in wrapping int32), and a padded tap's w*zp = -w*ioff cancels
 /// its share of the folded term.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn depthwise_i8_pairs(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
-    prep: &DwPrepI8,
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+fn depthwise_i8_pairs(op: &DwI8<'_>, prep: &DwPrepI8, rows: Range<usize>, out: &mut [i8]) {
     let f = match (prep.left, prep.sat) {
         (false, false) => dw_i8_pairs::<false, false>,
         (true, false) => dw_i8_pairs::<true, false>,
         (false, true) => dw_i8_pairs::<false, true>,
         (true, true) => dw_i8_pairs::<true, true>,
     };
-    f(g, input, filter, bias, q, prep, rows, out)
+    f(op, prep, rows, out)
 }
 
 /// The paired kernel's constants (see [`DwPrepI8`]); the caller checked the filter,
@@ -280,17 +268,13 @@ fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<
 }
 
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    op: &DwI8<'_>,
     prep: &DwPrepI8,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
+    let DwI8 { g, input, q, .. } = *op;
     let ch = g.in_c;
     let blocks = ch / 16;
     let c16 = blocks * 16;
@@ -362,7 +346,7 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
                 }
             }
             for k in 0..np {
-                dw_i8_tail(g, input, filter, bias, q, b, oy, ox + k, row, c16, out);
+                dw_i8_tail(op, b, oy, ox + k, row, c16, out);
             }
             ox += np;
         }
@@ -370,13 +354,8 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
 }
 
 /// Channels `c16..` of one depthwise int8 pixel, as the scalar reference.
-#[allow(clippy::too_many_arguments)]
 fn dw_i8_tail(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    op: &DwI8<'_>,
     b: usize,
     oy: usize,
     ox: usize,
@@ -384,6 +363,13 @@ fn dw_i8_tail(
     c16: usize,
     out: &mut [i8],
 ) {
+    let DwI8 {
+        g,
+        input,
+        filter,
+        bias,
+        q,
+    } = *op;
     let ch = g.in_c;
     let obase = (row * g.out_w + ox) * ch;
     for c in c16..ch {
@@ -441,15 +427,14 @@ unsafe fn dw_i8_acc<const NP: usize, const P: usize>(
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_i8_avx2(
-    g: &ConvGeom,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    q: &Requant<'_>,
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+fn depthwise_i8_avx2(op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
+    let DwI8 {
+        g,
+        input,
+        filter,
+        bias,
+        q,
+    } = *op;
     let ch = g.in_c;
     let c16 = ch / 16 * 16;
     let ioff = _mm256_set1_epi16(q.input_offset as i16);
