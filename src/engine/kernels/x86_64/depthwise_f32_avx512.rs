@@ -1,8 +1,8 @@
 //! float32 depthwise convolution with AVX-512F. [`depthwise_f32`]: the AVX2 driver's tap
 //! lists with the AVX2 kernel's per-pixel body (`dw_f32_pixels`) on 16 channels per vector
-//! ([`pixels`]), groups of up to 64 channels, and a last group of fewer than 16 channels
+//! (`pixels`), groups of up to 64 channels, and a last group of fewer than 16 channels
 //! through lane masks instead of a scalar tail. [`depthwise_f32_3x3`]: 3×3 stride-1
-//! convolutions by output rows ([`Row3x3`]). Each lane computes `((0 + x0*w0) + x1*w1) +
+//! convolutions by output rows (`Row3x3`). Each lane computes `((0 + x0*w0) + x1*w1) +
 //! ...` over the listed taps (a multiply, then an add: no FMA), then `+ bias` and the clamp,
 //! exactly as the scalar reference.
 
@@ -294,7 +294,7 @@ impl<const R: usize> Row3<'_, R> {
 }
 
 /// Float depthwise convolution with depth multiplier 1 over output rows `rows`: the AVX2
-/// driver's tap lists with 512-bit [`pixels`] (the dispatcher checked the slices against
+/// driver's tap lists with 512-bit `pixels` (the dispatcher checked the slices against
 /// `g`).
 pub fn depthwise_f32(
     g: &ConvGeom,

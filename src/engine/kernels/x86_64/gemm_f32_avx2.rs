@@ -1,5 +1,5 @@
 //! float32 GEMM with AVX2 + FMA: a 6x16 FMA tile over weights packed as
-//! [16-column block][k][16] (the AVX-512 kernel, [`super::gemm_f32_avx512`], uses the same
+//! `[16-column block][k][16]` (the AVX-512 kernel, [`super::gemm_f32_avx512`], uses the same
 //! packing). Only entered after the dispatcher checked AVX2 and FMA at run time.
 
 use std::arch::x86_64::*;

@@ -1,5 +1,5 @@
 //! int8 GEMM with AVX2: VPMADDWD on int16. The weights are packed once as int16 pairs
-//! ([16-column block][k pair][16 columns][2]), the activations of a 4-row tile are
+//! (`[16-column block][k pair][16 columns][2]`), the activations of a 4-row tile are
 //! sign-extended to int16 into a stack panel, and each k pair of a row is broadcast
 //! (one 32-bit load) against two 8-column weight vectors: a 4x16 register tile of
 //! int32 accumulators. |a*w| <= 2^14, so VPMADDWD never saturates and every sum is

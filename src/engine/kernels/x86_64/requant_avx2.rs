@@ -1,5 +1,5 @@
 //! The int8 requantization epilogue with AVX2: each column block's per-channel constants
-//! ([`RqLanes`]) once, then its rows.
+//! (`RqLanes`) once, then its rows.
 
 use std::arch::x86_64::*;
 
