@@ -5,6 +5,7 @@
 //! - `arena`: the activation arena (tensor lifetimes, placement, per-operator slices).
 //! - [`ops`]: operator semantics (shape checks, quantization parameters).
 //! - [`kernels`]: the arithmetic, grouped by instruction set behind one dispatch point.
+//! - [`pool`]: the engine's own thread pool, which runs the operators' row ranges.
 //! - [`quant`]: the quantization vocabulary (ranges → parameters, weights, biases).
 //! - [`quantizer`]: float model + calibration frames → full-integer int8 model.
 
@@ -14,6 +15,7 @@ pub mod exec;
 pub mod graph;
 pub mod kernels;
 pub mod ops;
+pub mod pool;
 pub mod quant;
 pub mod quantizer;
 pub mod tensor;
@@ -22,6 +24,4 @@ pub mod tflite;
 pub use error::{EngineError, Result};
 pub use exec::{Interpreter, InterpreterOptions, KernelRequest, OpProfile};
 pub use graph::Graph;
-/// The engine's own thread pool (it lives under `kernels/` with the other `unsafe` code).
-pub use kernels::pool;
 pub use tensor::{DType, Quant, TensorInfo};

@@ -4,6 +4,10 @@
 //! - `aarch64`: NEON (baseline, dotprod, i8mm) kernels.
 //! - `x86_64`: AVX2 kernels, and AVX-512 (VNNI) kernels for the GEMMs and depthwise
 //!   convolutions.
+//!
+//! Every choice between instruction sets (and between a SIMD kernel and the scalar
+//! reference for shapes a SIMD kernel does not take) is made here, on [`KernelPath`]: the
+//! entry points of each `aarch64` / `x86_64` file run one instruction set.
 
 pub mod scalar;
 
@@ -157,7 +161,7 @@ pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
             aarch64::dot_i8(path, a, b)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 if path.supported() => x86_64::dot_i8(a, b),
+        KernelPath::Avx2 | KernelPath::Avx512 if path.supported() => x86_64::dot_avx2::dot_i8(a, b),
         _ => scalar::dot_i8(a, b),
     }
 }
@@ -193,7 +197,6 @@ pub fn lut2_u8(path: KernelPath, lut: &[u8; 1 << 16], a: &[u8], b: &[u8], out: &
 
 pub mod conv16;
 pub mod hybrid;
-pub mod pool;
 pub(crate) mod scratch;
 
 use std::ops::Range;
@@ -267,7 +270,7 @@ pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> PackedI8 {
             aarch64::pack_i8(path, w, n, k)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::pack_i8(path, w, n, k),
+        KernelPath::Avx2 => x86_64::gemm_i8_avx2::pack_i8(w, n, k),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512 => x86_64::gemm_vnni::pack_i8(w, n, k),
         _ => scalar::gemm::pack_i8(path, w, n, k),
@@ -301,7 +304,7 @@ pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ld
             aarch64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
+        KernelPath::Avx2 => x86_64::gemm_i8_avx2::gemm_i8(&p.data, n, k, a, m, lda, acc, ldacc),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512 => x86_64::gemm_vnni::gemm_i8(&p.data, n, k, a, m, lda, acc, ldacc),
         _ => scalar::gemm::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
@@ -337,9 +340,9 @@ pub fn requant_i8(
             aarch64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => {
-            x86_64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
-        }
+        KernelPath::Avx2 => x86_64::requant_avx2::requant_i8(acc, m, n, ldacc, rq, out, ldo),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => x86_64::gemm_vnni::requant_i8(acc, m, n, ldacc, rq, out, ldo),
         _ => scalar::gemm::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
     }
 }
@@ -349,7 +352,7 @@ pub fn requant_i8(
 pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
     #[cfg(target_arch = "x86_64")]
     match effective(path) {
-        KernelPath::Avx2 => return x86_64::MR,
+        KernelPath::Avx2 => return x86_64::gemm_i8_avx2::MR,
         KernelPath::Avx512 => return x86_64::gemm_vnni::MR,
         _ => {}
     }
@@ -365,7 +368,7 @@ pub fn gemm_i8_tile_rows(path: KernelPath) -> usize {
 pub fn gemm_f32_tile_rows(path: KernelPath) -> usize {
     #[cfg(target_arch = "x86_64")]
     match effective(path) {
-        KernelPath::Avx2 => return x86_64::MRF,
+        KernelPath::Avx2 => return x86_64::gemm_f32_avx2::MR,
         KernelPath::Avx512 => return x86_64::gemm_f32_avx512::MR,
         _ => {}
     }
@@ -378,7 +381,7 @@ pub fn gemm_f32_tile_rows(path: KernelPath) -> usize {
 pub fn gemm_requant_in_tile(p: &PackedI8) -> bool {
     #[cfg(target_arch = "x86_64")]
     match p.path {
-        KernelPath::Avx2 => return x86_64::gemm_requant_in_tile(p.k),
+        KernelPath::Avx2 => return x86_64::gemm_i8_avx2::gemm_requant_in_tile(p.k),
         KernelPath::Avx512 => return x86_64::gemm_vnni::gemm_requant_in_tile(p.k),
         _ => {}
     }
@@ -433,7 +436,7 @@ pub fn gemm_requant_i8(
         let fused = if p.path == KernelPath::Avx512 {
             x86_64::gemm_vnni::gemm_requant_i8
         } else {
-            x86_64::gemm_requant_i8
+            x86_64::gemm_i8_avx2::gemm_requant_i8
         };
         return fused(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
     }
@@ -547,8 +550,17 @@ pub fn depthwise_i8(
             x86_64::depthwise_vnni::depthwise_i8(&prep, g, q, input, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => {
-            x86_64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
+        KernelPath::Avx2 | KernelPath::Avx512
+            if x86_64::depthwise_i8_avx2::applies(depth_multiplier, q) =>
+        {
+            let op = x86_64::depthwise_i8_avx2::DwI8 {
+                g,
+                input,
+                filter,
+                bias,
+                q,
+            };
+            x86_64::depthwise_i8_avx2::depthwise_i8(&op, rows, out)
         }
         _ => {
             scalar::gemm::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
@@ -562,7 +574,7 @@ pub fn depthwise_i8(
 pub struct DepthwisePrepI8 {
     path: KernelPath,
     #[cfg(target_arch = "x86_64")]
-    avx2: Option<x86_64::DwPrepI8>,
+    avx2: Option<x86_64::depthwise_i8_avx2::DwPrepI8>,
     #[cfg(target_arch = "x86_64")]
     avx512: Option<x86_64::depthwise_vnni::DwPrep>,
 }
@@ -585,7 +597,15 @@ pub fn prepare_depthwise_i8(
         path,
         #[cfg(target_arch = "x86_64")]
         avx2: (path == KernelPath::Avx2)
-            .then(|| x86_64::prepare_depthwise_i8(g, depth_multiplier, filter, bias, q))
+            .then(|| {
+                x86_64::depthwise_i8_avx2::prepare_depthwise_i8(
+                    g,
+                    depth_multiplier,
+                    filter,
+                    bias,
+                    q,
+                )
+            })
             .flatten(),
         #[cfg(target_arch = "x86_64")]
         avx512: (path == KernelPath::Avx512
@@ -619,7 +639,14 @@ pub fn depthwise_i8_prepared(
             return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
         }
         if let Some(p) = &prep.avx2 {
-            return x86_64::depthwise_i8_prepared(p, g, input, filter, bias, q, rows, out);
+            let op = x86_64::depthwise_i8_avx2::DwI8 {
+                g,
+                input,
+                filter,
+                bias,
+                q,
+            };
+            return x86_64::depthwise_i8_avx2::depthwise_i8_prepared(p, &op, rows, out);
         }
     }
     depthwise_i8(
@@ -658,7 +685,7 @@ pub fn pack_f32(path: KernelPath, w: &[f32], n: usize, k: usize) -> PackedF32 {
             aarch64::pack_f32(path, w, n, k)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => x86_64::pack_f32(path, w, n, k),
+        KernelPath::Avx2 | KernelPath::Avx512 => x86_64::gemm_f32_avx2::pack_f32(w, n, k),
         _ => scalar::gemm::pack_f32(path, w, n, k),
     };
     PackedF32 {
@@ -703,8 +730,12 @@ pub fn gemm_f32(
             aarch64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => {
-            x86_64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
+        KernelPath::Avx2 => {
+            x86_64::gemm_f32_avx2::gemm_f32(&p.data, n, k, a, m, lda, bias, clamp, out, ldo)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => {
+            x86_64::gemm_f32_avx512::gemm_f32(&p.data, n, k, a, m, lda, bias, clamp, out, ldo)
         }
         _ => scalar::gemm::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo),
     }
@@ -739,17 +770,21 @@ pub fn depthwise_f32(
             out,
         ),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => x86_64::depthwise_f32(
-            path,
-            g,
-            depth_multiplier,
-            input,
-            filter,
-            bias,
-            clamp,
-            rows,
-            out,
-        ),
+        KernelPath::Avx512
+            if depth_multiplier == 1 && x86_64::depthwise_f32_avx512::is_3x3_s1(g) =>
+        {
+            x86_64::depthwise_f32_avx512::depthwise_f32_3x3(
+                g, input, filter, bias, clamp, rows, out,
+            )
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 if depth_multiplier == 1 => {
+            x86_64::depthwise_f32_avx512::depthwise_f32(g, input, filter, bias, clamp, rows, out)
+        }
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 if depth_multiplier == 1 => {
+            x86_64::depthwise_f32_avx2::depthwise_f32(g, input, filter, bias, clamp, rows, out)
+        }
         _ => scalar::gemm::depthwise_f32(
             path,
             g,

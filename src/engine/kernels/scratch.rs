@@ -70,7 +70,10 @@ pub(crate) fn reserve<T: 'static>(slot: &'static Slot<T>, n: usize) {
 /// Reserve every kernel slot of this thread (see the module comment).
 pub(crate) fn prewarm_thread() {
     #[cfg(target_arch = "x86_64")]
-    super::x86_64::prewarm_scratch();
+    {
+        super::x86_64::depthwise_f32_avx2::prewarm_scratch();
+        super::x86_64::depthwise_vnni::prewarm_scratch();
+    }
     #[cfg(target_arch = "aarch64")]
     super::aarch64::prewarm_scratch();
 }

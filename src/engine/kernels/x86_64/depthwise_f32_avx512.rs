@@ -1,10 +1,16 @@
-//! float32 depthwise pixels with AVX-512F: the AVX2 kernel's per-pixel body
-//! (`dw_f32_pixels`) on 16 channels per vector, groups of up to 64 channels, and a last
-//! group of fewer than 16 channels through lane masks instead of a scalar tail. Each
-//! lane computes `((0 + x0*w0) + x1*w1) + ...` over the listed taps (a multiply, then an
-//! add: no FMA), then `+ bias` and the clamp, exactly as the scalar reference.
+//! float32 depthwise convolution with AVX-512F. [`depthwise_f32`]: the AVX2 driver's tap
+//! lists with the AVX2 kernel's per-pixel body (`dw_f32_pixels`) on 16 channels per vector
+//! (`pixels`), groups of up to 64 channels, and a last group of fewer than 16 channels
+//! through lane masks instead of a scalar tail. [`depthwise_f32_3x3`]: 3×3 stride-1
+//! convolutions by output rows (`Row3x3`). Each lane computes `((0 + x0*w0) + x1*w1) +
+//! ...` over the listed taps (a multiply, then an add: no FMA), then `+ bias` and the clamp,
+//! exactly as the scalar reference.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::lanes::tap_range;
+use crate::engine::kernels::scalar::conv::ConvGeom;
 
 /// `P` output pixels of the float depthwise convolution (pixel `p` reads its input at
 /// `x + p * xstep` and writes `o + p * ch`) over the taps `(input offset, filter offset)`.
@@ -107,22 +113,22 @@ unsafe fn group<const G: usize, const P: usize>(
 
 /// One output row of a 3×3 float depthwise convolution with stride 1, dilation 1 and depth
 /// multiplier 1 (see [`Row3x3::run`]).
-pub(super) struct Row3x3 {
+struct Row3x3 {
     /// The input rows read by filter rows `fy0`, `fy0 + 1`, ...: the filter rows whose input
     /// row lies inside the input (the others are skipped, as the scalar reference skips
     /// them); only the first `R` of [`Row3x3::run`] are read.
-    pub rows: [*const f32; 3],
-    pub fy0: usize,
-    pub in_w: usize,
-    pub ch: usize,
-    pub pad_left: usize,
-    pub out_w: usize,
+    rows: [*const f32; 3],
+    fy0: usize,
+    in_w: usize,
+    ch: usize,
+    pad_left: usize,
+    out_w: usize,
     /// The filter, `[fy][fx][ch]`.
-    pub w: *const f32,
-    pub bias: Option<*const f32>,
-    pub clamp: (f32, f32),
+    w: *const f32,
+    bias: Option<*const f32>,
+    clamp: (f32, f32),
     /// The output row.
-    pub o: *mut f32,
+    o: *mut f32,
 }
 
 impl Row3x3 {
@@ -139,7 +145,7 @@ impl Row3x3 {
     /// starts `9 * ch` floats, `bias` (if any) `ch`; `o` starts `out_w * ch` writable floats;
     /// `fy0 + R <= 3`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn run<const R: usize>(&self) {
+    unsafe fn run<const R: usize>(&self) {
         let row = Row3::<R> {
             rows: std::array::from_fn(|r| self.rows[r]),
             wrow: std::array::from_fn(|r| self.fy0 + r),
@@ -282,6 +288,124 @@ impl<const R: usize> Row3<'_, R> {
             }
             for ox in ox_hi..out_w {
                 edge(ox);
+            }
+        }
+    }
+}
+
+/// Float depthwise convolution with depth multiplier 1 over output rows `rows`: the AVX2
+/// driver's tap lists with 512-bit `pixels` (the dispatcher checked the slices against
+/// `g`).
+pub fn depthwise_f32(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    assert_eq!(
+        g.out_c, g.in_c,
+        "depthwise_f32 (avx512): depth multiplier 1 only"
+    );
+    // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
+    // also checked every slice length against the geometry.
+    unsafe { super::depthwise_f32_avx2::driver::<true>(g, input, filter, bias, clamp, rows, out) }
+}
+
+/// Whether [`depthwise_f32_3x3`] handles the float depthwise convolution `g` (depth
+/// multiplier 1): a 3×3 filter, stride 1, dilation 1.
+pub fn is_3x3_s1(g: &ConvGeom) -> bool {
+    (g.filter_h, g.filter_w, g.dilation_h, g.dilation_w) == (3, 3, 1, 1)
+        && (g.stride_h, g.stride_w) == (1, 1)
+}
+
+/// The float 3×3 depthwise convolution (stride 1, dilation 1, depth multiplier 1: see
+/// [`is_3x3_s1`]) over output rows `rows`, by output rows (the dispatcher checked the slices
+/// against `g`).
+pub fn depthwise_f32_3x3(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    assert!(
+        g.out_c == g.in_c && is_3x3_s1(g),
+        "depthwise_f32_3x3 (avx512): not a 3x3 stride-1 convolution"
+    );
+    // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
+    // also checked every slice length against the geometry; the shape was checked above.
+    unsafe { depthwise_f32_3x3_avx512(g, input, filter, bias, clamp, rows, out) }
+}
+
+/// The float 3×3 depthwise convolution (stride 1, dilation 1, depth multiplier 1) with
+/// AVX-512: each output row through [`Row3x3`] with the input rows
+/// its filter rows read (those inside the input). With stride 2 the pixel-major driver,
+/// which streams the (larger) input in order, measured faster.
+///
+/// # Safety
+/// AVX-512 F, BW, DQ, VL and VNNI are available; the slices were checked against `g`
+/// (a 3×3 filter, stride 1, dilation 1, depth multiplier 1) by the dispatcher.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn depthwise_f32_3x3_avx512(
+    g: &ConvGeom,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let ch = g.in_c;
+    let row_len = g.in_w * ch;
+    let (w, bp) = (filter.as_ptr(), bias.map(<[f32]>::as_ptr));
+    for row in rows {
+        let (b, oy) = (row / g.out_h, row % g.out_h);
+        let (fy0, fy1) = tap_range(oy, 1, 1, g.pad_top, g.in_h, 3);
+        let in_row = |fy: usize| {
+            let iy = oy + fy - g.pad_top;
+            input[(b * g.in_h + iy) * row_len..][..row_len].as_ptr()
+        };
+        let o = &mut out[row * g.out_w * ch..][..g.out_w * ch];
+        let n = fy1.saturating_sub(fy0);
+        if n == 0 {
+            // No input row: every output is the bias, clamped (the scalar order).
+            for px in o.chunks_exact_mut(ch) {
+                for (c, v) in px.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    if let Some(b) = bias {
+                        acc += b[c];
+                    }
+                    *v = acc.max(clamp.0).min(clamp.1);
+                }
+            }
+            continue;
+        }
+        let r = Row3x3 {
+            // Slots past the n rows inside the input repeat the last one (never read).
+            rows: std::array::from_fn(|r| in_row(fy0 + r.min(n - 1))),
+            fy0,
+            in_w: g.in_w,
+            ch,
+            pad_left: g.pad_left,
+            out_w: g.out_w,
+            w,
+            bias: bp,
+            clamp,
+            o: o.as_mut_ptr(),
+        };
+        // SAFETY: the input rows are whole rows of the input (sliced above), the output row
+        // a whole row of the output; filter (9 * ch) and bias (ch) were checked by the
+        // dispatcher; fy0 + n <= 3.
+        unsafe {
+            match n {
+                3 => r.run::<3>(),
+                2 => r.run::<2>(),
+                _ => r.run::<1>(),
             }
         }
     }

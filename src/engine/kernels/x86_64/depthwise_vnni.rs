@@ -12,8 +12,9 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::depthwise_i8_avx2::{MAX_DW_CH, MAX_TAPS};
 use super::gemm_vnni::Rq16;
-use super::{clamp8, MAX_DW_CH, MAX_TAPS};
+use super::lanes::clamp8;
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
@@ -21,7 +22,7 @@ use crate::engine::kernels::scratch::reuse;
 /// Channels per block (one vector of 32 int16).
 const CB: usize = 32;
 
-/// Reserve this thread's zero-point row (see [`super::prewarm_scratch`]).
+/// Reserve this thread's zero-point row (see `kernels::scratch::prewarm_thread`).
 pub(crate) fn prewarm_scratch() {
     super::super::scratch::reserve(&ZP_ROW, 64 << 10);
 }

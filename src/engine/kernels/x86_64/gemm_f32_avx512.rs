@@ -1,5 +1,5 @@
 //! float32 GEMM with AVX-512F: the AVX2 kernel's weight layout (`[16-column block][k][16]`,
-//! see [`super::pack_f32`]) with register tiles of up to [`MR`] rows by two blocks (32
+//! see [`super::gemm_f32_avx2::pack_f32`]) with register tiles of up to [`MR`] rows by two blocks (32
 //! columns, 24 accumulators), each k step one FMA per accumulator against a broadcast
 //! activation. Every output is the same FMA chain over k, from zero, then bias and clamp,
 //! as in the AVX2 and scalar kernels, so the results are the same bits.
@@ -13,8 +13,31 @@ pub(in crate::engine::kernels) const MR: usize = 12;
 /// Rows per cache block: each pair of weight blocks is reused by the block's tiles.
 const MC: usize = 48;
 
+/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`,
+/// W packed by [`super::gemm_f32_avx2::pack_f32`]; the dispatcher checked `a`, `out` and
+/// `bias`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    packed: &[f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    bias: Option<&[f32]>,
+    clamp: (f32, f32),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    super::gemm_f32_avx2::check_packed(packed, n, k);
+    // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
+    // also checked a, out and bias against m, n, k, lda, ldo; the packed length was checked
+    // above.
+    unsafe { gemm(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
+}
+
 /// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`
-/// with W packed by [`super::pack_f32`].
+/// with W packed by [`super::gemm_f32_avx2::pack_f32`].
 ///
 /// # Safety
 /// The CPU has AVX-512 F, BW, DQ, VL and VNNI, AVX2 and FMA; `packed` holds the blocks of
@@ -22,7 +45,7 @@ const MC: usize = 48;
 /// `ldo` (as `kernels::gemm_f32` does).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm(
+unsafe fn gemm(
     packed: &[f32],
     n: usize,
     k: usize,

@@ -19,8 +19,8 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::Fuse;
-use crate::engine::kernels::{KernelPath, RequantCols};
+use super::fuse::Fuse;
+use crate::engine::kernels::RequantCols;
 
 /// Columns per packed block (one vector of 16 int32 accumulators).
 const NR: usize = 16;
@@ -122,19 +122,7 @@ pub fn gemm_requant_i8(
 ) {
     check_packed(packed, n, k);
     let in_tile = gemm_requant_in_tile(k);
-    let Some(fuse) = Fuse::new(
-        KernelPath::Avx512,
-        n,
-        k,
-        a,
-        m,
-        lda,
-        rq,
-        acc,
-        in_tile,
-        out,
-        ldo,
-    ) else {
+    let Some(fuse) = Fuse::new(requant_i8, n, k, a, m, lda, rq, acc, in_tile, out, ldo) else {
         return;
     };
     // SAFETY: as in gemm_i8 (the packed length checked above, the other slices by

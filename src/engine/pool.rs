@@ -14,8 +14,9 @@
 //! what it wrote itself (in its own cache) while the stealing keeps the load balanced.
 //! Tasks are claimed with atomic counters, so each task runs exactly once.
 //!
-//! This lives under `kernels/` because handing a borrowed closure to long-lived
-//! threads needs one lifetime erasure (`unsafe`), justified where it happens.
+//! Handing a borrowed closure to long-lived threads needs one lifetime erasure (`unsafe`),
+//! justified where it happens. Every thread of the pool reserves the kernels' thread-local
+//! scratch at start (`kernels::scratch::prewarm_thread`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -124,7 +125,7 @@ impl ThreadPool {
             let h = std::thread::Builder::new()
                 .name(format!("edgecam-infer-{w}"))
                 .spawn(move || {
-                    super::scratch::prewarm_thread();
+                    super::kernels::scratch::prewarm_thread();
                     if let Some(c) = core {
                         if let Err(e) = pin_current_thread(c) {
                             tracing::warn!(core = c, error = %e, "cannot pin inference thread");
@@ -135,7 +136,7 @@ impl ThreadPool {
             pool.handles.push(h);
         }
         // The calling thread works too (the one that builds the pool usually invokes it).
-        super::scratch::prewarm_thread();
+        super::kernels::scratch::prewarm_thread();
         Ok(pool)
     }
 

@@ -1,0 +1,84 @@
+//! The parameters of an int8 GEMM's requantization done inside the register tile, shared by
+//! the AVX2 ([`super::gemm_i8_avx2`]) and AVX-512 VNNI ([`super::gemm_vnni`]) GEMMs.
+
+use super::lanes::clamp8;
+use crate::engine::kernels::RequantCols;
+
+/// The requantization epilogue alone of one instruction set (`requant_i8` of
+/// [`super::requant_avx2`] or [`super::gemm_vnni`]): what a fused GEMM runs when `k == 0`.
+pub(super) type RequantFn = fn(&[i32], usize, usize, usize, &RequantCols<'_>, &mut [i8], usize);
+
+/// Requantization of an int8 GEMM's output inside the register tile (see
+/// `gemm_requant_i8` of [`super::gemm_i8_avx2`] and [`super::gemm_vnni`]).
+pub(super) struct Fuse<'a> {
+    pub(super) bias: &'a [i32],
+    pub(super) mult: &'a [i32],
+    pub(super) shift: &'a [i32],
+    pub(super) off: i32,
+    /// Byte clamp bounds (see [`clamp8`]).
+    pub(super) lo: i32,
+    pub(super) hi: i32,
+    /// Some channel shifts left / some multiplier is i32::MIN (see `lanes::rq8`).
+    pub(super) left: bool,
+    pub(super) sat: bool,
+    pub(super) out: *mut i8,
+    pub(super) ldo: usize,
+}
+
+impl<'a> Fuse<'a> {
+    /// The argument checks of a fused GEMM (`gemm_requant_i8` of either x86 path) of `n`
+    /// columns, and its epilogue's parameters; `None` when nothing is left to do:
+    /// no rows or columns, or `k == 0` (every sum is 0; those are requantized here by the
+    /// caller's own `requant`). `acc` must hold `m * n` values unless `in_tile` (the path then
+    /// never touches it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        requant: RequantFn,
+        n: usize,
+        k: usize,
+        a: &[i8],
+        m: usize,
+        lda: usize,
+        rq: &RequantCols<'a>,
+        acc: &mut [i32],
+        in_tile: bool,
+        out: &mut [i8],
+        ldo: usize,
+    ) -> Option<Fuse<'a>> {
+        assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
+        assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
+        assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+        assert!(
+            in_tile || acc.len() >= m * n,
+            "gemm_requant_i8: acc too short"
+        );
+        if m == 0 || n == 0 {
+            return None;
+        }
+        if k == 0 {
+            let acc = &mut acc[..m * n];
+            acc.fill(0);
+            requant(acc, m, n, n, rq, out, ldo);
+            return None;
+        }
+        Some(Fuse::epilogue(n, rq, out, ldo))
+    }
+
+    /// The epilogue's parameters for `n` columns of `rq` into `out` (row stride `ldo`);
+    /// the caller checked the lengths.
+    pub(super) fn epilogue(n: usize, rq: &RequantCols<'a>, out: &mut [i8], ldo: usize) -> Fuse<'a> {
+        let (lo, hi) = clamp8(rq.act_min, rq.act_max);
+        Fuse {
+            bias: rq.bias,
+            mult: rq.multipliers,
+            shift: rq.shifts,
+            off: rq.output_offset,
+            lo,
+            hi,
+            left: rq.shifts[..n].iter().any(|&s| s > 0),
+            sat: rq.multipliers[..n].contains(&i32::MIN),
+            out: out.as_mut_ptr(),
+            ldo,
+        }
+    }
+}
