@@ -4,6 +4,10 @@
 //! Stages, one module each: [`capture`] → [`preprocess`] → [`detect`] →
 //! [`postprocess`] → [`publish`], with [`drift`] beside the detector.
 //! The inference engine lives in [`engine`].
+//!
+//! `unsafe` is denied everywhere but in the engine's kernels and thread pool (and the
+//! generated flatbuffer accessors), where each block carries a `// SAFETY:` comment.
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod backoff;

@@ -1,5 +1,6 @@
 //! The `edgecam` binary: parses the command line and dispatches to [`edgecam::cli`], where
 //! each subcommand's arguments and code live.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -2,8 +2,6 @@
 //! `clap::Args` struct) beside the code that runs it (`run`). `src/main.rs` only parses
 //! and dispatches.
 
-#![deny(unsafe_code)]
-
 use std::path::Path;
 
 use anyhow::{Context, Result};

@@ -13,8 +13,10 @@ mod arena;
 pub mod error;
 pub mod exec;
 pub mod graph;
+#[allow(unsafe_code)]
 pub mod kernels;
 pub mod ops;
+#[allow(unsafe_code)]
 pub mod pool;
 pub mod quant;
 pub mod quantizer;

@@ -26,7 +26,9 @@ mod tests;
     unused_variables,
     non_camel_case_types,
     missing_docs,
-    unreachable_patterns
+    unreachable_patterns,
+    // Its accessors read the flatbuffer with `unsafe`.
+    unsafe_code
 )]
 pub(crate) mod schema_generated;
 
