@@ -88,7 +88,7 @@ fn check_matches_python(stem: &str, tag: &str) {
     assert_eq!(ours.len(), py.len(), "{stem} {tag}: {ours:?} vs {py:?}");
     for (d, p) in ours.iter().zip(&py) {
         assert_eq!(d.class_id as u64, p["class_id"].as_u64().unwrap());
-        assert_eq!(d.label, p["label"].as_str().unwrap());
+        assert_eq!(&*d.label, p["label"].as_str().unwrap());
         assert!((d.score as f64 - p["score"].as_f64().unwrap()).abs() < 1e-4);
         for k in 0..4 {
             let want = p["bbox"][k].as_f64().unwrap();
@@ -124,7 +124,7 @@ fn dog_int8_matches_python_decoding() {
 
 /// The best detection of `label`, if any.
 fn best<'a>(d: &'a [Detection], label: &str) -> Option<&'a Detection> {
-    d.iter().find(|x| x.label == label)
+    d.iter().find(|x| &*x.label == label)
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn detector_glue_on_stand_in_graph() {
         let py = python("person", tag);
         assert_eq!(got.len(), py.len());
         for (d, p) in got.iter().zip(&py) {
-            assert_eq!(d.label, p["label"].as_str().unwrap());
+            assert_eq!(&*d.label, p["label"].as_str().unwrap());
         }
         let t = det.transform();
         assert_eq!((t.src_w, t.src_h, t.dst_w, t.dst_h), (640, 424, 300, 300));

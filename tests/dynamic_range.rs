@@ -149,7 +149,7 @@ fn the_detector_runs_dynamic_range_models_and_finds_what_float_finds() {
                 .detect(&img)
                 .unwrap()
                 .into_iter()
-                .map(|d| d.label)
+                .map(|d| d.label.to_string())
                 .collect();
             l.sort();
             l.dedup();

@@ -181,9 +181,9 @@ fn int16_detector_finds_what_the_float_model_finds() {
         .unwrap();
     let float = detect("ssd_mobilenetv2_oidv4_fp32.tflite", &person, 0.5);
     let found = detect("ssd_mobilenetv2_oidv4_int16.tflite", &person, 0.5);
-    assert!(float.iter().any(|d| d.label == "Person"), "{float:?}");
+    assert!(float.iter().any(|d| &*d.label == "Person"), "{float:?}");
     assert!(
-        found.iter().any(|d| d.label == "Person"),
+        found.iter().any(|d| &*d.label == "Person"),
         "person.jpg: {found:?}"
     );
 }

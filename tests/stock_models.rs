@@ -62,7 +62,7 @@ fn coral_ssd_needs_no_description_and_matches_tflite_on_every_path() {
         let mut det = Detector::from_config(&c).unwrap();
         assert!(det.desc().is_none());
         let found = det.detect(&img).unwrap();
-        let names: Vec<&str> = found.iter().map(|d| d.label.as_str()).collect();
+        let names: Vec<&str> = found.iter().map(|d| d.label.as_ref()).collect();
         for w in want {
             assert!(names.contains(w), "{photo}: {names:?} lacks {w}");
         }

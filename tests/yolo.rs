@@ -159,7 +159,7 @@ fn yolo_outputs_are_recognised_and_decoded_as_a_reference_decoder_does() {
         );
         for (o, r) in ours.iter().zip(&reference) {
             assert_eq!(o.class_id as u64, r["class"].as_u64().unwrap(), "{layout}");
-            assert_eq!(o.label, ["horse", "person", "dog"][o.class_id]);
+            assert_eq!(&*o.label, ["horse", "person", "dog"][o.class_id]);
             let rs = r["score"].as_f64().unwrap() as f32;
             assert!(
                 (o.score - rs).abs() <= 1e-4,

@@ -135,6 +135,7 @@ enum Head {
     PostProcess {
         outs: [usize; 4],
         labels: Vec<String>,
+        names: crate::postprocess::boxes::ClassNames,
         score_threshold: f32,
     },
     /// One YOLO output tensor, decoded with class-aware NMS outside the graph.
@@ -398,6 +399,7 @@ impl Detector {
             interp,
             head: Head::PostProcess {
                 outs,
+                names: crate::postprocess::boxes::ClassNames::new(&labels, classes),
                 labels,
                 score_threshold,
             },
@@ -562,8 +564,9 @@ impl Detector {
             }
             Head::PostProcess {
                 outs,
-                labels,
+                names,
                 score_threshold,
+                ..
             } => {
                 out.clear();
                 let f = |k: usize| -> Result<&[f32]> {
@@ -581,7 +584,7 @@ impl Detector {
                         continue;
                     }
                     let c = classes[i].max(0.0) as usize;
-                    let label = crate::postprocess::boxes::label_of(labels, c);
+                    let label = names.get(c);
                     let b = &boxes[4 * i..4 * i + 4];
                     out.push(Detection {
                         class_id: c,
@@ -688,7 +691,7 @@ pub fn detections_json(
         .iter()
         .map(|d| {
             serde_json::json!({
-                "label": d.label,
+                "label": &*d.label,
                 "class_id": d.class_id,
                 "score": d.score,
                 "box": d.to_pixels(transform),

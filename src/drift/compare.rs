@@ -389,7 +389,7 @@ mod tests {
     fn det(c: usize, score: f32, b: [f32; 4]) -> Detection {
         Detection {
             class_id: c,
-            label: format!("L{c}"),
+            label: format!("L{c}").into(),
             score,
             bbox: crate::postprocess::NormBox(b),
         }

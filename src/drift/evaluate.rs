@@ -221,13 +221,13 @@ impl Evaluator {
         let mut m: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for c in &self.frames {
             for d in &c.float {
-                m.entry(d.label.clone()).or_default().0 += 1;
+                m.entry(d.label.to_string()).or_default().0 += 1;
             }
             for d in &c.int8 {
-                m.entry(d.label.clone()).or_default().1 += 1;
+                m.entry(d.label.to_string()).or_default().1 += 1;
             }
             for (_, t, _) in &c.matches {
-                m.entry(c.float[*t].label.clone()).or_default().2 += 1;
+                m.entry(c.float[*t].label.to_string()).or_default().2 += 1;
             }
         }
         m

@@ -25,7 +25,7 @@ fn dets_json(d: &[Detection], t: &FrameTransform) -> serde_json::Value {
     d.iter()
         .map(|x| {
             serde_json::json!({
-                "label": x.label, "class_id": x.class_id, "score": x.score,
+                "label": &*x.label, "class_id": x.class_id, "score": x.score,
                 "box": x.to_pixels(t), "box_normalized": x.bbox,
             })
         })

@@ -300,7 +300,7 @@ mod tests {
     fn frame(seq: u64, agree: bool) -> FrameComparison {
         let d = |c: usize, x: f32| Detection {
             class_id: c,
-            label: format!("L{c}"),
+            label: format!("L{c}").into(),
             score: 0.9,
             bbox: crate::postprocess::NormBox([0.0, x, 0.4, x + 0.3]),
         };

@@ -1,5 +1,7 @@
 //! SSD box decoding and the full "raw outputs → detections" path.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 
 use super::anchors::Anchor;
@@ -117,7 +119,8 @@ pub struct Detection {
     /// Column of the class in the model output (background included, so the
     /// same index as the label file line).
     pub class_id: usize,
-    pub label: String,
+    /// Shared with the decoder's [`ClassNames`] (no allocation per detection).
+    pub label: Arc<str>,
     pub score: f32,
     /// `[ymin, xmin, ymax, xmax]` in normalised model-input coordinates (not clamped).
     pub bbox: NormBox,
@@ -147,6 +150,31 @@ pub fn label_of(labels: &[String], c: usize) -> String {
     }
 }
 
+/// The label of every class id a model can produce, made once from the label file (by
+/// [`label_of`]): detections share them, so a frame's detections allocate no label.
+#[derive(Clone, Debug, Default)]
+pub struct ClassNames(Vec<Arc<str>>);
+
+impl ClassNames {
+    /// Names for the class ids `0..max(classes, labels.len())`.
+    pub fn new(labels: &[String], classes: usize) -> Self {
+        ClassNames(
+            (0..classes.max(labels.len()))
+                .map(|c| Arc::from(label_of(labels, c)))
+                .collect(),
+        )
+    }
+
+    /// The name of class `c` (its number beyond the model's classes, which decoders never
+    /// produce).
+    pub fn get(&self, c: usize) -> Arc<str> {
+        match self.0.get(c) {
+            Some(n) => n.clone(),
+            None => Arc::from(c.to_string()),
+        }
+    }
+}
+
 /// The candidates of one frame and greedy NMS's scratch, shared by the SSD and YOLO
 /// decoders: they push candidates (`index` into their box list), then [`Selector::select`]
 /// sorts them, runs NMS and appends the kept ones as detections.
@@ -167,14 +195,14 @@ impl Selector {
     }
 
     /// Sorts the candidates, keeps at most `max_detections` by greedy NMS (per class or
-    /// across classes) and appends them to `out`, labelled by [`label_of`].
+    /// across classes) and appends them to `out`, labelled by `names`.
     pub fn select(
         &mut self,
         boxes: &[BoxCorners],
         iou_threshold: f32,
         per_class: bool,
         max_detections: usize,
-        labels: &[String],
+        names: &ClassNames,
         out: &mut Vec<Detection>,
     ) {
         sort_candidates(&mut self.cands);
@@ -192,7 +220,7 @@ impl Selector {
             let c = k.class as usize;
             out.push(Detection {
                 class_id: c,
-                label: label_of(labels, c),
+                label: names.get(c),
                 score: k.score,
                 bbox: NormBox(boxes[k.index as usize]),
             });
@@ -207,6 +235,7 @@ pub struct Decoder {
     anchors: Vec<Anchor>,
     params: DecodeParams,
     labels: Vec<String>,
+    names: ClassNames,
     boxes: Vec<BoxCorners>,
     deq_boxes: Vec<f32>,
     deq_scores: Vec<f32>,
@@ -232,6 +261,7 @@ impl Decoder {
             deq_boxes: Vec::with_capacity(n * 4),
             deq_scores: Vec::with_capacity(n * params.num_classes),
             sel: Selector::new(n, params.max_detections.min(n)),
+            names: ClassNames::new(&labels, params.num_classes),
             anchors,
             params,
             labels,
@@ -341,7 +371,7 @@ impl Decoder {
             p.iou_threshold,
             !p.class_agnostic,
             p.max_detections,
-            &self.labels,
+            &self.names,
             out,
         );
         Ok(())
@@ -421,7 +451,7 @@ mod tests {
             .decode(RawOutput::F32(&boxes), RawOutput::F32(&scores))
             .unwrap();
         assert_eq!(det.len(), 2);
-        assert_eq!((det[0].class_id, det[0].label.as_str()), (1, "a"));
+        assert_eq!((det[0].class_id, det[0].label.as_ref()), (1, "a"));
         assert!((det[0].score - sigmoid(3.0)).abs() < 1e-7);
         assert_eq!(det[1].class_id, 2);
         let mut d = Decoder::new(anchors, params(true), labels).unwrap();

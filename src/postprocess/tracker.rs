@@ -179,7 +179,7 @@ impl Tracker {
     ) -> impl Iterator<Item = &'a str> + 'a {
         self.assigned
             .iter()
-            .filter_map(move |&(_, i)| objects.get(i).map(|o| o.label.as_str()))
+            .filter_map(move |&(_, i)| objects.get(i).map(|o| o.label.as_ref()))
     }
 
     /// `<start_time>-<6 lower-case letters and digits>`: unique across restarts, as the

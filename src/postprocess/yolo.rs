@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Result};
 
-use super::boxes::{Detection, RawOutput, Selector};
+use super::boxes::{ClassNames, Detection, RawOutput, Selector};
 use super::nms::{BoxCorners, Candidate};
 
 /// A coordinate above this means the model writes pixels.
@@ -82,15 +82,18 @@ pub struct YoloDecoder {
     values: Vec<f32>,
     boxes: Vec<BoxCorners>,
     sel: Selector,
+    names: ClassNames,
 }
 
 impl YoloDecoder {
     pub fn new(params: YoloParams, labels: Vec<String>) -> Self {
+        let names = ClassNames::new(&labels, params.classes);
         YoloDecoder {
             labels,
             values: Vec::with_capacity(params.boxes * (params.classes + 5)),
             boxes: Vec::with_capacity(params.boxes),
             sel: Selector::new(params.boxes, params.max_detections),
+            names,
             params,
         }
     }
@@ -166,7 +169,7 @@ impl YoloDecoder {
             p.iou_threshold,
             true,
             p.max_detections,
-            &self.labels,
+            &self.names,
             out,
         );
         Ok(())
@@ -216,9 +219,9 @@ mod tests {
         let mut out = Vec::new();
         d.decode_into(RawOutput::F32(&v), &mut out).unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!((out[0].class_id, out[0].label.as_str()), (0, "a"));
+        assert_eq!((out[0].class_id, out[0].label.as_ref()), (0, "a"));
         assert!((out[0].score - 0.81).abs() < 1e-6);
-        assert_eq!((out[1].class_id, out[1].label.as_str()), (1, "b"));
+        assert_eq!((out[1].class_id, out[1].label.as_ref()), (1, "b"));
         let b = out[0].bbox;
         for (x, y) in b.iter().zip([0.4, 0.4, 0.6, 0.6]) {
             assert!((x - y).abs() < 1e-6, "{b:?}");
@@ -242,7 +245,7 @@ mod tests {
         let mut out = Vec::new();
         d.decode_into(RawOutput::F32(&v), &mut out).unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(out[0].label, "0", "no labels: the class number");
+        assert_eq!(&*out[0].label, "0", "no labels: the class number");
         assert!((out[0].score - 0.7).abs() < 1e-6);
         let want = [0.45, 0.45, 0.55, 0.55];
         for (x, y) in out[0].bbox.iter().zip(want) {

@@ -27,7 +27,7 @@ mod tests;
     non_camel_case_types,
     missing_docs,
     unreachable_patterns,
-    // Its accessors read the flatbuffer with `unsafe`.
+// Its accessors read the flatbuffer with `unsafe`.
     unsafe_code
 )]
 pub(crate) mod schema_generated;
