@@ -13,14 +13,14 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::conv16 as fast16;
-use crate::engine::kernels::scalar::activation::{dequantize, quantize_f32};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::conv16::{conv_16x8, depthwise_16x8};
 use crate::engine::kernels::scalar::elementwise::{add_q, AddSubParams};
 use crate::engine::kernels::KernelPath;
 use crate::engine::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::quant::{
-    activation_range_quantized, QRange, RequantPerChannel16, RequantPerTensor, I16_RANGE, I8_RANGE,
+    activation_range_quantized, dequantize, quantize_f32, QRange, RequantPerChannel16,
+    RequantPerTensor, I16_RANGE, I8_RANGE,
 };
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};

@@ -3,8 +3,8 @@
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::scalar::activation::{apply_lut, build_lut, dequantize, quantize_f32};
-use crate::engine::quant::{QRange, RequantPerTensor};
+use crate::engine::kernels::scalar::activation::{apply_lut, build_lut};
+use crate::engine::quant::{dequantize, quantize_f32, QRange, RequantPerTensor};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 

@@ -1,5 +1,6 @@
-//! Quantized value ranges: the storage range of a quantized type, the
-//! quantization of one real value, and the clamp range of a fused activation.
+//! Quantized values and ranges: the storage range of a quantized type, the
+//! quantization and dequantization of one value, and the clamp range of a
+//! fused activation.
 
 use crate::engine::graph::Activation;
 
@@ -91,6 +92,19 @@ impl QType for i16 {
 /// TFLite's round-half-away-from-zero quantization of one real value.
 pub fn quantize_value(v: f32, scale: f32, zero_point: i32) -> i32 {
     zero_point + (v / scale).round() as i32
+}
+
+/// TFLite float→int quantization: `zp + round(x / scale)`, clamped.
+#[inline(always)]
+pub fn quantize_f32(x: f32, scale: f32, zp: i32, out: QRange) -> i32 {
+    let r = (x / scale).round() as i32;
+    r.saturating_add(zp).clamp(out.min, out.max)
+}
+
+/// TFLite dequantization: `float(double(scale) * (v - zp))`.
+#[inline(always)]
+pub fn dequantize(v: i32, scale: f32, zp: i32) -> f32 {
+    (scale as f64 * (v - zp) as f64) as f32
 }
 
 /// TFLite's CalculateActivationRangeQuantized: the clamp bounds of a fused

@@ -184,19 +184,6 @@ pub fn leaky_relu_q(
     o.clamp(out.min, out.max)
 }
 
-/// TFLite float→int quantization: `zp + round(x / scale)`, clamped.
-#[inline(always)]
-pub fn quantize_f32(x: f32, scale: f32, zp: i32, out: QRange) -> i32 {
-    let r = (x / scale).round() as i32;
-    r.saturating_add(zp).clamp(out.min, out.max)
-}
-
-/// TFLite dequantization: `float(double(scale) * (v - zp))`.
-#[inline(always)]
-pub fn dequantize(v: i32, scale: f32, zp: i32) -> f32 {
-    (scale as f64 * (v - zp) as f64) as f32
-}
-
 /// TFLite's softmax exponent table: entry `255 - d` is `exp(-in_scale * beta * d)`.
 pub fn softmax_exp_table(in_scale: f32, beta: f32) -> [f32; 256] {
     let scale = -in_scale * beta;
