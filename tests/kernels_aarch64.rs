@@ -9,8 +9,8 @@
 
 use edgecam::engine::kernels::aarch64 as arm;
 use edgecam::engine::kernels::scalar::conv::{self, ConvGeom};
-use edgecam::engine::kernels::scalar::quant::{multiply_by_quantized_multiplier, Requant};
 use edgecam::engine::kernels::{KernelPath, RequantCols};
+use edgecam::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 mod common;
 use common::Rng;
@@ -445,7 +445,7 @@ fn depthwise_i8_matches_scalar_on_random_geometries() {
             } else {
                 (output_offset.max(-128), 127.min(output_offset + 100))
             };
-            let q = Requant {
+            let q = RequantPerChannel {
                 input_offset,
                 filter_offset,
                 output_offset,

@@ -14,11 +14,11 @@ use edgecam::engine::graph::{
 };
 use edgecam::engine::kernels::scalar::conv::{self as refconv, ConvGeom};
 use edgecam::engine::kernels::scalar::fc as reffc;
-use edgecam::engine::kernels::scalar::quant::{
-    activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
-    quantize_multiplier, Requant,
-};
 use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::quant::{
+    activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
+    quantize_multiplier, RequantPerChannel, I8_RANGE,
+};
 use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
 use edgecam::engine::{Interpreter, InterpreterOptions};
 
@@ -176,7 +176,7 @@ fn qcase(rng: &mut Rng, channels: usize, per_channel: bool) -> QCase {
     }
 }
 
-/// The Requant TFLite derives for this case (per-channel double or legacy rule).
+/// The RequantPerChannel TFLite derives for this case (per-channel double or legacy rule).
 fn requant(c: &QCase, channels: usize, legacy: bool) -> (Vec<i32>, Vec<i32>, i32, i32) {
     let (mut m, mut s) = (Vec::new(), Vec::new());
     for ch in 0..channels {
@@ -190,9 +190,8 @@ fn requant(c: &QCase, channels: usize, legacy: bool) -> (Vec<i32>, Vec<i32>, i32
         m.push(qm);
         s.push(sh);
     }
-    let (lo, hi) =
-        activation_range_quantized(c.act, c.out_scale, c.out_zp as i32, -128, 127).unwrap();
-    (m, s, lo, hi)
+    let act = activation_range_quantized(c.act, c.out_scale, c.out_zp as i32, I8_RANGE).unwrap();
+    (m, s, act.min, act.max)
 }
 
 fn filter_quant(c: &QCase, axis: usize) -> Option<Quant> {
@@ -275,7 +274,7 @@ fn conv2d_int8_every_path_is_bit_exact() {
                 .collect()
         });
         let (m, s, lo, hi) = requant(&c, out_c, false);
-        let q = Requant {
+        let q = RequantPerChannel {
             input_offset: -c.in_zp as i32,
             filter_offset: 0,
             output_offset: c.out_zp as i32,
@@ -424,7 +423,7 @@ fn depthwise_int8_case(
                 .collect()
         });
         let (m, s, lo, hi) = requant(&c, out_c, false);
-        let q = Requant {
+        let q = RequantPerChannel {
             input_offset: -c.in_zp as i32,
             filter_offset: 0,
             output_offset: c.out_zp as i32,
@@ -507,7 +506,7 @@ fn fully_connected_int8_every_path_is_bit_exact() {
         });
         // TFLite: per-channel int8 FC uses per-channel double multipliers, per-tensor the legacy rule.
         let (m, s, lo, hi) = requant(&c, units, !per_channel);
-        let q = Requant {
+        let q = RequantPerChannel {
             input_offset: -c.in_zp as i32,
             filter_offset: 0,
             output_offset: c.out_zp as i32,

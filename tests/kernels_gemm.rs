@@ -6,8 +6,8 @@
 //! The same file runs under qemu-aarch64 (cortex-a72 / cortex-a76 / max).
 
 use edgecam::engine::kernels::scalar::conv::ConvGeom;
-use edgecam::engine::kernels::scalar::quant::{quantize_multiplier, Requant};
 use edgecam::engine::kernels::{self, KernelPath};
+use edgecam::engine::quant::{quantize_multiplier, RequantPerChannel};
 
 mod common;
 use common::Rng;
@@ -263,8 +263,8 @@ fn requant_i8_is_bit_exact_on_every_path() {
             out
         };
         let want = run(KernelPath::Scalar);
-        // The scalar path is Requant::finish.
-        let q = Requant {
+        // The scalar path is RequantPerChannel::finish.
+        let q = RequantPerChannel {
             input_offset: 0,
             filter_offset: 0,
             output_offset: off,
@@ -349,7 +349,7 @@ fn depthwise_i8_is_bit_exact_on_every_path() {
             (0..g.out_c).map(|_| mult_shift(&mut rng)).unzip();
         let in_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
         let out_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
-        let q = Requant {
+        let q = RequantPerChannel {
             input_offset: -in_zp,
             filter_offset: 0,
             output_offset: out_zp,
@@ -574,7 +574,7 @@ fn depthwise_wide_channels_bit_exact() {
         };
         let in_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
         let out_zp = [-128, 127, 0, rng.range(-128, 127) as i32][rng.below(4)];
-        let q = Requant {
+        let q = RequantPerChannel {
             input_offset: -in_zp,
             filter_offset: 0,
             output_offset: out_zp,

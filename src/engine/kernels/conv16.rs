@@ -12,8 +12,8 @@
 use std::ops::Range;
 
 use super::scalar::conv::ConvGeom;
-use super::scalar::conv16::Requant16;
 use super::KernelPath;
+use crate::engine::quant::RequantPerChannel16;
 
 /// Products summed in one int32 block (2²² × 256 = 2³⁰).
 const BLOCK: usize = 256;
@@ -45,7 +45,7 @@ fn conv_rows_body(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     col: &mut Vec<i16>,
@@ -93,7 +93,7 @@ fn depthwise_rows_body(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     acc: &mut Vec<i32>,
@@ -142,7 +142,7 @@ unsafe fn conv_rows_avx2(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     col: &mut Vec<i16>,
@@ -158,7 +158,7 @@ unsafe fn depthwise_rows_avx2(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     acc: &mut Vec<i32>,
@@ -172,7 +172,7 @@ fn check(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: &Range<usize>,
     out: &[i16],
     w_len: usize,
@@ -207,7 +207,7 @@ pub fn conv_16x8_rows(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     col: &mut Vec<i16>,
@@ -247,7 +247,7 @@ pub fn depthwise_16x8_rows(
     input: &[i16],
     w: &[i16],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     acc: &mut Vec<i32>,

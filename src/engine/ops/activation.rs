@@ -2,16 +2,16 @@
 //! HARD_SWISH, LEAKY_RELU and SOFTMAX.
 //!
 //! 8-bit variants are 256-entry tables computed at build time with TFLite's
-//! reference arithmetic (see `kernels::scalar::activation`).
+//! reference arithmetic (see `kernels::scalar::activation` and `quant`).
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Node, Op};
 use crate::engine::kernels::scalar::activation::{
     float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
     logistic_i16, logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, tanh_i16,
-    HardSwishParams, Lut16Params, QRange, Requant, Softmax16,
+    HardSwishParams, Lut16Params, Softmax16,
 };
-use crate::engine::kernels::scalar::quant::quantize_value;
+use crate::engine::quant::{quantize_value, QRange, RequantPerTensor};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -118,7 +118,7 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
             };
             let amin = lo.map_or(ro.min, |l| ro.min.max(quantize_value(l, so, zo)));
             let amax = hi.map_or(ro.max, |h| ro.max.min(quantize_value(h, so, zo)));
-            let rq = Requant::new(si as f64 / so as f64, zi, zo);
+            let rq = RequantPerTensor::new(si as f64 / so as f64, zi, zo);
             lut_kernel(x, y, |v| rq.apply(v).max(amin).min(amax))
         }
         Op::HardSwish => {
@@ -126,8 +126,8 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
             lut_kernel(x, y, |v| hard_swish_q(&p, v, ro))
         }
         Op::LeakyRelu { alpha } => {
-            let ident = Requant::new((si / so) as f64, zi, zo);
-            let alpha_rq = Requant::new((si * alpha / so) as f64, zi, zo);
+            let ident = RequantPerTensor::new((si / so) as f64, zi, zo);
+            let alpha_rq = RequantPerTensor::new((si * alpha / so) as f64, zi, zo);
             lut_kernel(x, y, |v| leaky_relu_q(&ident, &alpha_rq, v, ro))
         }
         _ => op_bail!("not an element-wise activation"),

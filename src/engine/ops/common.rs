@@ -7,9 +7,8 @@
 use super::{BuildCtx, OpIo};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{const_data_bytes, Activation, Node, Padding};
-use crate::engine::kernels::scalar::activation::{QRange, I8_RANGE, U8_RANGE};
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::quant::{activation_range_f32, QType};
+use crate::engine::quant::{activation_range_f32, QRange, QType, I8_RANGE, U8_RANGE};
 use crate::engine::tensor::{DType, Quant, TensorInfo, TensorMut, TensorRef};
 use crate::{op_bail, op_ensure};
 
@@ -268,7 +267,7 @@ pub(crate) fn check_scale(s: f32, t: &TensorInfo) -> OpResult<()> {
 pub(crate) fn zero_point<T: QType>(q: &Quant, t: &TensorInfo) -> OpResult<i32> {
     let zp = q.zero_point.first().copied().unwrap_or(0);
     op_ensure!(
-        (T::QMIN as i64..=T::QMAX as i64).contains(&zp),
+        (T::RANGE.min as i64..=T::RANGE.max as i64).contains(&zp),
         "tensor '{}' zero point {zp} out of range",
         t.name
     );

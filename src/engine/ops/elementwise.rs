@@ -7,9 +7,9 @@ use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::scalar::elementwise::{
     add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, MulParams,
 };
-use crate::engine::kernels::scalar::quant::{activation_range_f32, activation_range_quantized};
 use crate::engine::kernels::{self, KernelPath};
 use crate::engine::pool::{split_range, ThreadPool};
+use crate::engine::quant::{activation_range_f32, activation_range_quantized};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -362,7 +362,8 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
             let (s1, z1, _) = q8(a)?;
             let (s2, z2, _) = q8(b)?;
             let (so, zo, r) = q8(y)?;
-            let (amin, amax) = activation_range_quantized(act, so, zo, r.min, r.max)?;
+            let act = activation_range_quantized(act, so, zo, r)?;
+            let (amin, amax) = (act.min, act.max);
             match kind {
                 Kind::Mul => Params::Mul(MulParams::new(s1, z1, s2, z2, so, zo, amin, amax)),
                 _ => Params::AddSub(AddSubParams::new(s1, z1, s2, z2, so, zo, amin, amax)?),

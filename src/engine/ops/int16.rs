@@ -13,38 +13,17 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::conv16 as fast16;
-use crate::engine::kernels::scalar::activation::{dequantize, quantize_f32, QRange};
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::conv16::{
-    conv_16x8, depthwise_16x8, requantize_value, Requant16,
-};
+use crate::engine::kernels::scalar::conv16::{conv_16x8, depthwise_16x8};
 use crate::engine::kernels::scalar::elementwise::{add_q, AddSubParams};
-use crate::engine::kernels::scalar::quant::{
-    activation_range_quantized, quantize_multiplier, QType,
-};
 use crate::engine::kernels::KernelPath;
 use crate::engine::pool::{split_range, PerWorker, ThreadPool};
+use crate::engine::quant::{
+    activation_range_quantized, dequantize, quantize_f32, QRange, RequantPerChannel16,
+    RequantPerTensor, I16_RANGE, I8_RANGE,
+};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
-
-/// Storage range of int16.
-pub(crate) const I16_RANGE: QRange = QRange {
-    min: i16::MIN as i32,
-    max: i16::MAX as i32,
-};
-
-impl QType for i16 {
-    const QMIN: i32 = i16::MIN as i32;
-    const QMAX: i32 = i16::MAX as i32;
-    #[inline(always)]
-    fn to_i32(self) -> i32 {
-        self as i32
-    }
-    #[inline(always)]
-    fn from_i32(v: i32) -> Self {
-        v.clamp(Self::QMIN, Self::QMAX) as i16
-    }
-}
 
 /// Whether input 0 or output 0 of `node` is int16 (the operators routed here).
 pub(crate) fn touches_i16(ctx: &BuildCtx<'_>, node: &Node) -> bool {
@@ -126,7 +105,7 @@ impl Conv16 {
     /// The fast kernels, output rows cut over the pool.
     fn eval_fast(&self, f: &Fast16, input: &[i16], out: &mut [i16]) {
         let g = self.g;
-        let rq = Requant16 {
+        let rq = RequantPerChannel16 {
             multipliers: &self.q.multipliers,
             shifts: &self.q.shifts,
             act_min: self.q.act_min,
@@ -177,7 +156,7 @@ impl Kernel for Conv16 {
         } else {
             None
         };
-        let rq = Requant16 {
+        let rq = RequantPerChannel16 {
             multipliers: &self.q.multipliers,
             shifts: &self.q.shifts,
             act_min: self.q.act_min,
@@ -341,12 +320,12 @@ pub(super) fn build_add(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Ker
     }
     for z in [z1, z2, zo] {
         op_ensure!(
-            (I16_RANGE.min..=I16_RANGE.max).contains(&z),
+            I16_RANGE.contains(z),
             "zero point {z} out of the int16 range"
         );
     }
-    let (amin, amax) =
-        activation_range_quantized(activation, so, zo, I16_RANGE.min, I16_RANGE.max)?;
+    let act = activation_range_quantized(activation, so, zo, I16_RANGE)?;
+    let (amin, amax) = (act.min, act.max);
     let p = AddSubParams::with_left_shift(15, s1, z1, s2, z2, so, zo, amin, amax)?;
     Ok(Box::new(Add16 {
         bc: Broadcast::new(&a.shape, &b.shape, &y.shape)?,
@@ -377,10 +356,7 @@ impl Kernel for QuantizeF32To16 {
 struct Requantize {
     from: DType,
     to: DType,
-    in_zp: i32,
-    out_zp: i32,
-    mult: i32,
-    shift: i32,
+    rq: RequantPerTensor,
 }
 
 impl Requantize {
@@ -388,21 +364,12 @@ impl Requantize {
         &self,
         src: &[I],
         dst: &mut [O],
-        (lo, hi): (i32, i32),
+        range: QRange,
         narrow: impl Fn(i32) -> O,
     ) -> OpResult<()> {
         op_ensure!(src.len() == dst.len(), "size mismatch");
         for (o, &v) in dst.iter_mut().zip(src) {
-            let r = requantize_value(
-                v.into(),
-                self.in_zp,
-                self.out_zp,
-                self.mult,
-                self.shift,
-                lo,
-                hi,
-            );
-            *o = narrow(r);
+            *o = narrow(range.clamp(self.rq.apply_saturating(v.into())));
         }
         Ok(())
     }
@@ -412,8 +379,7 @@ impl Kernel for Requantize {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let x = io.input(0)?;
         let out = io.outputs.get_mut(0).ok_or("missing output 0")?;
-        let r16 = (I16_RANGE.min, I16_RANGE.max);
-        let r8 = (-128, 127);
+        let (r16, r8) = (I16_RANGE, I8_RANGE);
         match (self.from, self.to) {
             (DType::I16, DType::I16) => self.run(x.i16()?, out.i16()?, r16, |v| v as i16),
             (DType::I16, DType::I8) => self.run(x.i16()?, out.i8()?, r8, |v| v as i8),
@@ -453,7 +419,7 @@ pub(super) fn build_quantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dy
         } else {
             let (s, z) = qparams(t)?;
             op_ensure!(
-                (-128..=127).contains(&z),
+                I8_RANGE.contains(z),
                 "tensor '{}': zero point {z} outside the int8 range",
                 t.name
             );
@@ -462,19 +428,16 @@ pub(super) fn build_quantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dy
     };
     let (si, zi) = zp8(x)?;
     let (so, zo) = zp8(y)?;
-    let (mult, shift) = quantize_multiplier(si as f64 / so as f64);
+    let rq = RequantPerTensor::new(si as f64 / so as f64, zi, zo);
     op_ensure!(
-        shift <= 30,
+        rq.shift <= 30,
         "requantization multiplier {} is too large",
         si as f64 / so as f64
     );
     Ok(Box::new(Requantize {
         from: x.dtype,
         to: y.dtype,
-        in_zp: zi,
-        out_zp: zo,
-        mult,
-        shift,
+        rq,
     }))
 }
 

@@ -10,7 +10,7 @@ use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{Node, Pool2DOptions};
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::pool::{avg_pool_f32, avg_pool_q, max_pool_f32, max_pool_q};
-use crate::engine::kernels::scalar::quant::activation_range_quantized;
+use crate::engine::quant::activation_range_quantized;
 use crate::engine::tensor::DType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,9 +111,9 @@ fn build_q<T: QElem>(
     let out_zp = zero_point::<T>(oq, output)?;
     // TFLite's quantized pools pass values through unchanged (no rescaling);
     // the activation clamp is computed from the output parameters.
-    let (act_min, act_max) =
-        activation_range_quantized(o.activation, oq.scale[0], out_zp, T::QMIN, T::QMAX)
-            .map_err(OpError)?;
+    let act =
+        activation_range_quantized(o.activation, oq.scale[0], out_zp, T::RANGE).map_err(OpError)?;
+    let (act_min, act_max) = (act.min, act.max);
     Ok(Box::new(PoolQ::<T> {
         g,
         kind,

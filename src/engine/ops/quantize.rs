@@ -3,9 +3,8 @@
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::scalar::activation::{
-    apply_lut, build_lut, dequantize, quantize_f32, QRange, Requant,
-};
+use crate::engine::kernels::scalar::activation::{apply_lut, build_lut};
+use crate::engine::quant::{dequantize, quantize_f32, QRange, RequantPerTensor};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -132,7 +131,7 @@ pub(crate) fn build_quantize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dy
         })),
         DType::I8 | DType::U8 => {
             let (si, zi, _) = q8(x)?;
-            let rq = Requant::new(si as f64 / so as f64, zi, zo);
+            let rq = RequantPerTensor::new(si as f64 / so as f64, zi, zo);
             lut_kernel(x, y, |v| rq.apply(v).clamp(ro.min, ro.max))
         }
         d => op_bail!("QUANTIZE from {} is not supported", d.name()),

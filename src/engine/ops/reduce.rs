@@ -9,8 +9,8 @@ use super::common::{check_dtype, in_slice, out_slice, per_tensor_quant, zero_poi
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
-use crate::engine::kernels::scalar::quant::quantize_multiplier;
 use crate::engine::kernels::scalar::reduce::{mean_f32, mean_multiplier, mean_q, sum_q};
+use crate::engine::quant::quantize_multiplier;
 use crate::engine::tensor::DType;
 
 /// The reduction layout shared by all paths.

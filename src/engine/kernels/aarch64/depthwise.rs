@@ -13,9 +13,9 @@ use std::ops::Range;
 
 use super::requant::{finish1, finish4, narrow8, requant_kinds, Params4, Requant16};
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
 use crate::engine::kernels::KernelPath;
+use crate::engine::quant::RequantPerChannel;
 
 /// Channels from which the border pixels of a 3x3 convolution take the register kernel
 /// ([`dw3x3_edge`]); with fewer, building its tap pointers costs more than it saves.
@@ -83,7 +83,7 @@ pub fn depthwise_i8(
     input: &[i8],
     filter: &[i8],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
@@ -171,7 +171,7 @@ struct ZpKernel<'a> {
     pad: &'a [i8],
     /// bias + input_offset * sum of the channel's weights.
     bias: &'a [i32],
-    q: &'a Requant<'a>,
+    q: &'a RequantPerChannel<'a>,
     left: &'a [i32],
     right: &'a [i32],
 }
@@ -585,7 +585,7 @@ unsafe fn dw_i8_neon(
     input: &[i8],
     w16: &[i16],
     bias: &[i32],
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     left: &[i32],
     right: &[i32],
     rows: Range<usize>,
@@ -713,7 +713,7 @@ fn depthwise_i8_plain(
     input: &[i8],
     filter: &[i8],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {

@@ -1,5 +1,5 @@
 //! TFLite int8 per-channel requantization on NEON, bit-exact with
-//! `scalar::quant::multiply_by_quantized_multiplier`:
+//! `quant::multiply_by_quantized_multiplier`:
 //!
 //! 1. left shift by `max(shift, 0)` (SSHL, wrapping like `wrapping_mul(1 << left)`),
 //! 2. SQRDMULH (= gemmlowp's SaturatingRoundingDoublingHighMul, including MIN·MIN → MAX),
@@ -21,8 +21,8 @@
 
 use std::arch::aarch64::*;
 
-use crate::engine::kernels::scalar::quant::multiply_by_quantized_multiplier;
 use crate::engine::kernels::{KernelPath, RequantCols};
+use crate::engine::quant::multiply_by_quantized_multiplier;
 
 /// Per-lane requantization parameters: multiplier, left shift (>= 0), right shift (<= 0).
 #[derive(Clone, Copy)]

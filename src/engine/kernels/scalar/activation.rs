@@ -4,20 +4,9 @@
 //! table: the functions here compute one table entry with TFLite's exact
 //! reference arithmetic, and [`apply_lut`] applies a table.
 
-use super::quant::{multiply_by_quantized_multiplier, quantize_multiplier};
-
-/// Storage range of an 8-bit quantized type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QRange {
-    pub min: i32,
-    pub max: i32,
-}
-
-pub const I8_RANGE: QRange = QRange {
-    min: -128,
-    max: 127,
+use crate::engine::quant::{
+    multiply_by_quantized_multiplier, quantize_multiplier, QRange, RequantPerTensor,
 };
-pub const U8_RANGE: QRange = QRange { min: 0, max: 255 };
 
 /// Apply a 256-entry table indexed by the stored byte.
 pub fn apply_lut(table: &[u8; 256], input: &[u8], output: &mut [u8]) {
@@ -180,52 +169,19 @@ pub fn hard_swish_q(p: &HardSwishParams, v: i32, out: QRange) -> i32 {
     o.clamp(out.min, out.max)
 }
 
-/// A requantization `zp_out + M * (v - zp_in)` with TFLite's fixed-point multiplier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Requant {
-    pub in_zp: i32,
-    pub out_zp: i32,
-    pub mult: i32,
-    pub shift: i32,
-}
-
-impl Requant {
-    pub fn new(real: f64, in_zp: i32, out_zp: i32) -> Self {
-        let (mult, shift) = quantize_multiplier(real);
-        Requant {
-            in_zp,
-            out_zp,
-            mult,
-            shift,
-        }
-    }
-    #[inline(always)]
-    pub fn apply(&self, v: i32) -> i32 {
-        self.out_zp + multiply_by_quantized_multiplier(v - self.in_zp, self.mult, self.shift)
-    }
-}
-
 /// One quantized LEAKY_RELU element.
-pub fn leaky_relu_q(identity: &Requant, alpha: &Requant, v: i32, out: QRange) -> i32 {
+pub fn leaky_relu_q(
+    identity: &RequantPerTensor,
+    alpha: &RequantPerTensor,
+    v: i32,
+    out: QRange,
+) -> i32 {
     let o = if v - identity.in_zp >= 0 {
         identity.apply(v)
     } else {
         alpha.apply(v)
     };
     o.clamp(out.min, out.max)
-}
-
-/// TFLite float→int quantization: `zp + round(x / scale)`, clamped.
-#[inline(always)]
-pub fn quantize_f32(x: f32, scale: f32, zp: i32, out: QRange) -> i32 {
-    let r = (x / scale).round() as i32;
-    r.saturating_add(zp).clamp(out.min, out.max)
-}
-
-/// TFLite dequantization: `float(double(scale) * (v - zp))`.
-#[inline(always)]
-pub fn dequantize(v: i32, scale: f32, zp: i32) -> f32 {
-    (scale as f64 * (v - zp) as f64) as f32
 }
 
 /// TFLite's softmax exponent table: entry `255 - d` is `exp(-in_scale * beta * d)`.
@@ -480,6 +436,8 @@ impl Softmax16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::engine::quant::I8_RANGE;
 
     #[test]
     fn hard_swish_tracks_float() {

@@ -6,7 +6,7 @@
 //! Callers guarantee that the slices have exactly the sizes the geometry implies
 //! (the operator `build` checks shapes, `eval` checks lengths).
 
-use super::quant::{QType, Requant};
+use crate::engine::quant::{QType, RequantPerChannel};
 
 /// Geometry of a window operation (convolution, depthwise, pooling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub fn conv_q<T: QType>(
     input: &[T],
     filter: &[T],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     output: &mut [T],
 ) {
     let ic = g.in_c;
@@ -176,7 +176,7 @@ pub fn depthwise_q<T: QType>(
     input: &[T],
     filter: &[T],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     output: &mut [T],
 ) {
     let mut o = 0;

@@ -5,58 +5,7 @@
 //! slice sizes.
 
 use super::conv::ConvGeom;
-
-/// TFLite's `MultiplyByQuantizedMultiplier` for an int64 input: the Q31
-/// multiplier is first reduced to Q15 (rounded, saturated at 0x7FFF), then one
-/// rounding right shift by `15 - shift` (round half up). `shift` must be in
-/// `-31..=7` (checked when the operator is prepared).
-#[inline(always)]
-pub fn multiply_by_quantized_multiplier_i64(x: i64, multiplier: i32, shift: i32) -> i32 {
-    let reduced: i64 = if multiplier < 0x7FFF_0000 {
-        ((multiplier as i64) + (1 << 15)) >> 16
-    } else {
-        0x7FFF
-    };
-    let total_shift = (15 - shift) as u32;
-    let round = 1i64 << (total_shift - 1);
-    (x.wrapping_mul(reduced).wrapping_add(round) >> total_shift) as i32
-}
-
-/// `x · multiplier · 2^(shift − 31)` rounded half up in one step, with the full Q31
-/// multiplier: what TFLite's reference FULLY_CONNECTED 16x8 computes (measured
-/// against ai-edge-litert's BUILTIN_REF kernels: the convolutions' reduced Q15
-/// multiplier does not reproduce it). `shift` must be in `-31..=7`.
-#[inline(always)]
-pub fn multiply_by_quantized_multiplier_i64_single(x: i64, multiplier: i32, shift: i32) -> i32 {
-    let total_shift = (31 - shift) as u32;
-    let round = 1i128 << (total_shift - 1);
-    ((x as i128 * multiplier as i128 + round) >> total_shift) as i32
-}
-
-/// Per-channel requantization of a 16x8 operator.
-#[derive(Clone, Copy, Debug)]
-pub struct Requant16<'a> {
-    pub multipliers: &'a [i32],
-    pub shifts: &'a [i32],
-    pub act_min: i32,
-    pub act_max: i32,
-    /// FULLY_CONNECTED's single-rounding multiply instead of the convolutions' one.
-    pub single_rounding: bool,
-}
-
-impl Requant16<'_> {
-    /// Finish the accumulator of output channel `c` (bias already added).
-    #[inline(always)]
-    pub fn finish(&self, acc: i64, c: usize) -> i16 {
-        let (m, s) = (self.multipliers[c], self.shifts[c]);
-        let v = if self.single_rounding {
-            multiply_by_quantized_multiplier_i64_single(acc, m, s)
-        } else {
-            multiply_by_quantized_multiplier_i64(acc, m, s)
-        };
-        v.clamp(self.act_min, self.act_max) as i16
-    }
-}
+use crate::engine::quant::RequantPerChannel16;
 
 /// 16x8 convolution. `filter` is OHWI int8; `bias` (int64) has `out_c` entries.
 pub fn conv_16x8(
@@ -64,7 +13,7 @@ pub fn conv_16x8(
     input: &[i16],
     filter: &[i8],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     output: &mut [i16],
 ) {
     let ic = g.in_c;
@@ -118,7 +67,7 @@ pub fn depthwise_16x8(
     input: &[i16],
     filter: &[i8],
     bias: Option<&[i64]>,
-    q: &Requant16<'_>,
+    q: &RequantPerChannel16<'_>,
     output: &mut [i16],
 ) {
     let mut o = 0;
@@ -150,39 +99,9 @@ pub fn depthwise_16x8(
     }
 }
 
-/// TFLite's `Requantize` of one stored value: `(v - in_zp)` scaled by the Q31
-/// multiplier (32-bit `MultiplyByQuantizedMultiplier`), plus `out_zp`, clamped.
-#[inline(always)]
-pub fn requantize_value(
-    v: i32,
-    in_zp: i32,
-    out_zp: i32,
-    mult: i32,
-    shift: i32,
-    lo: i32,
-    hi: i32,
-) -> i32 {
-    super::quant::multiply_by_quantized_multiplier(v - in_zp, mult, shift)
-        .saturating_add(out_zp)
-        .clamp(lo, hi)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn i64_multiplier_rounds_half_up() {
-        // 0.5 = 2^30 * 2^(0 - 31)
-        assert_eq!(multiply_by_quantized_multiplier_i64(3, 1 << 30, 0), 2);
-        assert_eq!(multiply_by_quantized_multiplier_i64(-3, 1 << 30, 0), -1);
-        assert_eq!(multiply_by_quantized_multiplier_i64(1000, 1 << 30, 0), 500);
-        // Multipliers near 1 saturate the Q15 mantissa at 0x7FFF.
-        assert_eq!(
-            multiply_by_quantized_multiplier_i64(1 << 20, i32::MAX, 0),
-            (((1i64 << 20) * 0x7FFF + (1 << 14)) >> 15) as i32
-        );
-    }
 
     #[test]
     fn dot_blocks_match_plain_sum() {

@@ -1,9 +1,9 @@
 //! Scalar reference arithmetic of the quantized binary operators (ADD, SUB, MUL),
 //! following TFLite's reference integer kernels exactly.
 
-use super::quant::{
+use crate::engine::quant::{
     multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_smaller_than_one,
-    quantize_multiplier,
+    quantize_multiplier, quantize_multiplier_smaller_than_one,
 };
 
 /// Parameters of quantized ADD/SUB (TFLite's `ArithmeticParams` for add/sub).
@@ -21,19 +21,6 @@ pub struct AddSubParams {
     pub out_shift: i32,
     pub act_min: i32,
     pub act_max: i32,
-}
-
-/// `QuantizeMultiplierSmallerThanOneExp`: a multiplier in (0, 1) as mantissa and
-/// non-positive exponent.
-pub fn quantize_multiplier_smaller_than_one(m: f64) -> Result<(i32, i32), String> {
-    if !(m > 0.0 && m < 1.0) {
-        return Err(format!("multiplier {m} is not in (0, 1)"));
-    }
-    let (q, s) = quantize_multiplier(m);
-    if s > 0 {
-        return Err(format!("multiplier {m} is not smaller than one"));
-    }
-    Ok((q, s))
 }
 
 impl AddSubParams {

@@ -2,7 +2,7 @@
 //! `input` is `[batch, depth]`, `weights` `[units, depth]`, `output` `[batch, units]`.
 //! Callers guarantee the slice sizes.
 
-use super::quant::{QType, Requant};
+use crate::engine::quant::{QType, RequantPerChannel};
 
 /// Float fully connected with fused activation clamp.
 #[allow(clippy::too_many_arguments)]
@@ -34,7 +34,7 @@ pub fn fc_f32(
 
 /// Quantized fully connected (int8 per-tensor or per-channel, uint8 per-tensor).
 /// `q.multipliers`/`q.shifts` have `units` entries. Requantized with one rounding
-/// ([`Requant::finish_single`]), as TFLite's reference FULLY_CONNECTED does.
+/// ([`RequantPerChannel::finish_single`]), as TFLite's reference FULLY_CONNECTED does.
 #[allow(clippy::too_many_arguments)]
 pub fn fc_q<T: QType>(
     batch: usize,
@@ -43,7 +43,7 @@ pub fn fc_q<T: QType>(
     input: &[T],
     weights: &[T],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     output: &mut [T],
 ) {
     for b in 0..batch {

@@ -6,8 +6,8 @@
 use std::ops::Range;
 
 use super::conv::ConvGeom;
-use super::quant::{multiply_by_quantized_multiplier, Requant};
 use crate::engine::kernels::{KernelPath, RequantCols};
+use crate::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
     w[..n * k].to_vec()
@@ -106,7 +106,7 @@ pub fn depthwise_i8(
     input: &[i8],
     filter: &[i8],
     bias: Option<&[i32]>,
-    q: &Requant<'_>,
+    q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {

@@ -3,7 +3,7 @@
 //! divides by the number of such positions.
 
 use super::conv::ConvGeom;
-use super::quant::QType;
+use crate::engine::quant::QType;
 
 /// Valid filter ranges `(fy0..fy1, fx0..fx1)` of output position `(oy, ox)`.
 #[inline(always)]
@@ -82,7 +82,7 @@ pub fn max_pool_q<T: QType>(
     output: &mut [T],
 ) {
     pool_loop!(g, |b, oy, ox, c, o, iy0, ix0, fy0, fy1, fx0, fx1| {
-        let mut m = T::QMIN;
+        let mut m = T::RANGE.min;
         for fy in fy0..fy1 {
             for fx in fx0..fx1 {
                 m = m.max(input[at(g, b, iy0, ix0, fy, fx, c)].to_i32());

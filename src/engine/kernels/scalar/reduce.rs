@@ -4,7 +4,7 @@
 //! element into its output slot: `out_strides[d]` is the output stride of input
 //! dimension `d`, 0 for a reduced dimension.
 
-use super::quant::{multiply_by_quantized_multiplier, QType};
+use crate::engine::quant::{multiply_by_quantized_multiplier, QType};
 
 /// Add every input element into `sums[output index]`. `counter` has `dims.len()` entries
 /// and is scratch. `sums` is cleared first.

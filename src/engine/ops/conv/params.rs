@@ -4,12 +4,12 @@
 
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{Activation, Node};
-use crate::engine::kernels::scalar::quant::{
-    activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
-    quantize_multiplier, QType, Requant,
-};
 use crate::engine::ops::common::{check_dtype, check_scale, per_tensor_quant, zero_point};
 use crate::engine::ops::BuildCtx;
+use crate::engine::quant::{
+    activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
+    quantize_multiplier, QType, RequantPerChannel,
+};
 use crate::engine::tensor::{DType, TensorInfo, TensorRef};
 use crate::{op_bail, op_ensure};
 
@@ -80,8 +80,8 @@ pub(crate) struct QParams {
 }
 
 impl QParams {
-    pub fn view(&self) -> Requant<'_> {
-        Requant {
+    pub fn view(&self) -> RequantPerChannel<'_> {
+        RequantPerChannel {
             input_offset: self.input_offset,
             filter_offset: self.filter_offset,
             output_offset: self.output_offset,
@@ -182,8 +182,8 @@ pub(crate) fn conv_qparams<T: QType>(
         multipliers.push(qm);
         shifts.push(sh);
     }
-    let (act_min, act_max) =
-        activation_range_quantized(act, out_s, out_zp, T::QMIN, T::QMAX).map_err(OpError)?;
+    let act = activation_range_quantized(act, out_s, out_zp, T::RANGE).map_err(OpError)?;
+    let (act_min, act_max) = (act.min, act.max);
     Ok(QParams {
         input_offset: -in_zp,
         filter_offset,

@@ -1,16 +1,23 @@
-//! The engine's quantization vocabulary: how a real range becomes int8
-//! parameters, how weights and biases are quantized, and the fixed-point
-//! arithmetic the operators use. The quantizer and the operators share it.
+//! The engine's quantization vocabulary, shared by the operators, the kernels
+//! and the quantizer: quantized ranges and fused-activation clamps
+//! ([`QRange`], [`QType`]), TFLite's fixed-point multipliers and rounding
+//! multiplies, per-tensor and per-channel requantization
+//! ([`RequantPerTensor`], [`RequantPerChannel`], [`RequantPerChannel16`]), and
+//! how a real range becomes int8 parameters and weights and biases are
+//! quantized. It depends on neither `kernels` nor `ops`.
 //!
 //! Everything follows TFLite's quantization spec: activations are int8
 //! asymmetric per tensor with 0 exactly representable; weights are int8
 //! symmetric (zero point 0, values in −127..127), per output channel for
 //! convolutions; biases are int32 with scale `input_scale × weight_scale`.
 
-pub use super::kernels::scalar::quant::{
-    activation_range_quantized, multiply_by_quantized_multiplier, quantize_multiplier,
-    quantize_value,
-};
+mod fixed_point;
+mod range;
+mod requant;
+
+pub use fixed_point::*;
+pub use range::*;
+pub use requant::*;
 
 /// Smallest scale the quantizer writes: a range narrower than this is widened.
 pub const MIN_SCALE: f32 = 1e-9;
