@@ -201,8 +201,8 @@ pub(crate) mod scratch;
 
 use std::ops::Range;
 
+use crate::engine::quant::RequantPerChannel as Requant;
 use scalar::conv::ConvGeom;
-use scalar::quant::Requant;
 
 /// The path whose code actually runs for `path` on this CPU: `path` itself when
 /// supported, else the scalar reference.
@@ -313,7 +313,7 @@ pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ld
 
 /// Requantization epilogue, TFLite int8 per-channel, with the column parameters of `rq`:
 /// `out[i*ldo+j] = clamp(output_offset + MultiplyByQuantizedMultiplier(acc[i*ldacc+j] + bias[j],
-/// multipliers[j], shifts[j]), act_min, act_max)`, bit-exact with `scalar::quant::Requant::finish`.
+/// multipliers[j], shifts[j]), act_min, act_max)`, bit-exact with `quant::RequantPerChannel::finish`.
 #[allow(clippy::too_many_arguments)]
 pub fn requant_i8(
     path: KernelPath,

@@ -9,7 +9,6 @@ pub mod fc;
 pub mod gemm;
 pub mod hybrid;
 pub mod pool;
-pub mod quant;
 pub mod reduce;
 pub mod resize;
 

@@ -7,10 +7,10 @@ use std::ops::Range;
 
 use super::lanes::{clamp8, pack16, rq8, tap_range, RqLanes};
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::quant::Requant;
+use crate::engine::quant::RequantPerChannel as Requant;
 
 /// Vector MultiplyByQuantizedMultiplier + offset + clamp of 8 int32 lanes, exactly
-/// as `scalar::quant::multiply_by_quantized_multiplier`:
+/// as `quant::multiply_by_quantized_multiplier`:
 /// left shift (wrapping), SaturatingRoundingDoublingHighMul (which equals
 /// floor((x*m + 2^30) / 2^31) except for MIN*MIN), then RoundingDivideByPOT.
 #[target_feature(enable = "avx2,fma")]

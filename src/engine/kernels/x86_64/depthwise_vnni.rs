@@ -16,8 +16,8 @@ use super::depthwise_i8_avx2::{MAX_DW_CH, MAX_TAPS};
 use super::gemm_vnni::Rq16;
 use super::lanes::clamp8;
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::quant::Requant;
 use crate::engine::kernels::scratch::reuse;
+use crate::engine::quant::RequantPerChannel as Requant;
 
 /// Channels per block (one vector of 32 int16).
 const CB: usize = 32;

@@ -43,7 +43,7 @@ impl RqLanes {
 }
 
 /// `x + bias`, then MultiplyByQuantizedMultiplier and the output offset of 8 int32
-/// lanes (wrapping, no clamp), exactly as `scalar::quant::multiply_by_quantized_multiplier`:
+/// lanes (wrapping, no clamp), exactly as `quant::multiply_by_quantized_multiplier`:
 /// left shift (wrapping; skipped unless `LEFT`, i.e. some channel has a positive
 /// shift), SaturatingRoundingDoublingHighMul (which equals floor((x*m + 2^30) / 2^31)
 /// except for MIN*MIN, checked only if `SAT`, i.e. some multiplier is i32::MIN), then

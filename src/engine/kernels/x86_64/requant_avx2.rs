@@ -81,7 +81,7 @@ fn requant_block<const LEFT: bool, const SAT: bool>(
     }
     for q in j..n {
         for i in 0..m {
-            let v = crate::engine::kernels::scalar::quant::multiply_by_quantized_multiplier(
+            let v = crate::engine::quant::multiply_by_quantized_multiplier(
                 acc[i * ldacc + q].wrapping_add(rq.bias[q]),
                 rq.multipliers[q],
                 rq.shifts[q],
