@@ -40,6 +40,7 @@ use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::graph::{DetectionPostProcessOptions, Node};
 use crate::engine::tensor::{DType, TensorInfo, TensorRef};
+use crate::op_bail;
 use crate::postprocess::nms::{greedy_nms, sort_candidates, BoxCorners, Candidate};
 
 /// How to read a (possibly quantized) input as f32.
@@ -59,11 +60,11 @@ fn elem_of(info: &TensorInfo, what: &str) -> OpResult<Elem> {
             ))
         })?;
         if !q.is_per_tensor() || q.zero_point.len() > 1 {
-            return Err(format!("{what} '{}' must be quantized per tensor", info.name).into());
+            op_bail!("{what} '{}' must be quantized per tensor", info.name);
         }
         let s = q.scale0();
         if !(s.is_finite() && s > 0.0) {
-            return Err(format!("{what} '{}' has a bad scale {s}", info.name).into());
+            op_bail!("{what} '{}' has a bad scale {s}", info.name);
         }
         Ok((s, q.zp0()))
     };
@@ -77,7 +78,7 @@ fn elem_of(info: &TensorInfo, what: &str) -> OpResult<Elem> {
             let (scale, zp) = q()?;
             Ok(Elem::I8 { scale, zp })
         }
-        d => Err(format!("{what} '{}' has unsupported type {}", info.name, d.name()).into()),
+        d => op_bail!("{what} '{}' has unsupported type {}", info.name, d.name()),
     }
 }
 
@@ -87,14 +88,14 @@ fn read_f32(t: &TensorRef<'_>, e: Elem, out: &mut [f32]) -> OpResult<()> {
         Elem::F32 => {
             let d = t.f32()?;
             if d.len() != out.len() {
-                return Err("float input has the wrong size".into());
+                op_bail!("float input has the wrong size");
             }
             out.copy_from_slice(d);
         }
         Elem::U8 { scale, zp } => {
             let d = t.u8()?;
             if d.len() != out.len() {
-                return Err("uint8 input has the wrong size".into());
+                op_bail!("uint8 input has the wrong size");
             }
             for (o, &q) in out.iter_mut().zip(d) {
                 *o = (q as f32 - zp as f32) * scale;
@@ -103,7 +104,7 @@ fn read_f32(t: &TensorRef<'_>, e: Elem, out: &mut [f32]) -> OpResult<()> {
         Elem::I8 { scale, zp } => {
             let d = t.i8()?;
             if d.len() != out.len() {
-                return Err("int8 input has the wrong size".into());
+                op_bail!("int8 input has the wrong size");
             }
             for (o, &q) in out.iter_mut().zip(d) {
                 *o = (q as f32 - zp as f32) * scale;
@@ -148,22 +149,22 @@ pub struct DetectionPostProcess {
 
 fn check_opts(o: &DetectionPostProcessOptions) -> OpResult<()> {
     if o.max_detections == 0 {
-        return Err("max_detections must be positive".into());
+        op_bail!("max_detections must be positive");
     }
     if o.max_classes_per_detection == 0 {
-        return Err("max_classes_per_detection must be positive".into());
+        op_bail!("max_classes_per_detection must be positive");
     }
     if o.use_regular_nms && o.detections_per_class == 0 {
-        return Err("detections_per_class must be positive with regular NMS".into());
+        op_bail!("detections_per_class must be positive with regular NMS");
     }
     if o.num_classes == 0 {
-        return Err("num_classes must be positive".into());
+        op_bail!("num_classes must be positive");
     }
     if !(o.nms_iou_threshold > 0.0 && o.nms_iou_threshold <= 1.0) {
-        return Err(format!("nms_iou_threshold {} not in (0, 1]", o.nms_iou_threshold).into());
+        op_bail!("nms_iou_threshold {} not in (0, 1]", o.nms_iou_threshold);
     }
     if o.nms_score_threshold.is_nan() {
-        return Err("nms_score_threshold is NaN".into());
+        op_bail!("nms_score_threshold is NaN");
     }
     for (n, s) in [
         ("y_scale", o.y_scale),
@@ -172,7 +173,7 @@ fn check_opts(o: &DetectionPostProcessOptions) -> OpResult<()> {
         ("w_scale", o.w_scale),
     ] {
         if !(s.is_finite() && s > 0.0) {
-            return Err(format!("{n} must be positive, got {s}").into());
+            op_bail!("{n} must be positive, got {s}");
         }
     }
     Ok(())
@@ -195,21 +196,21 @@ impl DetectionPostProcess {
     ) -> OpResult<Self> {
         check_opts(opts)?;
         if node.inputs.len() != 3 {
-            return Err(format!("expected 3 inputs, got {}", node.inputs.len()).into());
+            op_bail!("expected 3 inputs, got {}", node.inputs.len());
         }
         if node.outputs.len() != 4 {
-            return Err(format!("expected 4 outputs, got {}", node.outputs.len()).into());
+            op_bail!("expected 4 outputs, got {}", node.outputs.len());
         }
         let bx = ctx.input(node, 0)?;
         let cl = ctx.input(node, 1)?;
         let an = ctx.input(node, 2)?;
         if bx.shape.len() != 3 || bx.shape[0] != 1 || bx.shape[2] < 4 {
-            return Err(format!("box encodings must be [1, N, >=4], got {:?}", bx.shape).into());
+            op_bail!("box encodings must be [1, N, >=4], got {:?}", bx.shape);
         }
         let n = bx.shape[1];
         let box_len = bx.shape[2];
         if n == 0 || n > u32::MAX as usize {
-            return Err(format!("bad number of boxes {n}").into());
+            op_bail!("bad number of boxes {n}");
         }
         if cl.shape.len() != 3 || cl.shape[0] != 1 || cl.shape[1] != n {
             return Err(
@@ -218,14 +219,13 @@ impl DetectionPostProcess {
         }
         let ncwb = cl.shape[2];
         if ncwb < opts.num_classes || ncwb - opts.num_classes > 1 {
-            return Err(format!(
+            op_bail!(
                 "class predictions have {ncwb} columns for num_classes {}",
                 opts.num_classes
-            )
-            .into());
+            );
         }
         if an.shape != [n, 4] {
-            return Err(format!("anchors must be [{n}, 4], got {:?}", an.shape).into());
+            op_bail!("anchors must be [{n}, 4], got {:?}", an.shape);
         }
         let box_elem = elem_of(bx, "box encodings")?;
         let cls_elem = elem_of(cl, "class predictions")?;
@@ -246,18 +246,17 @@ impl DetectionPostProcess {
         {
             let o = ctx.output(node, k)?;
             if o.dtype != DType::F32 {
-                return Err(format!("{what} output must be float32, is {}", o.dtype.name()).into());
+                op_bail!("{what} output must be float32, is {}", o.dtype.name());
             }
             if o.num_elements() != want {
-                return Err(format!(
+                op_bail!(
                     "{what} output has shape {:?}, expected {want} elements",
                     o.shape
-                )
-                .into());
+                );
             }
         }
         if ctx.output(node, 0)?.shape.last() != Some(&4) {
-            return Err("detection boxes output must end in 4".into());
+            op_bail!("detection boxes output must end in 4");
         }
 
         let mut anchors = vec![0f32; n * 4];
@@ -389,7 +388,7 @@ impl Kernel for DetectionPostProcess {
             let hw = (0.5 * (e[3] as f64 / ws).exp() * aw) as f32;
             let b = [yc - hh, xc - hw, yc + hh, xc + hw];
             if b[0] > b[2] || b[1] > b[3] {
-                return Err(format!("decoded box {i} {b:?} is inverted").into());
+                op_bail!("decoded box {i} {b:?} is inverted");
             }
             self.decoded[i] = b;
         }
@@ -401,11 +400,11 @@ impl Kernel for DetectionPostProcess {
             }
         };
         if scores.len() != n * self.ncwb {
-            return Err("class predictions have the wrong size".into());
+            op_bail!("class predictions have the wrong size");
         }
 
         let [ob, oc, os, on, ..] = &mut io.outputs[..] else {
-            return Err("expected 4 outputs".into());
+            op_bail!("expected 4 outputs");
         };
         let out_boxes = ob.f32()?;
         let out_classes = oc.f32()?;
@@ -416,7 +415,7 @@ impl Kernel for DetectionPostProcess {
             || out_scores.len() != self.out_len
             || out_num.len() != 1
         {
-            return Err("output sizes changed since build".into());
+            op_bail!("output sizes changed since build");
         }
         out_boxes.fill(0.0);
         out_classes.fill(0.0);

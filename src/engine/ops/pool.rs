@@ -12,6 +12,7 @@ use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::pool::{avg_pool_f32, avg_pool_q, max_pool_f32, max_pool_q};
 use crate::engine::quant::activation_range_quantized;
 use crate::engine::tensor::DType;
+use crate::op_bail;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PoolKind {
@@ -68,11 +69,11 @@ pub(super) fn build_pool(
     let input = ctx.input(node, 0)?;
     let output = ctx.output(node, 0)?;
     if input.shape.len() != 4 {
-        return Err(format!(
+        op_bail!(
             "input '{}' must have rank 4, has shape {:?}",
-            input.name, input.shape
-        )
-        .into());
+            input.name,
+            input.shape
+        );
     }
     let g = window_geom(
         input,
@@ -93,7 +94,7 @@ pub(super) fn build_pool(
         })),
         DType::I8 => build_q::<i8>(ctx, node, g, o, kind),
         DType::U8 => build_q::<u8>(ctx, node, g, o, kind),
-        d => Err(format!("input type {} is not supported", d.name()).into()),
+        d => op_bail!("input type {} is not supported", d.name()),
     }
 }
 

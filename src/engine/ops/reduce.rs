@@ -12,6 +12,7 @@ use crate::engine::graph::Node;
 use crate::engine::kernels::scalar::reduce::{mean_f32, mean_multiplier, mean_q, sum_q};
 use crate::engine::quant::quantize_multiplier;
 use crate::engine::tensor::DType;
+use crate::op_bail;
 
 /// The reduction layout shared by all paths.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ pub(super) fn build_mean(
         Some(Some(t)) => ctx
             .const_data(*t)?
             .ok_or("the axis operand must be constant")?,
-        _ => return Err("missing axis operand".into()),
+        _ => op_bail!("missing axis operand"),
     };
     let raw_axes = axis_t.ints()?;
     let rank = input.shape.len();
@@ -105,7 +106,7 @@ pub(super) fn build_mean(
     for &a in &raw_axes {
         let r = if a < 0 { a + rank as i64 } else { a };
         if r < 0 || r >= rank as i64 {
-            return Err(format!("axis {a} out of range for rank {rank}").into());
+            op_bail!("axis {a} out of range for rank {rank}");
         }
         reduced[r as usize] = true;
     }
@@ -134,11 +135,11 @@ pub(super) fn build_mean(
         .collect();
     // Shape-compatible outputs are accepted (e.g. `[1]` for a full reduction).
     if output.num_elements() != out_len || (keep_dims && output.shape != want) {
-        return Err(format!(
+        op_bail!(
             "output '{}' has shape {:?}, expected {want:?}",
-            output.name, output.shape
-        )
-        .into());
+            output.name,
+            output.shape
+        );
     }
     check_dtype(output, input.dtype, "output")?;
     let l = Layout {
@@ -153,7 +154,7 @@ pub(super) fn build_mean(
         DType::F32 => Ok(Box::new(MeanF32 { l, counter })),
         DType::I8 => build_q::<i8>(ctx, node, l, counter),
         DType::U8 => build_q::<u8>(ctx, node, l, counter),
-        d => Err(format!("input type {} is not supported", d.name()).into()),
+        d => op_bail!("input type {} is not supported", d.name()),
     }
 }
 
@@ -171,7 +172,7 @@ fn build_q<T: QElem>(
     let out_zp = zero_point::<T>(oq, output)?;
     let (m, s) = quantize_multiplier(iq.scale[0] as f64 / oq.scale[0] as f64);
     if s > 30 {
-        return Err("input/output scale ratio too large".into());
+        op_bail!("input/output scale ratio too large");
     }
     let (multiplier, shift) = mean_multiplier(m, s, l.count);
     let sums = vec![0i32; l.out_len];

@@ -18,6 +18,7 @@ use crate::engine::ops::common::{
 use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
 use crate::engine::pool::{PerWorker, ThreadPool};
 use crate::engine::tensor::DType;
+use crate::op_bail;
 
 /// float32 depthwise convolution on the reference loops (run-time filters).
 struct DepthwiseRefF32 {
@@ -79,30 +80,28 @@ pub(crate) fn build_depthwise(
     check_rank(filter, 4, "filter")?;
     check_rank(input, 4, "input")?;
     if filter.shape[0] != 1 {
-        return Err(format!(
+        op_bail!(
             "filter '{}' has shape {:?}, expected [1, H, W, C*M]",
-            filter.name, filter.shape
-        )
-        .into());
+            filter.name,
+            filter.shape
+        );
     }
     let (fh, fw, out_c) = (filter.shape[1], filter.shape[2], filter.shape[3]);
     let in_c = input.shape[3];
     if in_c == 0 || out_c % in_c != 0 {
-        return Err(format!(
+        op_bail!(
             "filter '{}' has {out_c} channels, not a multiple of the {in_c} input channels",
             filter.name
-        )
-        .into());
+        );
     }
     // TFLite's kernels derive the multiplier from the shapes; the option must agree
     // when it is set.
     let mult = out_c / in_c;
     if o.depth_multiplier != 0 && o.depth_multiplier != mult {
-        return Err(format!(
+        op_bail!(
             "depth_multiplier option {} disagrees with the shapes (filter {out_c} channels / input {in_c})",
             o.depth_multiplier
-        )
-        .into());
+        );
     }
     let g = window_geom(
         input,
@@ -152,7 +151,7 @@ pub(crate) fn build_depthwise(
         ),
         DType::U8 => build_q::<u8>(ctx, node, g, mult, o.activation, MultiplierRule::Legacy),
         DType::I16 => int16::build_depthwise(ctx, node, g, mult, o.activation),
-        d => Err(format!("input type {} is not supported", d.name()).into()),
+        d => op_bail!("input type {} is not supported", d.name()),
     }
 }
 

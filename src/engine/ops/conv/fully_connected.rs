@@ -14,6 +14,7 @@ use crate::engine::ops::common::{
 };
 use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
 use crate::engine::tensor::DType;
+use crate::op_bail;
 
 #[derive(Clone, Copy, Debug)]
 struct FcDims {
@@ -88,19 +89,19 @@ pub(crate) fn build_fully_connected(
     check_rank(weights, 2, "weights")?;
     let (units, depth) = (weights.shape[0], weights.shape[1]);
     if depth == 0 || units == 0 {
-        return Err(format!(
+        op_bail!(
             "weights '{}' have an empty shape {:?}",
-            weights.name, weights.shape
-        )
-        .into());
+            weights.name,
+            weights.shape
+        );
     }
     let n = input.num_elements();
     if n % depth != 0 {
-        return Err(format!(
+        op_bail!(
             "input '{}' of shape {:?} cannot be flattened to rows of {depth}",
-            input.name, input.shape
-        )
-        .into());
+            input.name,
+            input.shape
+        );
     }
     let batch = n / depth;
     if keep_num_dims {
@@ -108,26 +109,26 @@ pub(crate) fn build_fully_connected(
         match want.last_mut() {
             Some(l) if *l == depth => *l = units,
             _ => {
-                return Err(format!(
+                op_bail!(
                     "keep_num_dims: input '{}' of shape {:?} must end in {depth}",
-                    input.name, input.shape
+                    input.name,
+                    input.shape
                 )
-                .into())
             }
         }
         if output.shape != want {
-            return Err(format!(
+            op_bail!(
                 "output '{}' has shape {:?}, expected {want:?}",
-                output.name, output.shape
-            )
-            .into());
+                output.name,
+                output.shape
+            );
         }
     } else if output.num_elements() != batch * units || output.shape.last() != Some(&units) {
-        return Err(format!(
+        op_bail!(
             "output '{}' has shape {:?}, expected [{batch}, {units}]",
-            output.name, output.shape
-        )
-        .into());
+            output.name,
+            output.shape
+        );
     }
     let d = FcDims {
         batch,
@@ -172,7 +173,7 @@ pub(crate) fn build_fully_connected(
         DType::I8 => build_q::<i8>(ctx, node, d, activation),
         DType::U8 => build_q::<u8>(ctx, node, d, activation),
         DType::I16 => int16::build_fully_connected(ctx, node, batch, depth, units, activation),
-        t => Err(format!("input type {} is not supported", t.name()).into()),
+        t => op_bail!("input type {} is not supported", t.name()),
     }
 }
 
@@ -197,7 +198,7 @@ fn build_q<T: QElem>(
         MultiplierRule::Legacy
     };
     if per_channel && T::DTYPE != DType::I8 {
-        return Err("per-channel weights are only supported for int8".into());
+        op_bail!("per-channel weights are only supported for int8");
     }
     let q = conv_qparams::<T>(input, weights, output, d.units, 0, act, rule)?;
     // TFLite's reference FULLY_CONNECTED requantizes with a single rounding

@@ -30,6 +30,7 @@ use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
 use crate::engine::ops::common::{in_slice, out_slice};
 use crate::engine::ops::{Kernel, OpIo};
 use crate::engine::pool::{split_range, PerWorker, ThreadPool};
+use crate::op_bail;
 
 /// Rows per int8 GEMM + requantization step within a task.
 pub(super) const ACC_ROWS: usize = 32;
@@ -104,7 +105,7 @@ impl GemmI8 {
         pool: Option<Arc<ThreadPool>>,
     ) -> OpResult<Self> {
         if q.filter_offset != 0 {
-            return Err("fast int8 GEMM needs a zero filter offset".into());
+            op_bail!("fast int8 GEMM needs a zero filter offset");
         }
         let in_zp = i8::try_from(-q.input_offset).map_err(|_| "input zero point out of range")?;
         let packed = kernels::pack_i8(path, w, n, k);

@@ -36,6 +36,7 @@ use crate::engine::ops::common::{in_slice, out_slice};
 use crate::engine::ops::{BuildCtx, Kernel, OpIo};
 use crate::engine::pool::{PerWorker, ThreadPool};
 use crate::engine::tensor::{DType, TensorInfo};
+use crate::op_bail;
 
 /// What kind of hybrid operator.
 #[derive(Clone, Copy, Debug)]
@@ -114,25 +115,24 @@ fn scheme(op: &HybridOp, filter: &TensorInfo, axis: usize) -> OpResult<Scheme> {
         )
     })?;
     if q.zero_point.iter().any(|&z| z != 0) {
-        return Err(format!(
+        op_bail!(
             "filter '{}': dynamic-range weights must have zero point 0",
             filter.name
-        )
-        .into());
+        );
     }
     let scales = match q.scale.len() {
         1 => vec![q.scale[0]; n],
         l if l == n && q.axis == axis => q.scale.clone(),
         l => {
-            return Err(format!(
+            op_bail!(
                 "filter '{}' has {l} scales on axis {}, expected 1 or {n} on axis {axis}",
-                filter.name, q.axis
+                filter.name,
+                q.axis
             )
-            .into())
         }
     };
     if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
-        return Err(format!("filter '{}' has an invalid scale {s}", filter.name).into());
+        op_bail!("filter '{}' has an invalid scale {s}", filter.name);
     }
     let per_channel = scales.windows(2).any(|w| w[0] != w[1]);
     let (asymmetric, epilogue) = match op {
@@ -187,12 +187,11 @@ pub(super) fn build(
     let filter = ctx.input(node, 1)?;
     let output = ctx.output(node, 0)?;
     if output.dtype != DType::F32 {
-        return Err(format!(
+        op_bail!(
             "output '{}' is {}, expected float32 (dynamic-range operator)",
             output.name,
             output.dtype.name()
-        )
-        .into());
+        );
     }
     let axis = match op {
         HybridOp::Depthwise(..) => 3,

@@ -32,6 +32,7 @@ mod im2col;
 pub(super) mod params;
 mod tasks;
 
+use crate::op_bail;
 pub(super) use depthwise::build_depthwise;
 pub(super) use fully_connected::build_fully_connected;
 use gemm::{gemm_shape, GemmF32, GemmI8, GemmU8};
@@ -112,11 +113,10 @@ pub(super) fn build_conv2d(
         (o.dilation_h, o.dilation_w),
     )?;
     if fc != g.in_c {
-        return Err(format!(
+        op_bail!(
             "filter '{}' has {fc} input channels, input '{}' has {} (grouped convolution is not supported)",
             filter.name, input.name, g.in_c
-        )
-        .into());
+        );
     }
     let filter_len = filter.num_elements();
     match input.dtype {
@@ -162,7 +162,7 @@ pub(super) fn build_conv2d(
         }
         DType::U8 => build_conv_q::<u8>(ctx, node, g, o.activation, MultiplierRule::Legacy),
         DType::I16 => int16::build_conv(ctx, node, g, o.activation),
-        d => Err(format!("input type {} is not supported", d.name()).into()),
+        d => op_bail!("input type {} is not supported", d.name()),
     }
 }
 
