@@ -9,7 +9,10 @@
 //! reference for shapes a SIMD kernel does not take) is made here, on [`KernelPath`]: the
 //! entry points of each `aarch64` / `x86_64` file run one instruction set.
 
+pub mod mat;
 pub mod scalar;
+
+pub use mat::{Clamp, Mat, MatMut};
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
