@@ -9,7 +9,7 @@
 
 use edgecam::engine::kernels::aarch64 as arm;
 use edgecam::engine::kernels::scalar::conv::{self, ConvGeom};
-use edgecam::engine::kernels::{KernelPath, RequantCols};
+use edgecam::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
 use edgecam::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 mod common;
@@ -78,7 +78,12 @@ fn check_gemm(
     let ldacc = n + 3;
     let sentinel = 0x5A5A_5A5A;
     let mut acc = vec![sentinel; m * ldacc];
-    arm::gemm_i8(path, &packed, n, k, a, m, lda, &mut acc, ldacc);
+    arm::gemm_i8(
+        path,
+        &packed,
+        Mat::new(a, m, k, lda),
+        MatMut::new(&mut acc, m, n, ldacc),
+    );
     let want = gemm_ref(w, n, k, a, m, lda);
     for i in 0..m {
         for j in 0..ldacc {
@@ -192,11 +197,21 @@ fn gemm_i8_pack_is_checked_against_path_and_shape() {
         assert_eq!(packed.len(), arm::packed_len_i8(path, 6, 10));
         let a = vec![2i8; 3 * 10];
         let mut acc = vec![0i32; 3 * 6];
-        arm::gemm_i8(path, &packed, 6, 10, &a, 3, 10, &mut acc, 6);
+        arm::gemm_i8(
+            path,
+            &packed,
+            Mat::dense(&a, 3, 10),
+            MatMut::dense(&mut acc, 3, 6),
+        );
         assert!(acc.iter().all(|&x| x == 20), "{path}: {acc:?}");
         let mismatched = std::panic::catch_unwind(|| {
             let mut acc = vec![0i32; 3 * 7];
-            arm::gemm_i8(path, &packed, 7, 10, &a, 3, 10, &mut acc, 7);
+            arm::gemm_i8(
+                path,
+                &packed,
+                Mat::dense(&a, 3, 10),
+                MatMut::dense(&mut acc, 3, 7),
+            );
         });
         assert!(
             mismatched.is_err(),
@@ -284,7 +299,12 @@ fn requant_i8_matches_scalar() {
                 act_max: hi,
             };
             let mut out = vec![0x55u8 as i8; m * ldo];
-            arm::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
+            arm::requant_i8(
+                path,
+                Mat::new(&acc, m, n, ldacc),
+                &rq,
+                MatMut::new(&mut out, m, n, ldo),
+            );
             for i in 0..m {
                 for j in 0..ldo {
                     let got = out[i * ldo + j];
@@ -324,7 +344,12 @@ fn requant_rounding_ties_are_away_from_zero() {
             act_max: 127,
         };
         let mut out = vec![0i8; xs.len()];
-        arm::requant_i8(path, &xs, m, n, n, &rq, &mut out, n);
+        arm::requant_i8(
+            path,
+            Mat::dense(&xs, m, n),
+            &rq,
+            MatMut::dense(&mut out, m, n),
+        );
         for (x, y) in xs.iter().zip(&out) {
             assert_eq!(
                 *y,

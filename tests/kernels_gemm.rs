@@ -6,7 +6,7 @@
 //! The same file runs under qemu-aarch64 (cortex-a72 / cortex-a76 / max).
 
 use edgecam::engine::kernels::scalar::conv::ConvGeom;
-use edgecam::engine::kernels::{self, KernelPath};
+use edgecam::engine::kernels::{self, KernelPath, Mat, MatMut};
 use edgecam::engine::quant::{quantize_multiplier, RequantPerChannel};
 
 mod common;
@@ -80,7 +80,11 @@ fn gemm_i8_is_bit_exact_on_every_path() {
         let w = rng.i8s_extreme(n * k);
         let mut want = vec![0x5555_5555i32; m * ldacc + 1];
         let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
-        kernels::gemm_i8(&ps, &a, m, lda, &mut want, ldacc);
+        kernels::gemm_i8(
+            &ps,
+            Mat::new(&a, m, k, lda),
+            MatMut::new(&mut want, m, n, ldacc),
+        );
         // Direct check of the oracle on one element.
         if m > 0 && n > 0 {
             let (i, j) = (m - 1, n - 1);
@@ -93,7 +97,11 @@ fn gemm_i8_is_bit_exact_on_every_path() {
             let p = kernels::pack_i8(path, &w, n, k);
             assert_eq!(p.path, path);
             let mut got = vec![0x5555_5555i32; m * ldacc + 1];
-            kernels::gemm_i8(&p, &a, m, lda, &mut got, ldacc);
+            kernels::gemm_i8(
+                &p,
+                Mat::new(&a, m, k, lda),
+                MatMut::new(&mut got, m, n, ldacc),
+            );
             assert_eq!(
                 got, want,
                 "case {case}: {path} m={m} n={n} k={k} lda={lda} ldacc={ldacc}"
@@ -114,7 +122,7 @@ fn gemm_i8_all_extremes() {
             for path in paths() {
                 let p = kernels::pack_i8(path, &w, n, k);
                 let mut got = vec![0; m * n];
-                kernels::gemm_i8(&p, &a, m, k, &mut got, n);
+                kernels::gemm_i8(&p, Mat::dense(&a, m, k), MatMut::dense(&mut got, m, n));
                 assert!(got.iter().all(|&g| g == want), "{path} k={k}");
             }
         }
@@ -203,13 +211,24 @@ fn gemm_requant_i8_is_bit_exact_on_every_path() {
         let mut want = vec![0x11i8; m * ldo + 1];
         let mut acc = vec![0i32; m * n];
         let ps = kernels::pack_i8(KernelPath::Scalar, &w, n, k);
-        kernels::gemm_i8(&ps, &a, m, lda, &mut acc, n);
-        kernels::requant_i8(KernelPath::Scalar, &acc, m, n, n, &rq, &mut want, ldo);
+        kernels::gemm_i8(&ps, Mat::new(&a, m, k, lda), MatMut::dense(&mut acc, m, n));
+        kernels::requant_i8(
+            KernelPath::Scalar,
+            Mat::dense(&acc, m, n),
+            &rq,
+            MatMut::new(&mut want, m, n, ldo),
+        );
         for path in paths() {
             let p = kernels::pack_i8(path, &w, n, k);
             let mut got = vec![0x11i8; m * ldo + 1];
             let mut scratch = vec![0x5555_5555i32; m * n];
-            kernels::gemm_requant_i8(&p, &a, m, lda, &rq, &mut scratch, &mut got, ldo);
+            kernels::gemm_requant_i8(
+                &p,
+                Mat::new(&a, m, k, lda),
+                &rq,
+                &mut scratch,
+                MatMut::new(&mut got, m, n, ldo),
+            );
             assert_eq!(
                 got, want,
                 "case {case}: {path} m={m} n={n} k={k} lda={lda} ldo={ldo}"
@@ -259,7 +278,12 @@ fn requant_i8_is_bit_exact_on_every_path() {
         };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];
-            kernels::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
+            kernels::requant_i8(
+                path,
+                Mat::new(&acc, m, n, ldacc),
+                &rq,
+                MatMut::new(&mut out, m, n, ldo),
+            );
             out
         };
         let want = run(KernelPath::Scalar);
@@ -689,7 +713,12 @@ fn requant_i8_right_shift_only_is_bit_exact() {
         };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * ldo + 1];
-            kernels::requant_i8(path, &acc, m, n, ldacc, &rq, &mut out, ldo);
+            kernels::requant_i8(
+                path,
+                Mat::new(&acc, m, n, ldacc),
+                &rq,
+                MatMut::new(&mut out, m, n, ldo),
+            );
             out
         };
         let want = run(KernelPath::Scalar);
@@ -756,7 +785,12 @@ fn requant_i8_sweeps_are_bit_exact() {
         };
         let run = |path: KernelPath| {
             let mut out = vec![0x11i8; m * n];
-            kernels::requant_i8(path, &acc, m, n, n, &rq, &mut out, n);
+            kernels::requant_i8(
+                path,
+                Mat::dense(&acc, m, n),
+                &rq,
+                MatMut::dense(&mut out, m, n),
+            );
             out
         };
         let want = run(KernelPath::Scalar);
@@ -775,7 +809,13 @@ fn requant_i8_sweeps_are_bit_exact() {
                     ..rq
                 };
                 let o = &mut out[t * 256 * n..(t + 1) * 256 * n];
-                kernels::gemm_requant_i8(&p, &a, 256, 1, &rq_t, &mut scratch, o, n);
+                kernels::gemm_requant_i8(
+                    &p,
+                    Mat::dense(&a, 256, 1),
+                    &rq_t,
+                    &mut scratch,
+                    MatMut::dense(o, 256, n),
+                );
             }
             out
         };

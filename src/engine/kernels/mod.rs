@@ -286,67 +286,76 @@ pub fn pack_i8(path: KernelPath, w: &[i8], n: usize, k: usize) -> PackedI8 {
     }
 }
 
-/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] as i32 * W[j][kk] as i32` (wrapping i32),
-/// for `i < m`, `j < n`. No offsets.
-pub fn gemm_i8(p: &PackedI8, a: &[i8], m: usize, lda: usize, acc: &mut [i32], ldacc: usize) {
-    let (n, k) = (p.n, p.k);
-    if m == 0 || n == 0 {
+/// `acc[i][j] = sum_kk a[i][kk] as i32 * W[j][kk] as i32` (wrapping i32), for the `a.rows`
+/// rows of `a` (`k` columns) and the `n` columns of the weights. No offsets.
+///
+/// # Panics
+/// When the shapes disagree (`a` is `m x k`, `acc` `m x n`) or a view does not hold its rows.
+pub fn gemm_i8(p: &PackedI8, a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
+    let n = p.n;
+    check_shapes("gemm_i8", p, &a, (acc.rows, acc.cols));
+    if a.rows == 0 || n == 0 {
         return;
     }
-    assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "gemm_i8: a too short"
-    );
-    assert!(
-        ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
-        "gemm_i8: acc too short"
-    );
+    assert!(a.holds(), "gemm_i8: a too short");
+    assert!(acc.holds(), "gemm_i8: acc too short");
     match p.path {
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
-            aarch64::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc)
+            aarch64::gemm_i8(p.path, &p.data, a, acc)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::gemm_i8_avx2::gemm_i8(&p.data, n, k, a, m, lda, acc, ldacc),
+        KernelPath::Avx2 => x86_64::gemm_i8_avx2::gemm_i8(&p.data, a, acc),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => x86_64::gemm_vnni::gemm_i8(&p.data, n, k, a, m, lda, acc, ldacc),
-        _ => scalar::gemm::gemm_i8(p.path, &p.data, n, k, a, m, lda, acc, ldacc),
+        KernelPath::Avx512 => x86_64::gemm_vnni::gemm_i8(&p.data, a, acc),
+        _ => scalar::gemm::gemm_i8(p.path, &p.data, a, acc),
     }
 }
 
+/// That `a` is `m x p.k` and the result (`rows x cols`) `m x p.n`.
+fn check_shapes(what: &str, p: &PackedI8, a: &Mat<'_, i8>, (rows, cols): (usize, usize)) {
+    assert!(
+        a.cols == p.k && rows == a.rows && cols == p.n,
+        "{what}: a ({}x{}) and the result ({rows}x{cols}) do not fit {}x{} weights",
+        a.rows,
+        a.cols,
+        p.n,
+        p.k
+    );
+}
+
 /// Requantization epilogue, TFLite int8 per-channel, with the column parameters of `rq`:
-/// `out[i*ldo+j] = clamp(output_offset + MultiplyByQuantizedMultiplier(acc[i*ldacc+j] + bias[j],
-/// multipliers[j], shifts[j]), act_min, act_max)`, bit-exact with `quant::RequantPerChannel::finish`.
-#[allow(clippy::too_many_arguments)]
-pub fn requant_i8(
-    path: KernelPath,
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+/// `out[i][j] = clamp(output_offset + MultiplyByQuantizedMultiplier(acc[i][j] + bias[j],
+/// multipliers[j], shifts[j]), act_min, act_max)` for the `m x n` of `acc` (and `out`),
+/// bit-exact with `quant::RequantPerChannel::finish`.
+///
+/// # Panics
+/// When `out` is not the shape of `acc`, a view does not hold its rows, or `rq` has fewer than
+/// `n` channels or a shift outside [-31, 31].
+pub fn requant_i8(path: KernelPath, acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
+    let (m, n) = (acc.rows, acc.cols);
+    assert!(
+        out.rows == m && out.cols == n,
+        "requant_i8: out ({}x{}) is not the shape of acc ({m}x{n})",
+        out.rows,
+        out.cols
+    );
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        ldacc >= n && acc.len() >= (m - 1) * ldacc + n,
-        "requant_i8: acc too short"
-    );
-    check_requant_out("requant_i8", m, n, rq, out, ldo);
+    assert!(acc.holds(), "requant_i8: acc too short");
+    check_requant_out("requant_i8", rq, &out.as_ref());
     let path = effective(path);
     match path {
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
-            aarch64::requant_i8(path, acc, m, n, ldacc, rq, out, ldo)
+            aarch64::requant_i8(path, acc, rq, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => x86_64::requant_avx2::requant_i8(acc, m, n, ldacc, rq, out, ldo),
+        KernelPath::Avx2 => x86_64::requant_avx2::requant_i8(acc, rq, out),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => x86_64::gemm_vnni::requant_i8(acc, m, n, ldacc, rq, out, ldo),
-        _ => scalar::gemm::requant_i8(path, acc, m, n, ldacc, rq, out, ldo),
+        KernelPath::Avx512 => x86_64::gemm_vnni::requant_i8(acc, rq, out),
+        _ => scalar::gemm::requant_i8(path, acc, rq, out),
     }
 }
 
@@ -409,39 +418,41 @@ pub struct RequantCols<'a> {
     pub act_max: i32,
 }
 
-/// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (row stride `ldo`),
-/// bit-exact with the two calls. Paths with a fused kernel (baseline NEON, dotprod, AVX2,
-/// AVX-512) requantize inside the register tiles; the others, and the rows a fused kernel
-/// leaves, go through `acc` (scratch of at least `m * n` values; the x86 kernels use it only for
-/// k beyond one panel chunk).
-#[allow(clippy::too_many_arguments)]
+/// [`gemm_i8`] then [`requant_i8`] of its `m x n` result into `out` (`m x n`), bit-exact with
+/// the two calls. Paths with a fused kernel (baseline NEON, dotprod, AVX2, AVX-512) requantize
+/// inside the register tiles; the others, and the rows a fused kernel leaves, go through
+/// `scratch` (at least `m * n` values; the x86 kernels use it only for k beyond one panel
+/// chunk).
 pub fn gemm_requant_i8(
     p: &PackedI8,
-    a: &[i8],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, i8>,
     rq: &RequantCols<'_>,
-    acc: &mut [i32],
-    out: &mut [i8],
-    ldo: usize,
+    scratch: &mut [i32],
+    out: MatMut<'_, i8>,
 ) {
     let n = p.n;
+    let m = a.rows;
+    check_shapes("gemm_requant_i8", p, &a, (out.rows, out.cols));
     if m == 0 || n == 0 {
         return;
     }
     // Rows the path's fused kernel did (baseline NEON: the 4-row tiles, when they apply;
     // dotprod: all of them).
     #[cfg(target_arch = "aarch64")]
-    let done = aarch64::gemm_requant_i8(p.path, &p.data, n, p.k, a, m, lda, rq, out, ldo);
+    let (done, out) = {
+        let mut out = out;
+        let done = aarch64::gemm_requant_i8(p.path, &p.data, a, rq, out.reborrow());
+        (done, out)
+    };
     #[cfg(target_arch = "x86_64")]
     if matches!(p.path, KernelPath::Avx2 | KernelPath::Avx512) {
-        check_gemm_requant(p, a, m, lda, rq, out, ldo);
+        check_gemm_requant(&a, rq, &out.as_ref());
         let fused = if p.path == KernelPath::Avx512 {
             x86_64::gemm_vnni::gemm_requant_i8
         } else {
             x86_64::gemm_i8_avx2::gemm_requant_i8
         };
-        return fused(&p.data, n, p.k, a, m, lda, rq, acc, out, ldo);
+        return fused(&p.data, a, rq, scratch, out);
     }
     #[cfg(not(target_arch = "aarch64"))]
     let done = 0;
@@ -450,40 +461,27 @@ pub fn gemm_requant_i8(
     }
     let rest = m - done;
     assert!(
-        acc.len() >= rest * n,
+        scratch.len() >= rest * n,
         "gemm_requant_i8: acc scratch too short"
     );
-    gemm_i8(p, &a[done * lda..], rest, lda, &mut acc[..rest * n], n);
-    requant_i8(p.path, acc, rest, n, n, rq, &mut out[done * ldo..], ldo);
+    let mut acc = MatMut::dense(&mut scratch[..rest * n], rest, n);
+    gemm_i8(p, a.skip_rows(done), acc.reborrow());
+    requant_i8(p.path, acc.as_ref(), rq, out.skip_rows(done));
 }
 
 /// The argument checks of [`gemm_i8`] + [`requant_i8`], for a fused kernel (the
-/// aarch64 kernels check their own arguments).
+/// aarch64 kernels check their own arguments); `a` has at least one row.
 #[cfg(target_arch = "x86_64")]
-fn check_gemm_requant(
-    p: &PackedI8,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    rq: &RequantCols<'_>,
-    out: &[i8],
-    ldo: usize,
-) {
-    let (n, k) = (p.n, p.k);
-    assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "gemm_requant_i8: a too short"
-    );
-    check_requant_out("gemm_requant_i8", m, n, rq, out, ldo);
+fn check_gemm_requant(a: &Mat<'_, i8>, rq: &RequantCols<'_>, out: &Mat<'_, i8>) {
+    assert!(a.holds(), "gemm_requant_i8: a too short");
+    check_requant_out("gemm_requant_i8", rq, out);
 }
 
-/// The checks [`requant_i8`] and the fused GEMMs share: `m x n` outputs (row stride
-/// `ldo`, `m >= 1`) inside `out`, `n` channel parameters, shifts in range.
-fn check_requant_out(what: &str, m: usize, n: usize, rq: &RequantCols<'_>, out: &[i8], ldo: usize) {
-    assert!(
-        ldo >= n && out.len() >= (m - 1) * ldo + n,
-        "{what}: out too short"
-    );
+/// The checks [`requant_i8`] and the fused GEMMs share: `out` (`m x n`, `m >= 1`) holds its
+/// rows, `rq` has `n` channel parameters, shifts in range.
+fn check_requant_out(what: &str, rq: &RequantCols<'_>, out: &Mat<'_, i8>) {
+    let n = out.cols;
+    assert!(out.holds(), "{what}: out too short");
     assert!(
         rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n,
         "{what}: fewer than {n} channel parameters"

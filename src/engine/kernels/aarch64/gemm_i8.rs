@@ -23,7 +23,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::requant::{requant_kinds, rounding_shift};
-use crate::engine::kernels::{KernelPath, RequantCols};
+use crate::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
 
 pub(crate) const HEADER: usize = 16;
 
@@ -248,19 +248,13 @@ impl Args {
     }
 }
 
-/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] * W[j][kk]` (wrapping i32) for i < m, j < n.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    path: KernelPath,
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-) {
+/// `acc[i][j] = sum_kk a[i][kk] * W[j][kk]` (wrapping i32) for the `m = a.rows` rows of `a`
+/// (`k = a.cols`) and the `n = acc.cols` columns of `acc` (`m x n`).
+pub fn gemm_i8(path: KernelPath, packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
+    let (m, n, k) = (a.rows, acc.cols, a.cols);
+    let (lda, ldacc) = (a.stride, acc.stride);
+    assert_eq!(acc.rows, m, "gemm_i8: acc has {} rows, a {m}", acc.rows);
+    let (a, acc) = (a.data, acc.data);
     if m == 0 || n == 0 {
         return;
     }
@@ -321,20 +315,18 @@ pub fn gemm_i8(
     }
 }
 
-/// Validate the arguments of a fused GEMM + requantization on `path` and bundle them.
-#[allow(clippy::too_many_arguments)]
+/// Validate the arguments of a fused GEMM + requantization on `path` of `a` (`m x k`) into
+/// `out` (`m x n`) and bundle them.
 fn fused_args(
     path: KernelPath,
     packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, i8>,
     rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
+    out: MatMut<'_, i8>,
 ) -> Args {
+    let (m, n, k) = (a.rows, out.cols, a.cols);
+    let (lda, ldo) = (a.stride, out.stride);
+    let (a, out) = (a.data, out.data);
     let RequantCols {
         bias,
         multipliers,
@@ -406,20 +398,15 @@ fn fused_args(
 ///
 /// Also 0 when the weights were packed for another path or there is nothing to do. The caller
 /// runs `gemm_i8` + `requant_i8` for the remaining rows; the result is bit-exact with those two
-/// calls. The caller checked that the CPU supports `path`.
-#[allow(clippy::too_many_arguments)]
+/// calls. `a` is `m x k`, `out` `m x n`. The caller checked that the CPU supports `path`.
 pub fn gemm_requant_i8(
     path: KernelPath,
     packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, i8>,
     rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
+    out: MatMut<'_, i8>,
 ) -> usize {
+    let (m, n, k) = (a.rows, out.cols, a.cols);
     // Cheap checks first: this runs once per block of rows of every int8 GEMM.
     let rows = match path {
         KernelPath::Neon if n % 4 == 0 && packed.get(1) == Some(&0) => m / 4 * 4,
@@ -440,7 +427,7 @@ pub fn gemm_requant_i8(
     if path == KernelPath::Neon && (left || kinds.is_none()) {
         return 0;
     }
-    let args = fused_args(path, packed, n, k, a, m, lda, rq, out, ldo);
+    let args = fused_args(path, packed, a, rq, out);
     if path == KernelPath::Dotprod {
         // SAFETY: arguments validated by fused_args (rows < m of `a` and `out`, n channel
         // parameters, weights packed for dotprod); the caller detected dotprod; the mode is

@@ -21,7 +21,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::engine::kernels::{KernelPath, RequantCols};
+use crate::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
 use crate::engine::quant::multiply_by_quantized_multiplier;
 
 /// Per-lane requantization parameters: multiplier, left shift (>= 0), right shift (<= 0).
@@ -213,48 +213,42 @@ pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32)
     v.max(lo).min(hi).clamp(i8::MIN as i32, i8::MAX as i32) as i8
 }
 
-/// `out[i*ldo+j] = clamp(output_offset + mbqm(acc[i*ldacc+j] + bias[j], multipliers[j], shifts[j]),
-/// act_min, act_max)` for i < m, j < n, with the column parameters of `rq`. All NEON paths share
-/// this kernel.
-#[allow(clippy::too_many_arguments)]
-pub fn requant_i8(
-    path: KernelPath,
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+/// `out[i][j] = clamp(output_offset + mbqm(acc[i][j] + bias[j], multipliers[j], shifts[j]),
+/// act_min, act_max)` for the `m x n` of `acc` (and `out`), with the column parameters of `rq`.
+/// All NEON paths share this kernel.
+pub fn requant_i8(path: KernelPath, acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
     let _ = path;
+    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
+    assert!(
+        out.rows == m && out.cols == n,
+        "requant_i8: out ({}x{}) is not the shape of acc ({m}x{n})",
+        out.rows,
+        out.cols
+    );
     if m == 0 || n == 0 {
         return;
     }
     assert!(
-        acc.len() >= (m - 1) * ldacc + n,
+        acc.data.len() >= (m - 1) * ldacc + n,
         "requant_i8: acc too short"
     );
-    assert!(out.len() >= (m - 1) * ldo + n, "requant_i8: out too short");
+    assert!(
+        out.data.len() >= (m - 1) * ldo + n,
+        "requant_i8: out too short"
+    );
     assert!(
         rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n,
         "requant_i8: per-channel parameters shorter than n={n}"
     );
     // SAFETY: lengths validated above; NEON is mandatory on aarch64.
-    unsafe { requant_neon(acc, m, n, ldacc, rq, out, ldo) }
+    unsafe { requant_neon(acc, rq, out) }
 }
 
 /// Body of [`requant_i8`]; lengths validated by it.
 #[target_feature(enable = "neon")]
-unsafe fn requant_neon(
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+unsafe fn requant_neon(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
+    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
+    let (acc, out) = (acc.data, out.data);
     // Without the 16-lane epilogue's preconditions, every column takes the per-value path.
     let kinds = requant_kinds(&rq.shifts[..n], &rq.multipliers[..n], rq.output_offset);
     let (left, shifted) = kinds.unwrap_or_default();

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::conv::ConvGeom;
-use crate::engine::kernels::{KernelPath, RequantCols};
+use crate::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
 use crate::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
@@ -17,18 +17,12 @@ pub fn pack_f32(_path: KernelPath, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     w[..n * k].to_vec()
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    _path: KernelPath,
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-) {
+/// `acc[i][j] = sum_kk a[i][kk] * W[j][kk]` (wrapping i32), W the `n x k` row-major matrix
+/// (`n = acc.cols`, `k = a.cols`); the dispatcher checked the views.
+pub fn gemm_i8(_path: KernelPath, packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
+    let (n, k) = (acc.cols, a.cols);
+    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
+    let (a, acc) = (a.data, acc.data);
     for i in 0..m {
         let x = &a[i * lda..i * lda + k];
         for j in 0..n {
@@ -42,17 +36,10 @@ pub fn gemm_i8(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn requant_i8(
-    _path: KernelPath,
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+/// The requantization epilogue of `acc` into `out` (same shape; see `kernels::requant_i8`).
+pub fn requant_i8(_path: KernelPath, acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
+    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
+    let (acc, out) = (acc.data, out.data);
     for i in 0..m {
         for j in 0..n {
             let v = multiply_by_quantized_multiplier(

@@ -2,11 +2,11 @@
 //! the AVX2 ([`super::gemm_i8_avx2`]) and AVX-512 VNNI ([`super::gemm_vnni`]) GEMMs.
 
 use super::lanes::clamp8;
-use crate::engine::kernels::RequantCols;
+use crate::engine::kernels::{Mat, MatMut, RequantCols};
 
 /// The requantization epilogue alone of one instruction set (`requant_i8` of
 /// [`super::requant_avx2`] or [`super::gemm_vnni`]): what a fused GEMM runs when `k == 0`.
-pub(super) type RequantFn = fn(&[i32], usize, usize, usize, &RequantCols<'_>, &mut [i8], usize);
+pub(super) type RequantFn = fn(Mat<'_, i32>, &RequantCols<'_>, MatMut<'_, i8>);
 
 /// Requantization of an int8 GEMM's output inside the register tile (see
 /// `gemm_requant_i8` of [`super::gemm_i8_avx2`] and [`super::gemm_vnni`]).
@@ -26,28 +26,24 @@ pub(super) struct Fuse<'a> {
 }
 
 impl<'a> Fuse<'a> {
-    /// The argument checks of a fused GEMM (`gemm_requant_i8` of either x86 path) of `n`
-    /// columns, and its epilogue's parameters; `None` when nothing is left to do:
-    /// no rows or columns, or `k == 0` (every sum is 0; those are requantized here by the
-    /// caller's own `requant`). `acc` must hold `m * n` values unless `in_tile` (the path then
-    /// never touches it).
-    #[allow(clippy::too_many_arguments)]
+    /// The argument checks of a fused GEMM (`gemm_requant_i8` of either x86 path) of `a`
+    /// (`m x k`) into `out` (`m x n`), and its epilogue's parameters; `None` when nothing is
+    /// left to do: no rows or columns, or `k == 0` (every sum is 0; those are requantized here
+    /// by the caller's own `requant`). `acc` must hold `m * n` values unless `in_tile` (the path
+    /// then never touches it).
     pub(super) fn new(
         requant: RequantFn,
-        n: usize,
-        k: usize,
-        a: &[i8],
-        m: usize,
-        lda: usize,
+        a: Mat<'_, i8>,
         rq: &RequantCols<'a>,
         acc: &mut [i32],
         in_tile: bool,
-        out: &mut [i8],
-        ldo: usize,
+        out: MatMut<'_, i8>,
     ) -> Option<Fuse<'a>> {
+        let (m, n, k) = (a.rows, out.cols, a.cols);
+        let (lda, ldo) = (a.stride, out.stride);
         assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
-        assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
-        assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
+        assert!(m == 0 || (lda >= k && a.data.len() >= (m - 1) * lda + k));
+        assert!(m == 0 || (out.rows == m && ldo >= n && out.data.len() >= (m - 1) * ldo + n));
         assert!(
             in_tile || acc.len() >= m * n,
             "gemm_requant_i8: acc too short"
@@ -58,15 +54,16 @@ impl<'a> Fuse<'a> {
         if k == 0 {
             let acc = &mut acc[..m * n];
             acc.fill(0);
-            requant(acc, m, n, n, rq, out, ldo);
+            requant(Mat::dense(acc, m, n), rq, out);
             return None;
         }
-        Some(Fuse::epilogue(n, rq, out, ldo))
+        Some(Fuse::epilogue(rq, out))
     }
 
-    /// The epilogue's parameters for `n` columns of `rq` into `out` (row stride `ldo`);
-    /// the caller checked the lengths.
-    pub(super) fn epilogue(n: usize, rq: &RequantCols<'a>, out: &mut [i8], ldo: usize) -> Fuse<'a> {
+    /// The epilogue's parameters for the `out.cols` columns of `rq` into `out`; the caller
+    /// checked the lengths.
+    pub(super) fn epilogue(rq: &RequantCols<'a>, out: MatMut<'_, i8>) -> Fuse<'a> {
+        let n = out.cols;
         let (lo, hi) = clamp8(rq.act_min, rq.act_max);
         Fuse {
             bias: rq.bias,
@@ -77,8 +74,8 @@ impl<'a> Fuse<'a> {
             hi,
             left: rq.shifts[..n].iter().any(|&s| s > 0),
             sat: rq.multipliers[..n].contains(&i32::MIN),
-            out: out.as_mut_ptr(),
-            ldo,
+            out: out.data.as_mut_ptr(),
+            ldo: out.stride,
         }
     }
 }

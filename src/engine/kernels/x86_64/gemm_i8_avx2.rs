@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use super::fuse::Fuse;
 use super::lanes::{pack16, rq8, RqLanes};
 use super::requant_avx2::requant_i8;
-use crate::engine::kernels::RequantCols;
+use crate::engine::kernels::{Mat, MatMut, RequantCols};
 
 /// Columns per packed block.
 const NR: usize = 16;
@@ -53,36 +53,28 @@ pub fn pack_i8(w: &[i8], n: usize, k: usize) -> Vec<i8> {
     out
 }
 
-/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] * W[j][kk]` (wrapping int32), W packed by
-/// [`pack_i8`].
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-) {
+/// `acc[i][j] = sum_kk a[i][kk] * W[j][kk]` (wrapping int32) for the `a.rows` rows of `a`
+/// (`k = a.cols`) and the `n = acc.cols` columns, W packed by [`pack_i8`].
+pub fn gemm_i8(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
+    let (n, k) = (acc.cols, a.cols);
+    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     assert!(
         packed.len() >= nb * kp * NR * 4,
         "gemm_i8: packed weights too short"
     );
-    assert!(m == 0 || a.len() >= (m - 1) * lda + k);
-    assert!(m == 0 || acc.len() >= (m - 1) * ldacc + n);
+    assert!(m == 0 || a.data.len() >= (m - 1) * lda + k);
+    assert!(m == 0 || (acc.rows == m && acc.data.len() >= (m - 1) * ldacc + n));
     if k == 0 {
         for i in 0..m {
-            acc[i * ldacc..i * ldacc + n].fill(0);
+            acc.data[i * ldacc..i * ldacc + n].fill(0);
         }
         return;
     }
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
     // run time; the slice lengths were checked above.
-    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, ldacc, None) }
+    unsafe { gemm_i8_avx2(packed, a, acc, None) }
 }
 
 /// The constants a tile's requantizing epilogue needs for one 16-column block.
@@ -132,23 +124,18 @@ pub fn gemm_requant_in_tile(k: usize) -> bool {
     k > 0 && k.div_ceil(2) <= KPC
 }
 
-/// [`gemm_i8`] then [`requant_i8`] with `ldacc = n`, bit-exact with the two calls, the
-/// requantization done in the register tile. `acc` (at least `m * n` values) is only
-/// used when `k` spans more than one panel chunk (the partial sums of the earlier
+/// [`gemm_i8`] then [`requant_i8`] of `a` (`m x k`) into `out` (`m x n`), bit-exact with the
+/// two calls, the requantization done in the register tile. `acc` (at least `m * n` values)
+/// is only used when `k` spans more than one panel chunk (the partial sums of the earlier
 /// chunks); it may be empty otherwise.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_requant_i8(
     packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, i8>,
     rq: &RequantCols<'_>,
     acc: &mut [i32],
-    out: &mut [i8],
-    ldo: usize,
+    out: MatMut<'_, i8>,
 ) {
+    let (m, n, k) = (a.rows, out.cols, a.cols);
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     assert!(
@@ -156,29 +143,26 @@ pub fn gemm_requant_i8(
         "gemm_requant_i8: packed weights too short"
     );
     let in_tile = gemm_requant_in_tile(k);
-    let Some(fuse) = Fuse::new(requant_i8, n, k, a, m, lda, rq, acc, in_tile, out, ldo) else {
+    let Some(fuse) = Fuse::new(requant_i8, a, rq, acc, in_tile, out) else {
         return;
     };
+    // `acc` as the m x n int32 matrix of the partial sums: a view only (it may be empty).
+    let acc = MatMut::dense(acc, m, n);
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
     // run time; the packed length was checked above, the other slices by `Fuse::new`
     // (`out` through `fuse.out`: (m - 1) * ldo + n bytes; `acc` only for k beyond one
     // chunk).
-    unsafe { gemm_i8_avx2(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
+    unsafe { gemm_i8_avx2(packed, a, acc, Some(&fuse)) }
 }
 
+/// The GEMM of `a` (`m x k`) by the packed weights into `acc` (`m x n`, `n = acc.cols`), or,
+/// with `fuse`, requantized into `fuse.out` (then `acc` holds the partial sums of the earlier
+/// panel chunks, and is only touched when there are several).
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn gemm_i8_avx2(
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-    fuse: Option<&Fuse<'_>>,
-) {
+fn gemm_i8_avx2(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>, fuse: Option<&Fuse<'_>>) {
+    let (n, k) = (acc.cols, a.cols);
+    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
+    let (a, acc) = (a.data, acc.data);
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     let wbase = packed.as_ptr() as *const i16;
@@ -254,12 +238,22 @@ fn gemm_i8_avx2(
                             .as_ref()
                             .zip(fused)
                             .map(|(q, f)| (q, f.out.add(i0 * f.ldo + b * NR)));
-                        let tile = match rows {
-                            5.. => tile_i8::<6>,
-                            3 | 4 => tile_i8::<4>,
-                            _ => tile_i8::<2>,
+                        let t = Tile {
+                            panel: pan,
+                            pc,
+                            w: wb,
+                            acc: dst,
+                            ldacc,
+                            rows,
+                            cols,
+                            first,
+                            rq: trq,
                         };
-                        tile(pan, pc, wb, dst, ldacc, rows, cols, first, trq);
+                        match rows {
+                            5.. => tile_i8::<6>(&t),
+                            3 | 4 => tile_i8::<4>(&t),
+                            _ => tile_i8::<2>(&t),
+                        }
                     }
                 }
             }
@@ -296,22 +290,46 @@ fn tile_rq(f: &Fuse<'_>, j: usize, cols: usize) -> TileRq {
     }
 }
 
+/// One register tile's operands (see [`tile_i8`]).
+struct Tile<'a> {
+    /// First panel row; rows `pc` pairs apart.
+    panel: *const i16,
+    /// k pairs in this chunk.
+    pc: usize,
+    /// The weight block at this chunk's first pair.
+    w: *const i16,
+    /// acc element (i0, j) and acc's row stride.
+    acc: *mut i32,
+    ldacc: usize,
+    /// Real rows (<= R) and columns (<= NR).
+    rows: usize,
+    cols: usize,
+    /// The first chunk (acc holds no partial sums yet).
+    first: bool,
+    /// The requantizing epilogue and the output byte (i0, j), on the last chunk of a fused
+    /// call.
+    rq: Option<(&'a TileRq, *mut i8)>,
+}
+
 /// One Rx16 tile: acc[r][c] (+)= sum_p panel[r][p] . w[p][c] over `pc` pairs; with
 /// `rq`, the finished sums are requantized into the output from the tile's first
 /// output byte instead.
+///
+/// # Safety
+/// As stated at the call in [`gemm_i8_avx2`]; the CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_i8<const R: usize>(
-    panel: *const i16,
-    pc: usize,
-    w: *const i16,
-    acc: *mut i32,
-    ldacc: usize,
-    rows: usize,
-    cols: usize,
-    first: bool,
-    rq: Option<(&TileRq, *mut i8)>,
-) {
+unsafe fn tile_i8<const R: usize>(t: &Tile<'_>) {
+    let Tile {
+        panel,
+        pc,
+        w,
+        acc,
+        ldacc,
+        rows,
+        cols,
+        first,
+        rq,
+    } = *t;
     let mut c = [[_mm256_setzero_si256(); 2]; R];
     let pr = panel as *const i32; // one i32 per pair; rows `pc` pairs apart
     for p in 0..pc {

@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::fuse::Fuse;
-use crate::engine::kernels::RequantCols;
+use crate::engine::kernels::{Mat, MatMut, RequantCols};
 
 /// Columns per packed block (one vector of 16 int32 accumulators).
 const NR: usize = 16;
@@ -74,89 +74,77 @@ fn check_packed(packed: &[i8], n: usize, k: usize) {
     );
 }
 
-/// `acc[i*ldacc + j] = sum_kk a[i*lda + kk] * W[j][kk]` (wrapping int32).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-) {
+/// `acc[i][j] = sum_kk a[i][kk] * W[j][kk]` (wrapping int32) for the `a.rows` rows of `a`
+/// (`k = a.cols`) and the `n = acc.cols` columns.
+pub fn gemm_i8(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
+    let (n, k) = (acc.cols, a.cols);
+    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
     check_packed(packed, n, k);
-    assert!(m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k));
-    assert!(m == 0 || (ldacc >= n && acc.len() >= (m - 1) * ldacc + n));
+    assert!(m == 0 || (lda >= k && a.data.len() >= (m - 1) * lda + k));
+    assert!(m == 0 || (acc.rows == m && ldacc >= n && acc.data.len() >= (m - 1) * ldacc + n));
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         for i in 0..m {
-            acc[i * ldacc..i * ldacc + n].fill(0);
+            acc.data[i * ldacc..i * ldacc + n].fill(0);
         }
         return;
     }
     // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, DQ, VL
     // and VNNI (and AVX2, FMA) at run time; the slice lengths were checked above.
-    unsafe { gemm(packed, n, k, a, m, lda, acc, ldacc, None) }
+    unsafe { gemm(packed, a, acc, None) }
 }
 
-/// [`gemm_i8`] then the requantization of `rq` into `out` (row stride `ldo`), bit-exact
-/// with the two calls, requantized in the register tile. `acc` (at least `m * n`
-/// values) is only used when `k` spans more than one panel chunk; it may be empty
-/// otherwise.
-#[allow(clippy::too_many_arguments)]
+/// [`gemm_i8`] then the requantization of `rq` into `out` (`m x n`), bit-exact with the two
+/// calls, requantized in the register tile. `acc` (at least `m * n` values) is only used
+/// when `k` spans more than one panel chunk; it may be empty otherwise.
 pub fn gemm_requant_i8(
     packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, i8>,
     rq: &RequantCols<'_>,
     acc: &mut [i32],
-    out: &mut [i8],
-    ldo: usize,
+    out: MatMut<'_, i8>,
 ) {
+    let (m, n, k) = (a.rows, out.cols, a.cols);
     check_packed(packed, n, k);
     let in_tile = gemm_requant_in_tile(k);
-    let Some(fuse) = Fuse::new(requant_i8, n, k, a, m, lda, rq, acc, in_tile, out, ldo) else {
+    let Some(fuse) = Fuse::new(requant_i8, a, rq, acc, in_tile, out) else {
         return;
     };
+    // `acc` as the m x n int32 matrix of the partial sums: a view only (it may be empty).
+    let acc = MatMut::dense(acc, m, n);
     // SAFETY: as in gemm_i8 (the packed length checked above, the other slices by
     // `Fuse::new`); `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes, `acc` is
     // only touched when k spans several chunks.
-    unsafe { gemm(packed, n, k, a, m, lda, acc, n, Some(&fuse)) }
+    unsafe { gemm(packed, a, acc, Some(&fuse)) }
 }
 
-/// The requantization epilogue alone (`requant_i8` of the AVX-512 path) with [`Rq16`]: each
-/// 16-column block's constants once, then its rows; the dispatcher checked the slices.
-#[allow(clippy::too_many_arguments)]
-pub fn requant_i8(
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+/// The requantization epilogue alone (`requant_i8` of the AVX-512 path) of `acc` into `out`
+/// (same shape) with [`Rq16`]: each 16-column block's constants once, then its rows; the
+/// dispatcher checked the slices.
+pub fn requant_i8(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
+    let (m, n) = (acc.rows, acc.cols);
+    let (ldacc, ldo) = (acc.stride, out.stride);
     assert!(rq.bias.len() >= n && rq.multipliers.len() >= n && rq.shifts.len() >= n);
-    assert!(m == 0 || (ldacc >= n && acc.len() >= (m - 1) * ldacc + n));
-    assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n));
-    let f = Fuse::epilogue(n, rq, out, ldo);
+    assert!(m == 0 || (ldacc >= n && acc.data.len() >= (m - 1) * ldacc + n));
+    assert!(
+        m == 0
+            || (out.rows == m && out.cols == n && ldo >= n && out.data.len() >= (m - 1) * ldo + n)
+    );
+    let f = Fuse::epilogue(rq, out);
     // SAFETY: the dispatcher only selects this path after checking the CPU's AVX-512
     // features; the slice lengths were checked above.
-    unsafe { requant_blocks(&f, acc, m, n, ldacc) }
+    unsafe { requant_blocks(&f, acc) }
 }
 
 /// # Safety
-/// AVX-512 F, BW, DQ, VL and VNNI are available; `acc` holds `(m - 1) * ldacc + n` values
-/// and `f.out` `(m - 1) * f.ldo + n` bytes.
+/// AVX-512 F, BW, DQ, VL and VNNI are available; `acc` (`m x n`) holds its rows and `f.out`
+/// `(m - 1) * f.ldo + n` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-unsafe fn requant_blocks(f: &Fuse<'_>, acc: &[i32], m: usize, n: usize, ldacc: usize) {
+unsafe fn requant_blocks(f: &Fuse<'_>, acc: Mat<'_, i32>) {
+    let (m, n, ldacc) = (acc.rows, acc.cols, acc.stride);
+    let acc = acc.data;
     let mut j = 0;
     while j < n {
         let cols = (n - j).min(NR);
@@ -183,19 +171,14 @@ fn tail_rows(rows: usize) -> usize {
     }
 }
 
+/// The GEMM of `a` (`m x k`) by the packed weights into `acc` (`m x n`, `n = acc.cols`), or,
+/// with `fuse`, requantized into `fuse.out` (then `acc` holds the partial sums of the earlier
+/// panel chunks, and is only touched when there are several).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    packed: &[i8],
-    n: usize,
-    k: usize,
-    a: &[i8],
-    m: usize,
-    lda: usize,
-    acc: &mut [i32],
-    ldacc: usize,
-    fuse: Option<&Fuse<'_>>,
-) {
+fn gemm(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>, fuse: Option<&Fuse<'_>>) {
+    let (n, k) = (acc.cols, a.cols);
+    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
+    let (a, acc) = (a.data, acc.data);
     let kg = k.div_ceil(4);
     let nb = n.div_ceil(NR);
     let wbase = packed.as_ptr();

@@ -4,19 +4,12 @@
 use std::arch::x86_64::*;
 
 use super::lanes::{clamp8, pack16, rq8, RqLanes};
-use crate::engine::kernels::RequantCols;
+use crate::engine::kernels::{Mat, MatMut, RequantCols};
 
-/// `requant_i8` of the AVX2 path (see `kernels::requant_i8`); the dispatcher checked the
-/// slices.
-pub fn requant_i8(
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
-    rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
-) {
+/// `requant_i8` of the AVX2 path (see `kernels::requant_i8`) of `acc` into `out` (same
+/// shape); the dispatcher checked the views.
+pub fn requant_i8(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
+    let n = acc.cols;
     let left = rq.shifts[..n].iter().any(|&s| s > 0);
     let sat = rq.multipliers[..n].contains(&i32::MIN);
     let f = match (left, sat) {
@@ -26,9 +19,9 @@ pub fn requant_i8(
         (true, true) => requant_block::<true, true>,
     };
     // SAFETY: AVX2/FMA were checked by the dispatcher, which also checked acc, out and
-    // rq's bias, multipliers and shifts against m, n, ldacc and ldo.
+    // rq's bias, multipliers and shifts against their shapes and strides.
     unsafe {
-        f(acc, m, n, ldacc, rq, out, ldo);
+        f(acc, rq, out);
     }
 }
 
@@ -36,14 +29,12 @@ pub fn requant_i8(
 /// are prepared once and applied to all `m` rows.
 #[target_feature(enable = "avx2,fma")]
 fn requant_block<const LEFT: bool, const SAT: bool>(
-    acc: &[i32],
-    m: usize,
-    n: usize,
-    ldacc: usize,
+    acc: Mat<'_, i32>,
     rq: &RequantCols<'_>,
-    out: &mut [i8],
-    ldo: usize,
+    out: MatMut<'_, i8>,
 ) {
+    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
+    let (acc, out) = (acc.data, out.data);
     let (lo, hi) = clamp8(rq.act_min, rq.act_max);
     let voff = _mm256_set1_epi32(rq.output_offset);
     let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));

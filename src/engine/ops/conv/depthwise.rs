@@ -283,13 +283,9 @@ impl Kernel for DepthwiseU8 {
                 );
                 kernels::requant_i8(
                     this.path,
-                    &acc,
-                    g.out_w,
-                    g.out_c,
-                    g.out_c,
+                    kernels::Mat::dense(&acc, g.out_w, g.out_c),
                     &rq,
-                    bytemuck::cast_slice_mut(o),
-                    g.out_c,
+                    kernels::MatMut::dense(bytemuck::cast_slice_mut(o), g.out_w, g.out_c),
                 );
                 for v in o.iter_mut() {
                     *v ^= 0x80;

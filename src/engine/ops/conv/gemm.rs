@@ -201,13 +201,10 @@ impl Kernel for GemmI8 {
                 let rr = (mr - r).min(step);
                 kernels::gemm_requant_i8(
                     &this.packed,
-                    &a[r * k..],
-                    rr,
-                    k,
+                    kernels::Mat::new(&a[r * k..], rr, k, k),
                     &rq,
                     acc,
-                    &mut chunk[r * n..],
-                    n,
+                    kernels::MatMut::new(&mut chunk[r * n..], rr, n, n),
                 );
                 r += rr;
             }
@@ -375,7 +372,11 @@ impl Kernel for GemmU8 {
                         &cols[..rr * k]
                     }
                 };
-                kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
+                kernels::gemm_i8(
+                    &this.packed,
+                    kernels::Mat::dense(a, rr, k),
+                    kernels::MatMut::dense(&mut acc[..rr * n], rr, n),
+                );
                 for (row, acc) in a.chunks_exact(k).zip(acc.chunks_exact_mut(n)) {
                     let sum = row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
                     let fix = this.zw.wrapping_mul(sum);
@@ -386,13 +387,9 @@ impl Kernel for GemmU8 {
                 let o = &mut chunk[(r - rows.start) * n..(r - rows.start + rr) * n];
                 kernels::requant_i8(
                     this.path,
-                    &acc[..rr * n],
-                    rr,
-                    n,
-                    n,
+                    kernels::Mat::dense(&acc[..rr * n], rr, n),
                     &rq,
-                    bytemuck::cast_slice_mut(o),
-                    n,
+                    kernels::MatMut::dense(bytemuck::cast_slice_mut(o), rr, n),
                 );
                 for v in o.iter_mut() {
                     *v ^= 0x80;

@@ -433,7 +433,11 @@ impl Kernel for HybridGemm {
                         &cols[..rr * k]
                     }
                 };
-                kernels::gemm_i8(&this.packed, a, rr, k, &mut acc[..rr * n], n);
+                kernels::gemm_i8(
+                    &this.packed,
+                    kernels::Mat::dense(a, rr, k),
+                    kernels::MatMut::dense(&mut acc[..rr * n], rr, n),
+                );
                 // Runs of rows in one quantization group (all of them for a convolution).
                 let mut i = 0;
                 while i < rr {
