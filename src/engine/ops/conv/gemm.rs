@@ -88,69 +88,105 @@ pub(super) struct GemmI8 {
     scratch: PerWorker<ScratchI8>,
 }
 
-impl GemmI8 {
-    /// `w` is the constant `n x k` weight matrix (OHWI for a convolution), `bias` the
-    /// optional constant int32 bias; `q.filter_offset` must be 0.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        src: ASource,
-        m: usize,
-        k: usize,
-        n: usize,
-        input_len: usize,
-        w: &[i8],
-        bias: Option<&[i32]>,
-        q: QParams,
-        path: KernelPath,
-        pool: Option<Arc<ThreadPool>>,
-    ) -> OpResult<Self> {
-        if q.filter_offset != 0 {
-            op_bail!("fast int8 GEMM needs a zero filter offset");
-        }
-        let in_zp = i8::try_from(-q.input_offset).map_err(|_| "input zero point out of range")?;
-        let packed = kernels::pack_i8(path, w, n, k);
-        let folded: Vec<i32> = (0..n)
+/// What an int8 or uint8 GEMM operator ([`GemmI8`], [`GemmU8`]) is built from.
+pub(super) struct QGemmParams<'a, W> {
+    /// Where the left-hand `m x k` matrix comes from.
+    pub src: ASource,
+    pub m: usize,
+    pub k: usize,
+    /// Output channels.
+    pub n: usize,
+    /// Values of the input tensor.
+    pub input_len: usize,
+    /// The constant `n x k` weight matrix (OHWI for a convolution).
+    pub w: &'a [W],
+    /// The optional constant int32 bias.
+    pub bias: Option<&'a [i32]>,
+    pub q: QParams,
+    pub path: KernelPath,
+    pub pool: Option<Arc<ThreadPool>>,
+}
+
+/// What [`GemmI8`] and [`GemmU8`] make alike from their int8 weights: the packed weights, the
+/// folded bias, and the cut into tasks.
+struct QGemmPlan {
+    packed: PackedI8,
+    bias: Vec<i32>,
+    threads: usize,
+    im2col: bool,
+    task_rows: usize,
+    tasks: usize,
+}
+
+impl<W> QGemmParams<'_, W> {
+    /// The plan for the int8 weights `wi` (`n x k`): column `j`'s bias is `fold(bias[j],
+    /// sum_k wi[j][k])` (the sum wrapping; `bias[j]` 0 without a bias).
+    fn plan(&self, wi: &[i8], fold: impl Fn(i32, i32) -> i32) -> QGemmPlan {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let packed = kernels::pack_i8(self.path, wi, n, k);
+        let bias = (0..n)
             .map(|j| {
-                let sum = w[j * k..(j + 1) * k]
+                let sum = wi[j * k..(j + 1) * k]
                     .iter()
                     .fold(0i32, |s, &v| s.wrapping_add(v as i32));
-                bias.map_or(0, |b| b[j])
-                    .wrapping_add(q.input_offset.wrapping_mul(sum))
+                fold(self.bias.map_or(0, |b| b[j]), sum)
             })
             .collect();
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let im2col = matches!(src, ASource::Im2col(_));
+        let threads = self.pool.as_ref().map_or(1, |p| p.threads());
+        let im2col = matches!(self.src, ASource::Im2col(_));
         let (task_rows, tasks) = task_rows(
             m,
             threads,
-            kernels::gemm_i8_tile_rows(path),
+            kernels::gemm_i8_tile_rows(self.path),
             Split::int8(n, k, im2col),
         );
+        QGemmPlan {
+            packed,
+            bias,
+            threads,
+            im2col,
+            task_rows,
+            tasks,
+        }
+    }
+}
+
+impl GemmI8 {
+    /// `p.w` is the constant `n x k` weight matrix (OHWI for a convolution), `p.bias` the
+    /// optional constant int32 bias; `p.q.filter_offset` must be 0.
+    pub(super) fn new(p: QGemmParams<'_, i8>) -> OpResult<Self> {
+        if p.q.filter_offset != 0 {
+            op_bail!("fast int8 GEMM needs a zero filter offset");
+        }
+        let in_zp = i8::try_from(-p.q.input_offset).map_err(|_| "input zero point out of range")?;
+        let in_off = p.q.input_offset;
+        let plan = p.plan(p.w, |b, sum| b.wrapping_add(in_off.wrapping_mul(sum)));
+        let (k, n, task_rows, im2col) = (p.k, p.n, plan.task_rows, plan.im2col);
         // No int32 scratch where the register tile requantizes every row.
-        let acc_len = if kernels::gemm_requant_in_tile(&packed) {
+        let acc_len = if kernels::gemm_requant_in_tile(&plan.packed) {
             0
         } else {
             task_rows.min(ACC_ROWS) * n
         };
-        let scratch = PerWorker::new(threads, || ScratchI8 {
+        let scratch = PerWorker::new(plan.threads, || ScratchI8 {
             // RUN slack: im2col's fixed-length copies, and the GEMM's last partial k
             // chunk read in place (see `kernels::gemm_i8`).
             cols: vec![0; if im2col { task_rows * k + RUN } else { 0 }],
             acc: vec![0; acc_len],
         });
         Ok(GemmI8 {
-            src,
-            m,
+            src: p.src,
+            m: p.m,
             k,
             n,
-            input_len,
-            packed,
-            bias: folded,
-            q,
+            input_len: p.input_len,
+            packed: plan.packed,
+            bias: plan.bias,
+            q: p.q,
             in_zp,
-            pool,
+            pool: p.pool,
             task_rows,
-            tasks,
+            tasks: plan.tasks,
             scratch,
         })
     }
@@ -257,53 +293,26 @@ fn shift_u8(v: u8) -> i8 {
 }
 
 impl GemmU8 {
-    /// `w` is the constant `n x k` uint8 weight matrix, `q` the uint8 operator's parameters
-    /// (`q.filter_offset` = −zw, one multiplier for every channel).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        src: ASource,
-        m: usize,
-        k: usize,
-        n: usize,
-        input_len: usize,
-        w: &[u8],
-        bias: Option<&[i32]>,
-        q: QParams,
-        path: KernelPath,
-        pool: Option<Arc<ThreadPool>>,
-    ) -> OpResult<Self> {
-        let zx = -q.input_offset - 128;
-        let zw = -q.filter_offset - 128;
+    /// `p.w` is the constant `n x k` uint8 weight matrix, `p.q` the uint8 operator's
+    /// parameters (`q.filter_offset` = −zw, one multiplier for every channel).
+    pub(super) fn new(p: QGemmParams<'_, u8>) -> OpResult<Self> {
+        let zx = -p.q.input_offset - 128;
+        let zw = -p.q.filter_offset - 128;
         let in_zp = i8::try_from(zx).map_err(|_| "input zero point out of range")?;
         i8::try_from(zw).map_err(|_| "filter zero point out of range")?;
-        let wi: Vec<i8> = w.iter().map(|&v| shift_u8(v)).collect();
-        let packed = kernels::pack_i8(path, &wi, n, k);
-        let kzz = (k as i32).wrapping_mul(zx).wrapping_mul(zw);
-        let folded: Vec<i32> = (0..n)
-            .map(|j| {
-                let sum = wi[j * k..(j + 1) * k]
-                    .iter()
-                    .fold(0i32, |s, &v| s.wrapping_add(v as i32));
-                bias.map_or(0, |b| b[j])
-                    .wrapping_sub(zx.wrapping_mul(sum))
-                    .wrapping_add(kzz)
-            })
-            .collect();
+        let wi: Vec<i8> = p.w.iter().map(|&v| shift_u8(v)).collect();
+        let kzz = (p.k as i32).wrapping_mul(zx).wrapping_mul(zw);
+        let plan = p.plan(&wi, |b, sum| {
+            b.wrapping_sub(zx.wrapping_mul(sum)).wrapping_add(kzz)
+        });
         let q = QParams {
-            output_offset: q.output_offset - 128,
-            act_min: q.act_min - 128,
-            act_max: q.act_max - 128,
-            ..q
+            output_offset: p.q.output_offset - 128,
+            act_min: p.q.act_min - 128,
+            act_max: p.q.act_max - 128,
+            ..p.q
         };
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let im2col = matches!(src, ASource::Im2col(_));
-        let (task_rows, tasks) = task_rows(
-            m,
-            threads,
-            kernels::gemm_i8_tile_rows(path),
-            Split::int8(n, k, im2col),
-        );
-        let scratch = PerWorker::new(threads, || ScratchU8 {
+        let (k, n, task_rows, im2col) = (p.k, p.n, plan.task_rows, plan.im2col);
+        let scratch = PerWorker::new(plan.threads, || ScratchU8 {
             cols: vec![
                 0;
                 if im2col {
@@ -315,20 +324,20 @@ impl GemmU8 {
             acc: vec![0; task_rows.min(ACC_ROWS) * n],
         });
         Ok(GemmU8 {
-            src,
-            m,
+            src: p.src,
+            m: p.m,
             k,
             n,
-            packed,
-            bias: folded,
+            packed: plan.packed,
+            bias: plan.bias,
             zw,
             q,
             in_zp,
-            input: vec![0; input_len],
-            path,
-            pool,
+            input: vec![0; p.input_len],
+            path: p.path,
+            pool: p.pool,
             task_rows,
-            tasks,
+            tasks: plan.tasks,
             scratch,
         })
     }

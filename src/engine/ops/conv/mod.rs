@@ -183,35 +183,35 @@ fn build_conv_q<T: QElem>(
     if T::DTYPE == DType::I8 && q.filter_offset == 0 {
         if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
             let (src, m, k) = gemm_shape(&g);
-            return Ok(Box::new(GemmI8::new(
+            return Ok(Box::new(GemmI8::new(gemm::QGemmParams {
                 src,
                 m,
                 k,
-                g.out_c,
-                g.input_len(),
+                n: g.out_c,
+                input_len: g.input_len(),
                 w,
                 bias,
                 q,
-                ctx.kernels,
-                ctx.pool.clone(),
-            )?));
+                path: ctx.kernels,
+                pool: ctx.pool.clone(),
+            })?));
         }
     }
     if T::DTYPE == DType::U8 && q.multipliers.windows(2).all(|m| m[0] == m[1]) {
         if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.u8(), |t| t.i32())? {
             let (src, m, k) = gemm_shape(&g);
-            return Ok(Box::new(GemmU8::new(
+            return Ok(Box::new(GemmU8::new(gemm::QGemmParams {
                 src,
                 m,
                 k,
-                g.out_c,
-                g.input_len(),
+                n: g.out_c,
+                input_len: g.input_len(),
                 w,
                 bias,
                 q,
-                ctx.kernels,
-                ctx.pool.clone(),
-            )?));
+                path: ctx.kernels,
+                pool: ctx.pool.clone(),
+            })?));
         }
     }
     Ok(Box::new(ConvQ::<T> {
