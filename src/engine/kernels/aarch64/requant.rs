@@ -241,14 +241,21 @@ pub fn requant_i8(path: KernelPath, acc: Mat<'_, i32>, rq: &RequantCols<'_>, out
         "requant_i8: per-channel parameters shorter than n={n}"
     );
     // SAFETY: lengths validated above; NEON is mandatory on aarch64.
-    unsafe { requant_neon(acc, rq, out) }
+    unsafe { requant_neon(acc.data, m, n, ldacc, rq, out.data, ldo) }
 }
 
-/// Body of [`requant_i8`]; lengths validated by it.
+/// Body of [`requant_i8`]; lengths validated by it. (The slices are parameters of their own,
+/// not views, so that they keep their no-alias guarantees in the loops.)
 #[target_feature(enable = "neon")]
-unsafe fn requant_neon(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
-    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
-    let (acc, out) = (acc.data, out.data);
+unsafe fn requant_neon(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
+    rq: &RequantCols<'_>,
+    out: &mut [i8],
+    ldo: usize,
+) {
     // Without the 16-lane epilogue's preconditions, every column takes the per-value path.
     let kinds = requant_kinds(&rq.shifts[..n], &rq.multipliers[..n], rq.output_offset);
     let (left, shifted) = kinds.unwrap_or_default();

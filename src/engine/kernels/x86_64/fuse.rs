@@ -1,8 +1,34 @@
-//! The parameters of an int8 GEMM's requantization done inside the register tile, shared by
-//! the AVX2 ([`super::gemm_i8_avx2`]) and AVX-512 VNNI ([`super::gemm_vnni`]) GEMMs.
+//! The shape of an int8 GEMM's operands and the parameters of its requantization done inside
+//! the register tile, shared by the AVX2 ([`super::gemm_i8_avx2`]) and AVX-512 VNNI
+//! ([`super::gemm_vnni`]) GEMMs.
 
 use super::lanes::clamp8;
 use crate::engine::kernels::{Mat, MatMut, RequantCols};
+
+/// The shape of one GEMM call: `a` is `m x k` (row stride `lda`), the int32 result `m x n`
+/// (row stride `ldacc`). The GEMM bodies take it beside their slices, which stay parameters of
+/// their own so that they keep their no-alias guarantees in the loops.
+#[derive(Clone, Copy)]
+pub(super) struct Shape {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) lda: usize,
+    pub(super) ldacc: usize,
+}
+
+impl Shape {
+    /// The shape of `a` times `n` columns into a result of row stride `ldacc`.
+    pub(super) fn new(a: &Mat<'_, i8>, n: usize, ldacc: usize) -> Shape {
+        Shape {
+            m: a.rows,
+            n,
+            k: a.cols,
+            lda: a.stride,
+            ldacc,
+        }
+    }
+}
 
 /// The requantization epilogue alone of one instruction set (`requant_i8` of
 /// [`super::requant_avx2`] or [`super::gemm_vnni`]): what a fused GEMM runs when `k == 0`.

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::fuse::Fuse;
+use super::fuse::{Fuse, Shape};
 use super::lanes::{pack16, rq8, RqLanes};
 use super::requant_avx2::requant_i8;
 use crate::engine::kernels::{Mat, MatMut, RequantCols};
@@ -74,7 +74,7 @@ pub fn gemm_i8(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
     }
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
     // run time; the slice lengths were checked above.
-    unsafe { gemm_i8_avx2(packed, a, acc, None) }
+    unsafe { gemm_i8_avx2(packed, a.data, acc.data, Shape::new(&a, n, ldacc), None) }
 }
 
 /// The constants a tile's requantizing epilogue needs for one 16-column block.
@@ -135,7 +135,7 @@ pub fn gemm_requant_i8(
     acc: &mut [i32],
     out: MatMut<'_, i8>,
 ) {
-    let (m, n, k) = (a.rows, out.cols, a.cols);
+    let (n, k) = (out.cols, a.cols);
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     assert!(
@@ -146,23 +146,27 @@ pub fn gemm_requant_i8(
     let Some(fuse) = Fuse::new(requant_i8, a, rq, acc, in_tile, out) else {
         return;
     };
-    // `acc` as the m x n int32 matrix of the partial sums: a view only (it may be empty).
-    let acc = MatMut::dense(acc, m, n);
+    // The partial sums in `acc` (when used) are dense: row stride n.
+    let shape = Shape::new(&a, n, n);
     // SAFETY: the dispatcher only selects this path after checking AVX2 and FMA at
     // run time; the packed length was checked above, the other slices by `Fuse::new`
     // (`out` through `fuse.out`: (m - 1) * ldo + n bytes; `acc` only for k beyond one
     // chunk).
-    unsafe { gemm_i8_avx2(packed, a, acc, Some(&fuse)) }
+    unsafe { gemm_i8_avx2(packed, a.data, acc, shape, Some(&fuse)) }
 }
 
-/// The GEMM of `a` (`m x k`) by the packed weights into `acc` (`m x n`, `n = acc.cols`), or,
-/// with `fuse`, requantized into `fuse.out` (then `acc` holds the partial sums of the earlier
-/// panel chunks, and is only touched when there are several).
+/// The GEMM of `a` by the packed weights into `acc`, of shape `s`, or, with `fuse`,
+/// requantized into `fuse.out` (then `acc` holds the partial sums of the earlier panel chunks,
+/// and is only touched when there are several).
 #[target_feature(enable = "avx2,fma")]
-fn gemm_i8_avx2(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>, fuse: Option<&Fuse<'_>>) {
-    let (n, k) = (acc.cols, a.cols);
-    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
-    let (a, acc) = (a.data, acc.data);
+fn gemm_i8_avx2(packed: &[i8], a: &[i8], acc: &mut [i32], s: Shape, fuse: Option<&Fuse<'_>>) {
+    let Shape {
+        m,
+        n,
+        k,
+        lda,
+        ldacc,
+    } = s;
     let kp = k.div_ceil(2);
     let nb = n.div_ceil(NR);
     let wbase = packed.as_ptr() as *const i16;

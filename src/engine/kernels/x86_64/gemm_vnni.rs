@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::fuse::Fuse;
+use super::fuse::{Fuse, Shape};
 use crate::engine::kernels::{Mat, MatMut, RequantCols};
 
 /// Columns per packed block (one vector of 16 int32 accumulators).
@@ -93,7 +93,7 @@ pub fn gemm_i8(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>) {
     }
     // SAFETY: the dispatcher only selects this path after checking AVX-512 F, BW, DQ, VL
     // and VNNI (and AVX2, FMA) at run time; the slice lengths were checked above.
-    unsafe { gemm(packed, a, acc, None) }
+    unsafe { gemm(packed, a.data, acc.data, Shape::new(&a, n, ldacc), None) }
 }
 
 /// [`gemm_i8`] then the requantization of `rq` into `out` (`m x n`), bit-exact with the two
@@ -106,18 +106,18 @@ pub fn gemm_requant_i8(
     acc: &mut [i32],
     out: MatMut<'_, i8>,
 ) {
-    let (m, n, k) = (a.rows, out.cols, a.cols);
+    let (n, k) = (out.cols, a.cols);
     check_packed(packed, n, k);
     let in_tile = gemm_requant_in_tile(k);
     let Some(fuse) = Fuse::new(requant_i8, a, rq, acc, in_tile, out) else {
         return;
     };
-    // `acc` as the m x n int32 matrix of the partial sums: a view only (it may be empty).
-    let acc = MatMut::dense(acc, m, n);
+    // The partial sums in `acc` (when used) are dense: row stride n.
+    let shape = Shape::new(&a, n, n);
     // SAFETY: as in gemm_i8 (the packed length checked above, the other slices by
     // `Fuse::new`); `out` (through `fuse.out`) holds (m - 1) * ldo + n bytes, `acc` is
     // only touched when k spans several chunks.
-    unsafe { gemm(packed, a, acc, Some(&fuse)) }
+    unsafe { gemm(packed, a.data, acc, shape, Some(&fuse)) }
 }
 
 /// The requantization epilogue alone (`requant_i8` of the AVX-512 path) of `acc` into `out`
@@ -135,16 +135,14 @@ pub fn requant_i8(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) 
     let f = Fuse::epilogue(rq, out);
     // SAFETY: the dispatcher only selects this path after checking the CPU's AVX-512
     // features; the slice lengths were checked above.
-    unsafe { requant_blocks(&f, acc) }
+    unsafe { requant_blocks(&f, acc.data, m, n, ldacc) }
 }
 
 /// # Safety
-/// AVX-512 F, BW, DQ, VL and VNNI are available; `acc` (`m x n`) holds its rows and `f.out`
-/// `(m - 1) * f.ldo + n` bytes.
+/// AVX-512 F, BW, DQ, VL and VNNI are available; `acc` holds `(m - 1) * ldacc + n` values
+/// and `f.out` `(m - 1) * f.ldo + n` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-unsafe fn requant_blocks(f: &Fuse<'_>, acc: Mat<'_, i32>) {
-    let (m, n, ldacc) = (acc.rows, acc.cols, acc.stride);
-    let acc = acc.data;
+unsafe fn requant_blocks(f: &Fuse<'_>, acc: &[i32], m: usize, n: usize, ldacc: usize) {
     let mut j = 0;
     while j < n {
         let cols = (n - j).min(NR);
@@ -171,14 +169,18 @@ fn tail_rows(rows: usize) -> usize {
     }
 }
 
-/// The GEMM of `a` (`m x k`) by the packed weights into `acc` (`m x n`, `n = acc.cols`), or,
-/// with `fuse`, requantized into `fuse.out` (then `acc` holds the partial sums of the earlier
-/// panel chunks, and is only touched when there are several).
+/// The GEMM of `a` by the packed weights into `acc`, of shape `s`, or, with `fuse`,
+/// requantized into `fuse.out` (then `acc` holds the partial sums of the earlier panel chunks,
+/// and is only touched when there are several).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-fn gemm(packed: &[i8], a: Mat<'_, i8>, acc: MatMut<'_, i32>, fuse: Option<&Fuse<'_>>) {
-    let (n, k) = (acc.cols, a.cols);
-    let (m, lda, ldacc) = (a.rows, a.stride, acc.stride);
-    let (a, acc) = (a.data, acc.data);
+fn gemm(packed: &[i8], a: &[i8], acc: &mut [i32], s: Shape, fuse: Option<&Fuse<'_>>) {
+    let Shape {
+        m,
+        n,
+        k,
+        lda,
+        ldacc,
+    } = s;
     let kg = k.div_ceil(4);
     let nb = n.div_ceil(NR);
     let wbase = packed.as_ptr();

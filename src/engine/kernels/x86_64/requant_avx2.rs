@@ -9,7 +9,7 @@ use crate::engine::kernels::{Mat, MatMut, RequantCols};
 /// `requant_i8` of the AVX2 path (see `kernels::requant_i8`) of `acc` into `out` (same
 /// shape); the dispatcher checked the views.
 pub fn requant_i8(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) {
-    let n = acc.cols;
+    let (m, n) = (acc.rows, acc.cols);
     let left = rq.shifts[..n].iter().any(|&s| s > 0);
     let sat = rq.multipliers[..n].contains(&i32::MIN);
     let f = match (left, sat) {
@@ -21,20 +21,23 @@ pub fn requant_i8(acc: Mat<'_, i32>, rq: &RequantCols<'_>, out: MatMut<'_, i8>) 
     // SAFETY: AVX2/FMA were checked by the dispatcher, which also checked acc, out and
     // rq's bias, multipliers and shifts against their shapes and strides.
     unsafe {
-        f(acc, rq, out);
+        f(acc.data, m, n, acc.stride, rq, out.data, out.stride);
     }
 }
 
 /// The requantization epilogue by column blocks: each block's per-channel constants
-/// are prepared once and applied to all `m` rows.
+/// are prepared once and applied to all `m` rows. (The slices are parameters of their own,
+/// not views, so that they keep their no-alias guarantees in the loops.)
 #[target_feature(enable = "avx2,fma")]
 fn requant_block<const LEFT: bool, const SAT: bool>(
-    acc: Mat<'_, i32>,
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldacc: usize,
     rq: &RequantCols<'_>,
-    out: MatMut<'_, i8>,
+    out: &mut [i8],
+    ldo: usize,
 ) {
-    let (m, n, ldacc, ldo) = (acc.rows, acc.cols, acc.stride, out.stride);
-    let (acc, out) = (acc.data, out.data);
     let (lo, hi) = clamp8(rq.act_min, rq.act_max);
     let voff = _mm256_set1_epi32(rq.output_offset);
     let (vlo, vhi) = (_mm_set1_epi8(lo as i8), _mm_set1_epi8(hi as i8));
