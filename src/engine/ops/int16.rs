@@ -117,11 +117,17 @@ impl Conv16 {
         let run = |r: std::ops::Range<usize>, o: &mut [i16], w: usize| {
             let mut s = f.scratch.get(w);
             let (col, acc) = &mut *s;
-            let bias = f.bias.as_deref();
+            let op = fast16::Conv16Operands {
+                g: &g,
+                input,
+                w: &f.w,
+                bias: f.bias.as_deref(),
+                q: &rq,
+            };
             if self.depthwise.is_some() {
-                fast16::depthwise_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, acc);
+                fast16::depthwise_16x8_rows(f.path, &op, r, o, acc);
             } else {
-                fast16::conv_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, col);
+                fast16::conv_16x8_rows(f.path, &op, r, o, col);
             }
         };
         match &f.pool {

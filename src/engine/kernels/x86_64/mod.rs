@@ -4,6 +4,7 @@
 //! convolution ([`depthwise_f32_avx512`]). Each file's entry points run one instruction
 //! set; `kernels/mod.rs` picks them (the AVX-512 path runs the AVX2 kernels for the rest).
 
+pub mod conv16_avx2;
 pub mod depthwise_f32_avx2;
 pub mod depthwise_f32_avx512;
 pub mod depthwise_i8_avx2;
