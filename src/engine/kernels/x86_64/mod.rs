@@ -15,5 +15,6 @@ pub mod gemm_f32_avx2;
 pub mod gemm_f32_avx512;
 pub mod gemm_i8_avx2;
 pub mod gemm_vnni;
+pub mod hybrid_avx2;
 mod lanes;
 pub mod requant_avx2;
