@@ -14,7 +14,7 @@ use edgecam::engine::graph::{
 };
 use edgecam::engine::kernels::scalar::conv::{self as refconv, ConvGeom};
 use edgecam::engine::kernels::scalar::fc as reffc;
-use edgecam::engine::kernels::KernelPath;
+use edgecam::engine::kernels::{KernelPath, Mat, MatMut};
 use edgecam::engine::quant::{
     activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
     quantize_multiplier, RequantPerChannel, I8_RANGE,
@@ -517,14 +517,11 @@ fn fully_connected_int8_every_path_is_bit_exact() {
         };
         let mut reference = vec![0i8; batch * units];
         reffc::fc_q(
-            batch,
-            depth,
-            units,
-            &input,
-            &w,
+            Mat::dense(&input, batch, depth),
+            Mat::dense(&w, units, depth),
             bias.as_deref(),
             &q,
-            &mut reference,
+            MatMut::dense(&mut reference, batch, units),
         );
         let mut tensors = vec![
             info(
@@ -694,11 +691,21 @@ fn unsupported_kernel_path_is_a_clear_error() {
 /// check before the first copy.
 #[test]
 fn short_rows_copies_rows_and_checks_bounds() {
-    use edgecam::engine::kernels::scalar::copy::short_rows;
+    use edgecam::engine::kernels::scalar::copy::{short_rows, ShortRows};
     let input: Vec<i8> = (0..100).map(|x| x as i8).collect();
     let mut dst = vec![0i8; 3 * 27 + 16];
     // 3 pixels of 3 filter rows of 9 values (the middle one padding), pixels 6 values apart.
-    short_rows(&mut dst, 0, 27, 9, &input, &[10, usize::MAX, 50], 6, 3, -5);
+    let rows = |input, pad| ShortRows {
+        input,
+        srcs: &[10, usize::MAX, 50],
+        sstep: 6,
+        d0: 0,
+        dstep: 27,
+        row_len: 9,
+        n: 3,
+        pad,
+    };
+    short_rows(&rows(&input, -5), &mut dst);
     for i in 0..3 {
         let at = i * 27;
         assert_eq!(dst[at..at + 9], input[10 + 6 * i..19 + 6 * i]);
@@ -708,23 +715,13 @@ fn short_rows_copies_rows_and_checks_bounds() {
     // The last copy needs input[62..78]: one value short panics before anything is written.
     let short = std::panic::catch_unwind(|| {
         let mut d = vec![0i8; 3 * 27 + 16];
-        short_rows(
-            &mut d,
-            0,
-            27,
-            9,
-            &input[..77],
-            &[10, usize::MAX, 50],
-            6,
-            3,
-            0,
-        );
+        short_rows(&rows(&input[..77], 0), &mut d);
     });
     assert!(short.is_err());
     // The last copy writes d[72..88].
     let room = std::panic::catch_unwind(|| {
         let mut d = vec![0i8; 87];
-        short_rows(&mut d, 0, 27, 9, &input, &[10, usize::MAX, 50], 6, 3, 0);
+        short_rows(&rows(&input, 0), &mut d);
     });
     assert!(room.is_err());
 }

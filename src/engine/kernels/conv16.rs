@@ -7,13 +7,28 @@
 //!
 //! The loops are written for the compiler to vectorize (int16 × int16 multiply-add
 //! into int32: `pmaddwd` / `vpmaddwd` on x86_64, `smlal` on aarch64); on x86_64 the
-//! AVX2 paths compile them once more with AVX2 enabled.
+//! AVX2 / AVX-512 paths run them compiled once more with AVX2 enabled
+//! (`x86_64::conv16_avx2`).
 
 use std::ops::Range;
 
 use super::scalar::conv::ConvGeom;
 use super::KernelPath;
 use crate::engine::quant::RequantPerChannel16;
+
+/// The operands of the 16x8 kernels: geometry, int16 input, filter widened to int16,
+/// int64 bias and per-channel requantization.
+#[derive(Clone, Copy)]
+pub struct Conv16Operands<'a> {
+    pub g: &'a ConvGeom,
+    /// The whole input tensor (`g.input_len()` values).
+    pub input: &'a [i16],
+    /// The filter widened to int16: OHWI for [`conv_16x8_rows`], `[1, KH, KW, C]` for
+    /// [`depthwise_16x8_rows`].
+    pub w: &'a [i16],
+    pub bias: Option<&'a [i64]>,
+    pub q: &'a RequantPerChannel16<'a>,
+}
 
 /// Products summed in one int32 block (2²² × 256 = 2³⁰).
 const BLOCK: usize = 256;
@@ -38,18 +53,20 @@ fn dot(x: &[i16], w: &[i16]) -> i64 {
 /// Output rows `rows` (over all batches: row `r` is batch `r / out_h`, row `r % out_h`)
 /// of a 16x8 convolution into `out` (`rows.len() × out_w × out_c` values). `w` is the
 /// OHWI filter widened to int16; `col` is scratch (resized as needed).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn conv_rows_body(
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
+pub(super) fn conv_rows_body(
+    op: &Conv16Operands<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     col: &mut Vec<i16>,
 ) {
+    let Conv16Operands {
+        g,
+        input,
+        w,
+        bias,
+        q,
+    } = *op;
     let ic = g.in_c;
     let k = g.filter_h * g.filter_w * ic;
     col.clear();
@@ -86,18 +103,20 @@ fn conv_rows_body(
 /// Depthwise convolution with depth multiplier 1, output rows `rows` (as for
 /// [`conv_16x8_rows`]); `acc` is int32 scratch. Filter taps must be at most
 /// [`DEPTHWISE_MAX_TAPS`].
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn depthwise_rows_body(
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
+pub(super) fn depthwise_rows_body(
+    op: &Conv16Operands<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     acc: &mut Vec<i32>,
 ) {
+    let Conv16Operands {
+        g,
+        input,
+        w,
+        bias,
+        q,
+    } = *op;
     let c = g.in_c;
     acc.clear();
     acc.resize(g.out_w * c, 0);
@@ -134,49 +153,14 @@ fn depthwise_rows_body(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_rows_avx2(
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
-    rows: Range<usize>,
-    out: &mut [i16],
-    col: &mut Vec<i16>,
-) {
-    conv_rows_body(g, input, w, bias, q, rows, out, col)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn depthwise_rows_avx2(
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
-    rows: Range<usize>,
-    out: &mut [i16],
-    acc: &mut Vec<i32>,
-) {
-    depthwise_rows_body(g, input, w, bias, q, rows, out, acc)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn check(
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
-    rows: &Range<usize>,
-    out: &[i16],
-    w_len: usize,
-) {
+fn check(op: &Conv16Operands<'_>, rows: &Range<usize>, out: &[i16], w_len: usize) {
+    let Conv16Operands {
+        g,
+        input,
+        w,
+        bias,
+        q,
+    } = *op;
     assert_eq!(input.len(), g.input_len(), "conv16: input size");
     assert_eq!(w.len(), w_len, "conv16: filter size");
     assert!(bias.is_none_or(|b| b.len() == g.out_c), "conv16: bias size");
@@ -196,62 +180,46 @@ fn check(
 }
 
 /// Output rows `rows` of a 16x8 convolution on `path` (bit-exact with
-/// [`super::scalar::conv16::conv_16x8`]). `w` is the OHWI filter widened to int16.
+/// [`super::scalar::conv16::conv_16x8`]). `op.w` is the OHWI filter widened to int16;
+/// `col` is scratch (resized as needed).
 ///
 /// # Panics
 /// When a slice does not have the size the geometry implies.
-#[allow(clippy::too_many_arguments)]
 pub fn conv_16x8_rows(
     path: KernelPath,
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
+    op: &Conv16Operands<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     col: &mut Vec<i16>,
 ) {
-    check(
-        g,
-        input,
-        w,
-        bias,
-        q,
-        &rows,
-        out,
-        g.out_c * g.filter_h * g.filter_w * g.in_c,
-    );
+    let g = op.g;
+    check(op, &rows, out, g.out_c * g.filter_h * g.filter_w * g.in_c);
     match super::effective(path) {
+        // `effective` returns an AVX2 / AVX-512 path only when the CPU supports it (both
+        // include AVX2).
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512 => {
-            // SAFETY: `effective` returns an AVX2 / AVX-512 path only when the CPU
-            // supports it (both include AVX2); the body is safe code.
-            unsafe { conv_rows_avx2(g, input, w, bias, q, rows, out, col) }
+            super::x86_64::conv16_avx2::conv_rows(op, rows, out, col)
         }
-        _ => conv_rows_body(g, input, w, bias, q, rows, out, col),
+        _ => conv_rows_body(op, rows, out, col),
     }
 }
 
 /// Output rows `rows` of a 16x8 depthwise convolution with depth multiplier 1 on
 /// `path` (bit-exact with [`super::scalar::conv16::depthwise_16x8`]). `w` is the
-/// `[1, KH, KW, C]` filter widened to int16.
+/// `op.w` is the `[1, KH, KW, C]` filter widened to int16; `acc` is int32 scratch.
 ///
 /// # Panics
 /// When a slice does not have the size the geometry implies, the depth multiplier
 /// is not 1 or the filter has more than [`DEPTHWISE_MAX_TAPS`] taps.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_16x8_rows(
     path: KernelPath,
-    g: &ConvGeom,
-    input: &[i16],
-    w: &[i16],
-    bias: Option<&[i64]>,
-    q: &RequantPerChannel16<'_>,
+    op: &Conv16Operands<'_>,
     rows: Range<usize>,
     out: &mut [i16],
     acc: &mut Vec<i32>,
 ) {
+    let g = op.g;
     assert_eq!(
         g.in_c, g.out_c,
         "depthwise_16x8_rows: depth multiplier 1 only"
@@ -260,22 +228,13 @@ pub fn depthwise_16x8_rows(
         g.filter_h * g.filter_w <= DEPTHWISE_MAX_TAPS,
         "depthwise_16x8_rows: too many taps"
     );
-    check(
-        g,
-        input,
-        w,
-        bias,
-        q,
-        &rows,
-        out,
-        g.filter_h * g.filter_w * g.out_c,
-    );
+    check(op, &rows, out, g.filter_h * g.filter_w * g.out_c);
     match super::effective(path) {
+        // As in `conv_16x8_rows`: AVX2 is supported on this path.
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512 => {
-            // SAFETY: as in `conv_16x8_rows`: AVX2 is supported on this path.
-            unsafe { depthwise_rows_avx2(g, input, w, bias, q, rows, out, acc) }
+            super::x86_64::conv16_avx2::depthwise_rows(op, rows, out, acc)
         }
-        _ => depthwise_rows_body(g, input, w, bias, q, rows, out, acc),
+        _ => depthwise_rows_body(op, rows, out, acc),
     }
 }

@@ -9,9 +9,9 @@ use crate::engine::graph::{Node, Op};
 use crate::engine::kernels::scalar::activation::{
     float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
     logistic_i16, logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, tanh_i16,
-    HardSwishParams, Lut16Params, Softmax16,
+    HardSwishParams, Lut16Params, Softmax16, SoftmaxQParams,
 };
-use crate::engine::quant::{quantize_value, QRange, RequantPerTensor};
+use crate::engine::quant::{quantize_value, RequantPerTensor};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -231,12 +231,14 @@ pub(crate) fn build_softmax(
                 "SOFTMAX output must have scale 1/256 and zero point {want_zp}"
             );
             Ok(Box::new(SoftmaxQ {
-                table: softmax_exp_table(si, beta),
+                p: SoftmaxQParams {
+                    table: softmax_exp_table(si, beta),
+                    out_scale: so,
+                    out_zp: zo,
+                    out: ro,
+                    signed: x.dtype == DType::I8,
+                },
                 depth,
-                signed: x.dtype == DType::I8,
-                out_scale: so,
-                out_zp: zo,
-                range: ro,
             }))
         }
         DType::I16 => {
@@ -280,12 +282,8 @@ impl Kernel for SoftmaxI16 {
 /// Quantized SOFTMAX as TFLite evaluates it: a float table of
 /// `exp(-scale * beta * d)` for every difference `d` to the row maximum.
 struct SoftmaxQ {
-    table: [f32; 256],
+    p: SoftmaxQParams,
     depth: usize,
-    signed: bool,
-    out_scale: f32,
-    out_zp: i32,
-    range: QRange,
 }
 
 impl Kernel for SoftmaxQ {
@@ -293,22 +291,13 @@ impl Kernel for SoftmaxQ {
         let x = io.input(0)?.bytes;
         let out = &mut io.outputs[0].bytes;
         op_ensure!(x.len() == out.len(), "size mismatch");
-        let signed = self.signed;
+        let signed = self.p.signed;
         let rd = |v: u8| if signed { v as i8 as i32 } else { v as i32 };
         for (xr, yr) in x
             .chunks_exact(self.depth)
             .zip(out.chunks_exact_mut(self.depth))
         {
-            softmax_q_row(
-                &self.table,
-                xr,
-                yr,
-                rd,
-                self.out_scale,
-                self.out_zp,
-                self.range,
-                signed,
-            );
+            softmax_q_row(&self.p, xr, yr, rd);
         }
         Ok(())
     }

@@ -192,19 +192,32 @@ pub(crate) fn out_size_and_pad(
     Ok((out, total / 2))
 }
 
-/// Geometry of a 4-D NHWC window operator (convolution, depthwise, pool); checks the
-/// output shape.
-#[allow(clippy::too_many_arguments)]
+/// The window of a window operator: filter size, padding, and (height, width) stride and
+/// dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub filter_h: usize,
+    pub filter_w: usize,
+    pub padding: Padding,
+    pub stride: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
+/// Geometry of a 4-D NHWC window operator (convolution, depthwise, pool) with `out_c` output
+/// channels; checks the output shape.
 pub(crate) fn window_geom(
     input: &TensorInfo,
     output: &TensorInfo,
     out_c: usize,
-    filter_h: usize,
-    filter_w: usize,
-    padding: Padding,
-    stride: (usize, usize),
-    dilation: (usize, usize),
+    w: &Window,
 ) -> OpResult<ConvGeom> {
+    let Window {
+        filter_h,
+        filter_w,
+        padding,
+        stride,
+        dilation,
+    } = *w;
     check_rank(input, 4, "input")?;
     check_rank(output, 4, "output")?;
     let (oh, pt) = out_size_and_pad(padding, input.shape[1], filter_h, stride.0, dilation.0)?;

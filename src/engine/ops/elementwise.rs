@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::scalar::elementwise::{
-    add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, MulParams,
+    add_f32, add_q, mul_f32, mul_q, sub_f32, sub_q, AddSubParams, BinaryQuant, MulParams,
 };
 use crate::engine::kernels::{self, KernelPath};
 use crate::engine::pool::{split_range, ThreadPool};
@@ -362,11 +362,15 @@ pub(crate) fn build_binary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
             let (s1, z1, _) = q8(a)?;
             let (s2, z2, _) = q8(b)?;
             let (so, zo, r) = q8(y)?;
-            let act = activation_range_quantized(act, so, zo, r)?;
-            let (amin, amax) = (act.min, act.max);
+            let q = BinaryQuant {
+                in1: (s1, z1),
+                in2: (s2, z2),
+                out: (so, zo),
+                act: activation_range_quantized(act, so, zo, r)?,
+            };
             match kind {
-                Kind::Mul => Params::Mul(MulParams::new(s1, z1, s2, z2, so, zo, amin, amax)),
-                _ => Params::AddSub(AddSubParams::new(s1, z1, s2, z2, so, zo, amin, amax)?),
+                Kind::Mul => Params::Mul(MulParams::new(&q)),
+                _ => Params::AddSub(AddSubParams::new(&q)?),
             }
         }
         d => op_bail!("{} on {} is not supported", node.op.name(), d.name()),

@@ -15,7 +15,7 @@ use crate::engine::graph::{Activation, Node, Op};
 use crate::engine::kernels::conv16 as fast16;
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::conv16::{conv_16x8, depthwise_16x8};
-use crate::engine::kernels::scalar::elementwise::{add_q, AddSubParams};
+use crate::engine::kernels::scalar::elementwise::{add_q, AddSubParams, BinaryQuant};
 use crate::engine::kernels::KernelPath;
 use crate::engine::pool::{split_range, PerWorker, ThreadPool};
 use crate::engine::quant::{
@@ -117,11 +117,17 @@ impl Conv16 {
         let run = |r: std::ops::Range<usize>, o: &mut [i16], w: usize| {
             let mut s = f.scratch.get(w);
             let (col, acc) = &mut *s;
-            let bias = f.bias.as_deref();
+            let op = fast16::Conv16Operands {
+                g: &g,
+                input,
+                w: &f.w,
+                bias: f.bias.as_deref(),
+                q: &rq,
+            };
             if self.depthwise.is_some() {
-                fast16::depthwise_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, acc);
+                fast16::depthwise_16x8_rows(f.path, &op, r, o, acc);
             } else {
-                fast16::conv_16x8_rows(f.path, &g, input, &f.w, bias, &rq, r, o, col);
+                fast16::conv_16x8_rows(f.path, &op, r, o, col);
             }
         };
         match &f.pool {
@@ -324,9 +330,13 @@ pub(super) fn build_add(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Ker
             "zero point {z} out of the int16 range"
         );
     }
-    let act = activation_range_quantized(activation, so, zo, I16_RANGE)?;
-    let (amin, amax) = (act.min, act.max);
-    let p = AddSubParams::with_left_shift(15, s1, z1, s2, z2, so, zo, amin, amax)?;
+    let q = BinaryQuant {
+        in1: (s1, z1),
+        in2: (s2, z2),
+        out: (so, zo),
+        act: activation_range_quantized(activation, so, zo, I16_RANGE)?,
+    };
+    let p = AddSubParams::with_left_shift(15, &q)?;
     Ok(Box::new(Add16 {
         bc: Broadcast::new(&a.shape, &b.shape, &y.shape)?,
         p,

@@ -3,7 +3,8 @@
 use std::marker::PhantomData;
 
 use super::common::{
-    check_dtype, float_clamp, in_slice, out_slice, per_tensor_quant, window_geom, zero_point, QElem,
+    check_dtype, float_clamp, in_slice, out_slice, per_tensor_quant, window_geom, zero_point,
+    QElem, Window,
 };
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::{OpError, OpResult};
@@ -75,16 +76,14 @@ pub(super) fn build_pool(
             input.shape
         );
     }
-    let g = window_geom(
-        input,
-        output,
-        input.shape[3],
-        o.filter_h,
-        o.filter_w,
-        o.padding,
-        (o.stride_h, o.stride_w),
-        (1, 1),
-    )?;
+    let window = Window {
+        filter_h: o.filter_h,
+        filter_w: o.filter_w,
+        padding: o.padding,
+        stride: (o.stride_h, o.stride_w),
+        dilation: (1, 1),
+    };
+    let g = window_geom(input, output, input.shape[3], &window)?;
     check_dtype(output, input.dtype, "output")?;
     match input.dtype {
         DType::F32 => Ok(Box::new(PoolF32 {

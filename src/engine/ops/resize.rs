@@ -4,7 +4,7 @@
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Node, Op, ResizeOptions};
 use crate::engine::kernels::scalar::resize::{
-    bilinear_f32, bilinear_float, bilinear_int, nearest, Axis,
+    bilinear_f32, bilinear_float, bilinear_int, nearest, Axis, ResizeOperands,
 };
 use crate::engine::tensor::DType;
 use crate::{op_bail, op_ensure};
@@ -17,6 +17,20 @@ struct Geometry {
     in_h: usize,
     in_w: usize,
     depth: usize,
+}
+
+impl Geometry {
+    /// The kernels' operands with the sample tables `ys`, `xs`.
+    fn with<'a, S>(&self, ys: &'a [S], xs: &'a [S]) -> ResizeOperands<'a, S> {
+        ResizeOperands {
+            batches: self.batches,
+            in_h: self.in_h,
+            in_w: self.in_w,
+            depth: self.depth,
+            ys,
+            xs,
+        }
+    }
 }
 
 enum Plan {
@@ -59,54 +73,28 @@ impl Kernel for Resize {
             "operand sizes do not match the prepared shapes"
         );
         match &self.plan {
-            Plan::BilinearF32 { ys, xs } => bilinear_f32(
-                x.f32()?,
-                out.f32()?,
-                g.batches,
-                ys,
-                xs,
-                g.in_h,
-                g.in_w,
-                g.depth,
-            ),
+            Plan::BilinearF32 { ys, xs } => bilinear_f32(&g.with(ys, xs), x.f32()?, out.f32()?),
             Plan::BilinearI8 { ys, xs } => bilinear_int(
+                &g.with(ys, xs),
                 x.i8()?,
                 out.i8()?,
-                g.batches,
-                ys,
-                xs,
-                g.in_h,
-                g.in_w,
-                g.depth,
                 |v| v as i64,
                 |v| v as i8,
             ),
             Plan::BilinearU8 { ys, xs } => bilinear_float(
+                &g.with(ys, xs),
                 x.u8()?,
                 out.u8()?,
-                g.batches,
-                ys,
-                xs,
-                g.in_h,
-                g.in_w,
-                g.depth,
                 |v| v as f32,
                 |v| v.round() as u8,
             ),
             Plan::Nearest { ys, xs } => match self.dtype {
                 DType::F32 | DType::I32 => nearest::<[u8; 4]>(
+                    &g.with(ys, xs),
                     bytemuck::try_cast_slice(x.bytes).map_err(|e| format!("{e:?}"))?,
                     bytemuck::try_cast_slice_mut(out.bytes).map_err(|e| format!("{e:?}"))?,
-                    g.batches,
-                    ys,
-                    xs,
-                    g.in_h,
-                    g.in_w,
-                    g.depth,
                 ),
-                _ => nearest(
-                    x.bytes, out.bytes, g.batches, ys, xs, g.in_h, g.in_w, g.depth,
-                ),
+                _ => nearest(&g.with(ys, xs), x.bytes, out.bytes),
             },
         }
         Ok(())

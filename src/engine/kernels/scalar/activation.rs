@@ -194,20 +194,28 @@ pub fn softmax_exp_table(in_scale: f32, beta: f32) -> [f32; 256] {
     t
 }
 
+/// Parameters of quantized (8-bit) SOFTMAX: the exponent table ([`softmax_exp_table`]), the
+/// output's scale, zero point and range, and whether stored values are int8 (else uint8).
+#[derive(Clone, Debug)]
+pub struct SoftmaxQParams {
+    pub table: [f32; 256],
+    pub out_scale: f32,
+    pub out_zp: i32,
+    pub out: QRange,
+    pub signed: bool,
+}
+
 /// One row of quantized SOFTMAX (TFLite's table-based kernel). `rd` reads a
 /// stored input value. int8 outputs round half away from zero; uint8 outputs
 /// use `trunc(p + 0.5)` as TFLite does on x86.
-#[allow(clippy::too_many_arguments)]
-pub fn softmax_q_row(
-    table: &[f32; 256],
-    x: &[u8],
-    y: &mut [u8],
-    rd: impl Fn(u8) -> i32,
-    out_scale: f32,
-    out_zp: i32,
-    out: QRange,
-    signed: bool,
-) {
+pub fn softmax_q_row(p: &SoftmaxQParams, x: &[u8], y: &mut [u8], rd: impl Fn(u8) -> i32) {
+    let SoftmaxQParams {
+        ref table,
+        out_scale,
+        out_zp,
+        out,
+        signed,
+    } = *p;
     let max = x.iter().map(|&v| rd(v)).max().unwrap_or(0);
     let e = |v: u8| table[(255 - max + rd(v)).clamp(0, 255) as usize];
     let mut sum = 0f32;

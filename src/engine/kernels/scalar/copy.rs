@@ -3,6 +3,24 @@
 /// Elements each [`short_rows`] copy moves at once.
 pub const RUN: usize = 16;
 
+/// What [`short_rows`] copies: `n` pixels of `srcs.len()` filter rows of `row_len` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct ShortRows<'a, T> {
+    pub input: &'a [T],
+    /// Where filter row `fy` of pixel 0 starts in `input` (`usize::MAX`: a padding row).
+    pub srcs: &'a [usize],
+    /// Elements between the rows of two consecutive pixels in `input`.
+    pub sstep: usize,
+    /// Where pixel 0's first row goes in the destination.
+    pub d0: usize,
+    /// Elements between two consecutive pixels in the destination.
+    pub dstep: usize,
+    pub row_len: usize,
+    pub n: usize,
+    /// The value of a padding row.
+    pub pad: T,
+}
+
 /// The im2col rows of `n` interior output pixels whose filter rows are short (`row_len <= RUN`
 /// elements, e.g. 3 RGB pixels): for pixel `i` and filter row `fy`, the `RUN` elements at
 /// `input[srcs[fy] + i * sstep..]` are copied to `dst[d0 + i * dstep + fy * row_len..]`, or
@@ -13,18 +31,17 @@ pub const RUN: usize = 16;
 ///
 /// # Panics
 /// When a copy would reach outside `input` or `dst`, or `row_len > RUN`.
-#[allow(clippy::too_many_arguments)]
-pub fn short_rows<T: Copy>(
-    dst: &mut [T],
-    d0: usize,
-    dstep: usize,
-    row_len: usize,
-    input: &[T],
-    srcs: &[usize],
-    sstep: usize,
-    n: usize,
-    pad: T,
-) {
+pub fn short_rows<T: Copy>(op: &ShortRows<'_, T>, dst: &mut [T]) {
+    let ShortRows {
+        input,
+        srcs,
+        sstep,
+        d0,
+        dstep,
+        row_len,
+        n,
+        pad,
+    } = *op;
     if n == 0 || srcs.is_empty() {
         return;
     }

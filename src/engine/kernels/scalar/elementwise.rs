@@ -3,8 +3,19 @@
 
 use crate::engine::quant::{
     multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_smaller_than_one,
-    quantize_multiplier, quantize_multiplier_smaller_than_one,
+    quantize_multiplier, quantize_multiplier_smaller_than_one, QRange,
 };
+
+/// The quantization of a binary operator's operands, from which its parameters are
+/// prepared: (scale, zero point) of the two inputs and the output, and the output's clamp
+/// range (the fused activation's, inside the stored type's range).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BinaryQuant {
+    pub in1: (f32, i32),
+    pub in2: (f32, i32),
+    pub out: (f32, i32),
+    pub act: QRange,
+}
 
 /// Parameters of quantized ADD/SUB (TFLite's `ArithmeticParams` for add/sub).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,34 +36,22 @@ pub struct AddSubParams {
 
 impl AddSubParams {
     /// Prepare as TFLite's add.cc/sub.cc do for int8/uint8 (left shift 20).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        s1: f32,
-        z1: i32,
-        s2: f32,
-        z2: i32,
-        so: f32,
-        zo: i32,
-        act_min: i32,
-        act_max: i32,
-    ) -> Result<Self, String> {
-        Self::with_left_shift(20, s1, z1, s2, z2, so, zo, act_min, act_max)
+    pub fn new(q: &BinaryQuant) -> Result<Self, String> {
+        Self::with_left_shift(20, q)
     }
 
     /// The same preparation with another left shift (15: TFLite's general-scale
     /// int16 ADD/SUB).
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_left_shift(
-        left_shift: i32,
-        s1: f32,
-        z1: i32,
-        s2: f32,
-        z2: i32,
-        so: f32,
-        zo: i32,
-        act_min: i32,
-        act_max: i32,
-    ) -> Result<Self, String> {
+    pub fn with_left_shift(left_shift: i32, q: &BinaryQuant) -> Result<Self, String> {
+        let BinaryQuant {
+            in1: (s1, z1),
+            in2: (s2, z2),
+            out: (so, zo),
+            act: QRange {
+                min: act_min,
+                max: act_max,
+            },
+        } = *q;
         let twice_max = 2.0 * (s1.max(s2) as f64);
         let (in1_mult, in1_shift) = quantize_multiplier_smaller_than_one(s1 as f64 / twice_max)?;
         let (in2_mult, in2_shift) = quantize_multiplier_smaller_than_one(s2 as f64 / twice_max)?;
@@ -117,17 +116,16 @@ pub struct MulParams {
 }
 
 impl MulParams {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        s1: f32,
-        z1: i32,
-        s2: f32,
-        z2: i32,
-        so: f32,
-        zo: i32,
-        act_min: i32,
-        act_max: i32,
-    ) -> Self {
+    pub fn new(q: &BinaryQuant) -> Self {
+        let BinaryQuant {
+            in1: (s1, z1),
+            in2: (s2, z2),
+            out: (so, zo),
+            act: QRange {
+                min: act_min,
+                max: act_max,
+            },
+        } = *q;
         let (mult, shift) = quantize_multiplier(s1 as f64 * s2 as f64 / so as f64);
         MulParams {
             in1_offset: -z1,
@@ -177,7 +175,16 @@ mod tests {
 
     #[test]
     fn add_same_scale_is_exact_sum() {
-        let p = AddSubParams::new(0.1, 0, 0.1, 0, 0.1, 0, -128, 127).unwrap();
+        let q = BinaryQuant {
+            in1: (0.1, 0),
+            in2: (0.1, 0),
+            out: (0.1, 0),
+            act: QRange {
+                min: -128,
+                max: 127,
+            },
+        };
+        let p = AddSubParams::new(&q).unwrap();
         for a in -50..50 {
             for b in -50..50 {
                 assert_eq!(add_q(&p, a, b), a + b);
@@ -188,7 +195,16 @@ mod tests {
 
     #[test]
     fn mul_matches_float_within_one_lsb() {
-        let p = MulParams::new(0.05, 3, 0.1, -2, 0.02, 1, -128, 127);
+        let q = BinaryQuant {
+            in1: (0.05, 3),
+            in2: (0.1, -2),
+            out: (0.02, 1),
+            act: QRange {
+                min: -128,
+                max: 127,
+            },
+        };
+        let p = MulParams::new(&q);
         for a in -128..128 {
             for b in [-128, -7, 0, 9, 127] {
                 let real = 0.05 * (a - 3) as f64 * 0.1 * (b + 2) as f64;

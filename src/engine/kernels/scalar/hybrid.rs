@@ -148,7 +148,6 @@ pub enum Epilogue {
 
 impl Epilogue {
     /// Output row of `acc` (one value per channel) into `out`.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn row(
         self,

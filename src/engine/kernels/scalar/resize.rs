@@ -68,48 +68,49 @@ impl Axis {
     }
 }
 
+/// The operands of a resize of an NHWC tensor, but for the data: the input's batches,
+/// height, width and depth, and the sample of each output row (`ys`) and column (`xs`), as
+/// [`Axis`] computes them for the output size and the align-corners / half-pixel-centers
+/// flags (the output is `batches × ys.len() × xs.len() × depth`).
+#[derive(Clone, Copy, Debug)]
+pub struct ResizeOperands<'a, S> {
+    pub batches: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub depth: usize,
+    pub ys: &'a [S],
+    pub xs: &'a [S],
+}
+
+/// Float bilinear sample positions ([`Axis::bilinear_f32`]).
+pub type BilinearF32<'a> = ResizeOperands<'a, (f32, usize, usize)>;
+
+/// Integer bilinear sample positions ([`Axis::bilinear_i32`]).
+pub type BilinearI32<'a> = ResizeOperands<'a, (i32, usize, usize)>;
+
 /// Float bilinear resize of an NHWC tensor (TFLite's generic reference).
-#[allow(clippy::too_many_arguments)]
-pub fn bilinear_f32(
-    input: &[f32],
-    output: &mut [f32],
-    batches: usize,
-    ys: &[(f32, usize, usize)],
-    xs: &[(f32, usize, usize)],
-    in_h: usize,
-    in_w: usize,
-    depth: usize,
-) {
-    bilinear_float(
-        input,
-        output,
-        batches,
-        ys,
-        xs,
-        in_h,
-        in_w,
-        depth,
-        |v| v,
-        |v| v,
-    )
+pub fn bilinear_f32(r: &BilinearF32<'_>, input: &[f32], output: &mut [f32]) {
+    bilinear_float(r, input, output, |v| v, |v| v)
 }
 
 /// The generic float-arithmetic bilinear resize; `get` converts a stored
 /// value to float and `put` converts the interpolated float back (TFLite's
 /// uint8 reference rounds half away from zero).
-#[allow(clippy::too_many_arguments)]
 pub fn bilinear_float<T: Copy>(
+    r: &BilinearF32<'_>,
     input: &[T],
     output: &mut [T],
-    batches: usize,
-    ys: &[(f32, usize, usize)],
-    xs: &[(f32, usize, usize)],
-    in_h: usize,
-    in_w: usize,
-    depth: usize,
     get: impl Fn(T) -> f32,
     put: impl Fn(f32) -> T,
 ) {
+    let ResizeOperands {
+        batches,
+        in_h,
+        in_w,
+        depth,
+        ys,
+        xs,
+    } = *r;
     let mut o = 0;
     for b in 0..batches {
         for &(iy, y0, y1) in ys {
@@ -135,19 +136,21 @@ pub fn bilinear_float<T: Copy>(
 
 /// Integer bilinear resize (TFLite's `ResizeBilinearInteger`) of 8-bit data;
 /// `get` reads a stored value, the result is the rounded stored value.
-#[allow(clippy::too_many_arguments)]
 pub fn bilinear_int<T: Copy>(
+    r: &BilinearI32<'_>,
     input: &[T],
     output: &mut [T],
-    batches: usize,
-    ys: &[(i32, usize, usize)],
-    xs: &[(i32, usize, usize)],
-    in_h: usize,
-    in_w: usize,
-    depth: usize,
     get: impl Fn(T) -> i64,
     put: impl Fn(i64) -> T,
 ) {
+    let ResizeOperands {
+        batches,
+        in_h,
+        in_w,
+        depth,
+        ys,
+        xs,
+    } = *r;
     const ONE: i64 = 1 << 10;
     let mut o = 0;
     for b in 0..batches {
@@ -176,18 +179,17 @@ pub fn bilinear_int<T: Copy>(
     }
 }
 
-/// Nearest-neighbour resize of an NHWC tensor of any element type.
-#[allow(clippy::too_many_arguments)]
-pub fn nearest<T: Copy>(
-    input: &[T],
-    output: &mut [T],
-    batches: usize,
-    ys: &[usize],
-    xs: &[usize],
-    in_h: usize,
-    in_w: usize,
-    depth: usize,
-) {
+/// Nearest-neighbour resize of an NHWC tensor of any element type (samples:
+/// [`Axis::nearest`]).
+pub fn nearest<T: Copy>(r: &ResizeOperands<'_, usize>, input: &[T], output: &mut [T]) {
+    let ResizeOperands {
+        batches,
+        in_h,
+        in_w,
+        depth,
+        ys,
+        xs,
+    } = *r;
     let mut o = 0;
     for b in 0..batches {
         for &y in ys {

@@ -4,6 +4,7 @@
 //! convolution ([`depthwise_f32_avx512`]). Each file's entry points run one instruction
 //! set; `kernels/mod.rs` picks them (the AVX-512 path runs the AVX2 kernels for the rest).
 
+pub mod conv16_avx2;
 pub mod depthwise_f32_avx2;
 pub mod depthwise_f32_avx512;
 pub mod depthwise_i8_avx2;
@@ -14,5 +15,6 @@ pub mod gemm_f32_avx2;
 pub mod gemm_f32_avx512;
 pub mod gemm_i8_avx2;
 pub mod gemm_vnni;
+pub mod hybrid_avx2;
 mod lanes;
 pub mod requant_avx2;

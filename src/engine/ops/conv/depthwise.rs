@@ -13,7 +13,7 @@ use crate::engine::graph::{Activation, DepthwiseConv2DOptions, Node};
 use crate::engine::kernels::scalar::conv::{depthwise_f32, depthwise_q, ConvGeom};
 use crate::engine::kernels::{self, KernelPath};
 use crate::engine::ops::common::{
-    check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem,
+    check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem, Window,
 };
 use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
 use crate::engine::pool::{PerWorker, ThreadPool};
@@ -103,16 +103,14 @@ pub(crate) fn build_depthwise(
             o.depth_multiplier
         );
     }
-    let g = window_geom(
-        input,
-        output,
-        out_c,
-        fh,
-        fw,
-        o.padding,
-        (o.stride_h, o.stride_w),
-        (o.dilation_h, o.dilation_w),
-    )?;
+    let window = Window {
+        filter_h: fh,
+        filter_w: fw,
+        padding: o.padding,
+        stride: (o.stride_h, o.stride_w),
+        dilation: (o.dilation_h, o.dilation_w),
+    };
+    let g = window_geom(input, output, out_c, &window)?;
     match input.dtype {
         DType::F32 if filter.dtype == DType::I8 => {
             let clamp = float_clamp(o.activation)?;

@@ -9,6 +9,7 @@ use super::params::{bias_info, const_weights, conv_qparams, MultiplierRule, QPar
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node};
 use crate::engine::kernels::scalar::fc::{fc_f32, fc_q};
+use crate::engine::kernels::{Mat, MatMut};
 use crate::engine::ops::common::{
     check_dtype, check_rank, float_clamp, in_slice, out_slice, QElem,
 };
@@ -44,7 +45,13 @@ impl Kernel for FcF32 {
             None
         };
         let out = out_slice(io, batch * units, |t| t.f32())?;
-        fc_f32(batch, depth, units, input, w, bias, self.clamp, out);
+        fc_f32(
+            Mat::dense(input, batch, depth),
+            Mat::dense(w, units, depth),
+            bias,
+            self.clamp.into(),
+            MatMut::dense(out, batch, units),
+        );
         Ok(())
     }
 }
@@ -71,7 +78,13 @@ impl<T: QElem> Kernel for FcQ<T> {
             None
         };
         let out = out_slice(io, batch * units, T::view_mut)?;
-        fc_q(batch, depth, units, input, w, bias, &self.q.view(), out);
+        fc_q(
+            Mat::dense(input, batch, depth),
+            Mat::dense(w, units, depth),
+            bias,
+            &self.q.view(),
+            MatMut::dense(out, batch, units),
+        );
         Ok(())
     }
 }

@@ -88,20 +88,23 @@ struct Scheme {
     epilogue: Epilogue,
 }
 
-impl Scheme {
+/// The float side of a hybrid operator with constant weights: its scheme, the bias and the
+/// fused activation's clamp.
+struct FloatSide {
+    s: Scheme,
+    bias: Vec<f32>,
+    clamp: (f32, f32),
+}
+
+impl FloatSide {
     /// The epilogue of a group quantized with `input_scale`.
-    fn epilogue_args<'a>(
-        &'a self,
-        input_scale: f32,
-        bias: &'a [f32],
-        clamp: (f32, f32),
-    ) -> kernels::hybrid::EpilogueArgs<'a> {
+    fn epilogue_args(&self, input_scale: f32) -> kernels::hybrid::EpilogueArgs<'_> {
         kernels::hybrid::EpilogueArgs {
-            epilogue: self.epilogue,
-            weight_scales: &self.scales,
+            epilogue: self.s.epilogue,
+            weight_scales: &self.s.scales,
             input_scale,
-            bias,
-            clamp,
+            bias: &self.bias,
+            clamp: self.clamp,
         }
     }
 }
@@ -211,7 +214,11 @@ pub(super) fn build(
             clamp,
         }));
     };
-    let bias = bias.map_or_else(|| vec![0.0; n], <[f32]>::to_vec);
+    let f = FloatSide {
+        s,
+        bias: bias.map_or_else(|| vec![0.0; n], <[f32]>::to_vec),
+        clamp,
+    };
     match op {
         HybridOp::Conv(g) if g.batch == 1 => {
             let (src, m, k) = gemm_shape(&g);
@@ -220,9 +227,7 @@ pub(super) fn build(
                 src,
                 (m, k, n),
                 w,
-                bias,
-                s,
-                clamp,
+                f,
                 ctx.kernels,
                 ctx.pool.clone(),
             )))
@@ -232,18 +237,14 @@ pub(super) fn build(
             ASource::Direct,
             (rows, depth, n),
             w,
-            bias,
-            s,
-            clamp,
+            f,
             ctx.kernels,
             ctx.pool.clone(),
         ))),
         HybridOp::Depthwise(g, 1) if g.batch == 1 => Ok(Box::new(HybridDepthwise::new(
             g,
             w,
-            bias,
-            s,
-            clamp,
+            f,
             ctx.kernels,
             ctx.pool.clone(),
         ))),
@@ -251,9 +252,9 @@ pub(super) fn build(
             q: Quantized::new(&op),
             acc: vec![0; op.output_len()],
             op,
-            s,
+            s: f.s,
             has_bias,
-            clamp,
+            clamp: f.clamp,
         })),
     }
 }
@@ -331,9 +332,7 @@ struct HybridGemm {
     packed: PackedI8,
     /// Σ_k w[j][k] per output channel.
     rowsum: Vec<i32>,
-    bias: Vec<f32>,
-    s: Scheme,
-    clamp: (f32, f32),
+    f: FloatSide,
     q: Quantized,
     /// GEMM rows of one quantization group (all of them for one image; 1 for FC).
     rows_per_group: usize,
@@ -345,15 +344,12 @@ struct HybridGemm {
 }
 
 impl HybridGemm {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         op: HybridOp,
         src: ASource,
         (m, k, n): (usize, usize, usize),
         w: &[i8],
-        bias: Vec<f32>,
-        s: Scheme,
-        clamp: (f32, f32),
+        f: FloatSide,
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
@@ -391,9 +387,7 @@ impl HybridGemm {
             n,
             packed,
             rowsum,
-            bias,
-            s,
-            clamp,
+            f,
             rows_per_group,
             path,
             pool,
@@ -407,7 +401,7 @@ impl HybridGemm {
 impl Kernel for HybridGemm {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let input = in_slice(io, 0, self.op.input_len(), |t| t.f32())?;
-        self.q.run(self.path, &self.op, self.s.asymmetric, input);
+        self.q.run(self.path, &self.op, self.f.s.asymmetric, input);
         let out = out_slice(io, self.m * self.n, |t| t.f32())?;
         let this = &*self;
         let (k, n, tr) = (this.k, this.n, this.task_rows);
@@ -453,7 +447,7 @@ impl Kernel for HybridGemm {
                         }
                     }
                     let at = (r + i - rows.start) * n;
-                    let ep = this.s.epilogue_args(q.scale[g], &this.bias, this.clamp);
+                    let ep = this.f.epilogue_args(q.scale[g]);
                     kernels::hybrid::epilogue_rows(
                         this.path,
                         a,
@@ -482,9 +476,7 @@ struct HybridDepthwise {
     g: ConvGeom,
     /// The filter as i32, `[fh][fw][c]`.
     w: Vec<i32>,
-    bias: Vec<f32>,
-    s: Scheme,
-    clamp: (f32, f32),
+    f: FloatSide,
     q: Quantized,
     path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
@@ -496,9 +488,7 @@ impl HybridDepthwise {
     fn new(
         g: ConvGeom,
         w: &[i8],
-        bias: Vec<f32>,
-        s: Scheme,
-        clamp: (f32, f32),
+        f: FloatSide,
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
@@ -506,9 +496,7 @@ impl HybridDepthwise {
         let row = g.out_w * g.out_c;
         HybridDepthwise {
             w: w.iter().map(|&v| v as i32).collect(),
-            bias,
-            s,
-            clamp,
+            f,
             q: Quantized::new(&HybridOp::Depthwise(g, 1)),
             tasks: depthwise_tasks(&g, threads),
             acc: PerWorker::new(threads, || vec![0; row]),
@@ -526,7 +514,7 @@ impl Kernel for HybridDepthwise {
         self.q.run(
             self.path,
             &HybridOp::Depthwise(g, 1),
-            self.s.asymmetric,
+            self.f.s.asymmetric,
             input,
         );
         let out = out_slice(io, g.output_len(), |t| t.f32())?;
@@ -536,19 +524,15 @@ impl Kernel for HybridDepthwise {
         let task = |t: usize, chunk: &mut [f32], w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
-            let ep = this.s.epilogue_args(q.scale[0], &this.bias, this.clamp);
+            let op = kernels::hybrid::DepthwiseRowOperands {
+                g: &sub,
+                xq: &q.xq[ir],
+                w: &this.w,
+                in_off: -q.zp[0],
+                ep: this.f.epilogue_args(q.scale[0]),
+            };
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                kernels::hybrid::depthwise_row(
-                    this.path,
-                    &sub,
-                    &q.xq[ir.clone()],
-                    &this.w,
-                    -q.zp[0],
-                    oy,
-                    &mut acc,
-                    &ep,
-                    o,
-                );
+                kernels::hybrid::depthwise_row(this.path, &op, oy, &mut acc, o);
             }
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;

@@ -84,17 +84,17 @@ pub(super) fn im2col<T: Copy>(
                 }
                 let n = in_hi - in_lo;
                 let k = g.filter_h * row_len;
-                kernels::scalar::copy::short_rows(
-                    dst,
-                    d,
-                    k,
-                    row_len,
+                let rows = kernels::scalar::copy::ShortRows {
                     input,
-                    &srcs[..srow.len()],
-                    g.stride_w * ic,
+                    srcs: &srcs[..srow.len()],
+                    sstep: g.stride_w * ic,
+                    d0: d,
+                    dstep: k,
+                    row_len,
                     n,
                     pad,
-                );
+                };
+                kernels::scalar::copy::short_rows(&rows, dst);
                 d += n * k;
                 ox = in_hi;
                 continue;

@@ -19,7 +19,7 @@ use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Conv2DOptions, Node};
 use crate::engine::kernels::scalar::conv::{conv_f32, conv_q, ConvGeom};
 use crate::engine::ops::common::{
-    check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem,
+    check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem, Window,
 };
 use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
 use crate::engine::tensor::DType;
@@ -102,16 +102,14 @@ pub(super) fn build_conv2d(
         filter.shape[2],
         filter.shape[3],
     );
-    let g = window_geom(
-        input,
-        output,
-        out_c,
-        fh,
-        fw,
-        o.padding,
-        (o.stride_h, o.stride_w),
-        (o.dilation_h, o.dilation_w),
-    )?;
+    let window = Window {
+        filter_h: fh,
+        filter_w: fw,
+        padding: o.padding,
+        stride: (o.stride_h, o.stride_w),
+        dilation: (o.dilation_h, o.dilation_w),
+    };
+    let g = window_geom(input, output, out_c, &window)?;
     if fc != g.in_c {
         op_bail!(
             "filter '{}' has {fc} input channels, input '{}' has {} (grouped convolution is not supported)",
