@@ -487,17 +487,14 @@ fn depthwise_i8_matches_scalar_on_random_geometries() {
             let row_len = g.out_w * g.out_c;
             // First a single subrange: only its rows may change.
             let first = ranges[0].clone();
-            arm::depthwise_i8(
-                path,
-                &g,
-                dm,
-                &input,
-                &filter,
-                bias.as_deref(),
-                &q,
-                first.clone(),
-                &mut got,
-            );
+            let op = conv::Depthwise {
+                g: &g,
+                depth_multiplier: dm,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
+            arm::depthwise_i8(path, &op, &q, first.clone(), &mut got);
             for (r, chunk) in got.chunks(row_len).enumerate() {
                 if first.contains(&r) {
                     assert_eq!(
@@ -513,17 +510,7 @@ fn depthwise_i8_matches_scalar_on_random_geometries() {
                 }
             }
             for r in &ranges[1..] {
-                arm::depthwise_i8(
-                    path,
-                    &g,
-                    dm,
-                    &input,
-                    &filter,
-                    bias.as_deref(),
-                    &q,
-                    r.clone(),
-                    &mut got,
-                );
+                arm::depthwise_i8(path, &op, &q, r.clone(), &mut got);
             }
             assert_eq!(
                 got, want,
@@ -539,6 +526,7 @@ fn close(got: f32, want: f32, scale: f32) -> bool {
 
 #[test]
 fn gemm_f32_matches_reference_within_rounding() {
+    use edgecam::engine::kernels::{Aligned, Mat, MatMut, PackedF32};
     let mut rng = Rng::new(0x4633_3200);
     let ms = [0, 1, 2, 3, 5, 7, 8, 9, 13, 16, 17];
     let ns = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 24];
@@ -552,20 +540,19 @@ fn gemm_f32_matches_reference_within_rounding() {
             let a = f32s(&mut rng, if m == 0 { 0 } else { (m - 1) * lda + k });
             let bias = (case % 3 != 0).then(|| f32s(&mut rng, n));
             let clamp = rng.pick(&[(f32::MIN, f32::MAX), (0.0, 6.0), (-1.0, 1.0)]);
-            let packed = arm::pack_f32(path, &w, n, k);
-            let mut out = vec![f32::NAN; m * ldo];
-            arm::gemm_f32(
+            let packed = PackedF32 {
                 path,
-                &packed,
                 n,
                 k,
-                &a,
-                m,
-                lda,
+                data: Aligned::from_slice(&arm::pack_f32(path, &w, n, k)),
+            };
+            let mut out = vec![f32::NAN; m * ldo];
+            arm::gemm_f32(
+                &packed,
+                Mat::new(&a, m, k, lda),
                 bias.as_deref(),
-                clamp,
-                &mut out,
-                ldo,
+                clamp.into(),
+                MatMut::new(&mut out, m, n, ldo),
             );
             for i in 0..m {
                 for j in 0..ldo {
@@ -609,18 +596,15 @@ fn depthwise_f32_matches_scalar_within_rounding() {
             let mut want = vec![0f32; g.output_len()];
             conv::depthwise_f32(&g, dm, &input, &filter, bias.as_deref(), clamp, &mut want);
             let mut got = vec![f32::NAN; g.output_len()];
+            let op = conv::Depthwise {
+                g: &g,
+                depth_multiplier: dm,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
             for r in split_rows(&mut rng, g.batch * g.out_h) {
-                arm::depthwise_f32(
-                    path,
-                    &g,
-                    dm,
-                    &input,
-                    &filter,
-                    bias.as_deref(),
-                    clamp,
-                    r,
-                    &mut got,
-                );
+                arm::depthwise_f32(path, &op, clamp.into(), r, &mut got);
             }
             // Magnitude bound: |x|, |w| <= 2, at most 25 taps, |bias| <= 2.
             let scale = 4.0 * (g.filter_h * g.filter_w) as f32 + 2.0;

@@ -396,17 +396,14 @@ fn depthwise_i8_is_bit_exact_on_every_path() {
         for path in paths() {
             // Whole tensor at once, and in two row ranges (as the thread pool splits it).
             let mut got = vec![0x33i8; g.output_len()];
-            kernels::depthwise_i8(
-                path,
-                &g,
-                mult,
-                &input,
-                &filter,
-                bias.as_deref(),
-                &q,
-                0..rows,
-                &mut got,
-            );
+            let op = kernels::Depthwise {
+                g: &g,
+                depth_multiplier: mult,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
+            kernels::depthwise_i8(path, &op, &q, 0..rows, &mut got);
             assert_eq!(got, want, "case {case}: {path} {g:?} mult {mult}");
             // The split run goes through the per-operator preparation, as the
             // interpreter's depthwise operator does.
@@ -414,17 +411,7 @@ fn depthwise_i8_is_bit_exact_on_every_path() {
             let cut = rng.below(rows + 1);
             let mut got = vec![0x33i8; g.output_len()];
             for r in [cut..rows, 0..cut] {
-                kernels::depthwise_i8_prepared(
-                    &prep,
-                    &g,
-                    mult,
-                    &input,
-                    &filter,
-                    bias.as_deref(),
-                    &q,
-                    r,
-                    &mut got,
-                );
+                kernels::depthwise_i8_prepared(&prep, &op, &q, r, &mut got);
             }
             assert_eq!(got, want, "case {case}: {path} split at {cut} (prepared)");
         }
@@ -453,7 +440,13 @@ fn gemm_f32_matches_scalar_on_every_path() {
         let run = |path: KernelPath| {
             let p = kernels::pack_f32(path, &w, n, k);
             let mut out = vec![f32::NAN; m * ldo + 1];
-            kernels::gemm_f32(&p, &a, m, lda, bias.as_deref(), clamp, &mut out, ldo);
+            kernels::gemm_f32(
+                &p,
+                kernels::Mat::new(&a, m, k, lda),
+                bias.as_deref(),
+                clamp.into(),
+                kernels::MatMut::new(&mut out, m, n, ldo),
+            );
             out
         };
         let want = run(KernelPath::Scalar);
@@ -524,17 +517,14 @@ fn depthwise_f32_matches_scalar_on_every_path() {
         for path in paths() {
             let mut got = vec![f32::NAN; g.output_len()];
             let rows = g.batch * g.out_h;
-            kernels::depthwise_f32(
-                path,
-                &g,
-                mult,
-                &input,
-                &filter,
-                bias.as_deref(),
-                clamp,
-                0..rows,
-                &mut got,
-            );
+            let op = kernels::Depthwise {
+                g: &g,
+                depth_multiplier: mult,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
+            kernels::depthwise_f32(path, &op, clamp.into(), 0..rows, &mut got);
             assert_close(&got, &want, &scale, &format!("case {case}: {path} {g:?}"));
         }
     }
@@ -619,18 +609,15 @@ fn depthwise_wide_channels_bit_exact() {
         );
         for path in paths() {
             let mut got = vec![0x33i8; g.output_len()];
+            let op = kernels::Depthwise {
+                g: &g,
+                depth_multiplier: 1,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
             for r in [cut..rows, 0..cut] {
-                kernels::depthwise_i8(
-                    path,
-                    &g,
-                    1,
-                    &input,
-                    &filter,
-                    bias.as_deref(),
-                    &q,
-                    r,
-                    &mut got,
-                );
+                kernels::depthwise_i8(path, &op, &q, r, &mut got);
             }
             assert_eq!(got, want, "case {case}: {path} {g:?} split at {cut}");
         }
@@ -641,18 +628,15 @@ fn depthwise_wide_channels_bit_exact() {
         let clamp = [(f32::MIN, f32::MAX), (0.0, 6.0)][rng.below(2)];
         let run = |path: KernelPath| {
             let mut got = vec![f32::NAN; g.output_len()];
+            let op = kernels::Depthwise {
+                g: &g,
+                depth_multiplier: 1,
+                input: &input,
+                filter: &filter,
+                bias: bias.as_deref(),
+            };
             for r in [cut..rows, 0..cut] {
-                kernels::depthwise_f32(
-                    path,
-                    &g,
-                    1,
-                    &input,
-                    &filter,
-                    bias.as_deref(),
-                    clamp,
-                    r,
-                    &mut got,
-                );
+                kernels::depthwise_f32(path, &op, clamp.into(), r, &mut got);
             }
             got.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
         };

@@ -492,16 +492,17 @@ fn check_requant_out(what: &str, rq: &RequantCols<'_>, out: &Mat<'_, i8>) {
     );
 }
 
+pub use scalar::conv::Depthwise;
+
 /// Check the slices of a depthwise call against its geometry.
-fn check_depthwise<T, B>(
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[T],
-    filter: &[T],
-    bias: Option<&[B]>,
-    rows: &Range<usize>,
-    out: &[T],
-) {
+fn check_depthwise<T, B>(op: &Depthwise<'_, T, B>, rows: &Range<usize>, out: &[T]) {
+    let Depthwise {
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+    } = *op;
     assert_eq!(g.out_c, g.in_c * depth_multiplier, "depthwise: channels");
     assert!(input.len() >= g.input_len(), "depthwise: input too short");
     assert!(
@@ -522,50 +523,36 @@ fn check_depthwise<T, B>(
 /// Depthwise int8 (per-channel), output rows `rows` of the `batch*out_h` rows only
 /// (for threading); same semantics as `scalar::conv::depthwise_q::<i8>`.
 /// `out` is the whole output tensor.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_i8(
     path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
+    op: &Depthwise<'_, i8, i32>,
     q: &Requant<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
-    check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+    check_depthwise(op, &rows, out);
     assert!(
-        q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+        q.multipliers.len() >= op.g.out_c && q.shifts.len() >= op.g.out_c,
         "depthwise: fewer than out_c channel parameters"
     );
     let path = effective(path);
     match path {
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
-            aarch64::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
+            aarch64::depthwise_i8(path, op, q, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 if x86_64::depthwise_vnni::applies(g, depth_multiplier, q) => {
-            let prep = x86_64::depthwise_vnni::prepare(g, filter, bias, q);
-            x86_64::depthwise_vnni::depthwise_i8(&prep, g, q, input, rows, out)
+        KernelPath::Avx512 if x86_64::depthwise_vnni::applies(op.g, op.depth_multiplier, q) => {
+            let prep = x86_64::depthwise_vnni::prepare(op.g, op.filter, op.bias, q);
+            x86_64::depthwise_vnni::depthwise_i8(&prep, op, q, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512
-            if x86_64::depthwise_i8_avx2::applies(depth_multiplier, q) =>
+            if x86_64::depthwise_i8_avx2::applies(op.depth_multiplier, q) =>
         {
-            let op = x86_64::depthwise_i8_avx2::DwI8 {
-                g,
-                input,
-                filter,
-                bias,
-                q,
-            };
-            x86_64::depthwise_i8_avx2::depthwise_i8(&op, rows, out)
+            x86_64::depthwise_i8_avx2::depthwise_i8(op, q, rows, out)
         }
-        _ => {
-            scalar::gemm::depthwise_i8(path, g, depth_multiplier, input, filter, bias, q, rows, out)
-        }
+        _ => scalar::gemm::depthwise_i8(path, op, q, rows, out),
     }
 }
 
@@ -617,50 +604,29 @@ pub fn prepare_depthwise_i8(
 
 /// [`depthwise_i8`] with the constants of [`prepare_depthwise_i8`] (made for the same
 /// path, filter, bias and `q`).
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_i8_prepared(
     prep: &DepthwisePrepI8,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
+    op: &Depthwise<'_, i8, i32>,
     q: &Requant<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
     #[cfg(target_arch = "x86_64")]
     if prep.avx2.is_some() || prep.avx512.is_some() {
-        check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+        check_depthwise(op, &rows, out);
+        let g = op.g;
         assert!(
-            depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
+            op.depth_multiplier == 1 && q.multipliers.len() >= g.out_c && q.shifts.len() >= g.out_c,
             "depthwise: prepared for another operator"
         );
         if let Some(p) = &prep.avx512 {
-            return x86_64::depthwise_vnni::depthwise_i8(p, g, q, input, rows, out);
+            return x86_64::depthwise_vnni::depthwise_i8(p, op, q, rows, out);
         }
         if let Some(p) = &prep.avx2 {
-            let op = x86_64::depthwise_i8_avx2::DwI8 {
-                g,
-                input,
-                filter,
-                bias,
-                q,
-            };
-            return x86_64::depthwise_i8_avx2::depthwise_i8_prepared(p, &op, rows, out);
+            return x86_64::depthwise_i8_avx2::depthwise_i8_prepared(p, op, q, rows, out);
         }
     }
-    depthwise_i8(
-        prep.path,
-        g,
-        depth_multiplier,
-        input,
-        filter,
-        bias,
-        q,
-        rows,
-        out,
-    )
+    depthwise_i8(prep.path, op, q, rows, out)
 }
 
 /// float32 weight matrix W (n x k, row-major) packed for one path.
@@ -697,30 +663,28 @@ pub fn pack_f32(path: KernelPath, w: &[f32], n: usize, k: usize) -> PackedF32 {
     }
 }
 
-/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`.
-#[allow(clippy::too_many_arguments)]
+/// `out[i][j] = clamp(sum_kk a[i][kk] * W[j][kk] + bias[j])` for the `m = a.rows` rows of `a`
+/// (`m x k`) and the `n` columns of W: `out` is `m x n`.
 pub fn gemm_f32(
     p: &PackedF32,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
-    let (n, k) = (p.n, p.k);
+    let (m, n, k) = (a.rows, p.n, p.k);
     if m == 0 || n == 0 {
         return;
     }
+    assert_eq!(a.cols, k, "gemm_f32: a has {} columns, k = {k}", a.cols);
+    assert!(a.holds(), "gemm_f32: a too short");
     assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "gemm_f32: a too short"
+        out.rows == m && out.cols == n,
+        "gemm_f32: out is {}x{}, not {m}x{n}",
+        out.rows,
+        out.cols
     );
-    assert!(
-        ldo >= n && out.len() >= (m - 1) * ldo + n,
-        "gemm_f32: out too short"
-    );
+    assert!(out.holds(), "gemm_f32: out too short");
     assert!(
         bias.is_none_or(|b| b.len() >= n),
         "gemm_f32: bias too short"
@@ -728,75 +692,44 @@ pub fn gemm_f32(
     match p.path {
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
-            aarch64::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo)
+            aarch64::gemm_f32(p, a, bias, clamp, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => {
-            x86_64::gemm_f32_avx2::gemm_f32(&p.data, n, k, a, m, lda, bias, clamp, out, ldo)
-        }
+        KernelPath::Avx2 => x86_64::gemm_f32_avx2::gemm_f32(p, a, bias, clamp, out),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => {
-            x86_64::gemm_f32_avx512::gemm_f32(&p.data, n, k, a, m, lda, bias, clamp, out, ldo)
-        }
-        _ => scalar::gemm::gemm_f32(p.path, &p.data, n, k, a, m, lda, bias, clamp, out, ldo),
+        KernelPath::Avx512 => x86_64::gemm_f32_avx512::gemm_f32(p, a, bias, clamp, out),
+        _ => scalar::gemm::gemm_f32(p, a, bias, clamp, out),
     }
 }
 
 /// Float depthwise convolution over output rows `rows`; `out` is the whole output tensor.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_f32(
     path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    check_depthwise(g, depth_multiplier, input, filter, bias, &rows, out);
+    check_depthwise(op, &rows, out);
     let path = effective(path);
+    #[cfg(target_arch = "x86_64")]
+    let dm1 = op.depth_multiplier == 1;
     match path {
         #[cfg(target_arch = "aarch64")]
-        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => aarch64::depthwise_f32(
-            path,
-            g,
-            depth_multiplier,
-            input,
-            filter,
-            bias,
-            clamp,
-            rows,
-            out,
-        ),
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512
-            if depth_multiplier == 1 && x86_64::depthwise_f32_avx512::is_3x3_s1(g) =>
-        {
-            x86_64::depthwise_f32_avx512::depthwise_f32_3x3(
-                g, input, filter, bias, clamp, rows, out,
-            )
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            aarch64::depthwise_f32(path, op, clamp, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 if depth_multiplier == 1 => {
-            x86_64::depthwise_f32_avx512::depthwise_f32(g, input, filter, bias, clamp, rows, out)
+        KernelPath::Avx512 if dm1 && x86_64::depthwise_f32_avx512::is_3x3_s1(op.g) => {
+            x86_64::depthwise_f32_avx512::depthwise_f32_3x3(op, clamp, rows, out)
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 if depth_multiplier == 1 => {
-            x86_64::depthwise_f32_avx2::depthwise_f32(g, input, filter, bias, clamp, rows, out)
+        KernelPath::Avx512 if dm1 => {
+            x86_64::depthwise_f32_avx512::depthwise_f32(op, clamp, rows, out)
         }
-        _ => scalar::gemm::depthwise_f32(
-            path,
-            g,
-            depth_multiplier,
-            input,
-            filter,
-            bias,
-            clamp,
-            rows,
-            out,
-        ),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 if dm1 => x86_64::depthwise_f32_avx2::depthwise_f32(op, clamp, rows, out),
+        _ => scalar::gemm::depthwise_f32(path, op, clamp, rows, out),
     }
 }
 

@@ -12,9 +12,9 @@ use std::arch::asm;
 use std::ops::Range;
 
 use super::requant::{finish1, finish4, narrow8, requant_kinds, Params4, Requant16};
-use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
 use crate::engine::kernels::scratch::reuse;
-use crate::engine::kernels::KernelPath;
+use crate::engine::kernels::{Clamp, KernelPath};
 use crate::engine::quant::RequantPerChannel;
 
 /// Channels from which the border pixels of a 3x3 convolution take the register kernel
@@ -75,19 +75,21 @@ fn check_geometry(
 }
 
 /// int8 depthwise convolution of output rows `rows` (of the `batch * out_h` rows).
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_i8(
     path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
+    op: &Depthwise<'_, i8, i32>,
     q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
     let _ = path;
+    let Depthwise {
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+    } = *op;
     check_geometry(
         g,
         depth_multiplier,
@@ -105,7 +107,7 @@ pub fn depthwise_i8(
     );
     let i16_safe = |o: i32| (-32640..=32640).contains(&o);
     if depth_multiplier != 1 || !i16_safe(q.input_offset) || !i16_safe(q.filter_offset) {
-        depthwise_i8_plain(g, depth_multiplier, input, filter, bias, q, rows, out);
+        depthwise_i8_plain(op, q, rows, out);
         return;
     }
     let taps = g.filter_h * g.filter_w;
@@ -158,8 +160,31 @@ pub fn depthwise_i8(
     let mut zero = reuse(&BIAS);
     zero.resize(c, 0);
     let bias = bias.map_or(&zero[..], |b| &b[..c]);
+    let k = NeonKernel {
+        g,
+        input,
+        w16: &w16,
+        bias,
+        q,
+        left: &left,
+        right: &right,
+    };
     // SAFETY: geometry and lengths validated above; w16, left, right, bias have c (per tap) values.
-    unsafe { dw_i8_neon(g, input, &w16, bias, q, &left, &right, rows, out) }
+    unsafe { dw_i8_neon(&k, rows, out) }
+}
+
+/// Operands of the general int8 depthwise kernel [`dw_i8_neon`] (validated by
+/// `depthwise_i8`).
+struct NeonKernel<'a> {
+    g: &'a ConvGeom,
+    input: &'a [i8],
+    /// The filter plus `filter_offset`, in int16.
+    w16: &'a [i16],
+    /// `c` biases (zeros without a bias).
+    bias: &'a [i32],
+    q: &'a RequantPerChannel<'a>,
+    left: &'a [i32],
+    right: &'a [i32],
 }
 
 /// Operands of the zero-point-padding int8 depthwise kernel (validated by `depthwise_i8`).
@@ -578,19 +603,17 @@ fn dw3x3_px<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
-unsafe fn dw_i8_neon(
-    g: &ConvGeom,
-    input: &[i8],
-    w16: &[i16],
-    bias: &[i32],
-    q: &RequantPerChannel<'_>,
-    left: &[i32],
-    right: &[i32],
-    rows: Range<usize>,
-    out: &mut [i8],
-) {
+unsafe fn dw_i8_neon(k: &NeonKernel<'_>, rows: Range<usize>, out: &mut [i8]) {
+    let NeonKernel {
+        g,
+        input,
+        w16,
+        bias,
+        q,
+        left,
+        right,
+    } = *k;
     let c = g.in_c;
     let io = vdupq_n_s16(q.input_offset as i16);
     let off = vdupq_n_s32(q.output_offset);
@@ -706,17 +729,19 @@ unsafe fn dw_i8_neon(
 }
 
 /// Per-element int8 depthwise (any depth multiplier), same arithmetic as the scalar oracle.
-#[allow(clippy::too_many_arguments)]
 fn depthwise_i8_plain(
-    g: &ConvGeom,
-    dm: usize,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
+    op: &Depthwise<'_, i8, i32>,
     q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
+    let Depthwise {
+        g,
+        depth_multiplier: dm,
+        input,
+        filter,
+        bias,
+    } = *op;
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         for ox in 0..g.out_w {
@@ -755,19 +780,22 @@ fn depthwise_i8_plain(
 }
 
 /// Float depthwise convolution of output rows `rows`, clamped to `clamp`.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_f32(
     path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
     let _ = path;
+    let Depthwise {
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+    } = *op;
+    let clamp = (clamp.min, clamp.max);
     check_geometry(
         g,
         depth_multiplier,
@@ -780,7 +808,7 @@ pub fn depthwise_f32(
         assert!(b.len() >= g.out_c, "depthwise_f32: bias too short");
     }
     if depth_multiplier != 1 {
-        depthwise_f32_plain(g, depth_multiplier, input, filter, bias, clamp, rows, out);
+        depthwise_f32_plain(op, clamp, rows, out);
         return;
     }
     // SAFETY: geometry and lengths validated above.
@@ -876,17 +904,19 @@ unsafe fn dw_f32_neon(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn depthwise_f32_plain(
-    g: &ConvGeom,
-    dm: usize,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
+    op: &Depthwise<'_, f32, f32>,
     clamp: (f32, f32),
     rows: Range<usize>,
     out: &mut [f32],
 ) {
+    let Depthwise {
+        g,
+        depth_multiplier: dm,
+        input,
+        filter,
+        bias,
+    } = *op;
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         for ox in 0..g.out_w {

@@ -7,7 +7,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::engine::kernels::KernelPath;
+use crate::engine::kernels::{Clamp, KernelPath, Mat, MatMut, PackedF32};
 
 const NR: usize = 8;
 
@@ -43,22 +43,19 @@ struct Args<'a> {
     ldo: usize,
 }
 
-/// `out[i*ldo+j] = clamp(sum_kk a[i*lda+kk]*W[j][kk] + bias[j], clamp.0, clamp.1)`.
-#[allow(clippy::too_many_arguments)]
+/// `out[i][j] = clamp(sum_kk a[i][kk]*W[j][kk] + bias[j])` for the `m = a.rows` rows of `a`,
+/// W (`p`: `n x k`) packed by [`pack_f32`].
 pub fn gemm_f32(
-    path: KernelPath,
-    packed: &[f32],
-    n: usize,
-    k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    p: &PackedF32,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
-    let _ = path;
+    let (packed, n, k) = (&p.data[..], p.n, p.k);
+    let (a, m, lda) = (a.data, a.rows, a.stride);
+    let (out, ldo) = (out.data, out.stride);
+    let clamp = (clamp.min, clamp.max);
     if m == 0 || n == 0 {
         return;
     }

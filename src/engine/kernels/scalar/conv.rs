@@ -50,6 +50,20 @@ impl ConvGeom {
     }
 }
 
+/// The operands of a depthwise convolution, for the kernels of every instruction set:
+/// output channel `c * depth_multiplier + m` reads input channel `c`; `filter` is
+/// `[1, KH, KW, out_c]` and `bias` has `out_c` entries. A value only describes the
+/// operands: the dispatch entry points (`kernels::depthwise_i8` / `depthwise_f32`) check the
+/// slices against `g` before a kernel reads them.
+#[derive(Clone, Copy, Debug)]
+pub struct Depthwise<'a, T, B> {
+    pub g: &'a ConvGeom,
+    pub depth_multiplier: usize,
+    pub input: &'a [T],
+    pub filter: &'a [T],
+    pub bias: Option<&'a [B]>,
+}
+
 /// Float convolution. `filter` is OHWI, `bias` has `out_c` entries.
 pub fn conv_f32(
     g: &ConvGeom,

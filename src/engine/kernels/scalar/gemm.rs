@@ -5,8 +5,8 @@
 
 use std::ops::Range;
 
-use super::conv::ConvGeom;
-use crate::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
+use super::conv::Depthwise;
+use crate::engine::kernels::{Clamp, KernelPath, Mat, MatMut, PackedF32, RequantCols};
 use crate::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 pub fn pack_i8(_path: KernelPath, w: &[i8], n: usize, k: usize) -> Vec<i8> {
@@ -53,20 +53,17 @@ pub fn requant_i8(_path: KernelPath, acc: Mat<'_, i32>, rq: &RequantCols<'_>, ou
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_f32(
-    _path: KernelPath,
-    packed: &[f32],
-    n: usize,
-    k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    p: &PackedF32,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
+    let (packed, n, k) = (&p.data[..], p.n, p.k);
+    let (a, m, lda) = (a.data, a.rows, a.stride);
+    let (out, ldo) = (out.data, out.stride);
+    let clamp = (clamp.min, clamp.max);
     for i in 0..m {
         let x = &a[i * lda..i * lda + k];
         for j in 0..n {
@@ -85,18 +82,20 @@ pub fn gemm_f32(
 
 /// Depthwise int8 over output rows `rows` (of `batch * out_h`), the loop of
 /// `conv::depthwise_q::<i8>`.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_i8(
     _path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
+    op: &Depthwise<'_, i8, i32>,
     q: &RequantPerChannel<'_>,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
+    let Depthwise {
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+    } = *op;
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         let mut o = row * g.out_w * g.out_c;
@@ -126,18 +125,21 @@ pub fn depthwise_i8(
 }
 
 /// Float depthwise over output rows `rows`, the loop of `conv::depthwise_f32`.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_f32(
     _path: KernelPath,
-    g: &ConvGeom,
-    depth_multiplier: usize,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
+    let Depthwise {
+        g,
+        depth_multiplier,
+        input,
+        filter,
+        bias,
+    } = *op;
+    let clamp = (clamp.min, clamp.max);
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         let mut o = row * g.out_w * g.out_c;

@@ -6,8 +6,9 @@ use std::ops::Range;
 
 use super::depthwise_f32_avx512;
 use super::lanes::tap_range;
-use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::conv::Depthwise;
 use crate::engine::kernels::scratch::reuse;
+use crate::engine::kernels::Clamp;
 
 thread_local! {
     static DW_INNER: std::cell::RefCell<Vec<(usize, usize)>> =
@@ -27,21 +28,18 @@ pub(crate) fn prewarm_scratch() {
 /// dispatcher checked the slices against `g`; other depth multipliers take the scalar
 /// reference).
 pub fn depthwise_f32(
-    g: &ConvGeom,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
     assert_eq!(
-        g.out_c, g.in_c,
+        op.g.out_c, op.g.in_c,
         "depthwise_f32 (avx2): depth multiplier 1 only"
     );
     // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice length
     // against the geometry.
-    unsafe { driver::<false>(g, input, filter, bias, clamp, rows, out) }
+    unsafe { driver::<false>(op, clamp, rows, out) }
 }
 
 /// The float depthwise driver: tap lists per output row and pixel, and the pixels of
@@ -53,14 +51,20 @@ pub fn depthwise_f32(
 /// were checked against `g` by the dispatcher.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn driver<const WIDE: bool>(
-    g: &ConvGeom,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
+    let Depthwise {
+        g,
+        input,
+        filter,
+        bias,
+        ..
+    } = *op;
+    let clamp = (clamp.min, clamp.max);
+    let bias = bias.map(|b| b.as_ptr());
     let ch = g.in_c;
     let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
     // Tap lists, in the scalar order (fy outer, fx inner, valid taps only): (input
@@ -101,11 +105,20 @@ pub(super) unsafe fn driver<const WIDE: bool>(
                         input.as_ptr().add((ox * g.stride_w - g.pad_left) * ch),
                         out.as_mut_ptr().add(obase),
                     );
-                    let (xs, w) = (g.stride_w * ch, filter.as_ptr());
+                    let (xstep, w) = (g.stride_w * ch, filter.as_ptr());
+                    let px = Pixels {
+                        x,
+                        xstep,
+                        w,
+                        taps: &inner,
+                        bias,
+                        o,
+                        ch,
+                    };
                     if WIDE {
-                        depthwise_f32_avx512::pixels::<2>(x, xs, w, &inner, bias, o, ch, clamp);
+                        depthwise_f32_avx512::pixels::<2>(px, clamp);
                     } else {
-                        dw_f32_pixels::<2>(x, xs, w, &inner, bias, o, ch, vlo, vhi, clamp);
+                        dw_f32_pixels::<2>(px, vlo, vhi, clamp);
                     }
                 }
                 ox += 2;
@@ -136,13 +149,58 @@ pub(super) unsafe fn driver<const WIDE: bool>(
                     out.as_mut_ptr().add(obase),
                     filter.as_ptr(),
                 );
+                let px = Pixels {
+                    x,
+                    xstep: 0,
+                    w,
+                    taps: list,
+                    bias,
+                    o,
+                    ch,
+                };
                 if WIDE {
-                    depthwise_f32_avx512::pixels::<1>(x, 0, w, list, bias, o, ch, clamp);
+                    depthwise_f32_avx512::pixels::<1>(px, clamp);
                 } else {
-                    dw_f32_pixels::<1>(x, 0, w, list, bias, o, ch, vlo, vhi, clamp);
+                    dw_f32_pixels::<1>(px, vlo, vhi, clamp);
                 }
             }
             ox += 1;
+        }
+    }
+}
+
+/// The operands of `P` output pixels of the float depthwise convolution (pixel `p` reads
+/// its input at `x + p * xstep` and writes `o + p * ch`) over the taps `(input offset,
+/// filter offset)`, for [`dw_f32_pixels`] and [`depthwise_f32_avx512::pixels`]; and of a
+/// group of their channels (see [`Pixels::at`]).
+#[derive(Clone, Copy)]
+pub(super) struct Pixels<'a> {
+    pub x: *const f32,
+    pub xstep: usize,
+    pub w: *const f32,
+    pub taps: &'a [(usize, usize)],
+    pub bias: Option<*const f32>,
+    pub o: *mut f32,
+    /// Channels per pixel (the output stride between pixels).
+    pub ch: usize,
+}
+
+impl Pixels<'_> {
+    /// The same pixels from channel `c0` on.
+    ///
+    /// # Safety
+    /// `c0 <= ch`.
+    #[inline(always)]
+    pub(super) unsafe fn at(self, c0: usize) -> Self {
+        // SAFETY: c0 <= ch (caller): each pointer stays inside its pixel's channels.
+        unsafe {
+            Pixels {
+                x: self.x.add(c0),
+                w: self.w.add(c0),
+                bias: self.bias.map(|p| p.add(c0)),
+                o: self.o.add(c0),
+                ..self
+            }
         }
     }
 }
@@ -154,34 +212,35 @@ pub(super) unsafe fn driver<const WIDE: bool>(
 /// the clamp, exactly as the scalar reference.
 ///
 /// # Safety
-/// AVX2 is available; for every `(xo, wo)` in `taps` and pixel `p < P`,
+/// AVX2 is available; for every `(xo, wo)` in `px.taps` and pixel `p < P`,
 /// `x + p * xstep + xo` and `w + wo` start `ch` readable floats; `o` starts `P * ch`
 /// writable floats; `bias` has `ch` entries.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn dw_f32_pixels<const P: usize>(
-    x: *const f32,
-    xstep: usize,
-    w: *const f32,
-    taps: &[(usize, usize)],
-    bias: Option<&[f32]>,
-    o: *mut f32,
-    ch: usize,
+    px: Pixels<'_>,
     vlo: __m256,
     vhi: __m256,
     clamp: (f32, f32),
 ) {
-    let bp = bias.map(|b| b.as_ptr());
+    let Pixels {
+        x,
+        xstep,
+        w,
+        taps,
+        bias: bp,
+        o,
+        ch,
+    } = px;
     let mut c0 = 0;
     // SAFETY (all calls): c0 + 8*G <= ch, within the caller's bounds.
     unsafe {
         let grp = |g: usize, c0: usize| {
-            let (xc, wc, bc, oc) = (x.add(c0), w.add(c0), bp.map(|p| p.add(c0)), o.add(c0));
+            let pc = px.at(c0);
             match g {
-                4 => dw_f32_group::<4, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
-                3 => dw_f32_group::<3, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
-                2 => dw_f32_group::<2, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
-                1 => dw_f32_group::<1, P>(xc, xstep, wc, taps, bc, oc, ch, vlo, vhi),
+                4 => dw_f32_group::<4, P>(pc, vlo, vhi),
+                3 => dw_f32_group::<3, P>(pc, vlo, vhi),
+                2 => dw_f32_group::<2, P>(pc, vlo, vhi),
+                1 => dw_f32_group::<1, P>(pc, vlo, vhi),
                 _ => {}
             }
         };
@@ -212,18 +271,16 @@ unsafe fn dw_f32_pixels<const P: usize>(
 /// As `dw_f32_pixels`, with `8 * G` channels read and written per pixel.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn dw_f32_group<const G: usize, const P: usize>(
-    x: *const f32,
-    xstep: usize,
-    w: *const f32,
-    taps: &[(usize, usize)],
-    bias: Option<*const f32>,
-    o: *mut f32,
-    ostep: usize,
-    vlo: __m256,
-    vhi: __m256,
-) {
+unsafe fn dw_f32_group<const G: usize, const P: usize>(px: Pixels<'_>, vlo: __m256, vhi: __m256) {
+    let Pixels {
+        x,
+        xstep,
+        w,
+        taps,
+        bias,
+        o,
+        ch: ostep,
+    } = px;
     let mut acc = [[_mm256_setzero_ps(); G]; P];
     for &(xo, wo) in taps {
         for j in 0..G {

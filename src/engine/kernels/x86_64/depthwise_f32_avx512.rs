@@ -9,41 +9,34 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::depthwise_f32_avx2::Pixels;
 use super::lanes::tap_range;
-use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
+use crate::engine::kernels::Clamp;
 
 /// `P` output pixels of the float depthwise convolution (pixel `p` reads its input at
-/// `x + p * xstep` and writes `o + p * ch`) over the taps `(input offset, filter offset)`.
+/// `x + p * xstep` and writes `o + p * ch`) over the taps `(input offset, filter offset)`
+/// (the operands `px`).
 ///
 /// # Safety
 /// AVX-512 F is available; for every `(xo, wo)` in `taps` and pixel `p < P`,
 /// `x + p * xstep + xo` and `w + wo` start `ch` readable floats; `o` starts `P * ch`
 /// writable floats; `bias` has `ch` entries.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn pixels<const P: usize>(
-    x: *const f32,
-    xstep: usize,
-    w: *const f32,
-    taps: &[(usize, usize)],
-    bias: Option<&[f32]>,
-    o: *mut f32,
-    ch: usize,
-    clamp: (f32, f32),
-) {
-    let bp = bias.map(|b| b.as_ptr());
+pub(super) unsafe fn pixels<const P: usize>(px: Pixels<'_>, clamp: (f32, f32)) {
+    let ch = px.ch;
     let (lo, hi) = (_mm512_set1_ps(clamp.0), _mm512_set1_ps(clamp.1));
     let mut c0 = 0;
     // SAFETY (all calls): the group's channels c0 .. c0 + 16 * G (the masked lanes of the
     // last vector) lie below ch, within the caller's bounds.
     unsafe {
         let grp = |g: usize, c0: usize, tail: __mmask16| {
-            let (xc, wc, bc, oc) = (x.add(c0), w.add(c0), bp.map(|p| p.add(c0)), o.add(c0));
+            let pc = px.at(c0);
             match g {
-                4 => group::<4, P>(xc, xstep, wc, taps, bc, oc, ch, lo, hi, tail),
-                3 => group::<3, P>(xc, xstep, wc, taps, bc, oc, ch, lo, hi, tail),
-                2 => group::<2, P>(xc, xstep, wc, taps, bc, oc, ch, lo, hi, tail),
-                _ => group::<1, P>(xc, xstep, wc, taps, bc, oc, ch, lo, hi, tail),
+                4 => group::<4, P>(pc, lo, hi, tail),
+                3 => group::<3, P>(pc, lo, hi, tail),
+                2 => group::<2, P>(pc, lo, hi, tail),
+                _ => group::<1, P>(pc, lo, hi, tail),
             }
         };
         while c0 + 64 <= ch {
@@ -68,19 +61,21 @@ pub(super) unsafe fn pixels<const P: usize>(
 /// per pixel.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
 unsafe fn group<const G: usize, const P: usize>(
-    x: *const f32,
-    xstep: usize,
-    w: *const f32,
-    taps: &[(usize, usize)],
-    bias: Option<*const f32>,
-    o: *mut f32,
-    ostep: usize,
+    px: Pixels<'_>,
     lo: __m512,
     hi: __m512,
     tail: __mmask16,
 ) {
+    let Pixels {
+        x,
+        xstep,
+        w,
+        taps,
+        bias,
+        o,
+        ch: ostep,
+    } = px;
     let lanes = |j: usize| if j + 1 == G { tail } else { !0 };
     let mut acc = [[_mm512_setzero_ps(); G]; P];
     for &(xo, wo) in taps {
@@ -297,21 +292,18 @@ impl<const R: usize> Row3<'_, R> {
 /// driver's tap lists with 512-bit `pixels` (the dispatcher checked the slices against
 /// `g`).
 pub fn depthwise_f32(
-    g: &ConvGeom,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
     assert_eq!(
-        g.out_c, g.in_c,
+        op.g.out_c, op.g.in_c,
         "depthwise_f32 (avx512): depth multiplier 1 only"
     );
     // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
     // also checked every slice length against the geometry.
-    unsafe { super::depthwise_f32_avx2::driver::<true>(g, input, filter, bias, clamp, rows, out) }
+    unsafe { super::depthwise_f32_avx2::driver::<true>(op, clamp, rows, out) }
 }
 
 /// Whether [`depthwise_f32_3x3`] handles the float depthwise convolution `g` (depth
@@ -325,21 +317,18 @@ pub fn is_3x3_s1(g: &ConvGeom) -> bool {
 /// [`is_3x3_s1`]) over output rows `rows`, by output rows (the dispatcher checked the slices
 /// against `g`).
 pub fn depthwise_f32_3x3(
-    g: &ConvGeom,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
     assert!(
-        g.out_c == g.in_c && is_3x3_s1(g),
+        op.g.out_c == op.g.in_c && is_3x3_s1(op.g),
         "depthwise_f32_3x3 (avx512): not a 3x3 stride-1 convolution"
     );
     // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
     // also checked every slice length against the geometry; the shape was checked above.
-    unsafe { depthwise_f32_3x3_avx512(g, input, filter, bias, clamp, rows, out) }
+    unsafe { depthwise_f32_3x3_avx512(op, clamp, rows, out) }
 }
 
 /// The float 3×3 depthwise convolution (stride 1, dilation 1, depth multiplier 1) with
@@ -352,14 +341,19 @@ pub fn depthwise_f32_3x3(
 /// (a 3×3 filter, stride 1, dilation 1, depth multiplier 1) by the dispatcher.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn depthwise_f32_3x3_avx512(
-    g: &ConvGeom,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    clamp: (f32, f32),
+    op: &Depthwise<'_, f32, f32>,
+    clamp: Clamp,
     rows: Range<usize>,
     out: &mut [f32],
 ) {
+    let Depthwise {
+        g,
+        input,
+        filter,
+        bias,
+        ..
+    } = *op;
+    let clamp = (clamp.min, clamp.max);
     let ch = g.in_c;
     let row_len = g.in_w * ch;
     let (w, bp) = (filter.as_ptr(), bias.map(<[f32]>::as_ptr));

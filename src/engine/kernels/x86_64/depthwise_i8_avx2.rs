@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::lanes::{clamp8, pack16, rq8, tap_range, RqLanes};
-use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
 use crate::engine::quant::RequantPerChannel as Requant;
 
 /// Vector MultiplyByQuantizedMultiplier + offset + clamp of 8 int32 lanes, exactly
@@ -69,23 +69,18 @@ pub fn applies(depth_multiplier: usize, q: &Requant<'_>) -> bool {
     depth_multiplier == 1 && q.filter_offset == 0 && (-255..=255).contains(&q.input_offset)
 }
 
-/// The operands of an int8 depthwise convolution with depth multiplier 1 (the dispatcher
-/// checked the slices against `g`).
-#[derive(Clone, Copy)]
-pub struct DwI8<'a> {
-    pub g: &'a ConvGeom,
-    pub input: &'a [i8],
-    pub filter: &'a [i8],
-    pub bias: Option<&'a [i32]>,
-    pub q: &'a Requant<'a>,
-}
-
 /// Depthwise int8, channel-vectorised (16 channels per step), for convolutions that
 /// [`applies`] accepts (the dispatcher checked it), over output rows `rows`; `out` is the
-/// whole output tensor.
-pub fn depthwise_i8(op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
-    let DwI8 {
-        g, filter, bias, q, ..
+/// whole output tensor. `op` has depth multiplier 1 (the dispatcher checked its slices
+/// against `g`).
+pub fn depthwise_i8(
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let Depthwise {
+        g, filter, bias, ..
     } = *op;
     assert!(
         g.out_c == g.in_c && applies(1, q),
@@ -102,10 +97,10 @@ pub fn depthwise_i8(op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
         // length against the geometry.
         let prep = unsafe { prepare_pairs(g, filter, bias, q) };
         // SAFETY: as above; `prep` was made for this geometry, filter, bias and q.
-        unsafe { depthwise_i8_pairs(op, &prep, rows, out) }
+        unsafe { depthwise_i8_pairs(op, q, &prep, rows, out) }
     } else {
         // SAFETY: as above.
-        unsafe { depthwise_i8_avx2(op, rows, out) }
+        unsafe { depthwise_i8_avx2(op, q, rows, out) }
     }
 }
 
@@ -155,7 +150,13 @@ pub fn prepare_depthwise_i8(
 
 /// [`depthwise_i8`] with constants from [`prepare_depthwise_i8`] (same filter, bias
 /// and `q`; the dispatcher checked the slices against `g`).
-pub fn depthwise_i8_prepared(prep: &DwPrepI8, op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
+pub fn depthwise_i8_prepared(
+    prep: &DwPrepI8,
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
     let g = op.g;
     let pairs = (g.filter_h * g.filter_w).div_ceil(2);
     assert!(
@@ -166,7 +167,7 @@ pub fn depthwise_i8_prepared(prep: &DwPrepI8, op: &DwI8<'_>, rows: Range<usize>,
     );
     // SAFETY: AVX2/FMA checked by the dispatcher, which also checked every slice
     // length against the geometry; prep matches its channels and taps (above).
-    unsafe { depthwise_i8_pairs(op, prep, rows, out) }
+    unsafe { depthwise_i8_pairs(op, q, prep, rows, out) }
 }
 
 /// Largest filter (taps) and channel count of the paired depthwise kernel.
@@ -182,14 +183,20 @@ const DW_WBUF: usize = 16 * 1024;
 /// ioff*sum_t w_t (exact in wrapping int32), and a padded tap's w*zp = -w*ioff cancels
 /// its share of the folded term.
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_i8_pairs(op: &DwI8<'_>, prep: &DwPrepI8, rows: Range<usize>, out: &mut [i8]) {
+fn depthwise_i8_pairs(
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
+    prep: &DwPrepI8,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
     let f = match (prep.left, prep.sat) {
         (false, false) => dw_i8_pairs::<false, false>,
         (true, false) => dw_i8_pairs::<true, false>,
         (false, true) => dw_i8_pairs::<false, true>,
         (true, true) => dw_i8_pairs::<true, true>,
     };
-    f(op, prep, rows, out)
+    f(op, q, prep, rows, out)
 }
 
 /// The paired kernel's constants (see [`DwPrepI8`]); the caller checked the filter,
@@ -269,12 +276,13 @@ fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<
 
 #[target_feature(enable = "avx2,fma")]
 fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
-    op: &DwI8<'_>,
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
     prep: &DwPrepI8,
     rows: Range<usize>,
     out: &mut [i8],
 ) {
-    let DwI8 { g, input, q, .. } = *op;
+    let Depthwise { g, input, .. } = *op;
     let ch = g.in_c;
     let blocks = ch / 16;
     let c16 = blocks * 16;
@@ -346,7 +354,7 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
                 }
             }
             for k in 0..np {
-                dw_i8_tail(op, b, oy, ox + k, row, c16, out);
+                dw_i8_tail(op, q, (b, oy, ox + k), row, c16, out);
             }
             ox += np;
         }
@@ -355,20 +363,19 @@ fn dw_i8_pairs<const LEFT: bool, const SAT: bool>(
 
 /// Channels `c16..` of one depthwise int8 pixel, as the scalar reference.
 fn dw_i8_tail(
-    op: &DwI8<'_>,
-    b: usize,
-    oy: usize,
-    ox: usize,
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
+    (b, oy, ox): (usize, usize, usize),
     row: usize,
     c16: usize,
     out: &mut [i8],
 ) {
-    let DwI8 {
+    let Depthwise {
         g,
         input,
         filter,
         bias,
-        q,
+        ..
     } = *op;
     let ch = g.in_c;
     let obase = (row * g.out_w + ox) * ch;
@@ -427,13 +434,18 @@ unsafe fn dw_i8_acc<const NP: usize, const P: usize>(
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_i8_avx2(op: &DwI8<'_>, rows: Range<usize>, out: &mut [i8]) {
-    let DwI8 {
+fn depthwise_i8_avx2(
+    op: &Depthwise<'_, i8, i32>,
+    q: &Requant<'_>,
+    rows: Range<usize>,
+    out: &mut [i8],
+) {
+    let Depthwise {
         g,
         input,
         filter,
         bias,
-        q,
+        ..
     } = *op;
     let ch = g.in_c;
     let c16 = ch / 16 * 16;

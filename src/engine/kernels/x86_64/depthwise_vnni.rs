@@ -15,7 +15,7 @@ use std::ops::Range;
 use super::depthwise_i8_avx2::{MAX_DW_CH, MAX_TAPS};
 use super::gemm_vnni::Rq16;
 use super::lanes::clamp8;
-use crate::engine::kernels::scalar::conv::ConvGeom;
+use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
 use crate::engine::kernels::scratch::reuse;
 use crate::engine::quant::RequantPerChannel as Requant;
 
@@ -140,12 +140,12 @@ pub fn prepare(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<'_
 /// (same filter, bias and `q`); the dispatcher checked the slices against `g`.
 pub fn depthwise_i8(
     prep: &DwPrep,
-    g: &ConvGeom,
+    op: &Depthwise<'_, i8, i32>,
     q: &Requant<'_>,
-    input: &[i8],
     rows: Range<usize>,
     out: &mut [i8],
 ) {
+    let (g, input) = (op.g, op.input);
     assert!(
         prep.ch == g.in_c && g.out_c == g.in_c && prep.taps == g.filter_h * g.filter_w,
         "depthwise (avx512): prepared for another geometry"
@@ -182,7 +182,11 @@ fn run<const LEFT: bool, const SAT: bool>(
     let (vlo, vhi) = (_mm256_set1_epi8(lo as i8), _mm256_set1_epi8(hi as i8));
     // Whether the clamp is narrower than the saturating narrowing's [-128, 127].
     let clamp = (lo, hi) != (-128, 127);
-    let wp = prep.wbuf.as_ptr();
+    let pw = PairWeights {
+        w: prep.wbuf.as_ptr(),
+        blocks,
+        pairs,
+    };
     // A row of input zero points as long as an input row: what taps in padded rows read,
     // so that every tap of a pixel whose filter columns all lie inside the input is its
     // row's tap pointer plus the pixel's offset.
@@ -253,15 +257,15 @@ fn run<const LEFT: bool, const SAT: bool>(
                     // The sums start at the (folded) bias.
                     let tail = (tail, [prm[0].bias, prm[1].bias]);
                     match (np, pairs, masked) {
-                        (2, 5, false) => acc::<5, 2, false>(s, d, c0, wp, blocks, blk, 5, tail),
-                        (2, _, false) => acc::<0, 2, false>(s, d, c0, wp, blocks, blk, pairs, tail),
-                        (2, _, true) => acc::<0, 2, true>(s, d, c0, wp, blocks, blk, pairs, tail),
+                        (2, 5, false) => acc::<5, 2, false>(s, d, c0, pw, blk, tail),
+                        (2, _, false) => acc::<0, 2, false>(s, d, c0, pw, blk, tail),
+                        (2, _, true) => acc::<0, 2, true>(s, d, c0, pw, blk, tail),
                         (_, _, m) => {
                             let (s, d) = ([s[0]], [d[0]]);
                             let [a] = if m {
-                                acc::<0, 1, true>(s, d, c0, wp, blocks, blk, pairs, tail)
+                                acc::<0, 1, true>(s, d, c0, pw, blk, tail)
                             } else {
-                                acc::<0, 1, false>(s, d, c0, wp, blocks, blk, pairs, tail)
+                                acc::<0, 1, false>(s, d, c0, pw, blk, tail)
                             };
                             [a, a]
                         }
@@ -297,6 +301,15 @@ fn run<const LEFT: bool, const SAT: bool>(
     }
 }
 
+/// The prepared weights as [`acc`] reads them: `pairs` tap pairs of `blocks` blocks of 64
+/// interleaved values from `w`.
+#[derive(Clone, Copy)]
+struct PairWeights {
+    w: *const i16,
+    blocks: usize,
+    pairs: usize,
+}
+
 /// Accumulate the tap pairs of one 32-channel block of `P` pixels (tap pointers
 /// `src[p]`): init + sum_t w_t * x_t in the unpacklo (`[p][0]`) and unpackhi (`[p][1]`)
 /// lane orders. The pixels share the weight loads. `NP` fixes the pair count (0: use
@@ -308,15 +321,12 @@ fn run<const LEFT: bool, const SAT: bool>(
 /// of `pairs` pairs of `blocks` blocks; blk < blocks.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
 unsafe fn acc<const NP: usize, const P: usize, const MASKED: bool>(
     src: [&[*const i8; MAX_TAPS + 1]; P],
     delta: [usize; P],
     c0: usize,
-    w: *const i16,
-    blocks: usize,
+    PairWeights { w, blocks, pairs }: PairWeights,
     blk: usize,
-    pairs: usize,
     (mask, init): (__mmask32, [__m512i; 2]),
 ) -> [[__m512i; 2]; P] {
     let np = if NP > 0 { NP } else { pairs };

@@ -4,6 +4,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::engine::kernels::{Clamp, Mat, MatMut, PackedF32};
+
 /// Columns per packed block.
 const NR: usize = 16;
 /// Rows per float register tile.
@@ -29,25 +31,19 @@ pub fn pack_f32(w: &[f32], n: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`,
-/// W packed by [`pack_f32`]; the dispatcher checked `a`, `out` and `bias`.
-#[allow(clippy::too_many_arguments)]
+/// `out[i][j] = clamp(sum_kk a[i][kk] * W[j][kk] + bias[j])`, W packed by [`pack_f32`]
+/// (`p`: `n x k`); the dispatcher checked `a` (`m x k`), `out` (`m x n`) and `bias`.
 pub fn gemm_f32(
-    packed: &[f32],
-    n: usize,
-    k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    p: &PackedF32,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
-    check_packed(packed, n, k);
+    check_packed(&p.data, p.n, p.k);
     // SAFETY: AVX2/FMA checked by the dispatcher, which also checked a, out and bias
-    // against m, n, k, lda, ldo; the packed length was checked above.
-    unsafe { gemm_f32_avx2(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
+    // against m, n, k and the strides; the packed length was checked above.
+    unsafe { gemm_f32_avx2(&p.data, p.n, p.k, a, bias, clamp, out) }
 }
 
 /// Check that `packed` holds the blocks of `n x k` weights packed by [`pack_f32`].
@@ -59,19 +55,18 @@ pub(super) fn check_packed(packed: &[f32], n: usize, k: usize) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 fn gemm_f32_avx2(
     packed: &[f32],
     n: usize,
     k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
+    let (a, m, lda) = (a.data, a.rows, a.stride);
+    let (out, ldo) = (out.data, out.stride);
+    let clamp = (clamp.min, clamp.max);
     let nb = n.div_ceil(NR);
     let (vlo, vhi) = (_mm256_set1_ps(clamp.0), _mm256_set1_ps(clamp.1));
     // Blocks of MC rows: each 16-column weight block is reused by the block's

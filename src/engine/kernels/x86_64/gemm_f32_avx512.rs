@@ -6,6 +6,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::engine::kernels::{Clamp, Mat, MatMut, PackedF32};
+
 /// Columns per packed block (one vector of 16 floats).
 const NR: usize = 16;
 /// Rows per register tile.
@@ -13,50 +15,43 @@ pub(in crate::engine::kernels) const MR: usize = 12;
 /// Rows per cache block: each pair of weight blocks is reused by the block's tiles.
 const MC: usize = 48;
 
-/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`,
-/// W packed by [`super::gemm_f32_avx2::pack_f32`]; the dispatcher checked `a`, `out` and
-/// `bias`.
-#[allow(clippy::too_many_arguments)]
+/// `out[i][j] = clamp(sum_kk a[i][kk] * W[j][kk] + bias[j])`, W packed by
+/// [`super::gemm_f32_avx2::pack_f32`] (`p`: `n x k`); the dispatcher checked `a` (`m x k`),
+/// `out` (`m x n`) and `bias`.
 pub fn gemm_f32(
-    packed: &[f32],
-    n: usize,
-    k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    p: &PackedF32,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
-    super::gemm_f32_avx2::check_packed(packed, n, k);
+    super::gemm_f32_avx2::check_packed(&p.data, p.n, p.k);
     // SAFETY: AVX-512 F, BW, DQ, VL, VNNI (and AVX2, FMA) checked by the dispatcher, which
-    // also checked a, out and bias against m, n, k, lda, ldo; the packed length was checked
-    // above.
-    unsafe { gemm(packed, n, k, a, m, lda, bias, clamp, out, ldo) }
+    // also checked a, out and bias against m, n, k and the strides; the packed length was
+    // checked above.
+    unsafe { gemm(&p.data, p.n, p.k, a, bias, clamp, out) }
 }
 
-/// `out[i*ldo + j] = clamp(sum_kk a[i*lda + kk] * W[j][kk] + bias[j], clamp.0, clamp.1)`
-/// with W packed by [`super::gemm_f32_avx2::pack_f32`].
+/// `out[i][j] = clamp(sum_kk a[i][kk] * W[j][kk] + bias[j])` with W packed by
+/// [`super::gemm_f32_avx2::pack_f32`].
 ///
 /// # Safety
 /// The CPU has AVX-512 F, BW, DQ, VL and VNNI, AVX2 and FMA; `packed` holds the blocks of
-/// `n x k` weights, `a`, `out` and `bias` were checked against `m`, `n`, `k`, `lda` and
-/// `ldo` (as `kernels::gemm_f32` does).
+/// `n x k` weights, `a` (`m x k`), `out` (`m x n`) and `bias` were checked against `m`, `n`
+/// and `k` (as `kernels::gemm_f32` does).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     packed: &[f32],
     n: usize,
     k: usize,
-    a: &[f32],
-    m: usize,
-    lda: usize,
+    a: Mat<'_, f32>,
     bias: Option<&[f32]>,
-    clamp: (f32, f32),
-    out: &mut [f32],
-    ldo: usize,
+    clamp: Clamp,
+    out: MatMut<'_, f32>,
 ) {
+    let (a, m, lda) = (a.data, a.rows, a.stride);
+    let (out, ldo) = (out.data, out.stride);
+    let clamp = (clamp.min, clamp.max);
     let nb = n.div_ceil(NR);
     let mut r0 = 0;
     while r0 < m {

@@ -122,11 +122,14 @@ pub(crate) fn build_depthwise(
             let has_bias = bias_info(ctx, node, DType::F32, out_c)?.is_some();
             let clamp = float_clamp(o.activation)?;
             if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
-                return Ok(Box::new(DepthwiseF32::new(
+                let w = DwWeights {
                     g,
                     mult,
-                    w,
+                    filter: w,
                     bias,
+                };
+                return Ok(Box::new(DepthwiseF32::new(
+                    w,
                     clamp,
                     ctx.kernels,
                     ctx.pool.clone(),
@@ -170,11 +173,14 @@ fn build_q<T: QElem>(
     let q = conv_qparams::<T>(input, filter, output, g.out_c, 3, act, rule)?;
     if T::DTYPE == DType::I8 && q.filter_offset == 0 {
         if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.i32())? {
-            return Ok(Box::new(DepthwiseI8::new(
+            let w = DwWeights {
                 g,
                 mult,
-                w,
+                filter: w,
                 bias,
+            };
+            return Ok(Box::new(DepthwiseI8::new(
+                w,
                 q,
                 ctx.kernels,
                 ctx.pool.clone(),
@@ -296,6 +302,15 @@ impl Kernel for DepthwiseU8 {
     }
 }
 
+/// The constant operands of a depthwise convolution on the dispatch point (what its
+/// `new` copies): geometry, depth multiplier, filter and bias.
+pub(super) struct DwWeights<'a, T, B> {
+    pub g: ConvGeom,
+    pub mult: usize,
+    pub filter: &'a [T],
+    pub bias: Option<&'a [B]>,
+}
+
 /// int8 depthwise convolution on the dispatch point, threaded by output rows.
 pub(super) struct DepthwiseI8 {
     pub g: ConvGeom,
@@ -309,16 +324,18 @@ pub(super) struct DepthwiseI8 {
 }
 
 impl DepthwiseI8 {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        g: ConvGeom,
-        mult: usize,
-        filter: &[i8],
-        bias: Option<&[i32]>,
+        w: DwWeights<'_, i8, i32>,
         q: QParams,
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
+        let DwWeights {
+            g,
+            mult,
+            filter,
+            bias,
+        } = w;
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         let prep = kernels::prepare_depthwise_i8(path, &g, mult, filter, bias, &q.view());
         DepthwiseI8 {
@@ -343,17 +360,14 @@ impl Kernel for DepthwiseI8 {
         let q = this.q.view();
         let task = |t: usize, chunk: &mut [i8], _w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            kernels::depthwise_i8_prepared(
-                &this.prep,
-                &sub,
-                this.mult,
-                &input[ir],
-                &this.filter,
-                this.bias.as_deref(),
-                &q,
-                0..sub.out_h,
-                chunk,
-            );
+            let op = kernels::Depthwise {
+                g: &sub,
+                depth_multiplier: this.mult,
+                input: &input[ir],
+                filter: &this.filter,
+                bias: this.bias.as_deref(),
+            };
+            kernels::depthwise_i8_prepared(&this.prep, &op, &q, 0..sub.out_h, chunk);
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);
@@ -374,16 +388,18 @@ pub(super) struct DepthwiseF32 {
 }
 
 impl DepthwiseF32 {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        g: ConvGeom,
-        mult: usize,
-        filter: &[f32],
-        bias: Option<&[f32]>,
+        w: DwWeights<'_, f32, f32>,
         clamp: (f32, f32),
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
+        let DwWeights {
+            g,
+            mult,
+            filter,
+            bias,
+        } = w;
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         DepthwiseF32 {
             g,
@@ -406,17 +422,14 @@ impl Kernel for DepthwiseF32 {
         let this = &*self;
         let task = |t: usize, chunk: &mut [f32], _w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            kernels::depthwise_f32(
-                this.path,
-                &sub,
-                this.mult,
-                &input[ir],
-                &this.filter,
-                this.bias.as_deref(),
-                this.clamp,
-                0..sub.out_h,
-                chunk,
-            );
+            let op = kernels::Depthwise {
+                g: &sub,
+                depth_multiplier: this.mult,
+                input: &input[ir],
+                filter: &this.filter,
+                bias: this.bias.as_deref(),
+            };
+            kernels::depthwise_f32(this.path, &op, this.clamp.into(), 0..sub.out_h, chunk);
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);

@@ -164,18 +164,17 @@ pub(crate) fn build_fully_connected(
             let has_bias = bias_info(ctx, node, DType::F32, units)?.is_some();
             let clamp = float_clamp(activation)?;
             if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
-                return Ok(Box::new(GemmF32::new(
-                    ASource::Direct,
-                    batch,
-                    depth,
-                    units,
-                    batch * depth,
+                let spec = super::gemm::GemmF32Spec {
+                    src: ASource::Direct,
+                    m: batch,
+                    k: depth,
+                    n: units,
+                    input_len: batch * depth,
                     w,
                     bias,
                     clamp,
-                    ctx.kernels,
-                    ctx.pool.clone(),
-                )));
+                };
+                return Ok(Box::new(GemmF32::new(spec, ctx.kernels, ctx.pool.clone())));
             }
             Ok(Box::new(FcF32 {
                 d,

@@ -417,6 +417,20 @@ impl Kernel for GemmU8 {
     }
 }
 
+/// What a [`GemmF32`] is made of: the left-hand side (`m x k`, from an input of
+/// `input_len` values), the constant `n x k` weights `w` (OHWI for a convolution), the
+/// optional constant bias and the activation bounds.
+pub(super) struct GemmF32Spec<'a> {
+    pub src: ASource,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub input_len: usize,
+    pub w: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub clamp: (f32, f32),
+}
+
 /// float32 GEMM-based convolution / fully connected.
 pub(super) struct GemmF32 {
     src: ASource,
@@ -492,19 +506,21 @@ impl ColSplitF32 {
 }
 
 impl GemmF32 {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        src: ASource,
-        m: usize,
-        k: usize,
-        n: usize,
-        input_len: usize,
-        w: &[f32],
-        bias: Option<&[f32]>,
-        clamp: (f32, f32),
+        spec: GemmF32Spec<'_>,
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
+        let GemmF32Spec {
+            src,
+            m,
+            k,
+            n,
+            input_len,
+            w,
+            bias,
+            clamp,
+        } = spec;
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         let im2col = matches!(src, ASource::Im2col(_));
         let by_cols = ColSplitF32::new(m, k, n, w, path, threads, im2col);
@@ -564,13 +580,10 @@ impl GemmF32 {
             let b = bias.map(|b| &b[c0..c1]);
             kernels::gemm_f32(
                 &cs.packed[t],
-                a,
-                m,
-                k,
+                kernels::Mat::dense(a, m, k),
                 b,
-                clamp,
-                &mut o[..m * (c1 - c0)],
-                c1 - c0,
+                clamp.into(),
+                kernels::MatMut::dense(&mut o[..m * (c1 - c0)], m, c1 - c0),
             );
         };
         match run_pool(&self.pool) {
@@ -610,13 +623,10 @@ impl Kernel for GemmF32 {
             };
             kernels::gemm_f32(
                 &this.packed,
-                a,
-                mr,
-                k,
+                kernels::Mat::dense(a, mr, k),
                 this.bias.as_deref(),
-                this.clamp,
-                chunk,
-                n,
+                this.clamp.into(),
+                kernels::MatMut::dense(chunk, mr, n),
             );
         };
         run_tasks(

@@ -135,18 +135,17 @@ pub(super) fn build_conv2d(
             let clamp = float_clamp(o.activation)?;
             if let Some((w, bias)) = const_weights(ctx, node, has_bias, |t| t.f32(), |t| t.f32())? {
                 let (src, m, k) = gemm_shape(&g);
-                return Ok(Box::new(GemmF32::new(
+                let spec = gemm::GemmF32Spec {
                     src,
                     m,
                     k,
-                    out_c,
-                    g.input_len(),
+                    n: out_c,
+                    input_len: g.input_len(),
                     w,
                     bias,
                     clamp,
-                    ctx.kernels,
-                    ctx.pool.clone(),
-                )));
+                };
+                return Ok(Box::new(GemmF32::new(spec, ctx.kernels, ctx.pool.clone())));
             }
             Ok(Box::new(ConvF32 {
                 g,
