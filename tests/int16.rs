@@ -466,7 +466,6 @@ fn a_graph_mixing_int8_and_int16_joined_by_quantize_matches_tflite() {
     let s8 = 1.0 / 128.0;
     let x8 = b.tensor(DType::I8, &[1, h, w, 3], Some(Quant::per_tensor(s8, 0)));
     b.op(Op::Quantize, vec![Some(xin)], vec![x8]);
-    #[allow(clippy::too_many_arguments)]
     let conv =
         |b: &mut B, r: &mut Rng, cin: usize, cout: usize, k: usize, in_scale: f32, bias64: bool| {
             let ws: Vec<f32> = (0..cout).map(|_| r.scale(0.004, 0.03)).collect();

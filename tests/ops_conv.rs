@@ -527,18 +527,23 @@ fn build_rejects_inconsistent_operands() {
 
 /// Naive NHWC convolution (or depthwise with multiplier `mult` when `depthwise`),
 /// padding computed the TensorFlow way, written independently of the engine.
-#[allow(clippy::too_many_arguments)]
+/// The window of [`naive`]: padding, stride and dilation (rows, columns).
+struct Win {
+    pad: Padding,
+    s: (usize, usize),
+    d: (usize, usize),
+}
+
 fn naive(
     x: &[f32],
     xs: [usize; 4],
     w: &[f32],
     ws: [usize; 4],
     b: &[f32],
-    pad: Padding,
-    s: (usize, usize),
-    d: (usize, usize),
+    win: &Win,
     depthwise: bool,
 ) -> (Vec<f32>, [usize; 4]) {
+    let Win { pad, s, d } = *win;
     let (n, h, wd, c) = (xs[0], xs[1], xs[2], xs[3]);
     let (kh, kw) = (ws[1], ws[2]);
     let oc = if depthwise { ws[3] } else { ws[0] };
@@ -626,7 +631,7 @@ fn int8_vs_float(
         })
         .collect();
     let bd: Vec<f32> = (0..oc).map(|o| bq[o] as f32 * in_s * scales[o]).collect();
-    let (want, os) = naive(&xd, xs, &wd, ws, &bd, pad, s, d, depthwise);
+    let (want, os) = naive(&xd, xs, &wd, ws, &bd, &Win { pad, s, d }, depthwise);
     let (out_s, out_zp) = (0.15f32, 3i32);
     let op = if depthwise {
         Op::DepthwiseConv2D(DepthwiseConv2DOptions {
