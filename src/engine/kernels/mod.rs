@@ -153,22 +153,6 @@ impl FromStr for KernelPath {
     }
 }
 
-/// Dot product of two int8 vectors widened to int32, on the chosen path.
-/// (The first kernel behind the dispatch point; the convolution kernels follow it.)
-pub fn dot_i8(path: KernelPath, a: &[i8], b: &[i8]) -> i32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    match path {
-        #[cfg(target_arch = "aarch64")]
-        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm if path.supported() => {
-            aarch64::dot_i8(path, a, b)
-        }
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 if path.supported() => x86_64::dot_avx2::dot_i8(a, b),
-        _ => scalar::dot_i8(a, b),
-    }
-}
-
 /// A quantized binary operator's table lookup on the chosen path: `out[i] =
 /// lut[(a[i] as usize) << 8 | b[i] as usize]` (same-shape operands; `lut` holds the operator's
 /// 256 x 256 results).

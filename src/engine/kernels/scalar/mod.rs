@@ -11,8 +11,3 @@ pub mod hybrid;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
-
-/// Reference int8 dot product.
-pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
-}

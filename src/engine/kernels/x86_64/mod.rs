@@ -9,7 +9,6 @@ pub mod depthwise_f32_avx2;
 pub mod depthwise_f32_avx512;
 pub mod depthwise_i8_avx2;
 pub mod depthwise_vnni;
-pub mod dot_avx2;
 mod fuse;
 pub mod gemm_f32_avx2;
 pub mod gemm_f32_avx512;
