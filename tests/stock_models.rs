@@ -193,3 +193,82 @@ model = "{float}"
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Python with TFLite's metadata tools (`EDGECAM_META_PYTHON`, default `.venv-meta`,
+/// which `scripts/test` makes).
+fn meta_python() -> PathBuf {
+    std::env::var("EDGECAM_META_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv-meta/bin/python"))
+}
+
+#[test]
+fn labels_packed_in_the_model_metadata_serve_when_no_label_file_is_given() {
+    let (model, labels) = coral();
+    let dir = tmpdir("coral-metadata");
+    // TFLite's own metadata tool packs Coral's label file into a copy of the model.
+    let packed = dir.join("coral_labelled.tflite");
+    let out = std::process::Command::new(meta_python())
+        .arg(root().join("scripts/embed_labels.py"))
+        .args([&model, &labels, &packed])
+        .output()
+        .expect("run scripts/embed_labels.py with .venv-meta's Python (made by scripts/test)");
+    assert!(
+        out.status.success(),
+        "embed_labels.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&packed).unwrap();
+    let file = tflite::metadata::embedded_labels(&bytes)
+        .unwrap()
+        .expect("a label file in the metadata");
+    assert_eq!(file.name, "coco_labels.txt");
+    assert_eq!(file.text, std::fs::read_to_string(&labels).unwrap());
+    assert_eq!(
+        tflite::metadata::embedded_labels(&std::fs::read(&model).unwrap()).unwrap(),
+        None
+    );
+
+    let img = image::open(root().join("tests/data/dog.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let run = |model: &std::path::Path, labels: Option<&std::path::Path>| {
+        let mut c = DetectorConfig::new(model);
+        c.labels = labels.map(|p| p.to_path_buf());
+        c.score_threshold = Some(0.5);
+        let found = Detector::from_config(&c).unwrap().detect(&img).unwrap();
+        found
+            .iter()
+            .map(|d| (d.label.to_string(), d.class_id, d.score.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let given = run(&model, Some(&labels));
+    let embedded = run(&packed, None);
+    let bare = run(&model, None);
+    assert!(given.iter().any(|d| d.0 == "dog"), "{given:?}");
+    // The packed model with no label file names its detections as the label file does...
+    assert_eq!(embedded, given);
+    // ...which the model without metadata cannot (its labels are class numbers).
+    assert!(bare.iter().all(|d| d.0 != "dog"), "{bare:?}");
+    // A label file given explicitly overrides the packed one.
+    let mine = dir.join("mine.txt");
+    std::fs::write(
+        &mine,
+        (0..91).map(|i| format!("thing{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    assert!(run(&packed, Some(&mine))
+        .iter()
+        .all(|d| d.0.starts_with("thing")));
+
+    // The metadata naming a file the archive lost is an error naming the model and the file.
+    let cut = dir.join("coral_cut.tflite");
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let c = DetectorConfig::new(&cut);
+    let e = format!("{:#}", Detector::from_config(&c).err().expect("an error"));
+    assert!(
+        e.contains("coral_cut.tflite") && e.contains("coco_labels.txt"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

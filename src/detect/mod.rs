@@ -13,13 +13,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
 
 pub use crate::config::ModelType;
+use crate::engine::graph as tflite_graph;
 use crate::engine::tensor::TensorRef;
 use crate::engine::{tflite, DType, Interpreter, InterpreterOptions};
 use crate::postprocess::anchors;
 use crate::postprocess::yolo::{YoloDecoder, YoloLayout, YoloParams};
 use crate::postprocess::{BoxCoder, DecodeParams, Decoder, Detection, RawOutput, Scoring};
 use crate::preprocess::{FrameTransform, InputKind, Preprocessor, ResizeMode};
-use model_desc::{desc_path_for_model, load_labels, Colour, ModelDesc, ScoreFn};
+use model_desc::{desc_path_for_model, load_labels, parse_labels, Colour, ModelDesc, ScoreFn};
 
 /// View a (possibly quantized) output tensor as a [`RawOutput`].
 pub fn raw_output<'a>(t: &TensorRef<'a>) -> Result<RawOutput<'a>> {
@@ -209,6 +210,30 @@ fn input_from_tensor(
     Ok((s[2], s[1], [mean; 3], [std; 3]))
 }
 
+/// The labels of a model and where they came from: `--labels` / `detector.labels`
+/// when given, else the label file packed in the model's TFLite metadata, else
+/// none (detections then carry class numbers).
+fn labels_for(cfg: &DetectorConfig, graph: &tflite_graph::Graph) -> Result<(Vec<String>, String)> {
+    if let Some(p) = &cfg.labels {
+        return Ok((load_labels(p)?, p.display().to_string()));
+    }
+    let model = cfg.model.display();
+    let Some(file) = tflite::metadata::embedded_labels(graph.bytes.as_bytes())
+        .with_context(|| format!("reading the labels embedded in {model}"))?
+    else {
+        return Ok((Vec::new(), "(none)".into()));
+    };
+    let labels = parse_labels(&file.text)
+        .with_context(|| format!("labels {} embedded in {model}", file.name))?;
+    tracing::info!(
+        model = %model,
+        file = %file.name,
+        classes = labels.len(),
+        "labels from the model's metadata"
+    );
+    Ok((labels, format!("{} (embedded in the model)", file.name)))
+}
+
 impl Detector {
     /// Load the model, its description and labels.
     pub fn from_config(cfg: &DetectorConfig) -> Result<Self> {
@@ -220,11 +245,6 @@ impl Detector {
             .to_string();
         let graph = tflite::load_file(&cfg.model)
             .with_context(|| format!("loading {}", cfg.model.display()))?;
-        let labels_path = || {
-            cfg.labels
-                .as_deref()
-                .map_or("(none)".into(), |p| p.display().to_string())
-        };
         let kind = match cfg.model_type {
             ModelType::Auto => {
                 let (kind, why) = auto_model_type(cfg, &graph)?;
@@ -241,10 +261,7 @@ impl Detector {
         };
         match kind {
             ModelType::SsdPostprocess => {
-                let labels = match &cfg.labels {
-                    Some(p) => load_labels(p)?,
-                    None => Vec::new(),
-                };
+                let (labels, labels_from) = labels_for(cfg, &graph)?;
                 let interp = Interpreter::with_options(graph, &cfg.engine)?;
                 Self::with_postprocess(
                     interp,
@@ -253,13 +270,10 @@ impl Detector {
                     cfg.resize,
                     cfg.score_threshold.unwrap_or(0.5),
                 )
-                .with_context(|| format!("{} with labels {}", cfg.model.display(), labels_path()))
+                .with_context(|| format!("{} with labels {labels_from}", cfg.model.display()))
             }
             ModelType::Yolov5 | ModelType::Yolov8 => {
-                let labels = match &cfg.labels {
-                    Some(p) => load_labels(p)?,
-                    None => Vec::new(),
-                };
+                let (labels, labels_from) = labels_for(cfg, &graph)?;
                 let layout = if kind == ModelType::Yolov5 {
                     YoloLayout::V5
                 } else {
@@ -274,7 +288,7 @@ impl Detector {
                     cfg.resize,
                     cfg.score_threshold.unwrap_or(0.25),
                 )
-                .with_context(|| format!("{} with labels {}", cfg.model.display(), labels_path()))
+                .with_context(|| format!("{} with labels {labels_from}", cfg.model.display()))
             }
             ModelType::Ssd | ModelType::Auto => {
                 let desc_path = match &cfg.desc {
@@ -288,7 +302,7 @@ impl Detector {
                 let labels = match (&cfg.labels, desc.labels_path(&desc_path)) {
                     (Some(p), _) => load_labels(p)?,
                     (None, Some(p)) => load_labels(&p)?,
-                    (None, None) => Vec::new(),
+                    (None, None) => labels_for(cfg, &graph)?.0,
                 };
                 let interp = Interpreter::with_options(graph, &cfg.engine)?;
                 Self::new(interp, desc, labels, name, cfg.resize).with_context(|| {

@@ -583,7 +583,10 @@ fn load_tensor(
 
 /// Byte range of a buffer inside the file: inline `data`, or `offset`/`size`
 /// (used when offset > 1, relative to the start of the file).
-fn buffer_range(b: &fb::BufferRef<'_>, file: &[u8]) -> std::result::Result<(usize, usize), String> {
+pub(super) fn buffer_range(
+    b: &fb::BufferRef<'_>,
+    file: &[u8],
+) -> std::result::Result<(usize, usize), String> {
     let off = b.offset().map_err(|e| format!("offset: {e}"))?;
     if off > 1 {
         let size = b.size().map_err(|e| format!("size: {e}"))?;

@@ -5,12 +5,14 @@
 //! - [`writer::write_model`]: [`Graph`] → `.tflite` bytes (used by tests to build
 //!   single-operator models).
 //! - [`flexbuffer`]: the small FlexBuffers map reader/writer used for custom options.
+//! - [`metadata`]: the label file a model carries in its TFLite metadata.
 
 use super::error::{EngineError, Result};
 use super::graph::Graph;
 
 pub mod flexbuffer;
 mod loader;
+pub mod metadata;
 pub mod writer;
 
 #[cfg(test)]
