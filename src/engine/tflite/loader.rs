@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::fb;
 use super::flexbuffer::{self, FlexValue};
+use super::sparse::{self, Level, Sparsity};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::graph::{
     Activation, Conv2DOptions, DepthwiseConv2DOptions, DetectionPostProcessOptions, Graph,
@@ -22,6 +23,9 @@ use planus::ReadAsRoot;
 const SCHEMA_VERSION: u32 = 3;
 /// Largest element count accepted for one tensor.
 const MAX_ELEMENTS: u64 = 1 << 31;
+/// Largest total size of the constants densified from sparse tensors, over the whole
+/// model (a sparse file can describe large dense tensors in few bytes).
+const MAX_DENSIFIED_BYTES: usize = 1 << 30;
 /// Custom code of the SSD post-processing operator.
 pub(crate) const DETECTION_POSTPROCESS: &str = "TFLite_Detection_PostProcess";
 
@@ -61,6 +65,7 @@ pub(crate) mod code {
     pub const HARD_SWISH: i32 = 117;
     pub const IF: i32 = 118;
     pub const WHILE: i32 = 119;
+    pub const DENSIFY: i32 = 124;
     pub const CALL_ONCE: i32 = 129;
 }
 
@@ -373,10 +378,17 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
     // ---- tensors ----
     let fb_tensors = sg.tensors().map_err(fb_err("subgraph tensors"))?;
     let mut tensors = Vec::with_capacity(fb_tensors.map_or(0, |v| v.len()));
+    let mut dense_budget = MAX_DENSIFIED_BYTES;
     if let Some(fb_tensors) = fb_tensors {
         for (i, t) in fb_tensors.iter().enumerate() {
             let t = t.map_err(|e| invalid(format!("tensor {i}: {e}")))?;
-            tensors.push(load_tensor(i, &t, buffers.as_ref(), file)?);
+            tensors.push(load_tensor(
+                i,
+                &t,
+                buffers.as_ref(),
+                file,
+                &mut dense_budget,
+            )?);
         }
     }
     let nt = tensors.len();
@@ -387,7 +399,10 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
         nodes.reserve(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let op = op.map_err(|e| invalid(format!("operator #{i}: {e}")))?;
-            nodes.push(load_node(i, &op, op_codes.as_ref(), nt, file)?);
+            match load_node(i, &op, op_codes.as_ref(), nt, file)? {
+                Loaded::Node(node) => nodes.push(node),
+                Loaded::Densify { input, output } => densify_alias(i, input, output, &mut tensors)?,
+            }
         }
     }
 
@@ -460,6 +475,45 @@ pub(crate) fn load(input: &[u8]) -> Result<Graph> {
     })
 }
 
+/// DENSIFY costs nothing per inference: its input, a sparse constant, was densified at
+/// load, so its output becomes a constant with the same data and the operator is dropped.
+fn densify_alias(
+    index: usize,
+    input: usize,
+    output: usize,
+    tensors: &mut [TensorInfo],
+) -> Result<()> {
+    let err = |msg: String| EngineError::Operator {
+        index,
+        op: "DENSIFY".into(),
+        msg,
+    };
+    let (src, dst) = (&tensors[input], &tensors[output]);
+    let Some(data) = src.data.clone() else {
+        return Err(err(format!(
+            "input tensor {input} ('{}') is not a constant",
+            src.name
+        )));
+    };
+    if dst.data.is_some() || input == output {
+        return Err(err(format!(
+            "output tensor {output} ('{}') is a constant",
+            dst.name
+        )));
+    }
+    if src.dtype != dst.dtype || src.shape != dst.shape {
+        return Err(err(format!(
+            "input is {} {:?}, output {} {:?}",
+            src.dtype.name(),
+            src.shape,
+            dst.dtype.name(),
+            dst.shape
+        )));
+    }
+    tensors[output].data = Some(data);
+    Ok(())
+}
+
 /// TFLite sizes the outputs of TFLite_Detection_PostProcess when it prepares the graph, and
 /// files often declare them with empty shapes (Coral's and the TF Object Detection API's
 /// exports): give an output declared empty (shape `[]` or a zero dimension) the shape the
@@ -492,6 +546,7 @@ fn load_tensor(
     t: &fb::TensorRef<'_>,
     buffers: Option<&planus::Vector<'_, planus::Result<fb::BufferRef<'_>>>>,
     file: &[u8],
+    dense_budget: &mut usize,
 ) -> Result<TensorInfo> {
     let name = t
         .name()
@@ -525,9 +580,10 @@ fn load_tensor(
             shape.push(d as usize);
         }
     }
-    if t.sparsity().map_err(|e| fbe("sparsity", e))?.is_some() {
-        return Err(terr("sparse tensors are not supported".into()));
-    }
+    let sparsity = match t.sparsity().map_err(|e| fbe("sparsity", e))? {
+        Some(sp) => Some(read_sparsity(&sp).map_err(|m| terr(format!("sparsity: {m}")))?),
+        None => None,
+    };
     if t.is_variable().map_err(|e| fbe("is_variable", e))? {
         return Err(terr("variable tensors are not supported".into()));
     }
@@ -554,7 +610,18 @@ fn load_tensor(
             .map_err(|e| fbe("buffer table", e))?;
         let (offset, len) =
             buffer_range(&b, file).map_err(|m| terr(format!("buffer {buf_index}: {m}")))?;
-        if len != 0 {
+        if let (Some(sp), true) = (&sparsity, len != 0) {
+            let (words, dense_len) = sparse::densify(
+                &shape,
+                sp,
+                dtype.size(),
+                &file[offset..offset + len],
+                *dense_budget,
+            )
+            .map_err(|m| terr(format!("sparse buffer {buf_index}: {m}")))?;
+            *dense_budget -= dense_len;
+            data = Some(ConstData::Owned(Arc::new(words), dense_len));
+        } else if len != 0 {
             let want = elements as usize * dtype.size();
             if len != want {
                 return Err(terr(format!(
@@ -572,12 +639,132 @@ fn load_tensor(
             });
         }
     }
+    if sparsity.is_some() && data.is_none() {
+        return Err(terr(
+            "sparse tensor without constant data (only sparse constants are supported)".into(),
+        ));
+    }
     Ok(TensorInfo {
         name,
         dtype,
         shape,
         quant,
         data,
+    })
+}
+
+/// Largest index vector (segments or indices) accepted, in entries.
+const MAX_INDEX_VECTOR: usize = 1 << 28;
+
+/// A sparse index vector (int32, uint16 or uint8 in the file) as u32s.
+fn index_vector(
+    v: Option<fb::SparseIndexVectorRef<'_>>,
+    what: &str,
+) -> std::result::Result<Vec<u32>, String> {
+    let err = |e: planus::Error| format!("{what}: {e}");
+    let too_long = |n: usize| format!("{what}: {n} entries");
+    Ok(match v {
+        None => return Err(format!("{what} missing")),
+        Some(fb::SparseIndexVectorRef::Int32Vector(v)) => {
+            let v = v
+                .values()
+                .map_err(err)?
+                .ok_or_else(|| format!("{what} missing"))?;
+            if v.len() > MAX_INDEX_VECTOR {
+                return Err(too_long(v.len()));
+            }
+            v.iter()
+                .map(|i| u32::try_from(i).map_err(|_| format!("{what}: negative entry {i}")))
+                .collect::<std::result::Result<_, _>>()?
+        }
+        Some(fb::SparseIndexVectorRef::Uint16Vector(v)) => {
+            let v = v
+                .values()
+                .map_err(err)?
+                .ok_or_else(|| format!("{what} missing"))?;
+            if v.len() > MAX_INDEX_VECTOR {
+                return Err(too_long(v.len()));
+            }
+            v.iter().map(u32::from).collect()
+        }
+        Some(fb::SparseIndexVectorRef::Uint8Vector(v)) => {
+            let v = v
+                .values()
+                .map_err(err)?
+                .ok_or_else(|| format!("{what} missing"))?;
+            if v.len() > MAX_INDEX_VECTOR {
+                return Err(too_long(v.len()));
+            }
+            v.iter().map(|&b| u32::from(b)).collect()
+        }
+    })
+}
+
+/// The sparsity parameters of a tensor (checked against its shape by `sparse::densify`).
+fn read_sparsity(sp: &fb::SparsityParametersRef<'_>) -> std::result::Result<Sparsity, String> {
+    let ints = |v: Option<planus::Vector<'_, i32>>,
+                what: &str|
+     -> std::result::Result<Vec<usize>, String> {
+        let v = v
+            .map(|v| v.iter().collect::<Vec<i32>>())
+            .unwrap_or_default();
+        if v.len() > 32 {
+            return Err(format!("{what} has {} entries", v.len()));
+        }
+        v.into_iter()
+            .map(|d| usize::try_from(d).map_err(|_| format!("{what}: negative entry {d}")))
+            .collect()
+    };
+    let traversal_order = ints(
+        sp.traversal_order()
+            .map_err(|e| format!("traversal_order: {e}"))?,
+        "traversal_order",
+    )?;
+    let block_map = ints(
+        sp.block_map().map_err(|e| format!("block_map: {e}"))?,
+        "block_map",
+    )?;
+    let meta = sp
+        .dim_metadata()
+        .map_err(|e| format!("dim_metadata: {e}"))?
+        .ok_or("dim_metadata missing")?;
+    if meta.len() > 32 {
+        return Err(format!("{} dimension metadata", meta.len()));
+    }
+    let mut levels = Vec::with_capacity(meta.len());
+    for (l, m) in meta.iter().enumerate() {
+        let m = m.map_err(|e| format!("dim_metadata {l}: {e}"))?;
+        let format = m
+            .format()
+            .map_err(|e| format!("dim_metadata {l} format: {e}"))?;
+        levels.push(match format {
+            fb::DimensionType::Dense => {
+                let d = m
+                    .dense_size()
+                    .map_err(|e| format!("dim_metadata {l} dense_size: {e}"))?;
+                Level::Dense(
+                    usize::try_from(d)
+                        .map_err(|_| format!("dim_metadata {l}: negative dense_size {d}"))?,
+                )
+            }
+            fb::DimensionType::SparseCsr => Level::SparseCsr {
+                segments: index_vector(
+                    m.array_segments()
+                        .map_err(|e| format!("dim_metadata {l} array_segments: {e}"))?,
+                    &format!("dim_metadata {l} array_segments"),
+                )?,
+                indices: index_vector(
+                    m.array_indices()
+                        .map_err(|e| format!("dim_metadata {l} array_indices: {e}"))?,
+                    &format!("dim_metadata {l} array_indices"),
+                )?,
+            },
+        });
+    }
+    Ok(Sparsity {
+        traversal_order,
+        block_map,
+        levels,
     })
 }
 
@@ -702,7 +889,7 @@ fn load_node(
     op_codes: Option<&planus::Vector<'_, planus::Result<fb::OperatorCodeRef<'_>>>>,
     nt: usize,
     file: &[u8],
-) -> Result<Node> {
+) -> Result<Loaded> {
     let opcode_index = op
         .opcode_index()
         .map_err(|e| invalid(format!("operator #{index}: opcode_index: {e}")))?;
@@ -979,6 +1166,16 @@ fn load_node(
                 None => 0.2,
             },
         },
+        code::DENSIFY => {
+            let (&[Some(input)], &[output]) = (inputs.as_slice(), outputs.as_slice()) else {
+                return Err(ctx.err(format!(
+                    "needs 1 input and 1 output, got {} and {}",
+                    inputs.len(),
+                    outputs.len()
+                )));
+            };
+            return Ok(Loaded::Densify { input, output });
+        }
         code::QUANTIZE => Op::Quantize,
         code::DEQUANTIZE => Op::Dequantize,
         code::CUSTOM if ctx.name == DETECTION_POSTPROCESS => {
@@ -1000,11 +1197,21 @@ fn load_node(
             })
         }
     };
-    Ok(Node {
+    Ok(Loaded::Node(Node {
         op,
         inputs,
         outputs,
-    })
+    }))
+}
+
+/// What one operator of the file becomes.
+enum Loaded {
+    Node(Node),
+    /// DENSIFY, resolved at load by `densify_alias`.
+    Densify {
+        input: usize,
+        output: usize,
+    },
 }
 
 fn detection_options(

@@ -13,6 +13,7 @@ use super::graph::Graph;
 pub mod flexbuffer;
 mod loader;
 pub mod metadata;
+mod sparse;
 pub mod writer;
 
 #[cfg(test)]
@@ -36,7 +37,7 @@ pub(crate) mod schema_generated;
 
 pub(crate) use schema_generated::tflite as fb;
 
-pub use writer::write_model;
+pub use writer::{write_model, write_model_sparse};
 
 /// Load and validate a model from a file.
 pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Graph> {

@@ -1392,10 +1392,179 @@ mod root {
             }
         }
 
-        /// The table `SparsityParameters` in the namespace `tflite`
+        /// The enum `DimensionType` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SparsityParameters` in the file `src/engine/tflite/schema.fbs:54`
+        /// * Enum `DimensionType` in the file `src/engine/tflite/schema.fbs:54`
+        #[derive(
+            Copy,
+            Clone,
+            Debug,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        #[repr(i8)]
+        pub enum DimensionType {
+            /// The variant `DENSE` in the enum `DimensionType`
+            Dense = 0,
+
+            /// The variant `SPARSE_CSR` in the enum `DimensionType`
+            SparseCsr = 1,
+        }
+
+        impl DimensionType {
+            /// Array containing all valid variants of DimensionType
+            pub const ENUM_VALUES: [Self; 2] = [Self::Dense, Self::SparseCsr];
+        }
+
+        impl ::core::convert::TryFrom<i8> for DimensionType {
+            type Error = ::planus::errors::UnknownEnumTagKind;
+            #[inline]
+            fn try_from(
+                value: i8,
+            ) -> ::core::result::Result<Self, ::planus::errors::UnknownEnumTagKind> {
+                #[allow(clippy::match_single_binding)]
+                match value {
+                    0 => ::core::result::Result::Ok(DimensionType::Dense),
+                    1 => ::core::result::Result::Ok(DimensionType::SparseCsr),
+
+                    _ => ::core::result::Result::Err(::planus::errors::UnknownEnumTagKind {
+                        tag: value as i128,
+                    }),
+                }
+            }
+        }
+
+        impl ::core::convert::From<DimensionType> for i8 {
+            #[inline]
+            fn from(value: DimensionType) -> Self {
+                value as i8
+            }
+        }
+
+        /// # Safety
+        /// The Planus compiler correctly calculates `ALIGNMENT` and `SIZE`.
+        unsafe impl ::planus::Primitive for DimensionType {
+            const ALIGNMENT: usize = 1;
+            const SIZE: usize = 1;
+        }
+
+        impl ::planus::WriteAsPrimitive<DimensionType> for DimensionType {
+            #[inline]
+            fn write<const N: usize>(&self, cursor: ::planus::Cursor<'_, N>, buffer_position: u32) {
+                (*self as i8).write(cursor, buffer_position);
+            }
+        }
+
+        impl ::planus::WriteAs<DimensionType> for DimensionType {
+            type Prepared = Self;
+
+            #[inline]
+            fn prepare(&self, _builder: &mut ::planus::Builder) -> DimensionType {
+                *self
+            }
+        }
+
+        impl ::planus::WriteAsDefault<DimensionType, DimensionType> for DimensionType {
+            type Prepared = Self;
+
+            #[inline]
+            fn prepare(
+                &self,
+                _builder: &mut ::planus::Builder,
+                default: &DimensionType,
+            ) -> ::core::option::Option<DimensionType> {
+                if self == default {
+                    ::core::option::Option::None
+                } else {
+                    ::core::option::Option::Some(*self)
+                }
+            }
+        }
+
+        impl ::planus::WriteAsOptional<DimensionType> for DimensionType {
+            type Prepared = Self;
+
+            #[inline]
+            fn prepare(
+                &self,
+                _builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<DimensionType> {
+                ::core::option::Option::Some(*self)
+            }
+        }
+
+        impl<'buf> ::planus::TableRead<'buf> for DimensionType {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'buf>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                let n: i8 = ::planus::TableRead::from_buffer(buffer, offset)?;
+                ::core::result::Result::Ok(::core::convert::TryInto::try_into(n)?)
+            }
+        }
+
+        impl<'buf> ::planus::VectorReadInner<'buf> for DimensionType {
+            type Error = ::planus::errors::UnknownEnumTag;
+            const STRIDE: usize = 1;
+            #[inline]
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'buf>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::UnknownEnumTag> {
+                let value = unsafe { *buffer.buffer.get_unchecked(offset) as i8 };
+                let value: ::core::result::Result<Self, _> =
+                    ::core::convert::TryInto::try_into(value);
+                value.map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "DimensionType",
+                        "VectorRead::from_buffer",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<DimensionType> for DimensionType {
+            const STRIDE: usize = 1;
+
+            type Value = Self;
+
+            #[inline]
+            fn prepare(&self, _builder: &mut ::planus::Builder) -> Self {
+                *self
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[Self],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 1];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - i as u32,
+                    );
+                }
+            }
+        }
+
+        /// The table `Int32Vector` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `Int32Vector` in the file `src/engine/tflite/schema.fbs:56`
         #[derive(
             Clone,
             Debug,
@@ -1407,12 +1576,1598 @@ mod root {
             ::serde::Serialize,
             ::serde::Deserialize,
         )]
-        pub struct SparsityParameters {}
+        pub struct Int32Vector {
+            /// The field `values` in the table `Int32Vector`
+            pub values: ::core::option::Option<::planus::alloc::vec::Vec<i32>>,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for Int32Vector {
+            fn default() -> Self {
+                Self {
+                    values: ::core::default::Default::default(),
+                }
+            }
+        }
+
+        impl Int32Vector {
+            /// Creates a [Int32VectorBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> Int32VectorBuilder<()> {
+                Int32VectorBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_values: impl ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_values = field_values.prepare(builder);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                    ::core::default::Default::default();
+                if prepared_values.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[i32]>>(0);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_values) = prepared_values {
+                            object_writer.write::<_, _, 4>(&prepared_values);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<Int32Vector>> for Int32Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Int32Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<Int32Vector>> for Int32Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Int32Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<Int32Vector> for Int32Vector {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Int32Vector> {
+                Int32Vector::create(builder, &self.values)
+            }
+        }
+
+        /// Builder for serializing an instance of the [Int32Vector] type.
+        ///
+        /// Can be created using the [Int32Vector::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct Int32VectorBuilder<State>(State);
+
+        impl Int32VectorBuilder<()> {
+            /// Setter for the [`values` field](Int32Vector#structfield.values).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values<T0>(self, value: T0) -> Int32VectorBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+            {
+                Int32VectorBuilder((value,))
+            }
+
+            /// Sets the [`values` field](Int32Vector#structfield.values) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values_as_null(self) -> Int32VectorBuilder<((),)> {
+                self.values(())
+            }
+        }
+
+        impl<T0> Int32VectorBuilder<(T0,)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Int32Vector].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Int32Vector>
+            where
+                Self: ::planus::WriteAsOffset<Int32Vector>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>>
+            ::planus::WriteAs<::planus::Offset<Int32Vector>> for Int32VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Int32Vector>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Int32Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>>
+            ::planus::WriteAsOptional<::planus::Offset<Int32Vector>> for Int32VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Int32Vector>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Int32Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>>
+            ::planus::WriteAsOffset<Int32Vector> for Int32VectorBuilder<(T0,)>
+        {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Int32Vector> {
+                let (v0,) = &self.0;
+                Int32Vector::create(builder, v0)
+            }
+        }
+
+        /// Reference to a deserialized [Int32Vector].
+        #[derive(Copy, Clone)]
+        pub struct Int32VectorRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> Int32VectorRef<'a> {
+            /// Getter for the [`values` field](Int32Vector#structfield.values).
+            #[inline]
+            pub fn values(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, i32>>> {
+                self.0.access(0, "Int32Vector", "values")
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for Int32VectorRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("Int32VectorRef");
+                if let ::core::option::Option::Some(field_values) = self.values().transpose() {
+                    f.field("values", &field_values);
+                }
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<Int32VectorRef<'a>> for Int32Vector {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: Int32VectorRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    values: if let ::core::option::Option::Some(values) = value.values()? {
+                        ::core::option::Option::Some(values.to_vec()?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for Int32VectorRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for Int32VectorRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[Int32VectorRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<Int32Vector>> for Int32Vector {
+            type Value = ::planus::Offset<Int32Vector>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<Int32Vector>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for Int32VectorRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[Int32VectorRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `Uint16Vector` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `Uint16Vector` in the file `src/engine/tflite/schema.fbs:60`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct Uint16Vector {
+            /// The field `values` in the table `Uint16Vector`
+            pub values: ::core::option::Option<::planus::alloc::vec::Vec<u16>>,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for Uint16Vector {
+            fn default() -> Self {
+                Self {
+                    values: ::core::default::Default::default(),
+                }
+            }
+        }
+
+        impl Uint16Vector {
+            /// Creates a [Uint16VectorBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> Uint16VectorBuilder<()> {
+                Uint16VectorBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_values: impl ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_values = field_values.prepare(builder);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                    ::core::default::Default::default();
+                if prepared_values.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[u16]>>(0);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_values) = prepared_values {
+                            object_writer.write::<_, _, 4>(&prepared_values);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<Uint16Vector>> for Uint16Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint16Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<Uint16Vector>> for Uint16Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Uint16Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<Uint16Vector> for Uint16Vector {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint16Vector> {
+                Uint16Vector::create(builder, &self.values)
+            }
+        }
+
+        /// Builder for serializing an instance of the [Uint16Vector] type.
+        ///
+        /// Can be created using the [Uint16Vector::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct Uint16VectorBuilder<State>(State);
+
+        impl Uint16VectorBuilder<()> {
+            /// Setter for the [`values` field](Uint16Vector#structfield.values).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values<T0>(self, value: T0) -> Uint16VectorBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+            {
+                Uint16VectorBuilder((value,))
+            }
+
+            /// Sets the [`values` field](Uint16Vector#structfield.values) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values_as_null(self) -> Uint16VectorBuilder<((),)> {
+                self.values(())
+            }
+        }
+
+        impl<T0> Uint16VectorBuilder<(T0,)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Uint16Vector].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint16Vector>
+            where
+                Self: ::planus::WriteAsOffset<Uint16Vector>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u16]>>>
+            ::planus::WriteAs<::planus::Offset<Uint16Vector>> for Uint16VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Uint16Vector>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint16Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u16]>>>
+            ::planus::WriteAsOptional<::planus::Offset<Uint16Vector>>
+            for Uint16VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Uint16Vector>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Uint16Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u16]>>>
+            ::planus::WriteAsOffset<Uint16Vector> for Uint16VectorBuilder<(T0,)>
+        {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint16Vector> {
+                let (v0,) = &self.0;
+                Uint16Vector::create(builder, v0)
+            }
+        }
+
+        /// Reference to a deserialized [Uint16Vector].
+        #[derive(Copy, Clone)]
+        pub struct Uint16VectorRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> Uint16VectorRef<'a> {
+            /// Getter for the [`values` field](Uint16Vector#structfield.values).
+            #[inline]
+            pub fn values(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, u16>>> {
+                self.0.access(0, "Uint16Vector", "values")
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for Uint16VectorRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("Uint16VectorRef");
+                if let ::core::option::Option::Some(field_values) = self.values().transpose() {
+                    f.field("values", &field_values);
+                }
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<Uint16VectorRef<'a>> for Uint16Vector {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: Uint16VectorRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    values: if let ::core::option::Option::Some(values) = value.values()? {
+                        ::core::option::Option::Some(values.to_vec()?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for Uint16VectorRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for Uint16VectorRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[Uint16VectorRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<Uint16Vector>> for Uint16Vector {
+            type Value = ::planus::Offset<Uint16Vector>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<Uint16Vector>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for Uint16VectorRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[Uint16VectorRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `Uint8Vector` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `Uint8Vector` in the file `src/engine/tflite/schema.fbs:64`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct Uint8Vector {
+            /// The field `values` in the table `Uint8Vector`
+            pub values: ::core::option::Option<::planus::alloc::vec::Vec<u8>>,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for Uint8Vector {
+            fn default() -> Self {
+                Self {
+                    values: ::core::default::Default::default(),
+                }
+            }
+        }
+
+        impl Uint8Vector {
+            /// Creates a [Uint8VectorBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> Uint8VectorBuilder<()> {
+                Uint8VectorBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_values: impl ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_values = field_values.prepare(builder);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                    ::core::default::Default::default();
+                if prepared_values.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[u8]>>(0);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_values) = prepared_values {
+                            object_writer.write::<_, _, 4>(&prepared_values);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<Uint8Vector>> for Uint8Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint8Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<Uint8Vector>> for Uint8Vector {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Uint8Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<Uint8Vector> for Uint8Vector {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint8Vector> {
+                Uint8Vector::create(builder, &self.values)
+            }
+        }
+
+        /// Builder for serializing an instance of the [Uint8Vector] type.
+        ///
+        /// Can be created using the [Uint8Vector::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct Uint8VectorBuilder<State>(State);
+
+        impl Uint8VectorBuilder<()> {
+            /// Setter for the [`values` field](Uint8Vector#structfield.values).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values<T0>(self, value: T0) -> Uint8VectorBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+            {
+                Uint8VectorBuilder((value,))
+            }
+
+            /// Sets the [`values` field](Uint8Vector#structfield.values) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn values_as_null(self) -> Uint8VectorBuilder<((),)> {
+                self.values(())
+            }
+        }
+
+        impl<T0> Uint8VectorBuilder<(T0,)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Uint8Vector].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint8Vector>
+            where
+                Self: ::planus::WriteAsOffset<Uint8Vector>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u8]>>>
+            ::planus::WriteAs<::planus::Offset<Uint8Vector>> for Uint8VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Uint8Vector>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint8Vector> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u8]>>>
+            ::planus::WriteAsOptional<::planus::Offset<Uint8Vector>> for Uint8VectorBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<Uint8Vector>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<Uint8Vector>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<T0: ::planus::WriteAsOptional<::planus::Offset<[u8]>>>
+            ::planus::WriteAsOffset<Uint8Vector> for Uint8VectorBuilder<(T0,)>
+        {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Uint8Vector> {
+                let (v0,) = &self.0;
+                Uint8Vector::create(builder, v0)
+            }
+        }
+
+        /// Reference to a deserialized [Uint8Vector].
+        #[derive(Copy, Clone)]
+        pub struct Uint8VectorRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> Uint8VectorRef<'a> {
+            /// Getter for the [`values` field](Uint8Vector#structfield.values).
+            #[inline]
+            pub fn values(&self) -> ::planus::Result<::core::option::Option<&'a [u8]>> {
+                self.0.access(0, "Uint8Vector", "values")
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for Uint8VectorRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("Uint8VectorRef");
+                if let ::core::option::Option::Some(field_values) = self.values().transpose() {
+                    f.field("values", &field_values);
+                }
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<Uint8VectorRef<'a>> for Uint8Vector {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: Uint8VectorRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    values: value.values()?.map(|v| v.to_vec()),
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for Uint8VectorRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for Uint8VectorRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[Uint8VectorRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<Uint8Vector>> for Uint8Vector {
+            type Value = ::planus::Offset<Uint8Vector>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<Uint8Vector>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for Uint8VectorRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[Uint8VectorRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The union `SparseIndexVector` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Union `SparseIndexVector` in the file `src/engine/tflite/schema.fbs:68`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub enum SparseIndexVector {
+            /// The variant of type `Int32Vector` in the union `SparseIndexVector`
+            Int32Vector(::planus::alloc::boxed::Box<self::Int32Vector>),
+
+            /// The variant of type `Uint16Vector` in the union `SparseIndexVector`
+            Uint16Vector(::planus::alloc::boxed::Box<self::Uint16Vector>),
+
+            /// The variant of type `Uint8Vector` in the union `SparseIndexVector`
+            Uint8Vector(::planus::alloc::boxed::Box<self::Uint8Vector>),
+        }
+
+        impl SparseIndexVector {
+            /// Creates a [SparseIndexVectorBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> SparseIndexVectorBuilder<::planus::Uninitialized> {
+                SparseIndexVectorBuilder(::planus::Uninitialized)
+            }
+
+            #[inline]
+            pub fn create_int32_vector(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::Int32Vector>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(1, value.prepare(builder).downcast())
+            }
+
+            #[inline]
+            pub fn create_uint16_vector(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::Uint16Vector>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(2, value.prepare(builder).downcast())
+            }
+
+            #[inline]
+            pub fn create_uint8_vector(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::Uint8Vector>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(3, value.prepare(builder).downcast())
+            }
+        }
+
+        impl ::planus::WriteAsUnion<SparseIndexVector> for SparseIndexVector {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Self> {
+                match self {
+                    Self::Int32Vector(value) => Self::create_int32_vector(builder, value),
+                    Self::Uint16Vector(value) => Self::create_uint16_vector(builder, value),
+                    Self::Uint8Vector(value) => Self::create_uint8_vector(builder, value),
+                }
+            }
+        }
+
+        impl ::planus::WriteAsOptionalUnion<SparseIndexVector> for SparseIndexVector {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<Self>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+
+        /// Builder for serializing an instance of the [SparseIndexVector] type.
+        ///
+        /// Can be created using the [SparseIndexVector::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct SparseIndexVectorBuilder<T>(T);
+
+        impl SparseIndexVectorBuilder<::planus::Uninitialized> {
+            /// Creates an instance of the [`Int32Vector` variant](SparseIndexVector#variant.Int32Vector).
+            #[inline]
+            pub fn int32_vector<T>(
+                self,
+                value: T,
+            ) -> SparseIndexVectorBuilder<::planus::Initialized<1, T>>
+            where
+                T: ::planus::WriteAsOffset<self::Int32Vector>,
+            {
+                SparseIndexVectorBuilder(::planus::Initialized(value))
+            }
+
+            /// Creates an instance of the [`Uint16Vector` variant](SparseIndexVector#variant.Uint16Vector).
+            #[inline]
+            pub fn uint16_vector<T>(
+                self,
+                value: T,
+            ) -> SparseIndexVectorBuilder<::planus::Initialized<2, T>>
+            where
+                T: ::planus::WriteAsOffset<self::Uint16Vector>,
+            {
+                SparseIndexVectorBuilder(::planus::Initialized(value))
+            }
+
+            /// Creates an instance of the [`Uint8Vector` variant](SparseIndexVector#variant.Uint8Vector).
+            #[inline]
+            pub fn uint8_vector<T>(
+                self,
+                value: T,
+            ) -> SparseIndexVectorBuilder<::planus::Initialized<3, T>>
+            where
+                T: ::planus::WriteAsOffset<self::Uint8Vector>,
+            {
+                SparseIndexVectorBuilder(::planus::Initialized(value))
+            }
+        }
+
+        impl<const N: u8, T> SparseIndexVectorBuilder<::planus::Initialized<N, T>> {
+            /// Finish writing the builder to get an [UnionOffset](::planus::UnionOffset) to a serialized [SparseIndexVector].
+            #[inline]
+            pub fn finish(
+                self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<SparseIndexVector>
+            where
+                Self: ::planus::WriteAsUnion<SparseIndexVector>,
+            {
+                ::planus::WriteAsUnion::prepare(&self, builder)
+            }
+        }
+
+        impl<T> ::planus::WriteAsUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<1, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Int32Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<SparseIndexVector> {
+                ::planus::UnionOffset::new(1, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<1, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Int32Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<SparseIndexVector>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+        impl<T> ::planus::WriteAsUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<2, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Uint16Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<SparseIndexVector> {
+                ::planus::UnionOffset::new(2, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<2, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Uint16Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<SparseIndexVector>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+        impl<T> ::planus::WriteAsUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<3, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Uint8Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<SparseIndexVector> {
+                ::planus::UnionOffset::new(3, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<SparseIndexVector>
+            for SparseIndexVectorBuilder<::planus::Initialized<3, T>>
+        where
+            T: ::planus::WriteAsOffset<self::Uint8Vector>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<SparseIndexVector>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+
+        /// Reference to a deserialized [SparseIndexVector].
+        #[derive(Copy, Clone, Debug)]
+        pub enum SparseIndexVectorRef<'a> {
+            Int32Vector(self::Int32VectorRef<'a>),
+            Uint16Vector(self::Uint16VectorRef<'a>),
+            Uint8Vector(self::Uint8VectorRef<'a>),
+        }
+
+        impl<'a> ::core::convert::TryFrom<SparseIndexVectorRef<'a>> for SparseIndexVector {
+            type Error = ::planus::Error;
+
+            fn try_from(value: SparseIndexVectorRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(match value {
+                    SparseIndexVectorRef::Int32Vector(value) => {
+                        Self::Int32Vector(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
+
+                    SparseIndexVectorRef::Uint16Vector(value) => {
+                        Self::Uint16Vector(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
+
+                    SparseIndexVectorRef::Uint8Vector(value) => {
+                        Self::Uint8Vector(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableReadUnion<'a> for SparseIndexVectorRef<'a> {
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                tag: u8,
+                field_offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                match tag {
+                    1 => ::core::result::Result::Ok(Self::Int32Vector(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
+                    2 => ::core::result::Result::Ok(Self::Uint16Vector(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
+                    3 => ::core::result::Result::Ok(Self::Uint8Vector(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
+                    _ => {
+                        ::core::result::Result::Err(::planus::errors::ErrorKind::UnknownUnionTag {
+                            tag,
+                        })
+                    }
+                }
+            }
+        }
+
+        impl<'a> ::planus::VectorReadUnion<'a> for SparseIndexVectorRef<'a> {
+            const VECTOR_NAME: &'static str = "[SparseIndexVectorRef]";
+        }
+
+        /// The table `DimensionMetadata` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `DimensionMetadata` in the file `src/engine/tflite/schema.fbs:74`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct DimensionMetadata {
+            /// The field `format` in the table `DimensionMetadata`
+            pub format: self::DimensionType,
+            /// The field `dense_size` in the table `DimensionMetadata`
+            pub dense_size: i32,
+            /// The field `array_segments` in the table `DimensionMetadata`
+            pub array_segments: ::core::option::Option<self::SparseIndexVector>,
+            /// The field `array_indices` in the table `DimensionMetadata`
+            pub array_indices: ::core::option::Option<self::SparseIndexVector>,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for DimensionMetadata {
+            fn default() -> Self {
+                Self {
+                    format: self::DimensionType::Dense,
+                    dense_size: 0,
+                    array_segments: ::core::default::Default::default(),
+                    array_indices: ::core::default::Default::default(),
+                }
+            }
+        }
+
+        impl DimensionMetadata {
+            /// Creates a [DimensionMetadataBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> DimensionMetadataBuilder<()> {
+                DimensionMetadataBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_format: impl ::planus::WriteAsDefault<self::DimensionType, self::DimensionType>,
+                field_dense_size: impl ::planus::WriteAsDefault<i32, i32>,
+                field_array_segments: impl ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+                field_array_indices: impl ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_format = field_format.prepare(builder, &self::DimensionType::Dense);
+                let prepared_dense_size = field_dense_size.prepare(builder, &0);
+                let prepared_array_segments = field_array_segments.prepare(builder);
+                let prepared_array_indices = field_array_indices.prepare(builder);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<16> =
+                    ::core::default::Default::default();
+                if prepared_dense_size.is_some() {
+                    table_writer.write_entry::<i32>(1);
+                }
+                if prepared_array_segments.is_some() {
+                    table_writer.write_entry::<::planus::Offset<self::SparseIndexVector>>(3);
+                }
+                if prepared_array_indices.is_some() {
+                    table_writer.write_entry::<::planus::Offset<self::SparseIndexVector>>(5);
+                }
+                if prepared_format.is_some() {
+                    table_writer.write_entry::<self::DimensionType>(0);
+                }
+                if prepared_array_segments.is_some() {
+                    table_writer.write_entry::<u8>(2);
+                }
+                if prepared_array_indices.is_some() {
+                    table_writer.write_entry::<u8>(4);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_dense_size) =
+                            prepared_dense_size
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_dense_size);
+                        }
+                        if let ::core::option::Option::Some(prepared_array_segments) =
+                            prepared_array_segments
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_array_segments.offset());
+                        }
+                        if let ::core::option::Option::Some(prepared_array_indices) =
+                            prepared_array_indices
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_array_indices.offset());
+                        }
+                        if let ::core::option::Option::Some(prepared_format) = prepared_format {
+                            object_writer.write::<_, _, 1>(&prepared_format);
+                        }
+                        if let ::core::option::Option::Some(prepared_array_segments) =
+                            prepared_array_segments
+                        {
+                            object_writer.write::<_, _, 1>(&prepared_array_segments.tag());
+                        }
+                        if let ::core::option::Option::Some(prepared_array_indices) =
+                            prepared_array_indices
+                        {
+                            object_writer.write::<_, _, 1>(&prepared_array_indices.tag());
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<DimensionMetadata>> for DimensionMetadata {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DimensionMetadata> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<DimensionMetadata>> for DimensionMetadata {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DimensionMetadata>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<DimensionMetadata> for DimensionMetadata {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DimensionMetadata> {
+                DimensionMetadata::create(
+                    builder,
+                    self.format,
+                    self.dense_size,
+                    &self.array_segments,
+                    &self.array_indices,
+                )
+            }
+        }
+
+        /// Builder for serializing an instance of the [DimensionMetadata] type.
+        ///
+        /// Can be created using the [DimensionMetadata::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct DimensionMetadataBuilder<State>(State);
+
+        impl DimensionMetadataBuilder<()> {
+            /// Setter for the [`format` field](DimensionMetadata#structfield.format).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn format<T0>(self, value: T0) -> DimensionMetadataBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsDefault<self::DimensionType, self::DimensionType>,
+            {
+                DimensionMetadataBuilder((value,))
+            }
+
+            /// Sets the [`format` field](DimensionMetadata#structfield.format) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn format_as_default(self) -> DimensionMetadataBuilder<(::planus::DefaultValue,)> {
+                self.format(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0> DimensionMetadataBuilder<(T0,)> {
+            /// Setter for the [`dense_size` field](DimensionMetadata#structfield.dense_size).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dense_size<T1>(self, value: T1) -> DimensionMetadataBuilder<(T0, T1)>
+            where
+                T1: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0,) = self.0;
+                DimensionMetadataBuilder((v0, value))
+            }
+
+            /// Sets the [`dense_size` field](DimensionMetadata#structfield.dense_size) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dense_size_as_default(
+                self,
+            ) -> DimensionMetadataBuilder<(T0, ::planus::DefaultValue)> {
+                self.dense_size(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1> DimensionMetadataBuilder<(T0, T1)> {
+            /// Setter for the [`array_segments` field](DimensionMetadata#structfield.array_segments).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn array_segments<T2>(self, value: T2) -> DimensionMetadataBuilder<(T0, T1, T2)>
+            where
+                T2: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            {
+                let (v0, v1) = self.0;
+                DimensionMetadataBuilder((v0, v1, value))
+            }
+
+            /// Sets the [`array_segments` field](DimensionMetadata#structfield.array_segments) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn array_segments_as_null(self) -> DimensionMetadataBuilder<(T0, T1, ())> {
+                self.array_segments(())
+            }
+        }
+
+        impl<T0, T1, T2> DimensionMetadataBuilder<(T0, T1, T2)> {
+            /// Setter for the [`array_indices` field](DimensionMetadata#structfield.array_indices).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn array_indices<T3>(self, value: T3) -> DimensionMetadataBuilder<(T0, T1, T2, T3)>
+            where
+                T3: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            {
+                let (v0, v1, v2) = self.0;
+                DimensionMetadataBuilder((v0, v1, v2, value))
+            }
+
+            /// Sets the [`array_indices` field](DimensionMetadata#structfield.array_indices) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn array_indices_as_null(self) -> DimensionMetadataBuilder<(T0, T1, T2, ())> {
+                self.array_indices(())
+            }
+        }
+
+        impl<T0, T1, T2, T3> DimensionMetadataBuilder<(T0, T1, T2, T3)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [DimensionMetadata].
+            #[inline]
+            pub fn finish(
+                self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DimensionMetadata>
+            where
+                Self: ::planus::WriteAsOffset<DimensionMetadata>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<self::DimensionType, self::DimensionType>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+                T3: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            > ::planus::WriteAs<::planus::Offset<DimensionMetadata>>
+            for DimensionMetadataBuilder<(T0, T1, T2, T3)>
+        {
+            type Prepared = ::planus::Offset<DimensionMetadata>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DimensionMetadata> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<self::DimensionType, self::DimensionType>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+                T3: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            > ::planus::WriteAsOptional<::planus::Offset<DimensionMetadata>>
+            for DimensionMetadataBuilder<(T0, T1, T2, T3)>
+        {
+            type Prepared = ::planus::Offset<DimensionMetadata>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DimensionMetadata>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<self::DimensionType, self::DimensionType>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+                T3: ::planus::WriteAsOptionalUnion<self::SparseIndexVector>,
+            > ::planus::WriteAsOffset<DimensionMetadata>
+            for DimensionMetadataBuilder<(T0, T1, T2, T3)>
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DimensionMetadata> {
+                let (v0, v1, v2, v3) = &self.0;
+                DimensionMetadata::create(builder, v0, v1, v2, v3)
+            }
+        }
+
+        /// Reference to a deserialized [DimensionMetadata].
+        #[derive(Copy, Clone)]
+        pub struct DimensionMetadataRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> DimensionMetadataRef<'a> {
+            /// Getter for the [`format` field](DimensionMetadata#structfield.format).
+            #[inline]
+            pub fn format(&self) -> ::planus::Result<self::DimensionType> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(0, "DimensionMetadata", "format")?
+                        .unwrap_or(self::DimensionType::Dense),
+                )
+            }
+
+            /// Getter for the [`dense_size` field](DimensionMetadata#structfield.dense_size).
+            #[inline]
+            pub fn dense_size(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(1, "DimensionMetadata", "dense_size")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`array_segments` field](DimensionMetadata#structfield.array_segments).
+            #[inline]
+            pub fn array_segments(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<self::SparseIndexVectorRef<'a>>>
+            {
+                self.0
+                    .access_union(2, "DimensionMetadata", "array_segments")
+            }
+
+            /// Getter for the [`array_indices` field](DimensionMetadata#structfield.array_indices).
+            #[inline]
+            pub fn array_indices(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<self::SparseIndexVectorRef<'a>>>
+            {
+                self.0.access_union(4, "DimensionMetadata", "array_indices")
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for DimensionMetadataRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("DimensionMetadataRef");
+                f.field("format", &self.format());
+                f.field("dense_size", &self.dense_size());
+                if let ::core::option::Option::Some(field_array_segments) =
+                    self.array_segments().transpose()
+                {
+                    f.field("array_segments", &field_array_segments);
+                }
+                if let ::core::option::Option::Some(field_array_indices) =
+                    self.array_indices().transpose()
+                {
+                    f.field("array_indices", &field_array_indices);
+                }
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<DimensionMetadataRef<'a>> for DimensionMetadata {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: DimensionMetadataRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    format: ::core::convert::TryInto::try_into(value.format()?)?,
+                    dense_size: ::core::convert::TryInto::try_into(value.dense_size()?)?,
+                    array_segments: if let ::core::option::Option::Some(array_segments) =
+                        value.array_segments()?
+                    {
+                        ::core::option::Option::Some(::core::convert::TryInto::try_into(
+                            array_segments,
+                        )?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                    array_indices: if let ::core::option::Option::Some(array_indices) =
+                        value.array_indices()?
+                    {
+                        ::core::option::Option::Some(::core::convert::TryInto::try_into(
+                            array_indices,
+                        )?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for DimensionMetadataRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for DimensionMetadataRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[DimensionMetadataRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<DimensionMetadata>> for DimensionMetadata {
+            type Value = ::planus::Offset<DimensionMetadata>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<DimensionMetadata>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for DimensionMetadataRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[DimensionMetadataRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `SparsityParameters` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `SparsityParameters` in the file `src/engine/tflite/schema.fbs:81`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct SparsityParameters {
+            /// The field `traversal_order` in the table `SparsityParameters`
+            pub traversal_order: ::core::option::Option<::planus::alloc::vec::Vec<i32>>,
+            /// The field `block_map` in the table `SparsityParameters`
+            pub block_map: ::core::option::Option<::planus::alloc::vec::Vec<i32>>,
+            /// The field `dim_metadata` in the table `SparsityParameters`
+            pub dim_metadata:
+                ::core::option::Option<::planus::alloc::vec::Vec<self::DimensionMetadata>>,
+        }
 
         #[allow(clippy::derivable_impls)]
         impl ::core::default::Default for SparsityParameters {
             fn default() -> Self {
-                Self {}
+                Self {
+                    traversal_order: ::core::default::Default::default(),
+                    block_map: ::core::default::Default::default(),
+                    dim_metadata: ::core::default::Default::default(),
+                }
             }
         }
 
@@ -1424,11 +3179,47 @@ mod root {
             }
 
             #[allow(clippy::too_many_arguments)]
-            pub fn create(builder: &mut ::planus::Builder) -> ::planus::Offset<Self> {
-                let table_writer: ::planus::table_writer::TableWriter<4> =
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_traversal_order: impl ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                field_block_map: impl ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                field_dim_metadata: impl ::planus::WriteAsOptional<
+                    ::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>,
+                >,
+            ) -> ::planus::Offset<Self> {
+                let prepared_traversal_order = field_traversal_order.prepare(builder);
+                let prepared_block_map = field_block_map.prepare(builder);
+                let prepared_dim_metadata = field_dim_metadata.prepare(builder);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<10> =
                     ::core::default::Default::default();
+                if prepared_traversal_order.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[i32]>>(0);
+                }
+                if prepared_block_map.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[i32]>>(1);
+                }
+                if prepared_dim_metadata.is_some() {
+                    table_writer.write_entry::<::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>>(2);
+                }
+
                 unsafe {
-                    table_writer.finish(builder, |_table_writer| {});
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_traversal_order) =
+                            prepared_traversal_order
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_traversal_order);
+                        }
+                        if let ::core::option::Option::Some(prepared_block_map) = prepared_block_map
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_block_map);
+                        }
+                        if let ::core::option::Option::Some(prepared_dim_metadata) =
+                            prepared_dim_metadata
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_dim_metadata);
+                        }
+                    });
                 }
                 builder.current_offset()
             }
@@ -1464,7 +3255,12 @@ mod root {
                 &self,
                 builder: &mut ::planus::Builder,
             ) -> ::planus::Offset<SparsityParameters> {
-                SparsityParameters::create(builder)
+                SparsityParameters::create(
+                    builder,
+                    &self.traversal_order,
+                    &self.block_map,
+                    &self.dim_metadata,
+                )
             }
         }
 
@@ -1476,6 +3272,67 @@ mod root {
         pub struct SparsityParametersBuilder<State>(State);
 
         impl SparsityParametersBuilder<()> {
+            /// Setter for the [`traversal_order` field](SparsityParameters#structfield.traversal_order).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn traversal_order<T0>(self, value: T0) -> SparsityParametersBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+            {
+                SparsityParametersBuilder((value,))
+            }
+
+            /// Sets the [`traversal_order` field](SparsityParameters#structfield.traversal_order) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn traversal_order_as_null(self) -> SparsityParametersBuilder<((),)> {
+                self.traversal_order(())
+            }
+        }
+
+        impl<T0> SparsityParametersBuilder<(T0,)> {
+            /// Setter for the [`block_map` field](SparsityParameters#structfield.block_map).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn block_map<T1>(self, value: T1) -> SparsityParametersBuilder<(T0, T1)>
+            where
+                T1: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+            {
+                let (v0,) = self.0;
+                SparsityParametersBuilder((v0, value))
+            }
+
+            /// Sets the [`block_map` field](SparsityParameters#structfield.block_map) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn block_map_as_null(self) -> SparsityParametersBuilder<(T0, ())> {
+                self.block_map(())
+            }
+        }
+
+        impl<T0, T1> SparsityParametersBuilder<(T0, T1)> {
+            /// Setter for the [`dim_metadata` field](SparsityParameters#structfield.dim_metadata).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dim_metadata<T2>(self, value: T2) -> SparsityParametersBuilder<(T0, T1, T2)>
+            where
+                T2: ::planus::WriteAsOptional<
+                    ::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>,
+                >,
+            {
+                let (v0, v1) = self.0;
+                SparsityParametersBuilder((v0, v1, value))
+            }
+
+            /// Sets the [`dim_metadata` field](SparsityParameters#structfield.dim_metadata) to null.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dim_metadata_as_null(self) -> SparsityParametersBuilder<(T0, T1, ())> {
+                self.dim_metadata(())
+            }
+        }
+
+        impl<T0, T1, T2> SparsityParametersBuilder<(T0, T1, T2)> {
             /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [SparsityParameters].
             #[inline]
             pub fn finish(
@@ -1489,7 +3346,15 @@ mod root {
             }
         }
 
-        impl ::planus::WriteAs<::planus::Offset<SparsityParameters>> for SparsityParametersBuilder<()> {
+        impl<
+                T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T1: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T2: ::planus::WriteAsOptional<
+                    ::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>,
+                >,
+            > ::planus::WriteAs<::planus::Offset<SparsityParameters>>
+            for SparsityParametersBuilder<(T0, T1, T2)>
+        {
             type Prepared = ::planus::Offset<SparsityParameters>;
 
             #[inline]
@@ -1501,8 +3366,14 @@ mod root {
             }
         }
 
-        impl ::planus::WriteAsOptional<::planus::Offset<SparsityParameters>>
-            for SparsityParametersBuilder<()>
+        impl<
+                T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T1: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T2: ::planus::WriteAsOptional<
+                    ::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>,
+                >,
+            > ::planus::WriteAsOptional<::planus::Offset<SparsityParameters>>
+            for SparsityParametersBuilder<(T0, T1, T2)>
         {
             type Prepared = ::planus::Offset<SparsityParameters>;
 
@@ -1515,13 +3386,22 @@ mod root {
             }
         }
 
-        impl ::planus::WriteAsOffset<SparsityParameters> for SparsityParametersBuilder<()> {
+        impl<
+                T0: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T1: ::planus::WriteAsOptional<::planus::Offset<[i32]>>,
+                T2: ::planus::WriteAsOptional<
+                    ::planus::Offset<[::planus::Offset<self::DimensionMetadata>]>,
+                >,
+            > ::planus::WriteAsOffset<SparsityParameters>
+            for SparsityParametersBuilder<(T0, T1, T2)>
+        {
             #[inline]
             fn prepare(
                 &self,
                 builder: &mut ::planus::Builder,
             ) -> ::planus::Offset<SparsityParameters> {
-                SparsityParameters::create(builder)
+                let (v0, v1, v2) = &self.0;
+                SparsityParameters::create(builder, v0, v1, v2)
             }
         }
 
@@ -1529,12 +3409,53 @@ mod root {
         #[derive(Copy, Clone)]
         pub struct SparsityParametersRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
 
-        impl<'a> SparsityParametersRef<'a> {}
+        impl<'a> SparsityParametersRef<'a> {
+            /// Getter for the [`traversal_order` field](SparsityParameters#structfield.traversal_order).
+            #[inline]
+            pub fn traversal_order(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, i32>>> {
+                self.0.access(0, "SparsityParameters", "traversal_order")
+            }
+
+            /// Getter for the [`block_map` field](SparsityParameters#structfield.block_map).
+            #[inline]
+            pub fn block_map(
+                &self,
+            ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, i32>>> {
+                self.0.access(1, "SparsityParameters", "block_map")
+            }
+
+            /// Getter for the [`dim_metadata` field](SparsityParameters#structfield.dim_metadata).
+            #[inline]
+            pub fn dim_metadata(
+                &self,
+            ) -> ::planus::Result<
+                ::core::option::Option<
+                    ::planus::Vector<'a, ::planus::Result<self::DimensionMetadataRef<'a>>>,
+                >,
+            > {
+                self.0.access(2, "SparsityParameters", "dim_metadata")
+            }
+        }
 
         impl<'a> ::core::fmt::Debug for SparsityParametersRef<'a> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 let mut f = f.debug_struct("SparsityParametersRef");
-
+                if let ::core::option::Option::Some(field_traversal_order) =
+                    self.traversal_order().transpose()
+                {
+                    f.field("traversal_order", &field_traversal_order);
+                }
+                if let ::core::option::Option::Some(field_block_map) = self.block_map().transpose()
+                {
+                    f.field("block_map", &field_block_map);
+                }
+                if let ::core::option::Option::Some(field_dim_metadata) =
+                    self.dim_metadata().transpose()
+                {
+                    f.field("dim_metadata", &field_dim_metadata);
+                }
                 f.finish()
             }
         }
@@ -1542,8 +3463,29 @@ mod root {
         impl<'a> ::core::convert::TryFrom<SparsityParametersRef<'a>> for SparsityParameters {
             type Error = ::planus::Error;
 
-            fn try_from(_value: SparsityParametersRef<'a>) -> ::planus::Result<Self> {
-                ::core::result::Result::Ok(Self {})
+            #[allow(unreachable_code)]
+            fn try_from(value: SparsityParametersRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    traversal_order: if let ::core::option::Option::Some(traversal_order) =
+                        value.traversal_order()?
+                    {
+                        ::core::option::Option::Some(traversal_order.to_vec()?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                    block_map: if let ::core::option::Option::Some(block_map) = value.block_map()? {
+                        ::core::option::Option::Some(block_map.to_vec()?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                    dim_metadata: if let ::core::option::Option::Some(dim_metadata) =
+                        value.dim_metadata()?
+                    {
+                        ::core::option::Option::Some(dim_metadata.to_vec_result()?)
+                    } else {
+                        ::core::option::Option::None
+                    },
+                })
             }
         }
 
@@ -1623,7 +3565,7 @@ mod root {
         /// The table `Tensor` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Tensor` in the file `src/engine/tflite/schema.fbs:56`
+        /// * Table `Tensor` in the file `src/engine/tflite/schema.fbs:87`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Tensor {
             /// The field `shape` in the table `Tensor`
@@ -2253,7 +4195,7 @@ mod root {
         /// The table `Conv2DOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Conv2DOptions` in the file `src/engine/tflite/schema.fbs:69`
+        /// * Table `Conv2DOptions` in the file `src/engine/tflite/schema.fbs:100`
         #[derive(
             Clone,
             Debug,
@@ -2868,7 +4810,7 @@ mod root {
         /// The table `DepthwiseConv2DOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `DepthwiseConv2DOptions` in the file `src/engine/tflite/schema.fbs:79`
+        /// * Table `DepthwiseConv2DOptions` in the file `src/engine/tflite/schema.fbs:110`
         #[derive(
             Clone,
             Debug,
@@ -3514,7 +5456,7 @@ mod root {
         /// The table `ConcatEmbeddingsOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ConcatEmbeddingsOptions` in the file `src/engine/tflite/schema.fbs:89`
+        /// * Table `ConcatEmbeddingsOptions` in the file `src/engine/tflite/schema.fbs:120`
         #[derive(
             Clone,
             Debug,
@@ -3754,7 +5696,7 @@ mod root {
         /// The table `LSHProjectionOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LSHProjectionOptions` in the file `src/engine/tflite/schema.fbs:90`
+        /// * Table `LSHProjectionOptions` in the file `src/engine/tflite/schema.fbs:121`
         #[derive(
             Clone,
             Debug,
@@ -3984,7 +5926,7 @@ mod root {
         /// The table `Pool2DOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Pool2DOptions` in the file `src/engine/tflite/schema.fbs:91`
+        /// * Table `Pool2DOptions` in the file `src/engine/tflite/schema.fbs:122`
         #[derive(
             Clone,
             Debug,
@@ -4532,7 +6474,7 @@ mod root {
         /// The table `SVDFOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SVDFOptions` in the file `src/engine/tflite/schema.fbs:100`
+        /// * Table `SVDFOptions` in the file `src/engine/tflite/schema.fbs:131`
         #[derive(
             Clone,
             Debug,
@@ -4743,7 +6685,7 @@ mod root {
         /// The table `RNNOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `RNNOptions` in the file `src/engine/tflite/schema.fbs:101`
+        /// * Table `RNNOptions` in the file `src/engine/tflite/schema.fbs:132`
         #[derive(
             Clone,
             Debug,
@@ -4954,7 +6896,7 @@ mod root {
         /// The table `FullyConnectedOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FullyConnectedOptions` in the file `src/engine/tflite/schema.fbs:102`
+        /// * Table `FullyConnectedOptions` in the file `src/engine/tflite/schema.fbs:133`
         #[derive(
             Clone,
             Debug,
@@ -5442,7 +7384,7 @@ mod root {
         /// The table `SoftmaxOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SoftmaxOptions` in the file `src/engine/tflite/schema.fbs:109`
+        /// * Table `SoftmaxOptions` in the file `src/engine/tflite/schema.fbs:140`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct SoftmaxOptions {
             /// The field `beta` in the table `SoftmaxOptions`
@@ -5697,7 +7639,7 @@ mod root {
         /// The table `ConcatenationOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ConcatenationOptions` in the file `src/engine/tflite/schema.fbs:113`
+        /// * Table `ConcatenationOptions` in the file `src/engine/tflite/schema.fbs:144`
         #[derive(
             Clone,
             Debug,
@@ -6064,7 +8006,7 @@ mod root {
         /// The table `AddOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `AddOptions` in the file `src/engine/tflite/schema.fbs:118`
+        /// * Table `AddOptions` in the file `src/engine/tflite/schema.fbs:149`
         #[derive(
             Clone,
             Debug,
@@ -6417,7 +8359,7 @@ mod root {
         /// The table `L2NormOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `L2NormOptions` in the file `src/engine/tflite/schema.fbs:123`
+        /// * Table `L2NormOptions` in the file `src/engine/tflite/schema.fbs:154`
         #[derive(
             Clone,
             Debug,
@@ -6628,7 +8570,7 @@ mod root {
         /// The table `LocalResponseNormalizationOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LocalResponseNormalizationOptions` in the file `src/engine/tflite/schema.fbs:124`
+        /// * Table `LocalResponseNormalizationOptions` in the file `src/engine/tflite/schema.fbs:155`
         #[derive(
             Clone,
             Debug,
@@ -6880,7 +8822,7 @@ mod root {
         /// The table `LSTMOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LSTMOptions` in the file `src/engine/tflite/schema.fbs:125`
+        /// * Table `LSTMOptions` in the file `src/engine/tflite/schema.fbs:156`
         #[derive(
             Clone,
             Debug,
@@ -7091,7 +9033,7 @@ mod root {
         /// The table `ResizeBilinearOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ResizeBilinearOptions` in the file `src/engine/tflite/schema.fbs:126`
+        /// * Table `ResizeBilinearOptions` in the file `src/engine/tflite/schema.fbs:157`
         #[derive(
             Clone,
             Debug,
@@ -7440,7 +9382,7 @@ mod root {
         /// The table `CallOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `CallOptions` in the file `src/engine/tflite/schema.fbs:133`
+        /// * Table `CallOptions` in the file `src/engine/tflite/schema.fbs:164`
         #[derive(
             Clone,
             Debug,
@@ -7651,7 +9593,7 @@ mod root {
         /// The table `ReshapeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ReshapeOptions` in the file `src/engine/tflite/schema.fbs:134`
+        /// * Table `ReshapeOptions` in the file `src/engine/tflite/schema.fbs:165`
         #[derive(
             Clone,
             Debug,
@@ -7926,7 +9868,7 @@ mod root {
         /// The table `SkipGramOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SkipGramOptions` in the file `src/engine/tflite/schema.fbs:138`
+        /// * Table `SkipGramOptions` in the file `src/engine/tflite/schema.fbs:169`
         #[derive(
             Clone,
             Debug,
@@ -8152,7 +10094,7 @@ mod root {
         /// The table `SpaceToDepthOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SpaceToDepthOptions` in the file `src/engine/tflite/schema.fbs:139`
+        /// * Table `SpaceToDepthOptions` in the file `src/engine/tflite/schema.fbs:170`
         #[derive(
             Clone,
             Debug,
@@ -8382,7 +10324,7 @@ mod root {
         /// The table `EmbeddingLookupSparseOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `EmbeddingLookupSparseOptions` in the file `src/engine/tflite/schema.fbs:140`
+        /// * Table `EmbeddingLookupSparseOptions` in the file `src/engine/tflite/schema.fbs:171`
         #[derive(
             Clone,
             Debug,
@@ -8630,7 +10572,7 @@ mod root {
         /// The table `MulOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `MulOptions` in the file `src/engine/tflite/schema.fbs:141`
+        /// * Table `MulOptions` in the file `src/engine/tflite/schema.fbs:172`
         #[derive(
             Clone,
             Debug,
@@ -8928,7 +10870,7 @@ mod root {
         /// The table `PadOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `PadOptions` in the file `src/engine/tflite/schema.fbs:145`
+        /// * Table `PadOptions` in the file `src/engine/tflite/schema.fbs:176`
         #[derive(
             Clone,
             Debug,
@@ -9139,7 +11081,7 @@ mod root {
         /// The table `GatherOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `GatherOptions` in the file `src/engine/tflite/schema.fbs:146`
+        /// * Table `GatherOptions` in the file `src/engine/tflite/schema.fbs:177`
         #[derive(
             Clone,
             Debug,
@@ -9350,7 +11292,7 @@ mod root {
         /// The table `BatchToSpaceNDOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `BatchToSpaceNDOptions` in the file `src/engine/tflite/schema.fbs:147`
+        /// * Table `BatchToSpaceNDOptions` in the file `src/engine/tflite/schema.fbs:178`
         #[derive(
             Clone,
             Debug,
@@ -9584,7 +11526,7 @@ mod root {
         /// The table `SpaceToBatchNDOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SpaceToBatchNDOptions` in the file `src/engine/tflite/schema.fbs:148`
+        /// * Table `SpaceToBatchNDOptions` in the file `src/engine/tflite/schema.fbs:179`
         #[derive(
             Clone,
             Debug,
@@ -9818,7 +11760,7 @@ mod root {
         /// The table `TransposeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TransposeOptions` in the file `src/engine/tflite/schema.fbs:149`
+        /// * Table `TransposeOptions` in the file `src/engine/tflite/schema.fbs:180`
         #[derive(
             Clone,
             Debug,
@@ -10044,7 +11986,7 @@ mod root {
         /// The table `ReducerOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ReducerOptions` in the file `src/engine/tflite/schema.fbs:150`
+        /// * Table `ReducerOptions` in the file `src/engine/tflite/schema.fbs:181`
         #[derive(
             Clone,
             Debug,
@@ -10312,7 +12254,7 @@ mod root {
         /// The table `SubOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SubOptions` in the file `src/engine/tflite/schema.fbs:154`
+        /// * Table `SubOptions` in the file `src/engine/tflite/schema.fbs:185`
         #[derive(
             Clone,
             Debug,
@@ -10665,7 +12607,7 @@ mod root {
         /// The table `DivOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `DivOptions` in the file `src/engine/tflite/schema.fbs:159`
+        /// * Table `DivOptions` in the file `src/engine/tflite/schema.fbs:190`
         #[derive(
             Clone,
             Debug,
@@ -10876,7 +12818,7 @@ mod root {
         /// The table `SqueezeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SqueezeOptions` in the file `src/engine/tflite/schema.fbs:160`
+        /// * Table `SqueezeOptions` in the file `src/engine/tflite/schema.fbs:191`
         #[derive(
             Clone,
             Debug,
@@ -11155,7 +13097,7 @@ mod root {
         /// The table `SequenceRNNOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SequenceRNNOptions` in the file `src/engine/tflite/schema.fbs:164`
+        /// * Table `SequenceRNNOptions` in the file `src/engine/tflite/schema.fbs:195`
         #[derive(
             Clone,
             Debug,
@@ -11383,7 +13325,7 @@ mod root {
         /// The table `StridedSliceOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `StridedSliceOptions` in the file `src/engine/tflite/schema.fbs:165`
+        /// * Table `StridedSliceOptions` in the file `src/engine/tflite/schema.fbs:196`
         #[derive(
             Clone,
             Debug,
@@ -11944,7 +13886,7 @@ mod root {
         /// The table `ExpOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ExpOptions` in the file `src/engine/tflite/schema.fbs:174`
+        /// * Table `ExpOptions` in the file `src/engine/tflite/schema.fbs:205`
         #[derive(
             Clone,
             Debug,
@@ -12155,7 +14097,7 @@ mod root {
         /// The table `TopKV2Options` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TopKV2Options` in the file `src/engine/tflite/schema.fbs:175`
+        /// * Table `TopKV2Options` in the file `src/engine/tflite/schema.fbs:206`
         #[derive(
             Clone,
             Debug,
@@ -12366,7 +14308,7 @@ mod root {
         /// The table `SplitOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SplitOptions` in the file `src/engine/tflite/schema.fbs:176`
+        /// * Table `SplitOptions` in the file `src/engine/tflite/schema.fbs:207`
         #[derive(
             Clone,
             Debug,
@@ -12633,7 +14575,7 @@ mod root {
         /// The table `LogSoftmaxOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LogSoftmaxOptions` in the file `src/engine/tflite/schema.fbs:180`
+        /// * Table `LogSoftmaxOptions` in the file `src/engine/tflite/schema.fbs:211`
         #[derive(
             Clone,
             Debug,
@@ -12861,7 +14803,7 @@ mod root {
         /// The table `CastOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `CastOptions` in the file `src/engine/tflite/schema.fbs:181`
+        /// * Table `CastOptions` in the file `src/engine/tflite/schema.fbs:212`
         #[derive(
             Clone,
             Debug,
@@ -13072,7 +15014,7 @@ mod root {
         /// The table `DequantizeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `DequantizeOptions` in the file `src/engine/tflite/schema.fbs:182`
+        /// * Table `DequantizeOptions` in the file `src/engine/tflite/schema.fbs:213`
         #[derive(
             Clone,
             Debug,
@@ -13300,7 +15242,7 @@ mod root {
         /// The table `MaximumMinimumOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `MaximumMinimumOptions` in the file `src/engine/tflite/schema.fbs:183`
+        /// * Table `MaximumMinimumOptions` in the file `src/engine/tflite/schema.fbs:214`
         #[derive(
             Clone,
             Debug,
@@ -13534,7 +15476,7 @@ mod root {
         /// The table `ArgMaxOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ArgMaxOptions` in the file `src/engine/tflite/schema.fbs:184`
+        /// * Table `ArgMaxOptions` in the file `src/engine/tflite/schema.fbs:215`
         #[derive(
             Clone,
             Debug,
@@ -13745,7 +15687,7 @@ mod root {
         /// The table `LessOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LessOptions` in the file `src/engine/tflite/schema.fbs:185`
+        /// * Table `LessOptions` in the file `src/engine/tflite/schema.fbs:216`
         #[derive(
             Clone,
             Debug,
@@ -13956,7 +15898,7 @@ mod root {
         /// The table `NegOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `NegOptions` in the file `src/engine/tflite/schema.fbs:186`
+        /// * Table `NegOptions` in the file `src/engine/tflite/schema.fbs:217`
         #[derive(
             Clone,
             Debug,
@@ -14167,7 +16109,7 @@ mod root {
         /// The table `PadV2Options` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `PadV2Options` in the file `src/engine/tflite/schema.fbs:187`
+        /// * Table `PadV2Options` in the file `src/engine/tflite/schema.fbs:218`
         #[derive(
             Clone,
             Debug,
@@ -14378,7 +16320,7 @@ mod root {
         /// The table `GreaterOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `GreaterOptions` in the file `src/engine/tflite/schema.fbs:188`
+        /// * Table `GreaterOptions` in the file `src/engine/tflite/schema.fbs:219`
         #[derive(
             Clone,
             Debug,
@@ -14589,7 +16531,7 @@ mod root {
         /// The table `GreaterEqualOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `GreaterEqualOptions` in the file `src/engine/tflite/schema.fbs:189`
+        /// * Table `GreaterEqualOptions` in the file `src/engine/tflite/schema.fbs:220`
         #[derive(
             Clone,
             Debug,
@@ -14819,7 +16761,7 @@ mod root {
         /// The table `LessEqualOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LessEqualOptions` in the file `src/engine/tflite/schema.fbs:190`
+        /// * Table `LessEqualOptions` in the file `src/engine/tflite/schema.fbs:221`
         #[derive(
             Clone,
             Debug,
@@ -15045,7 +16987,7 @@ mod root {
         /// The table `SelectOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SelectOptions` in the file `src/engine/tflite/schema.fbs:191`
+        /// * Table `SelectOptions` in the file `src/engine/tflite/schema.fbs:222`
         #[derive(
             Clone,
             Debug,
@@ -15256,7 +17198,7 @@ mod root {
         /// The table `SliceOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SliceOptions` in the file `src/engine/tflite/schema.fbs:192`
+        /// * Table `SliceOptions` in the file `src/engine/tflite/schema.fbs:223`
         #[derive(
             Clone,
             Debug,
@@ -15467,7 +17409,7 @@ mod root {
         /// The table `TransposeConvOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TransposeConvOptions` in the file `src/engine/tflite/schema.fbs:193`
+        /// * Table `TransposeConvOptions` in the file `src/engine/tflite/schema.fbs:224`
         #[derive(
             Clone,
             Debug,
@@ -15697,7 +17639,7 @@ mod root {
         /// The table `SparseToDenseOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SparseToDenseOptions` in the file `src/engine/tflite/schema.fbs:194`
+        /// * Table `SparseToDenseOptions` in the file `src/engine/tflite/schema.fbs:225`
         #[derive(
             Clone,
             Debug,
@@ -15927,7 +17869,7 @@ mod root {
         /// The table `TileOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TileOptions` in the file `src/engine/tflite/schema.fbs:195`
+        /// * Table `TileOptions` in the file `src/engine/tflite/schema.fbs:226`
         #[derive(
             Clone,
             Debug,
@@ -16138,7 +18080,7 @@ mod root {
         /// The table `ExpandDimsOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ExpandDimsOptions` in the file `src/engine/tflite/schema.fbs:196`
+        /// * Table `ExpandDimsOptions` in the file `src/engine/tflite/schema.fbs:227`
         #[derive(
             Clone,
             Debug,
@@ -16366,7 +18308,7 @@ mod root {
         /// The table `EqualOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `EqualOptions` in the file `src/engine/tflite/schema.fbs:197`
+        /// * Table `EqualOptions` in the file `src/engine/tflite/schema.fbs:228`
         #[derive(
             Clone,
             Debug,
@@ -16577,7 +18519,7 @@ mod root {
         /// The table `NotEqualOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `NotEqualOptions` in the file `src/engine/tflite/schema.fbs:198`
+        /// * Table `NotEqualOptions` in the file `src/engine/tflite/schema.fbs:229`
         #[derive(
             Clone,
             Debug,
@@ -16803,7 +18745,7 @@ mod root {
         /// The table `ShapeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ShapeOptions` in the file `src/engine/tflite/schema.fbs:199`
+        /// * Table `ShapeOptions` in the file `src/engine/tflite/schema.fbs:230`
         #[derive(
             Clone,
             Debug,
@@ -17014,7 +18956,7 @@ mod root {
         /// The table `PowOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `PowOptions` in the file `src/engine/tflite/schema.fbs:200`
+        /// * Table `PowOptions` in the file `src/engine/tflite/schema.fbs:231`
         #[derive(
             Clone,
             Debug,
@@ -17225,7 +19167,7 @@ mod root {
         /// The table `ArgMinOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ArgMinOptions` in the file `src/engine/tflite/schema.fbs:201`
+        /// * Table `ArgMinOptions` in the file `src/engine/tflite/schema.fbs:232`
         #[derive(
             Clone,
             Debug,
@@ -17436,7 +19378,7 @@ mod root {
         /// The table `FakeQuantOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FakeQuantOptions` in the file `src/engine/tflite/schema.fbs:202`
+        /// * Table `FakeQuantOptions` in the file `src/engine/tflite/schema.fbs:233`
         #[derive(
             Clone,
             Debug,
@@ -17662,7 +19604,7 @@ mod root {
         /// The table `PackOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `PackOptions` in the file `src/engine/tflite/schema.fbs:203`
+        /// * Table `PackOptions` in the file `src/engine/tflite/schema.fbs:234`
         #[derive(
             Clone,
             Debug,
@@ -17873,7 +19815,7 @@ mod root {
         /// The table `LogicalOrOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LogicalOrOptions` in the file `src/engine/tflite/schema.fbs:204`
+        /// * Table `LogicalOrOptions` in the file `src/engine/tflite/schema.fbs:235`
         #[derive(
             Clone,
             Debug,
@@ -18099,7 +20041,7 @@ mod root {
         /// The table `OneHotOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `OneHotOptions` in the file `src/engine/tflite/schema.fbs:205`
+        /// * Table `OneHotOptions` in the file `src/engine/tflite/schema.fbs:236`
         #[derive(
             Clone,
             Debug,
@@ -18310,7 +20252,7 @@ mod root {
         /// The table `LogicalAndOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LogicalAndOptions` in the file `src/engine/tflite/schema.fbs:206`
+        /// * Table `LogicalAndOptions` in the file `src/engine/tflite/schema.fbs:237`
         #[derive(
             Clone,
             Debug,
@@ -18538,7 +20480,7 @@ mod root {
         /// The table `LogicalNotOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LogicalNotOptions` in the file `src/engine/tflite/schema.fbs:207`
+        /// * Table `LogicalNotOptions` in the file `src/engine/tflite/schema.fbs:238`
         #[derive(
             Clone,
             Debug,
@@ -18766,7 +20708,7 @@ mod root {
         /// The table `UnpackOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `UnpackOptions` in the file `src/engine/tflite/schema.fbs:208`
+        /// * Table `UnpackOptions` in the file `src/engine/tflite/schema.fbs:239`
         #[derive(
             Clone,
             Debug,
@@ -18977,7 +20919,7 @@ mod root {
         /// The table `FloorDivOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FloorDivOptions` in the file `src/engine/tflite/schema.fbs:209`
+        /// * Table `FloorDivOptions` in the file `src/engine/tflite/schema.fbs:240`
         #[derive(
             Clone,
             Debug,
@@ -19203,7 +21145,7 @@ mod root {
         /// The table `SquareOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SquareOptions` in the file `src/engine/tflite/schema.fbs:210`
+        /// * Table `SquareOptions` in the file `src/engine/tflite/schema.fbs:241`
         #[derive(
             Clone,
             Debug,
@@ -19414,7 +21356,7 @@ mod root {
         /// The table `ZerosLikeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ZerosLikeOptions` in the file `src/engine/tflite/schema.fbs:211`
+        /// * Table `ZerosLikeOptions` in the file `src/engine/tflite/schema.fbs:242`
         #[derive(
             Clone,
             Debug,
@@ -19640,7 +21582,7 @@ mod root {
         /// The table `FillOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FillOptions` in the file `src/engine/tflite/schema.fbs:212`
+        /// * Table `FillOptions` in the file `src/engine/tflite/schema.fbs:243`
         #[derive(
             Clone,
             Debug,
@@ -19851,7 +21793,7 @@ mod root {
         /// The table `BidirectionalSequenceLSTMOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `BidirectionalSequenceLSTMOptions` in the file `src/engine/tflite/schema.fbs:213`
+        /// * Table `BidirectionalSequenceLSTMOptions` in the file `src/engine/tflite/schema.fbs:244`
         #[derive(
             Clone,
             Debug,
@@ -20101,7 +22043,7 @@ mod root {
         /// The table `BidirectionalSequenceRNNOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `BidirectionalSequenceRNNOptions` in the file `src/engine/tflite/schema.fbs:214`
+        /// * Table `BidirectionalSequenceRNNOptions` in the file `src/engine/tflite/schema.fbs:245`
         #[derive(
             Clone,
             Debug,
@@ -20349,7 +22291,7 @@ mod root {
         /// The table `UnidirectionalSequenceLSTMOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `UnidirectionalSequenceLSTMOptions` in the file `src/engine/tflite/schema.fbs:215`
+        /// * Table `UnidirectionalSequenceLSTMOptions` in the file `src/engine/tflite/schema.fbs:246`
         #[derive(
             Clone,
             Debug,
@@ -20601,7 +22543,7 @@ mod root {
         /// The table `FloorModOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FloorModOptions` in the file `src/engine/tflite/schema.fbs:216`
+        /// * Table `FloorModOptions` in the file `src/engine/tflite/schema.fbs:247`
         #[derive(
             Clone,
             Debug,
@@ -20827,7 +22769,7 @@ mod root {
         /// The table `RangeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `RangeOptions` in the file `src/engine/tflite/schema.fbs:217`
+        /// * Table `RangeOptions` in the file `src/engine/tflite/schema.fbs:248`
         #[derive(
             Clone,
             Debug,
@@ -21038,7 +22980,7 @@ mod root {
         /// The table `ResizeNearestNeighborOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ResizeNearestNeighborOptions` in the file `src/engine/tflite/schema.fbs:218`
+        /// * Table `ResizeNearestNeighborOptions` in the file `src/engine/tflite/schema.fbs:249`
         #[derive(
             Clone,
             Debug,
@@ -21406,7 +23348,7 @@ mod root {
         /// The table `LeakyReluOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LeakyReluOptions` in the file `src/engine/tflite/schema.fbs:223`
+        /// * Table `LeakyReluOptions` in the file `src/engine/tflite/schema.fbs:254`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct LeakyReluOptions {
             /// The field `alpha` in the table `LeakyReluOptions`
@@ -21679,7 +23621,7 @@ mod root {
         /// The table `SquaredDifferenceOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SquaredDifferenceOptions` in the file `src/engine/tflite/schema.fbs:227`
+        /// * Table `SquaredDifferenceOptions` in the file `src/engine/tflite/schema.fbs:258`
         #[derive(
             Clone,
             Debug,
@@ -21919,7 +23861,7 @@ mod root {
         /// The table `MirrorPadOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `MirrorPadOptions` in the file `src/engine/tflite/schema.fbs:228`
+        /// * Table `MirrorPadOptions` in the file `src/engine/tflite/schema.fbs:259`
         #[derive(
             Clone,
             Debug,
@@ -22145,7 +24087,7 @@ mod root {
         /// The table `AbsOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `AbsOptions` in the file `src/engine/tflite/schema.fbs:229`
+        /// * Table `AbsOptions` in the file `src/engine/tflite/schema.fbs:260`
         #[derive(
             Clone,
             Debug,
@@ -22356,7 +24298,7 @@ mod root {
         /// The table `SplitVOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SplitVOptions` in the file `src/engine/tflite/schema.fbs:230`
+        /// * Table `SplitVOptions` in the file `src/engine/tflite/schema.fbs:261`
         #[derive(
             Clone,
             Debug,
@@ -22567,7 +24509,7 @@ mod root {
         /// The table `UniqueOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `UniqueOptions` in the file `src/engine/tflite/schema.fbs:231`
+        /// * Table `UniqueOptions` in the file `src/engine/tflite/schema.fbs:262`
         #[derive(
             Clone,
             Debug,
@@ -22778,7 +24720,7 @@ mod root {
         /// The table `ReverseV2Options` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ReverseV2Options` in the file `src/engine/tflite/schema.fbs:232`
+        /// * Table `ReverseV2Options` in the file `src/engine/tflite/schema.fbs:263`
         #[derive(
             Clone,
             Debug,
@@ -23004,7 +24946,7 @@ mod root {
         /// The table `AddNOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `AddNOptions` in the file `src/engine/tflite/schema.fbs:233`
+        /// * Table `AddNOptions` in the file `src/engine/tflite/schema.fbs:264`
         #[derive(
             Clone,
             Debug,
@@ -23215,7 +25157,7 @@ mod root {
         /// The table `GatherNdOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `GatherNdOptions` in the file `src/engine/tflite/schema.fbs:234`
+        /// * Table `GatherNdOptions` in the file `src/engine/tflite/schema.fbs:265`
         #[derive(
             Clone,
             Debug,
@@ -23441,7 +25383,7 @@ mod root {
         /// The table `CosOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `CosOptions` in the file `src/engine/tflite/schema.fbs:235`
+        /// * Table `CosOptions` in the file `src/engine/tflite/schema.fbs:266`
         #[derive(
             Clone,
             Debug,
@@ -23652,7 +25594,7 @@ mod root {
         /// The table `WhereOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `WhereOptions` in the file `src/engine/tflite/schema.fbs:236`
+        /// * Table `WhereOptions` in the file `src/engine/tflite/schema.fbs:267`
         #[derive(
             Clone,
             Debug,
@@ -23863,7 +25805,7 @@ mod root {
         /// The table `RankOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `RankOptions` in the file `src/engine/tflite/schema.fbs:237`
+        /// * Table `RankOptions` in the file `src/engine/tflite/schema.fbs:268`
         #[derive(
             Clone,
             Debug,
@@ -24074,7 +26016,7 @@ mod root {
         /// The table `ReverseSequenceOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ReverseSequenceOptions` in the file `src/engine/tflite/schema.fbs:238`
+        /// * Table `ReverseSequenceOptions` in the file `src/engine/tflite/schema.fbs:269`
         #[derive(
             Clone,
             Debug,
@@ -24310,7 +26252,7 @@ mod root {
         /// The table `MatrixDiagOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `MatrixDiagOptions` in the file `src/engine/tflite/schema.fbs:239`
+        /// * Table `MatrixDiagOptions` in the file `src/engine/tflite/schema.fbs:270`
         #[derive(
             Clone,
             Debug,
@@ -24538,7 +26480,7 @@ mod root {
         /// The table `QuantizeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `QuantizeOptions` in the file `src/engine/tflite/schema.fbs:240`
+        /// * Table `QuantizeOptions` in the file `src/engine/tflite/schema.fbs:271`
         #[derive(
             Clone,
             Debug,
@@ -24764,7 +26706,7 @@ mod root {
         /// The table `MatrixSetDiagOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `MatrixSetDiagOptions` in the file `src/engine/tflite/schema.fbs:241`
+        /// * Table `MatrixSetDiagOptions` in the file `src/engine/tflite/schema.fbs:272`
         #[derive(
             Clone,
             Debug,
@@ -24994,7 +26936,7 @@ mod root {
         /// The table `HardSwishOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `HardSwishOptions` in the file `src/engine/tflite/schema.fbs:242`
+        /// * Table `HardSwishOptions` in the file `src/engine/tflite/schema.fbs:273`
         #[derive(
             Clone,
             Debug,
@@ -25220,7 +27162,7 @@ mod root {
         /// The union `BuiltinOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Union `BuiltinOptions` in the file `src/engine/tflite/schema.fbs:245`
+        /// * Union `BuiltinOptions` in the file `src/engine/tflite/schema.fbs:276`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub enum BuiltinOptions {
             /// The variant of type `Conv2DOptions` in the union `BuiltinOptions`
@@ -30949,7 +32891,7 @@ mod root {
         /// The table `OperatorCode` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `OperatorCode` in the file `src/engine/tflite/schema.fbs:341`
+        /// * Table `OperatorCode` in the file `src/engine/tflite/schema.fbs:372`
         #[derive(
             Clone,
             Debug,
@@ -31383,7 +33325,7 @@ mod root {
         /// The table `Operator` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Operator` in the file `src/engine/tflite/schema.fbs:350`
+        /// * Table `Operator` in the file `src/engine/tflite/schema.fbs:381`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Operator {
             /// The field `opcode_index` in the table `Operator`
@@ -32171,7 +34113,7 @@ mod root {
         /// The table `SubGraph` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SubGraph` in the file `src/engine/tflite/schema.fbs:364`
+        /// * Table `SubGraph` in the file `src/engine/tflite/schema.fbs:395`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct SubGraph {
             /// The field `tensors` in the table `SubGraph`
@@ -32651,7 +34593,7 @@ mod root {
         /// The table `Buffer` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Buffer` in the file `src/engine/tflite/schema.fbs:375`
+        /// * Table `Buffer` in the file `src/engine/tflite/schema.fbs:406`
         #[derive(
             Clone,
             Debug,
@@ -33000,7 +34942,7 @@ mod root {
         /// The table `Metadata` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Metadata` in the file `src/engine/tflite/schema.fbs:381`
+        /// * Table `Metadata` in the file `src/engine/tflite/schema.fbs:412`
         #[derive(
             Clone,
             Debug,
@@ -33309,7 +35251,7 @@ mod root {
         /// The table `TensorMap` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TensorMap` in the file `src/engine/tflite/schema.fbs:386`
+        /// * Table `TensorMap` in the file `src/engine/tflite/schema.fbs:417`
         #[derive(
             Clone,
             Debug,
@@ -33627,7 +35569,7 @@ mod root {
         /// The table `SignatureDef` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SignatureDef` in the file `src/engine/tflite/schema.fbs:391`
+        /// * Table `SignatureDef` in the file `src/engine/tflite/schema.fbs:422`
         #[derive(
             Clone,
             Debug,
@@ -34080,7 +36022,7 @@ mod root {
         /// The table `Model` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Model` in the file `src/engine/tflite/schema.fbs:399`
+        /// * Table `Model` in the file `src/engine/tflite/schema.fbs:430`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Model {
             /// The field `version` in the table `Model`

@@ -278,10 +278,104 @@ pub fn detection_custom_options(o: &crate::engine::graph::DetectionPostProcessOp
 /// use the empty buffer 0. Signature names come from `input_names`/`output_names`
 /// (falling back to tensor names).
 pub fn write_model(graph: &Graph) -> Vec<u8> {
+    write(graph, &[])
+}
+
+/// Serialise `graph` like [`write_model`], but with the constant tensors listed in
+/// `sparse` stored in TFLite's sparsity format, each behind a DENSIFY operator (the way
+/// TFLite's converter writes sparse weights): the tensor becomes DENSIFY's output and a new
+/// tensor `<name>/sparse` holds the values, CSR over the last dimension (every other
+/// dimension dense), its indices in the narrowest of uint8, uint16 and int32 vectors that
+/// holds them. An element is stored when one of its bytes is not zero. Tensors that are
+/// not constants of rank ≥ 1 stay dense.
+pub fn write_model_sparse(graph: &Graph, sparse: &[usize]) -> Vec<u8> {
+    write(graph, sparse)
+}
+
+/// The sparsity parameters and stored values of `data` (a constant of `shape`, `elem`
+/// bytes per element): CSR over the last dimension.
+fn csr_last_dim(shape: &[usize], elem: usize, data: &[u8]) -> (fb::SparsityParameters, Vec<u8>) {
+    let n = shape.len();
+    let cols = shape[n - 1];
+    let rows: usize = shape[..n - 1].iter().product();
+    let (mut segments, mut indices, mut values) = (vec![0usize], Vec::new(), Vec::new());
+    for r in 0..rows {
+        for c in 0..cols {
+            let v = &data[(r * cols + c) * elem..(r * cols + c + 1) * elem];
+            if v.iter().any(|&b| b != 0) {
+                indices.push(c);
+                values.extend_from_slice(v);
+            }
+        }
+        segments.push(indices.len());
+    }
+    let vector = |v: &[usize]| -> fb::SparseIndexVector {
+        let max = v.iter().copied().max().unwrap_or(0);
+        if max <= u8::MAX as usize {
+            fb::SparseIndexVector::Uint8Vector(Box::new(fb::Uint8Vector {
+                values: Some(v.iter().map(|&i| i as u8).collect()),
+            }))
+        } else if max <= u16::MAX as usize {
+            fb::SparseIndexVector::Uint16Vector(Box::new(fb::Uint16Vector {
+                values: Some(v.iter().map(|&i| i as u16).collect()),
+            }))
+        } else {
+            fb::SparseIndexVector::Int32Vector(Box::new(fb::Int32Vector {
+                values: Some(v.iter().map(|&i| dim(i)).collect()),
+            }))
+        }
+    };
+    let mut dim_metadata: Vec<fb::DimensionMetadata> = shape[..n - 1]
+        .iter()
+        .map(|&d| fb::DimensionMetadata {
+            format: fb::DimensionType::Dense,
+            dense_size: dim(d),
+            array_segments: None,
+            array_indices: None,
+        })
+        .collect();
+    dim_metadata.push(fb::DimensionMetadata {
+        format: fb::DimensionType::SparseCsr,
+        dense_size: 0,
+        array_segments: Some(vector(&segments)),
+        array_indices: Some(vector(&indices)),
+    });
+    let params = fb::SparsityParameters {
+        traversal_order: Some((0..n).map(dim).collect()),
+        block_map: None,
+        dim_metadata: Some(dim_metadata),
+    };
+    (params, values)
+}
+
+fn write(graph: &Graph, sparse: &[usize]) -> Vec<u8> {
     let mut buffers = vec![fb::Buffer::default()];
     let mut tensors = Vec::with_capacity(graph.tensors.len());
+    // (sparse tensor, dense tensor) pairs, each written with a DENSIFY operator.
+    let mut densify: Vec<(usize, usize)> = Vec::new();
+    let mut sparse_tensors = Vec::new();
     for (i, t) in graph.tensors.iter().enumerate() {
         let buffer = match graph.const_bytes(i) {
+            Some(data) if sparse.contains(&i) && !t.shape.is_empty() => {
+                let (params, values) = csr_last_dim(&t.shape, t.dtype.size(), data);
+                buffers.push(fb::Buffer {
+                    data: Some(values),
+                    offset: 0,
+                    size: 0,
+                });
+                densify.push((graph.tensors.len() + sparse_tensors.len(), i));
+                sparse_tensors.push(fb::Tensor {
+                    shape: Some(t.shape.iter().map(|&d| dim(d)).collect()),
+                    type_: dtype_code(t.dtype),
+                    buffer: (buffers.len() - 1) as u32,
+                    name: Some(format!("{}/sparse", t.name)),
+                    quantization: quantization(t),
+                    is_variable: false,
+                    sparsity: Some(Box::new(params)),
+                    shape_signature: None,
+                });
+                0
+            }
             Some(data) => {
                 buffers.push(fb::Buffer {
                     data: Some(data.to_vec()),
@@ -297,25 +391,40 @@ pub fn write_model(graph: &Graph) -> Vec<u8> {
             type_: dtype_code(t.dtype),
             buffer,
             name: Some(t.name.clone()),
-            quantization: t.quant.as_ref().map(|q| {
-                Box::new(fb::QuantizationParameters {
-                    min: None,
-                    max: None,
-                    scale: Some(q.scale.clone()),
-                    zero_point: Some(q.zero_point.clone()),
-                    details: None,
-                    quantized_dimension: dim(q.axis),
-                })
-            }),
+            quantization: quantization(t),
             is_variable: false,
             sparsity: None,
             shape_signature: None,
         });
     }
+    tensors.extend(sparse_tensors);
 
     let mut codes: Vec<(i32, i32)> = Vec::new();
     let mut operator_codes = Vec::new();
-    let mut operators = Vec::with_capacity(graph.nodes.len());
+    let mut operators = Vec::with_capacity(graph.nodes.len() + densify.len());
+    if !densify.is_empty() {
+        codes.push((code::DENSIFY, 1));
+        operator_codes.push(fb::OperatorCode {
+            deprecated_builtin_code: code::DENSIFY as i8,
+            custom_code: None,
+            version: 1,
+            builtin_code: code::DENSIFY,
+        });
+    }
+    for &(from, to) in &densify {
+        operators.push(fb::Operator {
+            opcode_index: 0,
+            inputs: Some(vec![from as i32]),
+            outputs: Some(vec![to as i32]),
+            builtin_options: None,
+            custom_options: None,
+            custom_options_format: 0,
+            mutating_variable_inputs: None,
+            intermediates: None,
+            large_custom_options_offset: 0,
+            large_custom_options_size: 0,
+        });
+    }
     for node in &graph.nodes {
         let c = builtin_code(node);
         let version = op_version(graph, node);
@@ -395,6 +504,19 @@ pub fn write_model(graph: &Graph) -> Vec<u8> {
         }]),
     };
     finish_with_identifier(&model)
+}
+
+fn quantization(t: &crate::engine::tensor::TensorInfo) -> Option<Box<fb::QuantizationParameters>> {
+    t.quant.as_ref().map(|q| {
+        Box::new(fb::QuantizationParameters {
+            min: None,
+            max: None,
+            scale: Some(q.scale.clone()),
+            zero_point: Some(q.zero_point.clone()),
+            details: None,
+            quantized_dimension: dim(q.axis),
+        })
+    })
 }
 
 /// Serialise a model table with the "TFL3" file identifier.
