@@ -949,6 +949,72 @@ fn activation(r: &mut Rng, k: Kind, which: &str) -> Option<Case> {
     Some((format!("{which}_{}", k.name()), g, f))
 }
 
+/// PRELU: alpha of the shapes real models use against an NHWC input (`[C]`, `[1, 1, C]`,
+/// `[1, 1, 1, C]`, the input's own) or any shape that broadcasts to a 1-4-D input; a
+/// constant (as in models) or a second graph input; values of both signs.
+fn prelu(r: &mut Rng, k: Kind) -> Option<Case> {
+    let mode = r.range(0, 5);
+    let (shape, ashape) = if mode < 4 {
+        let (n, h, w, c) = (r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), r.usize(1, 12));
+        let a = match mode {
+            0 => vec![c],
+            1 => vec![1, 1, c],
+            2 => vec![1, 1, 1, c],
+            _ => vec![n, h, w, c],
+        };
+        (vec![n, h, w, c], a)
+    } else {
+        let rank = r.usize(1, 4);
+        let shape = rand_shape(r, rank, 6);
+        let keep = r.usize(0, rank);
+        let a: Vec<usize> = shape[rank - keep..]
+            .iter()
+            .map(|&d| if r.bool() { d } else { 1 })
+            .collect();
+        (shape, a)
+    };
+    let mut b = B::default();
+    let iq = rand_quant(r, k);
+    let x = b.input(k.dtype(), &shape, iq.clone(), rand_data(r, k, n_of(&shape)));
+    let na = n_of(&ashape);
+    let (aq, adata) = match k {
+        Kind::F32 => {
+            let v: Vec<f32> = (0..na).map(|_| r.f32_in(-1.5, 1.5)).collect();
+            (None, bytemuck::cast_slice(&v).to_vec())
+        }
+        _ => {
+            let mut q = rand_quant(r, k)?;
+            q.scale = vec![r.scale(0.002, 0.03)];
+            (Some(q), rand_data(r, k, na))
+        }
+    };
+    let a = if r.range(0, 4) == 0 {
+        b.input(k.dtype(), &ashape, aq, adata)
+    } else {
+        b.constant(k.dtype(), &ashape, aq, &adata)
+    };
+    let oq = iq.and_then(|q| {
+        let s = q.scale0() * r.f32_in(0.3, 3.0);
+        quant_with_scale(r, k, s)
+    });
+    let y = b.tensor(k.dtype(), &shape, oq);
+    b.op(Op::Prelu, vec![Some(x), Some(a)], vec![y]);
+    let (g, f) = b.finish(&[y]);
+    Some((format!("prelu_{}", k.name()), g, f))
+}
+
+/// DEPTH_TO_SPACE with block sizes 2-4; quantized input and output share parameters.
+fn depth_to_space(r: &mut Rng, k: Kind) -> Option<Case> {
+    let bs = r.usize(2, 4);
+    let (n, h, w, c) = (r.usize(1, 2), r.usize(1, 6), r.usize(1, 6), r.usize(1, 5));
+    let shape = [n, h, w, c * bs * bs];
+    let (mut b, x, q) = unary_io(r, k, &shape);
+    let y = b.tensor(k.dtype(), &[n, h * bs, w * bs, c], q);
+    b.op(Op::DepthToSpace { block_size: bs }, vec![Some(x)], vec![y]);
+    let (g, f) = b.finish(&[y]);
+    Some((format!("depth_to_space_{}", k.name()), g, f))
+}
+
 fn quantize(r: &mut Rng, from: Kind, to: Kind) -> Option<Case> {
     let rank = r.usize(1, 4);
     let shape = rand_shape(r, rank, 6);
@@ -1172,6 +1238,16 @@ fn generators() -> Vec<(String, Generator)> {
         v.push((
             format!("{w}_i16"),
             Box::new(move |r| activation(r, Kind::I16, w)),
+        ));
+    }
+    for k in [Kind::F32, Kind::I8, Kind::U8] {
+        v.push((
+            format!("prelu_{}", k.name()),
+            Box::new(move |r| prelu(r, k)),
+        ));
+        v.push((
+            format!("depth_to_space_{}", k.name()),
+            Box::new(move |r| depth_to_space(r, k)),
         ));
     }
     v

@@ -356,3 +356,133 @@ fn large_float_binary_ops_on_several_threads() {
         }
     }
 }
+
+/// PRELU and DEPTH_TO_SPACE compute the values checked by hand, and reject bad models
+/// at build time (errors naming the problem, no panics).
+#[test]
+fn prelu_and_depth_to_space_values_and_build_errors() {
+    let f = |v: &[f32]| -> Vec<u8> { bytemuck::cast_slice(v).to_vec() };
+    let q = |t: TensorInfo, s: f32, z: i64| TensorInfo {
+        quant: Some(Quant::per_tensor(s, z)),
+        ..t
+    };
+    // PRELU, alpha [2] against [1, 2, 2]; then DEPTH_TO_SPACE 2 of a [1, 1, 1, 4].
+    let g = graph(
+        vec![
+            t(DType::F32, &[1, 2, 2]),
+            konst(DType::F32, &[2], &f(&[0.5, -2.0])),
+            t(DType::F32, &[1, 2, 2]),
+            t(DType::F32, &[1, 1, 1, 4]),
+            t(DType::F32, &[1, 2, 2, 1]),
+        ],
+        vec![
+            node(Op::Prelu, &[0, 1], &[2]),
+            node(Op::DepthToSpace { block_size: 2 }, &[3], &[4]),
+        ],
+        vec![0, 3],
+        vec![2, 4],
+    );
+    let mut it = Interpreter::new(g).unwrap();
+    it.set_input(0, DType::F32, &[1.0f32, -1.0, -4.0, 3.0])
+        .unwrap();
+    it.set_input(1, DType::F32, &[1.0f32, 2.0, 3.0, 4.0])
+        .unwrap();
+    it.invoke().unwrap();
+    assert_eq!(it.output(0).unwrap().f32().unwrap(), &[1.0, 2.0, -2.0, 3.0]);
+    assert_eq!(it.output(1).unwrap().f32().unwrap(), &[1.0, 2.0, 3.0, 4.0]);
+
+    let err = |g: Graph, want: &str| {
+        let e = Interpreter::new(g).err().expect("rejected").to_string();
+        assert!(e.contains(want), "{e}");
+    };
+    let prelu = |a: TensorInfo, y: TensorInfo| {
+        graph(
+            vec![t(DType::F32, &[1, 2, 3]), a, y],
+            vec![node(Op::Prelu, &[0, 1], &[2])],
+            vec![0],
+            vec![2],
+        )
+    };
+    err(
+        prelu(
+            konst(DType::F32, &[2], &f(&[1.0, 2.0])),
+            t(DType::F32, &[1, 2, 3]),
+        ),
+        "does not broadcast",
+    );
+    err(
+        prelu(
+            konst(DType::F32, &[1, 1, 2, 3], &f(&[0.0; 6])),
+            t(DType::F32, &[1, 2, 3]),
+        ),
+        "more dimensions",
+    );
+    err(
+        prelu(
+            konst(DType::F32, &[3], &f(&[0.0; 3])),
+            t(DType::F32, &[2, 3]),
+        ),
+        "shape mismatch",
+    );
+    err(
+        prelu(konst(DType::I8, &[3], &[0; 3]), t(DType::F32, &[1, 2, 3])),
+        "one type",
+    );
+    // Quantized PRELU needs quantization parameters on every operand.
+    let g = graph(
+        vec![
+            q(t(DType::I8, &[1, 3]), 0.1, 0),
+            konst(DType::I8, &[3], &[1, 2, 3]),
+            q(t(DType::I8, &[1, 3]), 0.1, 0),
+        ],
+        vec![node(Op::Prelu, &[0, 1], &[2])],
+        vec![0],
+        vec![2],
+    );
+    err(g, "no quantization parameters");
+
+    let d2s = |x: TensorInfo, y: TensorInfo, bs: usize| {
+        graph(
+            vec![x, y],
+            vec![node(Op::DepthToSpace { block_size: bs }, &[0], &[1])],
+            vec![0],
+            vec![1],
+        )
+    };
+    err(
+        d2s(
+            t(DType::F32, &[1, 2, 2, 6]),
+            t(DType::F32, &[1, 4, 4, 1]),
+            2,
+        ),
+        "not divisible",
+    );
+    err(
+        d2s(
+            t(DType::F32, &[1, 2, 2, 8]),
+            t(DType::F32, &[1, 4, 4, 1]),
+            2,
+        ),
+        "output shape",
+    );
+    err(
+        d2s(t(DType::F32, &[2, 8]), t(DType::F32, &[2, 8]), 2),
+        "rank 4",
+    );
+    err(
+        d2s(
+            q(t(DType::I8, &[1, 1, 1, 4]), 0.1, 0),
+            q(t(DType::I8, &[1, 2, 2, 1]), 0.2, 0),
+            2,
+        ),
+        "quantization differ",
+    );
+    err(
+        d2s(
+            t(DType::I16, &[1, 1, 1, 4]),
+            t(DType::I16, &[1, 2, 2, 1]),
+            2,
+        ),
+        "not supported",
+    );
+}

@@ -121,6 +121,10 @@ pub enum Op {
     },
     /// PAD and PADV2 (the latter has a third, constant-value operand).
     Pad,
+    /// NHWC: blocks of `block_size²` channels become `block_size × block_size` pixels.
+    DepthToSpace {
+        block_size: usize,
+    },
     MaxPool2D(Pool2DOptions),
     AveragePool2D(Pool2DOptions),
     Mean {
@@ -140,6 +144,9 @@ pub enum Op {
     LeakyRelu {
         alpha: f32,
     },
+    /// Parametric ReLU: `x >= 0 ? x : alpha * x`, with `alpha` (input 1) broadcast
+    /// against the input.
+    Prelu,
     Quantize,
     Dequantize,
     DetectionPostProcess(DetectionPostProcessOptions),
@@ -162,6 +169,7 @@ impl Op {
             Op::StridedSlice(_) => "STRIDED_SLICE",
             Op::Split { .. } => "SPLIT",
             Op::Pad => "PAD",
+            Op::DepthToSpace { .. } => "DEPTH_TO_SPACE",
             Op::MaxPool2D(_) => "MAX_POOL_2D",
             Op::AveragePool2D(_) => "AVERAGE_POOL_2D",
             Op::Mean { .. } => "MEAN",
@@ -175,6 +183,7 @@ impl Op {
             Op::ReluN1To1 => "RELU_N1_TO_1",
             Op::HardSwish => "HARD_SWISH",
             Op::LeakyRelu { .. } => "LEAKY_RELU",
+            Op::Prelu => "PRELU",
             Op::Quantize => "QUANTIZE",
             Op::Dequantize => "DEQUANTIZE",
             Op::DetectionPostProcess(_) => "TFLite_Detection_PostProcess",

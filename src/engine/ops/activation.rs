@@ -1,21 +1,23 @@
 //! Activation operators: LOGISTIC, TANH, RELU, RELU6, RELU_N1_TO_1,
-//! HARD_SWISH, LEAKY_RELU and SOFTMAX.
+//! HARD_SWISH, LEAKY_RELU, PRELU and SOFTMAX.
 //!
 //! 8-bit variants are 256-entry tables computed at build time with TFLite's
-//! reference arithmetic (see `kernels::scalar::activation` and `quant`).
+//! reference arithmetic (see `kernels::scalar::activation` and `quant`); PRELU,
+//! whose second operand is a tensor, requantizes each value with the two
+//! multipliers prepared at build time.
 
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Node, Op};
 use crate::engine::kernels::scalar::activation::{
     float_lut_entry, hard_swish_f32, hard_swish_q, leaky_relu_f32, leaky_relu_q, logistic_f32,
-    logistic_i16, logistic_plain_f32, softmax_exp_table, softmax_q_row, tanh_f32, tanh_i16,
-    HardSwishParams, Lut16Params, Softmax16, SoftmaxQParams,
+    logistic_i16, logistic_plain_f32, prelu_f32, prelu_q, softmax_exp_table, softmax_q_row,
+    tanh_f32, tanh_i16, HardSwishParams, Lut16Params, PreluQParams, Softmax16, SoftmaxQParams,
 };
 use crate::engine::quant::{quantize_value, RequantPerTensor};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::common::{q8, qparams, same_shape};
+use super::common::{in_slice, out_slice, q8, qparams, same_shape, QElem};
 use super::quantize::lut_kernel;
 use super::{BuildCtx, Kernel, OpIo};
 
@@ -132,6 +134,235 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
         }
         _ => op_bail!("not an element-wise activation"),
     }
+}
+
+/// Largest period (elements) a small broadcast alpha is repeated to, so that the
+/// kernels' inner loop runs over more than a handful of channels.
+const PRELU_MIN_PERIOD: usize = 1024;
+
+/// How PRELU's alpha lines up with its input: the input, in row-major order, is
+/// `len / period` repetitions of one period, and element `j` of each period uses
+/// alpha element `map[j]`.
+struct PreluPlan {
+    /// Input (and output) elements.
+    len: usize,
+    /// 0 only for an empty input.
+    period: usize,
+    /// Alpha index of each element of a period (empty when alpha is used as it is).
+    map: Vec<u32>,
+}
+
+/// TFLite's PRELU broadcasting: alpha (rank at most the input's, aligned at the
+/// last dimension) has each dimension 1 or equal to the input's, and the output has
+/// the input's shape.
+fn prelu_plan(x: &TensorInfo, alpha: &TensorInfo) -> OpResult<PreluPlan> {
+    let r = x.shape.len();
+    op_ensure!(
+        alpha.shape.len() <= r,
+        "alpha '{}' {:?} has more dimensions than the input {:?}",
+        alpha.name,
+        alpha.shape,
+        x.shape
+    );
+    let mut a = vec![1usize; r - alpha.shape.len()];
+    a.extend_from_slice(&alpha.shape);
+    op_ensure!(
+        a.iter().zip(&x.shape).all(|(&d, &n)| d == 1 || d == n),
+        "alpha '{}' {:?} does not broadcast to the input {:?}",
+        alpha.name,
+        alpha.shape,
+        x.shape
+    );
+    let len = x.num_elements();
+    if len == 0 {
+        return Ok(PreluPlan {
+            len,
+            period: 0,
+            map: Vec::new(),
+        });
+    }
+    // Alpha varies only from dimension `k0` on: the input repeats with period
+    // `prod(x[k0..])`.
+    let k0 = a.iter().position(|&d| d != 1).unwrap_or(r);
+    let period: usize = x.shape[k0..].iter().product();
+    let outer = len / period;
+    let identity = a[k0..] == x.shape[k0..];
+    // A short period is repeated (a divisor of the repetitions) up to PRELU_MIN_PERIOD.
+    let reps = (1..=outer)
+        .rev()
+        .find(|&m| outer.is_multiple_of(m) && m * period <= PRELU_MIN_PERIOD)
+        .unwrap_or(1);
+    if identity && reps == 1 {
+        return Ok(PreluPlan {
+            len,
+            period,
+            map: Vec::new(),
+        });
+    }
+    // Alpha strides over the input's dimensions k0.., 0 where alpha is broadcast.
+    let dims = &x.shape[k0..];
+    let mut strides = vec![0usize; dims.len()];
+    let mut s = 1;
+    for k in (0..dims.len()).rev() {
+        if a[k0 + k] != 1 {
+            strides[k] = s;
+        }
+        s *= a[k0 + k];
+    }
+    op_ensure!(period * reps <= u32::MAX as usize, "PRELU input too large");
+    let mut map = Vec::with_capacity(period * reps);
+    let mut idx = vec![0usize; dims.len()];
+    for _ in 0..period {
+        map.push(idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>() as u32);
+        for k in (0..dims.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < dims[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    for _ in 1..reps {
+        map.extend_from_within(..period);
+    }
+    Ok(PreluPlan {
+        len,
+        period: period * reps,
+        map,
+    })
+}
+
+/// Float PRELU: one pass over the input per period of alpha.
+struct PreluF32 {
+    plan: PreluPlan,
+    alpha_len: usize,
+    /// The alpha of one period, gathered through `plan.map` (unused without a map).
+    alpha: Vec<f32>,
+}
+
+impl Kernel for PreluF32 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let p = &self.plan;
+        let x = in_slice(io, 0, p.len, |t| t.f32())?;
+        let alpha = in_slice(io, 1, self.alpha_len, |t| t.f32())?;
+        let y = out_slice(io, p.len, |t| t.f32())?;
+        if p.period == 0 {
+            return Ok(());
+        }
+        let alpha = if p.map.is_empty() {
+            alpha
+        } else {
+            for (d, &m) in self.alpha.iter_mut().zip(&p.map) {
+                *d = alpha[m as usize];
+            }
+            &self.alpha
+        };
+        for (xr, yr) in x.chunks_exact(p.period).zip(y.chunks_exact_mut(p.period)) {
+            prelu_f32(xr, alpha, yr);
+        }
+        Ok(())
+    }
+}
+
+/// 8-bit PRELU (int8 or uint8): TFLite's reference arithmetic per value.
+struct PreluQ<T> {
+    plan: PreluPlan,
+    alpha_len: usize,
+    p: PreluQParams,
+    /// The stored alpha of one period (`plan.map` applied).
+    alpha: Vec<i32>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: QElem> Kernel for PreluQ<T> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let pl = &self.plan;
+        let x = in_slice(io, 0, pl.len, T::view)?;
+        let alpha = in_slice(io, 1, self.alpha_len, T::view)?;
+        let y = out_slice(io, pl.len, T::view_mut)?;
+        if pl.period == 0 {
+            return Ok(());
+        }
+        if pl.map.is_empty() {
+            for (d, &a) in self.alpha.iter_mut().zip(alpha) {
+                *d = a.to_i32();
+            }
+        } else {
+            for (d, &m) in self.alpha.iter_mut().zip(&pl.map) {
+                *d = alpha[m as usize].to_i32();
+            }
+        }
+        for (xr, yr) in x.chunks_exact(pl.period).zip(y.chunks_exact_mut(pl.period)) {
+            for ((o, &v), &a) in yr.iter_mut().zip(xr).zip(&self.alpha) {
+                *o = T::from_i32(prelu_q(&self.p, v.to_i32(), a));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// PRELU (float32, int8, uint8): `x >= 0 ? x : alpha * x`, alpha broadcast.
+pub(crate) fn build_prelu(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let alpha = ctx.input(node, 1)?;
+    let y = ctx.output(node, 0)?;
+    same_shape(x, y)?;
+    op_ensure!(
+        x.dtype == alpha.dtype && x.dtype == y.dtype,
+        "input, alpha and output must have one type (they are {}, {}, {})",
+        x.dtype.name(),
+        alpha.dtype.name(),
+        y.dtype.name()
+    );
+    let plan = prelu_plan(x, alpha)?;
+    let alpha_len = alpha.num_elements();
+    let period = if plan.map.is_empty() { 0 } else { plan.period };
+    match x.dtype {
+        DType::F32 => Ok(Box::new(PreluF32 {
+            plan,
+            alpha_len,
+            alpha: vec![0.0; period],
+        })),
+        DType::I8 => build_prelu_q::<i8>(x, alpha, y, plan, alpha_len),
+        DType::U8 => build_prelu_q::<u8>(x, alpha, y, plan, alpha_len),
+        d => op_bail!("PRELU on {} is not supported", d.name()),
+    }
+}
+
+fn build_prelu_q<T: QElem>(
+    x: &TensorInfo,
+    alpha: &TensorInfo,
+    y: &TensorInfo,
+    plan: PreluPlan,
+    alpha_len: usize,
+) -> OpResult<Box<dyn Kernel>> {
+    let (si, zi, _) = q8(x)?;
+    let (sa, za, _) = q8(alpha)?;
+    let (so, zo, ro) = q8(y)?;
+    // TFLite forms both real multipliers in float before widening them.
+    let identity = RequantPerTensor::new((si / so) as f64, zi, zo);
+    let alpha_rq = RequantPerTensor::new((si * sa / so) as f64, 0, zo);
+    for (what, rq) in [
+        ("input / output", &identity),
+        ("input × alpha / output", &alpha_rq),
+    ] {
+        op_ensure!(
+            rq.shift <= 30,
+            "PRELU scale ratio {what} is too large (input {si}, alpha {sa}, output {so})"
+        );
+    }
+    Ok(Box::new(PreluQ::<T> {
+        alpha: vec![0; plan.period],
+        plan,
+        alpha_len,
+        p: PreluQParams {
+            identity,
+            alpha: alpha_rq,
+            alpha_zp: za,
+            out: ro,
+        },
+        _t: std::marker::PhantomData,
+    }))
 }
 
 /// int16 LOGISTIC / TANH (16x8 models): TFLite's interpolated sigmoid table.

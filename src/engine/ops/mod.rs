@@ -73,12 +73,14 @@ pub fn build(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Kernel>> {
         | Op::ReluN1To1
         | Op::HardSwish
         | Op::LeakyRelu { .. } => activation::build_unary(ctx, node),
+        Op::Prelu => activation::build_prelu(ctx, node),
         Op::Softmax { beta } => activation::build_softmax(ctx, node, *beta),
         Op::Reshape | Op::Squeeze { .. } => shape::build_reshape(ctx, node),
         Op::Transpose => shape::build_transpose(ctx, node),
         Op::StridedSlice(o) => shape::build_strided_slice(ctx, node, o),
         Op::Split { num_splits } => shape::build_split(ctx, node, *num_splits),
         Op::Pad => shape::build_pad(ctx, node),
+        Op::DepthToSpace { block_size } => shape::build_depth_to_space(ctx, node, *block_size),
         Op::Concatenation { axis, activation } => {
             shape::build_concat(ctx, node, *axis, *activation)
         }

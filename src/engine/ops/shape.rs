@@ -1,5 +1,5 @@
 //! Data-movement operators: RESHAPE, SQUEEZE, TRANSPOSE, STRIDED_SLICE,
-//! SPLIT, PAD/PADV2 and CONCATENATION.
+//! SPLIT, PAD/PADV2, DEPTH_TO_SPACE and CONCATENATION.
 //!
 //! TRANSPOSE, STRIDED_SLICE and PAD are planned at build time as a gather map
 //! (source element of each output element, or padding), so `eval` is one pass.
@@ -7,10 +7,11 @@
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, Node, Op, StridedSliceOptions};
 use crate::engine::kernels::scalar::activation::build_lut;
+use crate::engine::kernels::scalar::copy::{depth_to_space, DepthToSpace as DepthToSpaceOp};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::common::{q8, qparams};
+use super::common::{check_rank, q8, qparams};
 use super::{BuildCtx, Kernel, OpIo};
 
 /// Plain byte copy (RESHAPE, SQUEEZE).
@@ -281,6 +282,87 @@ pub(crate) fn build_pad(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn Ker
         Some(s)
     })?;
     gather_kernel(x, map, pad)
+}
+
+/// DEPTH_TO_SPACE: runs of one output pixel's channels copied in output order.
+struct DepthToSpace {
+    batch: usize,
+    height: usize,
+    width: usize,
+    block: usize,
+    /// Bytes of one output pixel.
+    run: usize,
+}
+
+impl Kernel for DepthToSpace {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?;
+        let out = &mut io.outputs[0];
+        let n = self.batch * self.height * self.width * self.block * self.block * self.run;
+        op_ensure!(
+            x.bytes.len() == n && out.bytes.len() == n,
+            "operand sizes do not match the prepared shapes"
+        );
+        let op = DepthToSpaceOp {
+            input: x.bytes,
+            batch: self.batch,
+            height: self.height,
+            width: self.width,
+            block: self.block,
+            run: self.run,
+        };
+        depth_to_space(&op, out.bytes);
+        Ok(())
+    }
+}
+
+/// DEPTH_TO_SPACE (NHWC, any element type TFLite takes: float32, int8, uint8, int32,
+/// int64): output `[n, h·bs, w·bs, c / bs²]`; quantized input and output must share
+/// their parameters (the values are only moved).
+pub(crate) fn build_depth_to_space(
+    ctx: &BuildCtx<'_>,
+    node: &Node,
+    block_size: usize,
+) -> OpResult<Box<dyn Kernel>> {
+    let x = ctx.input(node, 0)?;
+    let y = ctx.output(node, 0)?;
+    op_ensure!(
+        matches!(
+            x.dtype,
+            DType::F32 | DType::I8 | DType::U8 | DType::I32 | DType::I64
+        ),
+        "DEPTH_TO_SPACE on {} is not supported",
+        x.dtype.name()
+    );
+    same_type_and_quant(x, y)?;
+    check_rank(x, 4, "input")?;
+    op_ensure!(block_size >= 1, "block_size must be >= 1, got {block_size}");
+    let [n, h, w, c] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let bb = block_size
+        .checked_mul(block_size)
+        .ok_or("block_size too large")?;
+    op_ensure!(
+        c.is_multiple_of(bb),
+        "input depth {c} is not divisible by block_size² = {bb}"
+    );
+    let want = [
+        n,
+        h.checked_mul(block_size).ok_or("output too large")?,
+        w.checked_mul(block_size).ok_or("output too large")?,
+        c / bb,
+    ];
+    op_ensure!(
+        y.shape == want,
+        "output shape {:?}, expected {want:?}",
+        y.shape
+    );
+    Ok(Box::new(DepthToSpace {
+        batch: n,
+        height: h,
+        width: w,
+        block: block_size,
+        run: c / bb * x.dtype.size(),
+    }))
 }
 
 /// Per effective axis: (start, stop, stride, shrink, unused).

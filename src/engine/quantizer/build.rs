@@ -3,15 +3,16 @@
 //! - Activations: int8, asymmetric per tensor, from their calibrated range,
 //!   clamped to the fused activation's range (ReLU, ReLU6, ReLU_N1_TO_1).
 //! - Operators that only move values (RESHAPE, SQUEEZE, TRANSPOSE, STRIDED_SLICE,
-//!   SPLIT, PAD, pooling, resizing, CONCATENATION) get one set of parameters
-//!   for all their activation operands: the union of their ranges.
+//!   SPLIT, PAD, DEPTH_TO_SPACE, pooling, resizing, CONCATENATION) get one set of
+//!   parameters for all their activation operands: the union of their ranges.
+//!   Every other operator's output has parameters of its own (PRELU's too).
 //! - LOGISTIC and SOFTMAX outputs are fixed at (1/256, −128), TANH at (1/128, 0),
 //!   as TFLite's int8 kernels require; so is whatever shares their parameters.
 //! - Convolution weights: int8 symmetric per output channel; fully-connected
 //!   weights per tensor; biases int32 at `input_scale × weight_scale`, with
 //!   the pruned-channel floor of [`quant::weight_scale`].
-//! - Other float constants (ADD/MUL operands, PADV2's value): int8 from their
-//!   own range, or their group's parameters.
+//! - Other float constants (ADD/MUL operands, PRELU's alpha, PADV2's value): int8
+//!   from their own range, or their group's parameters.
 //! - TFLite_Detection_PostProcess keeps float inputs: a DEQUANTIZE is put in
 //!   front of its box and class inputs, and its anchors stay float32, which
 //!   every TFLite version accepts.
@@ -101,6 +102,7 @@ fn shared_inputs(node: &Node) -> Option<Vec<usize>> {
         | Op::Transpose
         | Op::StridedSlice(_)
         | Op::Pad
+        | Op::DepthToSpace { .. }
         | Op::MaxPool2D(_)
         | Op::AveragePool2D(_)
         | Op::ResizeNearestNeighbor(_)
@@ -639,5 +641,101 @@ fn weight_error_means(
             Some(out)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Interpreter;
+
+    fn act(name: &str, shape: &[usize]) -> TensorInfo {
+        TensorInfo {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: shape.to_vec(),
+            quant: None,
+            data: None,
+        }
+    }
+
+    /// input → PRELU (constant alpha) → DEPTH_TO_SPACE: the data-movement operator shares
+    /// its input's parameters, PRELU's output gets its own range, alpha its own int8
+    /// parameters, and the result builds in the engine.
+    #[test]
+    fn depth_to_space_shares_parameters_and_prelu_does_not() {
+        assert_eq!(
+            shared_inputs(&Node {
+                op: Op::DepthToSpace { block_size: 2 },
+                inputs: vec![Some(0)],
+                outputs: vec![1],
+            }),
+            Some(vec![0])
+        );
+        assert_eq!(
+            shared_inputs(&Node {
+                op: Op::Prelu,
+                inputs: vec![Some(0), Some(1)],
+                outputs: vec![2],
+            }),
+            None
+        );
+        let alpha = [0.25f32, -0.5, 0.1, 0.75];
+        let mut a = act("alpha", &[1, 1, 4]);
+        a.data = Some(owned(&alpha));
+        let g = Graph {
+            bytes: ModelBytes::new(&[]),
+            tensors: vec![
+                act("x", &[1, 2, 2, 4]),
+                a,
+                act("prelu", &[1, 2, 2, 4]),
+                act("d2s", &[1, 4, 4, 1]),
+            ],
+            nodes: vec![
+                Node {
+                    op: Op::Prelu,
+                    inputs: vec![Some(0), Some(1)],
+                    outputs: vec![2],
+                },
+                Node {
+                    op: Op::DepthToSpace { block_size: 2 },
+                    inputs: vec![Some(2)],
+                    outputs: vec![3],
+                },
+            ],
+            inputs: vec![0],
+            outputs: vec![3],
+            input_names: vec![],
+            output_names: vec![],
+            description: String::new(),
+        };
+        let ranges = vec![
+            Some((-2.0, 2.0)),
+            None,
+            Some((-1.0, 2.0)),
+            Some((-1.0, 2.0)),
+        ];
+        let opts = BuildOptions {
+            inputs: vec![(4.0 / 255.0, 0)],
+            ..BuildOptions::default()
+        };
+        let q = quantize(&g, &ranges, &opts).unwrap();
+        let t = |i: usize| &q.graph.tensors[i];
+        let prelu = &q.graph.nodes[0];
+        let d2s = &q.graph.nodes[1];
+        let (p_out, d_in, d_out) = (prelu.outputs[0], d2s.inputs[0].unwrap(), d2s.outputs[0]);
+        assert_eq!(p_out, d_in);
+        assert_eq!(t(p_out).quant, t(d_out).quant);
+        let want = choose_qparams(-1.0, 2.0, -128, 127);
+        assert_eq!(
+            t(p_out).quant,
+            Some(Quant::per_tensor(want.0, want.1 as i64))
+        );
+        let ai = prelu.inputs[1].unwrap();
+        assert_eq!(t(ai).dtype, DType::I8);
+        let (s, z) = choose_qparams(-0.5, 0.75, -128, 127);
+        assert_eq!(t(ai).quant, Some(Quant::per_tensor(s, z as i64)));
+        assert_ne!(t(ai).quant, t(prelu.inputs[0].unwrap()).quant);
+        Interpreter::new(q.graph).expect("the quantized graph builds");
     }
 }

@@ -37,6 +37,7 @@ pub(crate) mod code {
     pub const CONCATENATION: i32 = 2;
     pub const CONV_2D: i32 = 3;
     pub const DEPTHWISE_CONV_2D: i32 = 4;
+    pub const DEPTH_TO_SPACE: i32 = 5;
     pub const DEQUANTIZE: i32 = 6;
     pub const FULLY_CONNECTED: i32 = 9;
     pub const LOGISTIC: i32 = 14;
@@ -58,6 +59,7 @@ pub(crate) mod code {
     pub const SQUEEZE: i32 = 43;
     pub const STRIDED_SLICE: i32 = 45;
     pub const SPLIT: i32 = 49;
+    pub const PRELU: i32 = 54;
     pub const PADV2: i32 = 60;
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
     pub const LEAKY_RELU: i32 = 98;
@@ -1120,6 +1122,12 @@ fn load_node(
             Op::Split { num_splits: n }
         }
         code::PAD | code::PADV2 => Op::Pad,
+        code::DEPTH_TO_SPACE => Op::DepthToSpace {
+            block_size: match options!(DepthToSpaceOptions) {
+                Some(o) => positive(&ctx, "block_size", get!(o, block_size))?,
+                None => return Err(ctx.err("missing DepthToSpaceOptions (block_size)")),
+            },
+        },
         code::MEAN => Op::Mean {
             keep_dims: match options!(ReducerOptions) {
                 Some(o) => get!(o, keep_dims),
@@ -1176,6 +1184,7 @@ fn load_node(
             };
             return Ok(Loaded::Densify { input, output });
         }
+        code::PRELU => Op::Prelu,
         code::QUANTIZE => Op::Quantize,
         code::DEQUANTIZE => Op::Dequantize,
         code::CUSTOM if ctx.name == DETECTION_POSTPROCESS => {

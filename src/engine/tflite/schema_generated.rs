@@ -27159,10 +27159,721 @@ mod root {
             }
         }
 
+        /// The table `IfOptions` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `IfOptions` in the file `src/engine/tflite/schema.fbs:274`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct IfOptions {}
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for IfOptions {
+            fn default() -> Self {
+                Self {}
+            }
+        }
+
+        impl IfOptions {
+            /// Creates a [IfOptionsBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> IfOptionsBuilder<()> {
+                IfOptionsBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(builder: &mut ::planus::Builder) -> ::planus::Offset<Self> {
+                let table_writer: ::planus::table_writer::TableWriter<4> =
+                    ::core::default::Default::default();
+                unsafe {
+                    table_writer.finish(builder, |_table_writer| {});
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<IfOptions>> for IfOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<IfOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<IfOptions>> for IfOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<IfOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<IfOptions> for IfOptions {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<IfOptions> {
+                IfOptions::create(builder)
+            }
+        }
+
+        /// Builder for serializing an instance of the [IfOptions] type.
+        ///
+        /// Can be created using the [IfOptions::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct IfOptionsBuilder<State>(State);
+
+        impl IfOptionsBuilder<()> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [IfOptions].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<IfOptions>
+            where
+                Self: ::planus::WriteAsOffset<IfOptions>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<IfOptions>> for IfOptionsBuilder<()> {
+            type Prepared = ::planus::Offset<IfOptions>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<IfOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<IfOptions>> for IfOptionsBuilder<()> {
+            type Prepared = ::planus::Offset<IfOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<IfOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<IfOptions> for IfOptionsBuilder<()> {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<IfOptions> {
+                IfOptions::create(builder)
+            }
+        }
+
+        /// Reference to a deserialized [IfOptions].
+        #[derive(Copy, Clone)]
+        pub struct IfOptionsRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> IfOptionsRef<'a> {}
+
+        impl<'a> ::core::fmt::Debug for IfOptionsRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("IfOptionsRef");
+
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<IfOptionsRef<'a>> for IfOptions {
+            type Error = ::planus::Error;
+
+            fn try_from(_value: IfOptionsRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {})
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for IfOptionsRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for IfOptionsRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[IfOptionsRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<IfOptions>> for IfOptions {
+            type Value = ::planus::Offset<IfOptions>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<IfOptions>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for IfOptionsRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[IfOptionsRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `WhileOptions` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `WhileOptions` in the file `src/engine/tflite/schema.fbs:275`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct WhileOptions {}
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for WhileOptions {
+            fn default() -> Self {
+                Self {}
+            }
+        }
+
+        impl WhileOptions {
+            /// Creates a [WhileOptionsBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> WhileOptionsBuilder<()> {
+                WhileOptionsBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(builder: &mut ::planus::Builder) -> ::planus::Offset<Self> {
+                let table_writer: ::planus::table_writer::TableWriter<4> =
+                    ::core::default::Default::default();
+                unsafe {
+                    table_writer.finish(builder, |_table_writer| {});
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<WhileOptions>> for WhileOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<WhileOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<WhileOptions>> for WhileOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<WhileOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<WhileOptions> for WhileOptions {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<WhileOptions> {
+                WhileOptions::create(builder)
+            }
+        }
+
+        /// Builder for serializing an instance of the [WhileOptions] type.
+        ///
+        /// Can be created using the [WhileOptions::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct WhileOptionsBuilder<State>(State);
+
+        impl WhileOptionsBuilder<()> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [WhileOptions].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<WhileOptions>
+            where
+                Self: ::planus::WriteAsOffset<WhileOptions>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<WhileOptions>> for WhileOptionsBuilder<()> {
+            type Prepared = ::planus::Offset<WhileOptions>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<WhileOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<WhileOptions>> for WhileOptionsBuilder<()> {
+            type Prepared = ::planus::Offset<WhileOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<WhileOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<WhileOptions> for WhileOptionsBuilder<()> {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<WhileOptions> {
+                WhileOptions::create(builder)
+            }
+        }
+
+        /// Reference to a deserialized [WhileOptions].
+        #[derive(Copy, Clone)]
+        pub struct WhileOptionsRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> WhileOptionsRef<'a> {}
+
+        impl<'a> ::core::fmt::Debug for WhileOptionsRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("WhileOptionsRef");
+
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<WhileOptionsRef<'a>> for WhileOptions {
+            type Error = ::planus::Error;
+
+            fn try_from(_value: WhileOptionsRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {})
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for WhileOptionsRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for WhileOptionsRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[WhileOptionsRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<WhileOptions>> for WhileOptions {
+            type Value = ::planus::Offset<WhileOptions>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<WhileOptions>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for WhileOptionsRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[WhileOptionsRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `DepthToSpaceOptions` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `DepthToSpaceOptions` in the file `src/engine/tflite/schema.fbs:277`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct DepthToSpaceOptions {
+            /// The field `block_size` in the table `DepthToSpaceOptions`
+            pub block_size: i32,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for DepthToSpaceOptions {
+            fn default() -> Self {
+                Self { block_size: 0 }
+            }
+        }
+
+        impl DepthToSpaceOptions {
+            /// Creates a [DepthToSpaceOptionsBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> DepthToSpaceOptionsBuilder<()> {
+                DepthToSpaceOptionsBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_block_size: impl ::planus::WriteAsDefault<i32, i32>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_block_size = field_block_size.prepare(builder, &0);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                    ::core::default::Default::default();
+                if prepared_block_size.is_some() {
+                    table_writer.write_entry::<i32>(0);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_block_size) =
+                            prepared_block_size
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_block_size);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<DepthToSpaceOptions>> for DepthToSpaceOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthToSpaceOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<DepthToSpaceOptions>> for DepthToSpaceOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DepthToSpaceOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<DepthToSpaceOptions> for DepthToSpaceOptions {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthToSpaceOptions> {
+                DepthToSpaceOptions::create(builder, self.block_size)
+            }
+        }
+
+        /// Builder for serializing an instance of the [DepthToSpaceOptions] type.
+        ///
+        /// Can be created using the [DepthToSpaceOptions::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct DepthToSpaceOptionsBuilder<State>(State);
+
+        impl DepthToSpaceOptionsBuilder<()> {
+            /// Setter for the [`block_size` field](DepthToSpaceOptions#structfield.block_size).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn block_size<T0>(self, value: T0) -> DepthToSpaceOptionsBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsDefault<i32, i32>,
+            {
+                DepthToSpaceOptionsBuilder((value,))
+            }
+
+            /// Sets the [`block_size` field](DepthToSpaceOptions#structfield.block_size) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn block_size_as_default(
+                self,
+            ) -> DepthToSpaceOptionsBuilder<(::planus::DefaultValue,)> {
+                self.block_size(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0> DepthToSpaceOptionsBuilder<(T0,)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [DepthToSpaceOptions].
+            #[inline]
+            pub fn finish(
+                self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthToSpaceOptions>
+            where
+                Self: ::planus::WriteAsOffset<DepthToSpaceOptions>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i32, i32>>
+            ::planus::WriteAs<::planus::Offset<DepthToSpaceOptions>>
+            for DepthToSpaceOptionsBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<DepthToSpaceOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthToSpaceOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i32, i32>>
+            ::planus::WriteAsOptional<::planus::Offset<DepthToSpaceOptions>>
+            for DepthToSpaceOptionsBuilder<(T0,)>
+        {
+            type Prepared = ::planus::Offset<DepthToSpaceOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DepthToSpaceOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i32, i32>> ::planus::WriteAsOffset<DepthToSpaceOptions>
+            for DepthToSpaceOptionsBuilder<(T0,)>
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthToSpaceOptions> {
+                let (v0,) = &self.0;
+                DepthToSpaceOptions::create(builder, v0)
+            }
+        }
+
+        /// Reference to a deserialized [DepthToSpaceOptions].
+        #[derive(Copy, Clone)]
+        pub struct DepthToSpaceOptionsRef<'a>(
+            #[allow(dead_code)] ::planus::table_reader::Table<'a>,
+        );
+
+        impl<'a> DepthToSpaceOptionsRef<'a> {
+            /// Getter for the [`block_size` field](DepthToSpaceOptions#structfield.block_size).
+            #[inline]
+            pub fn block_size(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(0, "DepthToSpaceOptions", "block_size")?
+                        .unwrap_or(0),
+                )
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for DepthToSpaceOptionsRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("DepthToSpaceOptionsRef");
+                f.field("block_size", &self.block_size());
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<DepthToSpaceOptionsRef<'a>> for DepthToSpaceOptions {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: DepthToSpaceOptionsRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    block_size: ::core::convert::TryInto::try_into(value.block_size()?)?,
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for DepthToSpaceOptionsRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for DepthToSpaceOptionsRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[DepthToSpaceOptionsRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<DepthToSpaceOptions>> for DepthToSpaceOptions {
+            type Value = ::planus::Offset<DepthToSpaceOptions>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<DepthToSpaceOptions>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for DepthToSpaceOptionsRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[DepthToSpaceOptionsRef]", "read_as_root", 0)
+                })
+            }
+        }
+
         /// The union `BuiltinOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Union `BuiltinOptions` in the file `src/engine/tflite/schema.fbs:276`
+        /// * Union `BuiltinOptions` in the file `src/engine/tflite/schema.fbs:282`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub enum BuiltinOptions {
             /// The variant of type `Conv2DOptions` in the union `BuiltinOptions`
@@ -27449,6 +28160,15 @@ mod root {
 
             /// The variant of type `HardSwishOptions` in the union `BuiltinOptions`
             HardSwishOptions(::planus::alloc::boxed::Box<self::HardSwishOptions>),
+
+            /// The variant of type `IfOptions` in the union `BuiltinOptions`
+            IfOptions(::planus::alloc::boxed::Box<self::IfOptions>),
+
+            /// The variant of type `WhileOptions` in the union `BuiltinOptions`
+            WhileOptions(::planus::alloc::boxed::Box<self::WhileOptions>),
+
+            /// The variant of type `DepthToSpaceOptions` in the union `BuiltinOptions`
+            DepthToSpaceOptions(::planus::alloc::boxed::Box<self::DepthToSpaceOptions>),
         }
 
         impl BuiltinOptions {
@@ -28185,6 +28905,30 @@ mod root {
             ) -> ::planus::UnionOffset<Self> {
                 ::planus::UnionOffset::new(91, value.prepare(builder).downcast())
             }
+
+            #[inline]
+            pub fn create_if_options(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::IfOptions>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(92, value.prepare(builder).downcast())
+            }
+
+            #[inline]
+            pub fn create_while_options(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::WhileOptions>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(93, value.prepare(builder).downcast())
+            }
+
+            #[inline]
+            pub fn create_depth_to_space_options(
+                builder: &mut ::planus::Builder,
+                value: impl ::planus::WriteAsOffset<self::DepthToSpaceOptions>,
+            ) -> ::planus::UnionOffset<Self> {
+                ::planus::UnionOffset::new(94, value.prepare(builder).downcast())
+            }
         }
 
         impl ::planus::WriteAsUnion<BuiltinOptions> for BuiltinOptions {
@@ -28357,6 +29101,11 @@ mod root {
                     }
                     Self::HardSwishOptions(value) => {
                         Self::create_hard_swish_options(builder, value)
+                    }
+                    Self::IfOptions(value) => Self::create_if_options(builder, value),
+                    Self::WhileOptions(value) => Self::create_while_options(builder, value),
+                    Self::DepthToSpaceOptions(value) => {
+                        Self::create_depth_to_space_options(builder, value)
                     }
                 }
             }
@@ -29468,6 +30217,42 @@ mod root {
             ) -> BuiltinOptionsBuilder<::planus::Initialized<91, T>>
             where
                 T: ::planus::WriteAsOffset<self::HardSwishOptions>,
+            {
+                BuiltinOptionsBuilder(::planus::Initialized(value))
+            }
+
+            /// Creates an instance of the [`IfOptions` variant](BuiltinOptions#variant.IfOptions).
+            #[inline]
+            pub fn if_options<T>(
+                self,
+                value: T,
+            ) -> BuiltinOptionsBuilder<::planus::Initialized<92, T>>
+            where
+                T: ::planus::WriteAsOffset<self::IfOptions>,
+            {
+                BuiltinOptionsBuilder(::planus::Initialized(value))
+            }
+
+            /// Creates an instance of the [`WhileOptions` variant](BuiltinOptions#variant.WhileOptions).
+            #[inline]
+            pub fn while_options<T>(
+                self,
+                value: T,
+            ) -> BuiltinOptionsBuilder<::planus::Initialized<93, T>>
+            where
+                T: ::planus::WriteAsOffset<self::WhileOptions>,
+            {
+                BuiltinOptionsBuilder(::planus::Initialized(value))
+            }
+
+            /// Creates an instance of the [`DepthToSpaceOptions` variant](BuiltinOptions#variant.DepthToSpaceOptions).
+            #[inline]
+            pub fn depth_to_space_options<T>(
+                self,
+                value: T,
+            ) -> BuiltinOptionsBuilder<::planus::Initialized<94, T>>
+            where
+                T: ::planus::WriteAsOffset<self::DepthToSpaceOptions>,
             {
                 BuiltinOptionsBuilder(::planus::Initialized(value))
             }
@@ -31944,6 +32729,87 @@ mod root {
                 ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
             }
         }
+        impl<T> ::planus::WriteAsUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<92, T>>
+        where
+            T: ::planus::WriteAsOffset<self::IfOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<BuiltinOptions> {
+                ::planus::UnionOffset::new(92, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<92, T>>
+        where
+            T: ::planus::WriteAsOffset<self::IfOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<BuiltinOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+        impl<T> ::planus::WriteAsUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<93, T>>
+        where
+            T: ::planus::WriteAsOffset<self::WhileOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<BuiltinOptions> {
+                ::planus::UnionOffset::new(93, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<93, T>>
+        where
+            T: ::planus::WriteAsOffset<self::WhileOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<BuiltinOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
+        impl<T> ::planus::WriteAsUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<94, T>>
+        where
+            T: ::planus::WriteAsOffset<self::DepthToSpaceOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::UnionOffset<BuiltinOptions> {
+                ::planus::UnionOffset::new(94, (self.0).0.prepare(builder).downcast())
+            }
+        }
+
+        impl<T> ::planus::WriteAsOptionalUnion<BuiltinOptions>
+            for BuiltinOptionsBuilder<::planus::Initialized<94, T>>
+        where
+            T: ::planus::WriteAsOffset<self::DepthToSpaceOptions>,
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::UnionOffset<BuiltinOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+            }
+        }
 
         /// Reference to a deserialized [BuiltinOptions].
         #[derive(Copy, Clone, Debug)]
@@ -32039,6 +32905,9 @@ mod root {
             QuantizeOptions(self::QuantizeOptionsRef<'a>),
             MatrixSetDiagOptions(self::MatrixSetDiagOptionsRef<'a>),
             HardSwishOptions(self::HardSwishOptionsRef<'a>),
+            IfOptions(self::IfOptionsRef<'a>),
+            WhileOptions(self::WhileOptionsRef<'a>),
+            DepthToSpaceOptions(self::DepthToSpaceOptionsRef<'a>),
         }
 
         impl<'a> ::core::convert::TryFrom<BuiltinOptionsRef<'a>> for BuiltinOptions {
@@ -32591,6 +33460,24 @@ mod root {
                             ::core::convert::TryFrom::try_from(value)?,
                         ))
                     }
+
+                    BuiltinOptionsRef::IfOptions(value) => {
+                        Self::IfOptions(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
+
+                    BuiltinOptionsRef::WhileOptions(value) => {
+                        Self::WhileOptions(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
+
+                    BuiltinOptionsRef::DepthToSpaceOptions(value) => {
+                        Self::DepthToSpaceOptions(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        ))
+                    }
                 })
             }
         }
@@ -32875,6 +33762,15 @@ mod root {
                     91 => ::core::result::Result::Ok(Self::HardSwishOptions(
                         ::planus::TableRead::from_buffer(buffer, field_offset)?,
                     )),
+                    92 => ::core::result::Result::Ok(Self::IfOptions(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
+                    93 => ::core::result::Result::Ok(Self::WhileOptions(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
+                    94 => ::core::result::Result::Ok(Self::DepthToSpaceOptions(
+                        ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                    )),
                     _ => {
                         ::core::result::Result::Err(::planus::errors::ErrorKind::UnknownUnionTag {
                             tag,
@@ -32891,7 +33787,7 @@ mod root {
         /// The table `OperatorCode` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `OperatorCode` in the file `src/engine/tflite/schema.fbs:372`
+        /// * Table `OperatorCode` in the file `src/engine/tflite/schema.fbs:381`
         #[derive(
             Clone,
             Debug,
@@ -33325,7 +34221,7 @@ mod root {
         /// The table `Operator` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Operator` in the file `src/engine/tflite/schema.fbs:381`
+        /// * Table `Operator` in the file `src/engine/tflite/schema.fbs:390`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Operator {
             /// The field `opcode_index` in the table `Operator`
@@ -34113,7 +35009,7 @@ mod root {
         /// The table `SubGraph` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SubGraph` in the file `src/engine/tflite/schema.fbs:395`
+        /// * Table `SubGraph` in the file `src/engine/tflite/schema.fbs:404`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct SubGraph {
             /// The field `tensors` in the table `SubGraph`
@@ -34593,7 +35489,7 @@ mod root {
         /// The table `Buffer` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Buffer` in the file `src/engine/tflite/schema.fbs:406`
+        /// * Table `Buffer` in the file `src/engine/tflite/schema.fbs:415`
         #[derive(
             Clone,
             Debug,
@@ -34942,7 +35838,7 @@ mod root {
         /// The table `Metadata` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Metadata` in the file `src/engine/tflite/schema.fbs:412`
+        /// * Table `Metadata` in the file `src/engine/tflite/schema.fbs:421`
         #[derive(
             Clone,
             Debug,
@@ -35251,7 +36147,7 @@ mod root {
         /// The table `TensorMap` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `TensorMap` in the file `src/engine/tflite/schema.fbs:417`
+        /// * Table `TensorMap` in the file `src/engine/tflite/schema.fbs:426`
         #[derive(
             Clone,
             Debug,
@@ -35569,7 +36465,7 @@ mod root {
         /// The table `SignatureDef` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SignatureDef` in the file `src/engine/tflite/schema.fbs:422`
+        /// * Table `SignatureDef` in the file `src/engine/tflite/schema.fbs:431`
         #[derive(
             Clone,
             Debug,
@@ -36022,7 +36918,7 @@ mod root {
         /// The table `Model` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Model` in the file `src/engine/tflite/schema.fbs:430`
+        /// * Table `Model` in the file `src/engine/tflite/schema.fbs:439`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Model {
             /// The field `version` in the table `Model`

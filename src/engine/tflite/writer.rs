@@ -51,6 +51,7 @@ fn builtin_code(node: &Node) -> i32 {
         Op::Split { .. } => code::SPLIT,
         Op::Pad if node.inputs.len() >= 3 => code::PADV2,
         Op::Pad => code::PAD,
+        Op::DepthToSpace { .. } => code::DEPTH_TO_SPACE,
         Op::MaxPool2D(_) => code::MAX_POOL_2D,
         Op::AveragePool2D(_) => code::AVERAGE_POOL_2D,
         Op::Mean { .. } => code::MEAN,
@@ -64,6 +65,7 @@ fn builtin_code(node: &Node) -> i32 {
         Op::ReluN1To1 => code::RELU_N1_TO_1,
         Op::HardSwish => code::HARD_SWISH,
         Op::LeakyRelu { .. } => code::LEAKY_RELU,
+        Op::Prelu => code::PRELU,
         Op::Quantize => code::QUANTIZE,
         Op::Dequantize => code::DEQUANTIZE,
         Op::DetectionPostProcess(_) => code::CUSTOM,
@@ -131,7 +133,12 @@ pub fn op_version(graph: &Graph, node: &Node) -> i32 {
             Some(DType::I8) | Some(DType::I16) => 2,
             _ => 1,
         },
-        Op::ReluN1To1
+        // TFLite's converter marks int8 PRELU and DEPTH_TO_SPACE version 2, but its
+        // reference op resolver registers only version 1 of both (the optimized one takes
+        // 1 and 2; every version runs the same kernel), so version 1 runs everywhere.
+        Op::Prelu
+        | Op::DepthToSpace { .. }
+        | Op::ReluN1To1
         | Op::HardSwish
         | Op::Reshape
         | Op::Squeeze { .. }
@@ -219,6 +226,11 @@ fn builtin_options(op: &Op) -> Option<fb::BuiltinOptions> {
             num_splits: dim(*num_splits),
         })),
         Op::Pad => return None,
+        Op::DepthToSpace { block_size } => {
+            B::DepthToSpaceOptions(Box::new(fb::DepthToSpaceOptions {
+                block_size: dim(*block_size),
+            }))
+        }
         Op::Mean { keep_dims } => B::ReducerOptions(Box::new(fb::ReducerOptions {
             keep_dims: *keep_dims,
         })),
@@ -244,6 +256,7 @@ fn builtin_options(op: &Op) -> Option<fb::BuiltinOptions> {
         | Op::Relu
         | Op::Relu6
         | Op::ReluN1To1
+        | Op::Prelu
         | Op::DetectionPostProcess(_) => return None,
     })
 }

@@ -184,6 +184,39 @@ pub fn leaky_relu_q(
     o.clamp(out.min, out.max)
 }
 
+/// Float PRELU over one period of the broadcast alpha: `y = x >= 0 ? x : alpha * x`
+/// element by element (`x`, `alpha` and `y` of one length; a branch-free select the
+/// compiler vectorizes).
+pub fn prelu_f32(x: &[f32], alpha: &[f32], y: &mut [f32]) {
+    for ((o, &v), &a) in y.iter_mut().zip(x).zip(alpha) {
+        *o = if v >= 0.0 { v } else { v * a };
+    }
+}
+
+/// Parameters of quantized (8-bit) PRELU (TFLite's `PreluParams`): the input's
+/// offset `x - in_zp` goes through `identity` (input scale / output scale) where it
+/// is >= 0, else `(x - in_zp) * (alpha - alpha_zp)` goes through `alpha` (input scale
+/// × alpha scale / output scale, input zero point 0); both add the output zero point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreluQParams {
+    pub identity: RequantPerTensor,
+    pub alpha: RequantPerTensor,
+    pub alpha_zp: i32,
+    pub out: QRange,
+}
+
+/// Quantized PRELU of one stored value `x` with its stored alpha `a`, clamped to the
+/// output type.
+#[inline(always)]
+pub fn prelu_q(p: &PreluQParams, x: i32, a: i32) -> i32 {
+    let o = if x - p.identity.in_zp >= 0 {
+        p.identity.apply(x)
+    } else {
+        p.alpha.apply((x - p.identity.in_zp) * (a - p.alpha_zp))
+    };
+    o.clamp(p.out.min, p.out.max)
+}
+
 /// TFLite's softmax exponent table: entry `255 - d` is `exp(-in_scale * beta * d)`.
 pub fn softmax_exp_table(in_scale: f32, beta: f32) -> [f32; 256] {
     let scale = -in_scale * beta;

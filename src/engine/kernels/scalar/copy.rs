@@ -1,4 +1,5 @@
-//! Fixed-size element copies for the im2col of short filter rows (portable; every ISA uses it).
+//! Element copies: the fixed-size ones of the im2col of short filter rows, and the runs of
+//! DEPTH_TO_SPACE (portable; every ISA uses them).
 
 /// Elements each [`short_rows`] copy moves at once.
 pub const RUN: usize = 16;
@@ -80,6 +81,58 @@ pub fn short_rows<T: Copy>(op: &ShortRows<'_, T>, dst: &mut [T]) {
                 } else {
                     let v = src.add(r + i * sstep).cast::<[T; RUN]>().read_unaligned();
                     out.add(at).cast::<[T; RUN]>().write_unaligned(v);
+                }
+            }
+        }
+    }
+}
+
+/// What [`depth_to_space`] rearranges: an NHWC input of `batch × height × width` pixels whose
+/// channels are `block × block` runs of `run` bytes each (the output pixel's channels).
+#[derive(Clone, Copy, Debug)]
+pub struct DepthToSpace<'a> {
+    pub input: &'a [u8],
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub block: usize,
+    /// Bytes of one output pixel (output channels × element size).
+    pub run: usize,
+}
+
+/// DEPTH_TO_SPACE on bytes: output pixel `(b, h·block + dy, w·block + dx)` is run
+/// `dy·block + dx` of input pixel `(b, h, w)`. The output is written in order, one run at a
+/// time.
+///
+/// # Panics
+/// When `input` or `out` does not hold `batch·height·width·block²·run` bytes.
+pub fn depth_to_space(op: &DepthToSpace<'_>, out: &mut [u8]) {
+    let DepthToSpace {
+        input,
+        batch,
+        height,
+        width,
+        block,
+        run,
+    } = *op;
+    let pixel = block * block * run;
+    let n = batch * height * width * pixel;
+    assert!(
+        input.len() == n && out.len() == n,
+        "depth_to_space: operand sizes"
+    );
+    if n == 0 {
+        return;
+    }
+    let mut dst = out.chunks_exact_mut(run);
+    for row in input.chunks_exact(width * pixel) {
+        for dy in 0..block {
+            for px in row.chunks_exact(pixel) {
+                let src = &px[dy * block * run..(dy + 1) * block * run];
+                for s in src.chunks_exact(run) {
+                    if let Some(d) = dst.next() {
+                        d.copy_from_slice(s);
+                    }
                 }
             }
         }
