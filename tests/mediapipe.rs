@@ -6,10 +6,7 @@
 //! Every output must agree within 1e-4: absolute for values of magnitude below 1, relative
 //! above (`|ours − TFLite| ≤ 1e-4 · max(1, |TFLite|)`).
 //!
-//! The full face and pose detectors need DEPTH_TO_SPACE and the palm detectors PRELU
-//! (operators added separately); until then their tests are ignored, and the face and pose
-//! detectors are compared up to their first DEPTH_TO_SPACE (`scripts/cut_model.py`), which
-//! holds every one of the face detector's sparse weights.
+//! The face and pose detectors use DEPTH_TO_SPACE, the palm detectors PRELU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -157,41 +154,21 @@ fn face_detector_weights_are_densified_at_load() {
 }
 
 #[test]
-fn face_detector_up_to_depth_to_space_matches_tflite() {
-    let dir = tmpdir("mediapipe-face-cut");
-    let m = cut(&model(FACE), "DEPTH_TO_SPACE", &dir);
-    matches_tflite("face-cut", &m, 192);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn pose_detector_up_to_depth_to_space_matches_tflite() {
-    let dir = tmpdir("mediapipe-pose-cut");
-    let m = cut(&model(POSE), "DEPTH_TO_SPACE", &dir);
-    matches_tflite("pose-cut", &m, 224);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-#[ignore = "needs DEPTH_TO_SPACE (merged separately)"]
 fn face_detection_full_range_sparse_matches_tflite() {
     matches_tflite("face", &model(FACE), 192);
 }
 
 #[test]
-#[ignore = "needs DEPTH_TO_SPACE (merged separately)"]
 fn pose_detection_matches_tflite() {
     matches_tflite("pose", &model(POSE), 224);
 }
 
 #[test]
-#[ignore = "needs PRELU (merged separately)"]
 fn palm_detection_full_matches_tflite() {
     matches_tflite("palm-full", &model(PALM_FULL), 192);
 }
 
 #[test]
-#[ignore = "needs PRELU (merged separately)"]
 fn palm_detection_lite_matches_tflite() {
     matches_tflite("palm-lite", &model(PALM_LITE), 192);
 }
