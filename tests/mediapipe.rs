@@ -4,7 +4,10 @@
 //! behind DENSIFY and DEQUANTIZE, which the loader densifies at load.
 //!
 //! Every output must agree within 1e-4: absolute for values of magnitude below 1, relative
-//! above (`|ours − TFLite| ≤ 1e-4 · max(1, |TFLite|)`).
+//! above (`|ours − TFLite| ≤ 1e-4 · max(1, |TFLite|)`), or within 1.5× the deviation of
+//! TFLite's own optimized kernels from its reference kernels on the same photo where that is
+//! larger (float sums in another order: on the full palm detector XNNPACK strays up to 3e-2
+//! from the reference).
 //!
 //! The face and pose detectors use DEPTH_TO_SPACE, the palm detectors PRELU.
 
@@ -92,19 +95,42 @@ fn photos(size: u32) -> Vec<(String, NpyArray)> {
         .collect()
 }
 
-/// Run `model` on the photos in edgecam and in TFLite's reference kernels; every output
-/// agrees within 1e-4 (absolute below 1, relative above).
+/// Relative error, absolute below magnitude 1.
+fn err(x: f32, y: f32) -> f32 {
+    (x - y).abs() / y.abs().max(1.0)
+}
+
+/// Run `model` on the photos in edgecam and in TFLite's reference kernels. Float results of
+/// deep networks depend on the order of summation, so every output must agree within 1e-4
+/// (absolute below 1, relative above), or, where TFLite's own optimized kernels (XNNPACK)
+/// stray further than that from its reference kernels on the same photo, within 1.5× their
+/// largest deviation on any output of that photo (how sensitive the model is there to the
+/// order of float sums).
 fn matches_tflite(tag: &str, model: &Path, size: u32) {
     let dir = tmpdir(&format!("mediapipe-run-{tag}"));
     let g = tflite::load_file(model).unwrap();
     let n_out = g.outputs.len();
     let inputs = photos(size);
     let feeds: Vec<NpyArray> = inputs.iter().map(|(_, x)| x.clone()).collect();
-    let want = tflite_cases(&dir, model, &feeds, n_out, "BUILTIN_REF");
+    let want = tflite_cases(&dir.join("ref"), model, &feeds, n_out, "BUILTIN_REF");
+    let opt = tflite_cases(&dir.join("opt"), model, &feeds, n_out, "BUILTIN");
     let mut it = Interpreter::new(g).unwrap();
-    for ((photo, x), want) in inputs.iter().zip(&want) {
+    for (((photo, x), want), opt) in inputs.iter().zip(&want).zip(&opt) {
         it.input_bytes_mut(0).unwrap().copy_from_slice(&x.data);
         it.invoke().unwrap();
+        let xnnpack = want
+            .iter()
+            .zip(opt)
+            .map(|(want, opt)| {
+                let b: Vec<f32> = bytemuck::pod_collect_to_vec(&want.data);
+                let c: Vec<f32> = bytemuck::pod_collect_to_vec(&opt.data);
+                b.iter()
+                    .zip(&c)
+                    .map(|(&y, &z)| err(z, y))
+                    .fold(0f32, f32::max)
+            })
+            .fold(0f32, f32::max);
+        let bound = 1e-4f32.max(1.5 * xnnpack);
         for (k, want) in want.iter().enumerate() {
             let ours = it.output(k).unwrap();
             assert_eq!(
@@ -115,16 +141,16 @@ fn matches_tflite(tag: &str, model: &Path, size: u32) {
             let a = ours.f32().unwrap();
             let b: Vec<f32> = bytemuck::pod_collect_to_vec(&want.data);
             let mut worst = 0f32;
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                let err = (x - y).abs() / y.abs().max(1.0);
+            for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
                 assert!(
-                    err <= 1e-4,
-                    "{tag} {photo}: output {k}[{i}] ours {x}, TFLite {y}"
+                    err(x, y) <= bound,
+                    "{tag} {photo}: output {k}[{i}] ours {x}, TFLite {y} (bound {bound:.2e}; \
+                     XNNPACK's largest deviation {xnnpack:.2e})"
                 );
-                worst = worst.max(err);
+                worst = worst.max(err(x, y));
             }
             eprintln!(
-                "{tag} {photo}: output {k} {:?}, worst error {worst:.2e}",
+                "{tag} {photo}: output {k} {:?}, worst error {worst:.2e} (XNNPACK's {xnnpack:.2e})",
                 want.shape
             );
         }

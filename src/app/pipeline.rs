@@ -632,8 +632,18 @@ pub fn publish_loop(
             publisher.stats(&figures);
         }
     }
-    // Shutdown: end live tracks so subscribers see every object leave (with its best
-    // snapshot), and every count is 0.
+    // Shutdown: the final figures (every frame of a finished source accounted for), then end
+    // live tracks so subscribers see every object leave (with its best snapshot), and every
+    // count is 0.
+    let dt = last_stats.elapsed().as_secs_f64().max(1e-3);
+    publisher.stats(&stats_figures(
+        shared,
+        &ctx.kernels,
+        dt,
+        last_captured,
+        last_processed,
+        snapshots.as_ref(),
+    ));
     for e in tracker.finish() {
         if let Some(shot) = snapshots.as_mut().and_then(|s| s.end(e.track)) {
             publisher.snapshot(&shot.label, &shot.jpeg);
