@@ -17,7 +17,7 @@ use edgecam::engine::kernels::scalar::fc as reffc;
 use edgecam::engine::kernels::{KernelPath, Mat, MatMut};
 use edgecam::engine::quant::{
     activation_range_quantized, conv_multiplier_legacy, conv_multiplier_per_channel,
-    quantize_multiplier, RequantPerChannel, I8_RANGE,
+    quantize_multiplier, RequantPerChannel, I8_RANGE, U8_RANGE,
 };
 use edgecam::engine::tensor::{ConstData, DType, Quant, TensorInfo};
 use edgecam::engine::{Interpreter, InterpreterOptions};
@@ -485,6 +485,104 @@ fn depthwise_int8_case(
             &reference,
             &format!("depthwise case {case} {g:?} x{mult}"),
         );
+    }
+}
+
+/// uint8 depthwise (Coral-style models: per-tensor scales, zero points anywhere in
+/// [0, 255] on input, filter and output) runs on the int8 kernels shifted by 128: every path
+/// must equal TFLite's uint8 reference loop bit for bit, on channel counts that take the
+/// vector blocks (16, 32, …) and their tails, borders and interiors alike.
+#[test]
+fn depthwise_uint8_every_path_is_bit_exact() {
+    let mut rng = Rng::new(0xD3_0808);
+    let u8_zp = |rng: &mut Rng| -> i64 {
+        let r = rng.below(256) as i64;
+        rng.pick(&[0, 255, 128, 127, r, r])
+    };
+    for case in 0..80 {
+        let in_c = rng.pick(&[3, 16, 17, 32, 48, 64, 96]);
+        let (g, padding) = geom(&mut rng, in_c, in_c, true);
+        let mut c = qcase(&mut rng, 1, false);
+        c.in_zp = u8_zp(&mut rng);
+        c.out_zp = u8_zp(&mut rng);
+        if rng.below(3) == 0 {
+            // Multipliers above 1: left shifts in the requantization.
+            c.out_scale = 0.0002;
+        }
+        let f_zp = u8_zp(&mut rng);
+        let byte = |rng: &mut Rng| {
+            let r = rng.below(256) as u8;
+            rng.pick(&[0, 255, r, r])
+        };
+        let input: Vec<u8> = (0..g.input_len()).map(|_| byte(&mut rng)).collect();
+        let filter: Vec<u8> = (0..g.filter_h * g.filter_w * in_c)
+            .map(|_| byte(&mut rng))
+            .collect();
+        let bias: Option<Vec<i32>> = (rng.below(5) != 0).then(|| {
+            (0..in_c)
+                .map(|_| (rng.next_u64() % 200_001) as i32 - 100_000)
+                .collect()
+        });
+        let (m, s, _, _) = requant(&c, in_c, true);
+        let act =
+            activation_range_quantized(c.act, c.out_scale, c.out_zp as i32, U8_RANGE).unwrap();
+        let q = RequantPerChannel {
+            input_offset: -c.in_zp as i32,
+            filter_offset: -f_zp as i32,
+            output_offset: c.out_zp as i32,
+            multipliers: &m,
+            shifts: &s,
+            act_min: act.min,
+            act_max: act.max,
+        };
+        let mut reference = vec![0u8; g.output_len()];
+        refconv::depthwise_q(&g, 1, &input, &filter, bias.as_deref(), &q, &mut reference);
+        let mut tensors = vec![
+            info(
+                "x",
+                DType::U8,
+                &[g.batch, g.in_h, g.in_w, in_c],
+                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
+            ),
+            konst(
+                info(
+                    "w",
+                    DType::U8,
+                    &[1, g.filter_h, g.filter_w, in_c],
+                    Some(Quant::per_tensor(c.f_scales[0], f_zp)),
+                ),
+                &filter,
+            ),
+        ];
+        let mut inputs = vec![Some(0), Some(1)];
+        if let Some(b) = &bias {
+            tensors.push(konst(info("b", DType::I32, &[in_c], None), &i32_bytes(b)));
+            inputs.push(Some(2));
+        }
+        tensors.push(info(
+            "y",
+            DType::U8,
+            &[g.batch, g.out_h, g.out_w, in_c],
+            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
+        ));
+        let op = Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+            padding,
+            stride_h: g.stride_h,
+            stride_w: g.stride_w,
+            dilation_h: g.dilation_h,
+            dilation_w: g.dilation_w,
+            depth_multiplier: 1,
+            activation: c.act,
+        });
+        let graph = one_op(op, tensors, inputs);
+        for (path, threads) in std::iter::once((KernelPath::Scalar, 1)).chain(configs()) {
+            let got = run(&graph, path, threads, &input);
+            assert_eq!(
+                got, reference,
+                "uint8 depthwise case {case} {g:?} zp in {} w {f_zp} out {}: {path} x{threads}",
+                c.in_zp, c.out_zp
+            );
+        }
     }
 }
 

@@ -565,10 +565,15 @@ pub fn prepare_depthwise_i8(
     let path = effective(path);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (g, depth_multiplier, filter, bias, q);
+    // AVX-512 takes its VNNI kernel where that applies, else the AVX2 one (filter offsets:
+    // uint8 convolutions shifted to int8).
+    #[cfg(target_arch = "x86_64")]
+    let vnni =
+        path == KernelPath::Avx512 && x86_64::depthwise_vnni::applies(g, depth_multiplier, q);
     DepthwisePrepI8 {
         path,
         #[cfg(target_arch = "x86_64")]
-        avx2: (path == KernelPath::Avx2)
+        avx2: (matches!(path, KernelPath::Avx2 | KernelPath::Avx512) && !vnni)
             .then(|| {
                 x86_64::depthwise_i8_avx2::prepare_depthwise_i8(
                     g,
@@ -580,9 +585,7 @@ pub fn prepare_depthwise_i8(
             })
             .flatten(),
         #[cfg(target_arch = "x86_64")]
-        avx512: (path == KernelPath::Avx512
-            && x86_64::depthwise_vnni::applies(g, depth_multiplier, q))
-        .then(|| x86_64::depthwise_vnni::prepare(g, filter, bias, q)),
+        avx512: vnni.then(|| x86_64::depthwise_vnni::prepare(g, filter, bias, q)),
     }
 }
 

@@ -119,7 +119,10 @@ pub struct DwPrepI8 {
 /// Prepare the int8 depthwise convolution `g` (depth multiplier 1) once per operator:
 /// `None` where the paired kernel does not apply (the call then takes
 /// [`depthwise_i8`]). The result is only valid for this filter, bias and `q`, and
-/// for geometries with the same channels and filter size.
+/// for geometries with the same channels and filter size. A filter offset in
+/// [-128, 128] is folded into the int16 weights (|w + filter_offset| <= 256, so a pair
+/// of products with |x| <= 128 stays far inside VPMADDWD's int32 sums): this is how
+/// uint8 depthwise convolutions, shifted to int8, take this kernel.
 pub fn prepare_depthwise_i8(
     g: &ConvGeom,
     depth_multiplier: usize,
@@ -129,7 +132,7 @@ pub fn prepare_depthwise_i8(
 ) -> Option<DwPrepI8> {
     let taps = g.filter_h * g.filter_w;
     let fits = depth_multiplier == 1
-        && q.filter_offset == 0
+        && (-128..=128).contains(&q.filter_offset)
         && taps <= MAX_TAPS
         && g.in_c <= MAX_DW_CH
         && taps.div_ceil(2) * (g.in_c / 16) * 32 <= DW_WBUF
@@ -209,6 +212,7 @@ fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<
     let taps = g.filter_h * g.filter_w;
     let pairs = taps.div_ceil(2);
     let mut wbuf = vec![0i16; pairs * blocks * 32];
+    let fo = _mm256_set1_epi16(q.filter_offset as i16);
     for p in 0..pairs {
         for b in 0..blocks {
             let c0 = b * 16;
@@ -218,13 +222,20 @@ fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<
             // the filter (taps * ch); the two stores land at (p*blocks + b)*32 + 32
             // <= pairs*blocks*32 = wbuf.len().
             unsafe {
-                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                    filter.as_ptr().add(t0 * ch + c0) as *const __m128i
-                ));
-                let w1 = if t1 < taps {
+                let w0 = _mm256_add_epi16(
                     _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                        filter.as_ptr().add(t1 * ch + c0) as *const __m128i
-                    ))
+                        filter.as_ptr().add(t0 * ch + c0) as *const __m128i
+                    )),
+                    fo,
+                );
+                // The half pair past the last tap weighs 0 (it reads the zp row).
+                let w1 = if t1 < taps {
+                    _mm256_add_epi16(
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            filter.as_ptr().add(t1 * ch + c0) as *const __m128i
+                        )),
+                        fo,
+                    )
                 } else {
                     _mm256_setzero_si256()
                 };
@@ -239,7 +250,9 @@ fn prepare_pairs(g: &ConvGeom, filter: &[i8], bias: Option<&[i32]>, q: &Requant<
     // unpacklo products) and 4-7 | 12-15 (unpackhi).
     let folded: Vec<i32> = (0..c16)
         .map(|c| {
-            let sw: i32 = (0..taps).map(|t| filter[t * ch + c] as i32).sum();
+            let sw: i32 = (0..taps)
+                .map(|t| filter[t * ch + c] as i32 + q.filter_offset)
+                .sum();
             bias.map_or(0, |b| b[c])
                 .wrapping_add(q.input_offset.wrapping_mul(sw))
         })
@@ -386,7 +399,7 @@ fn dw_i8_tail(
             for fx in 0..g.filter_w {
                 let Some(ix) = g.in_x(ox, fx) else { continue };
                 let x = input[((b * g.in_h + iy) * g.in_w + ix) * ch + c] as i32;
-                let w = filter[(fy * g.filter_w + fx) * ch + c] as i32;
+                let w = filter[(fy * g.filter_w + fx) * ch + c] as i32 + q.filter_offset;
                 acc = acc.wrapping_add(w * (x + q.input_offset));
             }
         }

@@ -16,7 +16,7 @@ use crate::engine::ops::common::{
     check_dtype, check_rank, float_clamp, in_slice, out_slice, window_geom, QElem, Window,
 };
 use crate::engine::ops::{int16, BuildCtx, Kernel, OpIo};
-use crate::engine::pool::{PerWorker, ThreadPool};
+use crate::engine::pool::ThreadPool;
 use crate::engine::tensor::DType;
 use crate::op_bail;
 
@@ -210,20 +210,15 @@ fn build_q<T: QElem>(
 
 // ---------------------------------------------------------------- fast kernels
 
-/// uint8 depthwise convolution (depth multiplier 1), threaded by output rows: the
-/// accumulation in [`kernels::scalar::conv::depthwise_acc_row`] (channel-innermost, it
-/// vectorizes), the requantization on the path's int8 kernel (shifted by −128 as in
-/// [`GemmU8`](super::gemm::GemmU8)).
+/// uint8 depthwise convolution (depth multiplier 1) on the int8 kernels of every path:
+/// the values shifted by −128 (the same bits with the top one flipped), so that
+/// `(x + zx_off)·(w + zw_off)` is `(x' + zx_off + 128)·(w' + zw_off + 128)` with int8 `x'`,
+/// `w'`: an int8 depthwise convolution with input and filter offsets 128 higher and the
+/// output offset and clamp 128 lower. Exact, so bit-exact with TFLite's uint8 kernel.
 pub(super) struct DepthwiseU8 {
-    g: ConvGeom,
-    /// The filter minus its zero point, `[fh][fw][c]`.
-    w: Vec<i32>,
-    bias: Vec<i32>,
-    q: QParams,
-    path: KernelPath,
-    pool: Option<Arc<ThreadPool>>,
-    tasks: usize,
-    acc: PerWorker<Vec<i32>>,
+    inner: DepthwiseI8,
+    /// The input shifted to int8, made once per run.
+    input: Vec<i8>,
 }
 
 impl DepthwiseU8 {
@@ -235,69 +230,41 @@ impl DepthwiseU8 {
         path: KernelPath,
         pool: Option<Arc<ThreadPool>>,
     ) -> Self {
-        let threads = pool.as_ref().map_or(1, |p| p.threads());
-        let w = filter.iter().map(|&v| v as i32 + q.filter_offset).collect();
+        let filter: Vec<i8> = filter.iter().map(|&v| (v ^ 0x80) as i8).collect();
         let q = QParams {
+            input_offset: q.input_offset + 128,
+            filter_offset: q.filter_offset + 128,
             output_offset: q.output_offset - 128,
             act_min: q.act_min - 128,
             act_max: q.act_max - 128,
             ..q
         };
-        let row = g.out_w * g.out_c;
-        DepthwiseU8 {
-            w,
-            bias: bias.map_or_else(|| vec![0; g.out_c], <[i32]>::to_vec),
-            q,
-            path,
-            tasks: depthwise_tasks(&g, threads),
-            acc: PerWorker::new(threads, || vec![0; row]),
-            pool,
+        let w = DwWeights {
             g,
+            mult: 1,
+            filter: &filter,
+            bias,
+        };
+        DepthwiseU8 {
+            inner: DepthwiseI8::new(w, q, path, pool),
+            input: vec![0; g.input_len()],
         }
     }
 }
 
 impl Kernel for DepthwiseU8 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
-        let g = self.g;
+        let g = self.inner.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.u8())?;
+        for (d, &s) in self.input.iter_mut().zip(input) {
+            *d = (s ^ 0x80) as i8;
+        }
         let out = out_slice(io, g.output_len(), |t| t.u8())?;
-        let this = &*self;
-        let q = &this.q;
-        let rq = kernels::RequantCols {
-            bias: &this.bias,
-            multipliers: &q.multipliers,
-            shifts: &q.shifts,
-            output_offset: q.output_offset,
-            act_min: q.act_min,
-            act_max: q.act_max,
-        };
-        let row = g.out_w * g.out_c;
-        let task = |t: usize, chunk: &mut [u8], w: usize| {
-            let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
-            let mut acc = this.acc.get(w);
-            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                kernels::scalar::conv::depthwise_acc_row(
-                    &sub,
-                    &input[ir.clone()],
-                    &this.w,
-                    q.input_offset,
-                    oy,
-                    &mut acc,
-                );
-                kernels::requant_i8(
-                    this.path,
-                    kernels::Mat::dense(&acc, g.out_w, g.out_c),
-                    &rq,
-                    kernels::MatMut::dense(bytemuck::cast_slice_mut(o), g.out_w, g.out_c),
-                );
-                for v in o.iter_mut() {
-                    *v ^= 0x80;
-                }
-            }
-        };
-        let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
-        run_tasks(&this.pool, out, this.tasks, &bounds, &task);
+        let out: &mut [i8] = bytemuck::cast_slice_mut(out);
+        self.inner.run(&self.input, out);
+        for v in out.iter_mut() {
+            *v ^= i8::MIN;
+        }
         Ok(())
     }
 }
@@ -356,7 +323,16 @@ impl Kernel for DepthwiseI8 {
         let g = self.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.i8())?;
         let out = out_slice(io, g.output_len(), |t| t.i8())?;
-        let this = &*self;
+        self.run(input, out);
+        Ok(())
+    }
+}
+
+impl DepthwiseI8 {
+    /// The convolution of `input` into `out` (both checked against the geometry).
+    fn run(&self, input: &[i8], out: &mut [i8]) {
+        let g = self.g;
+        let this = self;
         let q = this.q.view();
         let task = |t: usize, chunk: &mut [i8], _w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
@@ -371,7 +347,6 @@ impl Kernel for DepthwiseI8 {
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);
-        Ok(())
     }
 }
 
