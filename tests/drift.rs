@@ -13,6 +13,9 @@ use edgecam::drift::evaluate::{self, EvalOptions};
 use edgecam::engine::graph::Op;
 use edgecam::engine::tflite::{load_file, write_model};
 
+mod common;
+use common::{postprocess_labels, ssd_with_postprocess};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -507,4 +510,66 @@ fn ctrl_c_leaves_a_partial_report_and_progress_has_an_eta() {
         r["interrupted_at"].as_str().is_some_and(|s| !s.is_empty()),
         "{r}"
     );
+}
+
+/// Drift between two models that decode themselves (both ending in
+/// TFLite_Detection_PostProcess, no description): their detections are compared. A model
+/// against itself agrees perfectly; the int8 model against its float twin shows the same
+/// drift as the raw-output pair; a raw model against a post-processed one is refused, naming
+/// both.
+#[test]
+fn models_ending_in_postprocess_are_compared_by_their_detections() {
+    let dir = tmpdir("postprocess");
+    let (int8, float) = (
+        ssd_with_postprocess(&dir, "int8"),
+        ssd_with_postprocess(&dir, "fp32"),
+    );
+    let labels = postprocess_labels(&dir);
+    let eval = |a: &Path, b: &Path| {
+        let mut o = EvalOptions::new(a, b);
+        o.labels = Some(labels.clone());
+        o.every = 20;
+        o.layers = false;
+        evaluate::run(o, &clip(), |_, _| {})
+    };
+    let same = eval(&float, &float).unwrap().summary();
+    assert_eq!(same.frames, 5);
+    assert!(same.float_objects >= 10, "{}", same.float_objects);
+    assert_eq!((same.f1, same.map50), (1.0, 1.0));
+    assert!(same.outputs.is_empty(), "no raw outputs to compare");
+
+    let post = eval(&int8, &float).unwrap().summary();
+    let mut o = EvalOptions::new(model("int8"), model("fp32"));
+    o.every = 20;
+    o.layers = false;
+    let raw = evaluate::run(o, &clip(), |_, _| {}).unwrap().summary();
+    eprintln!(
+        "post-processed pair: F1 {:.3} mAP {:.3} ({} float objects); raw pair: F1 {:.3} mAP {:.3} ({})",
+        post.f1, post.map50, post.float_objects, raw.f1, raw.map50, raw.float_objects
+    );
+    assert_eq!(post.frames, 5);
+    assert!(post.float_objects >= 10, "{}", post.float_objects);
+    assert!(post.f1 < 1.0 && post.map50 < 1.0, "int8 drifts: {post:?}");
+    assert!(
+        (post.f1 - raw.f1).abs() < 0.15 && (post.map50 - raw.map50).abs() < 0.15,
+        "post-processed F1 {} mAP {} against raw F1 {} mAP {}",
+        post.f1,
+        post.map50,
+        raw.f1,
+        raw.map50
+    );
+
+    let mut o = EvalOptions::new(model("int8"), &float);
+    o.max_frames = 1;
+    let mixed = evaluate::run(o, &clip(), |_, _| {})
+        .err()
+        .expect("a mixed pair is refused");
+    let e = format!("{mixed:#}");
+    assert!(
+        e.contains("ssd_mobilenetv2_oidv4_int8")
+            && e.contains("ssd_oidv4_fp32_postprocess")
+            && e.contains("TFLite_Detection_PostProcess"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -194,6 +194,94 @@ model = "{float}"
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A post-processed int8 model with a post-processed float twin (the bundled SSD with
+/// TFLite_Detection_PostProcess appended to both): the daemon's shadow compares their
+/// detections and publishes `<base>/drift` while detections go on.
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "runs x86 mosquitto; built, not run, under qemu"
+)]
+fn the_shadow_compares_a_postprocessed_model_with_its_float_twin() {
+    let dir = tmpdir("postprocess-shadow");
+    let port = free_port();
+    let _broker = Broker::start(port, &dir);
+    let base = "edgecam/pptwin";
+    let rx = subscribe(port, &format!("{base}/#"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (int8, float) = (
+        ssd_with_postprocess(&dir, "int8"),
+        ssd_with_postprocess(&dir, "fp32"),
+    );
+    let labels = postprocess_labels(&dir);
+    let extra = format!(
+        r#"
+[shadow]
+enabled = true
+model = "{float}"
+every_n = 1
+cpu_budget = 0.0
+"#,
+        float = float.display(),
+    );
+    let cfg = write_config(&dir, port, "pptwin", &extra);
+    let r = root();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
+                .display()
+                .to_string(),
+            &int8.display().to_string(),
+        )
+        .replace(
+            &r.join("models/oidv4_labelmap.txt").display().to_string(),
+            &labels.display().to_string(),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Logged::start(&cfg, &[]);
+    let mut all = vec![];
+    let drift = format!("{base}/drift");
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(180), |m| m.0 == drift),
+        "no drift message arrived"
+    );
+    assert!(
+        wait_for(&rx, &mut all, Duration::from_secs(60), |m| m.0
+            == format!("{base}/detections")
+            && m.1.contains("\"person\"")),
+        "no detections of a person: {:?}",
+        all.iter()
+            .filter(|m| m.0.ends_with("/detections"))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    drop(d);
+    let msgs: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|m| m.0 == drift)
+        .map(|m| serde_json::from_str(&m.1).unwrap())
+        .collect();
+    let first = &msgs[0];
+    for k in ["f1", "precision", "recall", "map50"] {
+        let v = first["metrics"][k].as_f64();
+        assert!(
+            v.is_some_and(|v| (0.0..=1.0).contains(&v)),
+            "metrics.{k}: {first}"
+        );
+    }
+    assert!(
+        first["frames"]["compared"].as_u64().unwrap() >= 1,
+        "{first}"
+    );
+    assert!(first["frame"]["float_objects"].is_number(), "{first}");
+    let det = json_on(&all, &format!("{base}/detections"));
+    assert!(det
+        .iter()
+        .all(|v| v["model"] == "ssd_oidv4_int8_postprocess"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The Python with TFLite's metadata tools (`EDGECAM_META_PYTHON`, default `.venv-meta`,
 /// which `scripts/test` makes).
 fn meta_python() -> PathBuf {

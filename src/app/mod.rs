@@ -491,30 +491,49 @@ pub fn run(mut cfg: Config) -> Result<()> {
         cfg.snapshots.enabled,
     );
     announce(&cfg, &labels, &infer, &publisher);
-    // Drift and calibration compare raw SSD outputs (with a description): a model ending in
-    // TFLite_Detection_PostProcess or a YOLO model has none. Say so; detection runs on.
+    // Calibration works on raw SSD outputs (with a description); drift compares raw outputs,
+    // or the detections of two models ending in TFLite_Detection_PostProcess. A YOLO model
+    // has neither, and a post-processed model may have no float twin. Say so; detection runs
+    // on.
     let raw = infer.det.desc().is_some();
-    if !raw && (cfg.shadow.enabled || cfg.calibration.enabled) {
+    let own = crate::drift::decodes_itself(&infer.det);
+    if !raw && cfg.calibration.enabled {
         tracing::warn!(
             model = %cfg.detector.model.display(),
             model_type = infer.det.model_type().name(),
-            "the model has no raw SSD outputs to compare with a float model (it ends in \
-             TFLite_Detection_PostProcess or is a YOLO model): the shadow (drift) and \
-             calibration are off for it"
+            "the model has no raw SSD outputs to calibrate from (it ends in \
+             TFLite_Detection_PostProcess or is a YOLO model): calibration is off for it"
         );
     }
-    let shadow_thread = if cfg.shadow.enabled && raw {
-        let h = infer
-            .start_shadow(&cfg, publisher.clone())
-            .map_err(crate::exit::config)?;
-        tracing::info!(
-            every_n = cfg.shadow.every_n,
-            cpu_budget = cfg.shadow.cpu_budget,
-            "shadow model started"
+    if !raw && !own && cfg.shadow.enabled {
+        tracing::warn!(
+            model = %cfg.detector.model.display(),
+            model_type = infer.det.model_type().name(),
+            "the shadow (drift) compares raw SSD outputs or TFLite_Detection_PostProcess \
+             detections, which this model has neither of: the shadow is off for it"
         );
-        Some(h)
-    } else {
-        None
+    }
+    let shadow_thread = match cfg.shadow.enabled && (raw || own) {
+        false => None,
+        true => match infer.start_shadow(&cfg, publisher.clone()) {
+            Ok(h) => {
+                tracing::info!(
+                    every_n = cfg.shadow.every_n,
+                    cpu_budget = cfg.shadow.cpu_budget,
+                    "shadow model started"
+                );
+                Some(h)
+            }
+            // A post-processed model (Coral's) seldom has a float twin: no drift, no stop.
+            Err(e) if own => {
+                tracing::warn!(
+                    model = %cfg.detector.model.display(),
+                    "the shadow (drift) is off: {e:#}"
+                );
+                None
+            }
+            Err(e) => return Err(crate::exit::config(e)),
+        },
     };
 
     let calibration = if cfg.calibration.enabled && raw {

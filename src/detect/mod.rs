@@ -540,6 +540,19 @@ impl Detector {
         self.inference
     }
 
+    /// A model that decodes itself (TFLite_Detection_PostProcess): the detections of its last
+    /// run scoring at least `threshold` (which may be below the detector's own), into `out`;
+    /// `Ok(false)` for other models (their raw outputs are read instead).
+    pub fn postprocess_detections(&self, threshold: f32, out: &mut Vec<Detection>) -> Result<bool> {
+        match &self.head {
+            Head::PostProcess { outs, names, .. } => {
+                postprocess_read(&self.interp, outs, names, threshold, out)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     pub fn set_score_threshold(&mut self, t: f32) {
         match &mut self.head {
             Head::Raw { decoder, .. } => decoder.set_score_threshold(t),
@@ -581,40 +594,49 @@ impl Detector {
                 names,
                 score_threshold,
                 ..
-            } => {
-                out.clear();
-                let f = |k: usize| -> Result<&[f32]> {
-                    let t = self.interp.output(outs[k])?;
-                    t.f32().map_err(|e| anyhow!(e.0))
-                };
-                let (boxes, classes, scores) = (f(0)?, f(1)?, f(2)?);
-                let count = f(3)?.first().copied().unwrap_or(0.0);
-                let n = (count.max(0.0) as usize)
-                    .min(scores.len())
-                    .min(boxes.len() / 4);
-                for i in 0..n {
-                    // (A NaN score is no detection.)
-                    if scores[i].is_nan() || scores[i] < *score_threshold {
-                        continue;
-                    }
-                    let c = classes[i].max(0.0) as usize;
-                    let label = names.get(c);
-                    let b = &boxes[4 * i..4 * i + 4];
-                    out.push(Detection {
-                        class_id: c,
-                        label,
-                        score: scores[i],
-                        bbox: crate::postprocess::NormBox([b[0], b[1], b[2], b[3]]),
-                    });
-                }
-                Ok(())
-            }
+            } => postprocess_read(&self.interp, outs, names, *score_threshold, out),
             Head::Yolo { out: o, decoder } => {
                 let t = self.interp.output(*o)?;
                 decoder.decode_into(raw_output(&t)?, out)
             }
         }
     }
+}
+
+/// The detections a TFLite_Detection_PostProcess node wrote (graph outputs `outs`: boxes,
+/// classes, scores, count) scoring at least `threshold`, into `out`.
+fn postprocess_read(
+    interp: &Interpreter,
+    outs: &[usize; 4],
+    names: &crate::postprocess::boxes::ClassNames,
+    threshold: f32,
+    out: &mut Vec<Detection>,
+) -> Result<()> {
+    out.clear();
+    let f = |k: usize| -> Result<&[f32]> {
+        let t = interp.output(outs[k])?;
+        t.f32().map_err(|e| anyhow!(e.0))
+    };
+    let (boxes, classes, scores) = (f(0)?, f(1)?, f(2)?);
+    let count = f(3)?.first().copied().unwrap_or(0.0);
+    let n = (count.max(0.0) as usize)
+        .min(scores.len())
+        .min(boxes.len() / 4);
+    for i in 0..n {
+        // (A NaN score is no detection.)
+        if scores[i].is_nan() || scores[i] < threshold {
+            continue;
+        }
+        let c = classes[i].max(0.0) as usize;
+        let b = &boxes[4 * i..4 * i + 4];
+        out.push(Detection {
+            class_id: c,
+            label: names.get(c),
+            score: scores[i],
+            bbox: crate::postprocess::NormBox([b[0], b[1], b[2], b[3]]),
+        });
+    }
+    Ok(())
 }
 
 /// `auto`: what `cfg`'s model is, and why.

@@ -15,7 +15,9 @@ use image::RgbImage;
 use super::compare::{round, FrameComparison};
 use super::layers::{LayerMap, LayerStat};
 use super::window::{Alarm, AlarmMetric, Pooled, Window};
-use super::{load_detector, output_indices, raw_outputs, Comparator};
+use super::{
+    load_detector, output_indices, pair_decodes_itself, ranked_detections, raw_outputs, Comparator,
+};
 use crate::capture::sources::{is_video_file, Ffmpeg, ImageDir, MjpegFile};
 use crate::capture::{FrameSource, Read};
 use crate::config::ShadowConfig;
@@ -86,6 +88,8 @@ pub struct Evaluator {
     int8: Detector,
     float: Detector,
     idx: [[usize; 2]; 2],
+    /// Both models decode themselves: detections compared, no raw outputs.
+    own: bool,
     cmp: Comparator,
     layer_map: Option<LayerMap>,
     pub layer_stats: Vec<LayerStat>,
@@ -125,8 +129,14 @@ impl Evaluator {
         if int8.interpreter().input_info(0)?.shape != float.interpreter().input_info(0)?.shape {
             bail!("the int8 and float models have different input shapes");
         }
-        let idx = [output_indices(&int8)?, output_indices(&float)?];
-        for (k, (&i, &f)) in idx[0].iter().zip(&idx[1]).enumerate() {
+        // Models ending in TFLite_Detection_PostProcess: their detections are compared.
+        let own = pair_decodes_itself(&int8, &float)?;
+        let idx = if own {
+            [[0; 2]; 2]
+        } else {
+            [output_indices(&int8)?, output_indices(&float)?]
+        };
+        for (k, (&i, &f)) in idx[0].iter().zip(&idx[1]).enumerate().filter(|_| !own) {
             let a = &int8.interpreter().output_info(i)?.shape;
             let b = &float.interpreter().output_info(f)?.shape;
             if a != b {
@@ -150,6 +160,7 @@ impl Evaluator {
             int8,
             float,
             idx,
+            own,
             cmp,
             layer_map,
             layer_stats,
@@ -171,9 +182,11 @@ impl Evaluator {
         self.ms[0] += self.int8.inference_time().as_secs_f64() * 1e3;
         self.float.detect_into(img, &mut self.dets)?;
         self.ms[1] += self.float.inference_time().as_secs_f64() * 1e3;
-        let [ri, rf] = &mut self.raw;
-        raw_outputs(&self.int8, self.idx[0], ri)?;
-        raw_outputs(&self.float, self.idx[1], rf)?;
+        if !self.own {
+            let [ri, rf] = &mut self.raw;
+            raw_outputs(&self.int8, self.idx[0], ri)?;
+            raw_outputs(&self.float, self.idx[1], rf)?;
+        }
         if let Some(m) = &self.layer_map {
             m.accumulate(
                 self.int8.interpreter(),
@@ -182,7 +195,12 @@ impl Evaluator {
                 &mut self.scratch,
             )?;
         }
-        let c = self.cmp.compare(seq, &self.raw[0], &self.raw[1])?;
+        let c = if self.own {
+            self.cmp
+                .compare_detections(seq, ranked_detections(&self.int8)?, &self.float)?
+        } else {
+            self.cmp.compare(seq, &self.raw[0], &self.raw[1])?
+        };
         let frame = c.to_json();
         let (pooled, _) = self.window.push(c.clone());
         if self.window.alarm.active && self.alarm_first.is_none() {

@@ -22,12 +22,13 @@ pub mod window;
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
+use crate::config::ModelType;
 use crate::detect::model_desc::{desc_path_for_model, load_labels, ModelDesc};
 use crate::detect::{decoder_for, raw_output, Detector};
 use crate::engine::{tflite, Interpreter, InterpreterOptions};
-use crate::postprocess::{Decoder, RawOutput};
+use crate::postprocess::{Decoder, Detection, RawOutput};
 use crate::preprocess::ResizeMode;
 use compare::{Energy, FrameComparison, OutputFidelity};
 
@@ -43,7 +44,19 @@ pub fn load_detector(
 ) -> Result<Detector> {
     let desc_path = match desc {
         Some(p) => p.to_path_buf(),
-        None => desc_path_for_model(model)?,
+        None => match desc_path_for_model(model) {
+            Ok(p) => p,
+            // A model that decodes itself needs no description.
+            Err(e) => {
+                let mut c = crate::detect::DetectorConfig::new(model);
+                c.labels = labels.map(Path::to_path_buf);
+                c.engine = opts.clone();
+                c.model_type = ModelType::SsdPostprocess;
+                return Detector::from_config(&c).map_err(|pe| {
+                    anyhow!("{e:#} (nor does it end in TFLite_Detection_PostProcess: {pe:#})")
+                });
+            }
+        },
     };
     let d = ModelDesc::load(&desc_path)?;
     let labels = match (labels, d.labels_path(&desc_path)) {
@@ -61,17 +74,65 @@ pub fn load_detector(
     Detector::new(interp, d, labels, name, ResizeMode::Stretch)
 }
 
-/// The description of a raw-output detector: drift compares raw outputs, which a model
-/// ending in TFLite_Detection_PostProcess does not have.
+/// The description of a raw-output detector: its raw outputs are what drift compares; a
+/// model ending in TFLite_Detection_PostProcess has none (its detections are compared, see
+/// [`decodes_itself`]).
 pub fn raw_desc(det: &Detector) -> Result<&crate::detect::model_desc::ModelDesc> {
     det.desc().ok_or_else(|| {
         anyhow!(
             "{} is a {} model: it has no raw SSD outputs to compare with a float model (drift \
-             needs a raw-output SSD and its description)",
+             compares a raw-output SSD with its description, or two models ending in \
+             TFLite_Detection_PostProcess)",
             det.name(),
             det.model_type().name()
         )
     })
+}
+
+/// Whether drift compares `det`'s detections (a graph ending in TFLite_Detection_PostProcess,
+/// no description) rather than its raw outputs.
+pub fn decodes_itself(det: &Detector) -> bool {
+    det.desc().is_none() && det.model_type() == ModelType::SsdPostprocess
+}
+
+/// The detections of `det`'s last run (a model that decodes itself) down to
+/// [`RANK_THRESHOLD`]: the quantized side of a comparison, ranked for pseudo-AP.
+pub fn ranked_detections(det: &Detector) -> Result<Vec<Detection>> {
+    let mut out = Vec::new();
+    if !det.postprocess_detections(RANK_THRESHOLD, &mut out)? {
+        bail!(
+            "{} does not end in TFLite_Detection_PostProcess",
+            det.name()
+        );
+    }
+    Ok(out)
+}
+
+/// Whether the quantized and float models of a drift pair both decode themselves (their
+/// detections are compared) or both have raw outputs (compared raw, then decoded alike); a
+/// mixed pair is an error naming both.
+pub fn pair_decodes_itself(int8: &Detector, float: &Detector) -> Result<bool> {
+    let (a, b) = (decodes_itself(int8), decodes_itself(float));
+    if a != b {
+        let kind = |d: &Detector, own: bool| {
+            if own {
+                format!("{} ends in TFLite_Detection_PostProcess", d.name())
+            } else {
+                format!("{} is a {} model", d.name(), d.model_type().name())
+            }
+        };
+        bail!(
+            "cannot compare {} with {}: drift compares like with like (both raw-output SSDs \
+             with a description, or both ending in TFLite_Detection_PostProcess)",
+            kind(int8, a),
+            kind(float, b)
+        );
+    }
+    if !a {
+        raw_desc(float)?;
+        raw_desc(int8)?;
+    }
+    Ok(a)
 }
 
 /// Graph output indices of the box and class tensors of a detector.
@@ -97,9 +158,11 @@ pub fn raw_outputs(det: &Detector, idx: [usize; 2], out: &mut [Vec<f32>; 2]) -> 
     Ok(())
 }
 
-/// Turns the raw outputs of both models into a [`FrameComparison`].
+/// Turns the raw outputs (or, for models that decode themselves, the detections) of both
+/// models into a [`FrameComparison`].
 pub struct Comparator {
-    decoder: Decoder,
+    /// `None` for models that decode themselves.
+    decoder: Option<Decoder>,
     pub score_threshold: f32,
     pub output_names: [String; 2],
 }
@@ -107,14 +170,46 @@ pub struct Comparator {
 impl Comparator {
     /// `det` supplies the description and labels (either model of the pair).
     pub fn new(det: &Detector, score_threshold: f32) -> Result<Self> {
+        if decodes_itself(det) {
+            return Ok(Comparator {
+                decoder: None,
+                score_threshold,
+                output_names: Default::default(),
+            });
+        }
         let desc = raw_desc(det)?;
         let decoder = decoder_for(desc, det.labels().to_vec())?;
         let o = &desc.outputs;
         Ok(Comparator {
-            decoder,
+            decoder: Some(decoder),
             score_threshold,
             output_names: [o.boxes.name.clone(), o.scores.name.clone()],
         })
+    }
+
+    /// Both models decode themselves: the int8 detections of a run ranked down to
+    /// [`RANK_THRESHOLD`] ([`ranked_detections`]) against the float ones of the same frame
+    /// (read here at the score threshold). No raw-output fidelity: there are no raw outputs.
+    pub fn compare_detections(
+        &self,
+        seq: u64,
+        ranked: Vec<Detection>,
+        float: &Detector,
+    ) -> Result<FrameComparison> {
+        let mut truth = Vec::new();
+        if !float.postprocess_detections(self.score_threshold, &mut truth)? {
+            bail!(
+                "{} does not end in TFLite_Detection_PostProcess",
+                float.name()
+            );
+        }
+        Ok(FrameComparison::new(
+            seq,
+            ranked,
+            truth,
+            self.score_threshold,
+            Vec::new(),
+        ))
     }
 
     pub fn compare(
@@ -123,14 +218,14 @@ impl Comparator {
         int8: &[Vec<f32>; 2],
         float: &[Vec<f32>; 2],
     ) -> Result<FrameComparison> {
-        self.decoder.set_score_threshold(RANK_THRESHOLD);
-        let ranked = self
+        let decoder = self
             .decoder
-            .decode(RawOutput::F32(&int8[0]), RawOutput::F32(&int8[1]))?;
-        self.decoder.set_score_threshold(self.score_threshold);
-        let truth = self
-            .decoder
-            .decode(RawOutput::F32(&float[0]), RawOutput::F32(&float[1]))?;
+            .as_mut()
+            .ok_or_else(|| anyhow!("these models decode themselves: compare their detections"))?;
+        decoder.set_score_threshold(RANK_THRESHOLD);
+        let ranked = decoder.decode(RawOutput::F32(&int8[0]), RawOutput::F32(&int8[1]))?;
+        decoder.set_score_threshold(self.score_threshold);
+        let truth = decoder.decode(RawOutput::F32(&float[0]), RawOutput::F32(&float[1]))?;
         let outputs = (0..2)
             .map(|k| OutputFidelity {
                 name: self.output_names[k].clone(),

@@ -31,7 +31,10 @@ use image::RgbImage;
 use super::compare::round;
 use super::store::Store;
 use super::window::{Alarm, Window};
-use super::{load_detector, output_indices, raw_outputs, Comparator};
+use super::{
+    decodes_itself, load_detector, output_indices, pair_decodes_itself, ranked_detections,
+    raw_outputs, Comparator,
+};
 use crate::config::Config;
 use crate::detect::Detector;
 use crate::engine::InterpreterOptions;
@@ -117,11 +120,20 @@ fn window_figures(p: &super::window::Pooled) -> Vec<(&'static str, f64)> {
 }
 
 /// One sampled frame for the shadow.
+/// What the shadow compares of the int8 model's run.
+enum Quantized {
+    /// Its raw box and class outputs (decoded alike for both models).
+    Raw([Vec<f32>; 2]),
+    /// Its detections down to the ranking threshold (a model ending in
+    /// TFLite_Detection_PostProcess).
+    Detections(Vec<crate::postprocess::Detection>),
+}
+
 struct Job {
     seq: u64,
     wall: SystemTime,
     image: RgbImage,
-    int8: [Vec<f32>; 2],
+    int8: Quantized,
     /// The int8 model that produced `int8` (it changes when calibration promotes one).
     int8_model: String,
 }
@@ -131,7 +143,8 @@ pub struct ShadowFeed {
     tx: Sender<Job>,
     every_n: u64,
     processed: u64,
-    idx: [usize; 2],
+    /// The int8 model's raw outputs; `None`: it decodes itself.
+    idx: Option<[usize; 2]>,
     state: Arc<State>,
 }
 
@@ -153,12 +166,21 @@ impl ShadowFeed {
             st.stats.skipped_budget.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut int8 = [Vec::new(), Vec::new()];
-        if let Err(e) = raw_outputs(det, self.idx, &mut int8) {
-            st.stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("shadow: reading the int8 outputs: {e:#}");
-            return;
-        }
+        let int8 = match self.idx {
+            Some(idx) => {
+                let mut raw = [Vec::new(), Vec::new()];
+                raw_outputs(det, idx, &mut raw).map(|()| Quantized::Raw(raw))
+            }
+            None => ranked_detections(det).map(Quantized::Detections),
+        };
+        let int8 = match int8 {
+            Ok(v) => v,
+            Err(e) => {
+                st.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("shadow: reading the int8 outputs: {e:#}");
+                return;
+            }
+        };
         st.busy.store(true, Ordering::Release);
         let job = Job {
             seq,
@@ -192,7 +214,15 @@ impl ShadowFeed {
     /// Follow a new int8 detector (a promoted model): its output tensors may sit elsewhere.
     /// Its outputs were checked against the float model's when it was calibrated from it.
     pub fn retarget(&mut self, det: &Detector) -> Result<()> {
-        self.idx = output_indices(det)?;
+        if decodes_itself(det) != self.idx.is_none() {
+            bail!(
+                "shadow: {} is not the kind of model the shadow compares",
+                det.name()
+            );
+        }
+        if self.idx.is_some() {
+            self.idx = Some(output_indices(det)?);
+        }
         Ok(())
     }
 }
@@ -231,7 +261,6 @@ pub fn thread_nice() -> Result<i32> {
 /// Everything the shadow thread owns.
 struct Worker {
     float: Detector,
-    idx: [usize; 2],
     cmp: Comparator,
     window: Window,
     store: Option<Store>,
@@ -239,6 +268,8 @@ struct Worker {
     state: Arc<State>,
     budget: f64,
     float_name: String,
+    /// The float model's raw outputs; `None`: both models decode themselves.
+    idx: Option<[usize; 2]>,
     float_raw: [Vec<f32>; 2],
     scratch: Vec<crate::postprocess::Detection>,
 }
@@ -273,15 +304,22 @@ pub fn start(
             iin.shape
         );
     }
-    let idx = output_indices(&float)?;
-    let int8_idx = output_indices(int8)?;
-    for k in 0..2 {
-        let a = float.interpreter().output_info(idx[k])?.shape.clone();
-        let b = int8.interpreter().output_info(int8_idx[k])?.shape.clone();
-        if a != b {
-            bail!("shadow.model: output shape {a:?} differs from the int8 model's {b:?}");
+    // Two models ending in TFLite_Detection_PostProcess: their detections are compared.
+    let own = pair_decodes_itself(int8, &float).context("shadow.model")?;
+    let (idx, int8_idx) = if own {
+        (None, None)
+    } else {
+        let idx = output_indices(&float)?;
+        let int8_idx = output_indices(int8)?;
+        for k in 0..2 {
+            let a = float.interpreter().output_info(idx[k])?.shape.clone();
+            let b = int8.interpreter().output_info(int8_idx[k])?.shape.clone();
+            if a != b {
+                bail!("shadow.model: output shape {a:?} differs from the int8 model's {b:?}");
+            }
         }
-    }
+        (Some(idx), Some(int8_idx))
+    };
     let metric = sh.alarm_metric;
     let alarm = Alarm::new(
         metric,
@@ -374,8 +412,17 @@ impl Worker {
     fn process(&mut self, job: &Job, t0: Instant) -> Result<()> {
         self.float.detect_into(&job.image, &mut self.scratch)?;
         let float_ms = self.float.inference_time().as_secs_f64() * 1e3;
-        raw_outputs(&self.float, self.idx, &mut self.float_raw)?;
-        let c = self.cmp.compare(job.seq, &job.int8, &self.float_raw)?;
+        let c = match (&job.int8, self.idx) {
+            (Quantized::Raw(int8), Some(idx)) => {
+                raw_outputs(&self.float, idx, &mut self.float_raw)?;
+                self.cmp.compare(job.seq, int8, &self.float_raw)?
+            }
+            (Quantized::Detections(int8), None) => {
+                self.cmp
+                    .compare_detections(job.seq, int8.clone(), &self.float)?
+            }
+            _ => bail!("the int8 and float models are not of one kind"),
+        };
         let frame = c.to_json();
         if let Some(s) = &self.store {
             if let Err(e) = s.offer(&job.image, &c, &self.float.transform(), job.wall) {

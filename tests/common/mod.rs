@@ -437,3 +437,102 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The bundled SSD (`kind`) with TFLite_Detection_PostProcess appended to its raw outputs, as
+/// a converter's post-processing step writes it: DEQUANTIZE (for a quantized model), LOGISTIC
+/// on the class logits, the description's anchors as a constant, fast NMS. Written to `dir`
+/// with the engine's own `.tflite` writer; returns its path.
+pub fn ssd_with_postprocess(dir: &Path, kind: &str) -> PathBuf {
+    use edgecam::engine::graph::{DetectionPostProcessOptions, Node};
+    use edgecam::engine::tensor::{ConstData, DType, TensorInfo};
+    let desc = edgecam::detect::model_desc::ModelDesc::load(
+        &root().join("models/ssd_mobilenetv2_oidv4.json"),
+    )
+    .unwrap();
+    let anchors = edgecam::postprocess::anchors::generate(&desc.anchors).unwrap();
+    let mut g = edgecam::engine::tflite::load_file(
+        root().join(format!("models/ssd_mobilenetv2_oidv4_{kind}.tflite")),
+    )
+    .unwrap();
+    let tensor = |g: &mut edgecam::engine::Graph, name: &str, shape: &[usize]| {
+        g.tensors.push(TensorInfo {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: shape.to_vec(),
+            quant: None,
+            data: None,
+        });
+        g.tensors.len() - 1
+    };
+    let float = |g: &mut edgecam::engine::Graph, k: usize| {
+        let t = g.outputs[k];
+        if g.tensors[t].dtype == DType::F32 {
+            return t;
+        }
+        let (name, shape) = (g.tensors[t].name.clone(), g.tensors[t].shape.clone());
+        let d = tensor(g, &format!("{name}/dequantized"), &shape);
+        g.nodes.push(Node {
+            op: edgecam::engine::graph::Op::Dequantize,
+            inputs: vec![Some(t)],
+            outputs: vec![d],
+        });
+        d
+    };
+    let boxes = float(&mut g, 0);
+    let logits = float(&mut g, 1);
+    let shape = g.tensors[logits].shape.clone();
+    let classes = shape[2] - 1; // column 0 is the background
+    let scores = tensor(&mut g, "scores", &shape);
+    g.nodes.push(Node {
+        op: edgecam::engine::graph::Op::Logistic,
+        inputs: vec![Some(logits)],
+        outputs: vec![scores],
+    });
+    let bytes: Vec<u8> = anchors
+        .iter()
+        .flat_map(|a| [a.yc, a.xc, a.h, a.w])
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let an = tensor(&mut g, "anchors", &[anchors.len(), 4]);
+    g.tensors[an].data = Some(ConstData::Owned(std::sync::Arc::new(words), bytes.len()));
+    let m = 50;
+    let outs = [
+        tensor(&mut g, "TFLite_Detection_PostProcess", &[1, m, 4]),
+        tensor(&mut g, "TFLite_Detection_PostProcess:1", &[1, m]),
+        tensor(&mut g, "TFLite_Detection_PostProcess:2", &[1, m]),
+        tensor(&mut g, "TFLite_Detection_PostProcess:3", &[1]),
+    ];
+    g.nodes.push(Node {
+        op: edgecam::engine::graph::Op::DetectionPostProcess(DetectionPostProcessOptions {
+            max_detections: m,
+            max_classes_per_detection: 1,
+            detections_per_class: 100,
+            use_regular_nms: false,
+            nms_score_threshold: 0.01,
+            nms_iou_threshold: 0.45,
+            num_classes: classes,
+            y_scale: 10.0,
+            x_scale: 10.0,
+            h_scale: 5.0,
+            w_scale: 5.0,
+        }),
+        inputs: vec![Some(boxes), Some(scores), Some(an)],
+        outputs: outs.to_vec(),
+    });
+    g.outputs = outs.to_vec();
+    g.output_names.clear();
+    let p = dir.join(format!("ssd_oidv4_{kind}_postprocess.tflite"));
+    std::fs::write(&p, edgecam::engine::tflite::write_model(&g)).unwrap();
+    p
+}
+
+/// The labels of [`ssd_with_postprocess`]'s models, written to `dir`: the bundled label map
+/// without its background line (column 0 of the scores).
+pub fn postprocess_labels(dir: &Path) -> PathBuf {
+    let labels = dir.join("postprocess_labels.txt");
+    let map = std::fs::read_to_string(root().join("models/oidv4_labelmap.txt")).unwrap();
+    std::fs::write(&labels, map.lines().skip(1).collect::<Vec<_>>().join("\n")).unwrap();
+    labels
+}
