@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::hybrid;
 use super::params::{bias_info, const_weights, conv_qparams, MultiplierRule, QParams};
-use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks};
+use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks, shift_u8_to_i8};
 use crate::engine::error::OpResult;
 use crate::engine::graph::{Activation, DepthwiseConv2DOptions, Node};
 use crate::engine::kernels::scalar::conv::{depthwise_f32, depthwise_q, ConvGeom};
@@ -256,15 +256,10 @@ impl Kernel for DepthwiseU8 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let g = self.inner.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.u8())?;
-        for (d, &s) in self.input.iter_mut().zip(input) {
-            *d = (s ^ 0x80) as i8;
-        }
+        shift_u8_to_i8(&self.inner.pool, input, &mut self.input);
         let out = out_slice(io, g.output_len(), |t| t.u8())?;
-        let out: &mut [i8] = bytemuck::cast_slice_mut(out);
-        self.inner.run(&self.input, out);
-        for v in out.iter_mut() {
-            *v ^= i8::MIN;
-        }
+        self.inner
+            .run(&self.input, bytemuck::cast_slice_mut(out), true);
         Ok(())
     }
 }
@@ -323,14 +318,15 @@ impl Kernel for DepthwiseI8 {
         let g = self.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.i8())?;
         let out = out_slice(io, g.output_len(), |t| t.i8())?;
-        self.run(input, out);
+        self.run(input, out, false);
         Ok(())
     }
 }
 
 impl DepthwiseI8 {
-    /// The convolution of `input` into `out` (both checked against the geometry).
-    fn run(&self, input: &[i8], out: &mut [i8]) {
+    /// The convolution of `input` into `out` (both checked against the geometry); `flip`:
+    /// each task shifts its outputs back to uint8 (flips their top bit) as it ends.
+    fn run(&self, input: &[i8], out: &mut [i8], flip: bool) {
         let g = self.g;
         let this = self;
         let q = this.q.view();
@@ -344,6 +340,11 @@ impl DepthwiseI8 {
                 bias: this.bias.as_deref(),
             };
             kernels::depthwise_i8_prepared(&this.prep, &op, &q, 0..sub.out_h, chunk);
+            if flip {
+                for v in chunk.iter_mut() {
+                    *v ^= i8::MIN;
+                }
+            }
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);

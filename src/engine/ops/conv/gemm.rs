@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::im2col::{im2col, RUN};
 use super::params::QParams;
-use super::tasks::{run_pool, run_tasks, task_rows, Split};
+use super::tasks::{run_pool, run_tasks, shift_u8_to_i8, task_rows, Split};
 use crate::engine::error::OpResult;
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
@@ -346,9 +346,7 @@ impl GemmU8 {
 impl Kernel for GemmU8 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let input = in_slice(io, 0, self.input.len(), |t| t.u8())?;
-        for (d, &s) in self.input.iter_mut().zip(input) {
-            *d = shift_u8(s);
-        }
+        shift_u8_to_i8(&self.pool, input, &mut self.input);
         let out = out_slice(io, self.m * self.n, |t| t.u8())?;
         let this = &*self;
         let (k, n, tr) = (this.k, this.n, this.task_rows);

@@ -114,6 +114,23 @@ pub(super) fn run_tasks<T: Send>(
     }
 }
 
+/// `dst[i] = src[i] − 128` as int8 (a uint8 tensor shifted to int8: the same bits with the
+/// top one flipped), cut across the pool's threads: the uint8 operators' input pass, which
+/// would otherwise run on one thread.
+pub(super) fn shift_u8_to_i8(pool: &Option<Arc<ThreadPool>>, src: &[u8], dst: &mut [i8]) {
+    let n = dst.len().min(src.len());
+    let threads = pool.as_ref().map_or(1, |p| p.threads());
+    // Below ~64 KiB a second thread costs more than it saves.
+    let tasks = if n < 1 << 16 { 1 } else { threads };
+    let bounds = |t: usize| t * n / tasks..(t + 1) * n / tasks;
+    let task = |t: usize, d: &mut [i8], _w: usize| {
+        for (d, &s) in d.iter_mut().zip(&src[bounds(t)]) {
+            *d = (s ^ 0x80) as i8;
+        }
+    };
+    run_tasks(pool, &mut dst[..n], tasks, &bounds, &task);
+}
+
 /// Depthwise row tasks: (batch, output rows) per task.
 pub(super) fn depthwise_tasks(g: &ConvGeom, threads: usize) -> usize {
     let per_batch = if threads <= 1 {
