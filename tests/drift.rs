@@ -525,18 +525,40 @@ fn models_ending_in_postprocess_are_compared_by_their_detections() {
         ssd_with_postprocess(&dir, "fp32"),
     );
     let labels = postprocess_labels(&dir);
+    // Under qemu two frames, and the int8 twin against the raw-output pair only natively (the
+    // comparison is the same code on every target; the kernels are tested elsewhere).
+    let qemu = cfg!(target_arch = "aarch64");
+    let frames = if qemu { 2 } else { 5 };
     let eval = |a: &Path, b: &Path| {
         let mut o = EvalOptions::new(a, b);
         o.labels = Some(labels.clone());
         o.every = 20;
+        o.max_frames = frames;
         o.layers = false;
         evaluate::run(o, &clip(), |_, _| {})
     };
     let same = eval(&float, &float).unwrap().summary();
-    assert_eq!(same.frames, 5);
-    assert!(same.float_objects >= 10, "{}", same.float_objects);
+    assert_eq!(same.frames, frames);
+    assert!(same.float_objects >= 2 * frames, "{}", same.float_objects);
     assert_eq!((same.f1, same.map50), (1.0, 1.0));
     assert!(same.outputs.is_empty(), "no raw outputs to compare");
+
+    let mut o = EvalOptions::new(model("int8"), &float);
+    o.max_frames = 1;
+    let mixed = evaluate::run(o, &clip(), |_, _| {})
+        .err()
+        .expect("a mixed pair is refused");
+    let e = format!("{mixed:#}");
+    assert!(
+        e.contains("ssd_mobilenetv2_oidv4_int8")
+            && e.contains("ssd_oidv4_fp32_postprocess")
+            && e.contains("TFLite_Detection_PostProcess"),
+        "{e}"
+    );
+    if qemu {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     let post = eval(&int8, &float).unwrap().summary();
     let mut o = EvalOptions::new(model("int8"), model("fp32"));
@@ -557,19 +579,6 @@ fn models_ending_in_postprocess_are_compared_by_their_detections() {
         post.map50,
         raw.f1,
         raw.map50
-    );
-
-    let mut o = EvalOptions::new(model("int8"), &float);
-    o.max_frames = 1;
-    let mixed = evaluate::run(o, &clip(), |_, _| {})
-        .err()
-        .expect("a mixed pair is refused");
-    let e = format!("{mixed:#}");
-    assert!(
-        e.contains("ssd_mobilenetv2_oidv4_int8")
-            && e.contains("ssd_oidv4_fp32_postprocess")
-            && e.contains("TFLite_Detection_PostProcess"),
-        "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

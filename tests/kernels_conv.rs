@@ -442,50 +442,66 @@ fn depthwise_int8_case(
             &q,
             &mut reference,
         );
-        let mut tensors = vec![
-            info(
-                "x",
-                DType::I8,
-                &[g.batch, g.in_h, g.in_w, in_c],
-                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
-            ),
-            konst(
-                info(
-                    "w",
-                    DType::I8,
-                    &[1, g.filter_h, g.filter_w, out_c],
-                    filter_quant(&c, 3),
-                ),
-                &i8_bytes(&filter),
-            ),
-        ];
-        let mut inputs = vec![Some(0), Some(1)];
-        if let Some(b) = &bias {
-            tensors.push(konst(info("b", DType::I32, &[out_c], None), &i32_bytes(b)));
-            inputs.push(Some(2));
-        }
-        tensors.push(info(
-            "y",
+        let graph = depthwise_graph(
+            (&g, padding, mult, c.act),
             DType::I8,
-            &[g.batch, g.out_h, g.out_w, out_c],
-            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
-        ));
-        let op = Op::DepthwiseConv2D(DepthwiseConv2DOptions {
-            padding,
-            stride_h: g.stride_h,
-            stride_w: g.stride_w,
-            dilation_h: g.dilation_h,
-            dilation_w: g.dilation_w,
-            depth_multiplier: mult,
-            activation: c.act,
-        });
+            &c,
+            (filter_quant(&c, 3), &i8_bytes(&filter)),
+            bias.as_deref(),
+        );
         check_i8(
-            &one_op(op, tensors, inputs),
+            &graph,
             &input,
             &reference,
             &format!("depthwise case {case} {g:?} x{mult}"),
         );
     }
+}
+
+/// A one-operator quantized DEPTHWISE_CONV_2D graph of `dtype` on geometry `g` (padding,
+/// depth multiplier, activation), with the input and output quantization of `c`, the filter
+/// `(quantization, bytes)` and an optional bias.
+fn depthwise_graph(
+    (g, padding, mult, act): (&ConvGeom, Padding, usize, Activation),
+    dtype: DType,
+    c: &QCase,
+    (wq, filter): (Option<Quant>, &[u8]),
+    bias: Option<&[i32]>,
+) -> Graph {
+    let out_c = g.out_c;
+    let mut tensors = vec![
+        info(
+            "x",
+            dtype,
+            &[g.batch, g.in_h, g.in_w, g.in_c],
+            Some(Quant::per_tensor(c.in_scale, c.in_zp)),
+        ),
+        konst(
+            info("w", dtype, &[1, g.filter_h, g.filter_w, out_c], wq),
+            filter,
+        ),
+    ];
+    let mut inputs = vec![Some(0), Some(1)];
+    if let Some(b) = bias {
+        tensors.push(konst(info("b", DType::I32, &[out_c], None), &i32_bytes(b)));
+        inputs.push(Some(2));
+    }
+    tensors.push(info(
+        "y",
+        dtype,
+        &[g.batch, g.out_h, g.out_w, out_c],
+        Some(Quant::per_tensor(c.out_scale, c.out_zp)),
+    ));
+    let op = Op::DepthwiseConv2D(DepthwiseConv2DOptions {
+        padding,
+        stride_h: g.stride_h,
+        stride_w: g.stride_w,
+        dilation_h: g.dilation_h,
+        dilation_w: g.dilation_w,
+        depth_multiplier: mult,
+        activation: act,
+    });
+    one_op(op, tensors, inputs)
 }
 
 /// uint8 depthwise (Coral-style models: per-tensor scales, zero points anywhere in
@@ -537,44 +553,13 @@ fn depthwise_uint8_every_path_is_bit_exact() {
         };
         let mut reference = vec![0u8; g.output_len()];
         refconv::depthwise_q(&g, 1, &input, &filter, bias.as_deref(), &q, &mut reference);
-        let mut tensors = vec![
-            info(
-                "x",
-                DType::U8,
-                &[g.batch, g.in_h, g.in_w, in_c],
-                Some(Quant::per_tensor(c.in_scale, c.in_zp)),
-            ),
-            konst(
-                info(
-                    "w",
-                    DType::U8,
-                    &[1, g.filter_h, g.filter_w, in_c],
-                    Some(Quant::per_tensor(c.f_scales[0], f_zp)),
-                ),
-                &filter,
-            ),
-        ];
-        let mut inputs = vec![Some(0), Some(1)];
-        if let Some(b) = &bias {
-            tensors.push(konst(info("b", DType::I32, &[in_c], None), &i32_bytes(b)));
-            inputs.push(Some(2));
-        }
-        tensors.push(info(
-            "y",
+        let graph = depthwise_graph(
+            (&g, padding, 1, c.act),
             DType::U8,
-            &[g.batch, g.out_h, g.out_w, in_c],
-            Some(Quant::per_tensor(c.out_scale, c.out_zp)),
-        ));
-        let op = Op::DepthwiseConv2D(DepthwiseConv2DOptions {
-            padding,
-            stride_h: g.stride_h,
-            stride_w: g.stride_w,
-            dilation_h: g.dilation_h,
-            dilation_w: g.dilation_w,
-            depth_multiplier: 1,
-            activation: c.act,
-        });
-        let graph = one_op(op, tensors, inputs);
+            &c,
+            (Some(Quant::per_tensor(c.f_scales[0], f_zp)), &filter),
+            bias.as_deref(),
+        );
         for (path, threads) in std::iter::once((KernelPath::Scalar, 1)).chain(configs()) {
             let got = run(&graph, path, threads, &input);
             assert_eq!(

@@ -24,6 +24,25 @@ fn coral() -> (PathBuf, PathBuf) {
     )
 }
 
+/// Point the daemon configuration `cfg` (from `write_config`) at `model` and `labels` instead
+/// of the bundled int8 SSD and its label map.
+fn use_model(cfg: &std::path::Path, model: &std::path::Path, labels: &std::path::Path) {
+    let r = root();
+    let text = std::fs::read_to_string(cfg)
+        .unwrap()
+        .replace(
+            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
+                .display()
+                .to_string(),
+            &model.display().to_string(),
+        )
+        .replace(
+            &r.join("models/oidv4_labelmap.txt").display().to_string(),
+            &labels.display().to_string(),
+        );
+    std::fs::write(cfg, text).unwrap();
+}
+
 #[test]
 fn postprocess_outputs_declared_empty_are_sized_at_load() {
     let (model, _) = coral();
@@ -153,19 +172,7 @@ model = "{float}"
         float = r.join("models/ssd_mobilenetv2_oidv4_fp32.tflite").display(),
     );
     let cfg = write_config(&dir, port, "coral", &extra);
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(
-            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
-                .display()
-                .to_string(),
-            &model.display().to_string(),
-        )
-        .replace(
-            &r.join("models/oidv4_labelmap.txt").display().to_string(),
-            &labels.display().to_string(),
-        );
-    std::fs::write(&cfg, text).unwrap();
+    use_model(&cfg, &model, &labels);
     let d = Logged::start(&cfg, &[]);
     let mut all = vec![];
     assert!(
@@ -225,20 +232,7 @@ cpu_budget = 0.0
         float = float.display(),
     );
     let cfg = write_config(&dir, port, "pptwin", &extra);
-    let r = root();
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(
-            &r.join("models/ssd_mobilenetv2_oidv4_int8.tflite")
-                .display()
-                .to_string(),
-            &int8.display().to_string(),
-        )
-        .replace(
-            &r.join("models/oidv4_labelmap.txt").display().to_string(),
-            &labels.display().to_string(),
-        );
-    std::fs::write(&cfg, text).unwrap();
+    use_model(&cfg, &int8, &labels);
     let d = Logged::start(&cfg, &[]);
     let mut all = vec![];
     let drift = format!("{base}/drift");
