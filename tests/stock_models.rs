@@ -201,6 +201,48 @@ model = "{float}"
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Coral's model with a shadow model that cannot be loaded: a configuration error (exit 78)
+/// naming `shadow.model`, as for any detector; only a float model of the other kind (no twin)
+/// turns the shadow off and lets detection run on.
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "spawns the binary; built, not run, under qemu"
+)]
+fn a_missing_shadow_model_stops_the_daemon_with_a_config_error() {
+    let dir = tmpdir("coral-noshadow");
+    let missing = dir.join("no_such_float.tflite");
+    let extra = format!(
+        "\n[shadow]\nenabled = true\nmodel = \"{}\"\n",
+        missing.display()
+    );
+    let cfg = write_config(&dir, free_port(), "coral-noshadow", &extra);
+    let (model, labels) = coral();
+    use_model(&cfg, &model, &labels);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.0.code()), Some(78), "{err}");
+    assert!(
+        err.contains("shadow.model") && err.contains("no_such_float.tflite"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A post-processed int8 model with a post-processed float twin (the bundled SSD with
 /// TFLite_Detection_PostProcess appended to both): the daemon's shadow compares their
 /// detections and publishes `<base>/drift` while detections go on.

@@ -524,8 +524,9 @@ pub fn run(mut cfg: Config) -> Result<()> {
                 );
                 Some(h)
             }
-            // A post-processed model (Coral's) seldom has a float twin: no drift, no stop.
-            Err(e) if own => {
+            // A post-processed model (Coral's) seldom has a float twin: no drift, no stop. (A
+            // shadow model that cannot be loaded stays a configuration error.)
+            Err(e) if own && e.downcast_ref::<crate::drift::MixedPair>().is_some() => {
                 tracing::warn!(
                     model = %cfg.detector.model.display(),
                     "the shadow (drift) is off: {e:#}"

@@ -108,25 +108,39 @@ pub fn ranked_detections(det: &Detector) -> Result<Vec<Detection>> {
     Ok(out)
 }
 
+/// A drift pair of a raw-output model and one that decodes itself: they cannot be compared.
+/// (The daemon runs on without drift when its detector decodes itself and the float model does
+/// not: Coral's model has no float twin.)
+#[derive(Debug)]
+pub struct MixedPair(pub String);
+
+impl std::fmt::Display for MixedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MixedPair {}
+
 /// Whether the quantized and float models of a drift pair both decode themselves (their
 /// detections are compared) or both have raw outputs (compared raw, then decoded alike); a
-/// mixed pair is an error naming both.
+/// mixed pair is a [`MixedPair`] error naming both.
 pub fn pair_decodes_itself(int8: &Detector, float: &Detector) -> Result<bool> {
     let (a, b) = (decodes_itself(int8), decodes_itself(float));
     if a != b {
         let kind = |d: &Detector, own: bool| {
             if own {
-                format!("{} ends in TFLite_Detection_PostProcess", d.name())
+                format!("{} (ending in TFLite_Detection_PostProcess)", d.name())
             } else {
-                format!("{} is a {} model", d.name(), d.model_type().name())
+                format!("{} (a {} model)", d.name(), d.model_type().name())
             }
         };
-        bail!(
+        bail!(MixedPair(format!(
             "cannot compare {} with {}: drift compares like with like (both raw-output SSDs \
              with a description, or both ending in TFLite_Detection_PostProcess)",
             kind(int8, a),
             kind(float, b)
-        );
+        )));
     }
     if !a {
         raw_desc(float)?;

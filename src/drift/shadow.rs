@@ -119,7 +119,6 @@ fn window_figures(p: &super::window::Pooled) -> Vec<(&'static str, f64)> {
     v
 }
 
-/// One sampled frame for the shadow.
 /// What the shadow compares of the int8 model's run.
 enum Quantized {
     /// Its raw box and class outputs (decoded alike for both models).
@@ -129,6 +128,7 @@ enum Quantized {
     Detections(Vec<crate::postprocess::Detection>),
 }
 
+/// One sampled frame for the shadow.
 struct Job {
     seq: u64,
     wall: SystemTime,
