@@ -808,3 +808,87 @@ fn short_rows_copies_rows_and_checks_bounds() {
     });
     assert!(room.is_err());
 }
+
+/// The dynamic-range input quantization (range, then values) on every path equals the scalar
+/// oracle value for value: exact halves and values an ulp either side of them (where a
+/// rounding written as `trunc(p + ½)` in single precision goes wrong), NaN, ±infinity, −0,
+/// values past the int8 range, both schemes, lengths with every tail of the 32-value steps;
+/// and a range found in pieces (as the operators cut it across threads) is the whole range.
+#[test]
+fn hybrid_input_quantization_every_path_matches_the_oracle() {
+    use edgecam::engine::kernels::hybrid;
+    use edgecam::engine::kernels::scalar::hybrid::{self as oracle, InputQuant};
+    // The oracle's rounding itself, on values TFLite's `round` decides: half away from zero.
+    let q = InputQuant::symmetric(-127.0, 127.0);
+    let mut o = [0i8; 6];
+    q.apply(&[2.5, -2.5, 0.49999997, -0.49999997, 126.5, -200.0], &mut o);
+    assert_eq!(o, [3, -3, 0, 0, 127, -127]);
+
+    let mut rng = Rng::new(0x5eed_4b1d);
+    let (mut cases, mut halves) = (0, 0);
+    for len in (0..70).chain([255, 1000, 4099]) {
+        for asymmetric in [false, true] {
+            let scale = [0.02f32, 0.7, 3.0][rng.below(3)];
+            let mut values: Vec<f32> = (0..len)
+                .map(|_| match rng.below(12) {
+                    0 => [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0][rng.below(5)],
+                    1 => (rng.unit() - 0.5) * 1e4,
+                    _ => (rng.unit() - 0.3) * 200.0 * scale,
+                })
+                .collect();
+            // Values whose product with the scale's inverse is exactly k + ½ (and an ulp
+            // either side), inside the range so that the parameters stay those of `base`.
+            let (blo, bhi) = oracle::min_max(&values);
+            let bq = InputQuant::new(asymmetric, blo, bhi);
+            if !bq.zero && bq.inv.is_finite() && bq.inv > 0.0 {
+                let (klo, khi) = ((blo * bq.inv).ceil(), (bhi * bq.inv).floor() - 1.0);
+                for v in values.iter_mut() {
+                    if rng.below(3) != 0 || klo > khi || !(klo.is_finite() && khi.is_finite()) {
+                        continue;
+                    }
+                    let k = klo + (rng.unit() * (khi - klo)).floor();
+                    let target = k + 0.5;
+                    let guess = target / bq.inv;
+                    let exact = (-4i32..=4)
+                        .map(|d| f32::from_bits((guess.to_bits() as i32 + d) as u32))
+                        .find(|x| x * bq.inv == target && *x >= blo && *x <= bhi);
+                    if let Some(x) = exact {
+                        halves += 1;
+                        let near = [
+                            x,
+                            f32::from_bits(x.to_bits() + 1),
+                            f32::from_bits(x.to_bits() - 1),
+                        ];
+                        let y = near[rng.below(3)];
+                        if y >= blo && y <= bhi {
+                            *v = y;
+                        }
+                    }
+                }
+            }
+            let (lo, hi) = oracle::min_max(&values);
+            let want_q = InputQuant::new(asymmetric, lo, hi);
+            let mut want = vec![0i8; len];
+            want_q.apply(&values, &mut want);
+            for path in KernelPath::available() {
+                let mut got = vec![0i8; len];
+                let got_q = hybrid::quantize(path, asymmetric, &values, &mut got);
+                let what = format!("{path} len {len} asymmetric {asymmetric}");
+                assert_eq!(got_q, want_q, "{what}: parameters");
+                assert_eq!(got, want, "{what}: values");
+                // The range in three pieces, combined as the operators combine them.
+                let cut = [0, len / 3, len * 2 / 3, len];
+                let (plo, phi) =
+                    cut.windows(2)
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), w| {
+                            let (l, h) = hybrid::min_max(path, &values[w[0]..w[1]]);
+                            (if l < a { l } else { a }, if h > b { h } else { b })
+                        });
+                assert_eq!((plo, phi), (lo, hi), "{what}: range in pieces");
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases >= 146, "{cases} cases");
+    assert!(halves > 200, "only {halves} exact halves");
+}

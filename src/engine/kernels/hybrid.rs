@@ -8,30 +8,39 @@
 //! aarch64 vectorizes the bodies with baseline NEON.
 
 use super::scalar::conv::{depthwise_acc_row, ConvGeom};
-use super::scalar::hybrid::{self as oracle, Epilogue};
+use super::scalar::hybrid::{self as oracle, Epilogue, InputQuant};
 use super::KernelPath;
 
-#[inline(always)]
-pub(super) fn body_quantize(asymmetric: bool, values: &[f32], out: &mut [i8]) -> (f32, i32) {
-    if asymmetric {
-        oracle::quantize_asymmetric(values, out)
-    } else {
-        (oracle::quantize_symmetric(values, out), 0)
-    }
-}
-
-/// Quantize `values` into `out` as TFLite's hybrid operators do (asymmetric: with a zero
-/// point; else symmetric on ±127): returns (scale, zero point).
-pub fn quantize(path: KernelPath, asymmetric: bool, values: &[f32], out: &mut [i8]) -> (f32, i32) {
+/// The smallest and largest of `values` (see [`oracle::min_max`]).
+pub fn min_max(path: KernelPath, values: &[f32]) -> (f32, f32) {
     match super::effective(path) {
         // `effective` returns an AVX2 / AVX-512 path only when the CPU supports it (both
         // include AVX2).
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 | KernelPath::Avx512 => {
-            super::x86_64::hybrid_avx2::quantize(asymmetric, values, out)
-        }
-        _ => body_quantize(asymmetric, values, out),
+        KernelPath::Avx2 | KernelPath::Avx512 => super::x86_64::hybrid_avx2::min_max(values),
+        _ => oracle::min_max(values),
     }
+}
+
+/// Quantize `values` into `out` with the parameters `q` (see [`InputQuant::apply`]).
+pub fn quantize_with(path: KernelPath, q: &InputQuant, values: &[f32], out: &mut [i8]) {
+    match super::effective(path) {
+        // As in `min_max`: AVX2 is supported on this path.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 | KernelPath::Avx512 => {
+            super::x86_64::hybrid_avx2::quantize_with(q, values, out)
+        }
+        _ => q.apply(values, out),
+    }
+}
+
+/// Quantize `values` into `out` as TFLite's hybrid operators do (asymmetric: with a zero
+/// point; else symmetric on ±127): returns the parameters used.
+pub fn quantize(path: KernelPath, asymmetric: bool, values: &[f32], out: &mut [i8]) -> InputQuant {
+    let (lo, hi) = min_max(path, values);
+    let q = InputQuant::new(asymmetric, lo, hi);
+    quantize_with(path, &q, values, out);
+    q
 }
 
 /// The float side of one output row: weight scales, the input's scale, bias and clamp.

@@ -62,78 +62,130 @@ fn round_away(x: f32) -> i32 {
     }
 }
 
+/// How a group of float values is mapped to int8: `q = clamp(round(x · inv) + zp)` on
+/// `[lo_q, 127]`; `scale` is what the epilogue multiplies by. From the group's range alone, so
+/// the range can be found in pieces (threads) and the values quantized in pieces.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputQuant {
+    pub scale: f32,
+    pub inv: f32,
+    pub zp: i32,
+    /// -128 (asymmetric) or -127 (symmetric).
+    pub lo_q: i32,
+    /// The range is zero: every value quantizes to 0 (scale 1, zero point 0).
+    pub zero: bool,
+}
+
+impl InputQuant {
+    /// TFLite's `AsymmetricQuantizeFloats` parameters for a group whose smallest and largest
+    /// values are `lo` and `hi` (`lo > hi` when the group is empty): the range
+    /// `[min(0, lo), max(0, hi)]` onto `[-128, 127]`.
+    pub fn asymmetric(lo: f32, hi: f32) -> InputQuant {
+        let rmin = lo.min(0.0);
+        let rmax = hi.max(0.0);
+        if lo > hi || rmin == rmax {
+            return InputQuant::ZERO;
+        }
+        let (qmin, qmax) = (-128.0f64, 127.0f64);
+        // The range is a float difference (TFLite keeps rmin and rmax as float), the rest double.
+        let scale = (rmax - rmin) as f64 / (qmax - qmin);
+        let (rmin, rmax) = (rmin as f64, rmax as f64);
+        let zp_from_min = qmin - rmin / scale;
+        let zp_from_max = qmax - rmax / scale;
+        let err_min = qmin.abs() + (rmin / scale).abs();
+        let err_max = qmax.abs() + (rmax / scale).abs();
+        let zp = if err_min < err_max {
+            zp_from_min
+        } else {
+            zp_from_max
+        };
+        let offset = if zp <= qmin {
+            -128
+        } else if zp >= qmax {
+            127
+        } else {
+            zp.round() as i32
+        };
+        let scale = scale as f32;
+        InputQuant {
+            scale,
+            inv: (1.0f64 / scale as f64) as f32,
+            zp: offset,
+            lo_q: -128,
+            zero: false,
+        }
+    }
+
+    /// TFLite's `SymmetricQuantizeFloats` parameters for a group whose smallest and largest
+    /// values are `lo` and `hi` (`lo > hi` when empty): `max |x|` onto `±127`.
+    pub fn symmetric(lo: f32, hi: f32) -> InputQuant {
+        let range = if lo > hi { 0.0 } else { lo.abs().max(hi.abs()) };
+        if range == 0.0 {
+            return InputQuant::ZERO;
+        }
+        InputQuant {
+            scale: range / 127.0,
+            inv: 127.0f32 / range,
+            zp: 0,
+            lo_q: -127,
+            zero: false,
+        }
+    }
+
+    /// The parameters of a group with range `(lo, hi)`, asymmetric or symmetric.
+    pub fn new(asymmetric: bool, lo: f32, hi: f32) -> InputQuant {
+        if asymmetric {
+            InputQuant::asymmetric(lo, hi)
+        } else {
+            InputQuant::symmetric(lo, hi)
+        }
+    }
+
+    const ZERO: InputQuant = InputQuant {
+        scale: 1.0,
+        inv: 0.0,
+        zp: 0,
+        lo_q: -128,
+        zero: true,
+    };
+
+    /// Quantize `values` into `out` (same length) with these parameters. `round(x · inv) + zp`:
+    /// the product rounded on its own, then the zero point added (an integer). This is what
+    /// TFLite's build computes, found against it on real activations: `round(zp + x · inv)`
+    /// differs on camera pixels (p/127.5 − 1 lands on exact halves) and on values a few ulps
+    /// from a half.
+    #[inline(always)]
+    pub fn apply(&self, values: &[f32], out: &mut [i8]) {
+        assert_eq!(values.len(), out.len(), "quantize: lengths differ");
+        if self.zero {
+            out.fill(0);
+            return;
+        }
+        let (inv, zp, lo_q) = (self.inv, self.zp, self.lo_q);
+        for (o, &v) in out.iter_mut().zip(values) {
+            *o = (round_away(v * inv).clamp(-256, 256) + zp).clamp(lo_q, 127) as i8;
+        }
+    }
+}
+
 /// TFLite's `AsymmetricQuantizeFloats`: quantize `values` into `out` (same length); returns
 /// (scale, zero point). An all-zero range gives scale 1, zero point 0 and zeros.
 #[inline(always)]
 pub fn quantize_asymmetric(values: &[f32], out: &mut [i8]) -> (f32, i32) {
-    assert_eq!(
-        values.len(),
-        out.len(),
-        "quantize_asymmetric: lengths differ"
-    );
     let (lo, hi) = min_max(values);
-    let rmin = lo.min(0.0);
-    let rmax = hi.max(0.0);
-    if values.is_empty() || rmin == rmax {
-        out.fill(0);
-        return (1.0, 0);
-    }
-    let (qmin, qmax) = (-128.0f64, 127.0f64);
-    // The range is a float difference (TFLite keeps rmin and rmax as float), the rest double.
-    let scale = (rmax - rmin) as f64 / (qmax - qmin);
-    let (rmin, rmax) = (rmin as f64, rmax as f64);
-    let zp_from_min = qmin - rmin / scale;
-    let zp_from_max = qmax - rmax / scale;
-    let err_min = qmin.abs() + (rmin / scale).abs();
-    let err_max = qmax.abs() + (rmax / scale).abs();
-    let zp = if err_min < err_max {
-        zp_from_min
-    } else {
-        zp_from_max
-    };
-    let offset = if zp <= qmin {
-        -128
-    } else if zp >= qmax {
-        127
-    } else {
-        zp.round() as i32
-    };
-    let scale = scale as f32;
-    let inv = (1.0f64 / scale as f64) as f32;
-    // `round(x · inv) + zp`: the product rounded on its own, then the zero point added (an
-    // integer). This is what TFLite's build computes, found against it on real activations:
-    // `round(zp + x · inv)` differs on camera pixels (p/127.5 − 1 lands on exact halves) and
-    // on values a few ulps from a half.
-    for (o, &v) in out.iter_mut().zip(values) {
-        *o = (round_away(v * inv).clamp(-256, 256) + offset).clamp(-128, 127) as i8;
-    }
-    (scale, offset)
+    let q = InputQuant::asymmetric(lo, hi);
+    q.apply(values, out);
+    (q.scale, q.zp)
 }
 
 /// TFLite's `SymmetricQuantizeFloats`: quantize `values` into `out` on `±127`; returns the
 /// scale. An all-zero input gives scale 1 and zeros.
 #[inline(always)]
 pub fn quantize_symmetric(values: &[f32], out: &mut [i8]) -> f32 {
-    assert_eq!(
-        values.len(),
-        out.len(),
-        "quantize_symmetric: lengths differ"
-    );
     let (lo, hi) = min_max(values);
-    let range = if values.is_empty() {
-        0.0
-    } else {
-        lo.abs().max(hi.abs())
-    };
-    if range == 0.0 {
-        out.fill(0);
-        return 1.0;
-    }
-    let inv = 127.0f32 / range;
-    for (o, &v) in out.iter_mut().zip(values) {
-        *o = round_away(v * inv).clamp(-127, 127) as i8;
-    }
-    range / 127.0
+    let q = InputQuant::symmetric(lo, hi);
+    q.apply(values, out);
+    q.scale
 }
 
 /// How an int32 sum becomes the float output of channel `j` in group (batch or row) `b`, in

@@ -30,7 +30,7 @@ use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks, task_rows, Split};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue};
+use crate::engine::kernels::scalar::hybrid::{self as hy, Epilogue, InputQuant};
 use crate::engine::kernels::{self, KernelPath, PackedI8};
 use crate::engine::ops::common::{in_slice, out_slice};
 use crate::engine::ops::{BuildCtx, Kernel, OpIo};
@@ -151,31 +151,95 @@ fn scheme(op: &HybridOp, filter: &TensorInfo, axis: usize) -> OpResult<Scheme> {
     })
 }
 
-/// Input quantization state of one run: the int8 input and each group's scale and zero point.
+/// Input quantization state of one run: the int8 input and each group's parameters.
 struct Quantized {
     xq: Vec<i8>,
-    scale: Vec<f32>,
+    params: Vec<InputQuant>,
+    /// Each group's zero point (the reference loops take them as a slice).
     zp: Vec<i32>,
+    /// One (min, max) per pool thread: the pieces of a large group's range.
+    ranges: Vec<(f32, f32)>,
 }
 
+/// Below this many values a group's range and quantization run on one thread (a second
+/// thread's hand-over costs more than it saves).
+const SPLIT_VALUES: usize = 1 << 14;
+
 impl Quantized {
-    fn new(op: &HybridOp) -> Self {
+    /// `values`: whether the quantized input is kept here (not when the GEMM tasks quantize
+    /// their own rows).
+    fn new(op: &HybridOp, threads: usize, values: bool) -> Self {
         let (groups, _) = op.groups();
         Quantized {
             // RUN slack: the GEMM may read a last partial k chunk in place.
-            xq: vec![0; op.input_len() + RUN],
-            scale: vec![1.0; groups],
+            xq: vec![0; if values { op.input_len() + RUN } else { 0 }],
+            params: vec![InputQuant::new(false, 0.0, 0.0); groups],
             zp: vec![0; groups],
+            ranges: vec![(0.0, 0.0); threads.max(1)],
         }
     }
 
-    fn run(&mut self, path: KernelPath, op: &HybridOp, asymmetric: bool, input: &[f32]) {
+    /// Tasks for a group of `len` values.
+    fn tasks(&self, len: usize) -> usize {
+        if len < SPLIT_VALUES {
+            1
+        } else {
+            self.ranges.len()
+        }
+    }
+
+    /// Every group's parameters and quantized values, one group after another (FC rows,
+    /// batches), or for one large group cut across the pool.
+    fn run(
+        &mut self,
+        pool: &Option<Arc<ThreadPool>>,
+        path: KernelPath,
+        op: &HybridOp,
+        asymmetric: bool,
+        input: &[f32],
+    ) {
         let (groups, len) = op.groups();
+        if groups == 1 && self.tasks(len) > 1 {
+            self.range(pool, path, asymmetric, &input[..len]);
+            let tasks = self.tasks(len);
+            let bounds = |t: usize| t * len / tasks..(t + 1) * len / tasks;
+            let q = self.params[0];
+            let task = |t: usize, out: &mut [i8], _w: usize| {
+                kernels::hybrid::quantize_with(path, &q, &input[bounds(t)], out)
+            };
+            run_tasks(pool, &mut self.xq[..len], tasks, &bounds, &task);
+            return;
+        }
         for g in 0..groups {
             let x = &input[g * len..(g + 1) * len];
             let q = &mut self.xq[g * len..(g + 1) * len];
-            (self.scale[g], self.zp[g]) = kernels::hybrid::quantize(path, asymmetric, x, q);
+            self.params[g] = kernels::hybrid::quantize(path, asymmetric, x, q);
+            self.zp[g] = self.params[g].zp;
         }
+    }
+
+    /// The parameters of one group (`input`), its range found in pieces across the pool;
+    /// the values are left for the caller to quantize.
+    fn range(
+        &mut self,
+        pool: &Option<Arc<ThreadPool>>,
+        path: KernelPath,
+        asymmetric: bool,
+        input: &[f32],
+    ) {
+        let len = input.len();
+        let tasks = self.tasks(len);
+        let task = |t: usize, out: &mut [(f32, f32)], _w: usize| {
+            out[0] = kernels::hybrid::min_max(path, &input[t * len / tasks..(t + 1) * len / tasks]);
+        };
+        run_tasks(pool, &mut self.ranges[..tasks], tasks, &|t| t..t + 1, &task);
+        let (lo, hi) = self.ranges[..tasks]
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(a, b)| {
+                (if a < lo { a } else { lo }, if b > hi { b } else { hi })
+            });
+        self.params[0] = InputQuant::new(asymmetric, lo, hi);
+        self.zp[0] = self.params[0].zp;
     }
 }
 
@@ -206,7 +270,7 @@ pub(super) fn build(
     let consts = const_weights(ctx, node, has_bias, |t| t.i8(), |t| t.f32())?;
     let Some((w, bias)) = consts else {
         return Ok(Box::new(HybridRef {
-            q: Quantized::new(&op),
+            q: Quantized::new(&op, 1, true),
             acc: vec![0; op.output_len()],
             op,
             s,
@@ -249,7 +313,7 @@ pub(super) fn build(
             ctx.pool.clone(),
         ))),
         _ => Ok(Box::new(HybridRef {
-            q: Quantized::new(&op),
+            q: Quantized::new(&op, 1, true),
             acc: vec![0; op.output_len()],
             op,
             s: f.s,
@@ -275,7 +339,7 @@ impl Kernel for HybridRef {
         let n = op.channels();
         let input = in_slice(io, 0, op.input_len(), |t| t.f32())?;
         self.q
-            .run(KernelPath::Scalar, &op, self.s.asymmetric, input);
+            .run(&None, KernelPath::Scalar, &op, self.s.asymmetric, input);
         let q = &self.q;
         let bias = if self.has_bias {
             in_slice(io, 2, n, |t| t.f32())?.to_vec()
@@ -311,7 +375,7 @@ impl Kernel for HybridRef {
             let g = r / rows_per_group;
             self.s
                 .epilogue
-                .row(a, &self.s.scales, q.scale[g], &bias, self.clamp, o);
+                .row(a, &self.s.scales, q.params[g].scale, &bias, self.clamp, o);
         }
         Ok(())
     }
@@ -336,6 +400,8 @@ struct HybridGemm {
     q: Quantized,
     /// GEMM rows of one quantization group (all of them for one image; 1 for FC).
     rows_per_group: usize,
+    /// The input is quantized inside the GEMM tasks (1×1 convolution).
+    fused: bool,
     path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
     task_rows: usize,
@@ -369,17 +435,21 @@ impl HybridGemm {
             kernels::gemm_i8_tile_rows(path),
             Split::int8(n, k, im2col),
         );
-        let block = task_rows.min(ACC_ROWS);
-        let scratch = PerWorker::new(threads, || Scratch {
-            cols: vec![0; if im2col { block * k + RUN } else { 0 }],
-            acc: vec![0; block * n],
-        });
         let rows_per_group = match op {
             HybridOp::Fc { .. } => 1,
             _ => m,
         };
+        // A 1×1 convolution (one group, its GEMM rows the input's rows) quantizes each
+        // task's rows into the task's scratch right before their GEMM, once the range is
+        // known: no separate pass over the input.
+        let fused = !im2col && rows_per_group == m;
+        let block = task_rows.min(ACC_ROWS);
+        let scratch = PerWorker::new(threads, || Scratch {
+            cols: vec![0; if im2col || fused { block * k + RUN } else { 0 }],
+            acc: vec![0; block * n],
+        });
         HybridGemm {
-            q: Quantized::new(&op),
+            q: Quantized::new(&op, threads, !fused),
             op,
             src,
             m,
@@ -389,6 +459,7 @@ impl HybridGemm {
             rowsum,
             f,
             rows_per_group,
+            fused,
             path,
             pool,
             task_rows,
@@ -401,7 +472,13 @@ impl HybridGemm {
 impl Kernel for HybridGemm {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let input = in_slice(io, 0, self.op.input_len(), |t| t.f32())?;
-        self.q.run(self.path, &self.op, self.f.s.asymmetric, input);
+        if self.fused {
+            self.q
+                .range(&self.pool, self.path, self.f.s.asymmetric, input);
+        } else {
+            self.q
+                .run(&self.pool, self.path, &self.op, self.f.s.asymmetric, input);
+        }
         let out = out_slice(io, self.m * self.n, |t| t.f32())?;
         let this = &*self;
         let (k, n, tr) = (this.k, this.n, this.task_rows);
@@ -414,6 +491,15 @@ impl Kernel for HybridGemm {
             while r < rows.end {
                 let rr = (rows.end - r).min(ACC_ROWS);
                 let a: &[i8] = match this.src {
+                    ASource::Direct if this.fused => {
+                        kernels::hybrid::quantize_with(
+                            this.path,
+                            &q.params[0],
+                            &input[r * k..(r + rr) * k],
+                            &mut cols[..rr * k],
+                        );
+                        &cols[..rr * k]
+                    }
                     ASource::Direct => &q.xq[r * k..(r + rr) * k],
                     ASource::Im2col(g) => {
                         // One image: one zero point pads every tap.
@@ -447,7 +533,7 @@ impl Kernel for HybridGemm {
                         }
                     }
                     let at = (r + i - rows.start) * n;
-                    let ep = this.f.epilogue_args(q.scale[g]);
+                    let ep = this.f.epilogue_args(q.params[g].scale);
                     kernels::hybrid::epilogue_rows(
                         this.path,
                         a,
@@ -497,7 +583,7 @@ impl HybridDepthwise {
         HybridDepthwise {
             w: w.iter().map(|&v| v as i32).collect(),
             f,
-            q: Quantized::new(&HybridOp::Depthwise(g, 1)),
+            q: Quantized::new(&HybridOp::Depthwise(g, 1), threads, true),
             tasks: depthwise_tasks(&g, threads),
             acc: PerWorker::new(threads, || vec![0; row]),
             path,
@@ -512,6 +598,7 @@ impl Kernel for HybridDepthwise {
         let g = self.g;
         let input = in_slice(io, 0, g.input_len(), |t| t.f32())?;
         self.q.run(
+            &self.pool,
             self.path,
             &HybridOp::Depthwise(g, 1),
             self.f.s.asymmetric,
@@ -529,7 +616,7 @@ impl Kernel for HybridDepthwise {
                 xq: &q.xq[ir],
                 w: &this.w,
                 in_off: -q.zp[0],
-                ep: this.f.epilogue_args(q.scale[0]),
+                ep: this.f.epilogue_args(q.params[0].scale),
             };
             for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
                 kernels::hybrid::depthwise_row(this.path, &op, oy, &mut acc, o);
