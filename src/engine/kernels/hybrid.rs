@@ -18,6 +18,11 @@ pub fn min_max(path: KernelPath, values: &[f32]) -> (f32, f32) {
         // include AVX2).
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512 => super::x86_64::hybrid_avx2::min_max(values),
+        // NEON is baseline on aarch64 (`effective` returns these paths only when supported).
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            super::aarch64::hybrid::min_max(values)
+        }
         _ => oracle::min_max(values),
     }
 }
@@ -29,6 +34,11 @@ pub fn quantize_with(path: KernelPath, q: &InputQuant, values: &[f32], out: &mut
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 | KernelPath::Avx512 => {
             super::x86_64::hybrid_avx2::quantize_with(q, values, out)
+        }
+        // As in `min_max`.
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm => {
+            super::aarch64::hybrid::quantize_with(q, values, out)
         }
         _ => q.apply(values, out),
     }

@@ -6,7 +6,8 @@
 //!
 //! Files: `gemm_i8.rs` (packed int8 GEMM, one micro-kernel per path), `requant.rs` (TFLite
 //! per-channel requantization), `depthwise.rs` (int8 and f32 depthwise), `gemm_f32.rs` (FMLA),
-//! `elementwise.rs` (table lookups of quantized binary operators).
+//! `elementwise.rs` (table lookups of quantized binary operators), `hybrid.rs` (the dynamic-range
+//! input's range and quantization).
 //! Every function is bit-exact (int8) or within rounding (f32) of `kernels::scalar`; see
 //! `tests/kernels_aarch64.rs`.
 
@@ -15,6 +16,7 @@ pub(crate) use depthwise::prewarm_scratch;
 mod elementwise;
 mod gemm_f32;
 mod gemm_i8;
+pub mod hybrid;
 mod requant;
 
 pub use depthwise::{depthwise_f32, depthwise_i8};
