@@ -892,3 +892,94 @@ fn hybrid_input_quantization_every_path_matches_the_oracle() {
     assert!(cases >= 146, "{cases} cases");
     assert!(halves > 200, "only {halves} exact halves");
 }
+
+/// The dynamic-range depthwise convolution (multiplier 1, one image) of every kernel path —
+/// on aarch64 the NEON zero-point kernel shared with the int8 operator, with its float
+/// epilogue — against the oracle's int32 sums (`depthwise_acc`) and float epilogue, value for
+/// value: random windows (every filter size, stride, dilation, padding), channel counts with
+/// 16-, 8- and 1-channel tails, 3x3 filters with channels in blocks of 16 on wide inputs (the
+/// register kernels for interior runs and, from 64 channels, border pixels), weights with and
+/// without -128 (two taps share an int16 lane only without), zero points at the extremes, and
+/// no clamp, ReLU6 or a narrow clamp.
+#[test]
+fn hybrid_depthwise_every_path_matches_the_oracle() {
+    use edgecam::engine::kernels::hybrid::{self, DepthwiseRowOperands, EpilogueArgs};
+    use edgecam::engine::kernels::scalar::hybrid::{depthwise_acc, Epilogue};
+    let mut rng = Rng::new(0x4b1d_d3e9);
+    let mut fast_shapes = 0;
+    for case in 0..90 {
+        let g = if case % 3 == 0 {
+            // The 3x3 register kernels' shape, interior runs and borders.
+            let c = rng.pick(&[16, 32, 64, 96]);
+            loop {
+                let (mut g, _) = geom(&mut rng, c, c, true);
+                if g.filter_h == 3 && g.filter_w == 3 {
+                    g.batch = 1;
+                    fast_shapes += 1;
+                    break g;
+                }
+            }
+        } else {
+            let c = rng.pick(&[1, 7, 8, 16, 24, 35, 40, 64, 72]);
+            ConvGeom {
+                batch: 1,
+                ..geom(&mut rng, c, c, true).0
+            }
+        };
+        let c = g.in_c;
+        let taps = g.filter_h * g.filter_w;
+        let with_min = rng.below(3) == 0;
+        let w8: Vec<i8> = (0..taps * c)
+            .map(|_| {
+                let v = rng.i8();
+                if with_min || v != i8::MIN {
+                    v
+                } else {
+                    -127
+                }
+            })
+            .collect();
+        let w32: Vec<i32> = w8.iter().map(|&v| v as i32).collect();
+        let xq: Vec<i8> = (0..g.input_len()).map(|_| rng.i8()).collect();
+        let zp = zp(&mut rng) as i32;
+        let weight_scales: Vec<f32> = (0..c).map(|_| 0.001 + rng.unit() * 0.05).collect();
+        let bias: Vec<f32> = (0..c).map(|_| (rng.unit() - 0.5) * 4.0).collect();
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.25, 0.5)][rng.below(3)];
+        let input_scale = 0.001 + rng.unit() * 0.1;
+        let mut acc = vec![0i32; g.output_len()];
+        depthwise_acc(&g, 1, &xq, &[zp], &w8, &mut acc);
+        let mut want = vec![0f32; g.output_len()];
+        for (a, o) in acc.chunks_exact(c).zip(want.chunks_exact_mut(c)) {
+            Epilogue::Combined.row(a, &weight_scales, input_scale, &bias, clamp, o);
+        }
+        assert!(want.iter().all(|v| !v.is_nan()));
+        for path in KernelPath::available() {
+            let op = DepthwiseRowOperands {
+                g: &g,
+                xq: &xq,
+                w8: &w8,
+                w: &w32,
+                in_off: -zp,
+                ep: EpilogueArgs {
+                    epilogue: Epilogue::Combined,
+                    weight_scales: &weight_scales,
+                    input_scale,
+                    bias: &bias,
+                    clamp,
+                },
+            };
+            let mut row_acc = vec![0i32; g.out_w * c];
+            let mut got = vec![f32::NAN; g.output_len()];
+            hybrid::depthwise(path, &op, &mut row_acc, &mut got);
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+                panic!(
+                    "case {case} {path}: {g:?} zp {zp} with -128 {with_min}: output {i} (channel {}) is {}, oracle {}",
+                    i % c,
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+    assert!(fast_shapes >= 30, "{fast_shapes} 3x3 cases");
+}

@@ -77,12 +77,13 @@ impl EpilogueArgs<'_> {
     }
 }
 
-/// The operands of [`depthwise_row`]: the geometry (multiplier 1, one image), the quantized
-/// input, the `[fh][fw][c]` filter as i32, the offset added to every input value (minus the
-/// input's zero point) and the epilogue.
+/// The operands of [`depthwise`]: the geometry (multiplier 1, one image), the quantized
+/// input, the `[fh][fw][c]` filter as i8 and as i32, the offset added to every input value
+/// (minus the input's zero point) and the epilogue.
 pub struct DepthwiseRowOperands<'a> {
     pub g: &'a ConvGeom,
     pub xq: &'a [i8],
+    pub w8: &'a [i8],
     pub w: &'a [i32],
     pub in_off: i32,
     pub ep: EpilogueArgs<'a>,
@@ -101,6 +102,7 @@ pub(super) fn body_depthwise_row(
         w,
         in_off,
         ref ep,
+        ..
     } = *op;
     depthwise_acc_row(g, xq, w, in_off, oy, acc);
     for (a, o) in acc.chunks_exact(g.out_c).zip(out.chunks_exact_mut(g.out_c)) {
@@ -108,10 +110,44 @@ pub(super) fn body_depthwise_row(
     }
 }
 
+/// Every output row of a hybrid depthwise convolution (multiplier 1, one image) into `out`
+/// (`out_h × out_w × out_c` floats): [`depthwise_row`] row by row with `acc` (`out_w × out_c`
+/// sums), or on the aarch64 paths the NEON zero-point kernel of the int8 operator with the
+/// float epilogue (`aarch64::depthwise_hybrid`; same sums, same float steps).
+pub fn depthwise(
+    path: KernelPath,
+    op: &DepthwiseRowOperands<'_>,
+    acc: &mut [i32],
+    out: &mut [f32],
+) {
+    let g = op.g;
+    match super::effective(path) {
+        // The NEON kernel pads with the zero point: an int8 zero point, and the epilogue whose
+        // scale `input_scale · ws` it forms per channel.
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon | KernelPath::Dotprod | KernelPath::I8mm
+            if (-127..=128).contains(&op.in_off)
+                && matches!(op.ep.epilogue, Epilogue::Combined) =>
+        {
+            super::aarch64::depthwise_hybrid(op, out)
+        }
+        _ => {
+            let row = g.out_w * g.out_c;
+            assert!(
+                out.len() >= g.out_h * row,
+                "hybrid depthwise: out too short"
+            );
+            for (oy, o) in out.chunks_exact_mut(row).take(g.out_h).enumerate() {
+                depthwise_row(path, op, oy, acc, o);
+            }
+        }
+    }
+}
+
 /// Output row `oy` of a hybrid depthwise convolution (multiplier 1, one image): the int32
 /// sums `Σ (x + in_off) · w` of the quantized input `op.xq` (see `depthwise_acc_row`) into
 /// `acc`, then the epilogue into `out` (`out_w × out_c` floats).
-pub fn depthwise_row(
+fn depthwise_row(
     path: KernelPath,
     op: &DepthwiseRowOperands<'_>,
     oy: usize,

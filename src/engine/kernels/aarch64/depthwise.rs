@@ -6,12 +6,17 @@
 //! call, and products are accumulated exactly with SMLAL/SMLAL2 into int32 (the scalar oracle
 //! computes the same products in i32 and adds them with wrapping); then the requantization of
 //! `requant.rs`. Offsets outside the int16-safe range (never in TFLite) use the plain loop.
+//! With filter offset 0 and an int8 zero point (TFLite's int8 models) the zero-point kernel
+//! [`dw_zp`] multiplies raw int8 values (SMULL, two taps per int16 lane) and ends in a
+//! [`ZpOut`]: the requantization, or the float epilogue of the dynamic-range operator
+//! ([`depthwise_hybrid`]), which shares its sums.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
 use super::requant::{finish1, finish4, narrow8, requant_kinds, Params4, Requant16};
+use crate::engine::kernels::hybrid::DepthwiseRowOperands;
 use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
 use crate::engine::kernels::scratch::reuse;
 use crate::engine::kernels::{Clamp, KernelPath};
@@ -117,36 +122,56 @@ pub fn depthwise_i8(
     let mut right = reuse(&RIGHT);
     right.extend(q.shifts[..c].iter().map(|&s| s.min(0)));
     if q.filter_offset == 0 && (-127..=128).contains(&q.input_offset) {
-        // Zero-point padding (int8 TFLite models): a padded tap reads the input zero point
-        // `-input_offset`, whose term (x + input_offset) * w is 0 like the skipped tap of the
-        // oracle; `input_offset * sum(w)` over all taps moves into the bias, so the taps need
-        // only x * w (SMULL, exact in i16; SMLAL pairs two taps when no weight is -128).
-        let mut bias2 = reuse(&BIAS);
-        bias2.resize(c, 0);
-        for (ch, b2) in bias2.iter_mut().enumerate() {
-            let s = (0..taps).fold(0i32, |s, t| s.wrapping_add(filter[t * c + ch] as i32));
-            *b2 = bias
-                .map_or(0, |b| b[ch])
-                .wrapping_add(q.input_offset.wrapping_mul(s));
-        }
-        let mut pad = reuse(&PAD);
-        pad.resize(c, (-q.input_offset) as i8);
-        let k = ZpKernel {
+        // Zero-point padding (int8 TFLite models): see `ZpKernel`.
+        let (mut bias2, mut pad) = (reuse(&BIAS), reuse(&PAD));
+        let k = ZpKernel::new(
             g,
             input,
             filter,
-            pad: &pad,
-            bias: &bias2,
+            q.input_offset,
+            |ch| bias.map_or(0, |b| b[ch]),
+            (&mut bias2, &mut pad),
+        );
+        // SAFETY: NEON is part of the aarch64 baseline.
+        let (off, lo, hi) = unsafe {
+            (
+                vdupq_n_s32(q.output_offset),
+                vdupq_n_s32(q.act_min),
+                vdupq_n_s32(q.act_max),
+            )
+        };
+        let rq = Rq {
             q,
             left: &left,
             right: &right,
+            bias: k.bias,
+            off,
+            lo,
+            hi,
         };
-        // SAFETY: geometry and lengths validated above; pad, bias2, left, right have c values.
+        let kinds = requant_kinds(&q.shifts[..c], &q.multipliers[..c], q.output_offset);
+        // The activation clamp is skipped where its bounds are the int8 limits.
+        let clamp = q.act_min > i8::MIN as i32 || q.act_max < i8::MAX as i32;
+        // The 3x3 register kernels for this call's requantization variant.
+        macro_rules! fast {
+            ($($l:literal, $s:literal, $c:literal);*) => {
+                match (kinds, clamp) {
+                    $((Some(($l, $s)), $c) => dw_zp::<true, _>(&k, &Rq16::<$l, $s, $c>(rq), true, rows, out),)*
+                    _ => unreachable!("requant_kinds answered"),
+                }
+            };
+        }
+        // SAFETY: geometry and lengths validated above; pad, bias2, left, right have c values;
+        // `fast` (the 3x3 register kernels) only where the weights pair, the filter is 3x3
+        // with channels in blocks of 16, and `requant_kinds` accepted the channel parameters.
         unsafe {
-            if filter[..taps * c].contains(&i8::MIN) {
-                dw_i8_zp::<false>(&k, rows, out)
+            if k.pair() && k.fits3x3() && kinds.is_some() {
+                fast!(true, true, true; true, false, true; false, true, true; false, false, true;
+                      true, true, false; true, false, false; false, true, false; false, false, false)
+            } else if k.pair() {
+                dw_zp::<true, _>(&k, &rq, false, rows, out)
             } else {
-                dw_i8_zp::<true>(&k, rows, out)
+                dw_zp::<false, _>(&k, &rq, false, rows, out)
             }
         }
         return;
@@ -187,7 +212,11 @@ struct NeonKernel<'a> {
     right: &'a [i32],
 }
 
-/// Operands of the zero-point-padding int8 depthwise kernel (validated by `depthwise_i8`).
+/// Operands of the zero-point-padding depthwise kernel [`dw_zp`], depth multiplier 1, filter
+/// offset 0 (validated by its callers). A padded tap reads the input zero point
+/// `-input_offset` (the row `pad`), whose term `(x + input_offset) · w` is 0 like the skipped tap
+/// of the oracle; `input_offset · Σ w` over all taps moves into `bias`, so the taps need only
+/// `x · w` (SMULL, exact in int16; SMLAL pairs two taps when no weight is -128).
 struct ZpKernel<'a> {
     g: &'a ConvGeom,
     input: &'a [i8],
@@ -196,59 +225,391 @@ struct ZpKernel<'a> {
     pad: &'a [i8],
     /// bias + input_offset * sum of the channel's weights.
     bias: &'a [i32],
-    q: &'a RequantPerChannel<'a>,
-    left: &'a [i32],
-    right: &'a [i32],
 }
 
-impl ZpKernel<'_> {
-    /// The 9 weight vectors and the requantization parameters of channels `ch..ch + 16` of a
+impl<'a> ZpKernel<'a> {
+    /// The kernel's operands, with `bias` (`bias_of(ch) + input_offset · Σ_taps w`) and `pad`
+    /// built into the two scratch vectors. `input_offset` is in [-127, 128] (minus an int8
+    /// zero point); the geometry was validated (depth multiplier 1).
+    fn new(
+        g: &'a ConvGeom,
+        input: &'a [i8],
+        filter: &'a [i8],
+        input_offset: i32,
+        bias_of: impl Fn(usize) -> i32,
+        (bias, pad): (&'a mut Vec<i32>, &'a mut Vec<i8>),
+    ) -> Self {
+        let (c, taps) = (g.in_c, g.filter_h * g.filter_w);
+        bias.clear();
+        bias.extend((0..c).map(|ch| {
+            let s = (0..taps).fold(0i32, |s, t| s.wrapping_add(filter[t * c + ch] as i32));
+            bias_of(ch).wrapping_add(input_offset.wrapping_mul(s))
+        }));
+        pad.clear();
+        pad.resize(c, (-input_offset) as i8);
+        ZpKernel {
+            g,
+            input,
+            filter,
+            pad,
+            bias,
+        }
+    }
+
+    /// No weight is -128: two taps' products share an int16 lane (|x·w| <= 128·127).
+    fn pair(&self) -> bool {
+        let g = self.g;
+        !self.filter[..g.filter_h * g.filter_w * g.in_c].contains(&i8::MIN)
+    }
+
+    /// The shape of the 3x3 register kernels ([`dw3x3_row`], [`dw3x3_edge`]): a 3x3 filter and
+    /// channels in blocks of 16.
+    fn fits3x3(&self) -> bool {
+        let g = self.g;
+        g.filter_h == 3 && g.filter_w == 3 && g.in_c % 16 == 0 && g.in_c > 0
+    }
+
+    /// The 9 weight vectors and the 16 start values (`bias`) of channels `ch..ch + 16` of a
     /// 3x3 filter.
     ///
     /// # Safety
-    /// `ch + 16 <= c`, the filter is 3x3 (9 * c values), and `requant_kinds` accepted the
-    /// channel parameters (see [`Requant16::load`]).
+    /// `ch + 16 <= c` and the filter is 3x3 (9 * c values).
     #[inline]
     #[target_feature(enable = "neon")]
-    unsafe fn block3x3(&self, ch: usize) -> ([int8x16_t; 9], Requant16) {
-        let (c, q) = (self.g.in_c, self.q);
-        // SAFETY: caller contract: 16 values of each tap's weights and of each parameter.
+    unsafe fn block3x3(&self, ch: usize) -> ([int8x16_t; 9], [int32x4_t; 4]) {
+        let c = self.g.in_c;
+        // SAFETY: caller contract: 16 values of each tap's weights and of the bias.
         unsafe {
             let w = std::array::from_fn(|t| vld1q_s8(self.filter.as_ptr().add(t * c + ch)));
-            let p = Requant16::load(
-                self.bias.as_ptr(),
+            let b = std::array::from_fn(|q| vld1q_s32(self.bias.as_ptr().add(ch + 4 * q)));
+            (w, b)
+        }
+    }
+}
+
+/// What [`dw_zp`] makes of the int32 sums of an output pixel's channels (the start value
+/// [`ZpKernel::bias`] included): int8 by requantization ([`Rq`], [`Rq16`]), or floats by the
+/// dynamic-range epilogue ([`FloatOut`]).
+trait ZpOut {
+    type T: Copy;
+    /// Parameters of channels `ch..ch + 16` that the 3x3 kernels hold in registers.
+    type Block;
+
+    /// # Safety
+    /// `ch + 16 <=` the channel count, and the implementation's own conditions hold.
+    unsafe fn block(&self, ch: usize) -> Self::Block;
+
+    /// The 16 channels of `block` from their sums `acc` into `dst`.
+    ///
+    /// # Safety
+    /// `dst` has 16 writable values.
+    unsafe fn put_block(&self, block: &Self::Block, acc: [int32x4_t; 4], dst: *mut Self::T);
+
+    /// Channels `ch..ch + 16` outside the 3x3 kernels.
+    ///
+    /// # Safety
+    /// `ch + 16 <=` the channel count; `dst` has 16 writable values.
+    unsafe fn put16(&self, ch: usize, acc: [int32x4_t; 4], dst: *mut Self::T);
+
+    /// Channels `ch..ch + 8`.
+    ///
+    /// # Safety
+    /// `ch + 8 <=` the channel count; `dst` has 8 writable values.
+    unsafe fn put8(&self, ch: usize, acc: [int32x4_t; 2], dst: *mut Self::T);
+
+    /// Channel `ch` (`ch <` the channel count).
+    fn put1(&self, ch: usize, acc: i32) -> Self::T;
+}
+
+/// Requantization to int8, any channel parameters ([`finish4`] with per-channel vectors).
+#[derive(Clone, Copy)]
+struct Rq<'a> {
+    q: &'a RequantPerChannel<'a>,
+    left: &'a [i32],
+    right: &'a [i32],
+    /// The kernel's start values (for [`Requant16::load`]).
+    bias: &'a [i32],
+    /// The output offset and the activation bounds in every lane.
+    off: int32x4_t,
+    lo: int32x4_t,
+    hi: int32x4_t,
+}
+
+impl Rq<'_> {
+    /// `finish4` of channels `ch..ch + 4`.
+    ///
+    /// # Safety
+    /// `ch + 4 <=` the channel count (`left`, `right` and the multipliers have c values).
+    #[inline(always)]
+    unsafe fn finish(&self, acc: int32x4_t, ch: usize) -> int32x4_t {
+        let q = self.q;
+        // SAFETY: caller contract; NEON is part of the aarch64 baseline.
+        unsafe {
+            let p = Params4 {
+                mult: vld1q_s32(q.multipliers.as_ptr().add(ch)),
+                left: vld1q_s32(self.left.as_ptr().add(ch)),
+                right: vld1q_s32(self.right.as_ptr().add(ch)),
+            };
+            finish4(acc, &p, self.off, self.lo, self.hi)
+        }
+    }
+}
+
+impl ZpOut for Rq<'_> {
+    type T = i8;
+    type Block = usize;
+
+    #[inline(always)]
+    unsafe fn block(&self, ch: usize) -> usize {
+        ch
+    }
+
+    #[inline(always)]
+    unsafe fn put_block(&self, &ch: &usize, acc: [int32x4_t; 4], dst: *mut i8) {
+        // SAFETY: `block` was given ch + 16 <= c; dst has 16 values (caller contract).
+        unsafe { self.put16(ch, acc, dst) }
+    }
+
+    #[inline(always)]
+    unsafe fn put16(&self, ch: usize, acc: [int32x4_t; 4], dst: *mut i8) {
+        // SAFETY: ch + 16 <= c, dst has 16 writable bytes (caller contract).
+        unsafe {
+            let y0 = narrow8(self.finish(acc[0], ch), self.finish(acc[1], ch + 4));
+            let y1 = narrow8(self.finish(acc[2], ch + 8), self.finish(acc[3], ch + 12));
+            vst1q_s8(dst, vcombine_s8(y0, y1));
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put8(&self, ch: usize, acc: [int32x4_t; 2], dst: *mut i8) {
+        // SAFETY: ch + 8 <= c, dst has 8 writable bytes (caller contract).
+        unsafe {
+            let y = narrow8(self.finish(acc[0], ch), self.finish(acc[1], ch + 4));
+            vst1_s8(dst, y);
+        }
+    }
+
+    #[inline(always)]
+    fn put1(&self, ch: usize, acc: i32) -> i8 {
+        let q = self.q;
+        finish1(
+            acc,
+            q.multipliers[ch],
+            q.shifts[ch],
+            q.output_offset,
+            q.act_min,
+            q.act_max,
+        )
+    }
+}
+
+/// Requantization to int8 with the channel parameters in registers ([`Requant16`]), in the
+/// variant `requant_kinds` chose (`LEFT`, `SHIFTED`; `CLAMP`: the activation bounds are not the
+/// int8 limits). Outside the 3x3 kernels as [`Rq`].
+struct Rq16<'a, const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(Rq<'a>);
+
+impl<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool> ZpOut
+    for Rq16<'_, LEFT, SHIFTED, CLAMP>
+{
+    type T = i8;
+    type Block = Requant16;
+
+    /// # Safety
+    /// As the trait's, and `requant_kinds` accepted the channel parameters (see
+    /// [`Requant16::load`]) with the answer `(LEFT, SHIFTED)`.
+    #[inline(always)]
+    unsafe fn block(&self, ch: usize) -> Requant16 {
+        let (r, q) = (&self.0, self.0.q);
+        // SAFETY: caller contract: ch + 16 values of each array.
+        unsafe {
+            Requant16::load(
+                r.bias.as_ptr(),
                 q.multipliers.as_ptr(),
                 q.shifts.as_ptr(),
                 ch,
                 q.output_offset,
                 q.act_min,
                 q.act_max,
-            );
-            (w, p)
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put_block(&self, p: &Requant16, acc: [int32x4_t; 4], dst: *mut i8) {
+        // SAFETY: dst has 16 writable bytes (caller contract); `finish` is plain NEON
+        // arithmetic on parameters `block` loaded.
+        unsafe {
+            let y = if CLAMP {
+                p.finish::<LEFT, SHIFTED>(acc)
+            } else {
+                p.unclamped::<LEFT, SHIFTED>(acc)
+            };
+            vst1q_s8(dst, y);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put16(&self, ch: usize, acc: [int32x4_t; 4], dst: *mut i8) {
+        // SAFETY: the caller's contract is `Rq::put16`'s.
+        unsafe { self.0.put16(ch, acc, dst) }
+    }
+
+    #[inline(always)]
+    unsafe fn put8(&self, ch: usize, acc: [int32x4_t; 2], dst: *mut i8) {
+        // SAFETY: the caller's contract is `Rq::put8`'s.
+        unsafe { self.0.put8(ch, acc, dst) }
+    }
+
+    #[inline(always)]
+    fn put1(&self, ch: usize, acc: i32) -> i8 {
+        self.0.put1(ch, acc)
+    }
+}
+
+/// The float epilogue of the dynamic-range depthwise convolution (`Epilogue::Combined`):
+/// `acc · (input_scale · weight_scales[c]) + bias[c]`, then `max(lo)`, `min(hi)`, each step
+/// rounded as the oracle's (SCVTF, FMUL, FADD: no fused multiply-add; FMAXNM / FMINNM keep the
+/// number against a NaN as `f32::max` / `min` do).
+struct FloatOut<'a> {
+    weight_scales: &'a [f32],
+    input_scale: f32,
+    bias: &'a [f32],
+    lo: f32,
+    hi: f32,
+}
+
+impl FloatOut<'_> {
+    /// The scales and biases of channels `ch..ch + 4 * N`.
+    ///
+    /// # Safety
+    /// `ch + 4 * N <=` the channel count (`weight_scales` and `bias` have c values).
+    #[inline(always)]
+    unsafe fn params<const N: usize>(&self, ch: usize) -> [[float32x4_t; N]; 2] {
+        // SAFETY: caller contract; NEON is part of the aarch64 baseline.
+        unsafe {
+            let s = vdupq_n_f32(self.input_scale);
+            let (w, b) = (self.weight_scales.as_ptr(), self.bias.as_ptr());
+            [
+                std::array::from_fn(|q| vmulq_f32(s, vld1q_f32(w.add(ch + 4 * q)))),
+                std::array::from_fn(|q| vld1q_f32(b.add(ch + 4 * q))),
+            ]
+        }
+    }
+
+    /// `N` vectors of sums through the epilogue into `dst`.
+    ///
+    /// # Safety
+    /// `dst` has `4 * N` writable values.
+    #[inline(always)]
+    unsafe fn store<const N: usize>(
+        &self,
+        [s, b]: &[[float32x4_t; N]; 2],
+        acc: [int32x4_t; N],
+        dst: *mut f32,
+    ) {
+        // SAFETY: caller contract; NEON is part of the aarch64 baseline.
+        unsafe {
+            let (lo, hi) = (vdupq_n_f32(self.lo), vdupq_n_f32(self.hi));
+            for q in 0..N {
+                let v = vaddq_f32(vmulq_f32(vcvtq_f32_s32(acc[q]), s[q]), b[q]);
+                vst1q_f32(dst.add(4 * q), vminnmq_f32(vmaxnmq_f32(v, lo), hi));
+            }
         }
     }
 }
 
-/// Depth multiplier 1, filter_offset 0; `PAIR`: no weight is -128, so two taps share an i16
-/// lane (|x·w| <= 128·127, two of them fit in i16).
-#[target_feature(enable = "neon")]
-unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: &mut [i8]) {
-    let (g, q) = (k.g, k.q);
-    let c = g.in_c;
-    let off = vdupq_n_s32(q.output_offset);
-    let lo = vdupq_n_s32(q.act_min);
-    let hi = vdupq_n_s32(q.act_max);
-    let op = out.as_mut_ptr();
-    let params = |ch: usize| {
-        // SAFETY: callers pass ch + 4 <= c; mult/left/right have >= c values.
-        unsafe {
-            Params4 {
-                mult: vld1q_s32(q.multipliers.as_ptr().add(ch)),
-                left: vld1q_s32(k.left.as_ptr().add(ch)),
-                right: vld1q_s32(k.right.as_ptr().add(ch)),
-            }
-        }
+impl ZpOut for FloatOut<'_> {
+    type T = f32;
+    type Block = [[float32x4_t; 4]; 2];
+
+    #[inline(always)]
+    unsafe fn block(&self, ch: usize) -> Self::Block {
+        // SAFETY: ch + 16 <= c (caller contract).
+        unsafe { self.params::<4>(ch) }
+    }
+
+    #[inline(always)]
+    unsafe fn put_block(&self, p: &Self::Block, acc: [int32x4_t; 4], dst: *mut f32) {
+        // SAFETY: dst has 16 writable values (caller contract).
+        unsafe { self.store(p, acc, dst) }
+    }
+
+    #[inline(always)]
+    unsafe fn put16(&self, ch: usize, acc: [int32x4_t; 4], dst: *mut f32) {
+        // SAFETY: ch + 16 <= c, dst has 16 writable values (caller contract).
+        unsafe { self.store(&self.params::<4>(ch), acc, dst) }
+    }
+
+    #[inline(always)]
+    unsafe fn put8(&self, ch: usize, acc: [int32x4_t; 2], dst: *mut f32) {
+        // SAFETY: ch + 8 <= c, dst has 8 writable values (caller contract).
+        unsafe { self.store(&self.params::<2>(ch), acc, dst) }
+    }
+
+    #[inline(always)]
+    fn put1(&self, ch: usize, acc: i32) -> f32 {
+        let s = self.input_scale * self.weight_scales[ch];
+        (acc as f32 * s + self.bias[ch]).max(self.lo).min(self.hi)
+    }
+}
+
+/// Dynamic-range depthwise convolution, depth multiplier 1, every output row of `op.g` into
+/// `out`: the zero-point kernel's int32 sums `Σ (x + in_off) · w` of the quantized input (the
+/// oracle's, exact in any order) and the float epilogue of [`FloatOut`]. `op.in_off` is minus an
+/// int8 zero point ([-127, 128]) and the epilogue is `Combined` (the dispatcher checks both).
+pub fn depthwise_hybrid(op: &DepthwiseRowOperands<'_>, out: &mut [f32]) {
+    let g = op.g;
+    let rows = 0..g.batch * g.out_h;
+    check_geometry(g, 1, op.xq.len(), op.w8.len(), &rows, out.len());
+    assert!(
+        (-127..=128).contains(&op.in_off),
+        "depthwise_hybrid: input offset {} is not minus an int8 zero point",
+        op.in_off
+    );
+    let ep = &op.ep;
+    assert!(
+        ep.weight_scales.len() >= g.out_c && ep.bias.len() >= g.out_c,
+        "depthwise_hybrid: scales or bias too short"
+    );
+    let (mut bias, mut pad) = (reuse(&BIAS), reuse(&PAD));
+    let k = ZpKernel::new(g, op.xq, op.w8, op.in_off, |_| 0, (&mut bias, &mut pad));
+    let e = FloatOut {
+        weight_scales: ep.weight_scales,
+        input_scale: ep.input_scale,
+        bias: ep.bias,
+        lo: ep.clamp.0,
+        hi: ep.clamp.1,
     };
+    // SAFETY: geometry and lengths validated above; pad, bias, scales have c values; `fast`
+    // only where the weights pair and the filter is 3x3 with channels in blocks of 16.
+    unsafe {
+        if k.pair() {
+            dw_zp::<true, _>(&k, &e, k.fits3x3(), rows, out)
+        } else {
+            dw_zp::<false, _>(&k, &e, false, rows, out)
+        }
+    }
+}
+
+/// Depth multiplier 1, filter_offset 0, outputs by `e`; `PAIR`: no weight is -128, so two taps
+/// share an i16 lane (|x·w| <= 128·127, two of them fit in i16); `fast`: the 3x3 register
+/// kernels for interior row segments and (from [`EDGE_MIN_C`] channels) border pixels.
+///
+/// # Safety
+/// `k` validated by its builder (geometry, `c` values of `pad` and `bias`), `out` holds every
+/// output row, `e` holds `c` channel parameters; `fast` only with `PAIR`,
+/// [`ZpKernel::fits3x3`] and `e`'s block conditions.
+#[target_feature(enable = "neon")]
+unsafe fn dw_zp<const PAIR: bool, E: ZpOut>(
+    k: &ZpKernel<'_>,
+    e: &E,
+    fast: bool,
+    rows: Range<usize>,
+    out: &mut [E::T],
+) {
+    let g = k.g;
+    let c = g.in_c;
+    let op = out.as_mut_ptr();
     // Taps relative to the window's first pixel: (input offset, filter offset), and the extent.
     let mut rel = reuse(&REL);
     for fy in 0..g.filter_h {
@@ -263,27 +624,6 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
     let span_w = g.filter_w.saturating_sub(1) * g.dilation_w + 1;
     // Every tap of the current output pixel: (input or pad pointer at channel 0, filter pointer).
     let mut taps = reuse(&TAP_PTRS);
-    // The 9-tap register kernel: 3x3 filters, channels in blocks of 16, weights that pair.
-    let kinds = requant_kinds(&q.shifts[..c], &q.multipliers[..c], q.output_offset);
-    let fast = PAIR && g.filter_h * g.filter_w == 9 && c % 16 == 0 && c > 0 && kinds.is_some();
-    let (left, shifted) = kinds.unwrap_or_default();
-    // The activation clamp is skipped where its bounds are the int8 limits.
-    let clamp = q.act_min > i8::MIN as i32 || q.act_max < i8::MAX as i32;
-    // The 3x3 kernel `$f` for this call's requantization variant.
-    macro_rules! variant {
-        ($f:ident, ($($arg:expr),*)) => {
-            match (left, shifted, clamp) {
-                (true, true, true) => $f::<true, true, true>($($arg),*),
-                (true, false, true) => $f::<true, false, true>($($arg),*),
-                (false, true, true) => $f::<false, true, true>($($arg),*),
-                (false, false, true) => $f::<false, false, true>($($arg),*),
-                (true, true, false) => $f::<true, true, false>($($arg),*),
-                (true, false, false) => $f::<true, false, false>($($arg),*),
-                (false, true, false) => $f::<false, true, false>($($arg),*),
-                (false, false, false) => $f::<false, false, false>($($arg),*),
-            }
-        };
-    }
     for row in rows {
         let (b, oy) = (row / g.out_h, row % g.out_h);
         // Interior output columns x_lo..x_hi of an interior row: every tap inside the input.
@@ -302,8 +642,7 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                             let start =
                                 ((b * g.in_h + y0) * g.in_w + (x_lo * g.stride_w - g.pad_left)) * c;
                             let dst = op.add((row * g.out_w + x_lo) * c);
-                            let n = x_hi - x_lo;
-                            variant!(dw3x3_row, (k, start, n, dst))
+                            dw3x3_row(k, e, start, x_hi - x_lo, dst)
                         }
                     }
                 }
@@ -350,12 +689,9 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
             if fast && c >= EDGE_MIN_C {
                 let t9: [*const i8; 9] = std::array::from_fn(|t| taps[t].0);
                 // SAFETY: every tap pointer has c readable values (an input pixel or the pad
-                // row); out row `row`, column ox has c bytes; `fast` checked the kernel's
+                // row); out row `row`, column ox has c values; `fast` checked the kernel's
                 // conditions.
-                unsafe {
-                    let dst = op.add(obase);
-                    variant!(dw3x3_edge, (k, &t9, dst))
-                }
+                unsafe { dw3x3_edge(k, e, &t9, op.add(obase)) };
                 continue;
             }
             let mut ch = 0;
@@ -408,16 +744,8 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                     acc[3] = vaddw_high_s16(acc[3], ph);
                     t += 1;
                 }
-                let y0 = narrow8(
-                    finish4(acc[0], &params(ch), off, lo, hi),
-                    finish4(acc[1], &params(ch + 4), off, lo, hi),
-                );
-                let y1 = narrow8(
-                    finish4(acc[2], &params(ch + 8), off, lo, hi),
-                    finish4(acc[3], &params(ch + 12), off, lo, hi),
-                );
                 // SAFETY: row < batch*out_h, ox < out_w, ch + 16 <= c: inside out.
-                unsafe { vst1q_s8(op.add(obase + ch), vcombine_s8(y0, y1)) };
+                unsafe { e.put16(ch, acc, op.add(obase + ch)) };
                 ch += 16;
             }
             while ch + 8 <= c {
@@ -434,12 +762,8 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                     acc[0] = vaddw_s16(acc[0], vget_low_s16(p));
                     acc[1] = vaddw_high_s16(acc[1], p);
                 }
-                let y = narrow8(
-                    finish4(acc[0], &params(ch), off, lo, hi),
-                    finish4(acc[1], &params(ch + 4), off, lo, hi),
-                );
                 // SAFETY: ch + 8 <= c: inside out.
-                unsafe { vst1_s8(op.add(obase + ch), y) };
+                unsafe { e.put8(ch, acc, op.add(obase + ch)) };
                 ch += 8;
             }
             for ch in ch..c {
@@ -449,38 +773,25 @@ unsafe fn dw_i8_zp<const PAIR: bool>(k: &ZpKernel<'_>, rows: Range<usize>, out: 
                     let (x, w) = unsafe { (*xp.add(ch) as i32, *wp.add(ch) as i32) };
                     acc = acc.wrapping_add(x * w);
                 }
-                out[obase + ch] = finish1(
-                    acc,
-                    q.multipliers[ch],
-                    q.shifts[ch],
-                    q.output_offset,
-                    q.act_min,
-                    q.act_max,
-                );
+                out[obase + ch] = e.put1(ch, acc);
             }
         }
     }
 }
 
 /// One row segment of `n` interior output pixels of a 3x3, depth-multiplier-1, zero-point-padded
-/// int8 depthwise convolution whose weights pair (no -128): channels in blocks of 16, the block's
-/// 9 weight vectors and requantization parameters held in registers across the pixels. Per pixel
-/// and block: 9 loads, taps (0,1) (2,3) (4,5) (6,7) paired in int16 (SMULL + SMLAL, exact: two
-/// products of |x| <= 128, |w| <= 127), widened into the bias with SADDW, tap 8 alone, then
-/// [`Requant16`]. Integer sums are exact in any order: bit-identical to the per-pixel path.
+/// depthwise convolution whose weights pair (no -128): channels in blocks of 16, the block's
+/// 9 weight vectors, start values and `e`'s parameters held in registers across the pixels. Per
+/// pixel and block: 9 loads, [`dw3x3_px`], then `e`. Integer sums are exact in any order:
+/// bit-identical to the per-pixel path.
 ///
 /// # Safety
-/// `k` validated by `depthwise_i8`; `start` is the input index of channel 0 of the first pixel's
+/// `k` validated by its builder; `start` is the input index of channel 0 of the first pixel's
 /// top-left tap, and the `n` pixels (stride `stride_w`) with all their taps lie inside the input;
-/// `dst` points to `n * c` writable output bytes; `c % 16 == 0`; 3x3 filter; `requant_kinds`
-/// accepted the channel parameters (`LEFT`, `SHIFTED` are its answer).
+/// `dst` points to `n * c` writable output values; [`ZpKernel::fits3x3`]; `e`'s block
+/// conditions hold.
 #[target_feature(enable = "neon")]
-unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
-    k: &ZpKernel<'_>,
-    start: usize,
-    n: usize,
-    dst: *mut i8,
-) {
+unsafe fn dw3x3_row<E: ZpOut>(k: &ZpKernel<'_>, e: &E, start: usize, n: usize, dst: *mut E::T) {
     let g = k.g;
     let c = g.in_c;
     let step = g.stride_w * c;
@@ -491,14 +802,15 @@ unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
     for ch in (0..c).step_by(16) {
         // SAFETY: ch + 16 <= c: the block's weights of every tap (filter holds 9 * c values),
         // the channel parameters (c values each), the input taps (caller contract) and the
-        // outputs (n pixels of c bytes from dst) are in bounds.
+        // outputs (n pixels of c values from dst) are in bounds.
         unsafe {
-            let (w, p) = k.block3x3(ch);
+            let (w, bias) = k.block3x3(ch);
+            let p = e.block(ch);
             let mut x0 = k.input.as_ptr().add(start + ch);
             let mut o = dst.add(ch);
             for _ in 0..n {
                 let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(x0.add(rel[t])));
-                vst1q_s8(o, dw3x3_px::<LEFT, SHIFTED, CLAMP>(&x, &w, &p));
+                e.put_block(&p, dw3x3_px(&x, &w, &bias), o);
                 x0 = x0.add(step);
                 o = o.add(c);
             }
@@ -513,36 +825,29 @@ unsafe fn dw3x3_row<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
 ///
 /// # Safety
 /// As [`dw3x3_row`], with every `taps[t]` pointing to `c` readable bytes and `dst` to `c`
-/// writable bytes.
+/// writable values.
 #[target_feature(enable = "neon")]
-unsafe fn dw3x3_edge<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
-    k: &ZpKernel<'_>,
-    taps: &[*const i8; 9],
-    dst: *mut i8,
-) {
+unsafe fn dw3x3_edge<E: ZpOut>(k: &ZpKernel<'_>, e: &E, taps: &[*const i8; 9], dst: *mut E::T) {
     let c = k.g.in_c;
     for ch in (0..c).step_by(16) {
         // SAFETY: ch + 16 <= c: the block's weights of every tap (filter holds 9 * c values),
         // the channel parameters (c values each), the taps and the output (caller contract).
         unsafe {
-            let (w, p) = k.block3x3(ch);
+            let (w, bias) = k.block3x3(ch);
             let x: [int8x16_t; 9] = std::array::from_fn(|t| vld1q_s8(taps[t].add(ch)));
-            vst1q_s8(dst.add(ch), dw3x3_px::<LEFT, SHIFTED, CLAMP>(&x, &w, &p));
+            e.put_block(&e.block(ch), dw3x3_px(&x, &w, &bias), dst.add(ch));
         }
     }
 }
 
-/// The 16 channels of one output pixel of the 3x3 kernels: taps (0,1) (2,3) (4,5) (6,7) paired
-/// in int16 (SMULL + SMLAL, exact: two products of |x| <= 128, |w| <= 127), widened into the bias
-/// with SADDW, tap 8 alone, then [`Requant16`]. Integer sums are exact in any order.
+/// The int32 sums of 16 channels of one output pixel of the 3x3 kernels, from the start values
+/// `bias`: taps (0,1) (2,3) (4,5) (6,7) paired in int16 (SMULL + SMLAL, exact: two products of
+/// |x| <= 128, |w| <= 127), widened into the sums with SADDW, tap 8 alone. Integer sums are exact
+/// in any order.
 #[inline(always)]
-fn dw3x3_px<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
-    x: &[int8x16_t; 9],
-    w: &[int8x16_t; 9],
-    p: &Requant16,
-) -> int8x16_t {
+fn dw3x3_px(x: &[int8x16_t; 9], w: &[int8x16_t; 9], bias: &[int32x4_t; 4]) -> [int32x4_t; 4] {
     // SAFETY: the assembly only reads and writes the named vector registers (NEON is part of
-    // the aarch64 baseline); `finish` is plain NEON arithmetic.
+    // the aarch64 baseline).
     unsafe {
         // Inline assembly keeps SMULL2/SMLAL2 on the high halves (the intrinsics were
         // lowered to EXT + SMULL) and starts the sums from the bias registers.
@@ -557,8 +862,8 @@ fn dw3x3_px<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
             "saddw {a2:v}.4s, {b2:v}.4s, {ph:v}.4h",
             "saddw2 {a3:v}.4s, {b3:v}.4s, {ph:v}.8h",
             x0 = in(vreg) x[0], x1 = in(vreg) x[1], w0 = in(vreg) w[0], w1 = in(vreg) w[1],
-            b0 = in(vreg) p.bias[0], b1 = in(vreg) p.bias[1],
-            b2 = in(vreg) p.bias[2], b3 = in(vreg) p.bias[3],
+            b0 = in(vreg) bias[0], b1 = in(vreg) bias[1],
+            b2 = in(vreg) bias[2], b3 = in(vreg) bias[3],
             a0 = out(vreg) acc[0], a1 = out(vreg) acc[1],
             a2 = out(vreg) acc[2], a3 = out(vreg) acc[3],
             pl = out(vreg) _, ph = out(vreg) _,
@@ -595,11 +900,7 @@ fn dw3x3_px<const LEFT: bool, const SHIFTED: bool, const CLAMP: bool>(
             pl = out(vreg) _, ph = out(vreg) _,
             options(pure, nomem, nostack),
         );
-        if CLAMP {
-            p.finish::<LEFT, SHIFTED>(acc)
-        } else {
-            p.unclamped::<LEFT, SHIFTED>(acc)
-        }
+        acc
     }
 }
 

@@ -560,7 +560,8 @@ impl Kernel for HybridGemm {
 /// Hybrid depthwise convolution, one image, multiplier 1, threaded by output rows.
 struct HybridDepthwise {
     g: ConvGeom,
-    /// The filter as i32, `[fh][fw][c]`.
+    /// The filter, `[fh][fw][c]`, as i8 and as i32.
+    w8: Vec<i8>,
     w: Vec<i32>,
     f: FloatSide,
     q: Quantized,
@@ -581,6 +582,7 @@ impl HybridDepthwise {
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         let row = g.out_w * g.out_c;
         HybridDepthwise {
+            w8: w.to_vec(),
             w: w.iter().map(|&v| v as i32).collect(),
             f,
             q: Quantized::new(&HybridOp::Depthwise(g, 1), threads, true),
@@ -607,20 +609,18 @@ impl Kernel for HybridDepthwise {
         let out = out_slice(io, g.output_len(), |t| t.f32())?;
         let this = &*self;
         let q = &this.q;
-        let row = g.out_w * g.out_c;
         let task = |t: usize, chunk: &mut [f32], w: usize| {
             let (sub, ir, _) = depthwise_sub(&g, this.tasks, t);
             let mut acc = this.acc.get(w);
             let op = kernels::hybrid::DepthwiseRowOperands {
                 g: &sub,
                 xq: &q.xq[ir],
+                w8: &this.w8,
                 w: &this.w,
                 in_off: -q.zp[0],
                 ep: this.f.epilogue_args(q.params[0].scale),
             };
-            for (oy, o) in chunk.chunks_exact_mut(row).enumerate() {
-                kernels::hybrid::depthwise_row(this.path, &op, oy, &mut acc, o);
-            }
+            kernels::hybrid::depthwise(this.path, &op, &mut acc, chunk);
         };
         let bounds = |t: usize| depthwise_sub(&g, this.tasks, t).2;
         run_tasks(&this.pool, out, this.tasks, &bounds, &task);
