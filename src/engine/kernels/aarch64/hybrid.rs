@@ -27,8 +27,7 @@ pub fn min_max(values: &[f32]) -> (f32, f32) {
         let hi = vmaxnmq_f32(vmaxnmq_f32(hi[0], hi[1]), vmaxnmq_f32(hi[2], hi[3]));
         (vminnmvq_f32(lo), vmaxnmvq_f32(hi))
     };
-    let (tl, th) = oracle::min_max(tail);
-    (if tl < lo { tl } else { lo }, if th > hi { th } else { hi })
+    oracle::combine((lo, hi), oracle::min_max(tail))
 }
 
 /// `values` quantized into `out` with `q` (see `InputQuant::apply`), 16 values a step.

@@ -46,6 +46,12 @@ pub fn min_max(values: &[f32]) -> (f32, f32) {
     (lo, hi)
 }
 
+/// The range of two pieces' ranges `(min, max)` (NaN-free: [`min_max`] skips NaNs).
+#[inline(always)]
+pub fn combine((lo, hi): (f32, f32), (a, b): (f32, f32)) -> (f32, f32) {
+    (if a < lo { a } else { lo }, if b > hi { b } else { hi })
+}
+
 /// `x` rounded half away from zero, as an integer (saturating), as C's `round` does.
 #[inline(always)]
 fn round_away(x: f32) -> i32 {

@@ -60,10 +60,9 @@ fn min_max_avx2(values: &[f32]) -> (f32, f32) {
         _mm256_storeu_ps(l.as_mut_ptr(), lo);
         _mm256_storeu_ps(h.as_mut_ptr(), hi);
     }
-    let (tl, th) = oracle::min_max(tail);
-    let lo = l.iter().fold(tl, |a, &b| if b < a { b } else { a });
-    let hi = h.iter().fold(th, |a, &b| if b > a { b } else { a });
-    (lo, hi)
+    l.iter().zip(&h).fold(oracle::min_max(tail), |r, (&a, &b)| {
+        oracle::combine(r, (a, b))
+    })
 }
 
 /// 8 values quantized as the oracle does, as int32 lanes: `p = x · inv` (NaN → 0), rounded

@@ -235,8 +235,8 @@ impl Quantized {
         run_tasks(pool, &mut self.ranges[..tasks], tasks, &|t| t..t + 1, &task);
         let (lo, hi) = self.ranges[..tasks]
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(a, b)| {
-                (if a < lo { a } else { lo }, if b > hi { b } else { hi })
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |r, &p| {
+                hy::combine(r, p)
             });
         self.params[0] = InputQuant::new(asymmetric, lo, hi);
         self.zp[0] = self.params[0].zp;
