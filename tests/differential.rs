@@ -1250,6 +1250,24 @@ fn generators() -> Vec<(String, Generator)> {
             Box::new(move |r| depth_to_space(r, k)),
         ));
     }
+    // The 16x8 forms of the stock detectors' other operators (BlazeFace: PAD, MAX_POOL_2D,
+    // RELU; its full-range model RESIZE_BILINEAR), and the int16 activations TFLite has
+    // (it refuses int16 HARD_SWISH and RELU_N1_TO_1).
+    let k = Kind::I16;
+    v.push(("pad_i16".into(), Box::new(move |r| pad(r, k))));
+    v.push(("max_pool_i16".into(), Box::new(move |r| pool(r, k, true))));
+    v.push(("avg_pool_i16".into(), Box::new(move |r| pool(r, k, false))));
+    v.push((
+        "resize_bl_i16".into(),
+        Box::new(move |r| resize(r, k, true)),
+    ));
+    v.push((
+        "resize_nn_i16".into(),
+        Box::new(move |r| resize(r, k, false)),
+    ));
+    for w in ["relu", "relu6", "leaky_relu"] {
+        v.push((format!("{w}_i16"), Box::new(move |r| activation(r, k, w))));
+    }
     v
 }
 

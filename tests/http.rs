@@ -402,8 +402,13 @@ unhealthy_after_s = 5.0
     .unwrap();
     assert!(back.text().contains("\nedgecam_http_stream_clients 0\n"));
 
-    // /metrics: the exposition format, and the figures of a running pipeline.
-    let m = get(hport, "/metrics").unwrap();
+    // /metrics: the exposition format, and the figures of a running pipeline (waited for: a
+    // loaded machine processes fewer frames a second).
+    let m = poll(hport, "/metrics", Duration::from_secs(60), |r| {
+        let (samples, _) = parse_metrics(&r.text());
+        value(&samples, "edgecam_frames_processed_total", &[]).is_some_and(|p| p > 10.0)
+    })
+    .unwrap();
     assert_eq!(m.status, 200);
     assert!(
         m.headers["content-type"].starts_with("text/plain; version=0.0.4"),

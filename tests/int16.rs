@@ -439,6 +439,64 @@ fn malformed_16x8_operators_are_refused_with_a_clear_error() {
     }
 }
 
+/// The int16 element-wise and pooling operators that TFLite has (RELU, RELU6, LEAKY_RELU,
+/// MAX_POOL_2D, AVERAGE_POOL_2D, RESIZE_*; bit-exact in `tests/differential.rs`) take symmetric
+/// tensors, and the ones it has no int16 kernel for are refused by name.
+#[test]
+fn int16_activations_and_pools_refuse_what_tflite_refuses() {
+    use edgecam::engine::graph::{Activation, Op, Padding, Pool2DOptions};
+    use edgecam::engine::tensor::Quant;
+    let pool = Op::MaxPool2D(Pool2DOptions {
+        padding: Padding::Valid,
+        stride_h: 1,
+        stride_w: 1,
+        filter_h: 2,
+        filter_w: 2,
+        activation: Activation::None,
+    });
+    // (operator, input zero point, output zero point, output shape, expected words)
+    let cases = [
+        (
+            Op::HardSwish,
+            0,
+            0,
+            [1, 4, 4, 2],
+            "HARD_SWISH on int16 is not supported",
+        ),
+        (
+            Op::ReluN1To1,
+            0,
+            0,
+            [1, 4, 4, 2],
+            "RELU_N1_TO_1 on int16 is not supported",
+        ),
+        (Op::Relu, 0, 3, [1, 4, 4, 2], "zero points 0"),
+        (pool.clone(), 2, 0, [1, 3, 3, 2], "zero points 0"),
+    ];
+    for (op, zi, zo, oshape, words) in cases {
+        let mut b = B::default();
+        let x = b.input(
+            DType::I16,
+            &[1, 4, 4, 2],
+            Some(Quant::per_tensor(1e-3, zi)),
+            vec![0; 64],
+        );
+        let y = b.tensor(DType::I16, &oshape, Some(Quant::per_tensor(1e-3, zo)));
+        let what = op.name();
+        b.op(op, vec![Some(x)], vec![y]);
+        let (g, _) = b.finish(&[y]);
+        let bytes = tflite::writer::write_model(&g);
+        let err = match tflite::load_bytes(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
+        {
+            Ok(()) => panic!("{what} ({zi}, {zo}): accepted"),
+            Err(e) => e,
+        };
+        assert!(err.contains(words), "{what}: {err}");
+    }
+}
+
 /// A mixed graph, as a quantizer keeping only its most sensitive tensors in int16 writes it:
 /// float input → QUANTIZE int8 → int8 CONV_2D → QUANTIZE int16 → 16x8 CONV_2D → QUANTIZE int8
 /// → DEQUANTIZE, on a crop of a real photo, is bit-exact with TFLite's reference kernels on

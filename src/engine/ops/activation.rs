@@ -13,7 +13,7 @@ use crate::engine::kernels::scalar::activation::{
     logistic_i16, logistic_plain_f32, prelu_f32, prelu_q, softmax_exp_table, softmax_q_row,
     tanh_f32, tanh_i16, HardSwishParams, Lut16Params, PreluQParams, Softmax16, SoftmaxQParams,
 };
-use crate::engine::quant::{quantize_value, RequantPerTensor};
+use crate::engine::quant::{quantize_value, RequantPerTensor, I16_RANGE};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
@@ -87,11 +87,26 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
     if x.dtype == DType::I16 && matches!(op, Op::Logistic | Op::Tanh) {
         return build_lut16(x, y, matches!(op, Op::Tanh));
     }
-    if !matches!(x.dtype, DType::I8 | DType::U8) {
-        op_bail!("{} on {} is not supported", op.name(), x.dtype.name());
-    }
-    let (si, zi, _) = q8(x)?;
-    let (so, zo, ro) = q8(y)?;
+    let (si, zi, so, zo, ro) = match x.dtype {
+        DType::I8 | DType::U8 => {
+            let (si, zi, _) = q8(x)?;
+            let (so, zo, ro) = q8(y)?;
+            (si, zi, so, zo, ro)
+        }
+        // TFLite's int16 RELU, RELU6 and LEAKY_RELU (LOGISTIC and TANH above; it has no
+        // int16 HARD_SWISH or RELU_N1_TO_1): the 8-bit arithmetic on symmetric tensors,
+        // through a 65 536-entry table.
+        DType::I16 if matches!(op, Op::Relu | Op::Relu6 | Op::LeakyRelu { .. }) => {
+            let ((si, zi), (so, zo)) = (qparams(x)?, qparams(y)?);
+            op_ensure!(
+                zi == 0 && zo == 0,
+                "int16 {} needs zero points 0 (input {zi}, output {zo})",
+                op.name()
+            );
+            (si, zi, so, zo, I16_RANGE)
+        }
+        d => op_bail!("{} on {} is not supported", op.name(), d.name()),
+    };
     match op {
         Op::Logistic => {
             // TFLite requires the output to be 1/256 with the zero point at the bottom.
@@ -120,7 +135,8 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
             };
             let amin = lo.map_or(ro.min, |l| ro.min.max(quantize_value(l, so, zo)));
             let amax = hi.map_or(ro.max, |h| ro.max.min(quantize_value(h, so, zo)));
-            let rq = RequantPerTensor::new(si as f64 / so as f64, zi, zo);
+            // TFLite divides the scales in single precision, then widens.
+            let rq = RequantPerTensor::new((si / so) as f64, zi, zo);
             lut_kernel(x, y, |v| rq.apply(v).max(amin).min(amax))
         }
         Op::HardSwish => {

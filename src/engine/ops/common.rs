@@ -120,6 +120,16 @@ impl QElem for u8 {
     }
 }
 
+impl QElem for i16 {
+    const DTYPE: DType = DType::I16;
+    fn view<'a>(t: TensorRef<'a>) -> OpResult<&'a [i16]> {
+        t.i16()
+    }
+    fn view_mut<'b>(t: &'b mut TensorMut<'_>) -> OpResult<&'b mut [i16]> {
+        t.i16()
+    }
+}
+
 // ---------------------------------------------------------------- shape and type checks
 
 pub(crate) fn check_rank(t: &TensorInfo, rank: usize, what: &str) -> OpResult<()> {

@@ -1,4 +1,4 @@
-//! MAX_POOL_2D and AVERAGE_POOL_2D: float / int8 / uint8.
+//! MAX_POOL_2D and AVERAGE_POOL_2D: float / int8 / uint8 / int16 (16x8 models).
 
 use std::marker::PhantomData;
 
@@ -13,7 +13,7 @@ use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::pool::{avg_pool_f32, avg_pool_q, max_pool_f32, max_pool_q};
 use crate::engine::quant::activation_range_quantized;
 use crate::engine::tensor::DType;
-use crate::op_bail;
+use crate::{op_bail, op_ensure};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PoolKind {
@@ -93,6 +93,7 @@ pub(super) fn build_pool(
         })),
         DType::I8 => build_q::<i8>(ctx, node, g, o, kind),
         DType::U8 => build_q::<u8>(ctx, node, g, o, kind),
+        DType::I16 => build_q::<i16>(ctx, node, g, o, kind),
         d => op_bail!("input type {} is not supported", d.name()),
     }
 }
@@ -106,9 +107,17 @@ fn build_q<T: QElem>(
 ) -> OpResult<Box<dyn Kernel>> {
     let input = ctx.input(node, 0)?;
     let output = ctx.output(node, 0)?;
-    per_tensor_quant(input, "input")?;
+    let iq = per_tensor_quant(input, "input")?;
     let oq = per_tensor_quant(output, "output")?;
     let out_zp = zero_point::<T>(oq, output)?;
+    // TFLite's int16 pools, as every 16x8 operator, take symmetric tensors.
+    if T::DTYPE == DType::I16 {
+        let zi = zero_point::<T>(iq, input)?;
+        op_ensure!(
+            zi == 0 && out_zp == 0,
+            "int16 pooling needs zero points 0 (input {zi}, output {out_zp})"
+        );
+    }
     // TFLite's quantized pools pass values through unchanged (no rescaling);
     // the activation clamp is computed from the output parameters.
     let act =

@@ -26,18 +26,43 @@ impl Kernel for Lut8 {
     }
 }
 
-/// Build a table kernel for 8-bit input `x` and output `y` of identical shape.
+/// Build a table kernel for input `x` and output `y` of identical shape: 256 entries for
+/// 8-bit types, 65 536 for int16 (both int16). `f` maps a stored input value to a stored
+/// output value (clamped to the output type here).
 pub(crate) fn lut_kernel(
     x: &TensorInfo,
     y: &TensorInfo,
-    f: impl FnMut(i32) -> i32,
+    mut f: impl FnMut(i32) -> i32,
 ) -> OpResult<Box<dyn Kernel>> {
     same_shape(x, y)?;
+    if x.dtype == DType::I16 && y.dtype == DType::I16 {
+        let (lo, hi) = (i16::MIN as i32, i16::MAX as i32);
+        return Ok(Box::new(Lut16 {
+            table: (lo..=hi).map(|v| f(v).clamp(lo, hi) as i16).collect(),
+        }));
+    }
     let r = qrange(x)?;
     qrange(y)?;
     Ok(Box::new(Lut8 {
         table: build_lut(r, f),
     }))
+}
+
+/// An int16 table: entry `v + 32768` is the output of input `v`.
+struct Lut16 {
+    table: Vec<i16>,
+}
+
+impl Kernel for Lut16 {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
+        let x = io.input(0)?.i16()?;
+        let y = io.outputs.get_mut(0).ok_or("missing output 0")?.i16()?;
+        op_ensure!(x.len() == y.len(), "size mismatch");
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = self.table[(v as i32 - i16::MIN as i32) as usize];
+        }
+        Ok(())
+    }
 }
 
 struct QuantizeF32 {

@@ -9,7 +9,7 @@ use crate::engine::kernels::scalar::resize::{
 use crate::engine::tensor::DType;
 use crate::{op_bail, op_ensure};
 
-use super::common::q8;
+use super::common::{q8, qparams};
 use super::{BuildCtx, Kernel, OpIo};
 
 struct Geometry {
@@ -40,6 +40,11 @@ enum Plan {
     },
     /// int8: TFLite's `ResizeBilinearInteger`.
     BilinearI8 {
+        ys: Vec<(i32, usize, usize)>,
+        xs: Vec<(i32, usize, usize)>,
+    },
+    /// int16 (zero points 0): the same integer interpolation.
+    BilinearI16 {
         ys: Vec<(i32, usize, usize)>,
         xs: Vec<(i32, usize, usize)>,
     },
@@ -81,6 +86,13 @@ impl Kernel for Resize {
                 |v| v as i64,
                 |v| v as i8,
             ),
+            Plan::BilinearI16 { ys, xs } => bilinear_int(
+                &g.with(ys, xs),
+                x.i16()?,
+                out.i16()?,
+                |v| v as i64,
+                |v| v as i16,
+            ),
             Plan::BilinearU8 { ys, xs } => bilinear_float(
                 &g.with(ys, xs),
                 x.u8()?,
@@ -90,6 +102,11 @@ impl Kernel for Resize {
             ),
             Plan::Nearest { ys, xs } => match self.dtype {
                 DType::F32 | DType::I32 => nearest::<[u8; 4]>(
+                    &g.with(ys, xs),
+                    bytemuck::try_cast_slice(x.bytes).map_err(|e| format!("{e:?}"))?,
+                    bytemuck::try_cast_slice_mut(out.bytes).map_err(|e| format!("{e:?}"))?,
+                ),
+                DType::I16 => nearest::<[u8; 2]>(
                     &g.with(ys, xs),
                     bytemuck::try_cast_slice(x.bytes).map_err(|e| format!("{e:?}"))?,
                     bytemuck::try_cast_slice_mut(out.bytes).map_err(|e| format!("{e:?}"))?,
@@ -165,6 +182,18 @@ pub(crate) fn build_resize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
                     xs: (0..out_w).map(|i| ax.bilinear_i32(i)).collect(),
                 }
             }
+            // TFLite's int16 kernel is the int8 one's integer interpolation.
+            DType::I16 => {
+                let (zi, zo) = (qparams(x)?.1, qparams(y)?.1);
+                op_ensure!(
+                    zi == 0 && zo == 0,
+                    "int16 RESIZE_BILINEAR needs zero points 0 (input {zi}, output {zo})"
+                );
+                Plan::BilinearI16 {
+                    ys: (0..out_h).map(|i| ay.bilinear_i32(i)).collect(),
+                    xs: (0..out_w).map(|i| ax.bilinear_i32(i)).collect(),
+                }
+            }
             DType::U8 => {
                 q8(x)?;
                 q8(y)?;
@@ -177,7 +206,7 @@ pub(crate) fn build_resize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
         }
     } else {
         match x.dtype {
-            DType::F32 | DType::I32 | DType::I8 | DType::U8 => {}
+            DType::F32 | DType::I32 | DType::I8 | DType::U8 | DType::I16 => {}
             d => op_bail!("RESIZE_NEAREST_NEIGHBOR on {} is not supported", d.name()),
         }
         Plan::Nearest {
