@@ -1,8 +1,8 @@
 //! The 16x8 quantized SSD (`models/ssd_mobilenetv2_oidv4_int16.tflite`: int16
 //! activations, int8 per-channel weights, int64 biases; ai-edge-quantizer's
-//! `static_wi8_ai16` recipe) on real photos: bit-exact with TFLite's reference
-//! kernels on every kernel path, and the detector built on it finds what the
-//! float model finds.
+//! `static_wi8_ai16` recipe) and the two BlazeFace face detectors made the same way
+//! on real photos: bit-exact with TFLite's reference kernels on every kernel path,
+//! and the detector built on the SSD finds what the float model finds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,11 +41,11 @@ fn photos() -> Vec<PathBuf> {
     v
 }
 
-/// The model input of a photo: resized to 300×300, mapped to [-1, 1], quantized
+/// The model input of a photo: resized to `size`×`size`, mapped to [-1, 1], quantized
 /// to int16 with the model's input scale (zero point 0), round half away from zero.
-fn int16_input(photo: &Path, scale: f32) -> NpyArray {
+fn int16_input(photo: &Path, size: u32, scale: f32) -> NpyArray {
     let img = image::open(photo).unwrap().to_rgb8();
-    let small = image::imageops::resize(&img, 300, 300, image::imageops::FilterType::Triangle);
+    let small = image::imageops::resize(&img, size, size, image::imageops::FilterType::Triangle);
     let q: Vec<i16> = small
         .into_raw()
         .iter()
@@ -56,28 +56,29 @@ fn int16_input(photo: &Path, scale: f32) -> NpyArray {
         .collect();
     NpyArray {
         dtype: DType::I16,
-        shape: vec![1, 300, 300, 3],
+        shape: vec![1, size as usize, size as usize, 3],
         data: bytemuck::cast_slice(&q).to_vec(),
     }
 }
 
-#[test]
-#[cfg_attr(
-    target_arch = "aarch64",
-    ignore = "a whole 16x8 SSD per photo and path takes minutes under qemu"
-)]
-fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
-    let model = models().join("ssd_mobilenetv2_oidv4_int16.tflite");
+/// Runs the 16x8 model `name` (int16 input `size`×`size`×3 and int16 outputs) on
+/// `photos` with every kernel path (and the last with two threads) and compares every
+/// output value with TFLite's reference kernels: bit-exact or the test fails.
+fn bit_exact_on_every_path(name: &str, size: u32, photos: &[PathBuf]) {
+    let model = models().join(name);
     let g = tflite::load_file(&model).unwrap();
     let input = &g.tensors[g.inputs[0]];
     assert_eq!(input.dtype, DType::I16);
-    assert_eq!(input.shape, [1, 300, 300, 3]);
+    assert_eq!(input.shape, [1, size as usize, size as usize, 3]);
     let q = input.quant.as_ref().unwrap();
     assert_eq!(q.zp0(), 0);
-    let photos = photos();
-    let inputs: Vec<NpyArray> = photos.iter().map(|p| int16_input(p, q.scale0())).collect();
-    let dir = tmpdir("int16-ssd");
-    let refs = tflite_cases(&dir, &model, &inputs, 2, "BUILTIN_REF");
+    let outputs = g.outputs.len();
+    let inputs: Vec<NpyArray> = photos
+        .iter()
+        .map(|p| int16_input(p, size, q.scale0()))
+        .collect();
+    let dir = tmpdir(&format!("int16-{}", name.trim_end_matches(".tflite")));
+    let refs = tflite_cases(&dir, &model, &inputs, outputs, "BUILTIN_REF");
 
     let mut paths: Vec<(KernelPath, usize)> =
         KernelPath::available().iter().map(|&p| (p, 1)).collect();
@@ -111,7 +112,7 @@ fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
         println!("{path} x{threads}: {} photos", photos.len());
     }
     println!(
-        "int16 SSD vs TFLite reference: {compared} values compared over {} photos and {} paths, \
+        "{name} vs TFLite reference: {compared} values compared over {} photos and {} paths, \
          {differing} differ, max deviation {max_dev}",
         photos.len(),
         paths.len()
@@ -119,9 +120,37 @@ fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
     assert_eq!(
         (differing, max_dev),
         (0, 0),
-        "the engine differs from TFLite's reference kernels"
+        "{name}: the engine differs from TFLite's reference kernels"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "a whole 16x8 SSD per photo and path takes minutes under qemu"
+)]
+fn int16_ssd_is_bit_exact_with_tflite_reference_on_every_path() {
+    bit_exact_on_every_path("ssd_mobilenetv2_oidv4_int16.tflite", 300, &photos());
+}
+
+/// MediaPipe's BlazeFace, short range (128×128), made 16x8 by ai-edge-quantizer
+/// (`scripts/make-quant-models`): CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, PAD,
+/// MAX_POOL_2D, RESHAPE, CONCATENATION and QUANTIZE (int16 → int16) in int16. Small
+/// enough to run on every aarch64 path under qemu too.
+#[test]
+fn int16_blazeface_short_range_is_bit_exact_with_tflite_reference_on_every_path() {
+    bit_exact_on_every_path("face_detection_short_range_int16.tflite", 128, &photos());
+}
+
+/// BlazeFace full range (192×192): adds RESIZE_BILINEAR in int16 (its feature pyramid).
+#[test]
+fn int16_blazeface_full_range_is_bit_exact_with_tflite_reference_on_every_path() {
+    let mut photos = photos();
+    if cfg!(target_arch = "aarch64") {
+        photos.truncate(2);
+    }
+    bit_exact_on_every_path("face_detection_full_range_int16.tflite", 192, &photos);
 }
 
 fn detect(model: &str, photo: &Path, threshold: f32) -> Vec<Detection> {
@@ -383,6 +412,20 @@ fn fast_16x8_kernels_match_the_scalar_oracle_on_every_path() {
     println!("fast 16x8 kernels: {cases} cases, {compared} values equal to the scalar oracle");
 }
 
+/// The error that loading or preparing the one-operator graph of `b` (output `y`) gives,
+/// through the writer and the loader as a user's file would go; `what` names the case.
+fn refused(b: B, y: usize, what: &str) -> String {
+    let (g, _) = b.finish(&[y]);
+    let bytes = tflite::writer::write_model(&g);
+    match tflite::load_bytes(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
+    {
+        Ok(()) => panic!("{what}: accepted"),
+        Err(e) => e,
+    }
+}
+
 #[test]
 fn malformed_16x8_operators_are_refused_with_a_clear_error() {
     use edgecam::engine::graph::{Activation, Conv2DOptions, Op, Padding};
@@ -426,15 +469,7 @@ fn malformed_16x8_operators_are_refused_with_a_clear_error() {
             vec![Some(x), Some(wt), Some(bt)],
             vec![y],
         );
-        let (g, _) = b.finish(&[y]);
-        let bytes = tflite::writer::write_model(&g);
-        let err = match tflite::load_bytes(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
-        {
-            Ok(()) => panic!("{what}: accepted"),
-            Err(e) => e,
-        };
+        let err = refused(b, y, what);
         assert!(err.contains(words), "{what}: {err}");
     }
 }
@@ -484,15 +519,7 @@ fn int16_activations_and_pools_refuse_what_tflite_refuses() {
         let y = b.tensor(DType::I16, &oshape, Some(Quant::per_tensor(1e-3, zo)));
         let what = op.name();
         b.op(op, vec![Some(x)], vec![y]);
-        let (g, _) = b.finish(&[y]);
-        let bytes = tflite::writer::write_model(&g);
-        let err = match tflite::load_bytes(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|g| Interpreter::new(g).map(|_| ()).map_err(|e| e.to_string()))
-        {
-            Ok(()) => panic!("{what} ({zi}, {zo}): accepted"),
-            Err(e) => e,
-        };
+        let err = refused(b, y, &format!("{what} ({zi}, {zo})"));
         assert!(err.contains(words), "{what}: {err}");
     }
 }

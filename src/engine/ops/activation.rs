@@ -17,7 +17,7 @@ use crate::engine::quant::{quantize_value, RequantPerTensor, I16_RANGE};
 use crate::engine::tensor::{DType, TensorInfo};
 use crate::{op_bail, op_ensure};
 
-use super::common::{in_slice, out_slice, q8, qparams, same_shape, QElem};
+use super::common::{in_slice, out_slice, q8, qparams, same_shape, symmetric16, QElem};
 use super::quantize::lut_kernel;
 use super::{BuildCtx, Kernel, OpIo};
 
@@ -97,13 +97,8 @@ pub(crate) fn build_unary(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn K
         // int16 HARD_SWISH or RELU_N1_TO_1): the 8-bit arithmetic on symmetric tensors,
         // through a 65 536-entry table.
         DType::I16 if matches!(op, Op::Relu | Op::Relu6 | Op::LeakyRelu { .. }) => {
-            let ((si, zi), (so, zo)) = (qparams(x)?, qparams(y)?);
-            op_ensure!(
-                zi == 0 && zo == 0,
-                "int16 {} needs zero points 0 (input {zi}, output {zo})",
-                op.name()
-            );
-            (si, zi, so, zo, I16_RANGE)
+            let (si, so) = symmetric16(op.name(), x, y)?;
+            (si, 0, so, 0, I16_RANGE)
         }
         d => op_bail!("{} on {} is not supported", op.name(), d.name()),
     };
@@ -403,12 +398,7 @@ impl Kernel for Lut16 {
 /// TFLite's Prepare of int16 LOGISTIC / TANH: zero points 0, output scale 1/32768.
 fn build_lut16(x: &TensorInfo, y: &TensorInfo, tanh: bool) -> OpResult<Box<dyn Kernel>> {
     let name = if tanh { "TANH" } else { "LOGISTIC" };
-    let (si, zi) = qparams(x)?;
-    let (so, zo) = qparams(y)?;
-    op_ensure!(
-        zi == 0 && zo == 0,
-        "int16 {name} needs zero points 0 (input {zi}, output {zo})"
-    );
+    let (si, so) = symmetric16(name, x, y)?;
     op_ensure!(
         si.is_finite() && si > 0.0,
         "int16 {name} input scale {si} is not positive"

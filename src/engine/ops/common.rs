@@ -317,6 +317,17 @@ pub(crate) fn qparams(t: &TensorInfo) -> OpResult<(f32, i32)> {
     Ok((s, q.zp0()))
 }
 
+/// Per-tensor scales of an int16 operator's input and output: TFLite's 16x8
+/// operators take symmetric tensors (zero points 0) and refuse others.
+pub(crate) fn symmetric16(op: &str, x: &TensorInfo, y: &TensorInfo) -> OpResult<(f32, f32)> {
+    let ((si, zi), (so, zo)) = (qparams(x)?, qparams(y)?);
+    op_ensure!(
+        zi == 0 && zo == 0,
+        "int16 {op} needs zero points 0 (input {zi}, output {zo})"
+    );
+    Ok((si, so))
+}
+
 /// Storage range of an 8-bit quantized type.
 pub(crate) fn qrange(t: &TensorInfo) -> OpResult<QRange> {
     match t.dtype {

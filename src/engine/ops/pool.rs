@@ -3,8 +3,8 @@
 use std::marker::PhantomData;
 
 use super::common::{
-    check_dtype, float_clamp, in_slice, out_slice, per_tensor_quant, window_geom, zero_point,
-    QElem, Window,
+    check_dtype, float_clamp, in_slice, out_slice, per_tensor_quant, symmetric16, window_geom,
+    zero_point, QElem, Window,
 };
 use super::{BuildCtx, Kernel, OpIo};
 use crate::engine::error::{OpError, OpResult};
@@ -13,7 +13,7 @@ use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::scalar::pool::{avg_pool_f32, avg_pool_q, max_pool_f32, max_pool_q};
 use crate::engine::quant::activation_range_quantized;
 use crate::engine::tensor::DType;
-use crate::{op_bail, op_ensure};
+use crate::op_bail;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PoolKind {
@@ -107,16 +107,12 @@ fn build_q<T: QElem>(
 ) -> OpResult<Box<dyn Kernel>> {
     let input = ctx.input(node, 0)?;
     let output = ctx.output(node, 0)?;
-    let iq = per_tensor_quant(input, "input")?;
+    per_tensor_quant(input, "input")?;
     let oq = per_tensor_quant(output, "output")?;
     let out_zp = zero_point::<T>(oq, output)?;
     // TFLite's int16 pools, as every 16x8 operator, take symmetric tensors.
     if T::DTYPE == DType::I16 {
-        let zi = zero_point::<T>(iq, input)?;
-        op_ensure!(
-            zi == 0 && out_zp == 0,
-            "int16 pooling needs zero points 0 (input {zi}, output {out_zp})"
-        );
+        symmetric16(node.op.name(), input, output)?;
     }
     // TFLite's quantized pools pass values through unchanged (no rescaling);
     // the activation clamp is computed from the output parameters.

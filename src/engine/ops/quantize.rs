@@ -37,7 +37,7 @@ pub(crate) fn lut_kernel(
     same_shape(x, y)?;
     if x.dtype == DType::I16 && y.dtype == DType::I16 {
         let (lo, hi) = (i16::MIN as i32, i16::MAX as i32);
-        return Ok(Box::new(Lut16 {
+        return Ok(Box::new(Table16 {
             table: (lo..=hi).map(|v| f(v).clamp(lo, hi) as i16).collect(),
         }));
     }
@@ -49,11 +49,11 @@ pub(crate) fn lut_kernel(
 }
 
 /// An int16 table: entry `v + 32768` is the output of input `v`.
-struct Lut16 {
+struct Table16 {
     table: Vec<i16>,
 }
 
-impl Kernel for Lut16 {
+impl Kernel for Table16 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> OpResult<()> {
         let x = io.input(0)?.i16()?;
         let y = io.outputs.get_mut(0).ok_or("missing output 0")?.i16()?;

@@ -9,7 +9,7 @@ use crate::engine::kernels::scalar::resize::{
 use crate::engine::tensor::DType;
 use crate::{op_bail, op_ensure};
 
-use super::common::{q8, qparams};
+use super::common::{q8, symmetric16};
 use super::{BuildCtx, Kernel, OpIo};
 
 struct Geometry {
@@ -38,13 +38,8 @@ enum Plan {
         ys: Vec<(f32, usize, usize)>,
         xs: Vec<(f32, usize, usize)>,
     },
-    /// int8: TFLite's `ResizeBilinearInteger`.
-    BilinearI8 {
-        ys: Vec<(i32, usize, usize)>,
-        xs: Vec<(i32, usize, usize)>,
-    },
-    /// int16 (zero points 0): the same integer interpolation.
-    BilinearI16 {
+    /// int8 and int16 (zero points 0): TFLite's `ResizeBilinearInteger`.
+    BilinearInt {
         ys: Vec<(i32, usize, usize)>,
         xs: Vec<(i32, usize, usize)>,
     },
@@ -79,19 +74,19 @@ impl Kernel for Resize {
         );
         match &self.plan {
             Plan::BilinearF32 { ys, xs } => bilinear_f32(&g.with(ys, xs), x.f32()?, out.f32()?),
-            Plan::BilinearI8 { ys, xs } => bilinear_int(
-                &g.with(ys, xs),
-                x.i8()?,
-                out.i8()?,
-                |v| v as i64,
-                |v| v as i8,
-            ),
-            Plan::BilinearI16 { ys, xs } => bilinear_int(
+            Plan::BilinearInt { ys, xs } if self.dtype == DType::I16 => bilinear_int(
                 &g.with(ys, xs),
                 x.i16()?,
                 out.i16()?,
                 |v| v as i64,
                 |v| v as i16,
+            ),
+            Plan::BilinearInt { ys, xs } => bilinear_int(
+                &g.with(ys, xs),
+                x.i8()?,
+                out.i8()?,
+                |v| v as i64,
+                |v| v as i8,
             ),
             Plan::BilinearU8 { ys, xs } => bilinear_float(
                 &g.with(ys, xs),
@@ -173,23 +168,16 @@ pub(crate) fn build_resize(ctx: &BuildCtx<'_>, node: &Node) -> OpResult<Box<dyn 
                 ys: (0..out_h).map(|i| ay.bilinear_f32(i)).collect(),
                 xs: (0..out_w).map(|i| ax.bilinear_f32(i)).collect(),
             },
-            // Like TFLite, stored values are interpolated as they are.
-            DType::I8 => {
-                q8(x)?;
-                q8(y)?;
-                Plan::BilinearI8 {
-                    ys: (0..out_h).map(|i| ay.bilinear_i32(i)).collect(),
-                    xs: (0..out_w).map(|i| ax.bilinear_i32(i)).collect(),
+            // Like TFLite, stored values are interpolated as they are; its int16
+            // kernel is the int8 one's integer interpolation.
+            DType::I8 | DType::I16 => {
+                if x.dtype == DType::I8 {
+                    q8(x)?;
+                    q8(y)?;
+                } else {
+                    symmetric16("RESIZE_BILINEAR", x, y)?;
                 }
-            }
-            // TFLite's int16 kernel is the int8 one's integer interpolation.
-            DType::I16 => {
-                let (zi, zo) = (qparams(x)?.1, qparams(y)?.1);
-                op_ensure!(
-                    zi == 0 && zo == 0,
-                    "int16 RESIZE_BILINEAR needs zero points 0 (input {zi}, output {zo})"
-                );
-                Plan::BilinearI16 {
+                Plan::BilinearInt {
                     ys: (0..out_h).map(|i| ay.bilinear_i32(i)).collect(),
                     xs: (0..out_w).map(|i| ax.bilinear_i32(i)).collect(),
                 }

@@ -15,7 +15,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
-use super::requant::{finish1, finish4, narrow8, requant_kinds, Params4, Requant16};
+use super::requant::{finish4, finish_channel, narrow8, requant_kinds, Params4, Requant16};
 use crate::engine::kernels::hybrid::DepthwiseRowOperands;
 use crate::engine::kernels::scalar::conv::{ConvGeom, Depthwise};
 use crate::engine::kernels::scratch::reuse;
@@ -392,14 +392,7 @@ impl ZpOut for Rq<'_> {
     #[inline(always)]
     fn put1(&self, ch: usize, acc: i32) -> i8 {
         let q = self.q;
-        finish1(
-            acc,
-            q.multipliers[ch],
-            q.shifts[ch],
-            q.output_offset,
-            q.act_min,
-            q.act_max,
-        )
+        finish_channel(q, acc, ch)
     }
 }
 
@@ -1016,14 +1009,7 @@ unsafe fn dw_i8_neon(k: &NeonKernel<'_>, rows: Range<usize>, out: &mut [i8]) {
                     let x = input[xo + ch] as i32;
                     acc = acc.wrapping_add(w16[wo + ch] as i32 * (x + q.input_offset));
                 }
-                out[obase + ch] = finish1(
-                    acc,
-                    q.multipliers[ch],
-                    q.shifts[ch],
-                    q.output_offset,
-                    q.act_min,
-                    q.act_max,
-                );
+                out[obase + ch] = finish_channel(q, acc, ch);
             }
         }
     }
@@ -1066,14 +1052,7 @@ fn depthwise_i8_plain(
                     if let Some(bias) = bias {
                         acc = acc.wrapping_add(bias[oc]);
                     }
-                    out[obase + oc] = finish1(
-                        acc,
-                        q.multipliers[oc],
-                        q.shifts[oc],
-                        q.output_offset,
-                        q.act_min,
-                        q.act_max,
-                    );
+                    out[obase + oc] = finish_channel(q, acc, oc);
                 }
             }
         }

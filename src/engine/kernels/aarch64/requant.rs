@@ -22,7 +22,7 @@
 use std::arch::aarch64::*;
 
 use crate::engine::kernels::{KernelPath, Mat, MatMut, RequantCols};
-use crate::engine::quant::multiply_by_quantized_multiplier;
+use crate::engine::quant::{multiply_by_quantized_multiplier, RequantPerChannel};
 
 /// Per-lane requantization parameters: multiplier, left shift (>= 0), right shift (<= 0).
 #[derive(Clone, Copy)]
@@ -211,6 +211,19 @@ pub(crate) fn requant_kinds(shifts: &[i32], mults: &[i32], off: i32) -> Option<(
 pub(crate) fn finish1(x: i32, mult: i32, shift: i32, off: i32, lo: i32, hi: i32) -> i8 {
     let v = multiply_by_quantized_multiplier(x, mult, shift).wrapping_add(off);
     v.max(lo).min(hi).clamp(i8::MIN as i32, i8::MAX as i32) as i8
+}
+
+/// [`finish1`] of output channel `ch` of a convolution's per-channel parameters.
+#[inline(always)]
+pub(crate) fn finish_channel(q: &RequantPerChannel<'_>, acc: i32, ch: usize) -> i8 {
+    finish1(
+        acc,
+        q.multipliers[ch],
+        q.shifts[ch],
+        q.output_offset,
+        q.act_min,
+        q.act_max,
+    )
 }
 
 /// `out[i][j] = clamp(output_offset + mbqm(acc[i][j] + bias[j], multipliers[j], shifts[j]),
