@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Derive the dynamic-range, weight-only and 16x8 variants of the bundled SSD with ai-edge-quantizer.
 
-    quant_models.py FP32_MODEL IMAGES_DIR OUT_DIR [NAME=FACE_FP32_MODEL:SIZE ...]
+    quant_models.py FP32_MODEL IMAGES_DIR OUT_DIR [NAME=FP32_MODEL:SIZE:INPUT ...]
 
 Writes into OUT_DIR (recipes of ai-edge-quantizer 0.10.0):
   ssd_mobilenetv2_oidv4_dynamic.tflite        dynamic_wi8_afp32         (int8 weights, float activations
@@ -10,9 +10,9 @@ Writes into OUT_DIR (recipes of ai-edge-quantizer 0.10.0):
   ssd_mobilenetv2_oidv4_weight_only.tflite    weight_only_wi8_afp32     (int8 weights, DEQUANTIZE to float)
   ssd_mobilenetv2_oidv4_int16.tflite          static_wi8_ai16           (16x8: int16 activations, int8 weights),
                                               calibrated on every *.jpg of IMAGES_DIR scaled to 300x300, [-1, 1]
-and, for each NAME=FACE_FP32_MODEL:SIZE (a MediaPipe BlazeFace made float32 by float_model.py):
+and, for each NAME=FP32_MODEL:SIZE:INPUT (a MediaPipe detector made float32 by float_model.py):
   NAME_int16.tflite                           static_wi8_ai16, calibrated on the same stills scaled
-                                              to SIZE x SIZE, [-1, 1], through the input "input"
+                                              to SIZE x SIZE, [-1, 1], through the input INPUT
 """
 import glob
 import os
@@ -52,5 +52,5 @@ write("ssd_mobilenetv2_oidv4_weight_only.tflite", recipe.weight_only_wi8_afp32()
 write("ssd_mobilenetv2_oidv4_int16.tflite", recipe.static_wi8_ai16(), calibrate=True)
 for arg in sys.argv[4:]:
     name, rest = arg.split("=", 1)
-    face, size = rest.rsplit(":", 1)
-    write(f"{name}_int16.tflite", recipe.static_wi8_ai16(), True, face, int(size), "input")
+    model, size, input_name = rest.rsplit(":", 2)
+    write(f"{name}_int16.tflite", recipe.static_wi8_ai16(), True, model, int(size), input_name)

@@ -9,7 +9,8 @@
 //! Workers spin briefly after a job (operators follow each other within
 //! microseconds during an inference), then park on a condition variable.
 //! Each thread first takes the tasks of its own contiguous share (thread `w` of `T` the
-//! `w`-th of `T` nearly equal ranges of task indices, in order), then helps with the other
+//! `w`-th of `T` nearly equal ranges of task indices, in order, the remainder tasks to the
+//! last threads: the caller also runs the operators not cut into tasks), then helps with the other
 //! shares: consecutive operators cut the same rows the same way, so a thread mostly reads
 //! what it wrote itself (in its own cache) while the stealing keeps the load balanced.
 //! Tasks are claimed with atomic counters, so each task runs exactly once.
@@ -26,6 +27,44 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_micros(100);
+/// How the pool's threads wait and share work. [`Tuning::from_env`] reads two
+/// measurement switches, which `scripts/armcount --threads` sets so that per-thread
+/// instruction counts under qemu (where time runs at emulation speed and the host
+/// schedules the guest's threads) hold each thread's own share of the work:
+/// - `EDGECAM_POOL_SPIN_US=N`: spin N µs before parking (default 100); 0 parks at once,
+///   so no thread counts instructions spent waiting.
+/// - `EDGECAM_POOL_STEAL=0`: each thread runs only its own share of a job's tasks
+///   (the static split), so no thread's count depends on when the others woke up.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    pub spin: Duration,
+    pub steal: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            spin: SPIN,
+            steal: true,
+        }
+    }
+}
+
+impl Tuning {
+    /// The defaults, with the environment's switches applied where they parse.
+    pub fn from_env() -> Self {
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let d = Tuning::default();
+        Tuning {
+            spin: var("EDGECAM_POOL_SPIN_US").map_or(d.spin, Duration::from_micros),
+            steal: var("EDGECAM_POOL_STEAL").map_or(d.steal, |v| v != 0),
+        }
+    }
+}
 /// Spins between `yield_now` calls while waiting (gives the core away when the
 /// machine is oversubscribed).
 const YIELD_EVERY: u32 = 256;
@@ -60,6 +99,10 @@ struct Inner {
     pending: AtomicUsize,
     /// A worker's task panicked during the current job.
     panicked: AtomicBool,
+    /// How long a waiting thread spins before it parks.
+    spin: Duration,
+    /// Threads help with the others' shares once their own is done.
+    steal: bool,
 }
 
 /// One thread's range of task indices: `next` is claimed with `fetch_add` (by the owner
@@ -93,6 +136,15 @@ impl ThreadPool {
     /// `cores`, when not empty, pins worker `i` (caller = 0) to `cores[i % len]`;
     /// the calling thread itself is not pinned.
     pub fn new(threads: usize, cores: &[usize]) -> std::io::Result<ThreadPool> {
+        Self::with_tuning(threads, cores, Tuning::from_env())
+    }
+
+    /// [`Self::new`] with the waiting and sharing of `tuning`.
+    pub fn with_tuning(
+        threads: usize,
+        cores: &[usize],
+        tuning: Tuning,
+    ) -> std::io::Result<ThreadPool> {
         let threads = threads.max(1);
         let inner = Arc::new(Inner {
             ctrl: Mutex::new(Ctrl {
@@ -112,6 +164,8 @@ impl ThreadPool {
                 .collect(),
             pending: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
+            spin: tuning.spin,
+            steal: tuning.steal,
         });
         let mut pool = ThreadPool {
             inner: inner.clone(),
@@ -167,7 +221,7 @@ impl ThreadPool {
             )
         };
         for (w, share) in inner.shares.iter().enumerate() {
-            let r = split_range(ntasks, self.threads, w);
+            let r = share_range(ntasks, self.threads, w);
             share.next.store(r.start, Ordering::Relaxed);
             share.end.store(r.end, Ordering::Relaxed);
         }
@@ -190,7 +244,7 @@ impl ThreadPool {
             if n.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             }
-            if n.is_multiple_of(64) && t0.elapsed() > SPIN {
+            if inner.spin.is_zero() || (n.is_multiple_of(64) && t0.elapsed() > inner.spin) {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while inner.pending.load(Ordering::Acquire) != 0 {
                     c = inner.done.wait(c).unwrap_or_else(|e| e.into_inner());
@@ -211,7 +265,8 @@ impl ThreadPool {
 /// Run the tasks of `worker`'s own share, then those left in the others' shares.
 fn claim_tasks(inner: &Inner, f: &(dyn Fn(usize, usize) + Sync + '_), worker: usize) {
     let n = inner.shares.len();
-    for i in 0..n {
+    let helped = if inner.steal { n } else { 1 };
+    for i in 0..helped {
         let share = &inner.shares[(worker + i) % n];
         let end = share.end.load(Ordering::Relaxed);
         loop {
@@ -242,7 +297,7 @@ fn worker(inner: &Inner, id: usize) {
             if n.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             }
-            if n.is_multiple_of(64) && t0.elapsed() > SPIN {
+            if inner.spin.is_zero() || (n.is_multiple_of(64) && t0.elapsed() > inner.spin) {
                 let mut c = inner.ctrl.lock().unwrap_or_else(|e| e.into_inner());
                 while c.generation == seen && !c.shutdown {
                     c = inner.wake.wait(c).unwrap_or_else(|e| e.into_inner());
@@ -313,6 +368,25 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
     Err(std::io::Error::other(format!(
         "pinning to core {core} is only supported on Linux"
     )))
+}
+
+/// Thread `i`'s share of a job's `len` tasks among `parts` threads: nearly equal
+/// contiguous ranges in order, the longer ones (with fewer tasks than threads, the only
+/// ones) last. The calling thread (0) also runs the operators that are not cut into
+/// tasks, so it never gets a remainder task; the last threads, which do, hold the job's
+/// last tasks, the shortest where rows do not divide evenly (see the conv tasks' split).
+fn share_range(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    split_range_last(len, parts, i)
+}
+
+/// [`split_range`] with the longer parts last.
+pub fn split_range_last(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let parts = parts.max(1);
+    let (base, rem) = (len / parts, len % parts);
+    let short = parts - rem;
+    let start = i * base + i.saturating_sub(short);
+    let end = start + base + usize::from(i >= short);
+    start.min(len)..end.min(len)
 }
 
 /// Split `0..len` into `parts` nearly equal contiguous ranges; part `i`.
@@ -395,21 +469,44 @@ mod tests {
     fn every_task_runs_once_for_1_to_4_threads() {
         for threads in 1..=4 {
             let pool = ThreadPool::new(threads, &[]).unwrap();
-            for ntasks in [0usize, 1, 2, 3, 7, 64, 1000] {
-                let hits: Vec<AtomicU32> = (0..ntasks).map(|_| AtomicU32::new(0)).collect();
-                let workers: Vec<AtomicU32> = (0..threads).map(|_| AtomicU32::new(0)).collect();
-                for _round in 0..3 {
-                    pool.run(ntasks, &|t, w| {
-                        hits[t].fetch_add(1, Ordering::Relaxed);
-                        workers[w].fetch_add(1, Ordering::Relaxed);
-                    });
+            every_task_runs_once(&pool, threads);
+        }
+    }
+
+    /// Without spinning every wait parks on the condition variables at once: the
+    /// wake-ups must not be lost (a lost one hangs the test). Without stealing each
+    /// thread runs its own share only, and still every task runs once.
+    #[test]
+    fn every_task_runs_once_when_threads_park_at_once() {
+        for threads in 2..=4 {
+            for steal in [true, false] {
+                let tuning = Tuning {
+                    spin: Duration::ZERO,
+                    steal,
+                };
+                let pool = ThreadPool::with_tuning(threads, &[], tuning).unwrap();
+                for _ in 0..50 {
+                    every_task_runs_once(&pool, threads);
                 }
-                for (t, h) in hits.iter().enumerate() {
-                    assert_eq!(h.load(Ordering::Relaxed), 3, "task {t}, {threads} threads");
-                }
-                let total: u32 = workers.iter().map(|w| w.load(Ordering::Relaxed)).sum();
-                assert_eq!(total as usize, 3 * ntasks);
             }
+        }
+    }
+
+    fn every_task_runs_once(pool: &ThreadPool, threads: usize) {
+        for ntasks in [0usize, 1, 2, 3, 7, 64, 1000] {
+            let hits: Vec<AtomicU32> = (0..ntasks).map(|_| AtomicU32::new(0)).collect();
+            let workers: Vec<AtomicU32> = (0..threads).map(|_| AtomicU32::new(0)).collect();
+            for _round in 0..3 {
+                pool.run(ntasks, &|t, w| {
+                    hits[t].fetch_add(1, Ordering::Relaxed);
+                    workers[w].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            for (t, h) in hits.iter().enumerate() {
+                assert_eq!(h.load(Ordering::Relaxed), 3, "task {t}, {threads} threads");
+            }
+            let total: u32 = workers.iter().map(|w| w.load(Ordering::Relaxed)).sum();
+            assert_eq!(total as usize, 3 * ntasks);
         }
     }
 
@@ -438,6 +535,33 @@ mod tests {
             });
             assert_eq!(first.load(Ordering::Acquire), 4);
         }
+    }
+
+    #[test]
+    fn shares_partition_the_tasks_with_the_caller_shortest() {
+        for parts in 1..=6 {
+            for len in 0..40 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = share_range(len, parts, i);
+                    assert_eq!(r.start, next, "len {len}, parts {parts}, share {i}");
+                    assert!(r.len() == len / parts || r.len() == len / parts + 1);
+                    assert!(r.len() >= share_range(len, parts, 0).len());
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+            }
+        }
+        // Without stealing, two tasks on four threads run on the last two workers.
+        let tuning = Tuning {
+            spin: Duration::ZERO,
+            steal: false,
+        };
+        let pool = ThreadPool::with_tuning(4, &[], tuning).unwrap();
+        let ran: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(usize::MAX)).collect();
+        pool.run(2, &|t, w| ran[t].store(w, Ordering::Relaxed));
+        let ran: Vec<usize> = ran.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        assert_eq!(ran, [2, 3]);
     }
 
     #[test]

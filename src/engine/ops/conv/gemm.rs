@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::im2col::{im2col, RUN};
 use super::params::QParams;
-use super::tasks::{run_pool, run_tasks, shift_u8_to_i8, task_rows, Split};
+use super::tasks::{run_pool, run_tasks, shift_u8_to_i8, task_rows, RowTasks, Split};
 use crate::engine::error::OpResult;
 use crate::engine::kernels::scalar::conv::ConvGeom;
 use crate::engine::kernels::{self, KernelPath, PackedF32, PackedI8};
@@ -83,8 +83,7 @@ pub(super) struct GemmI8 {
     q: QParams,
     in_zp: i8,
     pool: Option<Arc<ThreadPool>>,
-    task_rows: usize,
-    tasks: usize,
+    rows: RowTasks,
     scratch: PerWorker<ScratchI8>,
 }
 
@@ -114,8 +113,7 @@ struct QGemmPlan {
     bias: Vec<i32>,
     threads: usize,
     im2col: bool,
-    task_rows: usize,
-    tasks: usize,
+    rows: RowTasks,
 }
 
 impl<W> QGemmParams<'_, W> {
@@ -134,7 +132,7 @@ impl<W> QGemmParams<'_, W> {
             .collect();
         let threads = self.pool.as_ref().map_or(1, |p| p.threads());
         let im2col = matches!(self.src, ASource::Im2col(_));
-        let (task_rows, tasks) = task_rows(
+        let rows = task_rows(
             m,
             threads,
             kernels::gemm_i8_tile_rows(self.path),
@@ -145,8 +143,7 @@ impl<W> QGemmParams<'_, W> {
             bias,
             threads,
             im2col,
-            task_rows,
-            tasks,
+            rows,
         }
     }
 }
@@ -161,7 +158,7 @@ impl GemmI8 {
         let in_zp = i8::try_from(-p.q.input_offset).map_err(|_| "input zero point out of range")?;
         let in_off = p.q.input_offset;
         let plan = p.plan(p.w, |b, sum| b.wrapping_add(in_off.wrapping_mul(sum)));
-        let (k, n, task_rows, im2col) = (p.k, p.n, plan.task_rows, plan.im2col);
+        let (k, n, task_rows, im2col) = (p.k, p.n, plan.rows.max, plan.im2col);
         // No int32 scratch where the register tile requantizes every row.
         let acc_len = if kernels::gemm_requant_in_tile(&plan.packed) {
             0
@@ -185,8 +182,7 @@ impl GemmI8 {
             q: p.q,
             in_zp,
             pool: p.pool,
-            task_rows,
-            tasks: plan.tasks,
+            rows: plan.rows,
             scratch,
         })
     }
@@ -197,9 +193,9 @@ impl Kernel for GemmI8 {
         let input = in_slice(io, 0, self.input_len, |t| t.i8())?;
         let out = out_slice(io, self.m * self.n, |t| t.i8())?;
         let this = &*self;
-        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let (k, n) = (this.k, this.n);
         let task = |t: usize, chunk: &mut [i8], w: usize| {
-            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let rows = this.rows.rows(t);
             let mr = rows.len();
             let mut s = this.scratch.get(w);
             let ScratchI8 { cols, acc } = &mut *s;
@@ -248,8 +244,8 @@ impl Kernel for GemmI8 {
         run_tasks(
             &this.pool,
             out,
-            this.tasks,
-            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            this.rows.tasks,
+            &|t| this.rows.scaled(t, n),
             &task,
         );
         Ok(())
@@ -281,8 +277,7 @@ pub(super) struct GemmU8 {
     input: Vec<i8>,
     path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
-    task_rows: usize,
-    tasks: usize,
+    rows: RowTasks,
     scratch: PerWorker<ScratchU8>,
 }
 
@@ -311,7 +306,7 @@ impl GemmU8 {
             act_max: p.q.act_max - 128,
             ..p.q
         };
-        let (k, n, task_rows, im2col) = (p.k, p.n, plan.task_rows, plan.im2col);
+        let (k, n, task_rows, im2col) = (p.k, p.n, plan.rows.max, plan.im2col);
         let scratch = PerWorker::new(plan.threads, || ScratchU8 {
             cols: vec![
                 0;
@@ -336,8 +331,7 @@ impl GemmU8 {
             input: vec![0; p.input_len],
             path: p.path,
             pool: p.pool,
-            task_rows,
-            tasks: plan.tasks,
+            rows: plan.rows,
             scratch,
         })
     }
@@ -349,7 +343,7 @@ impl Kernel for GemmU8 {
         shift_u8_to_i8(&self.pool, input, &mut self.input);
         let out = out_slice(io, self.m * self.n, |t| t.u8())?;
         let this = &*self;
-        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let (k, n) = (this.k, this.n);
         let q = &this.q;
         let rq = kernels::RequantCols {
             bias: &this.bias,
@@ -360,7 +354,7 @@ impl Kernel for GemmU8 {
             act_max: q.act_max,
         };
         let task = |t: usize, chunk: &mut [u8], w: usize| {
-            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let rows = this.rows.rows(t);
             let mut s = this.scratch.get(w);
             let ScratchU8 { cols, acc } = &mut *s;
             let mut r = rows.start;
@@ -407,8 +401,8 @@ impl Kernel for GemmU8 {
         run_tasks(
             &this.pool,
             out,
-            this.tasks,
-            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            this.rows.tasks,
+            &|t| this.rows.scaled(t, n),
             &task,
         );
         Ok(())
@@ -440,8 +434,7 @@ pub(super) struct GemmF32 {
     bias: Option<Vec<f32>>,
     clamp: (f32, f32),
     pool: Option<Arc<ThreadPool>>,
-    task_rows: usize,
-    tasks: usize,
+    rows: RowTasks,
     scratch: PerWorker<Vec<f32>>,
     /// Few rows and many columns on several threads: the tasks take column ranges.
     by_cols: Option<ColSplitF32>,
@@ -525,12 +518,13 @@ impl GemmF32 {
         // The row cut's weights and scratch only where it runs.
         let rows_cut = by_cols.is_none();
         let packed = kernels::pack_f32(path, w, if rows_cut { n } else { 0 }, k);
-        let (task_rows, tasks) = task_rows(
+        let rows = task_rows(
             m,
             threads,
             kernels::gemm_f32_tile_rows(path),
             Split::f32(threads),
         );
+        let task_rows = rows.max;
         GemmF32 {
             src,
             m,
@@ -541,8 +535,7 @@ impl GemmF32 {
             bias: bias.map(<[f32]>::to_vec),
             clamp,
             pool,
-            task_rows,
-            tasks,
+            rows,
             scratch: PerWorker::new(threads, || {
                 vec![
                     0.0;
@@ -607,9 +600,9 @@ impl Kernel for GemmF32 {
             return Ok(());
         }
         let this = &*self;
-        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let (k, n) = (this.k, this.n);
         let task = |t: usize, chunk: &mut [f32], w: usize| {
-            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let rows = this.rows.rows(t);
             let mr = rows.len();
             let mut cols = this.scratch.get(w);
             let a: &[f32] = match this.src {
@@ -630,8 +623,8 @@ impl Kernel for GemmF32 {
         run_tasks(
             &this.pool,
             out,
-            this.tasks,
-            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            this.rows.tasks,
+            &|t| this.rows.scaled(t, n),
             &task,
         );
         Ok(())

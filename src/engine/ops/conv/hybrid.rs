@@ -26,7 +26,7 @@ use std::sync::Arc;
 use super::gemm::{gemm_shape, ASource, ACC_ROWS};
 use super::im2col::{im2col, RUN};
 use super::params::{bias_info, const_weights};
-use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks, task_rows, Split};
+use super::tasks::{depthwise_sub, depthwise_tasks, run_tasks, task_rows, RowTasks, Split};
 use crate::engine::error::OpResult;
 use crate::engine::graph::Node;
 use crate::engine::kernels::scalar::conv::ConvGeom;
@@ -404,8 +404,7 @@ struct HybridGemm {
     fused: bool,
     path: KernelPath,
     pool: Option<Arc<ThreadPool>>,
-    task_rows: usize,
-    tasks: usize,
+    rows: RowTasks,
     scratch: PerWorker<Scratch>,
 }
 
@@ -429,12 +428,13 @@ impl HybridGemm {
             .collect();
         let threads = pool.as_ref().map_or(1, |p| p.threads());
         let im2col = matches!(src, ASource::Im2col(_));
-        let (task_rows, tasks) = task_rows(
+        let rows = task_rows(
             m,
             threads,
             kernels::gemm_i8_tile_rows(path),
             Split::int8(n, k, im2col),
         );
+        let task_rows = rows.max;
         let rows_per_group = match op {
             HybridOp::Fc { .. } => 1,
             _ => m,
@@ -462,8 +462,7 @@ impl HybridGemm {
             fused,
             path,
             pool,
-            task_rows,
-            tasks,
+            rows,
             scratch,
         }
     }
@@ -481,10 +480,10 @@ impl Kernel for HybridGemm {
         }
         let out = out_slice(io, self.m * self.n, |t| t.f32())?;
         let this = &*self;
-        let (k, n, tr) = (this.k, this.n, this.task_rows);
+        let (k, n) = (this.k, this.n);
         let q = &this.q;
         let task = |t: usize, chunk: &mut [f32], w: usize| {
-            let rows = t * tr..((t + 1) * tr).min(this.m);
+            let rows = this.rows.rows(t);
             let mut s = this.scratch.get(w);
             let Scratch { cols, acc } = &mut *s;
             let mut r = rows.start;
@@ -549,8 +548,8 @@ impl Kernel for HybridGemm {
         run_tasks(
             &this.pool,
             out,
-            this.tasks,
-            &|t| t * tr * n..((t + 1) * tr).min(this.m) * n,
+            this.rows.tasks,
+            &|t| this.rows.scaled(t, n),
             &task,
         );
         Ok(())

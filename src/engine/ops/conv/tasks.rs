@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::engine::kernels::scalar::conv::ConvGeom;
-use crate::engine::pool::{split_range, ThreadPool};
+use crate::engine::pool::{split_range, split_range_last, ThreadPool};
 
 /// Rows (output pixels) per GEMM task at most (int8; float on one thread): long enough that
 /// the per-task costs (claiming a task, the GEMM's argument checks and per-block constants)
@@ -61,9 +61,56 @@ impl Split {
     }
 }
 
-/// Task split of a GEMM of `m` rows over `threads`: (rows per task, tasks). Tasks take
-/// whole register tiles of `tile` rows.
-pub(super) fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
+/// A GEMM's `m` rows cut into `tasks` contiguous runs of whole register tiles of `tile`
+/// rows, as even as the tiles allow: the last `tiles % tasks` runs one tile longer, the
+/// last one ending with the partial tile. The first runs, the calling thread's share (see
+/// the pool), are the shorter: it also runs the operators that are not cut into tasks.
+/// (Runs of equal length with a short last one left one thread of four nearly idle on a
+/// 100-row layer: 32, 32, 32 and 4 rows.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RowTasks {
+    m: usize,
+    tile: usize,
+    pub(super) tasks: usize,
+    /// Rows of the longest task (the scratch a task needs).
+    pub(super) max: usize,
+}
+
+impl RowTasks {
+    /// Task `t`'s rows.
+    pub(super) fn rows(&self, t: usize) -> Range<usize> {
+        let r = split_range_last(self.m.div_ceil(self.tile), self.tasks, t);
+        (r.start * self.tile).min(self.m)..(r.end * self.tile).min(self.m)
+    }
+
+    /// Task `t`'s elements of a row-major output with `n` columns.
+    pub(super) fn scaled(&self, t: usize, n: usize) -> Range<usize> {
+        let r = self.rows(t);
+        r.start * n..r.end * n
+    }
+}
+
+/// Task split of a GEMM of `m` rows over `threads` (see [`RowTasks`]).
+pub(super) fn task_rows(m: usize, threads: usize, tile: usize, split: Split) -> RowTasks {
+    let (rows, tasks) = task_count(m, threads, tile, split);
+    let mut t = RowTasks {
+        m,
+        tile,
+        tasks,
+        max: rows,
+    };
+    // The last task but one is a longest one (the last may end with the partial tile);
+    // never longer than the equal runs (tasks ≥ m / rows, so a task's ⌈tiles / tasks⌉
+    // tiles are at most rows / tile).
+    t.max = (tasks.saturating_sub(2)..tasks)
+        .map(|i| t.rows(i).len())
+        .max()
+        .unwrap_or(rows);
+    t
+}
+
+/// (rows per task, tasks) of equal runs of whole tiles; [`task_rows`] evens them out.
+fn task_count(m: usize, threads: usize, tile: usize, split: Split) -> (usize, usize) {
     if m == 0 {
         return (1, 0);
     }
@@ -171,4 +218,49 @@ pub(super) fn depthwise_sub(
     let orow = g.out_w * g.out_c;
     let out_range = (b * g.out_h + r.start) * orow..(b * g.out_h + r.end) * orow;
     (sub, in_range, out_range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tasks cover `0..m` in order, each a run of whole tiles (the last may end with
+    /// the partial one), none longer than `max`, and their lengths in tiles differ by at
+    /// most one.
+    #[test]
+    fn row_tasks_cover_the_rows_evenly_in_whole_tiles() {
+        for m in 0..300 {
+            for threads in 1..=4 {
+                for tile in [1, 4, 8, 12] {
+                    for split in [Split::int8(64, 64, false), Split::int8(512, 512, true)] {
+                        let t = task_rows(m, threads, tile, split);
+                        let mut next = 0;
+                        let (mut lo, mut hi) = (usize::MAX, 0);
+                        for i in 0..t.tasks {
+                            let r = t.rows(i);
+                            assert_eq!(r.start, next, "m {m} threads {threads} tile {tile}");
+                            assert!(
+                                r.start.is_multiple_of(tile)
+                                    && (r.end.is_multiple_of(tile) || r.end == m)
+                            );
+                            assert!(!r.is_empty() && r.len() <= t.max);
+                            let tiles = r.len().div_ceil(tile);
+                            (lo, hi) = (lo.min(tiles), hi.max(tiles));
+                            next = r.end;
+                        }
+                        assert_eq!(next, m);
+                        assert!(t.tasks == 0 || hi - lo <= 1, "m {m}: {lo}..{hi} tiles");
+                        // As many tasks as the equal runs had.
+                        assert_eq!(t.tasks, task_count(m, threads, tile, split).1);
+                    }
+                }
+            }
+        }
+        // 100 rows, tiles of 8, four threads, heavy weights: 24, 24, 24, 28 rows
+        // (not 32, 32, 32, 4).
+        let t = task_rows(100, 4, 8, Split::int8(1024, 1024, false));
+        let lens: Vec<usize> = (0..t.tasks).map(|i| t.rows(i).len()).collect();
+        assert_eq!(lens, [24, 24, 24, 28]);
+        assert_eq!(t.max, 28);
+    }
 }
